@@ -1,0 +1,181 @@
+package verify
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/mod/semver"
+)
+
+// Target kinds, the value of [Custom].Kind.
+const (
+	// KindImage is a full image (the default when kind is absent).
+	KindImage = "image"
+	// KindPatch is a static binary patch from one base release to the
+	// image named by [Custom].Of.
+	KindPatch = "patch"
+	// KindChunkIndex is the chunk index of the image named by [Custom].Of,
+	// for adaptive deltas.
+	KindChunkIndex = "chunk-index"
+)
+
+// CompressionZstd marks a target whose bytes are a zstd stream; the
+// uncompressed image is described by [Custom].Uncompressed.
+const CompressionZstd = "zstd"
+
+// Custom is the switchback part of a TUF target's custom metadata. It is
+// signed with the targets role, so every field is as trusted as the target
+// hashes. Unknown fields are ignored; missing required ones reject the
+// target (see [ParseCustom]).
+type Custom struct {
+	// Component names what the image updates: "rootfs", "app", "config",
+	// or a device behind the gateway. Required.
+	Component string `json:"component"`
+	// Version is the release's semantic version, with or without a
+	// leading "v". Required.
+	Version string `json:"version"`
+	// Hardware lists the hardware ids the image runs on. Required, not
+	// empty; "*" matches any hardware.
+	Hardware []string `json:"hardware"`
+	// MinVersion, when set, is the lowest installed version the release
+	// may be installed over.
+	MinVersion string `json:"min_version,omitempty"`
+	// Kind is one of KindImage (default), KindPatch, KindChunkIndex.
+	Kind string `json:"kind,omitempty"`
+	// Of names, for patches and chunk indexes, the target path of the full
+	// image they produce or describe.
+	Of string `json:"of,omitempty"`
+	// Base is, for a patch, the hex sha256 of the image it applies to.
+	Base string `json:"base,omitempty"`
+	// Format names the encoding of a patch or chunk index.
+	Format string `json:"format,omitempty"`
+	// Compression is "" for raw bytes or CompressionZstd.
+	Compression string `json:"compression,omitempty"`
+	// Uncompressed describes the image after decompression or patching:
+	// required when Compression is set, and for patches.
+	Uncompressed *Digest `json:"uncompressed,omitempty"`
+}
+
+// Digest is the length and SHA-256 of a byte stream.
+type Digest struct {
+	Length int64  `json:"length"`
+	SHA256 string `json:"sha256"`
+}
+
+// ErrBadCustom is wrapped by every error about malformed custom metadata.
+var ErrBadCustom = errors.New("verify: malformed target custom metadata")
+
+// ParseCustom decodes and validates the custom metadata of a target. raw is
+// the target's "custom" object; the switchback fields sit at its top level.
+func ParseCustom(raw []byte) (Custom, error) {
+	var c Custom
+	if len(raw) == 0 || string(raw) == "null" {
+		return c, fmt.Errorf("%w: no custom metadata", ErrBadCustom)
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return Custom{}, fmt.Errorf("%w: %v", ErrBadCustom, err)
+	}
+	if err := c.Validate(); err != nil {
+		return Custom{}, err
+	}
+	return c, nil
+}
+
+// Validate reports what is missing or malformed in c.
+func (c Custom) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrBadCustom}, a...)...))
+	}
+	if c.Component == "" {
+		bad("component missing")
+	} else if strings.ContainsAny(c.Component, "/\\ \t\n") {
+		bad("component %q has a separator or space", c.Component)
+	}
+	if c.Version == "" {
+		bad("version missing")
+	} else if !ValidVersion(c.Version) {
+		bad("version %q is not a semantic version", c.Version)
+	}
+	if c.MinVersion != "" && !ValidVersion(c.MinVersion) {
+		bad("min_version %q is not a semantic version", c.MinVersion)
+	}
+	if len(c.Hardware) == 0 {
+		bad("hardware list missing or empty")
+	}
+	for _, h := range c.Hardware {
+		if h == "" {
+			bad("empty hardware id")
+		}
+	}
+	switch c.Kind {
+	case "", KindImage:
+	case KindPatch:
+		if c.Of == "" || c.Base == "" || c.Format == "" || c.Uncompressed == nil {
+			bad("patch needs of, base, format and uncompressed")
+		}
+		if c.Base != "" && !isSHA256Hex(c.Base) {
+			bad("base %q is not a hex sha256", c.Base)
+		}
+	case KindChunkIndex:
+		if c.Of == "" || c.Format == "" {
+			bad("chunk index needs of and format")
+		}
+	default:
+		bad("unknown kind %q", c.Kind)
+	}
+	switch c.Compression {
+	case "":
+	case CompressionZstd:
+		if c.Uncompressed == nil {
+			bad("compressed target without uncompressed digest")
+		}
+	default:
+		bad("unknown compression %q", c.Compression)
+	}
+	if d := c.Uncompressed; d != nil {
+		if d.Length < 0 {
+			bad("negative uncompressed length")
+		}
+		if !isSHA256Hex(d.SHA256) {
+			bad("uncompressed sha256 %q is not a hex sha256", d.SHA256)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isSHA256Hex(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 32
+}
+
+// ValidVersion reports whether v is a full semantic version: major, minor
+// and patch, optionally a pre-release and build metadata ("1.2.3",
+// "v1.2.3-rc.1+build.5"). Shorthands such as "1.2" are refused, so that
+// every published version orders one way.
+func ValidVersion(v string) bool {
+	c := canonical(v)
+	if !semver.IsValid(c) {
+		return false
+	}
+	core := strings.TrimPrefix(c, "v")
+	if i := strings.IndexAny(core, "-+"); i >= 0 {
+		core = core[:i]
+	}
+	return strings.Count(core, ".") == 2
+}
+
+// CompareVersions compares two semantic versions by semver precedence: -1
+// when a < b, 0 when equal, +1 when a > b. An invalid version sorts before
+// every valid one.
+func CompareVersions(a, b string) int { return semver.Compare(canonical(a), canonical(b)) }
+
+func canonical(v string) string {
+	if strings.HasPrefix(v, "v") {
+		return v
+	}
+	return "v" + v
+}
