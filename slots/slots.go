@@ -114,6 +114,16 @@ type StartCounter interface {
 	CountStart(ctx context.Context) (BootStatus, error)
 }
 
+// CanaryChecker is implemented by boot controls that can prove that
+// userspace and the bootloader read and write the same environment. The
+// boot script passes a canary value it read from its environment to the
+// kernel (switchback.canary= on the command line); CheckCanary compares it
+// with what userspace reads, and returns an error wrapping [ErrMismatch]
+// that tells the integrator what is misconfigured when they differ.
+type CanaryChecker interface {
+	CheckCanary(ctx context.Context) error
+}
+
 // BlockSizer is implemented by slots that prefer writes of a given size
 // and alignment (raw partitions, flash). The updater then writes in
 // multiples of BlockSize.
