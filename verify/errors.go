@@ -1,0 +1,30 @@
+package verify
+
+import "errors"
+
+// Sentinel errors. Every error this package returns that a caller may branch
+// on wraps one of them (test with [errors.Is]); go-tuf's own error values stay
+// reachable in the chain through [errors.Is] and [errors.As].
+var (
+	// ErrNoUpdate means nothing newer than the installed version is
+	// published for the component.
+	ErrNoUpdate = errors.New("verify: no update available")
+	// ErrIncompatible means releases of the component exist but none may be
+	// installed (hardware, min_version, downgrade, blocklist); the error
+	// text says why each candidate was refused.
+	ErrIncompatible = errors.New("verify: no compatible release")
+	// ErrVerification means streamed bytes do not match the trusted length
+	// or a trusted hash, or cannot be checked against them.
+	ErrVerification = errors.New("verify: verification failed")
+	// ErrClockUnset means the device clock reads earlier than
+	// [Config].MinTime: metadata expiry cannot be judged, so nothing is
+	// trusted until the clock is set.
+	ErrClockUnset = errors.New("verify: clock not set")
+	// ErrUntrusted means the TUF refresh refused the repository's metadata:
+	// expired, badly signed, under threshold, rolled back, oversized or
+	// malformed. It wraps go-tuf's error.
+	ErrUntrusted = errors.New("verify: repository metadata not trusted")
+	// ErrFetch means metadata could not be downloaded (network failure, HTTP
+	// status other than 200, cancelled context); retrying later may help.
+	ErrFetch = errors.New("verify: metadata fetch failed")
+)
