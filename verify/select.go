@@ -1,0 +1,158 @@
+package verify
+
+import (
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Target is one trusted TUF target with its parsed switchback metadata.
+type Target struct {
+	// Path is the TUF target path, e.g. "app/app-1.2.0.bin".
+	Path string
+	// Length is the trusted length in bytes.
+	Length int64
+	// Hashes maps hash algorithm to trusted digest.
+	Hashes map[string][]byte
+	// Custom is the validated switchback custom metadata.
+	Custom Custom
+	// URL is where the target's bytes are fetched from: the targets base
+	// URL joined with the path, the file name prefixed with its hex digest
+	// ("dir/<sha256hex>.name") when the repository uses consistent
+	// snapshots.
+	URL string
+}
+
+// SHA256 returns the hex SHA-256 of the target, the key of the blocklist,
+// or "" if the metadata lists no sha256.
+func (t Target) SHA256() string {
+	if d, ok := t.Hashes[SHA256]; ok {
+		return hex.EncodeToString(d)
+	}
+	return ""
+}
+
+// Verifier returns a [Verifier] for the target's bytes as they are fetched.
+func (t Target) Verifier() (*Verifier, error) {
+	v, err := NewVerifier(t.Length, t.Hashes)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", t.Path, err)
+	}
+	return v, nil
+}
+
+// Policy says which release a device may install for one component.
+type Policy struct {
+	// Component is the component to update, matched against Custom.Component.
+	Component string
+	// Hardware is the device's hardware id; a release must list it or "*".
+	Hardware string
+	// Installed is the installed version of the component, "" if none. A
+	// release with a min_version needs an installed version.
+	Installed string
+	// AllowDowngrade lets any version other than the installed one be
+	// chosen (the newest that fits still wins); used to leave a bad release.
+	AllowDowngrade bool
+	// Blocked reports whether the release with this hex SHA-256 failed
+	// before and must not be retried; nil blocks nothing.
+	Blocked func(sha256hex string) bool
+}
+
+// Select picks the newest full image (Kind "" or [KindImage]) of
+// p.Component that fits the policy: its hardware list holds p.Hardware or
+// "*", its min_version is at most p.Installed, it is newer than p.Installed
+// (or, with AllowDowngrade, any other version), and it is not blocked.
+// Versions are ordered by [CompareVersions]; among equal versions a release
+// naming the hardware explicitly beats a "*" one, then the smaller path wins.
+//
+// When no release of the component is newer than the installed one (or none
+// is published), Select returns an error wrapping [ErrNoUpdate]. When newer
+// ones exist but none fits, the error wraps [ErrIncompatible] and says why
+// each was refused. An installed version that is not a semantic version is
+// an error of its own.
+func Select(targets []Target, p Policy) (Target, error) {
+	if p.Installed != "" && !ValidVersion(p.Installed) {
+		return Target{}, fmt.Errorf("verify: installed version %q of %s is not a semantic version", p.Installed, p.Component)
+	}
+	var (
+		best     *Target
+		refused  []string
+		newest   string // newest version published for the component
+		numImage int
+	)
+	for i := range targets {
+		t := &targets[i]
+		c := t.Custom
+		if c.Component != p.Component || (c.Kind != "" && c.Kind != KindImage) {
+			continue
+		}
+		numImage++
+		if newest == "" || CompareVersions(c.Version, newest) > 0 {
+			newest = c.Version
+		}
+		if p.Installed != "" {
+			cmp := CompareVersions(c.Version, p.Installed)
+			if cmp == 0 || (cmp < 0 && !p.AllowDowngrade) {
+				continue // not an update: never a reason for ErrIncompatible
+			}
+		}
+		if reason := refuse(*t, p); reason != "" {
+			refused = append(refused, fmt.Sprintf("%s (%s): %s", t.Path, c.Version, reason))
+			continue
+		}
+		if best == nil || better(*t, *best, p.Hardware) {
+			best = t
+		}
+	}
+	switch {
+	case best != nil:
+		return *best, nil
+	case len(refused) > 0:
+		return Target{}, fmt.Errorf("%w for %s on %s (installed %q): %s",
+			ErrIncompatible, p.Component, p.Hardware, p.Installed, strings.Join(refused, "; "))
+	case numImage == 0:
+		return Target{}, fmt.Errorf("%w: no release of %s published", ErrNoUpdate, p.Component)
+	default:
+		return Target{}, fmt.Errorf("%w: %s %s installed, newest published %s", ErrNoUpdate, p.Component, p.Installed, newest)
+	}
+}
+
+// refuse returns why t may not be installed under p, or "".
+func refuse(t Target, p Policy) string {
+	c := t.Custom
+	if err := c.Validate(); err != nil {
+		return err.Error()
+	}
+	if !slices.Contains(c.Hardware, p.Hardware) && !slices.Contains(c.Hardware, "*") {
+		return fmt.Sprintf("hardware %q not in %q", p.Hardware, c.Hardware)
+	}
+	if c.MinVersion != "" {
+		if p.Installed == "" {
+			return fmt.Sprintf("min_version %s needs an installed version", c.MinVersion)
+		}
+		if CompareVersions(p.Installed, c.MinVersion) < 0 {
+			return fmt.Sprintf("installed %s is below min_version %s", p.Installed, c.MinVersion)
+		}
+	}
+	if p.Blocked != nil {
+		if sum := t.SHA256(); sum == "" {
+			return "no sha256 to check against the blocklist"
+		} else if p.Blocked(sum) {
+			return "blocked after an earlier failure"
+		}
+	}
+	return ""
+}
+
+// better reports whether a should be preferred over b.
+func better(a, b Target, hardware string) bool {
+	if c := CompareVersions(a.Custom.Version, b.Custom.Version); c != 0 {
+		return c > 0
+	}
+	ea, eb := slices.Contains(a.Custom.Hardware, hardware), slices.Contains(b.Custom.Hardware, hardware)
+	if ea != eb {
+		return ea
+	}
+	return a.Path < b.Path
+}
