@@ -1,0 +1,51 @@
+// Package download is switchback's HTTP transfer layer: streaming,
+// resumable, bounded-memory GETs of TUF targets and metadata.
+//
+// # Protocol
+//
+// [Client.Fetch] streams one target of a known length (from TUF) into a
+// [Sink]. It starts with a plain GET, or, when an earlier attempt already
+// delivered Offset bytes, with
+//
+//	Range: bytes=<Offset>-
+//	If-Range: <ETag or Last-Modified of the earlier response>
+//
+// and accepts:
+//
+//   - 206 whose Content-Range starts exactly at the offset asked and whose
+//     total is exactly the expected length: the bytes are appended;
+//   - 200: the server ignores Range (logged once per host) or the file
+//     changed (If-Range did not match): [Sink.Restart] is called and the
+//     body is streamed from byte 0;
+//   - 416 when the offset already equals the length: nothing is missing.
+//
+// A 206 whose validator differs from the one asked for, a Content-Range or
+// Content-Length that disagrees with the expected length, or a body longer
+// than the expected length is refused: more bytes than expected are never
+// read, let alone buffered. A body that ends early, a connection cut
+// mid-body or a stall (no byte for [Config].StallTimeout) is resumed from
+// the last byte delivered, with exponential backoff and jitter, within the
+// retry budget; 429 and 5xx answers are retried (honouring Retry-After),
+// other 4xx are not. Mirrors are tried in order.
+//
+// The durable checkpoint (offset, validator, hash state) is the caller's:
+// [Client.Fetch] reports the validator of the bytes that follow through the
+// optional [ValidatorSink] ability, and progress after every write, so the
+// caller can sync its slot and record how far it got.
+//
+// # Threat model
+//
+// Nothing here decides whether bytes are good: a mirror, a proxy or a
+// man-in-the-middle may serve anything. What this package guarantees is
+// bounded resource use against a hostile server — at most the expected
+// length is read from any target response and at most maxLength from a
+// metadata response, memory is a fixed copy buffer — and that the bytes
+// delivered to the sink are, in order, what the servers sent. The caller
+// verifies them against TUF (length and every hash) before anything is
+// activated. TLS uses a private transport (custom CA bundle, optional
+// client certificate reloaded when its files change, TLS 1.2 at least) and
+// never touches [http.DefaultClient] or [http.DefaultTransport].
+//
+// A [Client] is safe for concurrent use by multiple goroutines; the rate
+// limit is shared by all transfers of one Client.
+package download

@@ -1,0 +1,571 @@
+package download
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Sentinel errors; errors returned by this package wrap them where they
+// apply (test with [errors.Is]).
+var (
+	// ErrLength means a server announced or sent a length other than the
+	// expected one (Content-Length, Content-Range total, or a body longer
+	// than expected). The excess is never read.
+	ErrLength = errors.New("download: length differs from the expected length")
+	// ErrBadResponse means a response is malformed or inconsistent with
+	// the request: a Content-Range that does not start at the offset asked
+	// for, or that does not parse.
+	ErrBadResponse = errors.New("download: inconsistent response")
+	// ErrStalled means no byte arrived for [Config].StallTimeout.
+	ErrStalled = errors.New("download: transfer stalled")
+	// ErrUnstable means the content behind the URLs changed more often
+	// during one Fetch than it can sensibly restart.
+	ErrUnstable = errors.New("download: content keeps changing")
+	// ErrSink means the Sink refused bytes or a restart; such an error is
+	// the caller's and is never retried.
+	ErrSink = errors.New("download: sink failed")
+)
+
+// StatusError is an HTTP answer that is not the one a request needs, such
+// as 404 or 403, or a 5xx that outlasted the retries.
+type StatusError struct {
+	StatusCode int
+	URL        string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("download: %s: HTTP %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+}
+
+// Request describes one target to fetch.
+type Request struct {
+	// URLs are mirrors of the same file, tried in order: on failure (after
+	// retries) the transfer continues from the same offset on the next.
+	URLs []string
+	// Offset is how many bytes an earlier attempt already delivered to the
+	// sink; the transfer resumes there with a Range request.
+	Offset int64
+	// Length is the exact length of the file (from TUF). A server that
+	// sends more is cut off, one that sends less is resumed or fails.
+	Length int64
+	// Validator is Result.Validator (or what a ValidatorSink was told) of
+	// the attempt that delivered the first Offset bytes; it is sent as
+	// If-Range so that bytes of two different files are never spliced. It
+	// is opaque: store it as given.
+	Validator string
+}
+
+// Sink receives the bytes of one transfer.
+type Sink interface {
+	// Write receives bytes in order, the first one being byte
+	// Request.Offset of the file (or byte 0 after Restart).
+	io.Writer
+	// Restart discards everything delivered so far: the server ignored
+	// the Range request or the file changed, and it is delivered again
+	// from byte 0.
+	Restart() error
+}
+
+// ValidatorSink is an optional ability of a [Sink]: SetValidator is called
+// with the validator of the response whose bytes follow, before the first
+// of them is written, so that a durable checkpoint can record it together
+// with the offset (and pass it back as Request.Validator after a crash).
+type ValidatorSink interface {
+	Sink
+	SetValidator(v string) error
+}
+
+// Result describes a finished (or failed) transfer.
+type Result struct {
+	// Validator identifies the version of the file the delivered bytes
+	// belong to; pass it back as Request.Validator to resume.
+	Validator string
+	// Delivered is how many bytes of the file the sink holds (the offset
+	// to resume from).
+	Delivered int64
+	// Transferred counts body bytes read from the network, across
+	// restarts and retries.
+	Transferred int64
+	// Requests counts HTTP requests sent, retries included.
+	Requests int
+	// Restarts counts calls to Sink.Restart.
+	Restarts int
+}
+
+// fetchState is one Fetch in progress.
+type fetchState struct {
+	req       Request
+	sink      Sink
+	progress  func(done, total int64)
+	offset    int64
+	validator string // opaque form, see formatValidator
+	res       Result
+	att       attemptState
+	buf       []byte
+}
+
+// Fetch streams req into sink, resuming at req.Offset, and reports
+// progress (bytes delivered, total) after every write; progress may be nil.
+// It returns when the sink holds all Length bytes, or with an error: the
+// Result then still says how far the sink got (Delivered, Validator) so a
+// later Fetch can resume. Errors from the sink or from Pause, and a
+// cancelled ctx, end the transfer at once; network failures are retried
+// and fail over to the next mirror.
+func (c *Client) Fetch(ctx context.Context, req Request, sink Sink, progress func(done, total int64)) (Result, error) {
+	if len(req.URLs) == 0 {
+		return Result{}, errors.New("download: Request.URLs is empty")
+	}
+	if req.Length < 0 || req.Offset < 0 || req.Offset > req.Length {
+		return Result{}, fmt.Errorf("download: Request offset %d and length %d are inconsistent", req.Offset, req.Length)
+	}
+	if sink == nil {
+		return Result{}, errors.New("download: nil Sink")
+	}
+	for _, u := range req.URLs {
+		if _, err := url.Parse(u); err != nil {
+			return Result{}, fmt.Errorf("download: mirror URL: %w", err)
+		}
+	}
+	f := &fetchState{
+		req: req, sink: sink, progress: progress,
+		offset: req.Offset, validator: req.Validator,
+		buf: make([]byte, c.chunkSize()),
+	}
+	ctx = context.WithValue(ctx, attemptKey{}, &f.att)
+	var errs []error
+	for i, u := range req.URLs {
+		if i > 0 {
+			c.log.Warn("download: trying next mirror", "url", redact(u), "offset", f.offset)
+		}
+		err := c.fetchMirror(ctx, f, u)
+		f.res.Delivered, f.res.Validator, f.res.Requests = f.offset, f.validator, f.att.requests
+		if err == nil {
+			return f.res, nil
+		}
+		if ctx.Err() != nil || isFatal(err) {
+			return f.res, err
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 1 {
+		return f.res, errs[0]
+	}
+	return f.res, fmt.Errorf("download: all %d mirrors failed: %w", len(errs), errors.Join(errs...))
+}
+
+var errPause = errors.New("download: paused transfer aborted")
+
+// fetchMirror runs attempts against one mirror until the file is complete
+// or the retry budget (consecutive attempts without progress) is spent.
+func (c *Client) fetchMirror(ctx context.Context, f *fetchState, u string) error {
+	failures := 0
+	for {
+		before := f.res.Transferred + int64(f.res.Restarts)
+		err := c.attempt(ctx, f, u)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("download: %s: %w", redact(u), context.Cause(ctx))
+		}
+		if isFatal(err) {
+			return err
+		}
+		var p permanent
+		if errors.As(err, &p) {
+			return p.err
+		}
+		if f.res.Transferred+int64(f.res.Restarts) != before {
+			failures = 0 // progress: the budget is for attempts that get nowhere
+		}
+		failures++
+		if failures > c.cfg.RetryMax {
+			return fmt.Errorf("download: %s: giving up after %d attempts without progress: %w", redact(u), failures, err)
+		}
+		wait := c.backoff(c.cfg.RetryWaitMin, c.cfg.RetryWaitMax, failures-1, nil)
+		c.log.Info("download: resuming", "url", redact(u), "offset", f.offset, "err", err, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("download: %s: %w", redact(u), context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+// isFatal reports errors that end the whole Fetch, whatever the mirror.
+func isFatal(err error) bool {
+	return errors.Is(err, ErrSink) || errors.Is(err, ErrUnstable) || errors.Is(err, errPause)
+}
+
+// permanent marks an error that retrying the same mirror cannot cure.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+
+// attempt sends one request (retryablehttp retries connection errors, 429
+// and 5xx) and streams its body. A nil error means the file is complete.
+func (c *Client) attempt(ctx context.Context, f *fetchState, u string) error {
+	if err := c.pause(ctx); err != nil {
+		return err
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	f.att.stall = newStallWatch(c.cfg.StallTimeout, cancel)
+	defer f.att.stall.disarm()
+
+	req, err := retryablehttp.NewRequestWithContext(actx, http.MethodGet, u, nil)
+	if err != nil {
+		return permanent{fmt.Errorf("download: %w", err)}
+	}
+	c.setHeaders(req.Request)
+	vURL, vValue := parseValidator(f.validator)
+	sentValidator := ""
+	if f.offset > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(f.offset, 10)+"-")
+		// A validator of another mirror would not match: without it the
+		// Range is still checked against the expected length, and
+		// splicing two versions of equal length is caught by the
+		// caller's hash check.
+		if vValue != "" && (vURL == "" || vURL == u) {
+			req.Header.Set("If-Range", vValue)
+			sentValidator = vValue
+		}
+	}
+	resp, err := c.rc.Do(req)
+	if err != nil && resp != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		if cause := context.Cause(actx); errors.Is(cause, ErrStalled) && ctx.Err() == nil {
+			return fmt.Errorf("download: %s: waiting for response: %w", redact(u), ErrStalled)
+		}
+		return permanent{fmt.Errorf("download: %s: %w", redact(u), err)}
+	}
+	defer resp.Body.Close()
+
+	respValidator := validatorOf(resp)
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		if f.offset == 0 {
+			// We sent no Range; a 206 anyway is nonsense.
+			return permanent{fmt.Errorf("%w: %s: 206 to a request without Range", ErrBadResponse, redact(u))}
+		}
+		start, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil {
+			return permanent{fmt.Errorf("%w: %s: %v", ErrBadResponse, redact(u), err)}
+		}
+		if total != f.req.Length {
+			return permanent{fmt.Errorf("%w: %s: Content-Range total %d, want %d", ErrLength, redact(u), total, f.req.Length)}
+		}
+		if start != f.offset {
+			return permanent{fmt.Errorf("%w: %s: Content-Range starts at %d, asked for %d", ErrBadResponse, redact(u), start, f.offset)}
+		}
+		if sentValidator != "" && respValidator != "" && !sameValidator(sentValidator, resp) {
+			// If-Range should have produced a 200: the server splices
+			// versions. Start over with what it serves now.
+			c.log.Warn("download: validator changed on a partial response; restarting", "url", redact(u))
+			if err := c.restart(f, ""); err != nil {
+				return err
+			}
+			return errors.New("download: content changed")
+		}
+		if err := c.accept(f, u, respValidator); err != nil {
+			return err
+		}
+	case http.StatusOK:
+		if f.offset > 0 {
+			if sentValidator != "" && respValidator != "" && !sameValidator(sentValidator, resp) {
+				c.log.Info("download: file changed since the transfer began; restarting from 0", "url", redact(u))
+			} else if _, logged := c.ignoresRange.LoadOrStore(hostOf(u), struct{}{}); !logged {
+				c.log.Warn("download: server ignores Range; restarting from 0", "host", hostOf(u))
+			}
+			if err := c.restart(f, ""); err != nil {
+				return err
+			}
+		}
+		if err := c.accept(f, u, respValidator); err != nil {
+			return err
+		}
+	case http.StatusRequestedRangeNotSatisfiable:
+		if f.offset == f.req.Length {
+			if cr := resp.Header.Get("Content-Range"); cr != "" {
+				if total, err := parseUnsatisfiedRange(cr); err == nil && total != f.req.Length {
+					return permanent{fmt.Errorf("%w: %s: file is now %d bytes, want %d", ErrLength, redact(u), total, f.req.Length)}
+				}
+			}
+			return nil
+		}
+		// The file is shorter than what we already hold: it changed.
+		c.log.Info("download: 416 below the expected length; restarting from 0", "url", redact(u), "offset", f.offset)
+		if err := c.restart(f, ""); err != nil {
+			return err
+		}
+		return errors.New("download: range not satisfiable")
+	default:
+		return permanent{&StatusError{StatusCode: resp.StatusCode, URL: redact(u)}}
+	}
+
+	want := f.req.Length - f.offset
+	if resp.ContentLength >= 0 && resp.ContentLength != want {
+		return permanent{fmt.Errorf("%w: %s: Content-Length %d, want %d", ErrLength, redact(u), resp.ContentLength, want)}
+	}
+	return c.stream(ctx, actx, f, u, resp.Body)
+}
+
+// accept records the validator of a response whose bytes are about to be
+// delivered.
+func (c *Client) accept(f *fetchState, u, respValidator string) error {
+	v := formatValidator(u, respValidator)
+	if v == f.validator && f.offset > 0 {
+		return nil
+	}
+	f.validator = v
+	if vs, ok := f.sink.(ValidatorSink); ok {
+		if err := vs.SetValidator(v); err != nil {
+			return fmt.Errorf("%w: SetValidator: %w", ErrSink, err)
+		}
+	}
+	return nil
+}
+
+func (c *Client) restart(f *fetchState, validator string) error {
+	if f.res.Restarts >= maxRestarts {
+		return fmt.Errorf("%w: restarted %d times", ErrUnstable, f.res.Restarts)
+	}
+	f.res.Restarts++
+	if err := f.sink.Restart(); err != nil {
+		return fmt.Errorf("%w: Restart: %w", ErrSink, err)
+	}
+	f.offset, f.validator = 0, validator
+	if f.progress != nil {
+		f.progress(0, f.req.Length)
+	}
+	return nil
+}
+
+// stream copies the body to the sink through the fixed buffer, reading at
+// most the bytes still missing.
+func (c *Client) stream(ctx, actx context.Context, f *fetchState, u string, body io.Reader) error {
+	stall := f.att.stall
+	readErr := func(err error) error {
+		if errors.Is(context.Cause(actx), ErrStalled) && ctx.Err() == nil {
+			err = ErrStalled
+		}
+		return fmt.Errorf("download: %s: body cut at %d of %d: %w", redact(u), f.offset, f.req.Length, err)
+	}
+	for f.offset < f.req.Length {
+		if err := c.pause(ctx); err != nil {
+			return err
+		}
+		n := int(min(int64(len(f.buf)), f.req.Length-f.offset))
+		stall.arm()
+		n, err := body.Read(f.buf[:n])
+		stall.disarm()
+		if n > 0 {
+			f.res.Transferred += int64(n)
+			if werr := c.wait(ctx, n); werr != nil {
+				return fmt.Errorf("download: rate limit: %w", werr)
+			}
+			w, werr := f.sink.Write(f.buf[:n])
+			if werr == nil && w != n {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				return fmt.Errorf("%w: %w", ErrSink, werr)
+			}
+			f.offset += int64(n)
+			if f.progress != nil {
+				f.progress(f.offset, f.req.Length)
+			}
+		}
+		if err == io.EOF {
+			if f.offset < f.req.Length {
+				return readErr(io.ErrUnexpectedEOF)
+			}
+			return nil
+		}
+		if err != nil {
+			return readErr(err)
+		}
+	}
+	// Everything expected is here. A body of unannounced length may hold
+	// more: peek one byte to tell, never more.
+	stall.arm()
+	n, _ := io.ReadFull(body, f.buf[:1])
+	stall.disarm()
+	if n > 0 {
+		f.res.Transferred++
+		return permanent{fmt.Errorf("%w: %s: more than %d bytes sent", ErrLength, redact(u), f.req.Length)}
+	}
+	return nil
+}
+
+func (c *Client) pause(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.cfg.Pause == nil {
+		return nil
+	}
+	if err := c.cfg.Pause(ctx); err != nil {
+		return fmt.Errorf("%w: %w", errPause, err)
+	}
+	return nil
+}
+
+func (c *Client) setHeaders(r *http.Request) {
+	r.Header.Set("User-Agent", c.cfg.UserAgent)
+	// Offsets and lengths are of the bytes on the wire.
+	r.Header.Set("Accept-Encoding", "identity")
+}
+
+// validatorOf returns the validator If-Range can use: a strong ETag, else
+// Last-Modified, else "".
+func validatorOf(resp *http.Response) string {
+	if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+		return et
+	}
+	return resp.Header.Get("Last-Modified")
+}
+
+// sameValidator reports whether resp carries the validator sent as
+// If-Range, comparing like with like (ETag or date).
+func sameValidator(sent string, resp *http.Response) bool {
+	if strings.HasPrefix(sent, `"`) {
+		et := resp.Header.Get("ETag")
+		return et == "" || et == sent
+	}
+	lm := resp.Header.Get("Last-Modified")
+	return lm == "" || lm == sent
+}
+
+// formatValidator binds a validator to the URL that produced it: another
+// mirror's ETag would never match.
+func formatValidator(u, v string) string {
+	if v == "" {
+		return ""
+	}
+	return u + " " + v
+}
+
+// parseValidator splits what formatValidator made. A bare ETag or date
+// (not starting with a URL) applies to any mirror.
+func parseValidator(s string) (u, v string) {
+	if strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") {
+		if u, v, ok := strings.Cut(s, " "); ok {
+			return u, v
+		}
+		return "", ""
+	}
+	return "", s
+}
+
+func hostOf(u string) string {
+	if p, err := url.Parse(u); err == nil {
+		return p.Host
+	}
+	return u
+}
+
+// redact drops userinfo and the query (which may hold credentials) from
+// URLs that end up in logs and errors.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "<invalid URL>"
+	}
+	p.User = nil
+	p.RawQuery = ""
+	return p.String()
+}
+
+// parseContentRange parses a satisfied byte range, "bytes first-last/total",
+// and returns first and total. The total must be known (not "*") and the
+// range must lie within it.
+func parseContentRange(s string) (start, total int64, err error) {
+	rest, ok := strings.CutPrefix(s, "bytes ")
+	if !ok {
+		return 0, 0, fmt.Errorf("Content-Range %q: not a byte range", s)
+	}
+	rng, tot, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("Content-Range %q: no total", s)
+	}
+	first, last, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("Content-Range %q: no range", s)
+	}
+	a, err1 := parseDigits(first)
+	b, err2 := parseDigits(last)
+	t, err3 := parseDigits(tot)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return 0, 0, fmt.Errorf("Content-Range %q: %w", s, err)
+	}
+	if a > b || b >= t {
+		return 0, 0, fmt.Errorf("Content-Range %q: range outside the total", s)
+	}
+	if b != t-1 {
+		// We ask for open-ended ranges: a server sending less than the
+		// rest of the file is as suspicious as one sending more.
+		return 0, 0, fmt.Errorf("Content-Range %q: does not reach the end of the file", s)
+	}
+	return a, t, nil
+}
+
+// parseUnsatisfiedRange parses "bytes */total" (RFC 9110, 416 answers).
+func parseUnsatisfiedRange(s string) (int64, error) {
+	rest, ok := strings.CutPrefix(s, "bytes */")
+	if !ok {
+		return 0, fmt.Errorf("Content-Range %q: not an unsatisfied range", s)
+	}
+	return parseDigits(rest)
+}
+
+// parseDigits accepts only ASCII digits (no sign, no spaces), as RFC 9110
+// does, without overflow.
+func parseDigits(s string) (int64, error) {
+	if s == "" || len(s) > 18 {
+		return 0, fmt.Errorf("bad number %q", s)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("bad number %q", s)
+		}
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+// stallWatch cancels an attempt when armed for longer than d.
+type stallWatch struct {
+	d time.Duration
+	t *time.Timer
+}
+
+func newStallWatch(d time.Duration, cancel context.CancelCauseFunc) *stallWatch {
+	t := time.AfterFunc(d, func() { cancel(ErrStalled) })
+	t.Stop()
+	return &stallWatch{d: d, t: t}
+}
+
+func (s *stallWatch) arm() {
+	if s != nil {
+		s.t.Reset(s.d)
+	}
+}
+
+func (s *stallWatch) disarm() {
+	if s != nil {
+		s.t.Stop()
+	}
+}

@@ -1,0 +1,211 @@
+package download
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
+)
+
+// Fetcher returns a go-tuf fetcher.Fetcher that downloads metadata through
+// c, bound to ctx (go-tuf's interface has no context).
+//
+// go-tuf builds URLs from its MetadataBaseURL; when a URL starts with
+// mirrors[0], the same path is tried under each of the other mirrors in
+// turn if an earlier one fails or answers 404. A missing file yields
+// *metadata.ErrDownloadHTTP with StatusCode 404 only when every mirror says
+// 404 (go-tuf's root walk stops on it); other statuses yield
+// *metadata.ErrDownloadHTTP with that status, and a file over maxLength
+// *metadata.ErrDownloadLengthMismatch — read no further than maxLength+1
+// bytes. TUF signatures keep a malicious mirror harmless.
+func (c *Client) Fetcher(ctx context.Context, mirrors ...string) fetcher.Fetcher {
+	return &tufFetcher{c: c, ctx: ctx, mirrors: mirrors}
+}
+
+type tufFetcher struct {
+	c       *Client
+	ctx     context.Context
+	mirrors []string
+}
+
+// DownloadFile implements fetcher.Fetcher. The timeout argument is
+// deprecated by go-tuf and ignored: ctx and the Client's stall timeout
+// govern.
+func (t *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
+	urls := []string{urlPath}
+	if len(t.mirrors) > 0 {
+		if rel, ok := strings.CutPrefix(urlPath, t.mirrors[0]); ok {
+			urls = urls[:0]
+			for _, m := range t.mirrors {
+				urls = append(urls, m+rel)
+			}
+		}
+	}
+	var errs []error
+	all404 := true
+	for _, u := range urls {
+		data, _, _, err := t.c.get(t.ctx, u, maxLength, "")
+		if err == nil {
+			return data, nil
+		}
+		if t.ctx.Err() != nil {
+			return nil, err
+		}
+		var se *StatusError
+		if errors.As(err, &se) {
+			err = &metadata.ErrDownloadHTTP{StatusCode: se.StatusCode, URL: se.URL}
+		}
+		if se == nil || se.StatusCode != http.StatusNotFound {
+			all404 = false
+		}
+		errs = append(errs, err)
+	}
+	if all404 {
+		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: redact(urlPath)}
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, fmt.Errorf("download: all %d mirrors failed: %w", len(errs), errors.Join(errs...))
+}
+
+// GetConditional downloads a small file (at most maxLength bytes) unless
+// it is unchanged since validator was returned for it: then it answers
+// notModified with no body and no download beyond the headers. validator is
+// the ETag (If-None-Match) or Last-Modified date (If-Modified-Since) an
+// earlier call returned; empty fetches unconditionally. The validator
+// returned describes the body returned (or, when not modified, is the one
+// passed in unless the server sent a fresh one). A 404 is reported as
+// *metadata.ErrDownloadHTTP, other failing statuses as *StatusError.
+func (c *Client) GetConditional(ctx context.Context, url string, maxLength int64, validator string) (body []byte, notModified bool, newValidator string, err error) {
+	data, nm, v, err := c.get(ctx, url, maxLength, validator)
+	var se *StatusError
+	if errors.As(err, &se) && se.StatusCode == http.StatusNotFound {
+		err = &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: se.URL}
+	}
+	return data, nm, v, err
+}
+
+// get fetches a small file whole, with retries and the stall watch; a body
+// cut mid-way is fetched again (these files are small).
+func (c *Client) get(ctx context.Context, u string, maxLength int64, validator string) ([]byte, bool, string, error) {
+	if maxLength < 0 {
+		return nil, false, "", fmt.Errorf("download: maxLength %d is negative", maxLength)
+	}
+	var st attemptState
+	ctx = context.WithValue(ctx, attemptKey{}, &st)
+	failures := 0
+	for {
+		data, nm, v, err := c.getOnce(ctx, &st, u, maxLength, validator)
+		if err == nil || ctx.Err() != nil || isFatal(err) {
+			return data, nm, v, err
+		}
+		var p permanent
+		if errors.As(err, &p) {
+			return nil, false, "", p.err
+		}
+		failures++
+		if failures > c.cfg.RetryMax {
+			return nil, false, "", err
+		}
+		t := time.NewTimer(c.backoff(c.cfg.RetryWaitMin, c.cfg.RetryWaitMax, failures-1, nil))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false, "", fmt.Errorf("download: %s: %w", redact(u), context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) getOnce(ctx context.Context, st *attemptState, u string, maxLength int64, validator string) ([]byte, bool, string, error) {
+	if err := c.pause(ctx); err != nil {
+		return nil, false, "", err
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	st.stall = newStallWatch(c.cfg.StallTimeout, cancel)
+	defer st.stall.disarm()
+	req, err := retryablehttp.NewRequestWithContext(actx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, false, "", permanent{fmt.Errorf("download: %w", err)}
+	}
+	c.setHeaders(req.Request)
+	switch {
+	case validator == "":
+	case strings.HasPrefix(validator, `"`) || strings.HasPrefix(validator, `W/"`):
+		req.Header.Set("If-None-Match", validator)
+	default:
+		req.Header.Set("If-Modified-Since", validator)
+	}
+	resp, err := c.rc.Do(req)
+	if err != nil && resp != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		if errors.Is(context.Cause(actx), ErrStalled) && ctx.Err() == nil {
+			return nil, false, "", fmt.Errorf("download: %s: waiting for response: %w", redact(u), ErrStalled)
+		}
+		return nil, false, "", permanent{fmt.Errorf("download: %s: %w", redact(u), err)}
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
+		if validator == "" {
+			return nil, false, "", permanent{fmt.Errorf("%w: %s: 304 to an unconditional request", ErrBadResponse, redact(u))}
+		}
+		v := conditionalValidator(resp)
+		if v == "" {
+			v = validator
+		}
+		return nil, true, v, nil
+	default:
+		return nil, false, "", permanent{&StatusError{StatusCode: resp.StatusCode, URL: redact(u)}}
+	}
+	if resp.ContentLength > maxLength {
+		return nil, false, "", permanent{&metadata.ErrDownloadLengthMismatch{
+			Msg: fmt.Sprintf("%s: Content-Length %d is over the maximum %d", redact(u), resp.ContentLength, maxLength)}}
+	}
+	// Metadata is small and bounded by maxLength: read it whole, never
+	// more than one byte past the limit.
+	data := make([]byte, 0, min(maxLength+1, 64<<10))
+	buf := make([]byte, 32<<10)
+	lr := io.LimitReader(resp.Body, maxLength+1)
+	for {
+		st.stall.arm()
+		n, err := lr.Read(buf)
+		st.stall.disarm()
+		data = append(data, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if errors.Is(context.Cause(actx), ErrStalled) && ctx.Err() == nil {
+				err = ErrStalled
+			}
+			return nil, false, "", fmt.Errorf("download: %s: reading body: %w", redact(u), err)
+		}
+	}
+	if int64(len(data)) > maxLength {
+		return nil, false, "", permanent{&metadata.ErrDownloadLengthMismatch{
+			Msg: fmt.Sprintf("%s: more than the maximum %d bytes", redact(u), maxLength)}}
+	}
+	return data, false, conditionalValidator(resp), nil
+}
+
+// conditionalValidator prefers the ETag (weak ones are fine for
+// If-None-Match), else Last-Modified.
+func conditionalValidator(resp *http.Response) string {
+	if et := resp.Header.Get("ETag"); et != "" {
+		return et
+	}
+	return resp.Header.Get("Last-Modified")
+}
