@@ -1,0 +1,496 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/switchback-ota/switchback/internal/durable"
+)
+
+// Config configures a [Client]. Root, MetadataURL and Dir are required; the
+// zero value of every other field is a sensible default.
+type Config struct {
+	// Root is the trusted root.json the application embeds. It is the
+	// anchor of trust when no newer root is stored in Dir.
+	Root []byte
+	// MetadataURL is the base URL of the TUF metadata
+	// (".../timestamp.json", ".../1.root.json").
+	MetadataURL string
+	// TargetsURL is the base URL of the target files, used to build
+	// [Target].URL. Empty means MetadataURL + "/targets", go-tuf's default.
+	TargetsURL string
+	// Dir holds the trusted metadata between runs. It is created with mode
+	// 0700 and belongs to the Client: unparsable files in it are renamed
+	// aside, stray temporary files removed.
+	Dir string
+	// Fetcher returns the metadata fetcher for one refresh, bound to ctx.
+	// Nil means [NewHTTPFetcher](ctx, nil): net/http with a private client.
+	Fetcher func(ctx context.Context) Fetcher
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MinTime is a time the clock is known to be past once set, such as the
+	// build time. While Now() is before it, Refresh returns [ErrClockUnset]
+	// rather than judge expiry with a clock stuck in 1970.
+	MinTime time.Time
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+
+	// MaxRootRotations bounds the root versions walked in one refresh;
+	// 0 means go-tuf's default (256).
+	MaxRootRotations int64
+}
+
+// Rejected is a target the repository signed that may not be used, or a
+// delegated role whose metadata could not be trusted (then Path is empty
+// and Role names it).
+type Rejected struct {
+	// Path is the TUF target path.
+	Path string
+	// Role is the delegated role involved, "" for the top-level targets role.
+	Role string
+	// Err says why, wrapping [ErrBadCustom] for bad custom metadata.
+	Err error
+}
+
+// Targets is the result of a successful refresh.
+type Targets struct {
+	// Targets are the trusted targets with valid custom metadata, sorted by path.
+	Targets []Target
+	// Rejected lists signed targets that are unusable and why, sorted by path.
+	Rejected []Rejected
+	// ConsistentSnapshot reports whether the repository uses consistent
+	// snapshots (and hash-prefixed target file names).
+	ConsistentSnapshot bool
+	// Expires is the earliest expiry among the trusted roles: after it a
+	// refresh is needed before anything is installed.
+	Expires time.Time
+	// RootVersion, TimestampVersion, SnapshotVersion and TargetsVersion are
+	// the versions of the trusted top-level metadata.
+	RootVersion, TimestampVersion, SnapshotVersion, TargetsVersion int64
+}
+
+// Client is a TUF client for switchback repositories. It handles metadata
+// only: target bytes are streamed by the caller through a [Verifier].
+// Methods are safe for concurrent use; refreshes are serialised.
+type Client struct {
+	cfg        Config
+	log        *slog.Logger
+	targetsURL string
+
+	mu          sync.Mutex
+	root        []byte // the newest root trusted by this process
+	rootVersion int64
+}
+
+// New checks cfg and returns a Client. The embedded root must be a root
+// metadata file signed by its own threshold of keys. New does no I/O.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Root) == 0 {
+		return nil, errors.New("verify: Config.Root is empty")
+	}
+	root, err := parseRoot(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("verify: Config.Root: %w", err)
+	}
+	if cfg.MetadataURL == "" {
+		return nil, errors.New("verify: Config.MetadataURL is empty")
+	}
+	if _, err := url.Parse(cfg.MetadataURL); err != nil {
+		return nil, fmt.Errorf("verify: Config.MetadataURL: %w", err)
+	}
+	targetsURL := cfg.TargetsURL
+	if targetsURL == "" {
+		if targetsURL, err = url.JoinPath(cfg.MetadataURL, "targets"); err != nil {
+			return nil, fmt.Errorf("verify: Config.MetadataURL: %w", err)
+		}
+	} else if _, err := url.Parse(targetsURL); err != nil {
+		return nil, fmt.Errorf("verify: Config.TargetsURL: %w", err)
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("verify: Config.Dir is empty")
+	}
+	if cfg.MaxRootRotations < 0 {
+		return nil, fmt.Errorf("verify: Config.MaxRootRotations %d is negative", cfg.MaxRootRotations)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{
+		cfg:         cfg,
+		log:         log,
+		targetsURL:  targetsURL,
+		root:        slices.Clone(cfg.Root),
+		rootVersion: root.Signed.Version,
+	}, nil
+}
+
+func (c *Client) now() time.Time {
+	if c.cfg.Now != nil {
+		return c.cfg.Now()
+	}
+	return time.Now()
+}
+
+// parseRoot decodes root metadata and checks it is signed by a threshold of
+// its own root keys.
+func parseRoot(b []byte) (*metadata.Metadata[metadata.RootType], error) {
+	r, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	if r.Signed.Type != metadata.ROOT {
+		return nil, fmt.Errorf("type %q, want %q", r.Signed.Type, metadata.ROOT)
+	}
+	if err := r.VerifyDelegate(metadata.ROOT, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Refresh runs the TUF client workflow (root chain, timestamp, snapshot,
+// targets, and simple delegations) with a fresh go-tuf updater whose
+// reference time is Now() at the start of the call, then makes every file
+// it wrote durable. It starts from the newest root it trusts: the one in
+// Dir, the embedded Config.Root, or one trusted earlier by this process,
+// whichever has the highest version, so trust never goes backwards and is
+// rebuilt from the embedded root when Dir is lost or corrupt.
+//
+// Errors wrap [ErrClockUnset] (clock before MinTime), [ErrFetch] (metadata
+// unreachable) or [ErrUntrusted] (metadata refused, with go-tuf's error in
+// the chain); local I/O errors are returned as they are.
+func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	now := c.now()
+	if now.Before(c.cfg.MinTime) {
+		return nil, fmt.Errorf("%w: clock reads %s, before %s", ErrClockUnset,
+			now.UTC().Format(time.RFC3339), c.cfg.MinTime.UTC().Format(time.RFC3339))
+	}
+	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("verify: metadata dir: %w", err)
+	}
+	if err := c.tidyDir(); err != nil {
+		return nil, err
+	}
+	root, err := c.startRoot()
+	if err != nil {
+		return nil, err
+	}
+
+	ucfg, err := config.New(c.cfg.MetadataURL, root)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	ucfg.LocalMetadataDir = c.cfg.Dir
+	ucfg.LocalTargetsDir = c.cfg.Dir // required by go-tuf, never written: targets are not downloaded through it
+	ucfg.RemoteTargetsURL = c.targetsURL
+	if c.cfg.MaxRootRotations > 0 {
+		ucfg.MaxRootRotations = c.cfg.MaxRootRotations
+	}
+	var f Fetcher
+	if c.cfg.Fetcher != nil {
+		f = c.cfg.Fetcher(ctx)
+	}
+	if f == nil {
+		f = NewHTTPFetcher(ctx, nil)
+	}
+	f = limitFetcher{f}
+	ucfg.Fetcher = f
+
+	up, err := updater.New(ucfg)
+	if err != nil {
+		return nil, c.refreshErr(ctx, err)
+	}
+	up.UnsafeSetRefTime(now.UTC())
+	err = up.Refresh()
+	trusted := up.GetTrustedMetadataSet()
+	c.keepRoot(trusted.Root) // a walked root chain counts even if a later step failed
+	var deleg *delegation
+	if err == nil {
+		deleg = c.loadDelegations(f, &trusted, ucfg.TargetsMaxLength)
+	}
+	// go-tuf renames its files into place without fsync: make them durable
+	// before anyone acts on them, whatever the outcome.
+	if serr := c.syncDir(); serr != nil && err == nil {
+		return nil, serr
+	}
+	if err != nil {
+		return nil, c.refreshErr(ctx, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	t := c.collect(&trusted, deleg)
+	c.log.Info("tuf metadata refreshed", "root", t.RootVersion, "timestamp", t.TimestampVersion,
+		"snapshot", t.SnapshotVersion, "targets", t.TargetsVersion, "usable", len(t.Targets),
+		"rejected", len(t.Rejected), "expires", t.Expires)
+	return t, nil
+}
+
+// refreshErr classifies an error of go-tuf's workflow.
+func (c *Client) refreshErr(ctx context.Context, err error) error {
+	var pe *fs.PathError
+	var le *os.LinkError
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: %w", ErrFetch, errors.Join(ctx.Err(), err))
+	case isFetchFailure(err):
+		return fmt.Errorf("%w: %w", ErrFetch, err)
+	case errors.As(err, &pe), errors.As(err, &le):
+		return fmt.Errorf("verify: metadata dir: %w", err)
+	default:
+		c.log.Warn("tuf metadata refused", "err", err)
+		return fmt.Errorf("%w: %w", ErrUntrusted, err)
+	}
+}
+
+// startRoot returns the root the refresh starts from: the highest version
+// among the one trusted in memory (at least the embedded one) and the one
+// stored in Dir. A stored root that does not parse or is not self-signed is
+// moved aside; an older one is ignored (go-tuf overwrites it).
+func (c *Client) startRoot() ([]byte, error) {
+	path := filepath.Join(c.cfg.Dir, metadata.ROOT+".json")
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		c.log.Info("no stored tuf root: starting from the trusted root", "version", c.rootVersion)
+		return c.root, nil
+	case err != nil:
+		return nil, fmt.Errorf("verify: read stored root: %w", err)
+	}
+	r, err := parseRoot(b)
+	if err != nil {
+		if qerr := c.quarantine(path, err); qerr != nil {
+			return nil, qerr
+		}
+		return c.root, nil
+	}
+	if v := r.Signed.Version; v > c.rootVersion {
+		c.root, c.rootVersion = b, v
+	} else if v < c.rootVersion {
+		c.log.Warn("stored tuf root is older than the trusted one: ignoring it",
+			"stored", v, "trusted", c.rootVersion)
+	}
+	return c.root, nil
+}
+
+// keepRoot remembers r if it is newer than the root trusted so far.
+func (c *Client) keepRoot(r *metadata.Metadata[metadata.RootType]) {
+	if r == nil || r.Signed.Version <= c.rootVersion {
+		return
+	}
+	// Prefer the exact bytes go-tuf stored; re-encoding keeps the
+	// signatures valid too, as they cover the canonical form.
+	b, err := os.ReadFile(filepath.Join(c.cfg.Dir, metadata.ROOT+".json"))
+	if err == nil {
+		if s, perr := parseRoot(b); perr != nil || s.Signed.Version != r.Signed.Version {
+			b = nil
+		}
+	}
+	if b == nil || err != nil {
+		if b, err = r.ToBytes(false); err != nil {
+			c.log.Warn("cannot encode trusted root", "err", err)
+			return
+		}
+	}
+	c.log.Info("tuf root rotated", "from", c.rootVersion, "to", r.Signed.Version)
+	c.root, c.rootVersion = b, r.Signed.Version
+}
+
+// quarantine renames an unusable metadata file aside (keeping it for
+// inspection) so that go-tuf fetches a fresh copy.
+func (c *Client) quarantine(path string, cause error) error {
+	aside := path + ".corrupt"
+	c.log.Warn("stored tuf metadata is corrupt: moving it aside", "file", path, "to", aside, "err", cause)
+	if err := os.Rename(path, aside); err != nil {
+		return fmt.Errorf("verify: move corrupt metadata aside: %w", err)
+	}
+	return durable.SyncDir(c.cfg.Dir)
+}
+
+// tidyDir removes temporary files a crash left behind and moves aside
+// metadata files that do not even parse: go-tuf treats a badly signed or
+// stale local file as absent, but fails the whole refresh on one it cannot
+// decode, which would block updates for good.
+func (c *Client) tidyDir() error {
+	entries, err := os.ReadDir(c.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("verify: metadata dir: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(c.cfg.Dir, name)
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if strings.HasPrefix(name, "tuf_tmp") || (strings.HasPrefix(name, ".") && strings.Contains(name, ".json")) {
+			c.log.Info("removing stale temporary file", "file", path)
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("verify: remove stale temporary file: %w", err)
+			}
+			continue
+		}
+		role, ok := strings.CutSuffix(name, ".json")
+		if !ok || role == metadata.ROOT {
+			continue // the root is checked by startRoot
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("verify: read stored metadata: %w", err)
+		}
+		switch role {
+		case metadata.TIMESTAMP:
+			_, err = metadata.Timestamp().FromBytes(b)
+		case metadata.SNAPSHOT:
+			_, err = metadata.Snapshot().FromBytes(b)
+		default:
+			_, err = metadata.Targets().FromBytes(b)
+		}
+		if err != nil {
+			if err := c.quarantine(path, err); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// syncDir fsyncs every metadata file in Dir and Dir itself.
+func (c *Client) syncDir() error {
+	entries, err := os.ReadDir(c.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("verify: metadata dir: %w", err)
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".json") {
+			if err := durable.SyncFile(filepath.Join(c.cfg.Dir, e.Name())); err != nil {
+				return fmt.Errorf("verify: %w", err)
+			}
+		}
+	}
+	if err := durable.SyncDir(c.cfg.Dir); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	return nil
+}
+
+// collect turns trusted metadata into Targets.
+func (c *Client) collect(trusted *trustedmetadata.TrustedMetadata, d *delegation) *Targets {
+	top := trusted.Targets[metadata.TARGETS]
+	t := &Targets{
+		ConsistentSnapshot: trusted.Root.Signed.ConsistentSnapshot,
+		RootVersion:        trusted.Root.Signed.Version,
+		TimestampVersion:   trusted.Timestamp.Signed.Version,
+		SnapshotVersion:    trusted.Snapshot.Signed.Version,
+		TargetsVersion:     top.Signed.Version,
+		Expires:            trusted.Root.Signed.Expires,
+	}
+	for _, e := range []time.Time{trusted.Timestamp.Signed.Expires, trusted.Snapshot.Signed.Expires, top.Signed.Expires} {
+		if e.Before(t.Expires) {
+			t.Expires = e
+		}
+	}
+	add := func(role string, tf *metadata.TargetFiles) {
+		tg, err := c.target(tf, t.ConsistentSnapshot)
+		if err != nil {
+			c.log.Warn("tuf target rejected", "path", tf.Path, "role", role, "err", err)
+			t.Rejected = append(t.Rejected, Rejected{Path: tf.Path, Role: role, Err: err})
+			return
+		}
+		t.Targets = append(t.Targets, tg)
+	}
+	for path, tf := range top.Signed.Targets {
+		tf.Path = path
+		add("", tf)
+	}
+	if d != nil {
+		for _, r := range d.rejected {
+			c.log.Warn("tuf delegated target or role rejected", "path", r.Path, "role", r.Role, "err", r.Err)
+		}
+		t.Rejected = append(t.Rejected, d.rejected...)
+		for _, w := range d.targets {
+			add(w.role, w.tf)
+		}
+		for _, m := range d.loaded {
+			if m.Signed.Expires.Before(t.Expires) {
+				t.Expires = m.Signed.Expires
+			}
+		}
+	}
+	sort.Slice(t.Targets, func(i, j int) bool { return t.Targets[i].Path < t.Targets[j].Path })
+	sort.SliceStable(t.Rejected, func(i, j int) bool {
+		if t.Rejected[i].Path != t.Rejected[j].Path {
+			return t.Rejected[i].Path < t.Rejected[j].Path
+		}
+		return t.Rejected[i].Role < t.Rejected[j].Role
+	})
+	return t
+}
+
+// target checks one signed target and builds its Target.
+func (c *Client) target(tf *metadata.TargetFiles, consistent bool) (Target, error) {
+	var raw []byte
+	if tf.Custom != nil {
+		raw = *tf.Custom
+	}
+	custom, err := ParseCustom(raw)
+	if err != nil {
+		return Target{}, err
+	}
+	hashes := make(map[string][]byte, len(tf.Hashes))
+	for alg, d := range tf.Hashes {
+		hashes[alg] = slices.Clone([]byte(d))
+	}
+	if _, err := NewVerifier(tf.Length, hashes); err != nil {
+		return Target{}, err
+	}
+	return Target{
+		Path:   tf.Path,
+		Length: tf.Length,
+		Hashes: hashes,
+		Custom: custom,
+		URL:    targetURL(c.targetsURL, tf.Path, hashes, consistent),
+	}, nil
+}
+
+// targetURL joins base and the target path, escaping each segment, and
+// prefixes the file name with its hex digest for consistent snapshots
+// (sha256 when listed, else the first algorithm by name, so the choice is
+// deterministic where go-tuf's is not).
+func targetURL(base, path string, hashes map[string][]byte, consistent bool) string {
+	segs := strings.Split(path, "/")
+	if consistent {
+		algs := slices.Sorted(maps.Keys(hashes))
+		alg := algs[0]
+		if _, ok := hashes[SHA256]; ok {
+			alg = SHA256
+		}
+		last := len(segs) - 1
+		segs[last] = fmt.Sprintf("%x.%s", hashes[alg], segs[last])
+	}
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.TrimSuffix(base, "/") + "/" + strings.Join(segs, "/")
+}
