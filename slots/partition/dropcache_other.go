@@ -1,0 +1,7 @@
+//go:build !linux
+
+package partition
+
+import "os"
+
+func dropCache(*os.File) {}
