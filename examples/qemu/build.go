@@ -1,0 +1,723 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+//go:embed files
+var files embed.FS
+
+// Disk layout (MBR, 512-byte sectors). GRUB's core image lives in the gap
+// before the first partition; the partition numbers are part of grub.cfg
+// and of the agent's configuration (/dev/vda1..4).
+const (
+	sector      = 512
+	bootStart   = 2048              // p1: FAT boot partition: grub.cfg, switchback.cfg, grubenv
+	bootSize    = 8 << 20 / sector  // 8 MiB
+	slotSize    = 64 << 20 / sector // p2, p3: root slots A and B, 64 MiB each
+	dataSize    = 32 << 20 / sector // p4: data partition, survives every update
+	slotAStart  = bootStart + bootSize
+	slotBStart  = slotAStart + slotSize
+	dataStart   = slotBStart + slotSize
+	diskSectors = dataStart + dataSize
+
+	// rootfsBytes is the size of a root slot image: the ext4 file system
+	// a release ships. It is smaller than the partition so that releases
+	// download faster; the partition slot writes it at offset 0.
+	rootfsBytes = 40 << 20
+
+	diskLabelID = "0x5b0c0a11"
+	// hardwareID is the hardware id the example's releases are built for.
+	hardwareID = "qemu-x86_64"
+	// sourceEpoch is the timestamp given to every file put in an image,
+	// so that file system contents do not depend on when they were built.
+	sourceEpoch = 1767225600 // 2026-01-01T00:00:00Z
+)
+
+// initramfsModules are the modules the Debian cloud kernel needs to reach a
+// virtio root disk, a virtio NIC and the FAT boot partition, in insmod
+// order (the unpacked package has no modules.dep).
+var initramfsModules = []string{
+	"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
+	"virtio_pci", "virtio_blk", "failover", "net_failover", "virtio_net",
+	"fat", "vfat", "nls_cp437", "nls_ascii",
+}
+
+// grubModules are built into core.img, so that GRUB needs no module
+// directory on the boot partition.
+var grubModules = []string{
+	"biosdisk", "part_msdos", "fat", "ext2", "normal", "configfile",
+	"loadenv", "linux", "test", "echo", "serial", "terminal", "reboot",
+	"halt", "sleep", "boot",
+}
+
+// assets are the Debian-provided parts every image is made of, unpacked in
+// the cache.
+type assets struct {
+	ABI       string // kernel ABI, e.g. 6.1.0-56-cloud-amd64
+	Kernel    string // vmlinuz
+	ModuleDir string // lib/modules/<abi>/kernel
+	Busybox   string // static busybox binary
+	Initrd    string // initramfs built from the above (gzip newc cpio)
+}
+
+// builder makes images. Its methods shell out to Debian tools (apt-get,
+// dpkg-deb, cpio, mkfs.ext4, mkfs.fat, mtools, sfdisk, grub-mkimage,
+// qemu-img); none needs root, a loop device or a mount.
+type builder struct {
+	CacheDir string    // downloaded .debs and unpacked assets
+	Checkout string    // the switchback checkout, for slots/grub/switchback.cfg
+	Log      io.Writer // progress, one line per step
+}
+
+func (b *builder) logf(format string, a ...any) {
+	if b.Log != nil {
+		fmt.Fprintf(b.Log, "%s build: %s\n", time.Now().UTC().Format("15:04:05.000"), fmt.Sprintf(format, a...))
+	}
+}
+
+// run runs a command, returning its stderr in the error.
+func run(ctx context.Context, dir string, env []string, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// requiredTools lists the host programs the builder and the runner use,
+// with the Debian package that provides each.
+var requiredTools = [][2]string{
+	{"apt-get", "apt"}, {"apt-cache", "apt"}, {"dpkg-deb", "dpkg"},
+	{"cpio", "cpio"}, {"mkfs.ext4", "e2fsprogs"}, {"mkfs.fat", "dosfstools"},
+	{"mcopy", "mtools"}, {"mmd", "mtools"}, {"sfdisk", "fdisk"},
+	{"grub-mkimage", "grub-common"}, {"qemu-img", "qemu-utils"},
+	{"qemu-system-x86_64", "qemu-system-x86"},
+}
+
+// missingTools reports the required host programs that are not on PATH,
+// as "program (package)" strings.
+func missingTools() []string {
+	var missing []string
+	for _, t := range requiredTools {
+		if _, err := exec.LookPath(t[0]); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", t[0], t[1]))
+		}
+	}
+	if _, err := os.Stat("/usr/lib/grub/i386-pc/boot.img"); err != nil {
+		missing = append(missing, "/usr/lib/grub/i386-pc (Debian package grub-pc-bin)")
+	}
+	return missing
+}
+
+var dependsRE = regexp.MustCompile(`Depends: (linux-image-[0-9][^\s]*-cloud-amd64)`)
+
+// kernelPackage resolves the current cloud kernel package name.
+func kernelPackage(ctx context.Context) (string, error) {
+	out, err := run(ctx, "", nil, "apt-cache", "depends", "linux-image-cloud-amd64")
+	if err != nil {
+		return "", err
+	}
+	m := dependsRE.FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("apt-cache depends linux-image-cloud-amd64: no versioned kernel package in %q", out)
+	}
+	return string(m[1]), nil
+}
+
+// fetchDeb returns the path of pkg's .deb in the cache, downloading it with
+// apt-get download when it is not there yet.
+func (b *builder) fetchDeb(ctx context.Context, pkg string) (string, error) {
+	dir := filepath.Join(b.CacheDir, "debs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	find := func() string {
+		m, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
+		sort.Strings(m)
+		if len(m) == 0 {
+			return ""
+		}
+		return m[len(m)-1]
+	}
+	if p := find(); p != "" {
+		return p, nil
+	}
+	b.logf("apt-get download %s", pkg)
+	if _, err := run(ctx, dir, nil, "apt-get", "download", pkg); err != nil {
+		return "", err
+	}
+	if p := find(); p != "" {
+		return p, nil
+	}
+	return "", fmt.Errorf("apt-get download %s left no %s_*.deb in %s", pkg, pkg, dir)
+}
+
+// unpack extracts a .deb into the cache once and returns the directory.
+func (b *builder) unpack(ctx context.Context, deb string) (string, error) {
+	dir := filepath.Join(b.CacheDir, "unpacked", strings.TrimSuffix(filepath.Base(deb), ".deb"))
+	done := filepath.Join(dir, ".complete")
+	if _, err := os.Stat(done); err == nil {
+		return dir, nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if _, err := run(ctx, "", nil, "dpkg-deb", "-x", deb, dir); err != nil {
+		return "", err
+	}
+	return dir, os.WriteFile(done, nil, 0o644)
+}
+
+// prepare downloads (or finds in the cache) the kernel and busybox, and
+// builds the initramfs.
+func (b *builder) prepare(ctx context.Context) (*assets, error) {
+	if missing := missingTools(); len(missing) > 0 {
+		return nil, fmt.Errorf("missing host tools: %s", strings.Join(missing, ", "))
+	}
+	kpkg, err := kernelPackage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kdeb, err := b.fetchDeb(ctx, kpkg)
+	if err != nil {
+		return nil, err
+	}
+	bdeb, err := b.fetchDeb(ctx, "busybox-static")
+	if err != nil {
+		return nil, err
+	}
+	kdir, err := b.unpack(ctx, kdeb)
+	if err != nil {
+		return nil, err
+	}
+	bdir, err := b.unpack(ctx, bdeb)
+	if err != nil {
+		return nil, err
+	}
+	abi := strings.TrimPrefix(kpkg, "linux-image-")
+	a := &assets{
+		ABI:       abi,
+		Kernel:    filepath.Join(kdir, "boot", "vmlinuz-"+abi),
+		ModuleDir: filepath.Join(kdir, "lib", "modules", abi, "kernel"),
+		Busybox:   filepath.Join(bdir, "bin", "busybox"),
+	}
+	for _, p := range []string{a.Kernel, a.ModuleDir, a.Busybox} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("unpacked packages lack %s: %w", p, err)
+		}
+	}
+	a.Initrd = filepath.Join(b.CacheDir, "initrd-"+abi+".img")
+	if _, err := os.Stat(a.Initrd); err != nil {
+		b.logf("initramfs for %s", abi)
+		if err := b.makeInitramfs(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// findModule returns the path of name.ko under the kernel's module tree.
+func findModule(root, name string) (string, error) {
+	var found string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && d.Name() == name+".ko" {
+			found = p
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err == nil && found == "" {
+		err = fmt.Errorf("module %s.ko not found under %s", name, root)
+	}
+	return found, err
+}
+
+func copyFile(dst, src string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// fixTimes gives every file under dir the same timestamp.
+func fixTimes(ctx context.Context, dir string) error {
+	_, err := run(ctx, "", nil, "find", dir, "-exec", "touch", "-h", "-d", fmt.Sprintf("@%d", sourceEpoch), "{}", "+")
+	return err
+}
+
+// makeInitramfs builds a gzip newc cpio holding busybox, the modules and
+// the initramfs /init.
+func (b *builder) makeInitramfs(ctx context.Context, a *assets) error {
+	stage, err := os.MkdirTemp(b.CacheDir, "initramfs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	for _, d := range []string{"bin", "dev", "proc", "sys", "newroot", "lib/modules"} {
+		if err := os.MkdirAll(filepath.Join(stage, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := copyFile(filepath.Join(stage, "bin", "busybox"), a.Busybox, 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink("busybox", filepath.Join(stage, "bin", "sh")); err != nil {
+		return err
+	}
+	for _, m := range initramfsModules {
+		p, err := findModule(a.ModuleDir, m)
+		if err != nil {
+			return err
+		}
+		if err := copyFile(filepath.Join(stage, "lib", "modules", m+".ko"), p, 0o644); err != nil {
+			return err
+		}
+	}
+	init, err := files.ReadFile("files/initramfs-init")
+	if err != nil {
+		return err
+	}
+	init = bytes.ReplaceAll(init, []byte("@MODULES@"), []byte(strings.Join(initramfsModules, " ")))
+	if err := os.WriteFile(filepath.Join(stage, "init"), init, 0o755); err != nil {
+		return err
+	}
+	if err := fixTimes(ctx, stage); err != nil {
+		return err
+	}
+	list, err := run(ctx, stage, nil, "find", ".", "-mindepth", "1")
+	if err != nil {
+		return err
+	}
+	names := strings.Split(strings.TrimSpace(string(list)), "\n")
+	sort.Strings(names)
+	cmd := exec.CommandContext(ctx, "cpio", "--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0")
+	cmd.Dir = stage
+	cmd.Stdin = strings.NewReader(strings.Join(names, "\n") + "\n")
+	var archive, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &archive, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("cpio: %w: %s", err, stderr.String())
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if _, err := zw.Write(archive.Bytes()); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return writeFileAtomic(a.Initrd, gz.Bytes())
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// release describes what one root slot image holds.
+type release struct {
+	Version string // semantic version, written to /etc/switchback/version
+	// Flavor selects how the release behaves: flavorGood; flavorNoHealth
+	// (boots, but its application is missing, so the health check fails);
+	// flavorPanic (its /sbin/init is not a program: the kernel panics
+	// before userspace).
+	Flavor    string
+	Agent     string // path of the static agent binary (built with CGO_ENABLED=0)
+	AgentArgs string // command-line arguments for the agent, as shell words
+	RootJSON  []byte // the TUF trusted root the agent starts from (may be nil)
+}
+
+// Release flavors.
+const (
+	flavorGood     = "good"
+	flavorNoHealth = "no-health"
+	flavorPanic    = "panic"
+)
+
+// slotImage builds the ext4 image of one root slot at out: busybox, the
+// kernel and initramfs under /boot, the init, the application and the
+// agent. The image is rootfsBytes long.
+func (b *builder) slotImage(ctx context.Context, a *assets, r release, out string) error {
+	stage, err := os.MkdirTemp(filepath.Dir(out), "rootfs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "boot", "dev", "proc", "sys", "tmp", "run", "data", "mnt/boot", "etc/switchback", "srv/www", "root"} {
+		if err := os.MkdirAll(filepath.Join(stage, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := copyFile(filepath.Join(stage, "bin", "busybox"), a.Busybox, 0o755); err != nil {
+		return err
+	}
+	applets, err := run(ctx, "", nil, a.Busybox, "--list-full")
+	if err != nil {
+		return err
+	}
+	for _, p := range strings.Fields(string(applets)) {
+		if p == "bin/busybox" || p == "sbin/init" || p == "linuxrc" {
+			continue
+		}
+		dst := filepath.Join(stage, p)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(filepath.Dir(dst), filepath.Join(stage, "bin", "busybox"))
+		if err := os.Symlink(rel, dst); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	if err := copyFile(filepath.Join(stage, "boot", "vmlinuz"), a.Kernel, 0o644); err != nil {
+		return err
+	}
+	if err := copyFile(filepath.Join(stage, "boot", "initrd.img"), a.Initrd, 0o644); err != nil {
+		return err
+	}
+	init, err := files.ReadFile("files/rootfs-init")
+	if err != nil {
+		return err
+	}
+	init = bytes.ReplaceAll(init, []byte("@AGENT_ARGS@"), []byte(r.AgentArgs))
+	if r.Flavor == flavorPanic {
+		// A broken build: /sbin/init is not an executable format, so the
+		// initramfs's switch_root fails, pid 1 exits and the kernel panics.
+		init = []byte("this release's init was truncated by a broken build\n")
+	}
+	if err := os.WriteFile(filepath.Join(stage, "sbin", "init"), init, 0o755); err != nil {
+		return err
+	}
+	if r.Flavor != flavorNoHealth {
+		app, err := files.ReadFile("files/app")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "app"), app, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(stage, "srv", "www", "healthz"), []byte("ok "+r.Version+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "version"), []byte(r.Version+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "hardware"), []byte(hardwareID+"\n"), 0o644); err != nil {
+		return err
+	}
+	if r.RootJSON != nil {
+		if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "root.json"), r.RootJSON, 0o644); err != nil {
+			return err
+		}
+	}
+	if r.Agent != "" {
+		if err := copyFile(filepath.Join(stage, "usr", "bin", "switchback-agent"), r.Agent, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(stage, "etc", "hostname"), []byte("switchback-qemu\n"), 0o644); err != nil {
+		return err
+	}
+	if err := fixTimes(ctx, stage); err != nil {
+		return err
+	}
+	return mkext4(ctx, stage, out, rootfsBytes, "rootfs", uuidFor("rootfs "+r.Version+" "+r.Flavor), false)
+}
+
+// uuidFor derives a fixed UUID from a string, so that rebuilding an image
+// gives it the same identity.
+func uuidFor(s string) string {
+	h := sha256.Sum256([]byte(s))
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-4" + x[13:16] + "-8" + x[17:20] + "-" + x[20:32]
+}
+
+// mkext4 makes an ext4 file system of size bytes at out, populated from
+// dir (empty when dir is ""). Root slots have no journal: they are mounted
+// read-only, so that their bytes stay exactly what was verified.
+func mkext4(ctx context.Context, dir, out string, size int64, label, uuid string, journal bool) error {
+	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	features := "^has_journal,^metadata_csum_seed"
+	if journal {
+		features = "has_journal"
+	}
+	args := []string{"-q", "-F", "-t", "ext4", "-b", "4096", "-L", label, "-U", uuid,
+		"-E", "hash_seed=" + uuid + ",root_owner=0:0,lazy_itable_init=0", "-O", features, "-m", "0"}
+	if dir != "" {
+		args = append(args, "-d", dir)
+	}
+	args = append(args, out, fmt.Sprintf("%dk", size/1024))
+	_, err := run(ctx, "", []string{"E2FSPROGS_FAKE_TIME=" + fmt.Sprint(sourceEpoch), "SOURCE_DATE_EPOCH=" + fmt.Sprint(sourceEpoch)}, "mkfs.ext4", args...)
+	return err
+}
+
+// bootCfg returns the boot-count fragment: the library's
+// slots/grub/switchback.cfg when the checkout has it, else the example's
+// stand-in with the same contract.
+func (b *builder) bootCfg() ([]byte, string, error) {
+	if b.Checkout != "" {
+		p := filepath.Join(b.Checkout, "slots", "grub", "switchback.cfg")
+		if data, err := os.ReadFile(p); err == nil {
+			return data, p, nil
+		}
+	}
+	data, err := files.ReadFile("files/switchback-fallback.cfg")
+	return data, "examples/qemu/files/switchback-fallback.cfg", err
+}
+
+// grubenvBlock encodes a GRUB environment block of exactly 1024 bytes.
+func grubenvBlock(vars [][2]string) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# GRUB Environment Block\n")
+	for _, kv := range vars {
+		if strings.ContainsAny(kv[0], "=\n\\") || strings.ContainsAny(kv[1], "\n\\") {
+			return nil, fmt.Errorf("grubenv variable %q=%q needs escaping", kv[0], kv[1])
+		}
+		fmt.Fprintf(&buf, "%s=%s\n", kv[0], kv[1])
+	}
+	if buf.Len() > 1024 {
+		return nil, fmt.Errorf("grubenv: %d bytes of variables do not fit 1024", buf.Len())
+	}
+	buf.Write(bytes.Repeat([]byte("#"), 1024-buf.Len()))
+	return buf.Bytes(), nil
+}
+
+// factoryEnv is the grubenv a new device ships with: slot A committed, no
+// trial, and a canary the agent compares with the kernel command line.
+func factoryEnv() ([]byte, error) {
+	return grubenvBlock([][2]string{
+		{"sb_primary", "a"}, {"sb_trial", ""}, {"sb_tries", "0"}, {"sb_bad", ""}, {"sb_canary", "qemu-factory"},
+	})
+}
+
+// bootImage builds the FAT boot partition image: grub.cfg, the boot-count
+// fragment and grubenv under /grub.
+func (b *builder) bootImage(ctx context.Context, env []byte, out string) error {
+	dir, err := os.MkdirTemp(filepath.Dir(out), "boot-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg, err := files.ReadFile("files/grub.cfg")
+	if err != nil {
+		return err
+	}
+	frag, src, err := b.bootCfg()
+	if err != nil {
+		return err
+	}
+	b.logf("boot-count fragment from %s", src)
+	for name, data := range map[string][]byte{"grub.cfg": cfg, "switchback.cfg": frag, "grubenv": env} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	os.Remove(out)
+	epoch := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", sourceEpoch)}
+	if _, err := run(ctx, "", epoch, "mkfs.fat", "-C", "--invariant", "-i", "5b0c0a11", "-n", "SBBOOT", out, fmt.Sprint(bootSize*sector/1024)); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "", epoch, "mmd", "-i", out, "::/grub"); err != nil {
+		return err
+	}
+	for _, name := range []string{"grub.cfg", "switchback.cfg", "grubenv"} {
+		if _, err := run(ctx, "", epoch, "mcopy", "-i", out, filepath.Join(dir, name), "::/grub/"+name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// coreImage builds GRUB's i386-pc core image with every module it needs and
+// an early configuration that points it at the boot partition.
+func (b *builder) coreImage(ctx context.Context, out string) error {
+	early := out + ".early.cfg"
+	if err := os.WriteFile(early, []byte("set root=(hd0,msdos1)\nset prefix=(hd0,msdos1)/grub\n"), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(early)
+	args := append([]string{"-O", "i386-pc", "-o", out, "-p", "(hd0,msdos1)/grub", "-c", early}, grubModules...)
+	if _, err := run(ctx, "", nil, "grub-mkimage", args...); err != nil {
+		return err
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		return err
+	}
+	if fi.Size() > (bootStart-1)*sector {
+		return fmt.Errorf("GRUB core image is %d bytes, more than the %d before the first partition", fi.Size(), (bootStart-1)*sector)
+	}
+	return nil
+}
+
+// writeAt copies the file src into dst at byte offset off.
+func writeAt(dst *os.File, src string, off int64) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	_, err = io.Copy(io.NewOffsetWriter(dst, off), in)
+	return err
+}
+
+// diskSpec says what goes on a disk.
+type diskSpec struct {
+	SlotA string // ext4 image for slot A (required)
+	SlotB string // ext4 image for slot B, or "" for an empty slot
+	Env   []byte // grubenv, 1024 bytes; nil for factoryEnv
+}
+
+// disk assembles a raw disk image at out: MBR with GRUB's boot code,
+// core.img in the gap, the boot partition, the two root slots and a fresh
+// data partition.
+func (b *builder) disk(ctx context.Context, d diskSpec, out string) error {
+	work, err := os.MkdirTemp(filepath.Dir(out), "disk-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	os.Remove(out)
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(diskSectors * sector); err != nil {
+		return err
+	}
+	layout := fmt.Sprintf("label: dos\nlabel-id: %s\nunit: sectors\n\n"+
+		"start=%d, size=%d, type=c, bootable\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\n",
+		diskLabelID, bootStart, bootSize, slotAStart, slotSize, slotBStart, slotSize, dataStart, dataSize)
+	cmd := exec.CommandContext(ctx, "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out)
+	cmd.Stdin = strings.NewReader(layout)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("sfdisk: %w: %s", err, msg)
+	}
+	bootImg, err := os.ReadFile("/usr/lib/grub/i386-pc/boot.img")
+	if err != nil {
+		return err
+	}
+	if len(bootImg) != sector {
+		return fmt.Errorf("boot.img is %d bytes, want %d", len(bootImg), sector)
+	}
+	// Only the boot code: the partition table sfdisk wrote stays.
+	if _, err := f.WriteAt(bootImg[:440], 0); err != nil {
+		return err
+	}
+	core := filepath.Join(work, "core.img")
+	if err := b.coreImage(ctx, core); err != nil {
+		return err
+	}
+	if err := writeAt(f, core, sector); err != nil {
+		return err
+	}
+	env := d.Env
+	if env == nil {
+		if env, err = factoryEnv(); err != nil {
+			return err
+		}
+	}
+	if len(env) != 1024 {
+		return fmt.Errorf("grubenv is %d bytes, want 1024", len(env))
+	}
+	bootFS := filepath.Join(work, "boot.fat")
+	if err := b.bootImage(ctx, env, bootFS); err != nil {
+		return err
+	}
+	dataFS := filepath.Join(work, "data.ext4")
+	if err := mkext4(ctx, "", dataFS, dataSize*sector, "data", uuidFor("data"), true); err != nil {
+		return err
+	}
+	parts := []struct {
+		src string
+		off int64
+	}{{bootFS, bootStart}, {d.SlotA, slotAStart}, {dataFS, dataStart}}
+	if d.SlotB != "" {
+		parts = append(parts, struct {
+			src string
+			off int64
+		}{d.SlotB, slotBStart})
+	}
+	for _, p := range parts {
+		if err := writeAt(f, p.src, p.off*sector); err != nil {
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// toQcow2 converts a raw disk into a (pristine) qcow2 image.
+func toQcow2(ctx context.Context, raw, out string) error {
+	os.Remove(out)
+	_, err := run(ctx, "", nil, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out)
+	return err
+}
+
+// overlay makes a throwaway copy-on-write overlay of a pristine qcow2
+// image: a run writes only to the overlay.
+func overlay(ctx context.Context, base, out string) error {
+	os.Remove(out)
+	abs, err := filepath.Abs(base)
+	if err != nil {
+		return err
+	}
+	_, err = run(ctx, "", nil, "qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", "qcow2", out)
+	return err
+}
+
+// fileSHA256 returns the hex SHA-256 of a file.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, bufio.NewReader(f)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
