@@ -1,0 +1,59 @@
+package repository
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// writeFileDurable writes data to path atomically and durably: a temp file
+// in the same directory, fsync, rename, fsync of the directory. A crash
+// leaves either the old file or the new one, never a torn one.
+func writeFileDurable(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("repository: write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("repository: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+// syncDir makes a rename or file creation in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("repository: sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,317 @@
+package repository
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/switchback-ota/switchback/verify"
+)
+
+// DefaultFrameSize is the uncompressed size of each zstd frame of a
+// compressed target: a device resumes decompression at a frame boundary.
+const DefaultFrameSize = 4 << 20
+
+// AddOptions are the knobs of one AddTarget call.
+type AddOptions struct {
+	// Zstd compresses the release: the compressed bytes become the TUF
+	// target, and the uncompressed length and sha256 go into the custom
+	// metadata (Compression, Uncompressed).
+	Zstd bool
+	// FrameSize is the uncompressed size of each independent zstd frame;
+	// 0 means DefaultFrameSize.
+	FrameSize int
+}
+
+// Target describes one published target.
+type Target struct {
+	// Path is the TUF target path, as devices name it.
+	Path string
+	// Length and SHA256 (hex) are those of the target bytes.
+	Length int64
+	SHA256 string
+	// Custom is the raw custom metadata (nil when absent).
+	Custom json.RawMessage
+	// File is the target file, relative to the targets directory:
+	// "<dir>/<sha256>.<name>".
+	File string
+}
+
+// AddTarget streams src into the repository as target path with custom
+// metadata custom, which must be valid (verify.Custom.Validate). With
+// opts.Zstd the stored target is the compressed stream and custom gets its
+// Compression and Uncompressed fields. A target already at path is
+// replaced. The change is staged; Publish makes it visible. Memory use does
+// not depend on the size of src.
+func (r *Repo) AddTarget(ctx context.Context, path string, src io.Reader, custom verify.Custom, opts AddOptions) (Target, error) {
+	if opts.Zstd {
+		custom.Compression = verify.CompressionZstd
+		// Placeholder until the stream is read; validated again below.
+		custom.Uncompressed = &verify.Digest{SHA256: strings.Repeat("0", 64)}
+	}
+	if err := custom.Validate(); err != nil {
+		return Target{}, fmt.Errorf("%w: %s: %w", ErrBadTarget, path, err)
+	}
+	if custom.Compression != "" && !opts.Zstd {
+		return Target{}, fmt.Errorf("%w: %s: custom metadata says compression %q but AddOptions.Zstd is off", ErrBadTarget, path, custom.Compression)
+	}
+	var finish func(custom *verify.Custom)
+	var enc func(io.Writer) (written func() error)
+	if opts.Zstd {
+		fs := opts.FrameSize
+		if fs == 0 {
+			fs = DefaultFrameSize
+		}
+		if fs < 0 {
+			return Target{}, fmt.Errorf("%w: negative frame size", ErrBadTarget)
+		}
+		uh := sha256.New()
+		var ulen int64
+		enc = func(w io.Writer) func() error {
+			return func() error {
+				n, err := compressFrames(ctx, w, io.TeeReader(src, uh), fs)
+				ulen = n
+				return err
+			}
+		}
+		finish = func(c *verify.Custom) {
+			c.Uncompressed = &verify.Digest{Length: ulen, SHA256: hex.EncodeToString(uh.Sum(nil))}
+		}
+	}
+	return r.addTarget(ctx, path, src, enc, func() (json.RawMessage, error) {
+		if finish != nil {
+			finish(&custom)
+		}
+		if err := custom.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrBadTarget, path, err)
+		}
+		return json.Marshal(custom)
+	})
+}
+
+// AddTargetRaw is AddTarget without compression and with custom metadata
+// taken verbatim (nil for none): for other metadata schemas, and for tests
+// that publish malformed metadata on purpose. custom must be valid JSON.
+func (r *Repo) AddTargetRaw(ctx context.Context, path string, src io.Reader, custom json.RawMessage) (Target, error) {
+	if custom != nil && !json.Valid(custom) {
+		return Target{}, fmt.Errorf("%w: %s: custom metadata is not valid JSON", ErrBadTarget, path)
+	}
+	return r.addTarget(ctx, path, src, nil, func() (json.RawMessage, error) { return custom, nil })
+}
+
+// compressFrames writes src as independent zstd frames of frameSize
+// uncompressed bytes each (the last may be shorter; an empty src gives one
+// empty frame) and returns the uncompressed length.
+func compressFrames(ctx context.Context, w io.Writer, src io.Reader, frameSize int) (int64, error) {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
+	if err != nil {
+		return 0, fmt.Errorf("repository: zstd: %w", err)
+	}
+	defer e.Close()
+	buf := make([]byte, frameSize)
+	var out []byte
+	var total int64
+	for first := true; ; first = false {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		n, err := io.ReadFull(src, buf)
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			return total, fmt.Errorf("repository: read release: %w", err)
+		}
+		if n == 0 && !first {
+			return total, nil
+		}
+		total += int64(n)
+		out = e.EncodeAll(buf[:n], out[:0])
+		if _, werr := w.Write(out); werr != nil {
+			return total, fmt.Errorf("repository: write target: %w", werr)
+		}
+		if n < frameSize {
+			return total, nil
+		}
+	}
+}
+
+// ctxReader stops a copy when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func (r *Repo) addTarget(ctx context.Context, tpath string, src io.Reader, enc func(io.Writer) func() error, custom func() (json.RawMessage, error)) (Target, error) {
+	if err := ValidTargetPath(tpath); err != nil {
+		return Target{}, err
+	}
+	dir, base := path.Split(tpath)
+	fsDir := filepath.Join(r.TargetsDir(), filepath.FromSlash(dir))
+	if err := os.MkdirAll(fsDir, 0o755); err != nil {
+		return Target{}, fmt.Errorf("repository: %w", err)
+	}
+	f, err := os.CreateTemp(fsDir, ".tmp-"+base+"-*")
+	if err != nil {
+		return Target{}, fmt.Errorf("repository: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if f != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	bw := bufio.NewWriterSize(cw, 1<<16)
+	if enc != nil {
+		err = enc(bw)()
+	} else {
+		_, err = io.Copy(bw, ctxReader{ctx, src})
+		if err != nil {
+			err = fmt.Errorf("repository: read release: %w", err)
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		return Target{}, err
+	}
+	raw, err := custom()
+	if err != nil {
+		return Target{}, err
+	}
+	if err := f.Sync(); err != nil {
+		return Target{}, fmt.Errorf("repository: %w", err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return Target{}, fmt.Errorf("repository: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return Target{}, fmt.Errorf("repository: %w", err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	file := path.Join(dir, sum+"."+base)
+	if err := os.Rename(tmp, filepath.Join(r.TargetsDir(), filepath.FromSlash(file))); err != nil {
+		return Target{}, fmt.Errorf("repository: %w", err)
+	}
+	f = nil
+	if err := syncDir(fsDir); err != nil {
+		return Target{}, err
+	}
+	tf := &metadata.TargetFiles{
+		Length: cw.n,
+		Hashes: metadata.Hashes{"sha256": h.Sum(nil)},
+		Path:   tpath,
+	}
+	if raw != nil {
+		c := json.RawMessage(append([]byte(nil), raw...))
+		tf.Custom = &c
+	}
+	r.touch(RoleTargets)
+	r.targets().Signed.Targets[tpath] = tf
+	if err := r.stage(RoleTargets); err != nil {
+		return Target{}, err
+	}
+	return targetOf(tpath, tf), nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ValidTargetPath reports why p cannot be a target path: it must be a
+// clean, relative, slash-separated path without "." or ".." elements,
+// backslashes or control characters, because it becomes a file name on the
+// server.
+func ValidTargetPath(p string) error {
+	bad := func(why string) error { return fmt.Errorf("%w: target path %q %s", ErrBadTarget, p, why) }
+	switch {
+	case p == "":
+		return bad("is empty")
+	case strings.HasPrefix(p, "/"):
+		return bad("is absolute")
+	case path.Clean(p) != p:
+		return bad("is not clean")
+	case strings.ContainsAny(p, "\\"):
+		return bad("has a backslash")
+	}
+	for _, c := range p {
+		if c < 0x20 || c == 0x7f {
+			return bad("has a control character")
+		}
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == "." || el == ".." || strings.HasPrefix(el, ".tmp-") {
+			return bad("has a reserved element")
+		}
+	}
+	return nil
+}
+
+func targetOf(p string, tf *metadata.TargetFiles) Target {
+	t := Target{Path: p, Length: tf.Length, SHA256: hex.EncodeToString(tf.Hashes["sha256"])}
+	if tf.Custom != nil {
+		t.Custom = append(json.RawMessage(nil), (*tf.Custom)...)
+	}
+	dir, base := path.Split(p)
+	t.File = path.Join(dir, t.SHA256+"."+base)
+	return t
+}
+
+// RemoveTarget drops target path from the working targets metadata. The
+// file stays on disk: older snapshots still name it. Publish makes the
+// change visible.
+func (r *Repo) RemoveTarget(path string) error {
+	if _, ok := r.targets().Signed.Targets[path]; !ok {
+		return fmt.Errorf("%w: target %q", ErrNotFound, path)
+	}
+	r.touch(RoleTargets)
+	delete(r.targets().Signed.Targets, path)
+	return r.stage(RoleTargets)
+}
+
+// Targets lists the working targets (published plus staged changes), by
+// path.
+func (r *Repo) Targets() []Target {
+	var ts []Target
+	for p, tf := range r.targets().Signed.Targets {
+		ts = append(ts, targetOf(p, tf))
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Path < ts[j].Path })
+	return ts
+}
+
+// Target returns one working target.
+func (r *Repo) Target(path string) (Target, error) {
+	tf, ok := r.targets().Signed.Targets[path]
+	if !ok {
+		return Target{}, fmt.Errorf("%w: target %q", ErrNotFound, path)
+	}
+	return targetOf(path, tf), nil
+}
