@@ -94,22 +94,35 @@ func Any(checks ...HealthCheck) HealthCheck {
 	})
 }
 
-// WithTimeout bounds c to d: c runs with a context that ends after d, and
-// when it has not returned by then, WithTimeout returns an error wrapping
-// [ErrTimeout] and [context.DeadlineExceeded] without waiting for it (a
-// check that ignores its context cannot hang the confirmation; it is left
-// to finish in the background). A d of zero or less means no bound of its
-// own. The name is c's.
+// WithTimeout bounds c to d: c runs with a context that ends after d. A
+// check that honours its context returns its own error then, which
+// WithTimeout wraps with [ErrTimeout]. One that has still not returned
+// [TimeoutLeeway] later is abandoned — left to finish in the background —
+// and WithTimeout returns an error wrapping [ErrTimeout] and
+// [context.DeadlineExceeded]: a check that ignores its context cannot hang
+// the confirmation. A d of zero or less means no bound of its own. The
+// name is c's.
 func WithTimeout(c HealthCheck, d time.Duration) HealthCheck {
 	if c == nil {
 		return Func("<nil>", func(context.Context) error { return errNilCheck })
 	}
-	return timeoutCheck{c: c, d: d}
+	return timeoutCheck{c: c, d: d, leeway: TimeoutLeeway}
+}
+
+// TimeoutLeeway is how long [WithTimeout] waits, after the deadline it set,
+// for a check to return before abandoning it.
+const TimeoutLeeway = 100 * time.Millisecond
+
+// boundedBy is WithTimeout for the built-in checks, which honour their
+// context: it always waits for them to return.
+func boundedBy(c HealthCheck, d time.Duration) HealthCheck {
+	return timeoutCheck{c: c, d: d, leeway: -1}
 }
 
 type timeoutCheck struct {
-	c HealthCheck
-	d time.Duration
+	c      HealthCheck
+	d      time.Duration
+	leeway time.Duration // < 0: wait for the check however long it takes
 }
 
 func (t timeoutCheck) Name() string { return t.c.Name() }
@@ -120,22 +133,27 @@ func (t timeoutCheck) Check(ctx context.Context) error {
 	}
 	tctx, cancel := context.WithTimeout(ctx, t.d)
 	defer cancel()
+	if t.leeway < 0 {
+		return t.explain(ctx, tctx, t.c.Check(tctx))
+	}
 	done := make(chan error, 1)
 	go func() { done <- t.c.Check(tctx) }()
 	select {
 	case err := <-done:
 		return t.explain(ctx, tctx, err)
 	case <-tctx.Done():
-		select {
-		case err := <-done: // it returned just in time
-			return t.explain(ctx, tctx, err)
-		default:
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w after %s (the check did not return): %w", ErrTimeout, t.d, context.DeadlineExceeded)
 	}
+	leeway := time.NewTimer(t.leeway)
+	defer leeway.Stop()
+	select {
+	case err := <-done:
+		return t.explain(ctx, tctx, err)
+	case <-leeway.C:
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w after %s (the check did not return): %w", ErrTimeout, t.d, context.DeadlineExceeded)
 }
 
 // explain marks err as a timeout when it came after our own deadline (and

@@ -138,17 +138,14 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// String returns the kept tail, quoted, with "..." when earlier output was
-// dropped.
+// String returns the kept tail on one line, with "..." in front when
+// earlier output was dropped.
 func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := strings.TrimSpace(string(t.buf))
-	if s == "" {
-		return ""
+	s := printable(string(t.buf))
+	if s != "" && t.lost {
+		return "..." + s
 	}
-	if t.lost {
-		return "..." + fmt.Sprintf("%q", s)
-	}
-	return fmt.Sprintf("%q", s)
+	return s
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxHTTPBody is how much of a response body the [HTTP] check reads to match
@@ -148,19 +150,33 @@ func (h *httpCheck) check(ctx context.Context) error {
 	return nil
 }
 
-// excerpt quotes the start of a body for an error message.
+// excerpt shows the start of a body in an error message, on one line.
 func excerpt(b []byte) string {
 	const max = 200
-	if len(b) == 0 {
-		return "(empty)"
-	}
 	cut := len(b) > max
 	if cut {
-		b = b[:max] // a split rune shows as \x escapes: harmless
+		b = b[:max]
 	}
-	s := fmt.Sprintf("%q", strings.TrimSpace(string(b)))
+	s := printable(string(b))
+	if s == "" {
+		return "(empty)"
+	}
 	if cut {
 		s += "..."
 	}
 	return s
+}
+
+// printable trims s and puts it on one line, with every control character
+// or invalid byte shown as '?', so an error message stays readable.
+func printable(s string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case r == utf8.RuneError || !unicode.IsPrint(r):
+			return '?'
+		}
+		return r
+	}, s))
 }

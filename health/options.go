@@ -37,7 +37,7 @@ func Named(name string) Option {
 // finish turns a configured check function into a HealthCheck bounded by
 // its timeout.
 func (b base) finish(check func(ctx context.Context) error) HealthCheck {
-	return WithTimeout(Func(b.name, check), b.timeout)
+	return boundedBy(Func(b.name, check), b.timeout)
 }
 
 func newBase(name string, timeout time.Duration) base {
