@@ -90,21 +90,20 @@ func (c *Client) loadDelegations(f Fetcher, trusted *trustedmetadata.TrustedMeta
 }
 
 // resolve walks the delegated roles in order for path p, as go-tuf's
-// pre-order search does one level deep.
+// pre-order search does one level deep. A path that roles list but none is
+// trusted to provide (outside its patterns, or behind a terminating role)
+// is an error, so that the publisher sees it in Rejected.
 func resolve(roles []metadata.DelegatedRole, loaded map[string]*metadata.Metadata[metadata.TargetsType], failed map[string]error, p string) (string, *metadata.TargetFiles, error) {
-	var listedBy []string
+	why := "not trusted for this path"
 	for i := range roles {
 		r := &roles[i]
-		m := loaded[r.Name]
 		if ok, _ := r.IsDelegatedPath(p); !ok {
-			if m != nil && m.Signed.Targets[p] != nil {
-				listedBy = append(listedBy, r.Name)
-			}
 			continue
 		}
 		if err := failed[r.Name]; err != nil {
 			return r.Name, nil, fmt.Errorf("%w: delegated role %s, responsible for this path, is not trusted: %w", ErrUntrusted, r.Name, err)
 		}
+		m := loaded[r.Name]
 		if tf := m.Signed.Targets[p]; tf != nil {
 			return r.Name, tf, nil
 		}
@@ -112,13 +111,20 @@ func resolve(roles []metadata.DelegatedRole, loaded map[string]*metadata.Metadat
 			return r.Name, nil, fmt.Errorf("%w: role %s delegates this path further; nested delegations are not supported", ErrUntrusted, r.Name)
 		}
 		if r.Terminating {
+			why = "shadowed by terminating role " + r.Name
 			break
 		}
 	}
-	if len(listedBy) > 0 {
-		return listedBy[0], nil, fmt.Errorf("%w: listed by %s, which is not trusted for this path", ErrUntrusted, strings.Join(listedBy, ", "))
+	var listedBy []string
+	for i := range roles {
+		if m := loaded[roles[i].Name]; m != nil && m.Signed.Targets[p] != nil {
+			listedBy = append(listedBy, roles[i].Name)
+		}
 	}
-	return "", nil, nil
+	if len(listedBy) == 0 {
+		return "", nil, nil
+	}
+	return listedBy[0], nil, fmt.Errorf("%w: listed by %s, %s", ErrUntrusted, strings.Join(listedBy, ", "), why)
 }
 
 // loadRole verifies the delegated role name from Dir, or downloads it when
