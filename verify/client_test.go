@@ -241,7 +241,9 @@ func TestRecoverCorruptOrLostMetadata(t *testing.T) {
 		}, "root.json", true},
 		{"corrupt timestamp", func(t *testing.T, dir string) { write(t, dir, "timestamp.json", "\x00\x01") }, "timestamp.json", false},
 		{"corrupt snapshot", func(t *testing.T, dir string) { truncate(t, dir, "snapshot.json") }, "snapshot.json", false},
-		{"corrupt targets", func(t *testing.T, dir string) { write(t, dir, "targets.json", `{"signed":{"_type":"targets","expires":"never"}}`) }, "targets.json", false},
+		{"corrupt targets", func(t *testing.T, dir string) {
+			write(t, dir, "targets.json", `{"signed":{"_type":"targets","expires":"never"}}`)
+		}, "targets.json", false},
 		{"timestamp where targets should be", func(t *testing.T, dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, "timestamp.json"))
 			write(t, dir, "targets.json", string(b))
