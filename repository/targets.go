@@ -127,8 +127,8 @@ func compressFrames(ctx context.Context, w io.Writer, src io.Reader, frameSize i
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		n, err := io.ReadFull(src, buf)
-		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		n, err := readFull(src, buf)
+		if err != nil {
 			return total, fmt.Errorf("repository: read release: %w", err)
 		}
 		if n == 0 && !first {
@@ -143,6 +143,23 @@ func compressFrames(ctx context.Context, w io.Writer, src io.Reader, frameSize i
 			return total, nil
 		}
 	}
+}
+
+// readFull reads until buf is full or src ends; unlike io.ReadFull it
+// keeps a source's own io.ErrUnexpectedEOF an error.
+func readFull(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := src.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // ctxReader stops a copy when ctx is done.
