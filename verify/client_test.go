@@ -553,3 +553,23 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Errorf("New(good) = %v", err)
 	}
 }
+
+// BenchmarkRefresh measures a routine check: nothing new published, the
+// stored metadata is current (one timestamp fetch, the rest verified from
+// disk, files fsynced).
+func BenchmarkRefresh(b *testing.B) {
+	r := newTestRepo(b, true)
+	for i := range 100 {
+		r.addTarget("", fmt.Sprintf("app/app-1.0.%d", i), []byte{byte(i)}, customFor("app", fmt.Sprintf("1.0.%d", i), "*"))
+	}
+	r.publish()
+	c, err := verify.New(verify.Config{Root: r.Root(), MetadataURL: r.MetadataURL(), Dir: b.TempDir(), Now: testNow})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := c.Refresh(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -257,4 +258,23 @@ func FuzzVerifier(f *testing.F) {
 			}
 		}
 	})
+}
+
+func BenchmarkVerifier(b *testing.B) {
+	buf := bytes.Repeat([]byte{0x5a}, 64<<10)
+	for _, algs := range [][]string{{SHA256}, {SHA512}, {SHA256, SHA512}} {
+		b.Run(strings.Join(algs, "+"), func(b *testing.B) {
+			hashes := only(sums(nil), algs...)
+			b.SetBytes(int64(len(buf)))
+			v, err := NewVerifier(math.MaxInt64, hashes) // never overflows
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := v.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
