@@ -232,31 +232,34 @@ type canaryMemo struct{ dir, key string }
 
 func (m canaryMemo) path() string { return filepath.Join(m.dir, m.key+".canary") }
 
-func (m canaryMemo) load() string {
+// load returns the remembered canary and whether there is one (an empty
+// canary, before the first Arm, is remembered too).
+func (m canaryMemo) load() (string, bool) {
 	if m.dir == "" {
-		return ""
+		return "", false
 	}
 	b, err := os.ReadFile(m.path())
 	if err != nil {
-		return ""
+		return "", false
 	}
-	return strings.TrimSpace(string(b))
+	v, ok := strings.CutPrefix(strings.TrimSuffix(string(b), "\n"), "canary=")
+	return v, ok
 }
 
-// remember records c if the environment's canary still equals the boot
+// remember records the boot canary if the environment's canary still equals the boot
 // canary (only then has this boot's bootloader provably read this
 // environment).
 func (m canaryMemo) remember(bi bootInfo, envCanary string) error {
-	if m.dir == "" || !bi.hasCanary || bi.canary == "" || bi.canary != envCanary {
+	if m.dir == "" || !bi.hasCanary || bi.canary != envCanary {
 		return nil
 	}
-	if m.load() == bi.canary {
+	if v, ok := m.load(); ok && v == bi.canary {
 		return nil
 	}
 	if err := os.MkdirAll(m.dir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(m.path(), []byte(bi.canary+"\n"), 0o644)
+	return os.WriteFile(m.path(), []byte("canary="+bi.canary+"\n"), 0o644)
 }
 
 // checkCanary compares the canary the boot script passed with the one in
@@ -268,7 +271,7 @@ func (m canaryMemo) check(bi bootInfo, envCanary, what, script string) error {
 	if bi.canary == envCanary {
 		return nil
 	}
-	if bi.canary != "" && bi.canary == m.load() {
+	if v, ok := m.load(); ok && v == bi.canary {
 		return nil // seen matching earlier this boot, changed since by us
 	}
 	return fmt.Errorf("the bootloader passed %s=%q but %s holds %s=%q: userspace and the bootloader use different environments (check the path given to switchback against the one %s loads): %w",
