@@ -58,7 +58,7 @@ func ExampleEnv() {
 		log.Fatal(err)
 	}
 	b := env.Encode()
-	fmt.Printf("%d bytes\n%s", len(b), b[:len(grub.Header)+30])
+	fmt.Printf("%d bytes\n%s", len(b), b[:len(grub.Header)+29])
 	// Output:
 	// 1024 bytes
 	// # GRUB Environment Block
