@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/switchback-ota/switchback/verify"
+)
+
+// localBase is the pseudo URL under which a repository directory is read.
+const localBase = "http://repository.invalid/"
+
+// dirFetcher reads metadata from a repository directory.
+type dirFetcher struct{ dir string }
+
+func (f dirFetcher) DownloadFile(url string, maxLength int64, _ time.Duration) ([]byte, error) {
+	fh, err := f.open(url)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxLength+1))
+	if err != nil {
+		return nil, &metadata.ErrDownload{Msg: err.Error()}
+	}
+	if int64(len(data)) > maxLength {
+		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s is longer than %d bytes", url, maxLength)}
+	}
+	return data, nil
+}
+
+func (f dirFetcher) open(url string) (*os.File, error) {
+	rel, ok := strings.CutPrefix(url, localBase)
+	if !ok {
+		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: url}
+	}
+	fh, err := os.Open(filepath.Join(f.dir, filepath.FromSlash(rel)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: url}
+	}
+	if err != nil {
+		return nil, &metadata.ErrDownload{Msg: err.Error()}
+	}
+	return fh, nil
+}
+
+func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, g := newFlags("verify", "", stderr)
+	rootFile := fs.String("root", "", "trusted root.json `file` a device embeds (required)")
+	url := fs.String("url", "", "metadata base `URL` (default: read -repo directly); targets are at ../targets/ unless -targets-url")
+	targetsURL := fs.String("targets-url", "", "targets base `URL`")
+	hardware := fs.String("hardware", "", "hardware id of the device (required)")
+	var components list
+	fs.Var(&components, "component", "components to report (default: every one published)")
+	installed := roleValues{}
+	fs.Var(installed, "installed", "installed version, `component=version` (repeatable)")
+	state := fs.String("state", "", "`dir`ectory for trusted metadata between runs, as on a device (default: a fresh temporary one)")
+	noFetch := fs.Bool("no-fetch", false, "do not download and verify the chosen targets")
+	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
+		return code
+	}
+	if *rootFile == "" || *hardware == "" {
+		return fail(stderr, "verify", fmt.Errorf("%w: -root and -hardware are required", errUsage))
+	}
+	root, err := os.ReadFile(*rootFile)
+	if err != nil {
+		return fail(stderr, "verify", err)
+	}
+	dir := *state
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "switchback-verify-")
+		if err != nil {
+			return fail(stderr, "verify", err)
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	hc := &http.Client{Timeout: 5 * time.Minute}
+	cfg := verify.Config{Root: root, Dir: dir}
+	var local *dirFetcher
+	if *url == "" {
+		local = &dirFetcher{g.repo}
+		cfg.MetadataURL, cfg.TargetsURL = localBase+"metadata/", localBase+"targets/"
+		cfg.Fetcher = func(context.Context) verify.Fetcher { return *local }
+	} else {
+		cfg.MetadataURL = strings.TrimSuffix(*url, "/") + "/"
+		cfg.TargetsURL = *targetsURL
+		if cfg.TargetsURL == "" {
+			cfg.TargetsURL = strings.TrimSuffix(cfg.MetadataURL, "metadata/") + "targets/"
+		}
+		cfg.Fetcher = func(ctx context.Context) verify.Fetcher { return verify.NewHTTPFetcher(ctx, hc) }
+	}
+	client, err := verify.New(cfg)
+	if err != nil {
+		return fail(stderr, "verify", err)
+	}
+	ts, err := client.Refresh(ctx)
+	if err != nil {
+		return fail(stderr, "verify", fmt.Errorf("TUF refresh: %w", err))
+	}
+	fmt.Fprintf(stdout, "trusted: root v%d, timestamp v%d, snapshot v%d, targets v%d; valid until %s\n",
+		ts.RootVersion, ts.TimestampVersion, ts.SnapshotVersion, ts.TargetsVersion, ts.Expires.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "targets: %d usable, %d rejected\n", len(ts.Targets), len(ts.Rejected))
+	for _, r := range ts.Rejected {
+		fmt.Fprintf(stdout, "  rejected %s: %v\n", r.Path, r.Err)
+	}
+	if len(components) == 0 {
+		for _, t := range ts.Targets {
+			if !slices.Contains(components, t.Custom.Component) {
+				components = append(components, t.Custom.Component)
+			}
+		}
+	}
+	code := exitOK
+	for _, comp := range components {
+		p := verify.Policy{Component: comp, Hardware: *hardware, Installed: installed[comp]}
+		from := p.Installed
+		if from == "" {
+			from = "nothing"
+		}
+		t, err := verify.Select(ts.Targets, p)
+		if errors.Is(err, verify.ErrNoUpdate) || errors.Is(err, verify.ErrIncompatible) {
+			fmt.Fprintf(stdout, "%s on %s (installed %s): no update: %v\n", comp, *hardware, from, err)
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(stdout, "%s on %s: %v\n", comp, *hardware, err)
+			code = exitFail
+			continue
+		}
+		fmt.Fprintf(stdout, "%s on %s (installed %s): install %s version %s (%d bytes)\n", comp, *hardware, from, t.Path, t.Custom.Version, t.Length)
+		if *noFetch {
+			continue
+		}
+		if err := fetchAndVerify(ctx, hc, local, t); err != nil {
+			fmt.Fprintf(stdout, "  FAILED: %v\n", err)
+			code = exitFail
+			continue
+		}
+		where := t.URL
+		if local != nil {
+			where = filepath.Join(local.dir, filepath.FromSlash(strings.TrimPrefix(t.URL, localBase)))
+		}
+		fmt.Fprintf(stdout, "  verified %s\n", where)
+	}
+	return code
+}
+
+// fetchAndVerify streams a target as a device would and checks its length
+// and hashes, and for a compressed target the decompressed digest too.
+func fetchAndVerify(ctx context.Context, hc *http.Client, local *dirFetcher, t verify.Target) error {
+	var body io.ReadCloser
+	if local != nil {
+		f, err := local.open(t.URL)
+		if err != nil {
+			return err
+		}
+		body = f
+	} else {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL, nil)
+		if err != nil {
+			return err
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		if res.StatusCode != http.StatusOK {
+			res.Body.Close()
+			return fmt.Errorf("GET %s: %s", t.URL, res.Status)
+		}
+		body = res.Body
+	}
+	defer body.Close()
+	v, err := t.Verifier()
+	if err != nil {
+		return err
+	}
+	src := io.TeeReader(io.LimitReader(body, t.Length+1), v)
+	if t.Custom.Compression == verify.CompressionZstd {
+		dv, err := verify.NewDigestVerifier(*t.Custom.Uncompressed)
+		if err != nil {
+			return err
+		}
+		dec, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return err
+		}
+		defer dec.Close()
+		if _, err := io.Copy(dv, io.LimitReader(dec, t.Custom.Uncompressed.Length+1)); err != nil {
+			return fmt.Errorf("decompress: %w", err)
+		}
+		// Read what the decoder left, so the target hash covers every byte.
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			return err
+		}
+		if err := dv.Verify(); err != nil {
+			return fmt.Errorf("uncompressed image: %w", err)
+		}
+	} else if _, err := io.Copy(io.Discard, src); err != nil && !errors.Is(err, verify.ErrVerification) {
+		return err
+	}
+	return v.Verify()
+}
