@@ -94,13 +94,18 @@ func tooLong(url, got string, max int64) error {
 }
 
 // limitFetcher holds any Fetcher to maxLength, so that a custom one cannot
-// hand go-tuf more than it asked for.
+// hand go-tuf more than it asked for, and marks its failures as download
+// errors (whatever their type: stalls, exhausted mirrors...) so that they
+// are told apart from refused metadata. An oversized body stays a refusal.
 type limitFetcher struct{ f Fetcher }
 
 func (l limitFetcher) DownloadFile(urlPath string, maxLength int64, timeout time.Duration) ([]byte, error) {
 	data, err := l.f.DownloadFile(urlPath, maxLength, timeout)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, &metadata.ErrDownloadLengthMismatch{}) {
+			return nil, err
+		}
+		return nil, &fetchError{err}
 	}
 	if int64(len(data)) > maxLength {
 		return nil, tooLong(urlPath, strconv.Itoa(len(data)), maxLength)

@@ -105,6 +105,29 @@ func TestLimitFetcher(t *testing.T) {
 	}
 }
 
+type errFetcher struct{ err error }
+
+func (f errFetcher) DownloadFile(_ string, _ int64, _ time.Duration) ([]byte, error) {
+	return nil, f.err
+}
+
+func TestLimitFetcherMarksFailures(t *testing.T) {
+	stalled := errors.New("download: transfer stalled")
+	_, err := limitFetcher{errFetcher{stalled}}.DownloadFile("u", 1, 0)
+	if !isFetchFailure(err) || !errors.Is(err, stalled) {
+		t.Errorf("custom failure = %v, want a fetch failure wrapping it", err)
+	}
+	_, err = limitFetcher{errFetcher{&metadata.ErrDownloadHTTP{StatusCode: 404}}}.DownloadFile("u", 1, 0)
+	var he *metadata.ErrDownloadHTTP
+	if !errors.As(err, &he) || he.StatusCode != 404 {
+		t.Errorf("404 = %v, want *metadata.ErrDownloadHTTP reachable (go-tuf ends the root walk on it)", err)
+	}
+	_, err = limitFetcher{errFetcher{&metadata.ErrDownloadLengthMismatch{}}}.DownloadFile("u", 1, 0)
+	if isFetchFailure(err) {
+		t.Errorf("oversized = %v, want a refusal, not a fetch failure", err)
+	}
+}
+
 func TestIsFetchFailure(t *testing.T) {
 	tests := []struct {
 		err  error
