@@ -83,6 +83,7 @@ type Repo struct {
 	counts     map[string]int
 	timestamps map[int64][]byte
 	forged     map[string]int64
+	done       chan struct{}
 }
 
 const longExpiry = 10 * 365 * 24 * time.Hour
@@ -133,6 +134,10 @@ func New(t testing.TB, opts ...Option) *Repo {
 	r.recordTimestamp()
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
+	// Registered after Close, so it runs before it: stalled handlers
+	// return and Close does not wait for them.
+	r.done = make(chan struct{})
+	t.Cleanup(func() { close(r.done) })
 	return r
 }
 

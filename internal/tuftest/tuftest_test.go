@@ -291,3 +291,39 @@ func TestWrapAndMalformedCustom(t *testing.T) {
 		t.Errorf("timestamp requests = %d, want 2", got)
 	}
 }
+
+func TestFaults(t *testing.T) {
+	tests := []struct {
+		name   string
+		inject func(r *Repo)
+	}{
+		{"Stall", func(r *Repo) { r.Stall("metadata/timestamp.json") }},
+		{"EndlessBody", func(r *Repo) { r.EndlessBody("metadata/timestamp.json") }},
+		{"OversizeBody", func(r *Repo) { r.OversizeBody("metadata/timestamp.json", 100<<10) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New(t)
+			tt.inject(r)
+			d := newDevice(t, r)
+			// go-tuf's default client has no timeout: use the fetcher
+			// limits for endless and oversized bodies, a short-lived
+			// client for the stall.
+			if tt.name == "Stall" {
+				c := &http.Client{Timeout: 200 * time.Millisecond}
+				resp, err := c.Get(r.MetadataURL() + "timestamp.json")
+				if err == nil {
+					resp.Body.Close()
+					t.Fatal("stalled request answered")
+				}
+				return
+			}
+			if _, err := d.check(); err == nil {
+				t.Fatal("refresh succeeded against a faulty server")
+			}
+			if got := r.Requests("metadata/timestamp.json"); got < 1 {
+				t.Errorf("timestamp requests = %d", got)
+			}
+		})
+	}
+}
