@@ -63,7 +63,7 @@ var initramfsModules = []string{
 // directory on the boot partition.
 var grubModules = []string{
 	"biosdisk", "part_msdos", "fat", "ext2", "normal", "configfile",
-	"loadenv", "linux", "test", "echo", "serial", "terminal", "reboot",
+	"loadenv", "linux", "test", "echo", "eval", "serial", "terminal", "reboot",
 	"halt", "sleep", "boot",
 }
 
@@ -493,18 +493,15 @@ func mkext4(ctx context.Context, dir, out string, size int64, label, uuid string
 	return err
 }
 
-// bootCfg returns the boot-count fragment: the library's
-// slots/grub/switchback.cfg when the checkout has it, else the example's
-// stand-in with the same contract.
+// bootCfg returns the library's boot-count fragment,
+// slots/grub/switchback.cfg from the checkout.
 func (b *builder) bootCfg() ([]byte, string, error) {
-	if b.Checkout != "" {
-		p := filepath.Join(b.Checkout, "slots", "grub", "switchback.cfg")
-		if data, err := os.ReadFile(p); err == nil {
-			return data, p, nil
-		}
+	p := filepath.Join(b.Checkout, "slots", "grub", "switchback.cfg")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, "", fmt.Errorf("the library's GRUB fragment: %w", err)
 	}
-	data, err := files.ReadFile("files/switchback-fallback.cfg")
-	return data, "examples/qemu/files/switchback-fallback.cfg", err
+	return data, p, nil
 }
 
 // grubenvBlock encodes a GRUB environment block of exactly 1024 bytes.
@@ -720,4 +717,93 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// bootFATSpec is how mtools addresses the boot partition inside a raw disk.
+func bootFATSpec(raw string) string { return fmt.Sprintf("%s@@%d", raw, bootStart*sector) }
+
+// readDiskEnv reads grubenv from the boot partition of a raw disk.
+func readDiskEnv(ctx context.Context, raw string) (map[string]string, error) {
+	out, err := run(ctx, "", nil, "mtype", "-i", bootFATSpec(raw), "::/grub/grubenv")
+	if err != nil {
+		return nil, err
+	}
+	return parseGrubenv(out)
+}
+
+// writeDiskEnv replaces grubenv on the boot partition of a raw disk.
+func writeDiskEnv(ctx context.Context, raw string, env []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(raw), "grubenv-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(env); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	_, err = run(ctx, "", []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", sourceEpoch)}, "mcopy", "-o", "-i", bootFATSpec(raw), tmp.Name(), "::/grub/grubenv")
+	return err
+}
+
+// writeDiskSlot writes a slot image into a raw disk's partition for slot
+// "a" or "b".
+func writeDiskSlot(raw, slot, image string) error {
+	off := int64(slotAStart)
+	if slot == "b" {
+		off = slotBStart
+	}
+	f, err := os.OpenFile(raw, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := writeAt(f, image, off*sector); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// parseGrubenv decodes a GRUB environment block: a header line, name=value
+// lines, '#' padding. Escapes (backslash before a backslash or newline) are
+// undone.
+func parseGrubenv(data []byte) (map[string]string, error) {
+	const header = "# GRUB Environment Block\n"
+	if !bytes.HasPrefix(data, []byte(header)) {
+		return nil, fmt.Errorf("grubenv: missing %q header", strings.TrimSpace(header))
+	}
+	vars := map[string]string{}
+	s := string(data[len(header):])
+	for len(s) > 0 {
+		if s[0] == '#' {
+			// Padding (or a comment) runs to the end of the line.
+			i := strings.IndexByte(s, '\n')
+			if i < 0 {
+				break
+			}
+			s = s[i+1:]
+			continue
+		}
+		var line strings.Builder
+		i := 0
+		for ; i < len(s) && s[i] != '\n'; i++ {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+			}
+			line.WriteByte(s[i])
+		}
+		if i == len(s) {
+			return nil, fmt.Errorf("grubenv: unterminated line %q", line.String())
+		}
+		s = s[i+1:]
+		k, v, ok := strings.Cut(line.String(), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("grubenv: line %q is not name=value", line.String())
+		}
+		vars[k] = v
+	}
+	return vars, nil
 }

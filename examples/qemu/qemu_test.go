@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The tests that boot QEMU guests run when SWITCHBACK_QEMU=1 or CI=true
+// (where a missing tool is a failure, not a skip):
+//
+//	SWITCHBACK_QEMU=1 go test -v -run 'TestGRUB|TestScenario' ./examples/qemu
+//
+// They download the Debian cloud kernel and busybox-static with apt-get
+// download into the cache (SWITCHBACK_QEMU_CACHE, default
+// $XDG_CACHE_HOME/switchback-qemu) the first time.
+
+// qemuEnv gates a test on SWITCHBACK_QEMU/CI and on the host tools, and
+// returns an env whose transcript goes to the test log.
+func qemuEnv(t *testing.T) *env {
+	t.Helper()
+	ci := os.Getenv("CI") == "true"
+	if os.Getenv("SWITCHBACK_QEMU") != "1" && !ci {
+		t.Skip("boots QEMU guests (TCG, minutes): set SWITCHBACK_QEMU=1 to run")
+	}
+	if missing := missingTools(); len(missing) > 0 {
+		msg := "missing host tools: " + strings.Join(missing, ", ") + " (see .ci/packages)"
+		if ci {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	root, err := findCheckout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{CacheDir: defaultCacheDir(), Checkout: root, Out: testWriter{t}}
+}
+
+// testWriter sends transcript lines to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+var grubLineRE = regexp.MustCompile(`grub: booting slot ([ab]) \(primary=(\S*) trial=(\S*) tries=(\d*) bad=([^)]*)\)`)
+
+// TestGRUBBootCount proves the boot-count contract on a real GRUB, with the
+// grubenv set from the host: a trial slot whose kernel panics is tried
+// exactly sb_tries times, then the primary boots and the trial stays
+// recorded with no tries left; a good trial slot boots and gets the
+// counter decremented.
+func TestGRUBBootCount(t *testing.T) {
+	e := qemuEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	b := e.builder()
+	a, err := b.prepare(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good1 := filepath.Join(dir, "v1.ext4")
+	panic4 := filepath.Join(dir, "v4.ext4")
+	good2 := filepath.Join(dir, "v2.ext4")
+	for _, r := range []struct {
+		rel release
+		out string
+	}{
+		{release{Version: "1.0.0", Flavor: flavorGood}, good1},
+		{release{Version: "4.0.0", Flavor: flavorPanic}, panic4},
+		{release{Version: "2.0.0", Flavor: flavorGood}, good2},
+	} {
+		if err := b.slotImage(ctx, a, r.rel, r.out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env, err := grubenvBlock([][2]string{{"sb_primary", "a"}, {"sb_trial", "b"}, {"sb_tries", "2"}, {"sb_bad", ""}, {"sb_canary", "t1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(dir, "disk.raw")
+	if err := b.disk(ctx, diskSpec{SlotA: good1, SlotB: panic4, Env: env}, raw); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startHostServer("", e.logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.close()
+	boot := func() *vm {
+		t.Helper()
+		v, err := startVM(ctx, vmConfig{Disk: raw, Format: "raw", Busybox: a.Busybox, Port: srv.port, WorkDir: dir, Console: e.consoleWriter(dir)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	expectGRUB := func(v *vm, slot, tries string) {
+		t.Helper()
+		m, err := v.wait(ctx, 90*time.Second, grubLineRE, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m[1] != slot || m[4] != tries {
+			t.Fatalf("GRUB booted slot %s with tries=%s; want slot %s with tries=%s (%s)", m[1], m[4], slot, tries, m[0])
+		}
+		e.logf("GRUB: %s", m[0])
+	}
+	expectUserspace := func(v *vm, slot, version string) {
+		t.Helper()
+		m, err := v.wait(ctx, 120*time.Second, userspaceRE, panicRE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m[1] != version || m[2] != slot {
+			t.Fatalf("userspace up with version %s on slot %s; want %s on %s", m[1], m[2], version, slot)
+		}
+		e.logf("userspace: version %s on slot %s", m[1], m[2])
+	}
+
+	// A panicking trial with two tries: b, b, then a.
+	v := boot()
+	expectGRUB(v, "b", "1")
+	if _, err := v.wait(ctx, 120*time.Second, panicRE, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.logf("slot b: kernel panic (1st try)")
+	expectGRUB(v, "b", "0")
+	if _, err := v.wait(ctx, 120*time.Second, panicRE, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.logf("slot b: kernel panic (2nd try)")
+	expectGRUB(v, "a", "0")
+	expectUserspace(v, "a", "1.0.0")
+	select {
+	case hello := <-srv.hello:
+		e.logf("hello over guestfwd: %s", hello)
+		if hello != "slot=a version=1.0.0" {
+			t.Errorf("hello = %q, want slot=a version=1.0.0", hello)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no hello from the guest over guestfwd")
+	}
+	v.kill()
+	vars, err := readDiskEnv(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"sb_primary": "a", "sb_trial": "b", "sb_tries": "0", "sb_canary": "t1"} {
+		if got := vars[k]; got != want {
+			t.Errorf("after the fallback grubenv %s = %q, want %q", k, got, want)
+		}
+	}
+
+	// A good trial with three tries: boots b, one try consumed.
+	if err := writeDiskSlot(raw, "b", good2); err != nil {
+		t.Fatal(err)
+	}
+	env, err = grubenvBlock([][2]string{{"sb_primary", "a"}, {"sb_trial", "b"}, {"sb_tries", "3"}, {"sb_bad", ""}, {"sb_canary", "t2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeDiskEnv(ctx, raw, env); err != nil {
+		t.Fatal(err)
+	}
+	v = boot()
+	defer v.stop()
+	expectGRUB(v, "b", "2")
+	expectUserspace(v, "b", "2.0.0")
+	v.kill()
+	if vars, err = readDiskEnv(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := vars["sb_tries"], "2"; got != want {
+		t.Errorf("after the trial boot grubenv sb_tries = %q, want %q", got, want)
+	}
+}
+
+func TestGrubenvRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		vars [][2]string
+	}{
+		{"factory", [][2]string{{"sb_primary", "a"}, {"sb_trial", ""}, {"sb_tries", "0"}}},
+		{"trial", [][2]string{{"sb_primary", "a"}, {"sb_trial", "b"}, {"sb_tries", "3"}, {"sb_canary", "x=y"}}},
+		{"empty", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			block, err := grubenvBlock(tt.vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := len(block), 1024; got != want {
+				t.Fatalf("block is %d bytes, want %d", got, want)
+			}
+			got, err := parseGrubenv(block)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.vars) {
+				t.Errorf("parsed %d variables, want %d: %v", len(got), len(tt.vars), got)
+			}
+			for _, kv := range tt.vars {
+				if got[kv[0]] != kv[1] {
+					t.Errorf("%s = %q, want %q", kv[0], got[kv[0]], kv[1])
+				}
+			}
+		})
+	}
+}
+
+func TestGrubenvErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+	}{
+		{"no header", "sb_primary=a\n"},
+		{"no equals", "# GRUB Environment Block\nsb_primary\n"},
+		{"unterminated", "# GRUB Environment Block\nsb_primary=a"},
+		{"empty name", "# GRUB Environment Block\n=a\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if vars, err := parseGrubenv([]byte(tt.data)); err == nil {
+				t.Errorf("parseGrubenv(%q) = %v, nil; want an error", tt.data, vars)
+			}
+		})
+	}
+	if _, err := grubenvBlock([][2]string{{"a", strings.Repeat("x", 1100)}}); err == nil {
+		t.Error("grubenvBlock accepted variables longer than the block")
+	}
+	if _, err := grubenvBlock([][2]string{{"a", "x\ny"}}); err == nil {
+		t.Error("grubenvBlock accepted a newline in a value")
+	}
+}
+
+func FuzzParseGrubenv(f *testing.F) {
+	f.Add([]byte("# GRUB Environment Block\nsb_primary=a\nsb_trial=\n####"))
+	f.Add([]byte("# GRUB Environment Block\nx=a\\\\b\n"))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		vars, err := parseGrubenv(data)
+		if err != nil {
+			return
+		}
+		// What parses and is plain re-encodes to the same variables.
+		var kv [][2]string
+		for k, v := range vars {
+			if strings.ContainsAny(k+v, "\\\n") || strings.Contains(k, "=") {
+				return
+			}
+			kv = append(kv, [2]string{k, v})
+		}
+		block, err := grubenvBlock(kv)
+		if err != nil {
+			return // too long for one block
+		}
+		again, err := parseGrubenv(block)
+		if err != nil {
+			t.Fatalf("re-encoded block does not parse: %v", err)
+		}
+		if len(again) != len(vars) {
+			t.Fatalf("round trip: %v, want %v", again, vars)
+		}
+		for k, v := range vars {
+			if again[k] != v {
+				t.Fatalf("round trip %s = %q, want %q", k, again[k], v)
+			}
+		}
+	})
+}
+
+func TestUUIDFor(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-8[0-9a-f]{3}-[0-9a-f]{12}$`)
+	for _, s := range []string{"", "data", "rootfs 1.0.0 good"} {
+		u := uuidFor(s)
+		if !re.MatchString(u) {
+			t.Errorf("uuidFor(%q) = %q, not a version 4 UUID", s, u)
+		}
+		if again := uuidFor(s); again != u {
+			t.Errorf("uuidFor(%q) not stable: %q then %q", s, u, again)
+		}
+	}
+	if bytes.Equal([]byte(uuidFor("a")), []byte(uuidFor("b"))) {
+		t.Error("uuidFor gives different strings the same UUID")
+	}
+}
