@@ -156,3 +156,67 @@ func better(a, b Target, hardware string) bool {
 	}
 	return a.Path < b.Path
 }
+
+// ImageDigest returns the length and SHA-256 of the image t installs: its
+// Uncompressed digest when it has one (compressed targets), else its own
+// length and sha256. ok is false when neither is known.
+func (t Target) ImageDigest() (d Digest, ok bool) {
+	if u := t.Custom.Uncompressed; u != nil && t.Custom.Kind != KindPatch {
+		return Digest{Length: u.Length, SHA256: strings.ToLower(u.SHA256)}, true
+	}
+	if sum := t.SHA256(); sum != "" {
+		return Digest{Length: t.Length, SHA256: sum}, true
+	}
+	return Digest{}, false
+}
+
+// SelectPatch returns the smallest patch ([KindPatch]) that turns the
+// installed image, whose hex SHA-256 is base, into image: same component
+// and version, Of naming image's path, Base equal to base, a format
+// accepted by formatOK (nil accepts any), and an Uncompressed digest equal
+// to image's [Target.ImageDigest], so that the patched output is checked
+// against the image's own trusted digest. ok is false when none fits; the
+// caller then fetches image in full.
+func SelectPatch(targets []Target, image Target, base string, formatOK func(format string) bool) (patch Target, ok bool) {
+	want, known := image.ImageDigest()
+	if !known {
+		return Target{}, false
+	}
+	for _, t := range targets {
+		c := t.Custom
+		if c.Kind != KindPatch || c.Of != image.Path || c.Component != image.Custom.Component ||
+			CompareVersions(c.Version, image.Custom.Version) != 0 || !strings.EqualFold(c.Base, base) ||
+			c.Uncompressed == nil || c.Uncompressed.Length != want.Length ||
+			!strings.EqualFold(c.Uncompressed.SHA256, want.SHA256) || c.Validate() != nil {
+			continue
+		}
+		if formatOK != nil && !formatOK(c.Format) {
+			continue
+		}
+		if !ok || t.Length < patch.Length || (t.Length == patch.Length && t.Path < patch.Path) {
+			patch, ok = t, true
+		}
+	}
+	return patch, ok
+}
+
+// SelectChunkIndex returns the chunk index ([KindChunkIndex]) of image:
+// same component and version, Of naming image's path, a format accepted by
+// formatOK (nil accepts any); the smallest path wins if several fit. ok is
+// false when there is none.
+func SelectChunkIndex(targets []Target, image Target, formatOK func(format string) bool) (index Target, ok bool) {
+	for _, t := range targets {
+		c := t.Custom
+		if c.Kind != KindChunkIndex || c.Of != image.Path || c.Component != image.Custom.Component ||
+			CompareVersions(c.Version, image.Custom.Version) != 0 || c.Validate() != nil {
+			continue
+		}
+		if formatOK != nil && !formatOK(c.Format) {
+			continue
+		}
+		if !ok || t.Path < index.Path {
+			index, ok = t, true
+		}
+	}
+	return index, ok
+}

@@ -172,3 +172,59 @@ func FuzzSelect(f *testing.F) {
 		}
 	})
 }
+
+func TestSelectPatchAndChunkIndex(t *testing.T) {
+	image := img("app/app-2.0.0.img", "app", "2.0.0", "*")
+	image.Length = 4096
+	imgSum := image.SHA256()
+	zimage := img("app/app-2.0.0.img.zst", "app", "2.0.0", "*")
+	zimage.Custom.Compression = CompressionZstd
+	zimage.Custom.Uncompressed = &Digest{Length: 4096, SHA256: imgSum}
+	base := strings.Repeat("ab", 32)
+	patch := func(path, of, baseSum, format string, length int64, out Digest) Target {
+		p := img(path, "app", "2.0.0", "*")
+		p.Length = length
+		p.Custom.Kind, p.Custom.Of, p.Custom.Base, p.Custom.Format = KindPatch, of, baseSum, format
+		p.Custom.Uncompressed = &out
+		return p
+	}
+	good := Digest{Length: 4096, SHA256: imgSum}
+	targets := []Target{
+		image, zimage,
+		patch("p/big", image.Path, base, "bsdiff", 900, good),
+		patch("p/small", image.Path, base, "bsdiff", 300, good),
+		patch("p/other-base", image.Path, strings.Repeat("cd", 32), "bsdiff", 10, good),
+		patch("p/wrong-output", image.Path, base, "bsdiff", 20, Digest{Length: 4096, SHA256: strings.Repeat("00", 32)}),
+		patch("p/unknown-format", image.Path, base, "xdelta9", 30, good),
+		patch("p/for-zst", zimage.Path, strings.ToUpper(base), "bsdiff", 400, good),
+	}
+	bsdiff := func(f string) bool { return f == "bsdiff" }
+	if p, ok := SelectPatch(targets, image, base, bsdiff); !ok || p.Path != "p/small" {
+		t.Errorf("SelectPatch(image) = %s, %v; want p/small", p.Path, ok)
+	}
+	if p, ok := SelectPatch(targets, image, base, nil); !ok || p.Path != "p/unknown-format" {
+		t.Errorf("SelectPatch(image, any format) = %s, %v; want the smallest, p/unknown-format", p.Path, ok)
+	}
+	if p, ok := SelectPatch(targets, zimage, base, bsdiff); !ok || p.Path != "p/for-zst" {
+		t.Errorf("SelectPatch(zstd image) = %s, %v; want p/for-zst (output checked against the uncompressed digest)", p.Path, ok)
+	}
+	if p, ok := SelectPatch(targets, image, strings.Repeat("ef", 32), nil); ok {
+		t.Errorf("SelectPatch(unknown base) = %s, want none", p.Path)
+	}
+
+	idx := img("i/app-2.0.0.caidx", "app", "2.0.0", "*")
+	idx.Custom.Kind, idx.Custom.Of, idx.Custom.Format = KindChunkIndex, image.Path, "casync"
+	other := idx
+	other.Path, other.Custom.Of = "i/other", "app/app-1.0.0.img"
+	targets = append(targets, idx, other)
+	if got, ok := SelectChunkIndex(targets, image, func(f string) bool { return f == "casync" }); !ok || got.Path != idx.Path {
+		t.Errorf("SelectChunkIndex = %s, %v; want %s", got.Path, ok, idx.Path)
+	}
+	if got, ok := SelectChunkIndex(targets, image, func(string) bool { return false }); ok {
+		t.Errorf("SelectChunkIndex(no format accepted) = %s, want none", got.Path)
+	}
+	// Patches and indexes are never picked as images.
+	if got, err := Select(targets, Policy{Component: "app", Hardware: "x", Installed: "1.0.0"}); err != nil || got.Custom.Kind != "" {
+		t.Errorf("Select = %s (%q), %v; want an image", got.Path, got.Custom.Kind, err)
+	}
+}
