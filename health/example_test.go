@@ -1,0 +1,132 @@
+package health_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/switchback-ota/switchback/health"
+)
+
+// The five-line way to add health checks: compose them, bound them, run
+// them. The updater does the running during confirmation; each Result is an
+// event with the check's name, error and duration.
+func Example() {
+	checks := health.All(
+		health.HTTP("http://127.0.0.1:8080/healthz", health.WithBodyContains(`"status":"ok"`)),
+		health.SystemdUnits([]string{"gateway", "mosquitto"}),
+		health.DiskFree("/var/lib/gateway", 64<<20),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Retry until the deadline: the new version may need a few seconds.
+	if err := health.Retry(checks, 5*time.Second).Check(ctx); err != nil {
+		log.Printf("unhealthy, rolling back: %v", err)
+	}
+}
+
+func ExampleAll() {
+	db := health.Func("db", func(ctx context.Context) error { return errors.New("connection refused") })
+	cache := health.Func("cache", func(ctx context.Context) error { return nil })
+	queue := health.Func("queue", func(ctx context.Context) error { return errors.New("disk full") })
+
+	err := health.All(db, cache, queue).Check(context.Background())
+	fmt.Println(err) // every failure, with its check's name
+	// Output:
+	// db: connection refused
+	// queue: disk full
+}
+
+func ExampleRun() {
+	checks := []health.HealthCheck{
+		health.Func("api", func(ctx context.Context) error { return nil }),
+		health.Func("db", func(ctx context.Context) error { return errors.New("connection refused") }),
+	}
+	var results []health.Result
+	err := health.Run(context.Background(), checks, func(r health.Result) {
+		results = append(results, r) // forward as an event: r.Name, r.Err, r.Duration
+	})
+	slices.SortFunc(results, func(a, b health.Result) int { return strings.Compare(a.Name, b.Name) })
+	for _, r := range results {
+		fmt.Printf("%s ok=%v\n", r.Name, r.OK())
+	}
+	fmt.Println("error:", err)
+	// Output:
+	// api ok=true
+	// db ok=false
+	// error: db: connection refused
+}
+
+func ExampleRetry() {
+	tries := 0
+	warmingUp := health.Func("warm-up", func(ctx context.Context) error {
+		if tries++; tries < 3 {
+			return errors.New("not ready")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := health.Retry(warmingUp, 10*time.Millisecond).Check(ctx)
+	fmt.Println(err, tries)
+	// Output: <nil> 3
+}
+
+func ExampleHTTP() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"status":"degraded"}`, http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+
+	check := health.HTTP(srv.URL+"/healthz", health.Named("api"), health.Timeout(5*time.Second))
+	err := check.Check(context.Background())
+	fmt.Println(check.Name(), errors.Is(err, health.ErrTimeout), err != nil)
+	// Output: api false true
+}
+
+func ExampleGrace() {
+	// Judge the application only after it has run for 30 seconds: one that
+	// looks fine at first and then crashes is not committed.
+	started := time.Now()
+	check := health.Grace(health.SystemdUnits([]string{"gateway"}), 30*time.Second, health.GraceStart(started))
+	_ = check
+}
+
+func ExampleUpdateServerReachable() {
+	// The updater passes its TUF client's refresh; any func(ctx) error does.
+	refresh := func(ctx context.Context) error { return nil }
+	err := health.UpdateServerReachable(refresh).Check(context.Background())
+	fmt.Println(err)
+	// Output: <nil>
+}
+
+func ExampleNotifier() {
+	var n health.Notifier // outside systemd every call is a silent no-op
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	_ = n.Status("confirming version 1.2.0")
+	// ... confirmation passed ...
+	_ = n.Ready()
+	var lastLoop time.Time // the main loop stores time.Now() here each turn
+	go n.Watchdog(ctx, func() bool { return time.Since(lastLoop) < 30*time.Second })
+}
+
+func ExampleBootAssessment() {
+	// The body of `switchback confirm`, run by
+	// examples/systemd/switchback-boot-assessment.service.
+	confirm := func(ctx context.Context) error {
+		return nil // updater.Confirm: health checks, then commit or mark bad
+	}
+	if err := health.BootAssessment(context.Background(), &health.Notifier{}, confirm); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1) // boot-complete.target is not reached
+	}
+}
