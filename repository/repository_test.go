@@ -568,3 +568,82 @@ func TestAddTargetReadErrorLeavesNothing(t *testing.T) {
 		t.Errorf("left %d files and %d targets", len(ents), len(r.Targets()))
 	}
 }
+
+func TestMergeRefusesForeignKey(t *testing.T) {
+	keysDir := filepath.Join(t.TempDir(), "keys")
+	r, _ := initRepo(t, InitOptions{KeysDir: keysDir, Roles: map[string]RoleOptions{RoleTargets: {Threshold: 2}}})
+	all, _ := LoadKeys(keysDir)
+	var online []*Key
+	skipped := false
+	for _, k := range all {
+		if !skipped && isRoleKey(r, RoleTargets, k) {
+			skipped = true
+			continue
+		}
+		online = append(online, k)
+	}
+	r, err := Open(Config{Dir: r.Dir(), Keys: online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddTarget(ctx, "a", strings.NewReader("a"), rootfs("1.0.0"), AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Publish(ctx); !errors.Is(err, ErrThreshold) {
+		t.Fatal(err)
+	}
+	exported, _ := r.Export(RoleTargets)
+	stranger, _ := GenerateKey(Ed25519)
+	signed, _ := SignExported(exported, stranger)
+	if _, n, err := r.MergeSignatures(signed); err == nil || n != 0 {
+		t.Errorf("merge of a stranger's signature = %d, %v; want refused", n, err)
+	}
+	if got := len(statusOf(r, RoleTargets).StagedSignedBy); got != 1 {
+		t.Errorf("staged signatures = %d, want 1", got)
+	}
+	if _, _, err := r.MergeSignatures([]byte(`{"signed":{"_type":"mirror"}}`)); err == nil {
+		t.Error("merged non top-level metadata")
+	}
+}
+
+// A crash after the new targets and snapshot files were written but before
+// the timestamp was: the next Open and Publish finish the job.
+func TestRecoverInterruptedPublish(t *testing.T) {
+	keysDir := filepath.Join(t.TempDir(), "keys")
+	r, _ := initRepo(t, InitOptions{KeysDir: keysDir})
+	keys, _ := LoadKeys(keysDir)
+	oldTS, err := os.ReadFile(filepath.Join(r.MetadataDir(), "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddTarget(ctx, "a", strings.NewReader("a"), rootfs("1.0.0"), AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Undo the last step of that publish and leave a stale staged file.
+	if err := os.WriteFile(filepath.Join(r.MetadataDir(), "timestamp.json"), oldTS, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.stage(RoleTargets); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(Config{Dir: r.Dir(), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(r2, RoleTargets); st.Staged {
+		t.Errorf("stale staged targets kept: %+v", st)
+	}
+	if err := r2.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u, err := refresh(t, r2, root1(t, r2), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.GetTargetInfo("a"); err != nil {
+		t.Errorf("target after recovery: %v", err)
+	}
+}
