@@ -1,0 +1,229 @@
+package updater
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/switchback-ota/switchback/internal/durable"
+)
+
+// stateVersion is the schema version of the state file. Loading a file of a
+// newer schema is refused rather than guessed at.
+const stateVersion = 1
+
+// stateFile is the name of the state file inside Config.StateDir.
+const stateFile = "state.json"
+
+// Phase is where a pending install stands. Persisted as a string.
+type Phase string
+
+// The phases of a pending install, in order.
+const (
+	// PhaseDownloading: bytes are being written to the slot; Offset bytes
+	// are durable and hashed (the hash state is checkpointed).
+	PhaseDownloading Phase = "downloading"
+	// PhaseVerified: every byte is in the slot and matched the target.
+	PhaseVerified Phase = "verified"
+	// PhaseArmed: the boot control tries the slot at the next start.
+	PhaseArmed Phase = "armed"
+)
+
+// persisted is the whole state file. Field names are the on-disk schema:
+// change them only with a new stateVersion and a migration.
+type persisted struct {
+	Version    int                        `json:"version"`
+	Components map[string]*componentState `json:"components"`
+	// Blocklist holds releases that failed, by target sha256. They are
+	// never installed again; a newer release is.
+	Blocklist map[string]BlockedRelease `json:"blocklist,omitempty"`
+	// Failures counts verification failures per target sha256, so that a
+	// byte flipped in transit does not blocklist a good release at once.
+	Failures map[string]int `json:"failures,omitempty"`
+}
+
+type componentState struct {
+	// Installed is the committed version, and InstalledTarget its sha256
+	// ("" for the factory image).
+	Installed       string `json:"installed"`
+	InstalledTarget string `json:"installed_target,omitempty"`
+	// Slots records what each slot holds, by slot name.
+	Slots   map[string]slotContent `json:"slots,omitempty"`
+	Pending *pending               `json:"pending,omitempty"`
+	// LastResult is a one-line summary of the last finished update.
+	LastResult string `json:"last_result,omitempty"`
+}
+
+// slotContent is what the updater knows a slot holds. Complete is false
+// while an image is being written: a partial image is never a delta base and
+// never activated.
+type slotContent struct {
+	Target   string `json:"target"`
+	Version  string `json:"version,omitempty"`
+	Length   int64  `json:"length"`
+	Complete bool   `json:"complete"`
+}
+
+// pending is an install that has started and not finished.
+type pending struct {
+	Phase      Phase     `json:"phase"`
+	Slot       string    `json:"slot"`
+	TargetPath string    `json:"target_path"`
+	Target     string    `json:"target"` // sha256 hex
+	Version    string    `json:"version"`
+	Length     int64     `json:"length"` // bytes the slot receives (uncompressed)
+	Offset     int64     `json:"offset"` // durable bytes of the transfer
+	HashState  []byte    `json:"hash_state,omitempty"`
+	Validator  string    `json:"validator,omitempty"`
+	Started    time.Time `json:"started"`
+	ArmedAt    time.Time `json:"armed_at,omitzero"`
+}
+
+// BlockedRelease is a release that failed and is never retried.
+type BlockedRelease struct {
+	Component string    `json:"component"`
+	Version   string    `json:"version"`
+	Reason    string    `json:"reason"`
+	At        time.Time `json:"at"`
+}
+
+func newPersisted() *persisted {
+	return &persisted{
+		Version:    stateVersion,
+		Components: map[string]*componentState{},
+		Blocklist:  map[string]BlockedRelease{},
+		Failures:   map[string]int{},
+	}
+}
+
+// errCorruptState marks a state file that exists but cannot be used.
+var errCorruptState = errors.New("corrupt state file")
+
+// decodeState parses a state file. It is a pure function, fuzzed.
+func decodeState(b []byte) (*persisted, error) {
+	var p persisted
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("%w: %v", errCorruptState, err)
+	}
+	if p.Version != stateVersion {
+		return nil, fmt.Errorf("%w: schema version %d, this build reads %d", errCorruptState, p.Version, stateVersion)
+	}
+	if p.Components == nil {
+		p.Components = map[string]*componentState{}
+	}
+	if p.Blocklist == nil {
+		p.Blocklist = map[string]BlockedRelease{}
+	}
+	if p.Failures == nil {
+		p.Failures = map[string]int{}
+	}
+	for name, c := range p.Components {
+		if c == nil {
+			return nil, fmt.Errorf("%w: component %q is null", errCorruptState, name)
+		}
+		if pd := c.Pending; pd != nil {
+			switch pd.Phase {
+			case PhaseDownloading, PhaseVerified, PhaseArmed:
+			default:
+				return nil, fmt.Errorf("%w: component %q: unknown phase %q", errCorruptState, name, pd.Phase)
+			}
+			if pd.Slot == "" || pd.Target == "" || pd.Length < 0 || pd.Offset < 0 || pd.Offset > pd.Length {
+				return nil, fmt.Errorf("%w: component %q: inconsistent pending install", errCorruptState, name)
+			}
+		}
+	}
+	return &p, nil
+}
+
+func encodeState(p *persisted) ([]byte, error) {
+	return json.MarshalIndent(p, "", "  ")
+}
+
+// store keeps the state file. It is not safe for concurrent use; the
+// Updater serialises access.
+type store struct {
+	path string
+	p    *persisted
+}
+
+// loadStore reads the state file. A missing file is a fresh device. A
+// corrupt or truncated one is moved aside (kept for inspection) and the
+// device starts from a safe state: nothing pending, the boot control's view
+// authoritative. That loses resume progress, never a working version.
+func loadStore(dir string) (*store, []string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("updater: state directory: %w", err)
+	}
+	s := &store{path: filepath.Join(dir, stateFile)}
+	var warnings []string
+	b, err := os.ReadFile(s.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		s.p = newPersisted()
+	case err != nil:
+		return nil, nil, fmt.Errorf("updater: read state: %w", err)
+	default:
+		p, derr := decodeState(b)
+		if derr != nil {
+			aside := fmt.Sprintf("%s.corrupt-%d", s.path, time.Now().UnixNano())
+			if rerr := os.Rename(s.path, aside); rerr != nil {
+				return nil, nil, fmt.Errorf("updater: state file %s is unusable (%v) and cannot be moved aside: %w", s.path, derr, rerr)
+			}
+			warnings = append(warnings, fmt.Sprintf("state file unusable (%v); moved to %s; starting from a safe state", derr, aside))
+			p = newPersisted()
+		}
+		s.p = p
+	}
+	return s, warnings, nil
+}
+
+func (s *store) component(name string) *componentState {
+	c := s.p.Components[name]
+	if c == nil {
+		c = &componentState{Slots: map[string]slotContent{}}
+		s.p.Components[name] = c
+	}
+	if c.Slots == nil {
+		c.Slots = map[string]slotContent{}
+	}
+	return c
+}
+
+// save writes the state durably. Every transition of an install is saved
+// before the step that depends on it, so that a crash resumes correctly.
+func (s *store) save() error {
+	b, err := encodeState(s.p)
+	if err != nil {
+		return fmt.Errorf("updater: encode state: %w", err)
+	}
+	if err := durable.WriteFile(s.path, b, 0o600); err != nil {
+		return fmt.Errorf("updater: save state: %w", err)
+	}
+	return nil
+}
+
+func (s *store) blocked(sha string) bool {
+	_, ok := s.p.Blocklist[sha]
+	return ok
+}
+
+func (s *store) block(sha string, br BlockedRelease) {
+	if sha == "" {
+		return
+	}
+	s.p.Blocklist[sha] = br
+	delete(s.p.Failures, sha)
+}
+
+func (s *store) blocklist() []BlockedRelease {
+	out := make([]BlockedRelease, 0, len(s.p.Blocklist))
+	for _, b := range s.p.Blocklist {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}

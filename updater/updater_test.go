@@ -1,0 +1,500 @@
+package updater
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchback-ota/switchback/health"
+	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/slots/slotstest"
+	"github.com/switchback-ota/switchback/verify"
+)
+
+const hw = "gw-test"
+
+func image(version string, n int) []byte {
+	r := rand.New(rand.NewPCG(uint64(len(version)), uint64(n)))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	copy(b, "image "+version)
+	return b
+}
+
+func custom(version string) verify.Custom {
+	return verify.Custom{Component: "rootfs", Version: version, Hardware: []string{hw}}
+}
+
+// device is a simulated device: two in-memory slots and a fake bootloader,
+// a state directory that survives "restarts", and health checks the test
+// controls.
+type device struct {
+	t        *testing.T
+	repo     *tuftest.Repo
+	boot     *slotstest.FakeBoot
+	a, b     *slotstest.MemSlot
+	pc       *slotstest.PowerCut
+	stateDir string
+	healthy  atomic.Bool
+	restarts atomic.Int32
+	mu       sync.Mutex
+	events   []Event
+	u        *Updater
+	cfg      func(*Config)
+}
+
+func newDevice(t *testing.T, repo *tuftest.Repo) *device {
+	t.Helper()
+	d := &device{t: t, repo: repo, stateDir: t.TempDir(), pc: slotstest.NewPowerCut()}
+	d.boot = slotstest.NewFakeBoot("a", "b")
+	d.boot.SetPowerCut(d.pc)
+	d.a = slotstest.NewMemSlot("a", 64<<20, slotstest.WithBoot(d.boot), slotstest.WithPowerCut(d.pc))
+	d.b = slotstest.NewMemSlot("b", 64<<20, slotstest.WithBoot(d.boot), slotstest.WithPowerCut(d.pc))
+	d.healthy.Store(true)
+	d.start()
+	return d
+}
+
+// start simulates a process start: a new Updater on the same state.
+func (d *device) start() {
+	d.t.Helper()
+	cfg := Config{
+		Hardware:       hw,
+		StateDir:       d.stateDir,
+		TrustedRoot:    d.repo.Root(),
+		MetadataURL:    d.repo.MetadataURL(),
+		TargetsURL:     d.repo.TargetsURL(),
+		Components:     []Component{{Name: "rootfs", Slots: []slots.Slot{d.a, d.b}, Boot: d.boot, FactoryVersion: "1.0.0"}},
+		ConfirmTimeout: 10 * time.Second,
+		HealthChecks: []health.HealthCheck{health.Func("app", func(ctx context.Context) error {
+			if !d.healthy.Load() {
+				return errors.New("app does not answer")
+			}
+			return nil
+		})},
+		Restart: func(ctx context.Context, component string) error {
+			d.restarts.Add(1)
+			return nil
+		},
+		Events: func(e Event) {
+			d.mu.Lock()
+			d.events = append(d.events, e)
+			d.mu.Unlock()
+		},
+	}
+	if d.cfg != nil {
+		d.cfg(&cfg)
+	}
+	u, err := New(cfg)
+	if err != nil {
+		d.t.Fatalf("New: %v", err)
+	}
+	d.u = u
+}
+
+// reboot runs the bootloader and starts the process, which confirms.
+func (d *device) reboot() error {
+	d.t.Helper()
+	if err := d.boot.Reboot(); err != nil {
+		d.t.Fatalf("reboot: %v", err)
+	}
+	d.start()
+	return d.u.Confirm(context.Background())
+}
+
+func (d *device) update() error {
+	ctx := context.Background()
+	ups, err := d.u.Check(ctx)
+	if err != nil {
+		return err
+	}
+	for _, up := range ups {
+		if err := d.u.Install(ctx, up); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *device) installed() string {
+	st, err := d.u.Status(context.Background())
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return st.Components[0].Installed
+}
+
+func (d *device) states() []State {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []State
+	for _, e := range d.events {
+		if sc, ok := e.(StateChanged); ok {
+			out = append(out, sc.To)
+		}
+	}
+	return out
+}
+
+func TestUpdateCommitted(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	img := image("1.1.0", 9<<20+17) // several checkpoints and an odd tail
+	repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
+	repo.Publish()
+
+	if err := d.update(); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if got := d.restarts.Load(); got != 1 {
+		t.Errorf("restarts requested = %d, want 1", got)
+	}
+	bs, _ := d.boot.Status(context.Background())
+	if bs.Trial != "b" {
+		t.Fatalf("after install: trial = %q, want b", bs.Trial)
+	}
+	if !bytes.Equal(d.b.Bytes(), img) {
+		t.Fatal("slot b does not hold the image")
+	}
+	if err := d.reboot(); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	bs, _ = d.boot.Status(context.Background())
+	if bs.Primary != "b" || bs.Trial != "" || bs.Booted != "b" {
+		t.Errorf("after confirm: %+v, want b primary, booted, no trial", bs)
+	}
+	if got, want := d.installed(), "1.1.0"; got != want {
+		t.Errorf("installed = %q, want %q", got, want)
+	}
+	want := []State{StateDownloading, StateVerified, StateArmed, StateConfirming, StateCommitted}
+	if got := d.states(); !equalStates(got, want) {
+		t.Errorf("states = %v, want %v", got, want)
+	}
+	if _, err := d.u.Check(context.Background()); !errors.Is(err, ErrNoUpdate) {
+		t.Errorf("Check after commit: %v, want ErrNoUpdate", err)
+	}
+	// The next update goes to slot a, the one not running.
+	img2 := image("1.2.0", 5000)
+	repo.AddTarget("rootfs/1.2.0.img", img2, custom("1.2.0"))
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatalf("second update: %v", err)
+	}
+	if !bytes.Equal(d.a.Bytes(), img2) {
+		t.Error("second image not in slot a")
+	}
+	if err := d.reboot(); err != nil {
+		t.Fatalf("second confirm: %v", err)
+	}
+	if got, want := d.installed(), "1.2.0"; got != want {
+		t.Errorf("installed = %q, want %q", got, want)
+	}
+}
+
+func equalStates(a, b []State) bool {
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+func TestHealthFailureRollsBack(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	d.healthy.Store(false)
+	err := d.reboot()
+	if !errors.Is(err, ErrRolledBack) || !errors.Is(err, ErrHealth) {
+		t.Fatalf("confirm: %v, want ErrRolledBack and ErrHealth", err)
+	}
+	if !strings.Contains(err.Error(), "app does not answer") {
+		t.Errorf("error %q does not name the failed check's reason", err)
+	}
+	// Rolled back: a restart into the primary was requested.
+	if got := d.restarts.Load(); got != 2 {
+		t.Errorf("restarts = %d, want 2 (after arm, after rollback)", got)
+	}
+	d.healthy.Store(true)
+	if err := d.reboot(); err != nil {
+		t.Fatalf("boot after rollback: %v", err)
+	}
+	bs, _ := d.boot.Status(context.Background())
+	if bs.Booted != "a" || bs.Primary != "a" || bs.Trial != "" {
+		t.Errorf("after rollback: %+v, want a booted and primary", bs)
+	}
+	if got := d.installed(); got != "1.0.0" {
+		t.Errorf("installed = %q, want 1.0.0", got)
+	}
+	// Never retried.
+	if _, err := d.u.Check(context.Background()); !errors.Is(err, verify.ErrIncompatible) && !errors.Is(err, ErrNoUpdate) {
+		t.Errorf("Check after rollback: %v, want no update", err)
+	}
+	st, _ := d.u.Status(context.Background())
+	if len(st.Blocklist) != 1 || st.Blocklist[0].Version != "1.1.0" {
+		t.Errorf("blocklist = %+v, want 1.1.0", st.Blocklist)
+	}
+	// A newer release is taken.
+	repo.AddTarget("rootfs/1.1.1.img", image("1.1.1", 4096), custom("1.1.1"))
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatalf("update to 1.1.1: %v", err)
+	}
+	if err := d.reboot(); err != nil {
+		t.Fatalf("confirm 1.1.1: %v", err)
+	}
+	if got := d.installed(); got != "1.1.1" {
+		t.Errorf("installed = %q, want 1.1.1", got)
+	}
+}
+
+func TestBootloaderFallback(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	// The new version never reaches userspace: every try fails before
+	// Confirm runs, until the bootloader falls back.
+	for range 3 {
+		if err := d.boot.Reboot(); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.boot.Booted(); got != "b" {
+			t.Fatalf("booted %s, want trial b", got)
+		}
+	}
+	err := d.reboot()
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("confirm after fallback: %v, want ErrRolledBack", err)
+	}
+	bs, _ := d.boot.Status(context.Background())
+	if bs.Booted != "a" || bs.Trial != "" {
+		t.Errorf("after fallback: %+v, want a booted and trial cleared", bs)
+	}
+	if _, err := d.u.Check(context.Background()); err == nil {
+		t.Error("Check after fallback offered the failed release again")
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	good := image("1.1.0", 3000)
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, repo *tuftest.Repo, d *device)
+		wantErr error
+	}{
+		{"tampered bytes", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			repo.AddTarget("rootfs/1.1.0.img", good, custom("1.1.0"))
+			repo.Publish()
+			evil := bytes.Clone(good)
+			evil[100] ^= 1
+			repo.SetTargetBytes("rootfs/1.1.0.img", evil)
+		}, verify.ErrVerification},
+		{"truncated bytes", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			repo.AddTarget("rootfs/1.1.0.img", good, custom("1.1.0"))
+			repo.Publish()
+			repo.SetTargetBytes("rootfs/1.1.0.img", good[:1000])
+		}, nil},
+		{"oversized bytes", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			repo.AddTarget("rootfs/1.1.0.img", good, custom("1.1.0"))
+			repo.Publish()
+			repo.SetTargetBytes("rootfs/1.1.0.img", append(bytes.Clone(good), make([]byte, 1<<20)...))
+		}, nil},
+		{"wrong hardware", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			c := custom("1.1.0")
+			c.Hardware = []string{"other-board"}
+			repo.AddTarget("rootfs/1.1.0.img", good, c)
+			repo.Publish()
+		}, verify.ErrIncompatible},
+		{"downgrade", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			repo.AddTarget("rootfs/0.9.0.img", good, custom("0.9.0"))
+			repo.Publish()
+		}, ErrNoUpdate},
+		{"min version not met", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			c := custom("2.0.0")
+			c.MinVersion = "1.5.0"
+			repo.AddTarget("rootfs/2.0.0.img", good, c)
+			repo.Publish()
+		}, verify.ErrIncompatible},
+		{"custom metadata missing", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			repo.AddTarget("rootfs/1.1.0.img", good, nil)
+			repo.Publish()
+		}, ErrNoUpdate},
+		{"expired timestamp", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			repo.AddTarget("rootfs/1.1.0.img", good, custom("1.1.0"))
+			repo.SetExpires("timestamp", time.Now().Add(-time.Hour))
+			repo.Publish()
+		}, verify.ErrUntrusted},
+		{"unsigned targets", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			repo.AddTarget("rootfs/1.1.0.img", good, custom("1.1.0"))
+			repo.Publish()
+			repo.SignWith("targets") // no keys: no signature
+		}, verify.ErrUntrusted},
+		{"under threshold", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			repo.SetThreshold("targets", 2)
+			repo.AddTarget("rootfs/1.1.0.img", good, custom("1.1.0"))
+			repo.Publish()
+			repo.SignWith("targets", repo.Keys("targets")[0])
+		}, verify.ErrUntrusted},
+		{"clock before build time", func(t *testing.T, repo *tuftest.Repo, d *device) {
+			repo.AddTarget("rootfs/1.1.0.img", good, custom("1.1.0"))
+			repo.Publish()
+			d.cfg = func(c *Config) {
+				c.Now = func() time.Time { return time.Unix(0, 0) }
+				c.MinTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			}
+			d.start()
+		}, verify.ErrClockUnset},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo := tuftest.New(t)
+			d := newDevice(t, repo)
+			tt.setup(t, repo, d)
+			err := d.update()
+			if err == nil {
+				t.Fatal("update succeeded, want error")
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("update: %v, want %v", err, tt.wantErr)
+			}
+			bs, serr := d.boot.Status(context.Background())
+			if serr != nil {
+				t.Fatal(serr)
+			}
+			if bs.Trial != "" || bs.Primary != "a" || bs.Booted != "a" {
+				t.Errorf("boot state %+v: something was activated", bs)
+			}
+			if got := d.restarts.Load(); got != 0 {
+				t.Errorf("restarts = %d, want 0", got)
+			}
+			if got := d.installed(); got != "1.0.0" {
+				t.Errorf("installed = %q, want 1.0.0", got)
+			}
+		})
+	}
+}
+
+func TestVerificationFailuresBlocklistAfterThree(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	good := image("1.1.0", 3000)
+	repo.AddTarget("rootfs/1.1.0.img", good, custom("1.1.0"))
+	repo.Publish()
+	evil := bytes.Clone(good)
+	evil[0] ^= 0xff
+	repo.SetTargetBytes("rootfs/1.1.0.img", evil)
+	for i := range 3 {
+		if err := d.update(); !errors.Is(err, verify.ErrVerification) {
+			t.Fatalf("attempt %d: %v, want ErrVerification", i+1, err)
+		}
+	}
+	// Even once the honest bytes are back, the release stays blocklisted.
+	repo.ClearOverrides()
+	if err := d.update(); err == nil {
+		t.Fatal("blocklisted release installed")
+	}
+}
+
+func TestSlotFailsMidWriteThenResumes(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	img := image("1.1.0", 10<<20)
+	repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
+	repo.Publish()
+	var served atomic.Int64
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(countingWriter{w, &served}, r)
+		})
+	})
+	d.b.FailWritesAfterBytes(6 << 20)
+	if err := d.update(); err == nil {
+		t.Fatal("update with failing slot succeeded")
+	}
+	if bs, _ := d.boot.Status(context.Background()); bs.Trial != "" {
+		t.Fatalf("half-written slot armed: %+v", bs)
+	}
+	d.b.FailWritesAfterBytes(-1)
+	first := served.Load()
+	d.start() // a new process resumes from the durable checkpoint
+	if err := d.update(); err != nil {
+		t.Fatalf("resumed update: %v", err)
+	}
+	resent := served.Load() - first
+	if resent > int64(len(img))-checkpointEvery+(1<<20) {
+		t.Errorf("resume fetched %d bytes again of %d: the checkpoint was not used", resent, len(img))
+	}
+	if !bytes.Equal(d.b.Bytes(), img) {
+		t.Fatal("slot b does not hold the image after resume")
+	}
+	if err := d.reboot(); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	if strings.Contains(fmt.Sprint(c.ResponseWriter.Header().Get("Content-Type")), "json") {
+		return c.ResponseWriter.Write(p)
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func TestCompressedTarget(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	img := bytes.Repeat([]byte("compressible switchback image "), 200_000)
+	repo.AddCompressedTarget("rootfs/1.1.0.img.zst", img, custom("1.1.0"), 1<<20)
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if !bytes.Equal(d.b.Bytes(), img) {
+		t.Fatal("slot b does not hold the decompressed image")
+	}
+	if err := d.reboot(); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+}
+
+func TestUpdateServerMustBeReachableToCommit(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 2000), custom("1.1.0"))
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatal(err)
+	}
+	// The new version lost the update server (say, a broken network
+	// configuration): it must not be committed.
+	repo.Wrap(func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "unreachable", http.StatusServiceUnavailable)
+		})
+	})
+	d.cfg = func(c *Config) { c.ConfirmTimeout = 2 * time.Second }
+	if err := d.reboot(); !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("confirm without server: %v, want ErrRolledBack", err)
+	}
+}
