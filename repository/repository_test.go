@@ -647,3 +647,55 @@ func TestRecoverInterruptedPublish(t *testing.T) {
 		t.Errorf("target after recovery: %v", err)
 	}
 }
+
+// FuzzMergeSignatures feeds arbitrary "signed" files, as they come back
+// from another machine, to MergeSignatures: it must refuse without
+// panicking, and never accept a signature it cannot verify.
+func FuzzMergeSignatures(f *testing.F) {
+	dir := f.TempDir()
+	keys := map[string][]*Key{}
+	for _, role := range Roles {
+		k, _ := GenerateKey(Ed25519)
+		keys[role] = []*Key{k}
+	}
+	t2, _ := GenerateKey(Ed25519)
+	keys[RoleTargets] = append(keys[RoleTargets], t2)
+	r, err := Init(ctx, Config{Dir: dir}, InitOptions{Keys: keys, Roles: map[string]RoleOptions{RoleTargets: {Threshold: 2}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	r, _ = Open(Config{Dir: dir, Keys: []*Key{keys[RoleTargets][0], keys[RoleSnapshot][0], keys[RoleTimestamp][0]}})
+	r.AddTarget(ctx, "a", strings.NewReader("a"), rootfs("1.0.0"), AddOptions{})
+	if err := r.Publish(ctx); !errors.Is(err, ErrThreshold) {
+		f.Fatal(err)
+	}
+	exported, _ := r.Export(RoleTargets)
+	signed, _ := SignExported(exported, t2)
+	f.Add(exported)
+	f.Add(signed)
+	f.Add([]byte(`{"signed":{"_type":"root"},"signatures":[]}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Open(Config{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := len(statusOf(r, RoleTargets).StagedSignedBy)
+		_, n, err := r.MergeSignatures(data)
+		if err != nil && n != 0 {
+			t.Errorf("error %v with %d signatures added", err, n)
+		}
+		if n > 0 && !bytes.Contains(data, []byte(t2.ID())) {
+			t.Errorf("merged %d signatures without the missing key's", n)
+		}
+		if err == nil && n > 0 {
+			// Roll the staged file back for the next input.
+			if got := len(statusOf(r, RoleTargets).StagedSignedBy); got != before+n {
+				t.Errorf("signatures %d -> %d, added %d", before, got, n)
+			}
+			if err := os.WriteFile(r.stagedPath(RoleTargets), exported, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -218,8 +218,10 @@ func customJSON(t testing.TB, custom any) json.RawMessage {
 
 // AddTarget stages target path with data and custom metadata: a
 // verify.Custom, a map, any JSON-marshalable value, or a json.RawMessage
-// taken verbatim (nil: no custom metadata). Nothing is validated, so
-// malformed metadata can be published on purpose. Publish makes it visible.
+// taken verbatim (nil: no custom metadata). The switchback schema is not
+// checked, so malformed or incomplete metadata can be published on purpose;
+// only syntactically invalid JSON, which a TUF document cannot carry, fails
+// the test. Publish makes it visible.
 func (r *Repo) AddTarget(path string, data []byte, custom any) {
 	r.t.Helper()
 	r.mu.Lock()
