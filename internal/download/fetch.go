@@ -284,6 +284,11 @@ func (c *Client) attempt(ctx context.Context, f *fetchState, u string) error {
 			return err
 		}
 	case http.StatusOK:
+		if resp.ContentLength >= 0 && resp.ContentLength != f.req.Length {
+			// Checked before restarting: a wrong answer must not cost
+			// the bytes already delivered.
+			return permanent{fmt.Errorf("%w: %s: Content-Length %d, want %d", ErrLength, redact(u), resp.ContentLength, f.req.Length)}
+		}
 		if f.offset > 0 {
 			if sentValidator != "" && respValidator != "" && !sameValidator(sentValidator, resp) {
 				c.log.Info("download: file changed since the transfer began; restarting from 0", "url", redact(u))
@@ -299,6 +304,11 @@ func (c *Client) attempt(ctx context.Context, f *fetchState, u string) error {
 		}
 	case http.StatusRequestedRangeNotSatisfiable:
 		if f.offset == f.req.Length {
+			if respValidator != "" && f.validator == "" {
+				f.validator = formatValidator(u, respValidator)
+			} else if vURL == "" && sentValidator != "" {
+				f.validator = formatValidator(u, sentValidator)
+			}
 			if cr := resp.Header.Get("Content-Range"); cr != "" {
 				if total, err := parseUnsatisfiedRange(cr); err == nil && total != f.req.Length {
 					return permanent{fmt.Errorf("%w: %s: file is now %d bytes, want %d", ErrLength, redact(u), total, f.req.Length)}
@@ -382,6 +392,9 @@ func (c *Client) stream(ctx, actx context.Context, f *fetchState, u string, body
 				werr = io.ErrShortWrite
 			}
 			if werr != nil {
+				if w > 0 && w <= n {
+					f.offset += int64(w) // what the sink took, it holds
+				}
 				return fmt.Errorf("%w: %w", ErrSink, werr)
 			}
 			f.offset += int64(n)
