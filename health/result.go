@@ -29,6 +29,7 @@ type CheckError struct {
 	Err  error
 }
 
+// Error returns "name: error".
 func (e *CheckError) Error() string { return e.Name + ": " + e.Err.Error() }
 
 // Unwrap returns the check's own error.
