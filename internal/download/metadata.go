@@ -64,6 +64,10 @@ func (t *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 		}
 		if se == nil || se.StatusCode != http.StatusNotFound {
 			all404 = false
+		} else {
+			// Only a 404 from every mirror may read as 404: go-tuf's
+			// root walk stops on one.
+			err = fmt.Errorf("download: %s: not found", se.URL)
 		}
 		errs = append(errs, err)
 	}
