@@ -271,7 +271,9 @@ type Update struct {
 
 // Check refreshes the trusted metadata and returns, for each component, the
 // newest release it may install. It returns an error wrapping ErrNoUpdate
-// when there is none for any component.
+// when there is none for any component; when releases exist that the
+// device may not take, the error also wraps verify.ErrIncompatible with
+// the reasons.
 func (u *Updater) Check(ctx context.Context) ([]Update, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -314,7 +316,10 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 		return ups, nil
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("updater: check: %w", err)
+		// Releases exist that this device may not take (wrong hardware,
+		// blocklisted...): nothing to install, and the reasons stay
+		// reachable with errors.Is(err, verify.ErrIncompatible).
+		return nil, fmt.Errorf("updater: check: %w: %w", ErrNoUpdate, err)
 	}
 	return nil, fmt.Errorf("updater: check: %w", ErrNoUpdate)
 }
