@@ -215,7 +215,8 @@ func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
 	if f == nil {
 		f = NewHTTPFetcher(ctx, nil)
 	}
-	f = limitFetcher{f}
+	walked := &rootRecorder{f: limitFetcher{f}}
+	f = walked
 	ucfg.Fetcher = f
 
 	up, err := updater.New(ucfg)
@@ -225,7 +226,10 @@ func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
 	up.UnsafeSetRefTime(now.UTC())
 	err = up.Refresh()
 	trusted := up.GetTrustedMetadataSet()
-	c.keepRoot(trusted.Root) // a walked root chain counts even if a later step failed
+	// A walked root chain counts even if a later step failed.
+	if kerr := c.keepRoot(trusted.Root, walked); kerr != nil && err == nil {
+		err = kerr
+	}
 	var deleg *delegation
 	if err == nil {
 		deleg = c.loadDelegations(f, &trusted, ucfg.TargetsMaxLength)
@@ -265,57 +269,124 @@ func (c *Client) refreshErr(ctx context.Context, err error) error {
 	}
 }
 
-// startRoot returns the root the refresh starts from: the highest version
-// among the one trusted in memory (at least the embedded one) and the one
-// stored in Dir. A stored root that does not parse or is not self-signed is
-// moved aside; an older one is ignored (go-tuf overwrites it).
+// rootsDir, under Dir, keeps every root version walked ("<N>.root.json"),
+// so that a stored root is trusted only if it chains, version by version,
+// from a root the process already trusts.
+const rootsDir = "roots"
+
+// startRoot returns the root the refresh starts from: the root trusted in
+// memory (at least the embedded one), carried forward through the root
+// history in Dir and then root.json, each step verified as go-tuf verifies a
+// root update (signed by the previous root's threshold and its own, version
+// +1). A stored root that does not chain (lost history, a root of another
+// repository after the device was re-provisioned, tampering) is ignored:
+// go-tuf then walks the chain again from the repository. A stored file
+// that does not parse or verify is moved aside.
 func (c *Client) startRoot() ([]byte, error) {
+	tm, err := trustedmetadata.New(c.root)
+	if err != nil { // cannot happen: c.root was verified before it was kept
+		return nil, fmt.Errorf("verify: trusted root: %w", err)
+	}
+	tip := c.root
+	for v := c.rootVersion + 1; ; v++ {
+		p := filepath.Join(c.cfg.Dir, rootsDir, fmt.Sprintf("%d.root.json", v))
+		b, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("verify: read stored root: %w", err)
+		}
+		if _, err := tm.UpdateRoot(b); err != nil {
+			if qerr := c.quarantine(p, err); qerr != nil {
+				return nil, qerr
+			}
+			break
+		}
+		tip = b
+	}
 	path := filepath.Join(c.cfg.Dir, metadata.ROOT+".json")
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		c.log.Info("no stored tuf root: starting from the trusted root", "version", c.rootVersion)
-		return c.root, nil
+		c.log.Info("no stored tuf root", "trusted", tm.Root.Signed.Version)
 	case err != nil:
 		return nil, fmt.Errorf("verify: read stored root: %w", err)
-	}
-	r, err := parseRoot(b)
-	if err != nil {
-		if qerr := c.quarantine(path, err); qerr != nil {
-			return nil, qerr
+	default:
+		r, err := parseRoot(b)
+		switch {
+		case err != nil:
+			if qerr := c.quarantine(path, err); qerr != nil {
+				return nil, qerr
+			}
+		case r.Signed.Version == tm.Root.Signed.Version+1:
+			if _, err := tm.UpdateRoot(b); err != nil {
+				c.log.Warn("stored tuf root does not chain from the trusted root: ignoring it",
+					"stored", r.Signed.Version, "trusted", tm.Root.Signed.Version, "err", err)
+				break
+			}
+			tip = b
+			if err := c.storeRoots(map[int64][]byte{r.Signed.Version: b}); err != nil {
+				return nil, err
+			}
+		case r.Signed.Version > tm.Root.Signed.Version:
+			c.log.Warn("stored tuf root does not chain from the trusted root: ignoring it, the root chain is walked again",
+				"stored", r.Signed.Version, "trusted", tm.Root.Signed.Version)
+		case r.Signed.Version < tm.Root.Signed.Version:
+			c.log.Warn("stored tuf root is older than the trusted one: ignoring it",
+				"stored", r.Signed.Version, "trusted", tm.Root.Signed.Version)
 		}
-		return c.root, nil
 	}
-	if v := r.Signed.Version; v > c.rootVersion {
-		c.root, c.rootVersion = b, v
-	} else if v < c.rootVersion {
-		c.log.Warn("stored tuf root is older than the trusted one: ignoring it",
-			"stored", v, "trusted", c.rootVersion)
-	}
-	return c.root, nil
+	c.root, c.rootVersion = tip, tm.Root.Signed.Version
+	return tip, nil
 }
 
-// keepRoot remembers r if it is newer than the root trusted so far.
-func (c *Client) keepRoot(r *metadata.Metadata[metadata.RootType]) {
+// storeRoots durably adds root versions to the history.
+func (c *Client) storeRoots(roots map[int64][]byte) error {
+	if len(roots) == 0 {
+		return nil
+	}
+	dir := filepath.Join(c.cfg.Dir, rootsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("verify: root history: %w", err)
+	}
+	for v, b := range roots {
+		if err := durable.WriteFile(filepath.Join(dir, fmt.Sprintf("%d.root.json", v)), b, 0o644); err != nil {
+			return fmt.Errorf("verify: root history: %w", err)
+		}
+	}
+	if err := durable.SyncDir(c.cfg.Dir); err != nil {
+		return fmt.Errorf("verify: root history: %w", err)
+	}
+	return nil
+}
+
+// keepRoot remembers r, the root go-tuf ended on, if it is newer than the
+// root trusted so far, and stores the versions walked to reach it.
+func (c *Client) keepRoot(r *metadata.Metadata[metadata.RootType], walked *rootRecorder) error {
 	if r == nil || r.Signed.Version <= c.rootVersion {
-		return
+		return nil
 	}
-	// Prefer the exact bytes go-tuf stored; re-encoding keeps the
-	// signatures valid too, as they cover the canonical form.
-	b, err := os.ReadFile(filepath.Join(c.cfg.Dir, metadata.ROOT+".json"))
-	if err == nil {
-		if s, perr := parseRoot(b); perr != nil || s.Signed.Version != r.Signed.Version {
-			b = nil
+	from := c.rootVersion
+	// Replay the walk: store only versions that chain from the root
+	// trusted before, up to the one go-tuf ended on.
+	tm, err := trustedmetadata.New(c.root)
+	if err != nil {
+		return fmt.Errorf("verify: trusted root: %w", err)
+	}
+	walkedRoots := walked.roots()
+	roots := map[int64][]byte{}
+	var b []byte
+	for v := from + 1; v <= r.Signed.Version; v++ {
+		if _, err := tm.UpdateRoot(walkedRoots[v]); err != nil {
+			c.log.Warn("walked tuf root chain cannot be replayed: not storing it", "version", v, "err", err)
+			return nil
 		}
+		b = walkedRoots[v]
+		roots[v] = b
 	}
-	if b == nil || err != nil {
-		if b, err = r.ToBytes(false); err != nil {
-			c.log.Warn("cannot encode trusted root", "err", err)
-			return
-		}
-	}
-	c.log.Info("tuf root rotated", "from", c.rootVersion, "to", r.Signed.Version)
+	c.log.Info("tuf root rotated", "from", from, "to", r.Signed.Version)
 	c.root, c.rootVersion = b, r.Signed.Version
+	return c.storeRoots(roots)
 }
 
 // quarantine renames an unusable metadata file aside (keeping it for
@@ -337,6 +408,19 @@ func (c *Client) tidyDir() error {
 	entries, err := os.ReadDir(c.cfg.Dir)
 	if err != nil {
 		return fmt.Errorf("verify: metadata dir: %w", err)
+	}
+	history := filepath.Join(c.cfg.Dir, rootsDir)
+	hist, err := os.ReadDir(history)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("verify: root history: %w", err)
+	}
+	for _, e := range hist {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), ".") {
+			c.log.Info("removing stale temporary file", "file", filepath.Join(history, e.Name()))
+			if err := os.Remove(filepath.Join(history, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("verify: remove stale temporary file: %w", err)
+			}
+		}
 	}
 	for _, e := range entries {
 		name := e.Name()

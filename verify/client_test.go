@@ -187,6 +187,12 @@ func TestRootRotation(t *testing.T) {
 		t.Errorf("stored root version = %d, want %d", got, want)
 	}
 
+	for _, name := range []string{"roots/2.root.json", "roots/3.root.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("root history: %v", err)
+		}
+	}
+
 	// A new process with the same (old, v1) embedded root starts from the
 	// newest root on disk: it does not walk 2 and 3 again.
 	before := len(r.requested())
@@ -233,12 +239,25 @@ func TestRecoverCorruptOrLostMetadata(t *testing.T) {
 		corrupt string // file expected moved aside
 		rewalk  bool   // root chain walked again from the embedded root
 	}{
-		{"corrupt root", func(t *testing.T, dir string) { write(t, dir, "root.json", "{garbage") }, "root.json", true},
-		{"truncated root", func(t *testing.T, dir string) { truncate(t, dir, "root.json") }, "root.json", true},
+		// The root history lets a damaged root.json be rebuilt locally.
+		{"corrupt root", func(t *testing.T, dir string) { write(t, dir, "root.json", "{garbage") }, "root.json", false},
+		{"truncated root", func(t *testing.T, dir string) { truncate(t, dir, "root.json") }, "root.json", false},
 		{"root signed by nobody", func(t *testing.T, dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, "root.json"))
 			write(t, dir, "root.json", strings.Replace(string(b), `"version":3`, `"version":9`, 1))
-		}, "root.json", true},
+		}, "root.json", false},
+		{"root of another repository", func(t *testing.T, dir string) {
+			write(t, dir, "root.json", string(foreignRoot(t, 9)))
+		}, "", false},
+		{"root of another repository, history lost", func(t *testing.T, dir string) {
+			os.RemoveAll(filepath.Join(dir, "roots"))
+			write(t, dir, "root.json", string(foreignRoot(t, 9)))
+		}, "", true},
+		{"root history lost", func(t *testing.T, dir string) { os.RemoveAll(filepath.Join(dir, "roots")) }, "", true},
+		{"root history corrupt", func(t *testing.T, dir string) { write(t, dir, "roots/2.root.json", "[]") }, "roots/2.root.json", true},
+		{"root history entry of another repository", func(t *testing.T, dir string) {
+			write(t, dir, "roots/2.root.json", string(foreignRoot(t, 2)))
+		}, "roots/2.root.json", true},
 		{"corrupt timestamp", func(t *testing.T, dir string) { write(t, dir, "timestamp.json", "\x00\x01") }, "timestamp.json", false},
 		{"corrupt snapshot", func(t *testing.T, dir string) { truncate(t, dir, "snapshot.json") }, "snapshot.json", false},
 		{"corrupt targets", func(t *testing.T, dir string) {
@@ -251,13 +270,14 @@ func TestRecoverCorruptOrLostMetadata(t *testing.T) {
 		{"all deleted", func(t *testing.T, dir string) {
 			entries, _ := os.ReadDir(dir)
 			for _, e := range entries {
-				os.Remove(filepath.Join(dir, e.Name()))
+				os.RemoveAll(filepath.Join(dir, e.Name()))
 			}
 		}, "", true},
 		{"dir deleted", func(t *testing.T, dir string) { os.RemoveAll(dir) }, "", true},
 		{"stale temporary files", func(t *testing.T, dir string) {
 			write(t, dir, "tuf_tmp12345", "partial")
 			write(t, dir, ".targets.json8361", "partial")
+			write(t, dir, "roots/.3.root.json1234", "partial")
 		}, "", false},
 	}
 	for _, tt := range tests {
@@ -285,7 +305,8 @@ func TestRecoverCorruptOrLostMetadata(t *testing.T) {
 				}
 			}
 			entries, _ := os.ReadDir(dir)
-			for _, e := range entries {
+			hist, _ := os.ReadDir(filepath.Join(dir, "roots"))
+			for _, e := range append(entries, hist...) {
 				if strings.HasPrefix(e.Name(), "tuf_tmp") || strings.HasPrefix(e.Name(), ".") {
 					t.Errorf("temporary file %s left in Dir", e.Name())
 				}
@@ -307,6 +328,14 @@ func versioned[T metadata.Roles](m *metadata.Metadata[T]) string {
 	b, _ := m.ToBytes(false)
 	json.Unmarshal(b, &v)
 	return fmt.Sprintf("metadata/%d.%s.json", v.Signed.Version, v.Signed.Type)
+}
+
+// foreignRoot returns a validly self-signed root of some other repository.
+func foreignRoot(t *testing.T, version int64) []byte {
+	other := newTestRepo(t, true)
+	other.root.Signed.Version = version
+	other.storeRoot()
+	return other.rootFiles[len(other.rootFiles)-1]
 }
 
 func write(t *testing.T, dir, name, s string) {

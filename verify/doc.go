@@ -30,12 +30,17 @@
 // [Config].MinTime (for example to the build time) and Refresh returns
 // [ErrClockUnset] until the clock has been set.
 //
-// Local metadata in [Config].Dir is protected only by file permissions. A
-// stored root newer than the embedded one is trusted if it is signed by its
-// own keys (that is how key rotations survive restarts); a root older than
-// one already trusted is never used, and a stored file that does not parse
-// is moved aside, so losing or corrupting Dir falls back to the embedded
-// root and walks the root chain again, but never trusts less.
+// Local metadata in [Config].Dir is protected by file permissions, and a
+// stored root is not taken on its own word: every root version walked is
+// kept in Dir/roots, and a stored root is used only if it chains, version by
+// version, from a root the process already trusts (the embedded one at
+// first), each step checked as go-tuf checks a root update. A root that
+// does not chain (history lost, tampering, a root of another repository
+// left on a re-provisioned device) is ignored, a root older than one already
+// trusted is never used, and a stored file that does not parse is moved
+// aside. Losing or corrupting Dir therefore falls back to the embedded root
+// and walks the root chain again from the repository, but never trusts
+// less.
 //
 // go-tuf's DownloadTarget holds a whole target in memory and is not used:
 // the caller streams the bytes (see [Target].URL) through a Verifier.

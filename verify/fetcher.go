@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -122,4 +125,46 @@ func isFetchFailure(err error) bool {
 	var ne net.Error
 	return errors.Is(err, &metadata.ErrDownload{}) || errors.As(err, &ne) ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// rootRecorder keeps the root versions fetched during a refresh, so that
+// the walked chain can be stored.
+type rootRecorder struct {
+	f    Fetcher
+	mu   sync.Mutex
+	seen map[int64][]byte
+}
+
+func (r *rootRecorder) DownloadFile(urlPath string, maxLength int64, timeout time.Duration) ([]byte, error) {
+	data, err := r.f.DownloadFile(urlPath, maxLength, timeout)
+	if err != nil {
+		return data, err
+	}
+	// go-tuf asks for "<base>/<N>.root.json" once per version.
+	name := urlPath[strings.LastIndex(urlPath, "/")+1:]
+	vs, ok := strings.CutSuffix(name, ".root.json")
+	if !ok {
+		return data, nil
+	}
+	v, perr := strconv.ParseInt(vs, 10, 64)
+	if perr != nil {
+		return data, nil
+	}
+	if m, perr := metadata.Root().FromBytes(data); perr == nil && m.Signed.Version == v {
+		r.mu.Lock()
+		if r.seen == nil {
+			r.seen = map[int64][]byte{}
+		}
+		if _, dup := r.seen[v]; !dup {
+			r.seen[v] = data
+		}
+		r.mu.Unlock()
+	}
+	return data, nil
+}
+
+func (r *rootRecorder) roots() map[int64][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.seen)
 }
