@@ -202,6 +202,14 @@ func (b *bodyCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// CloseIdleConnections passes on, so that http.Client's reaches the
+// transport.
+func (b *bodyCounter) CloseIdleConnections() {
+	if ci, ok := b.rt.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
 type countedBody struct {
 	rc   io.ReadCloser
 	r    io.Reader
