@@ -36,9 +36,10 @@ type Config struct {
 	// TargetsURL is the base URL of the target files, used to build
 	// [Target].URL. Empty means MetadataURL + "/targets", go-tuf's default.
 	TargetsURL string
-	// Dir holds the trusted metadata between runs. It is created with mode
-	// 0700 and belongs to the Client: unparsable files in it are renamed
-	// aside, stray temporary files removed.
+	// Dir holds the trusted metadata between runs, and in Dir/roots every
+	// root version walked. It is created with mode 0700 and belongs to the
+	// Client: unparsable files in it are renamed aside (".corrupt"), stray
+	// temporary files removed.
 	Dir string
 	// Fetcher returns the metadata fetcher for one refresh, bound to ctx.
 	// Nil means [NewHTTPFetcher](ctx, nil): net/http with a private client.
@@ -168,10 +169,11 @@ func parseRoot(b []byte) (*metadata.Metadata[metadata.RootType], error) {
 // Refresh runs the TUF client workflow (root chain, timestamp, snapshot,
 // targets, and simple delegations) with a fresh go-tuf updater whose
 // reference time is Now() at the start of the call, then makes every file
-// it wrote durable. It starts from the newest root it trusts: the one in
-// Dir, the embedded Config.Root, or one trusted earlier by this process,
-// whichever has the highest version, so trust never goes backwards and is
-// rebuilt from the embedded root when Dir is lost or corrupt.
+// it wrote durable. It starts from the newest root it trusts: the highest
+// of the embedded Config.Root and the roots trusted earlier by this
+// process, carried forward through the roots stored in Dir that chain from
+// it. Trust never goes backwards, and it is rebuilt from the embedded root
+// when Dir is lost or corrupt.
 //
 // Errors wrap [ErrClockUnset] (clock before MinTime), [ErrFetch] (metadata
 // unreachable) or [ErrUntrusted] (metadata refused, with go-tuf's error in
