@@ -315,3 +315,39 @@ func TestUpdateServerReachable(t *testing.T) {
 		})
 	}
 }
+
+// TestCommandKillsItsChildren runs a script that starts a child and hangs:
+// at the timeout the child must die with it, not outlive the check.
+func TestCommandKillsItsChildren(t *testing.T) {
+	sh := needTool(t, "sh")
+	needTool(t, "sleep")
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	script := `sleep 60 & echo $! > "$1"; wait`
+	err := CommandWith(sh, []string{"-c", script, "sh", pidFile}, Timeout(200*time.Millisecond)).Check(guard(t))
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("the script did not record its child: %v", err)
+	}
+	pid := strings.TrimSpace(string(data))
+	// SIGKILL is delivered asynchronously: wait (bounded by guard) until the
+	// child is gone or a zombie.
+	ctx := guard(t)
+	for {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return // gone
+		}
+		// The state follows the ")" that closes the command name.
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+			return // killed, not yet reaped
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("child %s of the timed-out command is still running", pid)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

@@ -54,7 +54,9 @@ type commandCheck struct {
 // name is looked up in PATH when it has no slash) and passes when it exits
 // with status 0. When the check's context ends the program is killed. Its
 // error carries the exit status and the tail of the combined stdout and
-// stderr. Its default name is "command:" + name.
+// stderr. On Linux the program runs in a process group of its own, and the
+// whole group is killed, children included. Its default name is
+// "command:" + name.
 func Command(name string, args ...string) HealthCheck {
 	return CommandWith(name, args, nil)
 }
@@ -94,6 +96,7 @@ func (c *commandCheck) check(ctx context.Context) error {
 	out := &tailBuffer{max: c.tail}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = waitDelay
+	ownProcessGroup(cmd)
 	err := cmd.Run()
 	if err == nil {
 		return nil

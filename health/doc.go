@@ -24,7 +24,8 @@
 // and [UpdateServerReachable]. Each has a default name derived from its
 // target, the [Named] and [Timeout] options (default [DefaultTimeout]),
 // and errors that say what was found and what was wanted. None uses global
-// state: [HTTP] has its own client, never http.DefaultClient.
+// state: [HTTP] has its own client, never http.DefaultClient. Every check
+// and combinator here is safe for concurrent use.
 //
 // # systemd
 //
