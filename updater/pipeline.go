@@ -16,8 +16,9 @@ import (
 
 // checkpointEvery is how many bytes pass between durable checkpoints of a
 // transfer: at most this much is fetched again after a power cut, and the
-// fsync cost is paid once per this many bytes.
-const checkpointEvery = 4 << 20
+// fsync cost is paid once per this many bytes. A variable so that tests can
+// make checkpoints frequent.
+var checkpointEvery int64 = 4 << 20
 
 // pipeline is the download sink: bytes flow network → wire verifier (the
 // TUF hashes) → [zstd decoder → image verifier] → slot writer. It keeps no

@@ -148,6 +148,9 @@ func encodeState(p *persisted) ([]byte, error) {
 type store struct {
 	path string
 	p    *persisted
+	// beforeSave, when set (by tests), runs before every save; its error
+	// fails the save as a power cut would.
+	beforeSave func() error
 }
 
 // loadStore reads the state file. A missing file is a fresh device. A
@@ -196,6 +199,11 @@ func (s *store) component(name string) *componentState {
 // save writes the state durably. Every transition of an install is saved
 // before the step that depends on it, so that a crash resumes correctly.
 func (s *store) save() error {
+	if s.beforeSave != nil {
+		if err := s.beforeSave(); err != nil {
+			return fmt.Errorf("updater: save state: %w", err)
+		}
+	}
 	b, err := encodeState(s.p)
 	if err != nil {
 		return fmt.Errorf("updater: encode state: %w", err)

@@ -1,0 +1,30 @@
+// Package updater keeps a device's components up to date: it composes the
+// TUF client and verifier (package verify), the slots and boot controls
+// (package slots), the health checks (package health) and the transfer.
+//
+// The path of one update, per component:
+//
+//	Check    refresh the trusted TUF metadata; pick the newest release
+//	         this device may install (hardware, version, minimum
+//	         installed version, blocklist)
+//	Install  stream it into a slot that is not running, verifying every
+//	         byte (length and every listed hash; for zstd targets also
+//	         the signed uncompressed digest), checkpointing the transfer
+//	         durably every few MiB; then arm a trial of the slot
+//	Restart  Config.Restart reboots or restarts into the new version
+//	Confirm  at the next start: on the trial slot, run the health checks
+//	         within ConfirmTimeout; pass commits, fail marks the slot bad,
+//	         blocklists the release and restarts into the previous one;
+//	         back on the previous slot while a trial was armed, the
+//	         bootloader (or start counter) fell back: record and blocklist
+//
+// The state of that path lives in one versioned JSON file in
+// Config.StateDir, replaced atomically and durably (temp file, fsync,
+// rename, fsync of the directory) before every step that depends on it, so
+// a process that dies anywhere resumes from it. A state file that cannot be
+// read is moved aside and the device starts from a safe state: the boot
+// control's view is authoritative, and only resume progress is lost.
+//
+// Every method of Updater is safe for concurrent use; they run one at a
+// time.
+package updater
