@@ -282,6 +282,7 @@ func TestRecoverCorruptOrLostMetadata(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r := newTestRepo(t, true)
 			r.addTarget("", "app/1.0.0", []byte("one"), customFor("app", "1.0.0", "*"))
 			r.rotateRoot(metadata.ROOT)

@@ -235,6 +235,7 @@ func TestTUFTestAttacks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r := newTUF(t, tt.opts...)
 			r.AddTarget("app/a", []byte("a"), verify.Custom{Component: "app", Version: "1.0.0", Hardware: []string{"*"}})
 			r.Publish()
