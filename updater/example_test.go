@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/switchback-ota/switchback/health"
@@ -70,4 +69,3 @@ func ExampleUpdater_Install() {
 	}
 }
 
-var _ = http.StatusOK
