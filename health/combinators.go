@@ -36,10 +36,11 @@ func names(checks []HealthCheck) string {
 // and passes only when every one passes. Its error reports every failure:
 // the [errors.Join] of one [*CheckError] per failed check, in order. Its
 // name is "all(" + the names of checks + ")". All with no checks passes.
+// Each check's [Result] goes to the observer of [WithObserver], if any.
 func All(checks ...HealthCheck) HealthCheck {
 	checks = append([]HealthCheck(nil), checks...)
 	return Func("all("+names(checks)+")", func(ctx context.Context) error {
-		return Run(ctx, checks, nil)
+		return Run(ctx, checks, observer(ctx))
 	})
 }
 
@@ -47,7 +48,9 @@ func All(checks ...HealthCheck) HealthCheck {
 // of them passes; the others are then cancelled, and Any returns once they
 // have returned. When none passes, its error joins every failure as
 // [*CheckError] values, in order. Any with no checks fails with
-// [ErrNoChecks]. Its name is "any(" + the names of checks + ")".
+// [ErrNoChecks]. Its name is "any(" + the names of checks + ")". Each
+// check's [Result] — a cancelled one's too — goes to the observer of
+// [WithObserver], if any.
 func Any(checks ...HealthCheck) HealthCheck {
 	checks = append([]HealthCheck(nil), checks...)
 	return Func("any("+names(checks)+")", func(ctx context.Context) error {
@@ -56,36 +59,30 @@ func Any(checks ...HealthCheck) HealthCheck {
 		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
+		observe := observer(ctx)
 		type indexed struct {
-			i   int
-			err error
+			i int
+			r Result
 		}
 		results := make(chan indexed, len(checks))
 		for i, c := range checks {
-			go func() {
-				if c == nil {
-					results <- indexed{i, errNilCheck}
-					return
-				}
-				results <- indexed{i, c.Check(ctx)}
-			}()
+			go func() { results <- indexed{i, runOne(ctx, c)} }()
 		}
 		errs := make([]error, len(checks))
 		passed := false
 		for range checks {
-			r := <-results
-			if r.err == nil {
+			ir := <-results
+			if observe != nil {
+				observe(ir.r)
+			}
+			if ir.r.Err == nil {
 				if !passed {
 					passed = true
 					cancel()
 				}
 				continue
 			}
-			name := "<nil>"
-			if checks[r.i] != nil {
-				name = checks[r.i].Name()
-			}
-			errs[r.i] = &CheckError{Name: name, Err: r.err}
+			errs[ir.i] = &CheckError{Name: ir.r.Name, Err: ir.r.Err}
 		}
 		if passed {
 			return nil

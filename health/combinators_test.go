@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -394,5 +395,47 @@ func TestGraceDefaultStartIsConstruction(t *testing.T) {
 	now = now.Add(time.Minute)
 	if err := c.Check(ctx); err != nil {
 		t.Errorf("after the grace period: got %v, want pass", err)
+	}
+}
+
+func TestWithObserverSeesNestedChecks(t *testing.T) {
+	var calls atomic.Int32
+	checks := Retry(All(
+		pass("api"),
+		Any(fail("primary", errA), pass("replica")),
+		flaky(1, &calls),
+	), time.Millisecond)
+
+	var got []string
+	ctx := WithObserver(guard(t), func(r Result) {
+		got = append(got, fmt.Sprintf("%s ok=%v", r.Name, r.OK()))
+	})
+	var top []string
+	err := Run(ctx, []HealthCheck{checks}, func(r Result) { top = append(top, r.Name) })
+	if err != nil {
+		t.Fatalf("got %v, want pass", err)
+	}
+	if want := []string{"all(api,any(primary,replica),flaky)"}; fmt.Sprint(top) != fmt.Sprint(want) {
+		t.Errorf("top-level results: got %q, want %q", top, want)
+	}
+	// Two attempts of All: each reports api, any(...), flaky, and Any
+	// reports primary and replica.
+	count := map[string]int{}
+	for _, g := range got {
+		count[g]++
+	}
+	want := map[string]int{
+		"api ok=true": 2, "primary ok=false": 2, "replica ok=true": 2,
+		"any(primary,replica) ok=true": 2, "flaky ok=false": 1, "flaky ok=true": 1,
+	}
+	if fmt.Sprint(count) != fmt.Sprint(want) {
+		t.Errorf("observed %v, want %v", count, want)
+	}
+}
+
+func TestWithObserverNil(t *testing.T) {
+	ctx := guard(t)
+	if WithObserver(ctx, nil) != ctx {
+		t.Error("WithObserver(ctx, nil) changed ctx")
 	}
 }

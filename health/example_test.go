@@ -130,3 +130,28 @@ func ExampleBootAssessment() {
 		os.Exit(1) // boot-complete.target is not reached
 	}
 }
+
+func ExampleWithObserver() {
+	// One composed check, as the application hands it to the updater.
+	check := health.All(
+		health.Func("api", func(ctx context.Context) error { return nil }),
+		health.Any(
+			health.Func("primary-db", func(ctx context.Context) error { return errors.New("refused") }),
+			health.Func("replica-db", func(ctx context.Context) error { return nil }),
+		),
+	)
+	var events []string
+	ctx := health.WithObserver(context.Background(), func(r health.Result) {
+		events = append(events, fmt.Sprintf("%s ok=%v", r.Name, r.OK())) // and r.Duration
+	})
+	err := check.Check(ctx)
+	slices.Sort(events)
+	fmt.Println(strings.Join(events, "\n"))
+	fmt.Println("error:", err)
+	// Output:
+	// any(primary-db,replica-db) ok=true
+	// api ok=true
+	// primary-db ok=false
+	// replica-db ok=true
+	// error: <nil>
+}

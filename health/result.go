@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -44,7 +45,8 @@ var errNilCheck = errors.New("nil HealthCheck")
 // locking. Run returns nil when every check passed, otherwise the
 // [errors.Join] of one [*CheckError] per failed check, in the order of
 // checks. A nil entry in checks fails with a clear error. Run with no
-// checks returns nil.
+// checks returns nil. To see the checks nested inside [All] and [Any] as
+// well, give Run a context from [WithObserver].
 func Run(ctx context.Context, checks []HealthCheck, report func(Result)) error {
 	type indexed struct {
 		i int
@@ -52,16 +54,7 @@ func Run(ctx context.Context, checks []HealthCheck, report func(Result)) error {
 	}
 	results := make(chan indexed, len(checks))
 	for i, c := range checks {
-		go func() {
-			started := time.Now()
-			r := Result{Name: "<nil>", Started: started, Err: errNilCheck}
-			if c != nil {
-				r.Name = c.Name()
-				r.Err = c.Check(ctx)
-			}
-			r.Duration = time.Since(started)
-			results <- indexed{i, r}
-		}()
+		go func() { results <- indexed{i, runOne(ctx, c)} }()
 	}
 	errs := make([]error, len(checks))
 	for range checks {
@@ -74,4 +67,42 @@ func Run(ctx context.Context, checks []HealthCheck, report func(Result)) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// runOne runs c and times it.
+func runOne(ctx context.Context, c HealthCheck) Result {
+	r := Result{Name: "<nil>", Started: time.Now(), Err: errNilCheck}
+	if c != nil {
+		r.Name = c.Name()
+		r.Err = c.Check(ctx)
+	}
+	r.Duration = time.Since(r.Started)
+	return r
+}
+
+type observerKey struct{}
+
+// WithObserver returns a context under which [All] and [Any] report every
+// check they run, however deeply nested, as a [Result] to observe — the way
+// net/http/httptrace carries a trace in a context. Use it when a single
+// check handed to the updater is a composition: wrapped in [Retry], each
+// attempt of each inner check is reported. observe is called from many
+// goroutines, but never concurrently: WithObserver serialises the calls. A
+// nil observe returns ctx unchanged.
+func WithObserver(ctx context.Context, observe func(Result)) context.Context {
+	if observe == nil {
+		return ctx
+	}
+	var mu sync.Mutex
+	return context.WithValue(ctx, observerKey{}, func(r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		observe(r)
+	})
+}
+
+// observer returns the observer in ctx, or nil.
+func observer(ctx context.Context) func(Result) {
+	o, _ := ctx.Value(observerKey{}).(func(Result))
+	return o
 }
