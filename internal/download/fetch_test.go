@@ -86,7 +86,7 @@ func TestFetch(t *testing.T) {
 		{name: "Content-Range garbage", offset: 500_000, validator: `"v0"`,
 			plan: always(fault{contentRng: "lies"}), wantErr: ErrBadResponse, want: content[:500_000]},
 		{name: "content changes at every request", offset: 500_000, validator: `"v0"`,
-			plan: func(i int) fault { return fault{change: versions[i%len(versions)], cutAt: 1000} },
+			plan:    func(i int) fault { return fault{change: versions[i%len(versions)], cutAt: 1000} },
 			wantErr: ErrUnstable},
 	}
 	for _, tt := range tests {
