@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"slices"
 	"strings"
 )
@@ -145,10 +146,12 @@ func (v *Verifier) Verify() error {
 // checkpoint layout, all integers big-endian:
 //
 //	magic "swbv1" | length u64 | written u64 | count u8 |
-//	count × ( name u8-len | digest u8-len | state u16-len )
+//	count × ( name u8-len | digest u8-len | state u16-len ) | crc32c u32
 //
 // The expected length and digests are part of the checkpoint so that one
-// taken for another target is refused rather than silently continued.
+// taken for another target is refused rather than silently continued; the
+// CRC catches a checkpoint damaged on disk, which would otherwise resume at
+// a wrong offset and fail verification, blocklisting a good release.
 const checkpointMagic = "swbv1"
 
 // MarshalBinary checkpoints the Verifier: the number of bytes written and
@@ -182,8 +185,10 @@ func (v *Verifier) MarshalBinary() ([]byte, error) {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(state)))
 		b = append(b, state...)
 	}
-	return b, nil
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // errCheckpoint is wrapped by every error about an unusable checkpoint.
 var errCheckpoint = errors.New("verify: bad verifier checkpoint")
@@ -193,7 +198,14 @@ var errCheckpoint = errors.New("verify: bad verifier checkpoint")
 // that is malformed or was taken for another length or other digests is
 // refused with an error, and v is left unchanged.
 func (v *Verifier) UnmarshalBinary(data []byte) error {
-	r := checkpointReader{b: data}
+	if len(data) < 4 {
+		return fmt.Errorf("%w: truncated", errCheckpoint)
+	}
+	body, sum := data[:len(data)-4], binary.BigEndian.Uint32(data[len(data)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return fmt.Errorf("%w: checksum mismatch (damaged or not a checkpoint)", errCheckpoint)
+	}
+	r := checkpointReader{b: body}
 	if string(r.next(len(checkpointMagic))) != checkpointMagic {
 		return fmt.Errorf("%w: not a verifier checkpoint", errCheckpoint)
 	}

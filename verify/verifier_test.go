@@ -198,6 +198,7 @@ func TestVerifierCheckpointRefused(t *testing.T) {
 		{"other digest", int64(len(data)), only(other, SHA256, SHA512), cp},
 		{"fewer hashes", int64(len(data)), only(hashes, SHA256), cp},
 		{"other hashes", int64(len(data)), only(hashes, SHA256, SHA384), cp},
+		{"bit flip", int64(len(data)), only(hashes, SHA256, SHA512), flip(cp, 14)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,6 +215,12 @@ func TestVerifierCheckpointRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+func flip(b []byte, i int) []byte {
+	b = bytes.Clone(b)
+	b[i] ^= 0x10
+	return b
 }
 
 func FuzzVerifier(f *testing.F) {
