@@ -116,9 +116,7 @@ func (h *httpCheck) check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bad URL %q: %w", h.url, err)
 	}
-	for k, v := range h.header {
-		req.Header[k] = v
-	}
+	req.Header = h.header.Clone() // requests run concurrently: share nothing
 	if host := h.header.Get("Host"); host != "" {
 		req.Host = host
 	}

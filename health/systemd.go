@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -73,7 +74,7 @@ func (n *Notifier) Watchdog(ctx context.Context, healthy func() bool) error {
 	}
 	interval, err := daemon.SdWatchdogEnabled(false)
 	if err != nil {
-		return err
+		return fmt.Errorf("systemd watchdog: %w", err)
 	}
 	if interval <= 0 {
 		return nil
