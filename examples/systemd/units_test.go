@@ -138,7 +138,7 @@ func TestUnitsVerify(t *testing.T) {
 	repl := strings.NewReplacer(
 		"/usr/bin/switchback ", stand+" ",
 		"/usr/local/bin/switchback-agent", stand,
-		"/opt/gateway/current/bin/gateway", stand,
+		"/opt/gateway/bin/gateway", stand,
 	)
 	var paths []string
 	for _, f := range files {
