@@ -1,0 +1,295 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Errors callers branch on to fall back to the next way of updating.
+var (
+	// ErrCorruptChunk is returned when a fetched chunk does not match its
+	// hash in the index (or does not decompress to it).
+	ErrCorruptChunk = errors.New("delta: corrupt chunk")
+	// ErrNoRange is returned when the server answers a range request with
+	// something other than the range: fetch the full image instead.
+	// A [RangeFunc] must return an error wrapping it in that case.
+	ErrNoRange = errors.New("delta: server does not serve byte ranges")
+)
+
+// RangeFunc returns bytes [off, off+n) of the uncompressed new image, as
+// published beside its index. It must return an error wrapping
+// [ErrNoRange] when the server ignores the range. [HTTPRange] makes one.
+type RangeFunc func(ctx context.Context, off, n int64) (io.ReadCloser, error)
+
+// StoreFunc returns the file at the relative path name of a chunk store
+// (see [Index.ChunkPath] and [WriteChunkStore]). [HTTPStore] makes one.
+type StoreFunc func(ctx context.Context, name string) (io.ReadCloser, error)
+
+// Source is where [Apply] fetches missing chunks: byte ranges of the
+// uncompressed image (few requests, raw bytes) or a chunk store of
+// individually compressed chunks (one request per chunk, compressed
+// bytes). Set exactly one.
+type Source struct {
+	Range RangeFunc
+	Store StoreFunc
+}
+
+// Apply writes the image of p's target to w, in order, from p's start
+// offset on (see [Plan.From]). It reads present chunks from bases (one
+// io.ReaderAt per [Base] given to [NewPlan], same order) and fetches the
+// others from src. Every chunk is checked against its hash before it is
+// written: a fetched chunk that does not match fails with an error
+// wrapping [ErrCorruptChunk]; a base chunk that does not match (the
+// base changed since it was indexed) is fetched instead.
+//
+// Memory is bounded by the index's maximum chunk size (at most
+// [MaxChunkSize]) and, for a store, one zstd decoder of that window.
+// Apply does not verify the whole image: the caller hashes what it
+// writes and checks it against the TUF target before using it.
+func Apply(ctx context.Context, p *Plan, bases []io.ReaderAt, src Source, w io.Writer) error {
+	if (src.Range == nil) == (src.Store == nil) {
+		return errors.New("delta: source needs exactly one of Range and Store")
+	}
+	for i := range p.from {
+		if b := p.from[i].base; b >= 0 && int(b) >= len(bases) {
+			return fmt.Errorf("delta: plan uses base %d, %d given", b, len(bases))
+		}
+	}
+	a := &applier{p: p, bases: bases, src: src, w: w, buf: make([]byte, p.target.opts.MaxSize)}
+	if src.Store != nil {
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxMemory(uint64(max(p.target.opts.MaxSize, 128<<10))), zstd.WithDecoderMaxWindow(uint64(max(p.target.opts.MaxSize, 128<<10))))
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		a.dec = d
+	}
+	return a.run(ctx)
+}
+
+type applier struct {
+	p     *Plan
+	bases []io.ReaderAt
+	src   Source
+	w     io.Writer
+	buf   []byte
+	cbuf  []byte // compressed chunk, store only
+	dec   *zstd.Decoder
+}
+
+func (a *applier) run(ctx context.Context) error {
+	cs := a.p.target.chunks
+	reqs := a.p.reqs
+	for i := a.p.first; i < len(cs); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c := cs[i]
+		if l := a.p.from[i]; l.base >= 0 {
+			b := a.buf[:c.Size]
+			n, _ := a.bases[l.base].ReadAt(b, l.off)
+			if n == len(b) && a.check(c, b) {
+				if err := a.write(c, b); err != nil {
+					return err
+				}
+				i++
+				continue
+			}
+			// The base no longer holds the chunk: fetch it alone.
+			if err := a.fetchOne(ctx, i); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
+		if a.src.Store != nil {
+			if err := a.fetchOne(ctx, i); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
+		for len(reqs) > 0 && reqs[0].end <= i {
+			reqs = reqs[1:]
+		}
+		if len(reqs) == 0 || reqs[0].first > i {
+			// Not planned (cannot happen with plans made by NewPlan).
+			if err := a.fetchOne(ctx, i); err != nil {
+				return err
+			}
+			i++
+			continue
+		}
+		if err := a.fetchRange(ctx, reqs[0].first, reqs[0].end); err != nil {
+			return err
+		}
+		i = reqs[0].end
+	}
+	return nil
+}
+
+func (a *applier) check(c Chunk, b []byte) bool {
+	s := sha256.Sum256(b)
+	hs := a.p.target.opts.HashSize
+	return bytes.Equal(s[:hs], c.Hash[:hs])
+}
+
+// write writes a verified chunk, skipping what lies before the start.
+func (a *applier) write(c Chunk, b []byte) error {
+	if skip := a.p.start - c.Offset; skip > 0 {
+		b = b[skip:]
+	}
+	if _, err := a.w.Write(b); err != nil {
+		return fmt.Errorf("delta: writing image at %d: %w", max(c.Offset, a.p.start), err)
+	}
+	return nil
+}
+
+// fetchRange fetches chunks [first, end) in one range request.
+func (a *applier) fetchRange(ctx context.Context, first, end int) error {
+	cs := a.p.target.chunks
+	off := cs[first].Offset
+	n := cs[end-1].Offset + cs[end-1].Size - off
+	rc, err := a.src.Range(ctx, off, n)
+	if err != nil {
+		return fmt.Errorf("delta: fetching bytes %d-%d: %w", off, off+n-1, err)
+	}
+	defer rc.Close()
+	for i := first; i < end; i++ {
+		c := cs[i]
+		b := a.buf[:c.Size]
+		if _, err := io.ReadFull(rc, b); err != nil {
+			return fmt.Errorf("delta: reading bytes %d-%d: %w", c.Offset, c.Offset+c.Size-1, err)
+		}
+		if !a.check(c, b) {
+			return fmt.Errorf("%w: bytes %d-%d do not match hash %s", ErrCorruptChunk, c.Offset, c.Offset+c.Size-1, a.p.target.HashString(c))
+		}
+		if err := a.write(c, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchOne fetches chunk i alone, from whichever source there is.
+func (a *applier) fetchOne(ctx context.Context, i int) error {
+	c := a.p.target.chunks[i]
+	if a.src.Range != nil {
+		return a.fetchRange(ctx, i, i+1)
+	}
+	name := a.p.target.ChunkPath(c)
+	rc, err := a.src.Store(ctx, name)
+	if err != nil {
+		return fmt.Errorf("delta: fetching chunk %s: %w", name, err)
+	}
+	defer rc.Close()
+	// A compressed chunk is at most a little larger than the chunk.
+	limit := c.Size + c.Size/64 + 1024
+	if int64(cap(a.cbuf)) < limit+1 {
+		a.cbuf = make([]byte, 0, limit+1)
+	}
+	cb := a.cbuf[:limit+1]
+	n, err := io.ReadFull(rc, cb)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return fmt.Errorf("delta: reading chunk %s: %w", name, err)
+	}
+	if int64(n) > limit {
+		return fmt.Errorf("%w: %s larger than %d bytes", ErrCorruptChunk, name, limit)
+	}
+	out, err := a.dec.DecodeAll(cb[:n], a.buf[:0])
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorruptChunk, name, err)
+	}
+	if int64(len(out)) != c.Size || !a.check(c, out) {
+		return fmt.Errorf("%w: %s does not match its hash", ErrCorruptChunk, name)
+	}
+	return a.write(c, out)
+}
+
+// HTTPDoer sends HTTP requests; *http.Client satisfies it, and so does
+// the StandardClient of a retryablehttp.Client.
+type HTTPDoer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// HTTPRange returns a [RangeFunc] that asks url for byte ranges with
+// client. A server that answers 200 (the whole file) instead of 206 gets
+// an error wrapping [ErrNoRange]; one that answers another range, or
+// another status, gets an error too.
+func HTTPRange(client HTTPDoer, url string) RangeFunc {
+	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+		// A transparently decompressed body would not be the bytes asked.
+		req.Header.Set("Accept-Encoding", "identity")
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		switch resp.StatusCode {
+		case http.StatusPartialContent:
+		case http.StatusOK:
+			resp.Body.Close()
+			return nil, fmt.Errorf("%w: %s answered 200 to a range request", ErrNoRange, url)
+		default:
+			resp.Body.Close()
+			return nil, fmt.Errorf("delta: %s: %s", url, resp.Status)
+		}
+		if s, e, ok := parseContentRange(resp.Header.Get("Content-Range")); !ok || s != off || e != off+n-1 {
+			resp.Body.Close()
+			return nil, fmt.Errorf("%w: asked bytes %d-%d of %s, got Content-Range %q", ErrNoRange, off, off+n-1, url, resp.Header.Get("Content-Range"))
+		}
+		return resp.Body, nil
+	}
+}
+
+// parseContentRange parses "bytes first-last/total".
+func parseContentRange(v string) (first, last int64, ok bool) {
+	v, ok = strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, 0, false
+	}
+	v, _, _ = strings.Cut(v, "/")
+	f, l, ok := strings.Cut(v, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(f, 10, 64)
+	last, err2 := strconv.ParseInt(l, 10, 64)
+	return first, last, err1 == nil && err2 == nil
+}
+
+// HTTPStore returns a [StoreFunc] that fetches chunk files under the
+// store URL base (".../chunks"; a trailing slash is optional) with client.
+func HTTPStore(client HTTPDoer, base string) StoreFunc {
+	base = strings.TrimSuffix(base, "/")
+	return func(ctx context.Context, name string) (io.ReadCloser, error) {
+		u := base + "/" + name
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("delta: %s: %s", u, resp.Status)
+		}
+		return resp.Body, nil
+	}
+}

@@ -1,0 +1,106 @@
+package delta
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// ChunkPath returns the path of chunk c in a chunk store, relative to
+// the store's root: "<first two hex digits>/<hex hash>.zst", as in
+// casync and desync stores. The file holds the chunk compressed with
+// zstd, one frame.
+func (ix *Index) ChunkPath(c Chunk) string {
+	h := ix.HashString(c)
+	return h[:2] + "/" + h + ".zst"
+}
+
+// StoreStats reports what [WriteChunkStore] did.
+type StoreStats struct {
+	// Chunks is the number of distinct chunks in the image; Written of
+	// them were new to the store.
+	Chunks, Written int
+	// Bytes is the compressed size of the image's distinct chunks.
+	Bytes int64
+}
+
+// WriteChunkStore writes every chunk of image, whose index is ix, into
+// the chunk store under dir, compressed with zstd, skipping chunks the
+// store already holds (stores are shared between releases). It reads
+// image once, in order, and fails if a chunk does not match ix. Files
+// appear atomically (temporary file and rename), so a store being written
+// can be served. Publisher side: the repository tool runs it beside
+// [BuildIndex].
+func WriteChunkStore(dir string, ix *Index, image io.Reader) (StoreStats, error) {
+	var st StoreStats
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+	if err != nil {
+		return st, err
+	}
+	defer enc.Close()
+	buf := make([]byte, ix.opts.MaxSize)
+	var cbuf []byte
+	seen := make(map[[32]byte]bool)
+	for _, c := range ix.chunks {
+		b := buf[:c.Size]
+		if _, err := io.ReadFull(image, b); err != nil {
+			return st, fmt.Errorf("delta: reading image at %d: %w", c.Offset, err)
+		}
+		if s := sha256.Sum256(b); string(s[:ix.opts.HashSize]) != string(c.Hash[:ix.opts.HashSize]) {
+			return st, fmt.Errorf("delta: image bytes %d-%d do not match the index", c.Offset, c.Offset+c.Size-1)
+		}
+		if seen[c.Hash] {
+			continue
+		}
+		seen[c.Hash] = true
+		st.Chunks++
+		name := filepath.Join(dir, filepath.FromSlash(ix.ChunkPath(c)))
+		if fi, err := os.Stat(name); err == nil {
+			st.Bytes += fi.Size()
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return st, err
+		}
+		cbuf = enc.EncodeAll(b, cbuf[:0])
+		if err := writeFileAtomic(name, cbuf); err != nil {
+			return st, err
+		}
+		st.Written++
+		st.Bytes += int64(len(cbuf))
+	}
+	var one [1]byte
+	if n, _ := io.ReadFull(image, one[:]); n > 0 {
+		return st, fmt.Errorf("delta: image longer than its index (%d bytes)", ix.length)
+	}
+	return st, nil
+}
+
+func writeFileAtomic(name string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
