@@ -68,4 +68,3 @@ func ExampleUpdater_Install() {
 		}
 	}
 }
-

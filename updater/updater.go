@@ -230,10 +230,15 @@ func New(cfg Config) (*Updater, error) {
 		MetadataURL: cfg.MetadataURL,
 		TargetsURL:  cfg.TargetsURL,
 		Dir:         cfg.StateDir + "/tuf",
-		Fetcher:     func(ctx context.Context) verify.Fetcher { return dl.Fetcher(ctx, mirrors...) },
-		Now:         now,
-		MinTime:     cfg.MinTime,
-		Logger:      log,
+		Fetcher: func(ctx context.Context) verify.Fetcher {
+			if isFileURL(cfg.MetadataURL) {
+				return fileFetcher{ctx}
+			}
+			return dl.Fetcher(ctx, mirrors...)
+		},
+		Now:     now,
+		MinTime: cfg.MinTime,
+		Logger:  log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
@@ -288,10 +293,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 	for _, r := range ts.Rejected {
 		u.log.Warn("target rejected", "target", r.Path, "err", r.Err)
 	}
-	u.trusted = map[string]string{}
-	for _, t := range ts.Targets {
-		u.trusted[t.Path] = t.SHA256()
-	}
+	u.remember(ts)
 	var ups []Update
 	var errs []error
 	for _, c := range u.cfg.Components {
@@ -322,6 +324,14 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 		return nil, fmt.Errorf("updater: check: %w: %w", ErrNoUpdate, err)
 	}
 	return nil, fmt.Errorf("updater: check: %w", ErrNoUpdate)
+}
+
+// remember records the targets of a refresh: Install takes only these.
+func (u *Updater) remember(ts *verify.Targets) {
+	u.trusted = map[string]string{}
+	for _, t := range ts.Targets {
+		u.trusted[t.Path] = t.SHA256()
+	}
 }
 
 // inactive picks the slot to write: one that is not running, preferring one
@@ -500,7 +510,13 @@ func (u *Updater) transfer(ctx context.Context, c *Component, slot slots.Slot, t
 	for _, m := range u.cfg.TargetsMirrors {
 		urls = append(urls, joinURL(m, relativeURL(u.cfg.TargetsURL, t.URL)))
 	}
-	res, err := u.dl.Fetch(ctx, download.Request{URLs: urls, Offset: p.resumeOffset(), Length: t.Length, Validator: pd.Validator}, p, nil)
+	req := download.Request{URLs: urls, Offset: p.resumeOffset(), Length: t.Length, Validator: pd.Validator}
+	var res download.Result
+	if isFileURL(t.URL) {
+		res, err = fetchFile(ctx, req, p)
+	} else {
+		res, err = u.dl.Fetch(ctx, req, p, nil)
+	}
 	if cerr := p.close(); err == nil {
 		err = cerr
 	}
