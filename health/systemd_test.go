@@ -221,3 +221,21 @@ func TestBootAssessment(t *testing.T) {
 		t.Error("BootAssessment(nil confirm): got nil, want an error")
 	}
 }
+
+// TestNotifierAbstractSocket: service managers may hand out an abstract
+// socket ("@name"), which go-systemd and Go's net package support on Linux.
+func TestNotifierAbstractSocket(t *testing.T) {
+	name := "@switchback-health-test-" + strconv.Itoa(os.Getpid())
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		t.Skipf("no abstract unix sockets here: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	t.Setenv("NOTIFY_SOCKET", name)
+	if err := (&Notifier{}).Ready(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := received(t, conn), []string{"READY=1"}; !equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
