@@ -525,7 +525,7 @@ func grubenvBlock(vars [][2]string) ([]byte, error) {
 // trial, and a canary the agent compares with the kernel command line.
 func factoryEnv() ([]byte, error) {
 	return grubenvBlock([][2]string{
-		{"sb_primary", "a"}, {"sb_trial", ""}, {"sb_tries", "0"}, {"sb_bad", ""}, {"sb_canary", "qemu-factory"},
+		{"sb_primary", "a"}, {"sb_bad", ""}, {"sb_canary", "qemu-factory"}, {"sb_tries", ""}, {"sb_trial", ""},
 	})
 }
 

@@ -297,7 +297,3 @@ func (e *env) consoleWriter(dir string) io.Writer {
 	}
 	return f
 }
-
-func (e *env) runScenario(ctx context.Context) error {
-	return fmt.Errorf("run: the update scenario needs the updater; not built yet")
-}

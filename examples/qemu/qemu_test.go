@@ -51,8 +51,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var grubLineRE = regexp.MustCompile(`grub: booting slot ([ab]) \(primary=(\S*) trial=(\S*) tries=(\d*) bad=([^)]*)\)`)
-
 // TestGRUBBootCount proves the boot-count contract on a real GRUB, with the
 // grubenv set from the host: a trial slot whose kernel panics is tried
 // exactly sb_tries times, then the primary boots and the trial stays

@@ -31,12 +31,15 @@ type vm struct {
 
 // vmConfig says how to start QEMU.
 type vmConfig struct {
-	Disk     string // disk image the guest writes to (a throwaway overlay)
-	Format   string // "qcow2" (default) or "raw"
-	Busybox  string // busybox for the guestfwd relay (host side)
-	Port     int    // host HTTP server port on 127.0.0.1
-	WorkDir  string // where the relay script and the console log go
-	Console  io.Writer
+	Disk    string // disk image the guest writes to (a throwaway overlay)
+	Format  string // "qcow2" (default) or "raw"
+	Busybox string // busybox for the guestfwd relay (host side)
+	Port    int    // host HTTP server port on 127.0.0.1
+	WorkDir string // where the relay script and the console log go
+	Console io.Writer
+	// Echo, when set, is called with every console line (the transcript
+	// shows the interesting ones).
+	Echo     func(line string)
 	Logf     func(format string, a ...any)
 	MemoryMB int
 }
@@ -97,6 +100,9 @@ func startVM(ctx context.Context, c vmConfig) (*vm, error) {
 			line = strings.TrimRight(line, "\r\n")
 			if line != "" {
 				line = stripANSI(line)
+				if c.Echo != nil {
+					c.Echo(line)
+				}
 				if c.Console != nil {
 					fmt.Fprintf(c.Console, "%s | %s\n", time.Now().UTC().Format("15:04:05.000"), line)
 				}
@@ -122,6 +128,9 @@ func startVM(ctx context.Context, c vmConfig) (*vm, error) {
 var ansiRE = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]`)
 
 func stripANSI(s string) string { return ansiRE.ReplaceAllString(s, "") }
+
+// errNoMatch is returned by wait when no line matched in time.
+var errNoMatch = errors.New("no console line matched")
 
 // errVMExited is returned by wait when QEMU exits before the line appears.
 var errVMExited = errors.New("qemu exited")
@@ -155,7 +164,7 @@ func (v *vm) wait(ctx context.Context, timeout time.Duration, re *regexp.Regexp,
 			}
 			return nil, fmt.Errorf("%w while waiting for /%s/: %v", errVMExited, re, v.err)
 		case <-t.C:
-			return nil, fmt.Errorf("no console line matched /%s/ within %v", re, timeout)
+			return nil, fmt.Errorf("%w /%s/ within %v", errNoMatch, re, timeout)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

@@ -1,0 +1,287 @@
+// Command agent is the update agent of switchback's QEMU example: what an
+// integrator writes for an A/B device with GRUB. The root slots' init
+// starts it at every boot.
+//
+// It wires the public API together: two partition slots (/dev/vda2 and
+// /dev/vda3), the GRUB boot control over the grubenv on the FAT boot
+// partition, an HTTP health check of the device's application, and the
+// updater. At start-up it confirms a trial boot (commit, or mark bad and
+// reboot into the previous version, or record that GRUB already fell back),
+// then polls the update server and installs what it finds, rebooting into
+// each new version.
+//
+// Every line it prints starts with "agent:"; the example's host side reads
+// them from the serial console to follow the scenario.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/switchback-ota/switchback/health"
+	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/slots/grub"
+	"github.com/switchback-ota/switchback/slots/partition"
+	"github.com/switchback-ota/switchback/updater"
+)
+
+func main() {
+	server := flag.String("server", "http://10.0.2.100:8080", "base URL of the update server (metadata/ and targets/ below it)")
+	stateDir := flag.String("state", "/data/switchback", "state directory, on the data partition")
+	grubenv := flag.String("grubenv", "/mnt/boot/grub/grubenv", "GRUB environment block read by switchback.cfg")
+	slotA := flag.String("slot-a", "/dev/vda2", "partition of slot a")
+	slotB := flag.String("slot-b", "/dev/vda3", "partition of slot b")
+	etc := flag.String("etc", "/etc/switchback", "directory with root.json, version and hardware of this image")
+	healthURL := flag.String("health", "http://127.0.0.1:8081/healthz", "the application's health endpoint")
+	poll := flag.Duration("poll", 3*time.Second, "time between update checks")
+	confirmTimeout := flag.Duration("confirm-timeout", 20*time.Second, "deadline for the health checks of a new version")
+	tries := flag.Int("tries", 2, "boots a new version gets before GRUB falls back")
+	flag.Parse()
+
+	ctx := context.Background()
+	say("started: version %s, %s", readLine(filepath.Join(*etc, "version")), cmdlineSlot())
+	dataMarker(filepath.Dir(*stateDir))
+
+	if err := run(ctx, config{
+		server: *server, stateDir: *stateDir, grubenv: *grubenv, slotA: *slotA, slotB: *slotB,
+		etc: *etc, healthURL: *healthURL, poll: *poll, confirmTimeout: *confirmTimeout, tries: *tries,
+	}); err != nil {
+		say("fatal: %v", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	server, stateDir, grubenv, slotA, slotB, etc, healthURL string
+	poll, confirmTimeout                                    time.Duration
+	tries                                                   int
+}
+
+func run(ctx context.Context, c config) error {
+	root, err := os.ReadFile(filepath.Join(c.etc, "root.json"))
+	if err != nil {
+		return fmt.Errorf("trusted root: %w", err)
+	}
+	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+		return err
+	}
+
+	// The boot control: GRUB's environment block, read by switchback.cfg.
+	boot, err := grub.New(c.grubenv, []string{"a", "b"})
+	if err != nil {
+		return err
+	}
+	// The two root slots. Boot lets a slot refuse writes while it is the
+	// running or the committed one.
+	a, err := partition.New(partition.Config{Name: "a", Device: c.slotA, Boot: boot})
+	if err != nil {
+		return err
+	}
+	b, err := partition.New(partition.Config{Name: "b", Device: c.slotB, Boot: boot})
+	if err != nil {
+		return err
+	}
+
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	u, err := updater.New(updater.Config{
+		Hardware:    readLine(filepath.Join(c.etc, "hardware")),
+		StateDir:    c.stateDir,
+		TrustedRoot: root,
+		MetadataURL: c.server + "/metadata",
+		TargetsURL:  c.server + "/targets",
+		Components: []updater.Component{{
+			Name:           "rootfs",
+			Slots:          []slots.Slot{a, b},
+			Boot:           boot,
+			FactoryVersion: readLine(filepath.Join(c.etc, "version")),
+		}},
+		// The application must answer on /healthz; the updater adds its own
+		// check that the update server is reachable.
+		HealthChecks:   []health.HealthCheck{health.Retry(health.HTTP(c.healthURL, health.WithBodyContains("ok")), time.Second)},
+		ConfirmTimeout: c.confirmTimeout,
+		Tries:          c.tries,
+		Restart:        reboot,
+		// The image was built after this: an earlier clock is unset (no
+		// RTC, no NTP yet), and TUF expiry cannot be judged with it.
+		MinTime: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Logger:  logger,
+		Events:  printEvent,
+	})
+	if err != nil {
+		return err
+	}
+
+	// First thing at every start: decide about a trial boot.
+	switch err := u.Confirm(ctx); {
+	case err == nil:
+		say("confirm: ok")
+	case errors.Is(err, updater.ErrRolledBack):
+		say("confirm: rolled back: %v", err)
+	default:
+		say("confirm: error: %v", err)
+	}
+	printStatus(ctx, u)
+
+	// Then poll. (updater.Run does the same with jitter and backoff; this
+	// loop prints each outcome for the example's transcript.)
+	last := ""
+	for {
+		ups, err := u.Check(ctx)
+		switch {
+		case errors.Is(err, updater.ErrNoUpdate):
+			if last != "up to date" {
+				st, _ := u.Status(ctx)
+				say("check: up to date (installed %s)", installed(st))
+				last = "up to date"
+			}
+		case err != nil:
+			say("check: %v", err)
+			last = ""
+		}
+		for _, up := range ups {
+			last = ""
+			say("update: %s %s -> %s (target %s, %d bytes)", up.Component, up.From, up.To, up.Target.Path, up.Target.Length)
+			if err := u.Install(ctx, up); err != nil {
+				say("install: %v", err)
+				printStatus(ctx, u)
+			}
+		}
+		time.Sleep(c.poll)
+	}
+}
+
+// reboot is the updater's Restart for A/B partitions: flush the file
+// systems and restart the machine, so that GRUB boots the armed slot (or
+// the previous one after a rollback).
+func reboot(ctx context.Context, component string) error {
+	say("reboot: to start the %s slot GRUB now selects", component)
+	syscall.Sync()
+	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
+}
+
+var lastProgress int64 = -1
+
+// printEvent prints the updater's events; progress every 8 MiB.
+func printEvent(e updater.Event) {
+	switch e := e.(type) {
+	case updater.StateChanged:
+		msg := fmt.Sprintf("state: %s %s -> %s version %s", e.Component, e.From, e.To, e.Version)
+		if e.Reason != "" {
+			msg += " reason: " + e.Reason
+		}
+		say("%s", msg)
+	case updater.Progress:
+		if lastProgress < 0 || e.Done-lastProgress >= 8<<20 || e.Done == e.Total {
+			say("progress: %s %d/%d", e.Component, e.Done, e.Total)
+			lastProgress = e.Done
+		}
+	case updater.HealthResult:
+		if e.Err != nil {
+			say("health: %s failed after %v: %v", e.Check, e.Duration.Round(time.Millisecond), e.Err)
+		} else {
+			say("health: %s passed in %v", e.Check, e.Duration.Round(time.Millisecond))
+		}
+	case updater.ErrorEvent:
+		say("error: %s %s: %v", e.Component, e.Op, e.Err)
+	}
+}
+
+func installed(st updater.Status) string {
+	for _, c := range st.Components {
+		return c.Installed
+	}
+	return ""
+}
+
+// printStatus prints one line the host parses: installed version, boot
+// control state and the blocklist.
+func printStatus(ctx context.Context, u *updater.Updater) {
+	st, err := u.Status(ctx)
+	if err != nil {
+		say("status: %v", err)
+		return
+	}
+	var blocked []string
+	for _, r := range st.Blocklist {
+		blocked = append(blocked, r.Version)
+	}
+	slices.Sort(blocked)
+	for _, c := range st.Components {
+		bs := c.Boot
+		say("status: %s installed=%s booted=%s primary=%s trial=%s tries=%d bad=%s blocked=%s last=%q",
+			c.Name, c.Installed, bs.Booted, bs.Primary, bs.Trial, bs.TriesLeft,
+			strings.Join(bs.Bad, ","), strings.Join(blocked, ","), c.LastResult)
+	}
+}
+
+// dataMarker shows that the data partition survives updates: a token made
+// at the first boot, and a boot counter.
+func dataMarker(dir string) {
+	p := filepath.Join(dir, "marker")
+	token := readLine(p)
+	if token == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		token = hex.EncodeToString(b[:])
+		if err := writeSync(p, token+"\n"); err != nil {
+			say("data: %v", err)
+			return
+		}
+	}
+	boots := 0
+	fmt.Sscan(readLine(filepath.Join(dir, "boots")), &boots)
+	boots++
+	if err := writeSync(filepath.Join(dir, "boots"), fmt.Sprintln(boots)); err != nil {
+		say("data: %v", err)
+	}
+	say("data: marker=%s boots=%d", token, boots)
+}
+
+func writeSync(path, s string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func cmdlineSlot() string {
+	data, _ := os.ReadFile("/proc/cmdline")
+	for _, f := range strings.Fields(string(data)) {
+		if strings.HasPrefix(f, "switchback.slot=") {
+			return "slot " + strings.TrimPrefix(f, "switchback.slot=")
+		}
+	}
+	return "slot unknown"
+}
+
+func readLine(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func say(format string, a ...any) {
+	fmt.Printf("agent: "+format+"\n", a...)
+}
