@@ -1,0 +1,517 @@
+// Command bench measures switchback's transfer path and prints one line per
+// figure:
+//
+//   - install of a 1 GiB image over loopback, through the public updater API
+//     into a file slot (with its fsyncs), in MB/s, and the ratio to a baseline
+//     measured in the same run: a plain net/http GET copied to a file through
+//     SHA-256, then fsync (goal ≥ 0.90);
+//   - peak RSS (VmHWM) of the installing process for 256 MiB and 1 GiB images
+//     (goal ≤ 48 MiB, not growing with the image);
+//   - bytes downloaded twice after the installing process is killed with
+//     SIGKILL at 25 %, 50 % and 75 % and started again (goal ≤ 1 MiB each);
+//   - requests and bytes of an idle check (nothing changed on the server).
+//
+// Usage:
+//
+//	go run ./examples/bench [-runs 3] [-size 1024] [-small 256]
+//
+// The server is another process (the command re-executes itself), as is
+// every installing device, so that RSS and SIGKILL are those of a real
+// installer. Everything is written under a temporary directory in /tmp,
+// removed at the end. Figures are medians over -runs runs.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/switchback-ota/switchback/repository"
+	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/updater"
+	"github.com/switchback-ota/switchback/verify"
+)
+
+const (
+	roleEnv  = "SWITCHBACK_BENCH_ROLE"
+	hardware = "bench-board"
+	version  = "1.1.0"
+)
+
+func main() {
+	var err error
+	switch os.Getenv(roleEnv) {
+	case "server":
+		err = serve(os.Getenv("BENCH_DIR"))
+	case "install":
+		err = install(os.Getenv("BENCH_DEVICE"), os.Getenv("BENCH_URL"), os.Getenv("BENCH_ROOT"), os.Getenv("BENCH_FACTORY"), os.Getenv("BENCH_MODE"))
+	case "baseline":
+		err = baseline(os.Getenv("BENCH_URL"), os.Getenv("BENCH_OUT"), os.Getenv("BENCH_SHA256"))
+	default:
+		err = orchestrate()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// --- the orchestrator -------------------------------------------------
+
+type report struct {
+	Seconds float64 `json:"seconds"`
+	HWMKiB  int64   `json:"hwm_kib"`
+}
+
+type stats struct {
+	TargetBytes   int64 `json:"target_bytes"`
+	MetaBytes     int64 `json:"meta_bytes"`
+	Requests      int64 `json:"requests"`
+	TargetReqs    int64 `json:"target_requests"`
+	HeaderBytesIn int64 `json:"-"`
+}
+
+type repo struct {
+	dir, root, url string
+	target         repository.Target
+	server         *exec.Cmd
+	size           int64
+}
+
+func orchestrate() error {
+	runs := flag.Int("runs", 3, "runs per figure (medians are printed)")
+	sizeMiB := flag.Int64("size", 1024, "image size in MiB for throughput and kills")
+	smallMiB := flag.Int64("small", 256, "smaller image size in MiB for the RSS comparison")
+	flag.Parse()
+	if *runs < 1 || *sizeMiB < 4 || *smallMiB < 4 {
+		return errors.New("-runs ≥ 1, -size and -small ≥ 4")
+	}
+	work, err := os.MkdirTemp("/tmp", "switchback-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	ctx := context.Background()
+
+	fmt.Printf("# switchback bench: %d run(s) per figure, medians; work dir %s (removed at exit)\n", *runs, work)
+	big, err := newRepo(ctx, filepath.Join(work, "big"), *sizeMiB<<20)
+	if err != nil {
+		return err
+	}
+	defer big.server.Process.Kill()
+
+	// 1. Throughput: baseline and install alternate, so that both see the
+	// same page-cache and disk conditions.
+	var base, inst []float64
+	var hwmBig []int64
+	for i := 0; i < *runs; i++ {
+		out := filepath.Join(work, "baseline.img")
+		r, err := runRole("baseline", map[string]string{"BENCH_URL": big.url + "/targets/" + big.target.File, "BENCH_OUT": out, "BENCH_SHA256": big.target.SHA256})
+		os.Remove(out)
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		base = append(base, float64(big.size)/1e6/r.Seconds)
+		dev := filepath.Join(work, "device")
+		r, err = runInstall(big, dev, "install")
+		os.RemoveAll(dev)
+		if err != nil {
+			return fmt.Errorf("install: %w", err)
+		}
+		inst = append(inst, float64(big.size)/1e6/r.Seconds)
+		hwmBig = append(hwmBig, r.HWMKiB)
+	}
+	mb, mi := median(base), median(inst)
+	fmt.Printf("baseline (net/http GET → SHA-256 → file → fsync), %s: %.1f MB/s\n", human(big.size), mb)
+	fmt.Printf("install through updater.Install into a file slot (fsync), %s: %.1f MB/s\n", human(big.size), mi)
+	fmt.Printf("install/baseline throughput ratio: %.2f (goal ≥ 0.90)\n", mi/mb)
+
+	// 2. Peak RSS for a smaller image.
+	small, err := newRepo(ctx, filepath.Join(work, "small"), *smallMiB<<20)
+	if err != nil {
+		return err
+	}
+	var hwmSmall []int64
+	for i := 0; i < *runs; i++ {
+		dev := filepath.Join(work, "device")
+		r, err := runInstall(small, dev, "install")
+		os.RemoveAll(dev)
+		if err != nil {
+			return fmt.Errorf("install: %w", err)
+		}
+		hwmSmall = append(hwmSmall, r.HWMKiB)
+	}
+	small.server.Process.Kill()
+	small.server.Wait()
+	os.RemoveAll(small.dir)
+	fmt.Printf("peak RSS (VmHWM) of the installing process, %s image: %.1f MiB\n", human(small.size), float64(medianInt(hwmSmall))/1024)
+	fmt.Printf("peak RSS (VmHWM) of the installing process, %s image: %.1f MiB (goal ≤ 48 MiB)\n", human(big.size), float64(medianInt(hwmBig))/1024)
+
+	// 3. SIGKILL at 25/50/75 % and restart.
+	for _, pct := range []int64{25, 50, 75} {
+		var wasted []int64
+		var reqs []int64
+		for i := 0; i < *runs; i++ {
+			w, n, err := killAndResume(big, filepath.Join(work, "device"), pct)
+			os.RemoveAll(filepath.Join(work, "device"))
+			if err != nil {
+				return fmt.Errorf("kill at %d%%: %w", pct, err)
+			}
+			wasted, reqs = append(wasted, w), append(reqs, n)
+		}
+		fmt.Printf("re-downloaded after SIGKILL at %d%% and restart: %s (%d bytes; goal ≤ 1 MiB), target requests %d\n",
+			pct, human(medianInt(wasted)), medianInt(wasted), medianInt(reqs))
+	}
+
+	// 4. Idle check: a device that is up to date checks again.
+	dev := filepath.Join(work, "device")
+	if _, err := runInstall(big, dev, "check"); err != nil { // first check: fetches all metadata
+		return fmt.Errorf("first check: %w", err)
+	}
+	if err := getJSON(big.url+"/_reset", nil); err != nil {
+		return err
+	}
+	if _, err := runInstall(big, dev, "check"); err != nil {
+		return fmt.Errorf("idle check: %w", err)
+	}
+	var st stats
+	if err := getJSON(big.url+"/_stats", &st); err != nil {
+		return err
+	}
+	fmt.Printf("idle check (nothing changed): %d requests, %d response body bytes\n", st.Requests, st.MetaBytes+st.TargetBytes)
+	os.RemoveAll(dev)
+	return nil
+}
+
+// newRepo publishes one image of size bytes in a signed repository and
+// starts a server process for it.
+func newRepo(ctx context.Context, dir string, size int64) (*repo, error) {
+	r, err := repository.Init(ctx, repository.Config{Dir: filepath.Join(dir, "server")},
+		repository.InitOptions{KeysDir: filepath.Join(dir, "keys")})
+	if err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
+	img := io.LimitReader(rand.NewChaCha8([32]byte{byte(size >> 20)}), size)
+	t, err := r.AddTarget(ctx, "app/image-"+version, img,
+		verify.Custom{Component: "app", Version: version, Hardware: []string{hardware}}, repository.AddOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("add target: %w", err)
+	}
+	if err := r.Publish(ctx); err != nil {
+		return nil, err
+	}
+	rp := &repo{dir: dir, root: filepath.Join(r.MetadataDir(), "1.root.json"), target: t, size: size}
+	rp.server = exec.Command(os.Args[0])
+	rp.server.Env = append(os.Environ(), roleEnv+"=server", "BENCH_DIR="+r.Dir())
+	rp.server.Stderr = os.Stderr
+	out, err := rp.server.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := rp.server.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("server did not start: %w", err)
+	}
+	rp.url = strings.TrimSpace(line)
+	return rp, nil
+}
+
+func runInstall(r *repo, device, mode string) (report, error) {
+	return runRole("install", map[string]string{"BENCH_DEVICE": device, "BENCH_URL": r.url, "BENCH_ROOT": r.root,
+		"BENCH_FACTORY": factoryFor(mode), "BENCH_MODE": mode})
+}
+
+// factoryFor: an installing device runs 1.0.0; a checking one is up to date.
+func factoryFor(mode string) string {
+	if mode == "check" {
+		return version
+	}
+	return "1.0.0"
+}
+
+func roleCmd(role string, env map[string]string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), roleEnv+"="+role)
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+func runRole(role string, env map[string]string) (report, error) {
+	var r report
+	out, err := roleCmd(role, env).Output()
+	if err != nil {
+		return r, err
+	}
+	return r, json.Unmarshal(out, &r)
+}
+
+// killAndResume starts an install, kills it with SIGKILL once pct % of
+// the image has left the server, installs again to the end, and returns
+// the target bytes served beyond one image and the target requests.
+func killAndResume(r *repo, device string, pct int64) (int64, int64, error) {
+	if err := getJSON(r.url+"/_reset", nil); err != nil {
+		return 0, 0, err
+	}
+	cmd := roleCmd("install", map[string]string{"BENCH_DEVICE": device, "BENCH_URL": r.url, "BENCH_ROOT": r.root,
+		"BENCH_FACTORY": "1.0.0", "BENCH_MODE": "install"})
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for {
+		var st stats
+		if err := getJSON(r.url+"/_stats", &st); err != nil {
+			cmd.Process.Kill()
+			return 0, 0, err
+		}
+		if st.TargetBytes*100 >= r.size*pct {
+			break
+		}
+		select {
+		case err := <-exited:
+			return 0, 0, fmt.Errorf("installer finished before the kill: %v", err)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	if _, err := runInstall(r, device, "install"); err != nil {
+		return 0, 0, fmt.Errorf("restarted install: %w", err)
+	}
+	var st stats
+	if err := getJSON(r.url+"/_stats", &st); err != nil {
+		return 0, 0, err
+	}
+	return st.TargetBytes - r.size, st.TargetReqs, nil
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if v == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func medianInt(xs []int64) int64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// --- the server process ---------------------------------------------
+
+// serve serves the repository directory on 127.0.0.1 with Range support,
+// an ETag per file, and counters at /_stats (reset by /_reset). It prints
+// its base URL on stdout.
+func serve(dir string) error {
+	if dir == "" {
+		return errors.New("BENCH_DIR not set")
+	}
+	var targetBytes, metaBytes, reqs, targetReqs atomic.Int64
+	fs := http.FileServer(http.Dir(dir))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/_stats", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(stats{TargetBytes: targetBytes.Load(), MetaBytes: metaBytes.Load(), Requests: reqs.Load(), TargetReqs: targetReqs.Load()})
+	})
+	mux.HandleFunc("/_reset", func(w http.ResponseWriter, r *http.Request) {
+		targetBytes.Store(0)
+		metaBytes.Store(0)
+		reqs.Store(0)
+		targetReqs.Store(0)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		reqs.Add(1)
+		counter := &metaBytes
+		if strings.HasPrefix(r.URL.Path, "/targets/") {
+			counter = &targetBytes
+			targetReqs.Add(1)
+		}
+		// A strong ETag, as nginx makes one: size and modification time.
+		if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(filepath.Clean("/"+r.URL.Path)))); err == nil && fi.Mode().IsRegular() {
+			w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
+		}
+		fs.ServeHTTP(&countingWriter{ResponseWriter: w, n: counter}, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("http://%s\n", ln.Addr())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return srv.Serve(ln)
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// ReadFrom keeps the sendfile path of net/http while counting.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.Copy(struct{ io.Writer }{c.ResponseWriter}, r)
+	c.n.Add(n)
+	return n, err
+}
+
+// --- the device processes -------------------------------------------
+
+// install runs one device start: Confirm, Check and (mode "install")
+// Install of what was found. It prints a report on stdout.
+func install(device, base, rootFile, factory, mode string) error {
+	ctx := context.Background()
+	root, err := os.ReadFile(rootFile)
+	if err != nil {
+		return err
+	}
+	appPath := filepath.Join(device, "app", "image")
+	if _, err := os.Stat(appPath); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(appPath), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(appPath, []byte("factory image "+factory+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	slot, err := slots.NewFile(appPath)
+	if err != nil {
+		return err
+	}
+	u, err := updater.New(updater.Config{
+		Hardware:    hardware,
+		StateDir:    filepath.Join(device, "state"),
+		TrustedRoot: root,
+		MetadataURL: base + "/metadata/",
+		TargetsURL:  base + "/targets/",
+		Components: []updater.Component{{
+			Name: "app", Slots: slot.Slots(), Boot: slot, FactoryVersion: factory,
+		}},
+		SkipServerCheck: true,
+		Restart:         func(context.Context, string) error { return nil },
+		Logger:          slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	ups, err := u.Check(ctx)
+	switch {
+	case mode == "check" && errors.Is(err, updater.ErrNoUpdate):
+	case err != nil:
+		return fmt.Errorf("check: %w", err)
+	case mode == "check":
+		return fmt.Errorf("check: found %d updates, want none", len(ups))
+	}
+	if mode == "install" {
+		if len(ups) != 1 {
+			return fmt.Errorf("check: found %d updates, want 1", len(ups))
+		}
+		if err := u.Install(ctx, ups[0]); err != nil {
+			return fmt.Errorf("install: %w", err)
+		}
+	}
+	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM()})
+}
+
+// baseline is the yardstick: a plain GET copied to a file through SHA-256,
+// then fsync.
+func baseline(url, out, wantHex string) error {
+	start := time.Now()
+	resp, err := (&http.Client{Transport: &http.Transport{}}).Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), resp.Body); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != wantHex {
+		return fmt.Errorf("baseline sha256 %s, want %s", got, wantHex)
+	}
+	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM()})
+}
+
+// vmHWM is the peak resident set size of this process, in KiB.
+func vmHWM() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return n
+		}
+	}
+	return -1
+}
