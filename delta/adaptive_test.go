@@ -531,7 +531,7 @@ func TestApplyBadArguments(t *testing.T) {
 	}
 }
 
-func mustZstd(t *testing.T, b []byte) []byte {
+func mustZstd(t testing.TB, b []byte) []byte {
 	t.Helper()
 	e, err := zstd.NewWriter(nil)
 	if err != nil {
