@@ -129,13 +129,20 @@ func unpack(ctx context.Context, r io.Reader, dst string, lim UnpackLimits) erro
 		files:    map[string]bool{},
 		dirs:     map[string]bool{".": true},
 	}
-	tr := tar.NewReader(dr)
+	tail := &zeroTail{r: dr}
+	tr := tar.NewReader(tail)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
+			// archive/tar also reports io.EOF when the input ends exactly
+			// at a block boundary, before the end-of-archive marker: a
+			// truncated archive would unpack as a partial tree.
+			if tail.zeros < 512 {
+				return fmt.Errorf("archive truncated: no end-of-archive marker after entry %d: %w", u.entries, io.ErrUnexpectedEOF)
+			}
 			break
 		}
 		if err != nil {
@@ -330,6 +337,26 @@ func (u *unpacker) writeFile(ctx context.Context, name string, perm fs.FileMode,
 		return err
 	}
 	return f.Close()
+}
+
+// zeroTail counts the zero bytes at the end of what was read through it.
+type zeroTail struct {
+	r     io.Reader
+	zeros int64
+}
+
+func (z *zeroTail) Read(p []byte) (int, error) {
+	n, err := z.r.Read(p)
+	trailing := 0
+	for trailing < n && p[n-1-trailing] == 0 {
+		trailing++
+	}
+	if trailing == n {
+		z.zeros += int64(n)
+	} else {
+		z.zeros = int64(trailing)
+	}
+	return n, err
 }
 
 type ctxReader struct {
