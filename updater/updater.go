@@ -451,7 +451,7 @@ func (u *Updater) install(ctx context.Context, up Update) (err error) {
 			return fmt.Errorf("updater: install %s %s: %w", c.Name, up.To, err)
 		}
 		pd.Phase = PhaseVerified
-		pd.HashState = nil
+		pd.Offset, pd.HashState = pd.Length, nil
 		cs.Slots[slot.Name()] = slotContent{Target: sha, Version: t.Custom.Version, Length: imageLen, Complete: true}
 		if err := u.st.save(); err != nil {
 			return err

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/switchback-ota/switchback/health"
+	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/slots/grub"
+	"github.com/switchback-ota/switchback/slots/partition"
+	"github.com/switchback-ota/switchback/slots/uboot"
+	"github.com/switchback-ota/switchback/updater"
+)
+
+// fileConfig is the configuration file, JSON. See doc.go for the format.
+type fileConfig struct {
+	Hardware             string            `json:"hardware"`
+	StateDir             string            `json:"state_dir"`
+	Root                 string            `json:"root"`
+	MetadataURL          string            `json:"metadata_url"`
+	TargetsURL           string            `json:"targets_url"`
+	MetadataMirrors      []string          `json:"metadata_mirrors"`
+	TargetsMirrors       []string          `json:"targets_mirrors"`
+	Tries                int               `json:"tries"`
+	ConfirmTimeout       duration          `json:"confirm_timeout"`
+	SkipServerCheck      bool              `json:"skip_server_check"`
+	ExternalStartCounter bool              `json:"external_start_counter"`
+	AllowDowngrade       bool              `json:"allow_downgrade"`
+	ReadBack             bool              `json:"read_back"`
+	MinTime              string            `json:"min_time"`
+	Components           []componentConfig `json:"components"`
+	Health               []healthConfig    `json:"health"`
+}
+
+type componentConfig struct {
+	Name           string `json:"name"`
+	FactoryVersion string `json:"factory_version"`
+	// Type is "file", "dir" or "ab" (A/B partitions with a bootloader).
+	Type string `json:"type"`
+	// Path is the file or directory, for "file" and "dir".
+	Path string `json:"path"`
+	// Mode is the file mode of installed files ("0755"), for "file".
+	Mode string `json:"mode"`
+	// Slots names the partitions of "ab": slot name → device path,
+	// PARTUUID=… or PARTLABEL=….
+	Slots map[string]string `json:"slots"`
+	// Boot is the bootloader of "ab".
+	Boot *bootConfig `json:"boot"`
+}
+
+type bootConfig struct {
+	// Type is "grub" or "uboot".
+	Type string `json:"type"`
+	// Path is the grubenv file ("grub"), or the fw_env.config file
+	// ("uboot", default /etc/fw_env.config).
+	Path string `json:"path"`
+	// Cmdline is the kernel command line file (default /proc/cmdline);
+	// RuntimeDir a directory emptied at every boot (default
+	// /run/switchback). Set them only for tests or a chroot.
+	Cmdline    string `json:"cmdline"`
+	RuntimeDir string `json:"runtime_dir"`
+}
+
+type healthConfig struct {
+	Name    string   `json:"name"`
+	HTTP    string   `json:"http"`
+	TCP     string   `json:"tcp"`
+	Command []string `json:"command"`
+	Units   []string `json:"units"`
+	File    string   `json:"file"`
+	Timeout duration `json:"timeout"`
+}
+
+// duration is a time.Duration written as "90s" in JSON.
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"90s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = duration(v)
+	return nil
+}
+
+// parseConfig decodes and checks a configuration file. Unknown fields are
+// errors: a typo must not silently drop a setting.
+func parseConfig(b []byte) (*fileConfig, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var c fileConfig
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var errs []error
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/switchback"
+	}
+	if c.Root == "" {
+		errs = append(errs, errors.New("root (the trusted root.json) is required"))
+	}
+	if c.MinTime != "" {
+		if _, err := time.Parse(time.RFC3339, c.MinTime); err != nil {
+			errs = append(errs, fmt.Errorf("min_time: %w", err))
+		}
+	}
+	for i, comp := range c.Components {
+		switch comp.Type {
+		case "file", "dir":
+			if comp.Path == "" {
+				errs = append(errs, fmt.Errorf("component %d (%s): path is required", i, comp.Name))
+			}
+		case "ab":
+			if len(comp.Slots) < 2 {
+				errs = append(errs, fmt.Errorf("component %d (%s): slots needs two partitions", i, comp.Name))
+			}
+			if comp.Boot == nil {
+				errs = append(errs, fmt.Errorf("component %d (%s): boot is required", i, comp.Name))
+			} else if comp.Boot.Type != "grub" && comp.Boot.Type != "uboot" {
+				errs = append(errs, fmt.Errorf("component %d (%s): boot type %q is not grub or uboot", i, comp.Name, comp.Boot.Type))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("component %d (%s): type %q is not file, dir or ab", i, comp.Name, comp.Type))
+		}
+		if comp.Mode != "" {
+			if _, err := strconv.ParseUint(comp.Mode, 8, 32); err != nil {
+				errs = append(errs, fmt.Errorf("component %d (%s): mode %q is not octal", i, comp.Name, comp.Mode))
+			}
+		}
+	}
+	for i, h := range c.Health {
+		n := 0
+		for _, set := range []bool{h.HTTP != "", h.TCP != "", len(h.Command) > 0, len(h.Units) > 0, h.File != ""} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			errs = append(errs, fmt.Errorf("health %d: set exactly one of http, tcp, command, units, file", i))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &c, nil
+}
+
+// device is what a configuration builds.
+type device struct {
+	cfg   *fileConfig
+	ucfg  updater.Config
+	boots map[string]slots.BootControl
+}
+
+// build turns the file configuration into an updater configuration.
+func build(c *fileConfig) (*device, error) {
+	root, err := os.ReadFile(c.Root)
+	if err != nil {
+		return nil, fmt.Errorf("trusted root: %w", err)
+	}
+	d := &device{cfg: c, boots: map[string]slots.BootControl{}}
+	u := updater.Config{
+		Hardware: c.Hardware, StateDir: c.StateDir, TrustedRoot: root,
+		MetadataURL: c.MetadataURL, TargetsURL: c.TargetsURL,
+		MetadataMirrors: c.MetadataMirrors, TargetsMirrors: c.TargetsMirrors,
+		Tries: c.Tries, ConfirmTimeout: time.Duration(c.ConfirmTimeout),
+		SkipServerCheck: c.SkipServerCheck, ExternalStartCounter: c.ExternalStartCounter,
+		AllowDowngrade: c.AllowDowngrade, ReadBack: c.ReadBack,
+	}
+	if c.MinTime != "" {
+		u.MinTime, _ = time.Parse(time.RFC3339, c.MinTime)
+	}
+	for _, cc := range c.Components {
+		comp, boot, err := buildComponent(cc)
+		if err != nil {
+			return nil, fmt.Errorf("component %s: %w", cc.Name, err)
+		}
+		u.Components = append(u.Components, comp)
+		d.boots[cc.Name] = boot
+	}
+	for _, h := range c.Health {
+		u.HealthChecks = append(u.HealthChecks, buildHealth(h))
+	}
+	d.ucfg = u
+	return d, nil
+}
+
+func buildComponent(cc componentConfig) (updater.Component, slots.BootControl, error) {
+	comp := updater.Component{Name: cc.Name, FactoryVersion: cc.FactoryVersion}
+	switch cc.Type {
+	case "file":
+		var opts []slots.FileOption
+		if cc.Mode != "" {
+			m, _ := strconv.ParseUint(cc.Mode, 8, 32)
+			opts = append(opts, slots.WithFileMode(fs.FileMode(m)))
+		}
+		f, err := slots.NewFile(cc.Path, opts...)
+		if err != nil {
+			return comp, nil, err
+		}
+		comp.Slots, comp.Boot = f.Slots(), f
+	case "dir":
+		dir, err := slots.NewDir(cc.Path)
+		if err != nil {
+			return comp, nil, err
+		}
+		comp.Slots, comp.Boot = dir.Slots(), dir
+	case "ab":
+		names := sortedKeys(cc.Slots)
+		var boot slots.BootControl
+		switch cc.Boot.Type {
+		case "grub":
+			var opts []grub.Option
+			if cc.Boot.Cmdline != "" {
+				opts = append(opts, grub.WithCmdline(cc.Boot.Cmdline))
+			}
+			if cc.Boot.RuntimeDir != "" {
+				opts = append(opts, grub.WithRuntimeDir(cc.Boot.RuntimeDir))
+			}
+			g, err := grub.New(cc.Boot.Path, names, opts...)
+			if err != nil {
+				return comp, nil, err
+			}
+			boot = g
+		case "uboot":
+			path := cc.Boot.Path
+			if path == "" {
+				path = "/etc/fw_env.config"
+			}
+			devs, err := uboot.LoadFwEnvConfig(path)
+			if err != nil {
+				return comp, nil, err
+			}
+			var opts []uboot.Option
+			if cc.Boot.Cmdline != "" {
+				opts = append(opts, uboot.WithCmdline(cc.Boot.Cmdline))
+			}
+			if cc.Boot.RuntimeDir != "" {
+				opts = append(opts, uboot.WithRuntimeDir(cc.Boot.RuntimeDir))
+			}
+			u, err := uboot.New(devs, names, opts...)
+			if err != nil {
+				return comp, nil, err
+			}
+			boot = u
+		}
+		for _, name := range names {
+			s, err := partition.New(partition.Config{Name: name, Device: cc.Slots[name], Boot: boot, CmdlinePath: cc.Boot.Cmdline})
+			if err != nil {
+				return comp, nil, err
+			}
+			comp.Slots = append(comp.Slots, s)
+		}
+		comp.Boot = boot
+	}
+	return comp, comp.Boot, nil
+}
+
+func buildHealth(h healthConfig) health.HealthCheck {
+	var c health.HealthCheck
+	switch {
+	case h.HTTP != "":
+		c = health.HTTP(h.HTTP)
+	case h.TCP != "":
+		c = health.TCP(h.TCP)
+	case len(h.Command) > 0:
+		c = health.Command(h.Command[0], h.Command[1:]...)
+	case len(h.Units) > 0:
+		c = health.SystemdUnits(h.Units)
+	case h.File != "":
+		c = health.FileExists(h.File)
+	}
+	if h.Timeout > 0 {
+		c = health.WithTimeout(c, time.Duration(h.Timeout))
+	}
+	if h.Name != "" {
+		inner := c
+		c = health.Func(h.Name, inner.Check)
+	}
+	return c
+}
+
+// envEditor is what the GRUB and U-Boot backends offer for `env`.
+type envEditor interface {
+	Env(ctx context.Context) (map[string]string, error)
+	SetEnv(ctx context.Context, vars map[string]string) error
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}

@@ -1,0 +1,53 @@
+// Command switchback is the device tool: a thin shell over the updater and
+// the boot backends, for operators, scripts and systemd units.
+//
+//	switchback [-config FILE] [-v] COMMAND [ARGS]
+//
+// Commands: status, check, install [-file IMAGE], confirm, mark-good,
+// mark-bad [-slot S], rollback, env get|set, guard -component C (run
+// `switchback -h` for one line each). Exit status: 0 success, 1 failure
+// (for confirm: the trial was rolled back), 2 usage error.
+//
+// # Configuration
+//
+// A JSON file, /etc/switchback/config.json by default. Unknown fields are
+// errors, so that a typo never silently drops a setting.
+//
+//	{
+//	  "hardware": "gw-x86-v2",                 // this device's hardware id
+//	  "state_dir": "/var/lib/switchback",       // default; on persistent local storage
+//	  "root": "/etc/switchback/root.json",      // trusted TUF root shipped with the image
+//	  "metadata_url": "https://updates.example.com/metadata/",
+//	  "targets_url": "https://updates.example.com/targets/",
+//	  "metadata_mirrors": [], "targets_mirrors": [],
+//	  "tries": 3,                               // starts a new version gets (1..9)
+//	  "confirm_timeout": "2m",
+//	  "skip_server_check": false,               // keep false: never commit a version that cannot reach its server
+//	  "external_start_counter": false,          // true when `switchback guard` counts starts in ExecStartPre
+//	  "allow_downgrade": false,
+//	  "read_back": false,                       // re-read and re-verify every slot after writing
+//	  "min_time": "2026-11-01T00:00:00Z",       // refuse to judge TUF expiry with a clock before this
+//	  "components": [
+//	    {"name": "rootfs", "type": "ab", "factory_version": "1.0.0",
+//	     "slots": {"a": "PARTLABEL=rootfs-a", "b": "PARTLABEL=rootfs-b"},
+//	     "boot": {"type": "grub", "path": "/boot/grub/grubenv"}},
+//	    {"name": "app", "type": "file", "path": "/opt/gw/bin/gateway", "mode": "0755"},
+//	    {"name": "web", "type": "dir", "path": "/opt/gw/web"}
+//	  ],
+//	  "health": [
+//	    {"http": "http://127.0.0.1:8080/healthz", "timeout": "5s"},
+//	    {"units": ["gateway.service"]},
+//	    {"command": ["/usr/bin/gateway", "--self-test"]},
+//	    {"tcp": "127.0.0.1:1883"},
+//	    {"file": "/run/gateway/ready", "name": "gateway-ready"}
+//	  ]
+//	}
+//
+// Component types: "file" (one file, A/B behind an atomic symlink), "dir"
+// (a release archive unpacked into A/B directories behind a symlink), "ab"
+// (raw partitions named by path, PARTUUID= or PARTLABEL=, switched by a
+// bootloader: "grub" with the grubenv path, or "uboot" with the path of an
+// fw_env.config, default /etc/fw_env.config). Each health entry sets
+// exactly one of http, tcp, command, units, file; name and timeout are
+// optional. The comments above are for reading only: JSON has none.
+package main

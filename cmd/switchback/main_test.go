@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/slots/grub"
+	"github.com/switchback-ota/switchback/verify"
+)
+
+func switchback(t *testing.T, config string, args ...string) (string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"-config", config}, args...), &out, &errb)
+	return out.String() + errb.String(), code
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFileComponent drives a whole update of an application binary through
+// the CLI: check, install, guard (as ExecStartPre), confirm, status.
+func TestFileComponent(t *testing.T) {
+	repo := tuftest.New(t)
+	dir := t.TempDir()
+	app := filepath.Join(dir, "gateway")
+	if err := os.WriteFile(app, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root.json")
+	if err := os.WriteFile(root, repo.Root(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config.json")
+	writeJSON(t, cfg, map[string]any{
+		"hardware": "gw", "state_dir": filepath.Join(dir, "state"), "root": root,
+		"metadata_url": repo.MetadataURL(), "targets_url": repo.TargetsURL(),
+		"external_start_counter": true, "confirm_timeout": "10s",
+		"components": []any{map[string]any{"name": "app", "type": "file", "path": app, "mode": "0755", "factory_version": "1.0.0"}},
+		"health":     []any{map[string]any{"command": []string{app}}},
+	})
+	if out, code := switchback(t, cfg, "check"); code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("check: %d %s", code, out)
+	}
+	repo.AddTarget("app/1.1.0", []byte("#!/bin/sh\necho 1.1.0\nexit 0\n"), verify.Custom{Component: "app", Version: "1.1.0", Hardware: []string{"gw"}})
+	repo.Publish()
+	if out, code := switchback(t, cfg, "check"); code != 0 || !strings.Contains(out, "app: 1.0.0 → 1.1.0") {
+		t.Fatalf("check: %d %s", code, out)
+	}
+	if out, code := switchback(t, cfg, "install"); code != 0 || !strings.Contains(out, "armed") {
+		t.Fatalf("install: %d %s", code, out)
+	}
+	if out, code := switchback(t, cfg, "guard", "-component", "app"); code != 0 || !strings.Contains(out, "start(s) left") {
+		t.Fatalf("guard: %d %s", code, out)
+	}
+	if out, code := switchback(t, cfg, "confirm"); code != 0 || !strings.Contains(out, "committed") {
+		t.Fatalf("confirm: %d %s", code, out)
+	}
+	out, code := switchback(t, cfg, "status")
+	if code != 0 || !strings.Contains(out, "installed  1.1.0") {
+		t.Fatalf("status: %d\n%s", code, out)
+	}
+	t.Logf("switchback status:\n%s", out)
+}
+
+// TestGrubComponent: A/B partitions (image files) with the GRUB backend:
+// install into the inactive partition, the env as grub-editenv shows it,
+// rollback and env set.
+func TestGrubComponent(t *testing.T) {
+	repo := tuftest.New(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root.json")
+	os.WriteFile(root, repo.Root(), 0o600)
+	env, err := grub.NewEnv(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := env.Encode()
+	grubenv := filepath.Join(dir, "grubenv")
+	os.WriteFile(grubenv, b, 0o644)
+	cmdline := filepath.Join(dir, "cmdline")
+	os.WriteFile(cmdline, []byte("console=ttyS0 switchback.slot=a\n"), 0o644)
+	for _, p := range []string{"a.img", "b.img"} {
+		if err := os.WriteFile(filepath.Join(dir, p), make([]byte, 1<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "config.json")
+	writeJSON(t, cfg, map[string]any{
+		"hardware": "gw", "state_dir": filepath.Join(dir, "state"), "root": root,
+		"metadata_url": repo.MetadataURL(), "targets_url": repo.TargetsURL(),
+		"components": []any{map[string]any{"name": "rootfs", "type": "ab", "factory_version": "1.0.0",
+			"slots": map[string]string{"a": filepath.Join(dir, "a.img"), "b": filepath.Join(dir, "b.img")},
+			"boot":  map[string]string{"type": "grub", "path": grubenv, "cmdline": cmdline, "runtime_dir": filepath.Join(dir, "run")}}},
+	})
+	img := bytes.Repeat([]byte("rootfs 1.1.0 "), 10000)
+	repo.AddTarget("rootfs/1.1.0.img", img, verify.Custom{Component: "rootfs", Version: "1.1.0", Hardware: []string{"gw"}})
+	repo.Publish()
+	if out, code := switchback(t, cfg, "install"); code != 0 {
+		t.Fatalf("install: %d %s", code, out)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "b.img"))
+	if !bytes.Equal(got[:len(img)], img) {
+		t.Fatal("image not in partition b")
+	}
+	out, code := switchback(t, cfg, "env", "get", "sb_trial", "sb_tries")
+	if code != 0 || !strings.Contains(out, "sb_trial=b") || !strings.Contains(out, "sb_tries=3") {
+		t.Fatalf("env get: %d %s", code, out)
+	}
+	out, code = switchback(t, cfg, "status")
+	if code != 0 || !strings.Contains(out, "trial      b (3 tries left)") {
+		t.Fatalf("status: %d\n%s", code, out)
+	}
+	t.Logf("switchback status:\n%s", out)
+	if out, code := switchback(t, cfg, "mark-bad", "-slot", "b"); code != 0 {
+		t.Fatalf("mark-bad: %d %s", code, out)
+	}
+	if out, code := switchback(t, cfg, "env", "set", "sb_custom=1"); code != 0 {
+		t.Fatalf("env set: %d %s", code, out)
+	}
+	out, _ = switchback(t, cfg, "env", "get", "sb_trial", "sb_custom")
+	if !strings.Contains(out, "sb_trial=\n") || !strings.Contains(out, "sb_custom=1") {
+		t.Errorf("env after mark-bad and set:\n%s", out)
+	}
+}
+
+func TestUsageAndConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	tests := []struct {
+		name     string
+		config   string
+		args     []string
+		wantCode int
+		wantOut  string
+	}{
+		{"no command", `{}`, nil, 2, "usage"},
+		{"missing config", "", []string{"status"}, 1, "no such file"},
+		{"unknown field", `{"root":"x","hardwar":"typo"}`, []string{"status"}, 1, "unknown field"},
+		{"bad component type", `{"root":"x","components":[{"name":"c","type":"floppy"}]}`, []string{"status"}, 1, "not file, dir or ab"},
+		{"two health kinds", `{"root":"x","health":[{"http":"http://x","tcp":"y"}]}`, []string{"status"}, 1, "exactly one"},
+		{"bad duration", `{"root":"x","confirm_timeout":"soon"}`, []string{"status"}, 1, "duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			os.Remove(cfg)
+			if tt.config != "" {
+				os.WriteFile(cfg, []byte(tt.config), 0o600)
+			}
+			out, code := switchback(t, cfg, tt.args...)
+			if code != tt.wantCode || !strings.Contains(out, tt.wantOut) {
+				t.Errorf("exit %d, output %q; want %d and %q", code, out, tt.wantCode, tt.wantOut)
+			}
+		})
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(`{"hardware":"gw","root":"/r.json","components":[{"name":"app","type":"file","path":"/a"}]}`))
+	f.Add([]byte(`{"root":"/r","components":[{"name":"r","type":"ab","slots":{"a":"PARTLABEL=a","b":"/dev/b"},"boot":{"type":"uboot"}}],"health":[{"units":["x"]}]}`))
+	f.Add([]byte(`{"confirm_timeout":"90s","min_time":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := parseConfig(b)
+		if err != nil {
+			return
+		}
+		if c.Root == "" || c.StateDir == "" {
+			t.Fatalf("accepted config without root or state dir: %+v", c)
+		}
+	})
+}
