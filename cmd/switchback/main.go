@@ -295,8 +295,19 @@ func (d *device) dispatch(ctx context.Context, cmd string, args []string, stdout
 		}
 		return nil
 	case "confirm":
+		// Exit non-zero only when the version running now failed and the
+		// device must restart into the previous one: a fallback the
+		// bootloader already made is recorded, and this boot is good (a
+		// failure here would make the boot-assessment unit reboot in a loop).
 		var n health.Notifier
-		return health.BootAssessment(ctx, &n, u.Confirm)
+		return health.BootAssessment(ctx, &n, func(ctx context.Context) error {
+			err := u.Confirm(ctx)
+			if errors.Is(err, updater.ErrRolledBack) && !restartNeeded {
+				fmt.Fprintln(stdout, "the previous version runs; the failed update is recorded")
+				return nil
+			}
+			return err
+		})
 	}
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
