@@ -114,3 +114,24 @@ func TestDirBootControlConformance(t *testing.T) {
 		return d, []string{"a", "b"}
 	})
 }
+
+type tarW struct{ *tar.Writer }
+
+func newTar(w *bytes.Buffer) tarW { return tarW{tar.NewWriter(w)} }
+
+func (tw tarW) add(t *testing.T, name, body string) {
+	t.Helper()
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (tw tarW) close(t *testing.T) {
+	t.Helper()
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
