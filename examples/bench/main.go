@@ -83,11 +83,13 @@ type report struct {
 }
 
 type stats struct {
-	TargetBytes   int64 `json:"target_bytes"`
-	MetaBytes     int64 `json:"meta_bytes"`
-	Requests      int64 `json:"requests"`
-	TargetReqs    int64 `json:"target_requests"`
-	HeaderBytesIn int64 `json:"-"`
+	TargetBytes int64 `json:"target_bytes"`
+	MetaBytes   int64 `json:"meta_bytes"`
+	Requests    int64 `json:"requests"`
+	TargetReqs  int64 `json:"target_requests"`
+	// RangeStart is the first byte asked for by the latest target request
+	// with a Range header: where a restarted installer resumed.
+	RangeStart int64 `json:"range_start"`
 }
 
 type repo struct {
@@ -168,18 +170,17 @@ func orchestrate() error {
 
 	// 3. SIGKILL at 25/50/75 % and restart.
 	for _, pct := range []int64{25, 50, 75} {
-		var wasted []int64
-		var reqs []int64
+		var redelivered, wire, reqs []int64
 		for i := 0; i < *runs; i++ {
-			w, n, err := killAndResume(big, filepath.Join(work, "device"), pct)
+			k, err := killAndResume(big, filepath.Join(work, "device"), pct)
 			os.RemoveAll(filepath.Join(work, "device"))
 			if err != nil {
 				return fmt.Errorf("kill at %d%%: %w", pct, err)
 			}
-			wasted, reqs = append(wasted, w), append(reqs, n)
+			redelivered, wire, reqs = append(redelivered, k.redelivered), append(wire, k.wire), append(reqs, k.requests)
 		}
-		fmt.Printf("re-downloaded after SIGKILL at %d%% and restart: %s (%d bytes; goal ≤ 1 MiB), target requests %d\n",
-			pct, human(medianInt(wasted)), medianInt(wasted), medianInt(reqs))
+		fmt.Printf("re-downloaded after SIGKILL at %d%% and restart: %s received twice by the device (goal ≤ 1 MiB); server wrote %s beyond one image (incl. socket buffers); %d target requests\n",
+			pct, human(medianInt(redelivered)), human(medianInt(wire)), medianInt(reqs))
 	}
 
 	// 4. Idle check: a device that is up to date checks again.
@@ -270,46 +271,72 @@ func runRole(role string, env map[string]string) (report, error) {
 	return r, json.Unmarshal(out, &r)
 }
 
+type killResult struct {
+	redelivered int64 // bytes the killed installer had written that the restarted one fetched again
+	wire        int64 // target bytes the server wrote beyond one image
+	requests    int64
+}
+
 // killAndResume starts an install, kills it with SIGKILL once pct % of
-// the image has left the server, installs again to the end, and returns
-// the target bytes served beyond one image and the target requests.
-func killAndResume(r *repo, device string, pct int64) (int64, int64, error) {
+// the image has left the server, and installs again to the end.
+func killAndResume(r *repo, device string, pct int64) (killResult, error) {
+	var k killResult
 	if err := getJSON(r.url+"/_reset", nil); err != nil {
-		return 0, 0, err
+		return k, err
 	}
 	cmd := roleCmd("install", map[string]string{"BENCH_DEVICE": device, "BENCH_URL": r.url, "BENCH_ROOT": r.root,
-		"BENCH_FACTORY": "1.0.0", "BENCH_MODE": "install"})
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		"BENCH_FACTORY": "1.0.0", "BENCH_MODE": "install", "BENCH_PROGRESS": "1"})
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return k, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	if err := cmd.Start(); err != nil {
+		return k, err
+	}
+	// The installer prints how far its slot got after every write.
+	var delivered atomic.Int64
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if n, err := strconv.ParseInt(strings.TrimPrefix(sc.Text(), "p "), 10, 64); err == nil {
+				delivered.Store(n)
+			}
+		}
+	}()
 	for {
 		var st stats
 		if err := getJSON(r.url+"/_stats", &st); err != nil {
 			cmd.Process.Kill()
-			return 0, 0, err
+			return k, err
 		}
 		if st.TargetBytes*100 >= r.size*pct {
 			break
 		}
 		select {
-		case err := <-exited:
-			return 0, 0, fmt.Errorf("installer finished before the kill: %v", err)
+		case <-readDone:
+			cmd.Wait()
+			return k, errors.New("installer finished before the kill")
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
+	<-readDone
+	cmd.Wait()
 	if _, err := runInstall(r, device, "install"); err != nil {
-		return 0, 0, fmt.Errorf("restarted install: %w", err)
+		return k, fmt.Errorf("restarted install: %w", err)
 	}
 	var st stats
 	if err := getJSON(r.url+"/_stats", &st); err != nil {
-		return 0, 0, err
+		return k, err
 	}
-	return st.TargetBytes - r.size, st.TargetReqs, nil
+	k.wire, k.requests = st.TargetBytes-r.size, st.TargetReqs
+	k.redelivered = delivered.Load() - st.RangeStart
+	if st.TargetReqs < 2 {
+		k.redelivered = delivered.Load() // restarted from zero without Range
+	}
+	return k, nil
 }
 
 func getJSON(url string, v any) error {
@@ -360,17 +387,18 @@ func serve(dir string) error {
 	if dir == "" {
 		return errors.New("BENCH_DIR not set")
 	}
-	var targetBytes, metaBytes, reqs, targetReqs atomic.Int64
+	var targetBytes, metaBytes, reqs, targetReqs, rangeStart atomic.Int64
 	fs := http.FileServer(http.Dir(dir))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/_stats", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(stats{TargetBytes: targetBytes.Load(), MetaBytes: metaBytes.Load(), Requests: reqs.Load(), TargetReqs: targetReqs.Load()})
+		json.NewEncoder(w).Encode(stats{TargetBytes: targetBytes.Load(), MetaBytes: metaBytes.Load(), Requests: reqs.Load(), TargetReqs: targetReqs.Load(), RangeStart: rangeStart.Load()})
 	})
 	mux.HandleFunc("/_reset", func(w http.ResponseWriter, r *http.Request) {
 		targetBytes.Store(0)
 		metaBytes.Store(0)
 		reqs.Store(0)
 		targetReqs.Store(0)
+		rangeStart.Store(0)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		reqs.Add(1)
@@ -378,6 +406,9 @@ func serve(dir string) error {
 		if strings.HasPrefix(r.URL.Path, "/targets/") {
 			counter = &targetBytes
 			targetReqs.Add(1)
+			if n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(r.Header.Get("Range"), "bytes="), "-"), 10, 64); err == nil {
+				rangeStart.Store(n)
+			}
 		}
 		// A strong ETag, as nginx makes one: size and modification time.
 		if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(filepath.Clean("/"+r.URL.Path)))); err == nil && fi.Mode().IsRegular() {
@@ -390,9 +421,28 @@ func serve(dir string) error {
 		return err
 	}
 	fmt.Printf("http://%s\n", ln.Addr())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnState: limitUnsent}
 	return srv.Serve(ln)
 }
+
+// limitUnsent keeps at most 128 KiB written but not yet sent in each
+// connection's socket (TCP_NOTSENT_LOWAT), so that the byte counters say
+// what left the server rather than what waits in its kernel buffers.
+func limitUnsent(c net.Conn, s http.ConnState) {
+	if s != http.StateNew {
+		return
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			raw.Control(func(fd uintptr) {
+				syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpNotsentLowat, 128<<10)
+			})
+		}
+	}
+}
+
+// tcpNotsentLowat is TCP_NOTSENT_LOWAT from linux/tcp.h.
+const tcpNotsentLowat = 25
 
 type countingWriter struct {
 	http.ResponseWriter
@@ -445,6 +495,7 @@ func install(device, base, rootFile, factory, mode string) error {
 			Name: "app", Slots: slot.Slots(), Boot: slot, FactoryVersion: factory,
 		}},
 		SkipServerCheck: true,
+		Events:          progressPrinter(os.Getenv("BENCH_PROGRESS") == "1"),
 		Restart:         func(context.Context, string) error { return nil },
 		Logger:          slog.New(slog.DiscardHandler),
 	})
@@ -469,6 +520,19 @@ func install(device, base, rootFile, factory, mode string) error {
 		}
 	}
 	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM()})
+}
+
+// progressPrinter prints "p <bytes in the slot>" lines for the
+// orchestrator, which uses the last one before a SIGKILL.
+func progressPrinter(on bool) func(updater.Event) {
+	if !on {
+		return nil
+	}
+	return func(e updater.Event) {
+		if p, ok := e.(updater.Progress); ok {
+			fmt.Printf("p %d\n", p.Done)
+		}
+	}
 }
 
 // baseline is the yardstick: a plain GET copied to a file through SHA-256,
