@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -147,6 +148,9 @@ func (c *swapControl) open(factory func(fs.FileInfo) bool, migrate, replace func
 		return err
 	}
 	defer unlock()
+	if err := c.removeLeftovers(); err != nil {
+		return err
+	}
 	if isLink {
 		booted, err := c.booted()
 		if err != nil {
@@ -173,6 +177,45 @@ func (c *swapControl) open(factory func(fs.FileInfo) bool, migrate, replace func
 		return err
 	}
 	return replace()
+}
+
+// removeLeftovers removes the temporary files a cut can leave: renameio's
+// temporary state files in the state directory, and the temporary
+// directories renameio.Symlink makes beside the path (named "."+base
+// followed by digits, holding only "tmp.symlink"). Nothing else is touched.
+func (c *swapControl) removeLeftovers() error {
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return fmt.Errorf("slots: %s slot: %w", c.kind, err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".state.json") && e.Type().IsRegular() {
+			if err := os.Remove(filepath.Join(c.dir, e.Name())); err != nil {
+				return fmt.Errorf("slots: %s slot: removing a leftover: %w", c.kind, err)
+			}
+		}
+	}
+	parent := filepath.Dir(c.path)
+	prefix := "." + filepath.Base(c.path)
+	ents, err = os.ReadDir(parent)
+	if err != nil {
+		return fmt.Errorf("slots: %s slot: %w", c.kind, err)
+	}
+	for _, e := range ents {
+		digits := strings.TrimPrefix(e.Name(), prefix)
+		if !e.IsDir() || digits == e.Name() || digits == "" || strings.Trim(digits, "0123456789") != "" {
+			continue
+		}
+		p := filepath.Join(parent, e.Name())
+		inside, err := os.ReadDir(p)
+		if err != nil || len(inside) != 1 || inside[0].Name() != "tmp.symlink" || inside[0].Type() != fs.ModeSymlink {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("slots: %s slot: removing a leftover: %w", c.kind, err)
+		}
+	}
+	return nil
 }
 
 // booted returns the slot path points to.

@@ -293,3 +293,37 @@ func TestDirLimits(t *testing.T) {
 		t.Errorf("Arm of an archive over the entry limit: got %v, want ErrUnsafeArchive", err)
 	}
 }
+
+func TestFileRemovesLeftovers(t *testing.T) {
+	f := factoryFile(t, "v1")
+	parent := filepath.Dir(f.Path())
+	state := filepath.Join(parent, ".app.switchback")
+	// What renameio leaves when a cut hits a state write or a symlink swap,
+	// and look-alikes that are not ours.
+	mustWrite := func(p, s string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustWrite(filepath.Join(state, ".state.json123456"), "{")
+	os.Mkdir(filepath.Join(parent, ".app98765"), 0o700)
+	os.Symlink(".app.switchback/b", filepath.Join(parent, ".app98765", "tmp.symlink"))
+	os.Mkdir(filepath.Join(parent, ".app4242"), 0o700)
+	mustWrite(filepath.Join(parent, ".app4242", "user-data"), "keep")
+	mustWrite(filepath.Join(parent, ".app777"), "keep")
+	if _, err := slots.NewFile(f.Path()); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{
+		filepath.Join(state, ".state.json123456"):   false,
+		filepath.Join(parent, ".app98765"):          false,
+		filepath.Join(parent, ".app4242/user-data"): true,
+		filepath.Join(parent, ".app777"):            true,
+		filepath.Join(state, "state.json"):          true,
+	} {
+		if _, err := os.Lstat(p); (err == nil) != want {
+			t.Errorf("%s exists = %v, want %v", p, err == nil, want)
+		}
+	}
+}
