@@ -102,7 +102,9 @@ func TestThresholdSigningFlow(t *testing.T) {
 }
 
 // TestE2EScript builds the command and runs testdata/e2e.sh with the
-// repository served on 127.0.0.1.
+// repository served on 127.0.0.1 (init, two releases, refresh, rotation of
+// the targets key, verify), then updates a device built from the library
+// from that server.
 func TestE2EScript(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
@@ -132,6 +134,7 @@ func TestE2EScript(t *testing.T) {
 		t.Fatalf("e2e.sh: %v", err)
 	}
 	if !strings.Contains(string(out), "e2e: ok") {
-		t.Error("e2e.sh did not finish")
+		t.Fatal("e2e.sh did not finish")
 	}
+	deviceUpdate(t, work, srv.URL)
 }
