@@ -1,0 +1,714 @@
+// Command deltabench measures switchback's delta paths against their
+// peers on a realistic pair of root file systems it builds itself.
+//
+// It builds (once; cached) a Debian bookworm minbase root file system
+// with debootstrap, and "the next release" of it: security and point
+// upgrades applied, two small packages installed (nano, less), a few files
+// changed. Each is made into a 512 MiB ext4 image (mkfs.ext4 -d) and a
+// squashfs image (mksquashfs). For each pair it then prints bytes
+// transferred, requests, time and apply-side peak RSS for:
+//
+//   - switchback adaptive deltas: fixed 4 KiB blocks and CDC (avg 4 KiB),
+//     each from a chunk store and from byte ranges of the raw image (index
+//     bytes included, zstd-compressed);
+//   - the switchback static patch (delta.Diff / delta.Patch);
+//   - casync (avg 16 KiB and 64 KiB; caibx included), missing 4 KiB
+//     blocks compressed together with zstd -19, xdelta3 -9, bsdiff
+//     (squashfs only), zstd -19 --long=31 --patch-from, and the full image
+//     with zstd -19.
+//
+// It needs root (debootstrap, chroot) and the Debian packages debootstrap,
+// e2fsprogs, squashfs-tools, casync, xdelta3, bsdiff and zstd; it says
+// which are missing and skips what it cannot run. The root file systems
+// are cached under -cache (default /var/cache/switchback-deltabench) and
+// the images and artefacts under -work (default /tmp/deltabench): a rerun
+// only measures. The run takes about 15 minutes on two cores.
+//
+//	go run ./examples/deltabench [-pairs ext4,squashfs] [-skip-peers]
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/switchback-ota/switchback/delta"
+)
+
+func main() {
+	if len(os.Args) > 2 && os.Args[1] == "-rss" {
+		// Trampoline for external tools: a child's ru_maxrss counts the
+		// memory of the process it was forked from, so fork tools from
+		// this small process, not from the benchmark holding images.
+		cmd := exec.Command("sh", "-ec", os.Args[2])
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "deltabench:", err)
+			os.Exit(1)
+		}
+		fmt.Println(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "-device" {
+		if err := device(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "deltabench device:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cache := flag.String("cache", "/var/cache/switchback-deltabench", "where the root file systems are cached")
+	work := flag.String("work", "/tmp/deltabench", "where images and artefacts go (about 3 GiB)")
+	pairs := flag.String("pairs", "ext4,squashfs", "pairs to measure")
+	skipPeers := flag.Bool("skip-peers", false, "measure switchback only")
+	flag.Parse()
+	if err := run(*cache, *work, strings.Split(*pairs, ","), *skipPeers); err != nil {
+		fmt.Fprintln(os.Stderr, "deltabench:", err)
+		os.Exit(1)
+	}
+}
+
+// row is one line of the result table.
+type row struct {
+	pair, method    string
+	bytes, requests int64
+	produce, apply  time.Duration
+	rssKiB          int64
+	note            string
+}
+
+var tools = map[string]string{
+	"debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "mksquashfs": "squashfs-tools",
+	"casync": "casync", "xdelta3": "xdelta3", "bsdiff": "bsdiff", "bspatch": "bsdiff", "zstd": "zstd",
+}
+
+func have(tool string) bool { _, err := exec.LookPath(tool); return err == nil }
+
+func run(cache, work string, pairs []string, skipPeers bool) error {
+	var missing []string
+	for t, pkg := range tools {
+		if !have(t) {
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", t, pkg))
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Printf("missing tools, their figures are skipped: %s\n", strings.Join(missing, ", "))
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	if err := buildRootfs(cache); err != nil {
+		return err
+	}
+	var rows []row
+	for _, kind := range pairs {
+		base, cur := filepath.Join(work, "base."+kind), filepath.Join(work, "new."+kind)
+		for _, v := range []struct{ dir, img string }{{"rootfs-base", base}, {"rootfs-new", cur}} {
+			if err := buildImage(kind, filepath.Join(cache, v.dir), v.img); err != nil {
+				return err
+			}
+		}
+		fmt.Printf("== %s pair: %s (%d bytes) -> %s (%d bytes)\n", kind, base, size(base), cur, size(cur))
+		rs, err := measureOurs(kind, work, base, cur)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, rs...)
+		if !skipPeers {
+			rows = append(rows, measurePeers(kind, work, base, cur)...)
+		}
+	}
+	printTable(rows)
+	return nil
+}
+
+func size(name string) int64 {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
+}
+
+func sh(script string) error {
+	cmd := exec.Command("sh", "-ec", script)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd.Run()
+}
+
+// buildRootfs makes the two root file systems under cache, once.
+func buildRootfs(cache string) error {
+	base, cur := filepath.Join(cache, "rootfs-base"), filepath.Join(cache, "rootfs-new")
+	if _, err := os.Stat(cur); err == nil {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("building the root file systems needs root (debootstrap, chroot)")
+	}
+	if !have("debootstrap") {
+		return errors.New("debootstrap is missing: apt-get install debootstrap")
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return err
+	}
+	if _, err := os.Stat(base); err != nil {
+		fmt.Println("debootstrap bookworm minbase (a few minutes)...")
+		err := sh(fmt.Sprintf(`rm -rf %[1]s.tmp
+debootstrap --variant=minbase bookworm %[1]s.tmp http://deb.debian.org/debian
+rm -rf %[1]s.tmp/var/cache/apt/archives/*.deb %[1]s.tmp/var/lib/apt/lists/*
+mv %[1]s.tmp %[1]s`, base))
+		if err != nil {
+			return fmt.Errorf("debootstrap: %w", err)
+		}
+	}
+	fmt.Println("making the next release: upgrades, nano and less, changed files...")
+	err := sh(fmt.Sprintf(`R=%[2]s.tmp
+rm -rf $R
+cp -a %[1]s $R
+printf 'deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' > $R/etc/apt/sources.list
+cp /etc/resolv.conf $R/etc/resolv.conf
+mount -t proc proc $R/proc
+trap 'umount $R/proc || true' EXIT
+chroot $R sh -c 'export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get -y -q upgrade && apt-get -y -q install --no-install-recommends nano less && apt-get clean && rm -rf /var/lib/apt/lists/*'
+umount $R/proc
+trap - EXIT
+echo "switchback release 2" > $R/etc/motd
+echo "device-2" > $R/etc/hostname
+mv $R %[2]s`, base, cur))
+	if err != nil {
+		return fmt.Errorf("making the new release: %w", err)
+	}
+	return nil
+}
+
+func buildImage(kind, dir, img string) error {
+	if _, err := os.Stat(img); err == nil {
+		return nil
+	}
+	var script string
+	switch kind {
+	case "ext4":
+		if !have("mkfs.ext4") {
+			return errors.New("mkfs.ext4 is missing: apt-get install e2fsprogs")
+		}
+		script = fmt.Sprintf("rm -f %[1]s.tmp; truncate -s 512M %[1]s.tmp; mkfs.ext4 -q -F -d %[2]s %[1]s.tmp; mv %[1]s.tmp %[1]s", img, dir)
+	case "squashfs":
+		if !have("mksquashfs") {
+			return errors.New("mksquashfs is missing: apt-get install squashfs-tools")
+		}
+		script = fmt.Sprintf("mksquashfs %[2]s %[1]s.tmp -noappend -quiet -no-progress >/dev/null; mv %[1]s.tmp %[1]s", img, dir)
+	default:
+		return fmt.Errorf("unknown pair %q (ext4, squashfs)", kind)
+	}
+	return sh(script)
+}
+
+// measureOurs runs the publisher side here and the device side in a child
+// process, for its peak RSS.
+func measureOurs(kind, work, base, cur string) ([]row, error) {
+	var rows []row
+	variants := []struct {
+		name string
+		o    delta.IndexOptions
+	}{
+		{"fixed4k", delta.IndexOptions{}},
+		{"cdc4k", delta.IndexOptions{Chunking: delta.ChunkCDC}},
+	}
+	for _, v := range variants {
+		t0 := time.Now()
+		ni, err := indexFile(cur, v.o)
+		if err != nil {
+			return nil, err
+		}
+		bi, err := indexFile(base, ni.Options())
+		if err != nil {
+			return nil, err
+		}
+		indexTime := time.Since(t0)
+		prefix := filepath.Join(work, kind+"."+v.name)
+		nb, _ := ni.MarshalBinary()
+		bb, _ := bi.MarshalBinary()
+		if err := os.WriteFile(prefix+".index", nb, 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(prefix+".base-index", bb, 0o644); err != nil {
+			return nil, err
+		}
+		indexZ := int64(len(zstdBytes(nb)))
+		store := prefix + ".store"
+		t0 = time.Now()
+		f, err := os.Open(cur)
+		if err != nil {
+			return nil, err
+		}
+		st, err := delta.WriteChunkStore(store, ni, f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		storeTime := time.Since(t0)
+		for _, src := range []string{"store", "range"} {
+			res, rss, err := runDevice(deviceJob{Mode: "adaptive-" + src, Index: prefix + ".index", BaseIndex: prefix + ".base-index",
+				Base: base, New: cur, Store: store, Want: fileSHA(cur)})
+			if err != nil {
+				return nil, err
+			}
+			produce := indexTime
+			if src == "store" {
+				produce += storeTime
+			}
+			rows = append(rows, row{pair: kind, method: fmt.Sprintf("switchback adaptive %s %s", v.name, src),
+				bytes: res.Bytes + indexZ, requests: res.Requests + 1, produce: produce, apply: res.Elapsed, rssKiB: rss,
+				note: fmt.Sprintf("index %d B zst; %d chunks, %d fetched; store %d B", indexZ, len(ni.Chunks()), res.Fetched, st.Bytes)})
+		}
+	}
+	// Static patch.
+	patch := filepath.Join(work, kind+".sbpatch")
+	t0 := time.Now()
+	dres, _, err := runDevice(deviceJob{Mode: "diff", Base: base, New: cur, Patch: patch})
+	if err != nil {
+		return nil, err
+	}
+	rss := dres.PeakKiB
+	produce := time.Since(t0)
+	res, arss, err := runDevice(deviceJob{Mode: "patch", Base: base, Patch: patch, Want: fileSHA(cur)})
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, row{pair: kind, method: "switchback static patch", bytes: size(patch), requests: 1,
+		produce: produce, apply: res.Elapsed, rssKiB: arss, note: fmt.Sprintf("diff peak RSS %d MiB", rss>>10)})
+	return rows, nil
+}
+
+func indexFile(name string, o delta.IndexOptions) (*delta.Index, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return delta.BuildIndex(f, o)
+}
+
+func zstdBytes(b []byte) []byte {
+	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression))
+	defer e.Close()
+	return e.EncodeAll(b, nil)
+}
+
+func fileSHA(name string) string {
+	f, err := os.Open(name)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	io.Copy(h, f)
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// deviceJob is what the child process does.
+type deviceJob struct {
+	Mode                               string
+	Index, BaseIndex, Base, New, Store string
+	Patch, Want                        string
+}
+
+// deviceResult is what it reports on stdout.
+type deviceResult struct {
+	Bytes, Requests int64
+	Fetched         int
+	Elapsed         time.Duration
+	// PeakKiB is VmHWM of the device process: its peak RSS since exec.
+	PeakKiB int64
+}
+
+func runDevice(j deviceJob) (deviceResult, int64, error) {
+	var res deviceResult
+	out, err := runChildOutput(os.Args[0], "-device", mustJSON(j))
+	if err != nil {
+		return res, 0, fmt.Errorf("%s: %w", j.Mode, err)
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return res, 0, fmt.Errorf("%s: %w", j.Mode, err)
+	}
+	return res, res.PeakKiB, nil
+}
+
+// device runs one device-side (or diff) job in this process.
+func device(arg string) error {
+	var j deviceJob
+	if err := json.Unmarshal([]byte(arg), &j); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if j.Mode == "diff" {
+		b, err := os.Open(j.Base)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		fi, _ := b.Stat()
+		n, err := os.Open(j.New)
+		if err != nil {
+			return err
+		}
+		defer n.Close()
+		out, err := os.Create(j.Patch)
+		if err != nil {
+			return err
+		}
+		if err := delta.Diff(b, fi.Size(), n, out, delta.DiffOptions{}); err != nil {
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(deviceResult{PeakKiB: peakKiB()})
+	}
+	base, err := os.Open(j.Base)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	h := sha256.New()
+	var res deviceResult
+	t0 := time.Now()
+	switch j.Mode {
+	case "patch":
+		p, err := os.Open(j.Patch)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		if err := delta.Patch(base, p, h); err != nil {
+			return err
+		}
+	case "adaptive-store", "adaptive-range":
+		// The target index is downloaded (counted by the caller); the
+		// base index was persisted when the slot was written.
+		nb, err := os.ReadFile(j.Index)
+		if err != nil {
+			return err
+		}
+		ni, err := delta.ParseIndex(nb)
+		if err != nil {
+			return err
+		}
+		bb, err := os.ReadFile(j.BaseIndex)
+		if err != nil {
+			return err
+		}
+		bi, err := delta.ParseIndex(bb)
+		if err != nil {
+			return err
+		}
+		plan, err := delta.NewPlan(ni, []delta.Base{{Index: bi}}, delta.PlanOptions{})
+		if err != nil {
+			return err
+		}
+		res.Fetched = plan.Stats().Fetched
+		var nbytes, nreq atomic.Int64
+		var src delta.Source
+		if j.Mode == "adaptive-store" {
+			src.Store = func(ctx context.Context, name string) (io.ReadCloser, error) {
+				f, err := os.Open(filepath.Join(j.Store, name))
+				if err != nil {
+					return nil, err
+				}
+				fi, _ := f.Stat()
+				nreq.Add(1)
+				nbytes.Add(fi.Size())
+				return f, nil
+			}
+		} else {
+			img, err := os.Open(j.New)
+			if err != nil {
+				return err
+			}
+			defer img.Close()
+			src.Range = func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				nreq.Add(1)
+				nbytes.Add(n)
+				return io.NopCloser(io.NewSectionReader(img, off, n)), nil
+			}
+		}
+		if err := delta.Apply(ctx, plan, []io.ReaderAt{base}, src, h); err != nil {
+			return err
+		}
+		res.Bytes, res.Requests = nbytes.Load(), nreq.Load()
+	default:
+		return fmt.Errorf("unknown mode %q", j.Mode)
+	}
+	res.Elapsed = time.Since(t0)
+	res.PeakKiB = peakKiB()
+	if got := fmt.Sprintf("%x", h.Sum(nil)); got != j.Want {
+		return fmt.Errorf("output sha256 %s, want %s", got, j.Want)
+	}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// peakKiB returns this process's peak RSS since exec (VmHWM).
+func peakKiB() int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var n int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &n)
+			return n
+		}
+	}
+	return 0
+}
+
+func runChildOutput(name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return out.Bytes(), nil
+}
+
+// timed runs a shell script through the -rss trampoline and returns its
+// time and peak RSS in KiB (that of the largest process of the script).
+func timed(script string) (time.Duration, int64, error) {
+	t0 := time.Now()
+	out, err := runChildOutput(os.Args[0], "-rss", script)
+	d := time.Since(t0)
+	if err != nil {
+		return d, 0, err
+	}
+	var rss int64
+	fmt.Sscan(string(out), &rss)
+	return d, rss, nil
+}
+
+func measurePeers(kind, work, base, cur string) []row {
+	var rows []row
+	p := func(s string) string { return filepath.Join(work, kind+"."+s) }
+	skip := func(method, tool string) {
+		rows = append(rows, row{pair: kind, method: method, bytes: -1, note: tool + " missing: skipped"})
+	}
+	fail := func(method string, err error) {
+		rows = append(rows, row{pair: kind, method: method, bytes: -1, note: "failed: " + err.Error()})
+	}
+	verify := func(out string) error {
+		defer os.Remove(out)
+		if fileSHA(out) != fileSHA(cur) {
+			return errors.New("output differs from the new image")
+		}
+		return nil
+	}
+	if have("zstd") {
+		d, _, err := timed(fmt.Sprintf("zstd -q -f -19 -T1 %s -o %s", cur, p("full.zst")))
+		if err != nil {
+			fail("full image zstd -19", err)
+		} else {
+			a, rss, err := timed(fmt.Sprintf("zstd -q -d -f %s -o %s", p("full.zst"), p("out")))
+			if err == nil {
+				err = verify(p("out"))
+			}
+			if err != nil {
+				fail("full image zstd -19", err)
+			} else {
+				rows = append(rows, row{pair: kind, method: "full image zstd -19", bytes: size(p("full.zst")), requests: 1, produce: d, apply: a, rssKiB: rss})
+			}
+		}
+		d, _, err = timed(fmt.Sprintf("zstd -q -f -19 -T1 --long=31 --patch-from=%s %s -o %s", base, cur, p("patch-from.zst")))
+		if err != nil {
+			fail("zstd -19 --long=31 --patch-from", err)
+		} else {
+			a, rss, err := timed(fmt.Sprintf("zstd -q -d -f --long=31 --patch-from=%s %s -o %s", base, p("patch-from.zst"), p("out")))
+			if err == nil {
+				err = verify(p("out"))
+			}
+			if err != nil {
+				fail("zstd -19 --long=31 --patch-from", err)
+			} else {
+				rows = append(rows, row{pair: kind, method: "zstd -19 --long=31 --patch-from", bytes: size(p("patch-from.zst")), requests: 1, produce: d, apply: a, rssKiB: rss})
+			}
+		}
+		// Missing 4 KiB blocks (not found anywhere in the base, block
+		// aligned), concatenated and compressed together.
+		if n, err := missingBlocks(base, cur, p("missing4k")); err != nil {
+			fail("missing 4 KiB blocks, zstd -19", err)
+		} else {
+			d, _, err := timed(fmt.Sprintf("zstd -q -f -19 -T1 %s -o %s", p("missing4k"), p("missing4k.zst")))
+			if err != nil {
+				fail("missing 4 KiB blocks, zstd -19", err)
+			} else {
+				rows = append(rows, row{pair: kind, method: "missing 4 KiB blocks, zstd -19", bytes: size(p("missing4k.zst")), requests: 1, produce: d,
+					note: fmt.Sprintf("%d blocks; a per-pair blob, no apply tool", n)})
+			}
+		}
+	} else {
+		skip("zstd peers", "zstd")
+	}
+	if have("xdelta3") {
+		d, _, err := timed(fmt.Sprintf("xdelta3 -9 -e -f -s %s %s %s", base, cur, p("xdelta3")))
+		if err == nil {
+			var a time.Duration
+			var rss int64
+			a, rss, err = timed(fmt.Sprintf("xdelta3 -d -f -s %s %s %s", base, p("xdelta3"), p("out")))
+			if err == nil {
+				err = verify(p("out"))
+			}
+			if err == nil {
+				rows = append(rows, row{pair: kind, method: "xdelta3 -9", bytes: size(p("xdelta3")), requests: 1, produce: d, apply: a, rssKiB: rss})
+			}
+		}
+		if err != nil {
+			fail("xdelta3 -9", err)
+		}
+	} else {
+		skip("xdelta3 -9", "xdelta3")
+	}
+	if kind == "squashfs" {
+		if have("bsdiff") && have("bspatch") {
+			d, _, err := timed(fmt.Sprintf("bsdiff %s %s %s", base, cur, p("bsdiff")))
+			if err == nil {
+				var a time.Duration
+				var rss int64
+				a, rss, err = timed(fmt.Sprintf("bspatch %s %s %s", base, p("out"), p("bsdiff")))
+				if err == nil {
+					err = verify(p("out"))
+				}
+				if err == nil {
+					rows = append(rows, row{pair: kind, method: "bsdiff", bytes: size(p("bsdiff")), requests: 1, produce: d, apply: a, rssKiB: rss})
+				}
+			}
+			if err != nil {
+				fail("bsdiff", err)
+			}
+		} else {
+			skip("bsdiff", "bsdiff")
+		}
+	}
+	if have("casync") {
+		for _, avg := range []string{"16K", "64K"} {
+			method := "casync avg " + avg
+			r, err := casync(kind, work, base, cur, avg)
+			if err == nil {
+				err = verify(p("out"))
+			}
+			if err != nil {
+				fail(method, err)
+				continue
+			}
+			r.method = method
+			rows = append(rows, r)
+		}
+	} else {
+		skip("casync", "casync")
+	}
+	return rows
+}
+
+// casync makes stores for both images; the device downloads the caibx
+// and the new image's chunks the base does not hold.
+func casync(kind, work, base, cur, avg string) (row, error) {
+	p := func(s string) string { return filepath.Join(work, kind+".casync"+avg+"."+s) }
+	os.RemoveAll(p("store"))
+	os.RemoveAll(p("basestore"))
+	d, _, err := timed(fmt.Sprintf("casync make --chunk-size=%s --store=%s %s %s", avg, p("store"), p("caibx"), cur))
+	if err != nil {
+		return row{}, err
+	}
+	if _, _, err := timed(fmt.Sprintf("casync make --chunk-size=%s --store=%s %s %s", avg, p("basestore"), p("base.caibx"), base)); err != nil {
+		return row{}, err
+	}
+	have := map[string]bool{}
+	filepath.WalkDir(p("basestore"), func(path string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			have[e.Name()] = true
+		}
+		return nil
+	})
+	var bytes, reqs int64
+	filepath.WalkDir(p("store"), func(path string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && !have[e.Name()] {
+			if fi, err := e.Info(); err == nil {
+				bytes += fi.Size()
+				reqs++
+			}
+		}
+		return nil
+	})
+	// Extract from the new store with the base as seed: the peak RSS of
+	// the device side.
+	out := filepath.Join(work, kind+".out")
+	a, rss, err := timed(fmt.Sprintf("casync extract --seed=%s --store=%s %s %s", base, p("store"), p("caibx"), out))
+	if err != nil {
+		return row{}, err
+	}
+	return row{pair: kind, bytes: bytes + size(p("caibx")), requests: reqs + 1, produce: d, apply: a, rssKiB: rss,
+		note: fmt.Sprintf("caibx %d B", size(p("caibx")))}, nil
+}
+
+// missingBlocks writes the 4 KiB blocks of cur found nowhere block aligned
+// in base to out, and returns how many there are.
+func missingBlocks(base, cur, out string) (int, error) {
+	set := map[[32]byte]bool{}
+	b, err := os.ReadFile(base)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i < len(b); i += 4096 {
+		set[sha256.Sum256(b[i:min(i+4096, len(b))])] = true
+	}
+	c, err := os.ReadFile(cur)
+	if err != nil {
+		return 0, err
+	}
+	var buf bytes.Buffer
+	n := 0
+	for i := 0; i < len(c); i += 4096 {
+		blk := c[i:min(i+4096, len(c))]
+		if !set[sha256.Sum256(blk)] {
+			buf.Write(blk)
+			n++
+		}
+	}
+	return n, os.WriteFile(out, buf.Bytes(), 0o644)
+}
+
+func printTable(rows []row) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "pair\tmethod\tbytes\trequests\tproduce\tapply\tapply peak RSS\t\tnote")
+	for _, r := range rows {
+		b, req, rss := fmt.Sprint(r.bytes), fmt.Sprint(r.requests), fmt.Sprintf("%d MiB", r.rssKiB>>10)
+		if r.bytes < 0 {
+			b, req, rss = "-", "-", "-"
+		}
+		if r.rssKiB == 0 {
+			rss = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t%s\n", r.pair, r.method, b, req,
+			r.produce.Round(100*time.Millisecond), r.apply.Round(100*time.Millisecond), rss, r.note)
+	}
+	tw.Flush()
+}
