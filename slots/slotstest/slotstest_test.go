@@ -287,3 +287,37 @@ func TestFakeBootPowerCutEveryStep(t *testing.T) {
 		}
 	}
 }
+
+func TestBlockSlot(t *testing.T) {
+	b := NewBlockSlot("b", 1<<20, 512)
+	var s slots.Slot = b
+	if bs, ok := s.(slots.BlockSizer); !ok || bs.BlockSize() != 512 {
+		t.Fatalf("BlockSlot does not report block size 512")
+	}
+	const size = 512*3 + 100
+	w, err := s.Writer(ctx, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n   int
+		off int64
+		ok  bool
+	}{
+		{512, 0, true},
+		{1024, 512, true},
+		{100, 1536, true}, // the last, partial block
+		{512, 100, false},
+		{100, 0, false},
+		{612, 512, false},
+		{612, 1024, true}, // a whole block and the partial last one
+	} {
+		_, err := w.WriteAt(make([]byte, c.n), c.off)
+		if c.ok && err != nil {
+			t.Errorf("WriteAt(%d bytes, %d): %v", c.n, c.off, err)
+		}
+		if !c.ok && !errors.Is(err, ErrUnaligned) {
+			t.Errorf("WriteAt(%d bytes, %d): got %v, want ErrUnaligned", c.n, c.off, err)
+		}
+	}
+}
