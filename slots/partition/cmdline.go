@@ -79,6 +79,9 @@ func ParseCmdline(s string) (Cmdline, error) {
 		if arg == "--" {
 			return out, nil
 		}
+		if arg == "" {
+			continue // `""`: nothing
+		}
 		if eq < 0 {
 			out = append(out, Param{Key: arg})
 			continue
