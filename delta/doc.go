@@ -1,12 +1,91 @@
-// Package delta will hold the delta update formats: producing them on the
-// publisher side (used by the repository tool) and applying them on the
-// device as a stream, with memory bounded independently of image size.
+// Package delta moves only what changed between two releases of an
+// image. It produces deltas on the publisher side (used by the
+// repository tool) and applies them on the device as a stream, in order,
+// with memory bounded by constants rather than by image size. It imports
+// only the standard library and klauspost/compress/zstd; bases are plain
+// io.ReaderAt, so any slot reader serves.
 //
-// Two kinds are planned. An adaptive delta reuses every chunk of a signed
-// chunk index that the device already holds, in the running slot or the
-// inactive one, and fetches only the missing chunks from a static server.
-// A static patch turns one known base release, named by its TUF target
-// hash, into the new image. Either way the result is verified against the
-// TUF target of the full image before anything is activated, and the
-// updater falls back to the full image on any failure.
+// There are two kinds, and the updater tries them cheapest first, falling
+// back to the next on any error: static patch for its exact base, else
+// adaptive delta, else the full image. Whatever the path, the caller
+// hashes the bytes it writes and checks them against the full image's
+// TUF target (length and sha256; for a patch or index target, its
+// custom "uncompressed" digest) before anything is activated: this
+// package checks pieces, not the whole.
+//
+// # Adaptive delta
+//
+// Publisher: [BuildIndex] cuts the uncompressed image into chunks and
+// lists their hashes; [Index.MarshalBinary] encodes the index (format
+// [IndexFormat], documented in index.go; [ParseIndex] decodes it). The
+// repository tool publishes it as a TUF target of kind "chunk-index"
+// with of = the image's target path and format = [IndexFormat]
+// (optionally zstd-compressed, compression = "zstd"). Missing chunks are
+// served either as byte ranges of the uncompressed image, published
+// beside it, or from a chunk store written by [WriteChunkStore]: one
+// zstd file per distinct chunk at <store>/<hh>/<hash>.zst, shared by all
+// releases, like casync and desync stores. Any static server will do.
+//
+// Choose the chunking by content (measured by examples/deltabench on a
+// Debian root file system, see the README): fixed 4 KiB blocks
+// ([ChunkFixed], the default) for ext4 and other block-allocating file
+// systems, where they fetch the fewest bytes from a chunk store;
+// content-defined chunks ([ChunkCDC], average 4 KiB) for squashfs,
+// tarballs and other packed formats, where data shifts and fixed blocks
+// find nothing; these compress no further, so byte ranges are as small as
+// a chunk store and take far fewer requests.
+//
+// Device, to install image target T with chunk-index target X:
+//
+//  1. Keep an index of every slot. While writing a slot, tee the bytes
+//     into an [IndexWriter] made with the options of the indexes the
+//     repository publishes, and persist [Index.MarshalBinary] beside the
+//     slot together with the slot's image hash. The index is stale when
+//     that hash is not the slot's, when it was made with other options
+//     ([ErrIndexMismatch] from [NewPlan]), or when a write was resumed
+//     without feeding the IndexWriter the bytes before the resume point;
+//     then recompute it once with [BuildIndex] over the slot reader.
+//  2. Download X through TUF (length and hash verified) and [ParseIndex]
+//     it. Make a [Plan] with [NewPlan]: bases are the running slot, then
+//     the inactive slot (holding the release before) with InPlace set,
+//     since the new image is written over it.
+//  3. Open the inactive slot for writing and call [Apply] with the base
+//     readers in the same order, a [Source] (Range: [HTTPRange] over the
+//     uncompressed image URL, or Store: [HTTPStore] over the chunk store
+//     URL), and a writer that writes the slot in order and hashes for
+//     the TUF check. Every chunk is checked as it arrives. To resume
+//     after an interruption, apply [Plan.From] at the offset durably
+//     written (re-hash the slot's bytes before it for the TUF check).
+//  4. Verify the whole image against T. On [ErrNoRange] (a server that
+//     ignores Range), [ErrCorruptChunk], a fetch error or a failed final
+//     check, fall back to the full image.
+//
+// Memory on the device: one chunk buffer (at most the index's maximum
+// chunk size) plus, for a store, a zstd decoder of that window, and the
+// indexes: about 64 bytes per chunk of the new image and of each base
+// (131072 chunks for a 512 MiB image in 4 KiB blocks).
+//
+// # Static patch
+//
+// Publisher: [Diff] turns one base (the exact image of a release devices
+// run) and the new image into a patch (format [PatchFormat], documented
+// in patch.go): copies from anywhere in the base and zstd-compressed
+// literals. The repository tool publishes it as a TUF target of kind
+// "patch" with of = the image target, base = the base image's sha256,
+// format = [PatchFormat] and uncompressed = the new image's digest.
+//
+// Device: when the running slot holds exactly the base (its image hash
+// equals the patch's base), download the patch (resumably, to memory or
+// a file: patches are small), then [Patch] with the running slot's reader
+// as base, writing the inactive slot in order and hashing for the TUF
+// check. Never use the slot being written as the base of a patch: Patch
+// reads the base anywhere. [Patch] checks its output against the hash in
+// the patch ([ErrCorruptPatch]) and a short base ([ErrBaseMismatch]); on
+// any error fall back to the adaptive delta or the full image. Patch does
+// not resume mid-stream: run it again and skip the bytes already written.
+// Its memory is bounded by [PatchMaxWindow] and small buffers.
+//
+// Concurrency: indexes and plans are immutable and may be shared;
+// IndexWriter is for one goroutine; Apply, Patch and Diff use only what
+// they are given.
 package delta

@@ -1,0 +1,87 @@
+package delta_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/switchback-ota/switchback/delta"
+)
+
+func release(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// An adaptive delta: the publisher indexes the new image, the device
+// reuses the chunks its running slot holds and fetches the rest as byte
+// ranges from a static server.
+func Example_adaptive() {
+	running := release(1, 1<<20)
+	next := bytes.Clone(running)
+	copy(next[300000:], release(2, 20000)) // a changed file
+
+	// Publisher side: the index is published as a TUF target beside the
+	// uncompressed image.
+	newIndex, err := delta.BuildIndex(bytes.NewReader(next), delta.IndexOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "image", time.Time{}, bytes.NewReader(next))
+	}))
+	defer srv.Close()
+
+	// Device side: the running slot's index was kept when it was written.
+	w, _ := delta.NewIndexWriter(newIndex.Options())
+	w.Write(running)
+	runningIndex, _ := w.Index()
+
+	plan, err := delta.NewPlan(newIndex, []delta.Base{{Index: runningIndex}}, delta.PlanOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var slot bytes.Buffer
+	h := sha256.New()
+	src := delta.Source{Range: delta.HTTPRange(srv.Client(), srv.URL)}
+	if err := delta.Apply(context.Background(), plan, []io.ReaderAt{bytes.NewReader(running)}, src, io.MultiWriter(&slot, h)); err != nil {
+		log.Fatal(err) // fall back to the full image
+	}
+	st := plan.Stats()
+	fmt.Printf("fetched %d of %d bytes in %d request(s)\n", st.FetchBytes, newIndex.Length(), st.Requests)
+	fmt.Println("image verified:", bytes.Equal(h.Sum(nil), sumOf(next)))
+	// Output:
+	// fetched 24576 of 1048576 bytes in 1 request(s)
+	// image verified: true
+}
+
+// A static patch from one known release to the next.
+func Example_patch() {
+	base := release(3, 1<<20)
+	next := append(bytes.Clone(base[:500000]), append([]byte("an inserted line\n"), base[500000:]...)...)
+
+	var patch bytes.Buffer
+	if err := delta.Diff(bytes.NewReader(base), int64(len(base)), bytes.NewReader(next), &patch, delta.DiffOptions{}); err != nil {
+		log.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := delta.Patch(bytes.NewReader(base), &patch, &out); err != nil {
+		log.Fatal(err) // fall back to the adaptive delta or the full image
+	}
+	fmt.Println("patched image is the new release:", bytes.Equal(out.Bytes(), next))
+	// Output:
+	// patched image is the new release: true
+}
+
+func sumOf(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
