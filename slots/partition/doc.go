@@ -10,7 +10,9 @@
 // wrapping [slots.ErrSlotActive] when the kernel command line names the
 // slot (switchback.slot=<name>, as the shipped GRUB and U-Boot scripts
 // pass, or root= with a path, PARTUUID= or PARTLABEL=) or when / is
-// mounted from it (/proc/self/mountinfo). With [Config.Boot] set, the
+// mounted from it (/proc/self/mountinfo). A slot mounted anywhere else is
+// refused too, as writing under a mounted filesystem corrupts it. With
+// [Config.Boot] set, the
 // primary slot of the boot control is refused too, so that a trial never
 // overwrites its fallback. When none of the evidence can be read, writes
 // are refused.

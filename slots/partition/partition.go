@@ -243,6 +243,35 @@ func sameDevNumber(dev string, major, minor int) bool {
 	return maj == major && min == minor
 }
 
+// mountedAt returns where the slot's device is mounted, if anywhere:
+// writing under a mounted filesystem corrupts it. A missing mount table
+// is not an error here (Running already required some evidence).
+func (s *Slot) mountedAt() (string, error) {
+	data, err := os.ReadFile(s.path(s.cfg.MountInfoPath))
+	if err != nil {
+		return "", nil
+	}
+	mounts, err := ParseMountInfo(string(data))
+	if err != nil {
+		return "", err
+	}
+	dev, err := s.Device()
+	if err != nil {
+		return "", err
+	}
+	for _, m := range mounts {
+		if strings.HasPrefix(m.Source, "/") {
+			if p, err := s.resolve(m.Source); err == nil && sameFile(p, dev) {
+				return m.MountPoint, nil
+			}
+		}
+		if sameDevNumber(dev, m.Major, m.Minor) {
+			return m.MountPoint, nil
+		}
+	}
+	return "", nil
+}
+
 // checkNotActive refuses the running slot, and the booted or primary
 // slot of Config.Boot.
 func (s *Slot) checkNotActive(ctx context.Context) error {
@@ -252,6 +281,11 @@ func (s *Slot) checkNotActive(ctx context.Context) error {
 	}
 	if running {
 		return fmt.Errorf("partition: slot %s (%s): %s: %w", s.cfg.Name, s.cfg.Device, why, slots.ErrSlotActive)
+	}
+	if at, err := s.mountedAt(); err != nil {
+		return err
+	} else if at != "" {
+		return fmt.Errorf("partition: slot %s (%s) is mounted at %s: unmount it before writing: %w", s.cfg.Name, s.cfg.Device, at, slots.ErrSlotActive)
 	}
 	if s.cfg.Boot != nil {
 		st, err := s.cfg.Boot.Status(ctx)

@@ -105,6 +105,17 @@ func TestRunning(t *testing.T) {
 	}
 }
 
+func TestMountedRefused(t *testing.T) {
+	root := fakeRoot(t, "switchback.slot=a", otherRoot+"40 22 8:3 / /mnt/b rw - ext4 /dev/sda3 rw\n")
+	s, err := New(Config{Name: "b", Device: "PARTLABEL=rootfs_b", Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Writer(context.Background(), 1); !errors.Is(err, slots.ErrSlotActive) {
+		t.Errorf("Writer on a slot mounted at /mnt/b: got %v, want ErrSlotActive", err)
+	}
+}
+
 func TestResolveErrors(t *testing.T) {
 	root := fakeRoot(t, "quiet", otherRoot)
 	for _, dev := range []string{"PARTUUID=9999", "PARTLABEL=nope", "UUID=1234", "/dev/nope"} {
