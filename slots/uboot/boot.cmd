@@ -56,6 +56,10 @@ done
 if test -n "${sb_try}" && test "${sb_tries}" -ge 1 && test "${sb_tries}" -le 9; then
   setexpr sb_tries ${sb_tries} - 1
   setenv sb_boot ${sb_try}
+  # Keep the script's scratch variables out of a saved environment.
+  setenv sb_s
+  setenv sb_try
+  setenv sb_default
   if test -n "${sb_envfile}"; then
     env export -c -s ${sb_envsize} ${sb_envaddr} sb_bad sb_canary sb_primary sb_trial sb_tries
     fatwrite ${sb_envdev} ${sb_envaddr} ${sb_envfile} ${sb_envsize}
