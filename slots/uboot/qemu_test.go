@@ -1,0 +1,239 @@
+package uboot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/switchback-ota/switchback/slots"
+)
+
+// ubootVM runs boot.cmd in Debian's U-Boot for qemu_arm64 under QEMU (no
+// kernel: the script runs, prints its choice and powers off). The
+// environment blob lives in a FAT partition, as in the file mode of
+// boot.cmd.
+type ubootVM struct {
+	qemu, firmware, mcopy, dir, disk string
+}
+
+const vmEnvSize = 0x4000
+
+func newUbootVM(t *testing.T) *ubootVM {
+	t.Helper()
+	vm := &ubootVM{
+		qemu:     lookTool(t, "qemu-system-aarch64", "qemu-system-arm"),
+		firmware: "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
+		mcopy:    lookTool(t, "mcopy", "mtools"),
+		dir:      t.TempDir(),
+	}
+	if _, err := os.Stat(vm.firmware); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("U-Boot for qemu_arm64 missing (install u-boot-qemu): %v", err)
+		}
+		t.Skip("U-Boot for qemu_arm64 missing (install u-boot-qemu)")
+	}
+	mkimage := lookTool(t, "mkimage", "u-boot-tools")
+	mkfs := lookTool(t, "mkfs.fat", "dosfstools")
+	sfdisk := lookTool(t, "sfdisk", "fdisk")
+	script, err := os.ReadFile("boot.cmd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// boot.scr sets the integrator's variables, then runs boot.cmd
+	// (sb.scr) three times, as three consecutive boots would.
+	pre := fmt.Sprintf(`setenv sb_slots "a b"
+setenv sb_root_a PARTLABEL=rootfs_a
+setenv sb_root_b PARTLABEL=rootfs_b
+setenv sb_envdev "virtio 0:1"
+setenv sb_envfile switchback.env
+setenv sb_envaddr 0x48000000
+setenv sb_envsize %#x
+for sb_boot_n in 1 2 3; do
+  setenv bootargs console=ttyAMA0
+  load virtio 0:1 0x50000000 sb.scr
+  source 0x50000000
+  echo "SBBOOT=${sb_boot} SBARGS=${bootargs} SBEND"
+done
+poweroff
+`, vmEnvSize)
+	files := map[string][]byte{"boot.cmd": []byte(pre), "sb.cmd": script}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(vm.dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		scr := strings.TrimSuffix(name, ".cmd") + ".scr"
+		if out, err := exec.Command(mkimage, "-A", "arm64", "-T", "script", "-C", "none", "-n", "switchback", "-d",
+			filepath.Join(vm.dir, name), filepath.Join(vm.dir, scr)).CombinedOutput(); err != nil {
+			t.Fatalf("mkimage: %v: %s", err, out)
+		}
+	}
+	fat := filepath.Join(vm.dir, "fat.img")
+	if out, err := exec.Command(mkfs, "-C", fat, "7168").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.fat: %v: %s", err, out)
+	}
+	if out, err := exec.Command(vm.mcopy, "-i", fat, filepath.Join(vm.dir, "boot.scr"), filepath.Join(vm.dir, "sb.scr"), "::").CombinedOutput(); err != nil {
+		t.Fatalf("mcopy: %v: %s", err, out)
+	}
+	vm.disk = filepath.Join(vm.dir, "disk.img")
+	img := make([]byte, 1<<20)
+	fb, err := os.ReadFile(fat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = append(img, fb...)
+	if err := os.WriteFile(vm.disk, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sfdisk, "-q", vm.disk)
+	cmd.Stdin = strings.NewReader("start=2048, type=c\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v: %s", err, out)
+	}
+	return vm
+}
+
+var vmBoot = regexp.MustCompile(`SBBOOT=(\S*) SBARGS=(.*?) SBEND`)
+
+// run copies env into the FAT partition as switchback.env, runs the
+// three boots and returns what each chose (slot and kernel arguments) and
+// the blob U-Boot left.
+func (vm *ubootVM) run(t *testing.T, env []byte) (boots [][2]string, after []byte) {
+	t.Helper()
+	part := vm.disk + "@@1M"
+	src := filepath.Join(vm.dir, "env.in")
+	if err := os.WriteFile(src, env, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(vm.mcopy, "-o", "-i", part, src, "::switchback.env").CombinedOutput(); err != nil {
+		t.Fatalf("mcopy in: %v: %s", err, out)
+	}
+	cmd := exec.Command(vm.qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "512", "-nographic", "-accel", "tcg",
+		"-bios", vm.firmware, "-drive", "if=none,file="+vm.disk+",format=raw,id=d0",
+		"-device", "virtio-blk-device,drive=d0", "-nic", "none", "-no-reboot")
+	cmd.Stdin = bytes.NewReader(nil)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("qemu: %v: %s", err, out)
+	}
+	for _, m := range vmBoot.FindAllSubmatch(out, -1) {
+		boots = append(boots, [2]string{string(m[1]), string(m[2])})
+	}
+	if len(boots) != 3 {
+		t.Fatalf("U-Boot printed %d choices, want 3:\n%s", len(boots), out)
+	}
+	dst := filepath.Join(vm.dir, "env.out")
+	if out, err := exec.Command(vm.mcopy, "-o", "-n", "-i", part, "::switchback.env", dst).CombinedOutput(); err != nil {
+		t.Fatalf("mcopy out: %v: %s", err, out)
+	}
+	after, err = os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return boots, after
+}
+
+// boot.cmd in real U-Boot: the armed trial boots while it has tries (the
+// count saved with env export -c and fatwrite, read back by us), then the
+// primary; a slot marked bad is not tried; a torn blob boots the first
+// slot. About 5 s per QEMU run.
+func TestBootCmdInUBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots U-Boot in QEMU three times (about 15 s); skipped with -short")
+	}
+	vm := newUbootVM(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	envPath := filepath.Join(dir, "switchback.env")
+	blank, err := EncodeImage(nil, vmEnvSize, false, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(envPath, blank, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmdline := filepath.Join(dir, "cmdline")
+	if err := writeCmdline(cmdline, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New([]Device{{Path: envPath, EnvSize: vmEnvSize}}, []string{"a", "b"},
+		WithCmdline(cmdline), WithRuntimeDir(filepath.Join(dir, "run")), WithLockFile(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Arm(ctx, "b", 2); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := c.Env(ctx)
+	canary := env[VarCanary]
+	boots, after := vm.run(t, mustReadFile(t, envPath))
+	wantArgs := func(slot string) string {
+		return fmt.Sprintf("console=ttyAMA0 root=PARTLABEL=rootfs_%s switchback.slot=%s switchback.canary=%s", slot, slot, canary)
+	}
+	if want := [][2]string{{"b", wantArgs("b")}, {"b", wantArgs("b")}, {"a", wantArgs("a")}}; !reflect.DeepEqual(boots, want) {
+		t.Errorf("three boots after Arm(b, 2): %q, want %q", boots, want)
+	}
+	// What U-Boot wrote, we read: the trial used up its tries.
+	if err := os.WriteFile(envPath, after, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cmdline, []byte(boots[2][1]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (slots.BootStatus{Booted: "a", Primary: "a", Trial: "b", TriesLeft: 0}); !reflect.DeepEqual(st, want) {
+		t.Errorf("Status after U-Boot's boots: %+v, want %+v", st, want)
+	}
+	if err := c.CheckCanary(ctx); err != nil {
+		t.Errorf("CheckCanary with U-Boot's arguments: %v", err)
+	}
+	// Marked bad and re-armed, then marked bad again: never tried.
+	if err := c.Arm(ctx, "b", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetEnv(ctx, map[string]string{VarBad: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	boots, _ = vm.run(t, mustReadFile(t, envPath))
+	for i, b := range boots {
+		if b[0] != "a" {
+			t.Errorf("boot %d with b armed but listed bad: %q, want a", i+1, b[0])
+		}
+	}
+	// A torn blob (bad CRC): U-Boot cannot import it, boot.cmd boots the
+	// first slot.
+	torn := mustReadFile(t, envPath)
+	if err := c.SetEnv(ctx, map[string]string{VarBad: "", VarPrimary: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	full := mustReadFile(t, envPath)
+	copy(torn, full[:20])
+	if _, err := ParseImage(torn, false); !errors.Is(err, ErrBadCRC) {
+		t.Fatalf("torn blob: ParseImage = %v, want ErrBadCRC", err)
+	}
+	boots, _ = vm.run(t, torn)
+	for i, b := range boots {
+		if b[0] != "a" {
+			t.Errorf("boot %d from a torn blob: %q, want the first slot a", i+1, b[0])
+		}
+	}
+}
+
+func mustReadFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
