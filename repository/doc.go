@@ -35,6 +35,11 @@
 // Threat model: the repository directory and the online keys (timestamp,
 // snapshot, usually targets) live on the release machine; root keys should
 // live offline and are only needed to change keys, thresholds and the root
-// expiry. A Repo is not safe for concurrent use, and two processes must not
-// change one repository directory at the same time.
+// expiry.
+//
+// A Repo is not safe for concurrent use. Across processes, Publish holds an
+// flock(2) on <dir>/.lock and refuses with ErrConflict when another
+// process published since the Repo was opened, so a cron "refresh" and a
+// release engineer's "add" never publish the same version twice; a change
+// staged against an older repository is refused at Open rather than lost.
 package repository

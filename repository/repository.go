@@ -29,6 +29,9 @@ var (
 	ErrExists = errors.New("repository: already exists")
 	// ErrBadTarget means a target path, file or custom metadata is refused.
 	ErrBadTarget = errors.New("repository: bad target")
+	// ErrConflict means another process published to the repository since
+	// it was opened: open it again and redo the change.
+	ErrConflict = errors.New("repository: changed by another process")
 )
 
 // Default expiry periods: short for the online roles a cron job refreshes,
@@ -328,10 +331,18 @@ func Open(cfg Config) (*Repo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("staged %s: %w", role, err)
 		}
-		if versionOf(m) <= versionOf(r.pub[role]) {
-			// Left behind by a publish that finished; the published
-			// version supersedes it.
-			r.log.Warn("dropping stale staged metadata", "role", role, "version", versionOf(m))
+		if pv := versionOf(r.pub[role]); versionOf(m) <= pv {
+			same, err := sameSigned(m, r.pub[role])
+			if err != nil {
+				return nil, err
+			}
+			if !same {
+				return nil, fmt.Errorf("%w: staged %s v%d was made against an older repository (published v%d); "+
+					"remove %s and redo the change", ErrConflict, role, versionOf(m), pv, r.stagedPath(role))
+			}
+			// Left behind by a publish that wrote it but stopped before
+			// tidying up: the published copy is the same.
+			r.log.Warn("dropping staged metadata already published", "role", role, "version", versionOf(m))
 			if err := os.Remove(r.stagedPath(role)); err != nil {
 				return nil, fmt.Errorf("repository: %w", err)
 			}
@@ -494,6 +505,14 @@ func (r *Repo) Publish(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	unlock, err := lockDir(r.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := r.checkUnchanged(); err != nil {
+		return err
+	}
 	var errs []error
 	for _, role := range []string{RoleRoot, RoleTargets} {
 		if !r.dirty[role] {
@@ -595,6 +614,36 @@ func (r *Repo) Publish(ctx context.Context) error {
 		if err := os.Remove(r.stagedPath(role)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("repository: %w", err)
 		}
+	}
+	return nil
+}
+
+// checkUnchanged makes sure the published files are still the ones this
+// Repo loaded or wrote, so that two processes (a cron refresh and a release
+// engineer) never publish the same version twice.
+func (r *Repo) checkUnchanged() error {
+	if len(r.pub) == 0 {
+		return nil // Init: nothing published yet
+	}
+	for _, role := range []string{RoleRoot, RoleTargets, RoleSnapshot} {
+		v, err := highestVersion(r.MetadataDir(), role)
+		if err != nil {
+			return err
+		}
+		if want := versionOf(r.pub[role]); v != want {
+			return fmt.Errorf("%w: %s is at version %d on disk, %d when opened", ErrConflict, role, v, want)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(r.MetadataDir(), "timestamp.json"))
+	if err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	ts, err := parse(RoleTimestamp, b)
+	if err != nil {
+		return err
+	}
+	if v, want := versionOf(ts), versionOf(r.pub[RoleTimestamp]); v != want {
+		return fmt.Errorf("%w: timestamp is at version %d on disk, %d when opened", ErrConflict, v, want)
 	}
 	return nil
 }

@@ -699,3 +699,64 @@ func FuzzMergeSignatures(f *testing.F) {
 		}
 	})
 }
+
+// Two processes open the repository; the second to publish is refused
+// rather than publishing the same versions again.
+func TestPublishConflict(t *testing.T) {
+	keysDir := filepath.Join(t.TempDir(), "keys")
+	r, _ := initRepo(t, InitOptions{KeysDir: keysDir})
+	keys, _ := LoadKeys(keysDir)
+	a, err := Open(Config{Dir: r.Dir(), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(Config{Dir: r.Dir(), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AddTarget(ctx, "x", strings.NewReader("x"), rootfs("1.0.0"), AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second publisher: %v, want ErrConflict", err)
+	}
+	// Reopened, the staged target is still there and publishes.
+	c, err := Open(Config{Dir: r.Dir(), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refresh(t, c, root1(t, c), t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Targets()) != 1 {
+		t.Errorf("targets = %v, want x", c.Targets())
+	}
+}
+
+// A change staged against an older repository is never dropped silently.
+func TestStaleStagedChangeRefused(t *testing.T) {
+	keysDir := filepath.Join(t.TempDir(), "keys")
+	r, _ := initRepo(t, InitOptions{KeysDir: keysDir})
+	keys, _ := LoadKeys(keysDir)
+	a, _ := Open(Config{Dir: r.Dir(), Keys: keys})
+	b, _ := Open(Config{Dir: r.Dir(), Keys: keys})
+	if _, err := a.AddTarget(ctx, "a", strings.NewReader("a"), rootfs("1.0.0"), AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// b stages its own targets v2, different from the published v2.
+	if _, err := b.AddTarget(ctx, "b", strings.NewReader("b"), rootfs("1.0.0"), AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Config{Dir: r.Dir(), Keys: keys}); !errors.Is(err, ErrConflict) {
+		t.Errorf("Open with a conflicting staged change: %v, want ErrConflict", err)
+	}
+}

@@ -83,7 +83,11 @@ type Repo struct {
 	counts     map[string]int
 	timestamps map[int64][]byte
 	forged     map[string]int64
-	done       chan struct{}
+	// forgedFiles are served over the published files until the next
+	// Publish; they never touch the repository directory, which stays
+	// the honest publisher's.
+	forgedFiles map[string][]byte
+	done        chan struct{}
 }
 
 const longExpiry = 10 * 365 * 24 * time.Hour
@@ -99,15 +103,16 @@ func New(t testing.TB, opts ...Option) *Repo {
 		opt(&o)
 	}
 	r := &Repo{
-		t:          t,
-		dir:        t.TempDir(),
-		keyType:    o.keyType,
-		keys:       map[string][]*repository.Key{},
-		revoked:    map[string][]*repository.Key{},
-		overrides:  map[string][]byte{},
-		counts:     map[string]int{},
-		timestamps: map[int64][]byte{},
-		forged:     map[string]int64{},
+		t:           t,
+		dir:         t.TempDir(),
+		keyType:     o.keyType,
+		keys:        map[string][]*repository.Key{},
+		revoked:     map[string][]*repository.Key{},
+		overrides:   map[string][]byte{},
+		counts:      map[string]int{},
+		timestamps:  map[int64][]byte{},
+		forged:      map[string]int64{},
+		forgedFiles: map[string][]byte{},
 	}
 	io := repository.InitOptions{Roles: map[string]repository.RoleOptions{}, Keys: map[string][]*repository.Key{}}
 	for _, role := range repository.Roles {
@@ -168,6 +173,9 @@ func (r *Repo) serveFiles(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	data, ok := r.overrides[p]
+	if !ok {
+		data, ok = r.forgedFiles[p]
+	}
 	r.mu.Unlock()
 	if ok {
 		http.ServeContent(w, req, path.Base(p), time.Time{}, bytes.NewReader(data))
@@ -308,6 +316,7 @@ func (r *Repo) publish() {
 			}
 		}
 	}
+	r.forgedFiles = map[string][]byte{}
 	r.recordTimestamp()
 }
 
@@ -402,10 +411,21 @@ func (r *Repo) SetThreshold(role string, n int) {
 	}
 }
 
-// MetadataFile returns the bytes of a file under metadata/ as published
-// (overrides aside), e.g. "2.snapshot.json" or "timestamp.json".
+// MetadataFile returns the bytes of a file under metadata/ as published or
+// forged (SetFile overrides aside), e.g. "2.snapshot.json" or
+// "timestamp.json".
 func (r *Repo) MetadataFile(name string) []byte {
 	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.metadataFile(name)
+}
+
+func (r *Repo) metadataFile(name string) []byte {
+	r.t.Helper()
+	if b, ok := r.forgedFiles["/metadata/"+name]; ok {
+		return bytes.Clone(b)
+	}
 	b, err := os.ReadFile(filepath.Join(r.dir, "metadata", filepath.FromSlash(name)))
 	if err != nil {
 		r.t.Fatalf("tuftest: %v", err)
@@ -493,6 +513,11 @@ func (r *Repo) Mirror() *httptest.Server {
 	if err := os.CopyFS(dst, os.DirFS(r.dir)); err != nil {
 		r.t.Fatalf("tuftest: mirror: %v", err)
 	}
+	for p, b := range r.forgedFiles {
+		if err := os.WriteFile(filepath.Join(dst, filepath.FromSlash(p)), b, 0o644); err != nil {
+			r.t.Fatalf("tuftest: mirror: %v", err)
+		}
+	}
 	fsrv := http.FileServer(http.Dir(dst))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if !strings.HasPrefix(req.URL.Path, "/metadata/") && !strings.HasPrefix(req.URL.Path, "/targets/") {
@@ -552,7 +577,7 @@ func (r *Repo) RollbackSnapshot(v int64) {
 }
 
 func (r *Repo) metaFile(name string, v int64) *metadata.MetaFiles {
-	b := r.MetadataFile(name)
+	b := r.metadataFile(name)
 	sum := sha256.Sum256(b)
 	mf := metadata.MetaFile(v)
 	mf.Length = int64(len(b))
@@ -572,7 +597,7 @@ func (r *Repo) forge(role string, edit func(any), keys []*repository.Key) int64 
 	if role != repository.RoleTimestamp {
 		name = fmt.Sprintf("%d.%s.json", r.version(role), role)
 	}
-	cur := r.MetadataFile(name)
+	cur := r.metadataFile(name)
 	v := r.nextForged(role)
 	out := forgeBytes(r.t, role, cur, v, edit, keys)
 	outName := "timestamp.json"
@@ -604,10 +629,7 @@ func (r *Repo) forgeChain(role string, edit func(any)) {
 }
 
 func (r *Repo) writeMetadata(name string, data []byte) {
-	p := filepath.Join(r.dir, "metadata", name)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		r.t.Fatalf("tuftest: %v", err)
-	}
+	r.forgedFiles["/metadata/"+name] = data
 	// A forged file replaces any override of the same path.
 	delete(r.overrides, "/metadata/"+name)
 }
