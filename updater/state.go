@@ -66,11 +66,17 @@ type slotContent struct {
 	Version  string `json:"version,omitempty"`
 	Length   int64  `json:"length"`
 	Complete bool   `json:"complete"`
+	// Image is the sha256 of the image the slot holds (uncompressed: the
+	// base of patches), Was that of the image it held before the write in
+	// progress began (a base for adaptive deltas, chunk by chunk).
+	Image string `json:"image,omitempty"`
+	Was   string `json:"was,omitempty"`
 }
 
 // pending is an install that has started and not finished.
 type pending struct {
 	Phase      Phase     `json:"phase"`
+	Method     string    `json:"method,omitempty"` // patch, adaptive, full
 	Slot       string    `json:"slot"`
 	TargetPath string    `json:"target_path"`
 	Target     string    `json:"target"` // sha256 hex

@@ -185,6 +185,8 @@ type Updater struct {
 	// trusted maps the target paths of the last refresh to their sha256:
 	// Install takes only targets the trusted metadata lists.
 	trusted map[string]string
+	targets []verify.Target
+	client  *http.Client // for delta ranges, made on first use
 }
 
 // New makes an Updater and loads its state. A corrupt state file is moved
@@ -328,6 +330,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 
 // remember records the targets of a refresh: Install takes only these.
 func (u *Updater) remember(ts *verify.Targets) {
+	u.targets = ts.Targets
 	u.trusted = map[string]string{}
 	for _, t := range ts.Targets {
 		u.trusted[t.Path] = t.SHA256()
@@ -432,7 +435,16 @@ func (u *Updater) install(ctx context.Context, up Update) (err error) {
 	// Record first that the slot's content is about to change: a crash
 	// from here on never leaves the state claiming the old content.
 	cs.Pending = pd
-	cs.Slots[slot.Name()] = slotContent{Target: sha, Version: t.Custom.Version, Length: imageLen}
+	imageSHA := ""
+	if d, ok := t.ImageDigest(); ok {
+		imageSHA = d.SHA256
+	}
+	prev := cs.Slots[slot.Name()]
+	was := prev.Was
+	if prev.Complete {
+		was = prev.Image
+	}
+	cs.Slots[slot.Name()] = slotContent{Target: sha, Version: t.Custom.Version, Length: imageLen, Image: imageSHA, Was: was}
 	if err := u.st.save(); err != nil {
 		return err
 	}
@@ -444,18 +456,22 @@ func (u *Updater) install(ctx context.Context, up Update) (err error) {
 
 	if pd.Phase == PhaseDownloading {
 		u.changed(c.Name, StateIdle, StateDownloading, up.To, t.Path, "")
-		if err := u.transfer(ctx, c, slot, t, pd); err != nil {
+		if err := u.transferBest(ctx, c, slot, t, pd, bs); err != nil {
 			if errors.Is(err, verify.ErrVerification) {
 				u.verificationFailed(c, t, pd, err)
 			}
 			return fmt.Errorf("updater: install %s %s: %w", c.Name, up.To, err)
 		}
+		if pd.Method == methodFull {
+			u.storeIndex(ctx, t)
+		}
 		pd.Phase = PhaseVerified
 		pd.Offset, pd.HashState = pd.Length, nil
-		cs.Slots[slot.Name()] = slotContent{Target: sha, Version: t.Custom.Version, Length: imageLen, Complete: true}
+		cs.Slots[slot.Name()] = slotContent{Target: sha, Version: t.Custom.Version, Length: imageLen, Complete: true, Image: imageSHA}
 		if err := u.st.save(); err != nil {
 			return err
 		}
+		u.pruneIndexes()
 		u.changed(c.Name, StateDownloading, StateVerified, up.To, t.Path, "")
 	}
 
@@ -511,12 +527,7 @@ func (u *Updater) transfer(ctx context.Context, c *Component, slot slots.Slot, t
 		urls = append(urls, joinURL(m, relativeURL(u.cfg.TargetsURL, t.URL)))
 	}
 	req := download.Request{URLs: urls, Offset: p.resumeOffset(), Length: t.Length, Validator: pd.Validator}
-	var res download.Result
-	if isFileURL(t.URL) {
-		res, err = fetchFile(ctx, req, p)
-	} else {
-		res, err = u.dl.Fetch(ctx, req, p, nil)
-	}
+	res, err := u.fetch(ctx, req, p)
 	if cerr := p.close(); err == nil {
 		err = cerr
 	}

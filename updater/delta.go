@@ -1,0 +1,495 @@
+package updater
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/switchback-ota/switchback/delta"
+	"github.com/switchback-ota/switchback/internal/download"
+	"github.com/switchback-ota/switchback/internal/durable"
+	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/verify"
+)
+
+// Transfer methods of a pending install, cheapest first. Persisted.
+const (
+	methodPatch    = "patch"    // a static patch from the running image
+	methodAdaptive = "adaptive" // chunks the device has, the rest fetched
+	methodFull     = "full"     // the whole image
+)
+
+// ChunkStoreDir is where, under the targets base URL, the chunk store of
+// adaptive deltas lives when a full image is compressed (so byte ranges of
+// it cannot serve chunks): "<TargetsURL>/chunks/<hh>/<hash>.zst". Chunk
+// files need no TUF entry of their own: each is checked against the hash in
+// the signed chunk index, and the whole image against its TUF target.
+const ChunkStoreDir = "chunks"
+
+// errLocal marks failures of the device itself (a slot write, a state
+// save) during a delta: they are not a reason to fall back to another
+// method, which would fail the same way.
+var errLocal = errors.New("device I/O")
+
+// maxIndexLength bounds a chunk index kept in memory: 64 MiB indexes
+// images of several hundred GiB with 4 KiB blocks.
+const maxIndexLength = 64 << 20
+
+// transferBest writes the image of t into slot by the cheapest method that
+// works, and falls back to the next one on any failure: static patch,
+// adaptive delta, full image. Whatever the method, the result is verified
+// against the image's signed digest before Install goes on.
+func (u *Updater) transferBest(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending, bs slots.BootStatus) error {
+	cs := u.st.component(c.Name)
+	running := u.slotByName(c, bs.Booted)
+	_, hasImage := t.ImageDigest()
+	try := func(method string, run func() error) (bool, error) {
+		if pd.Method != "" && pd.Method != method {
+			return false, nil
+		}
+		if pd.Method != method {
+			pd.Method, pd.Offset, pd.HashState, pd.Validator = method, 0, nil, ""
+			if err := u.st.save(); err != nil {
+				return true, err
+			}
+		}
+		err := run()
+		if err == nil {
+			return true, nil
+		}
+		if ctx.Err() != nil || errors.Is(err, errLocal) {
+			// Interrupted, or the device itself failed (slot, state):
+			// not the delta's fault. Resume this method next time.
+			return true, err
+		}
+		u.log.Warn("delta failed, falling back", "component", c.Name, "method", method, "err", err)
+		u.emit(ErrorEvent{Component: c.Name, Op: method, Err: err})
+		pd.Method = ""
+		return false, nil
+	}
+	if hasImage && running != nil {
+		base := cs.Slots[running.Name()]
+		if base.Complete && base.Image != "" {
+			if p, ok := verify.SelectPatch(u.targets, t, base.Image, func(f string) bool { return f == delta.PatchFormat }); ok {
+				if done, err := try(methodPatch, func() error { return u.transferPatch(ctx, slot, running, t, p, pd) }); done {
+					return err
+				}
+			}
+		}
+		if ix, ok := verify.SelectChunkIndex(u.targets, t, func(f string) bool { return f == delta.IndexFormat }); ok {
+			if done, err := try(methodAdaptive, func() error { return u.transferAdaptive(ctx, c, slot, running, t, ix, pd) }); done {
+				return err
+			}
+		}
+	}
+	if pd.Method != methodFull {
+		pd.Method, pd.Offset, pd.HashState, pd.Validator = methodFull, 0, nil, ""
+		if err := u.st.save(); err != nil {
+			return err
+		}
+	}
+	return u.transfer(ctx, c, slot, t, pd)
+}
+
+func (u *Updater) slotByName(c *Component, name string) slots.Slot {
+	for _, s := range c.Slots {
+		if s.Name() == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// imageWriter writes an image in order into a slot, hashing it, with a
+// durable checkpoint every checkpointEvery bytes.
+type imageWriter struct {
+	w      slots.Writer
+	v      *verify.Verifier
+	off    int64
+	lastCk int64
+	ck     func(off int64, state []byte) error // nil: no checkpoints
+}
+
+func (iw *imageWriter) Write(b []byte) (int, error) {
+	if _, err := iw.v.Write(b); err != nil {
+		return 0, err
+	}
+	if _, err := iw.w.WriteAt(b, iw.off); err != nil {
+		return 0, fmt.Errorf("%w: write slot: %w", errLocal, err)
+	}
+	iw.off += int64(len(b))
+	if iw.ck != nil && iw.off-iw.lastCk >= checkpointEvery {
+		if err := iw.w.Sync(); err != nil {
+			return 0, fmt.Errorf("%w: sync slot: %w", errLocal, err)
+		}
+		state, err := iw.v.MarshalBinary()
+		if err != nil {
+			return 0, err
+		}
+		if err := iw.ck(iw.off, state); err != nil {
+			return 0, fmt.Errorf("%w: %w", errLocal, err)
+		}
+		iw.lastCk = iw.off
+	}
+	return len(b), nil
+}
+
+func imageVerifier(t verify.Target) (*verify.Verifier, int64, error) {
+	d, ok := t.ImageDigest()
+	if !ok {
+		return nil, 0, fmt.Errorf("target %s: no image digest", t.Path)
+	}
+	v, err := verify.NewDigestVerifier(d)
+	return v, d.Length, err
+}
+
+// transferPatch applies the static patch p to the running slot's image,
+// streaming: network → patch verifier → patch decoder → image verifier →
+// slot. A patch is small; an interrupted one starts again from its first
+// byte.
+func (u *Updater) transferPatch(ctx context.Context, slot, running slots.Slot, t, p verify.Target, pd *pending) error {
+	imgV, length, err := imageVerifier(t)
+	if err != nil {
+		return err
+	}
+	patchV, err := p.Verifier()
+	if err != nil {
+		return err
+	}
+	base, err := running.Reader(ctx)
+	if err != nil {
+		return fmt.Errorf("patch base: %w", err)
+	}
+	defer base.Close()
+	w, err := slot.Writer(ctx, length)
+	if err != nil {
+		return fmt.Errorf("open slot %s: %w", slot.Name(), err)
+	}
+	defer w.Close()
+	out := &imageWriter{w: w, v: imgV}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := delta.Patch(base, pr, out)
+		pr.CloseWithError(err)
+		done <- err
+	}()
+	sink := &patchSink{v: patchV, pw: pw}
+	_, ferr := u.fetch(ctx, download.Request{URLs: []string{p.URL}, Length: p.Length}, sink)
+	if ferr != nil {
+		pw.CloseWithError(ferr)
+	} else {
+		pw.Close()
+	}
+	perr := <-done
+	switch {
+	case ferr != nil:
+		return fmt.Errorf("patch %s: %w", p.Path, ferr)
+	case perr != nil:
+		return fmt.Errorf("patch %s: %w", p.Path, perr)
+	}
+	if err := patchV.Verify(); err != nil {
+		return fmt.Errorf("patch %s: %w", p.Path, err)
+	}
+	if err := imgV.Verify(); err != nil {
+		return fmt.Errorf("patched image: %w", err)
+	}
+	return w.Sync()
+}
+
+// patchSink passes patch bytes to the decoder, verifying them on the way.
+type patchSink struct {
+	v  *verify.Verifier
+	pw *io.PipeWriter
+}
+
+func (s *patchSink) Write(b []byte) (int, error) {
+	if _, err := s.v.Write(b); err != nil {
+		return 0, err
+	}
+	return s.pw.Write(b)
+}
+
+func (s *patchSink) Restart() error {
+	return errors.New("patch stream cannot restart mid-way")
+}
+
+// transferAdaptive builds the image from chunks the device holds — in the
+// running slot and in the slot being written — and fetches the others:
+// byte ranges of the uncompressed full image, or a chunk store when the
+// image is compressed. It checkpoints like a full transfer and resumes at
+// the output offset.
+func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, running slots.Slot, t, ixT verify.Target, pd *pending) error {
+	ixBytes, err := u.fetchSmall(ctx, ixT, maxIndexLength)
+	if err != nil {
+		return fmt.Errorf("chunk index: %w", err)
+	}
+	ix, err := delta.ParseIndex(ixBytes)
+	if err != nil {
+		return fmt.Errorf("chunk index %s: %w", ixT.Path, err)
+	}
+	imgV, length, err := imageVerifier(t)
+	if err != nil {
+		return err
+	}
+	if ix.Length() != length {
+		return fmt.Errorf("chunk index %s describes %d bytes, the image has %d", ixT.Path, ix.Length(), length)
+	}
+	cs := u.st.component(c.Name)
+	var bases []delta.Base
+	var readers []io.ReaderAt
+	// The running slot: its published index, or one computed once.
+	rr, err := running.Reader(ctx)
+	if err != nil {
+		return fmt.Errorf("delta base %s: %w", running.Name(), err)
+	}
+	defer rr.Close()
+	rc := cs.Slots[running.Name()]
+	rlen := rr.Size()
+	if rc.Complete && rc.Length > 0 {
+		rlen = rc.Length
+	}
+	rix, err := u.baseIndex(rc.Image, io.NewSectionReader(rr, 0, rlen), ix.Options())
+	if err != nil {
+		return fmt.Errorf("index of slot %s: %w", running.Name(), err)
+	}
+	bases = append(bases, delta.Base{Index: rix})
+	readers = append(readers, rr)
+	// The slot being written, from the release before, used in place.
+	if was := cs.Slots[slot.Name()].Was; was != "" {
+		if pix, err := u.loadIndex(was); err == nil && sameOptions(pix, ix) {
+			if sr, err := slot.Reader(ctx); err == nil {
+				defer sr.Close()
+				bases = append(bases, delta.Base{Index: pix, InPlace: true})
+				readers = append(readers, sr)
+			}
+		}
+	}
+	plan, err := delta.NewPlan(ix, bases, delta.PlanOptions{})
+	if err != nil {
+		return err
+	}
+	if pd.Offset > 0 && len(pd.HashState) > 0 {
+		if err := imgV.UnmarshalBinary(pd.HashState); err == nil && imgV.Written() == pd.Offset {
+			if plan, err = plan.From(pd.Offset); err != nil {
+				return err
+			}
+		} else {
+			imgV, _, _ = imageVerifier(t)
+			pd.Offset, pd.HashState = 0, nil
+		}
+	}
+	st := plan.Stats()
+	u.log.Info("adaptive delta", "component", c.Name, "target", t.Path, "stats", fmt.Sprintf("%+v", st))
+	w, err := slot.Writer(ctx, length)
+	if err != nil {
+		return fmt.Errorf("open slot %s: %w", slot.Name(), err)
+	}
+	defer w.Close()
+	out := &imageWriter{w: w, v: imgV, off: plan.Start(), lastCk: plan.Start(), ck: func(off int64, state []byte) error {
+		pd.Offset, pd.HashState = off, state
+		return u.st.save()
+	}}
+	var src delta.Source
+	if t.Custom.Compression == "" {
+		src.Range = u.rangeFunc(t.URL)
+	} else {
+		src.Store = u.storeFunc(joinURL(u.cfg.TargetsURL, ChunkStoreDir))
+	}
+	if err := delta.Apply(ctx, plan, readers, src, out); err != nil {
+		return err
+	}
+	if err := imgV.Verify(); err != nil {
+		return fmt.Errorf("image built from chunks: %w", err)
+	}
+	if err := w.Sync(); err != nil {
+		return err
+	}
+	return u.saveIndex(t, ixBytes)
+}
+
+func sameOptions(a, b *delta.Index) bool { return a.Options() == b.Options() }
+
+// fetchSmall fetches a small target into memory, verified.
+func (u *Updater) fetchSmall(ctx context.Context, t verify.Target, limit int64) ([]byte, error) {
+	if t.Length > limit {
+		return nil, fmt.Errorf("%s: %d bytes, more than %d", t.Path, t.Length, limit)
+	}
+	v, err := t.Verifier()
+	if err != nil {
+		return nil, err
+	}
+	sink := &bufSink{t: t, v: v}
+	if _, err := u.fetch(ctx, download.Request{URLs: []string{t.URL}, Length: t.Length}, sink); err != nil {
+		return nil, err
+	}
+	if err := v.Verify(); err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Path, err)
+	}
+	return sink.buf.Bytes(), nil
+}
+
+type bufSink struct {
+	t   verify.Target
+	v   *verify.Verifier
+	buf bytes.Buffer
+}
+
+func (s *bufSink) Write(b []byte) (int, error) {
+	if _, err := s.v.Write(b); err != nil {
+		return 0, err
+	}
+	return s.buf.Write(b)
+}
+
+func (s *bufSink) Restart() error {
+	s.buf.Reset()
+	v, err := s.t.Verifier()
+	if err != nil {
+		return err
+	}
+	*s.v = *v
+	return nil
+}
+
+// fetch is Fetch over HTTP, or a file read for file:// URLs.
+func (u *Updater) fetch(ctx context.Context, req download.Request, sink download.Sink) (download.Result, error) {
+	if isFileURL(req.URLs[0]) {
+		return fetchFile(ctx, req, sink)
+	}
+	return u.dl.Fetch(ctx, req, sink, nil)
+}
+
+// rangeFunc serves byte ranges of the image at url for delta.Apply.
+func (u *Updater) rangeFunc(url string) delta.RangeFunc {
+	if isFileURL(url) {
+		return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+			p, err := filePath(url)
+			if err != nil {
+				return nil, err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return nil, err
+			}
+			return struct {
+				io.Reader
+				io.Closer
+			}{io.NewSectionReader(f, off, n), f}, nil
+		}
+	}
+	return delta.HTTPRange(u.httpClient(), url)
+}
+
+func (u *Updater) storeFunc(base string) delta.StoreFunc {
+	if isFileURL(base) {
+		return func(ctx context.Context, name string) (io.ReadCloser, error) {
+			p, err := filePath(joinURL(base, name))
+			if err != nil {
+				return nil, err
+			}
+			return os.Open(p)
+		}
+	}
+	return delta.HTTPStore(u.httpClient(), base)
+}
+
+func (u *Updater) httpClient() *http.Client {
+	if u.cfg.HTTPClient != nil {
+		return u.cfg.HTTPClient
+	}
+	if u.client == nil {
+		u.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: 10 * time.Minute}
+	}
+	return u.client
+}
+
+// Chunk indexes of slot contents are kept in StateDir/index/<image sha256>,
+// so that the next adaptive delta needs no pass over the slot.
+
+func (u *Updater) indexPath(image string) string {
+	return filepath.Join(u.cfg.StateDir, "index", image)
+}
+
+func (u *Updater) loadIndex(image string) (*delta.Index, error) {
+	if image == "" {
+		return nil, os.ErrNotExist
+	}
+	b, err := os.ReadFile(u.indexPath(image))
+	if err != nil {
+		return nil, err
+	}
+	return delta.ParseIndex(b)
+}
+
+func (u *Updater) saveIndex(t verify.Target, b []byte) error {
+	d, ok := t.ImageDigest()
+	if !ok {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Join(u.cfg.StateDir, "index"), 0o700); err != nil {
+		return err
+	}
+	return durable.WriteFile(u.indexPath(d.SHA256), b, 0o600)
+}
+
+// baseIndex returns the index of a slot's image: the stored one when it
+// was cut the same way, else one computed over the slot now (once: it is
+// stored for next time when the image is known).
+func (u *Updater) baseIndex(image string, r io.Reader, opts delta.IndexOptions) (*delta.Index, error) {
+	if ix, err := u.loadIndex(image); err == nil && ix.Options() == opts {
+		return ix, nil
+	}
+	ix, err := delta.BuildIndex(r, opts)
+	if err != nil {
+		return nil, err
+	}
+	if image != "" {
+		if b, err := ix.MarshalBinary(); err == nil {
+			_ = os.MkdirAll(filepath.Join(u.cfg.StateDir, "index"), 0o700)
+			_ = durable.WriteFile(u.indexPath(image), b, 0o600)
+		}
+	}
+	return ix, nil
+}
+
+// storeIndex keeps the published chunk index of an image just installed
+// in full, best effort: the next adaptive delta then reads no slot twice.
+func (u *Updater) storeIndex(ctx context.Context, t verify.Target) {
+	ixT, ok := verify.SelectChunkIndex(u.targets, t, func(f string) bool { return f == delta.IndexFormat })
+	if !ok {
+		return
+	}
+	b, err := u.fetchSmall(ctx, ixT, maxIndexLength)
+	if err == nil {
+		_, err = delta.ParseIndex(b)
+	}
+	if err == nil {
+		err = u.saveIndex(t, b)
+	}
+	if err != nil {
+		u.log.Warn("chunk index not kept", "target", ixT.Path, "err", err)
+	}
+}
+
+// pruneIndexes removes stored chunk indexes of images no slot holds.
+func (u *Updater) pruneIndexes() {
+	keep := map[string]bool{}
+	for _, cs := range u.st.p.Components {
+		for _, sc := range cs.Slots {
+			keep[sc.Image], keep[sc.Was] = true, true
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(u.cfg.StateDir, "index"))
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			_ = os.Remove(filepath.Join(u.cfg.StateDir, "index", e.Name()))
+		}
+	}
+}
