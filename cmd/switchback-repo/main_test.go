@@ -138,3 +138,20 @@ func TestE2EScript(t *testing.T) {
 	}
 	deviceUpdate(t, work, srv.URL)
 }
+
+func FuzzRoleValues(f *testing.F) {
+	for _, s := range []string{"targets=2", "root=1,timestamp=3", "=", "a=", "x=y=z", ",,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m := roleValues{}
+		if err := m.Set(s); err != nil {
+			return
+		}
+		for k, v := range m {
+			if v == "" || strings.Contains(k, ",") {
+				t.Errorf("Set(%q) gave %q=%q", s, k, v)
+			}
+		}
+	})
+}
