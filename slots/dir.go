@@ -254,9 +254,11 @@ func (d *Dir) MarkBad(ctx context.Context, slot string) error { return d.c.MarkB
 func (d *Dir) CountStart(ctx context.Context) (BootStatus, error) { return d.c.CountStart(ctx) }
 
 // linkTree rebuilds the tree at src in dst (an existing empty directory)
-// with hard links to src's files, copying no data, and fsyncs it.
+// with hard links to src's files, copying no data, and fsyncs its
+// directories (the files' data is the factory's, durable already).
 func linkTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
+	var dirs []string
+	err := filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -273,6 +275,7 @@ func linkTree(src, dst string) error {
 		case t == 0:
 			return os.Link(p, out)
 		case t == fs.ModeDir:
+			dirs = append(dirs, out)
 			if rel != "." {
 				if err := os.Mkdir(out, info.Mode().Perm()|0o700); err != nil {
 					return err
@@ -289,6 +292,15 @@ func linkTree(src, dst string) error {
 			return fmt.Errorf("%s is a %v: only files, directories and symlinks can be migrated", p, t)
 		}
 	})
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var (

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -325,5 +326,53 @@ func TestFileRemovesLeftovers(t *testing.T) {
 		if _, err := os.Lstat(p); (err == nil) != want {
 			t.Errorf("%s exists = %v, want %v", p, err == nil, want)
 		}
+	}
+}
+
+func TestDirMigration(t *testing.T) {
+	parent := t.TempDir()
+	p := filepath.Join(parent, "current")
+	os.MkdirAll(filepath.Join(p, "lib", "deep"), 0o750)
+	os.WriteFile(filepath.Join(p, "lib", "deep", "data"), []byte("d"), 0o600)
+	os.Symlink("lib/deep/data", filepath.Join(p, "link"))
+	before, _ := os.Stat(filepath.Join(p, "lib", "deep", "data"))
+	d, err := slots.NewDir(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target, err := os.Readlink(p); err != nil || target != ".current.switchback/a" {
+		t.Errorf("%s -> %q, %v; want .current.switchback/a", p, target, err)
+	}
+	after, err := os.Stat(filepath.Join(p, "link"))
+	if err != nil || !os.SameFile(before, after) {
+		t.Errorf("migrated file is not the factory file hard-linked: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(p, "lib"))
+	if err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("lib: %v, %v; want mode 0750 kept", fi, err)
+	}
+	ents, _ := os.ReadDir(parent)
+	if len(ents) != 2 {
+		t.Errorf("%d entries beside the path, want it and its state directory", len(ents))
+	}
+	st, err := d.Status(ctx)
+	if err != nil || st.Booted != "a" || st.Primary != "a" {
+		t.Errorf("Status = %+v, %v; want a booted and primary", st, err)
+	}
+}
+
+func TestDirMigrationRefusesSpecialFiles(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "current")
+	os.Mkdir(p, 0o755)
+	os.WriteFile(filepath.Join(p, "VERSION"), []byte("v1"), 0o644)
+	if err := syscall.Mkfifo(filepath.Join(p, "fifo"), 0o600); err != nil {
+		t.Skipf("cannot make a fifo here: %v", err)
+	}
+	if _, err := slots.NewDir(p); err == nil {
+		t.Fatalf("NewDir of a tree holding a fifo: got nil error, want one")
+	}
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.IsDir() {
+		t.Errorf("%s is no longer the factory directory: %v, %v", p, fi, err)
 	}
 }
