@@ -34,6 +34,7 @@ var (
 	agentUpdateRE  = regexp.MustCompile(`^agent: update: rootfs (\S+) -> (\S+)`)
 	agentUpToDate  = regexp.MustCompile(`^agent: check: up to date \(installed (\S+)\)`)
 	agentRebootRE  = regexp.MustCompile(`^agent: reboot:`)
+	agentFailedRE  = regexp.MustCompile(`^agent: state: rootfs \S+ -> failed`)
 	agentFatalRE   = regexp.MustCompile(`^agent: fatal:`)
 	grubLineRE     = regexp.MustCompile(`grub: booting slot ([ab]) \(primary=(\S*) trial=(\S*) tries=(\d*) bad=([^)]*)\)`)
 	echoRE         = regexp.MustCompile(`^(agent:|grub:|init: agent exited)|Kernel panic`)
@@ -359,7 +360,7 @@ func (s *scenario) v2PowerCutWrite(ctx context.Context) error {
 		return fmt.Errorf("agent found %s, want 2.0.0", m[2])
 	}
 	for {
-		m, err := s.expect(ctx, downloadTimeout, agentProgRE, agentStateRE)
+		m, err := s.expect(ctx, downloadTimeout, agentProgRE, agentFailedRE)
 		if err != nil {
 			return err
 		}

@@ -176,6 +176,9 @@ var lastProgress int64 = -1
 func printEvent(e updater.Event) {
 	switch e := e.(type) {
 	case updater.StateChanged:
+		if e.To == updater.StateDownloading {
+			lastProgress = -1
+		}
 		msg := fmt.Sprintf("state: %s %s -> %s version %s", e.Component, e.From, e.To, e.Version)
 		if e.Reason != "" {
 			msg += " reason: " + e.Reason
