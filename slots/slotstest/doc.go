@@ -11,7 +11,8 @@
 //     across a boot are checked when the control can be booted: it
 //     implements [Rebooter] (a simulated bootloader) or [slots.StartCounter]
 //     (userspace-counted starts).
-//   - [MemSlot] is an in-memory Slot with fault-injection knobs.
+//   - [MemSlot] is an in-memory Slot with fault-injection knobs;
+//     [BlockSlot] is one that wants aligned writes, as a partition does.
 //   - [FakeBoot] is an in-memory A/B bootloader with a real boot counter,
 //     with the semantics the shipped GRUB and U-Boot scripts have.
 //   - [PowerCut] is a power switch shared by MemSlots and FakeBoots: it
@@ -22,7 +23,8 @@
 //
 //	for n := 0; ; n++ {
 //		pc := slotstest.NewPowerCut()
-//		boot := slotstest.NewFakeBoot([]string{"a", "b"}, slotstest.WithPowerCut(pc))
+//		boot := slotstest.NewFakeBoot("a", "b")
+//		boot.SetPowerCut(pc)
 //		b := slotstest.NewMemSlot("b", 1<<20, slotstest.WithPowerCut(pc), slotstest.WithBoot(boot))
 //		pc.CutAfter(n)
 //		err := install(ctx, b, boot) // the code under test

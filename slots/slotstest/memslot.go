@@ -144,6 +144,17 @@ func (m *MemSlot) Bytes() []byte {
 	return append([]byte{}, m.data...)
 }
 
+// SetImage makes img the slot's image, durable, as if written and synced
+// long ago (a factory image); it counts no write operation. Use it to set
+// up the running slot of a test.
+func (m *MemSlot) SetImage(img []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.data = append([]byte{}, img...)
+	m.synced = append([]byte{}, img...)
+	m.has, m.shas = true, true
+}
+
 // SyncedBytes returns a copy of the image as it was at the last successful
 // Sync, or nil if nothing was synced: what survives a power cut.
 func (m *MemSlot) SyncedBytes() []byte {

@@ -239,7 +239,7 @@ func TestFakeBootPowerCutEveryStep(t *testing.T) {
 		boot.SetPowerCut(pc)
 		a := NewMemSlot("a", 100, WithPowerCut(pc), WithBoot(boot))
 		b := NewMemSlot("b", 100, WithPowerCut(pc), WithBoot(boot))
-		a.synced, a.shas, a.data, a.has = oldImg, true, oldImg, true
+		a.SetImage(oldImg)
 		pc.CutAfter(n)
 		err := func() error {
 			w, err := b.Writer(ctx, int64(len(newImg)))
