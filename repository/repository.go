@@ -87,6 +87,10 @@ type InitOptions struct {
 	// named by KeyFileName. Required when keys are generated, so that no
 	// key exists only in memory.
 	KeysDir string
+	// RootKeysDir, when set, receives the root keys instead of KeysDir:
+	// a removable medium, so that the root keys are never on the release
+	// machine's disk.
+	RootKeysDir string
 }
 
 type settings struct {
@@ -193,7 +197,11 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (*Repo, error) {
 			if n == 0 {
 				n = o.Threshold
 			}
-			if opts.KeysDir == "" {
+			kdir := opts.KeysDir
+			if role == RoleRoot && opts.RootKeysDir != "" {
+				kdir = opts.RootKeysDir
+			}
+			if kdir == "" {
 				return nil, errors.New("repository: InitOptions.KeysDir is empty, generated keys would be lost")
 			}
 			for range n {
@@ -201,7 +209,7 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (*Repo, error) {
 				if err != nil {
 					return nil, err
 				}
-				if err := k.WriteFile(filepath.Join(opts.KeysDir, KeyFileName(role, k))); err != nil {
+				if err := k.WriteFile(filepath.Join(kdir, KeyFileName(role, k))); err != nil {
 					return nil, err
 				}
 				keys = append(keys, k)

@@ -21,7 +21,7 @@ import (
 
 type global struct {
 	repo string
-	keys string
+	keys list
 }
 
 // errUsage marks a bad command line.
@@ -32,7 +32,7 @@ func newFlags(name, args string, stderr io.Writer) (*flag.FlagSet, *global) {
 	fs.SetOutput(stderr)
 	g := &global{}
 	fs.StringVar(&g.repo, "repo", "repo", "repository `dir`ectory")
-	fs.StringVar(&g.keys, "keys", "keys", "`dir`ectory of the private keys available on this machine")
+	fs.Var(&g.keys, "keys", "`dir`ectories of the private keys available on this machine, comma-separated or repeated (default \"keys\")")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: switchback-repo %s [flags] %s\n", name, args)
 		fs.PrintDefaults()
@@ -75,10 +75,22 @@ func fail(stderr io.Writer, cmd string, err error) int {
 	return exitFail
 }
 
+// keyDirs returns the -keys directories; the first receives new keys.
+func (g *global) keyDirs() []string {
+	if len(g.keys) == 0 {
+		return []string{"keys"}
+	}
+	return g.keys
+}
+
 func (g *global) open() (*repository.Repo, error) {
-	keys, err := repository.LoadKeys(g.keys)
-	if err != nil {
-		return nil, err
+	var keys []*repository.Key
+	for _, d := range g.keyDirs() {
+		ks, err := repository.LoadKeys(d)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, ks...)
 	}
 	return repository.Open(repository.Config{Dir: g.repo, Keys: keys})
 }
@@ -125,10 +137,11 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(thresholds, "threshold", "signatures a role needs, `role=n` (repeatable; default 1)")
 	fs.Var(nkeys, "nkeys", "keys to generate for a role, `role=n` (default: its threshold)")
 	fs.Var(expiry, "expiry", "expiry period of a role, `role=duration` (defaults: root=8760h targets=2160h snapshot=168h timestamp=24h)")
+	rootKeys := fs.String("root-keys", "", "write the root keys to this `dir`ectory (removable medium) instead of -keys")
 	if c := parseFlags(fs, args, exactly(0)); c >= 0 {
 		return c
 	}
-	opts := repository.InitOptions{KeyType: repository.KeyType(*keyType), KeysDir: g.keys, Roles: map[string]repository.RoleOptions{}}
+	opts := repository.InitOptions{KeyType: repository.KeyType(*keyType), KeysDir: g.keyDirs()[0], RootKeysDir: *rootKeys, Roles: map[string]repository.RoleOptions{}}
 	for _, m := range []roleValues{thresholds, nkeys, expiry} {
 		for role := range m {
 			if !validRole(role) {
@@ -160,9 +173,13 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "init", err)
 	}
-	fmt.Fprintf(stdout, "initialised %s; keys in %s\n", r.Dir(), g.keys)
+	fmt.Fprintf(stdout, "initialised %s; keys in %s\n", r.Dir(), opts.KeysDir)
 	fmt.Fprintf(stdout, "serve %s and %s; devices embed %s\n", r.MetadataDir(), r.TargetsDir(), filepath.Join(r.MetadataDir(), "1.root.json"))
-	fmt.Fprintf(stdout, "move the root-*.pem keys offline; they are needed only to rotate keys\n")
+	if *rootKeys != "" {
+		fmt.Fprintf(stdout, "root keys in %s: keep them offline; add them with -keys %s,%s to rotate keys\n", *rootKeys, opts.KeysDir, *rootKeys)
+	} else {
+		fmt.Fprintf(stdout, "move the root-*.pem keys offline; they are needed only to rotate keys and renew the root\n")
+	}
 	return exitOK
 }
 
@@ -386,8 +403,12 @@ func cmdRotate(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	threshold := fs.Int("threshold", 0, "new threshold (default: the old one, at most -count)")
 	keyType := fs.String("key-type", string(repository.Ed25519), "key type: ed25519 or ecdsa-p256")
 	noPublish := fs.Bool("no-publish", false, "stage the change only")
+	out := fs.String("out", "", "`dir`ectory for the new private keys (default: the first -keys directory)")
 	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
 		return code
+	}
+	if *out == "" {
+		*out = g.keyDirs()[0]
 	}
 	if !validRole(*role) {
 		return fail(stderr, "rotate", fmt.Errorf("%w: -role must be root, targets, snapshot or timestamp", errUsage))
@@ -405,10 +426,11 @@ func cmdRotate(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err != nil {
 			return fail(stderr, "rotate", err)
 		}
-		if err := k.WriteFile(filepath.Join(g.keys, repository.KeyFileName(*role, k))); err != nil {
+		kf := filepath.Join(*out, repository.KeyFileName(*role, k))
+		if err := k.WriteFile(kf); err != nil {
 			return fail(stderr, "rotate", err)
 		}
-		fmt.Fprintf(stdout, "new %s key %s in %s\n", *role, k.ID(), filepath.Join(g.keys, repository.KeyFileName(*role, k)))
+		fmt.Fprintf(stdout, "new %s key %s in %s\n", *role, k.ID(), kf)
 		keys = append(keys, k)
 	}
 	if err := r.RotateKeys(*role, keys, *threshold); err != nil {

@@ -20,7 +20,10 @@
 //	verify    walk the repository as a device would and report what it installs
 //
 // Every command takes -repo DIR (default "repo") and, when it signs, -keys
-// DIR (default "keys"): the private keys available on this machine.
+// DIR[,DIR...] (default "keys"): the private keys available on this
+// machine. "init -root-keys DIR" writes the root keys elsewhere (a
+// removable medium); add that directory to -keys only to rotate keys or
+// renew the root.
 //
 // Exit status: 0 success, 1 failure, 2 usage error, 3 changes staged and
 // waiting for more signatures (see "sign").

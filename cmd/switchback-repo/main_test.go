@@ -155,3 +155,28 @@ func FuzzRoleValues(f *testing.F) {
 		}
 	})
 }
+
+// Root keys on a separate medium: day-to-day commands work without them;
+// a key rotation is staged until they are brought in.
+func TestOfflineRootKeys(t *testing.T) {
+	dir := t.TempDir()
+	repo, keys, usb := filepath.Join(dir, "repo"), filepath.Join(dir, "keys"), filepath.Join(dir, "usb")
+	sb(t, exitOK, "init", "-repo", repo, "-keys", keys, "-root-keys", usb)
+	if m, _ := filepath.Glob(filepath.Join(keys, "root-*.pem")); len(m) != 0 {
+		t.Fatalf("root keys on the release machine: %v", m)
+	}
+	img := filepath.Join(dir, "fw.bin")
+	os.WriteFile(img, []byte("fw"), 0o644)
+	sb(t, exitOK, "add", "-repo", repo, "-keys", keys, "-component", "fw", "-version", "1.0.0", "-hardware", "h", img)
+	sb(t, exitOK, "refresh", "-repo", repo, "-keys", keys)
+	sb(t, exitPending, "rotate", "-repo", repo, "-keys", keys, "-role", "timestamp")
+	out := sb(t, exitOK, "publish", "-repo", repo, "-keys", keys+","+usb)
+	if !strings.Contains(out, "root      v2") {
+		t.Errorf("publish with the root keys:\n%s", out)
+	}
+	sb(t, exitOK, "rotate", "-repo", repo, "-keys", keys, "-keys", usb, "-role", "root", "-out", usb)
+	out = sb(t, exitOK, "verify", "-repo", repo, "-root", filepath.Join(repo, "metadata", "1.root.json"), "-hardware", "h")
+	if !strings.Contains(out, "trusted: root v3") || !strings.Contains(out, "install fw/1.0.0/fw.bin") {
+		t.Errorf("verify:\n%s", out)
+	}
+}
