@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -177,6 +178,7 @@ func (e *env) buildFactory(ctx context.Context, rootJSON []byte) (*factory, erro
 	if err := os.MkdirAll(filepath.Join(e.CacheDir, "runs"), 0o755); err != nil {
 		return nil, err
 	}
+	pruneRuns(filepath.Join(e.CacheDir, "runs"), 2)
 	dir, err := os.MkdirTemp(filepath.Join(e.CacheDir, "runs"), time.Now().UTC().Format("20060102-150405-"))
 	if err != nil {
 		return nil, err
@@ -203,6 +205,27 @@ func (e *env) buildFactory(ctx context.Context, rootJSON []byte) (*factory, erro
 	os.Remove(raw)
 	b.logf("factory disk %s", f.Disk)
 	return f, nil
+}
+
+// pruneRuns removes all but the newest keep run directories (each holds a
+// few hundred MB of images and the console log of its run).
+func pruneRuns(dir string, keep int) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	// Names start with the UTC start time, so they sort by age.
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	for len(names) > keep {
+		os.RemoveAll(filepath.Join(dir, names[0]))
+		names = names[1:]
+	}
 }
 
 // agentArgs is the agent's command line in the root slots' init.

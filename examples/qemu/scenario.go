@@ -35,6 +35,7 @@ var (
 	agentUpToDate  = regexp.MustCompile(`^agent: check: up to date \(installed (\S+)\)`)
 	agentRebootRE  = regexp.MustCompile(`^agent: reboot:`)
 	agentFailedRE  = regexp.MustCompile(`^agent: state: rootfs \S+ -> failed`)
+	agentHealthRE  = regexp.MustCompile(`^agent: health: (\S+) (passed|failed)`)
 	agentFatalRE   = regexp.MustCompile(`^agent: fatal:`)
 	grubLineRE     = regexp.MustCompile(`grub: booting slot ([ab]) \(primary=(\S*) trial=(\S*) tries=(\d*) bad=([^)]*)\)`)
 	echoRE         = regexp.MustCompile(`^(agent:|grub:|init: agent exited)|Kernel panic`)
@@ -122,7 +123,14 @@ func (s *scenario) expectBoot(ctx context.Context, slot, version string) error {
 	if m[1] != slot {
 		return fmt.Errorf("GRUB booted slot %s, want %s (%s)", m[1], slot, m[0])
 	}
-	if m, err = s.expect(ctx, bootTimeout, agentStartedRE, panicRE); err != nil {
+	return s.expectAgent(ctx, slot, version)
+}
+
+// expectAgent waits for the agent's start on slot with version, and checks
+// the data partition's marker.
+func (s *scenario) expectAgent(ctx context.Context, slot, version string) error {
+	m, err := s.expect(ctx, bootTimeout, agentStartedRE, panicRE)
+	if err != nil {
 		return err
 	}
 	if m[1] != version || m[2] != slot {
@@ -304,8 +312,8 @@ func (s *scenario) run(ctx context.Context) error {
 		{"factory v1.0.0 boots from slot a and is committed", s.factoryBoot},
 		{"v2.0.0 published, download into slot b; power cut mid-write", s.v2PowerCutWrite},
 		{"restart: v1.0.0 boots, the download resumes, v2.0.0 verified, armed, reboot", s.v2Resume},
-		{"v2.0.0 trial boot from slot b; power cut during confirmation", s.v2PowerCutConfirm},
-		{"restart: v2.0.0 boots again, healthy, committed", s.v2Commit},
+		{"v2.0.0 trial boot from slot b, healthy; power cut at the commit", s.v2PowerCutConfirm},
+		{"restart: v2.0.0 boots, committed", s.v2Commit},
 		{"v3.0.0 published with a corrupted image: refused before activation", s.v3Corrupt},
 		{"v3.0.0 repaired: installed in slot a, boots, fails health, rolled back to v2.0.0", s.v3Rollback},
 		{"v4.0.0 installed, kernel panics, GRUB falls back to v2.0.0, agent records it", s.v4Panic},
@@ -410,12 +418,26 @@ func (s *scenario) v2Resume(ctx context.Context) error {
 	return err
 }
 
+// v2PowerCutConfirm cuts the power as the last health check reports
+// success: the agent commits (one grubenv write, then the state file)
+// within milliseconds of that line, so the cut lands just before, during or
+// just after the commit. Every case must end with v2.0.0 committed.
 func (s *scenario) v2PowerCutConfirm(ctx context.Context) error {
 	if err := s.expectBoot(ctx, "b", "2.0.0"); err != nil {
 		return err
 	}
 	if _, err := s.expectState(ctx, stepTimeout, "confirming", "2.0.0", "rolled-back"); err != nil {
 		return err
+	}
+	// Two checks: the application's /healthz and the update server.
+	for i := 0; i < 2; i++ {
+		m, err := s.expect(ctx, stepTimeout, agentHealthRE, agentStateRE)
+		if err != nil {
+			return err
+		}
+		if m[2] != "passed" {
+			return fmt.Errorf("health check %s of v2.0.0 failed: %s", m[1], m[0])
+		}
 	}
 	s.powerCut()
 	return nil
@@ -425,7 +447,19 @@ func (s *scenario) v2Commit(ctx context.Context) error {
 	if err := s.start(ctx); err != nil {
 		return err
 	}
-	if err := s.expectBoot(ctx, "b", "2.0.0"); err != nil {
+	g, err := s.expect(ctx, bootTimeout, grubLineRE)
+	if err != nil {
+		return err
+	}
+	switch {
+	case g[1] == "b" && g[2] == "a" && g[3] == "b":
+		s.e.logf("the cut came before the commit reached grubenv: GRUB tries slot b again (tries left %s)", g[4])
+	case g[1] == "b" && g[2] == "b":
+		s.e.logf("the commit reached grubenv before the cut: slot b is primary")
+	default:
+		return fmt.Errorf("after the power cut GRUB chose %s", g[0])
+	}
+	if err := s.expectAgent(ctx, "b", "2.0.0"); err != nil {
 		return err
 	}
 	m, err := s.expect(ctx, stepTimeout, agentConfirmRE)
