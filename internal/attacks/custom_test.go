@@ -1,0 +1,137 @@
+package attacks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/updater"
+	"github.com/switchback-ota/switchback/verify"
+)
+
+// TestWrongHardware: a genuine, signed release for other hardware (a
+// mistake in the release pipeline, or a repository shared by a fleet) is
+// never offered: Check fails with ErrNoUpdate and verify.ErrIncompatible
+// naming the hardware, the bytes are never requested, and the device
+// takes the next release built for it.
+func TestWrongHardware(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		hardware []string
+	}{
+		{"other board", []string{"other-board"}},
+		{"several other boards", []string{"gw-attack-v2", "GW-ATTACK", "gw"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := tuftest.New(t)
+			d := newDevice(t, r, nil)
+			d.honestUpdate("1.1.0")
+			c := custom("1.2.0")
+			c.Hardware = tt.hardware
+			r.AddTarget(targetPath("1.2.0"), image("1.2.0"), c)
+			r.Publish()
+			before := d.snap()
+			err := d.update(context.Background())
+			wantErr(t, "update", err, updater.ErrNoUpdate, verify.ErrIncompatible)
+			d.assertRefused(before, noWrites)
+			if n := r.Requests(targetFile(r, "1.2.0")); n != 0 {
+				t.Errorf("the other hardware's image was requested %d times", n)
+			}
+			d.honestUpdate("1.3.0")
+		})
+	}
+}
+
+// badCustom publishes, at rootfs/bad.img, a release newer than anything
+// else whose custom metadata is raw, and checks that the device ignores
+// it: Check fails with ErrNoUpdate (not ErrIncompatible: the target is
+// not a release at all), its bytes are never requested, nothing is
+// written, and the next valid release is taken.
+func badCustom(t *testing.T, raw json.RawMessage) {
+	t.Helper()
+	r := tuftest.New(t)
+	d := newDevice(t, r, nil)
+	d.honestUpdate("1.1.0")
+	r.AddTarget("rootfs/bad.img", image("9.9.9"), raw)
+	r.Publish()
+	before := d.snap()
+	err := d.update(context.Background())
+	wantErr(t, "update", err, updater.ErrNoUpdate)
+	if errors.Is(err, verify.ErrIncompatible) {
+		t.Errorf("update: %v: the target was taken for a release", err)
+	}
+	d.assertRefused(before, noWrites)
+	if n := r.Requests("targets/" + r.Target("rootfs/bad.img").File); n != 0 {
+		t.Errorf("the target's bytes were requested %d times", n)
+	}
+	d.honestUpdate("1.2.0")
+}
+
+// TestCustomMetadataMissing: a signed target without the switchback
+// custom metadata, or without one of its required fields.
+func TestCustomMetadataMissing(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		raw  string // "" means no custom metadata at all
+	}{
+		{"no custom metadata", ""},
+		{"empty object", `{}`},
+		{"component missing", `{"version":"9.9.9","hardware":["gw-attack"]}`},
+		{"version missing", `{"component":"rootfs","hardware":["gw-attack"]}`},
+		{"hardware missing", `{"component":"rootfs","version":"9.9.9"}`},
+		{"hardware empty", `{"component":"rootfs","version":"9.9.9","hardware":[]}`},
+		{"uncompressed digest missing on a zstd target", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"compression":"zstd"}`},
+		{"patch without its base", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"kind":"patch","of":"rootfs/9.9.9.img","format":"bsdiff","uncompressed":{"length":4096,"sha256":"` + zeros + `"}}`},
+		{"switchback fields nested, not at the top level", `{"switchback":{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"]}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var raw json.RawMessage
+			if tt.raw != "" {
+				raw = json.RawMessage(tt.raw)
+			}
+			badCustom(t, raw)
+		})
+	}
+}
+
+const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// TestCustomMetadataMalformed: a signed target whose switchback custom
+// metadata is present but malformed: wrong JSON types, versions that are
+// not semantic versions, unknown compression or kind, bad digests.
+func TestCustomMetadataMalformed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		raw  string
+	}{
+		{"not an object", `["rootfs","9.9.9"]`},
+		{"a string", `"rootfs 9.9.9"`},
+		{"version a number", `{"component":"rootfs","version":999,"hardware":["gw-attack"]}`},
+		{"version not semantic", `{"component":"rootfs","version":"9.9","hardware":["gw-attack"]}`},
+		{"version garbage", `{"component":"rootfs","version":"latest","hardware":["gw-attack"]}`},
+		{"hardware a string", `{"component":"rootfs","version":"9.9.9","hardware":"gw-attack"}`},
+		{"hardware with an empty id", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack",""]}`},
+		{"min_version not semantic", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"min_version":"one"}`},
+		{"component with a path separator", `{"component":"rootfs/../app","version":"9.9.9","hardware":["gw-attack"]}`},
+		{"unknown compression", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"compression":"lz4","uncompressed":{"length":4096,"sha256":"` + zeros + `"}}`},
+		{"uncompressed sha256 not hex", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"compression":"zstd","uncompressed":{"length":4096,"sha256":"xyz"}}`},
+		{"uncompressed length negative", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"compression":"zstd","uncompressed":{"length":-1,"sha256":"` + zeros + `"}}`},
+		{"uncompressed length a string", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"compression":"zstd","uncompressed":{"length":"4096","sha256":"` + zeros + `"}}`},
+		{"unknown kind", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"kind":"firmware"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			badCustom(t, json.RawMessage(tt.raw))
+		})
+	}
+}
