@@ -337,6 +337,7 @@ func short(ids []string) string {
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, g := newFlags("status", "", stderr)
+	warn := fs.Duration("warn", 0, "exit 1 if a published role expires within this `duration` (for monitoring)")
 	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
 		return code
 	}
@@ -345,7 +346,12 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(stderr, "status", err)
 	}
 	now := time.Now()
+	code := exitOK
 	for _, s := range r.Status() {
+		if *warn > 0 && s.Expires.Sub(now) < *warn {
+			fmt.Fprintf(stderr, "switchback-repo status: %s v%d expires %s, within %v\n", s.Role, s.Version, s.Expires.Format(time.RFC3339), *warn)
+			code = exitFail
+		}
 		left := s.Expires.Sub(now).Round(time.Minute)
 		state := "expires in " + left.String()
 		if left <= 0 {
@@ -359,7 +365,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintf(stdout, "  STAGED version %d, expires %s, signed by %s\n", s.StagedVersion, s.StagedExpires.Format(time.RFC3339), short(s.StagedSignedBy))
 		}
 	}
-	return exitOK
+	return code
 }
 
 func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) int {

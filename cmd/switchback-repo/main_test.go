@@ -169,6 +169,10 @@ func TestOfflineRootKeys(t *testing.T) {
 	os.WriteFile(img, []byte("fw"), 0o644)
 	sb(t, exitOK, "add", "-repo", repo, "-keys", keys, "-component", "fw", "-version", "1.0.0", "-hardware", "h", img)
 	sb(t, exitOK, "refresh", "-repo", repo, "-keys", keys)
+	sb(t, exitOK, "status", "-repo", repo, "-keys", keys, "-warn", "1h")
+	if out := sb(t, exitFail, "status", "-repo", repo, "-keys", keys, "-warn", "48h"); !strings.Contains(out, "timestamp v") {
+		t.Errorf("status -warn 48h did not name the timestamp:\n%s", out)
+	}
 	sb(t, exitPending, "rotate", "-repo", repo, "-keys", keys, "-role", "timestamp")
 	out := sb(t, exitOK, "publish", "-repo", repo, "-keys", keys+","+usb)
 	if !strings.Contains(out, "root      v2") {
