@@ -45,6 +45,7 @@ func TestFetch(t *testing.T) {
 		wantReqs  int    // 0: not checked
 		wantXfer  int64  // -1: not checked
 		wantRst   int
+		stall     time.Duration // StallTimeout; 0: 5s (no spurious stalls on a loaded machine)
 	}{
 		{name: "full", wantReqs: 1, wantXfer: L},
 		{name: "resume with ETag", offset: 500_000, validator: `"v0"`, wantReqs: 1, wantXfer: L - 500_000},
@@ -68,7 +69,7 @@ func TestFetch(t *testing.T) {
 		{name: "cut mid-body resumes", plan: seq(fault{cutAt: 300_000}), wantReqs: 2, wantXfer: L},
 		{name: "cut twice", plan: seq(fault{cutAt: 1}, fault{cutAt: 700_000}), wantReqs: 3, wantXfer: L},
 		{name: "cut then 503 then resume", plan: seq(fault{cutAt: 300_000}, fault{status: 503}), wantReqs: 3, wantXfer: L},
-		{name: "stall mid-body resumes", plan: seq(fault{cutAt: 200_000, stall: true}), wantReqs: 2, wantXfer: L},
+		{name: "stall mid-body resumes", plan: seq(fault{cutAt: 200_000, stall: true}), wantReqs: 2, wantXfer: L, stall: 200 * time.Millisecond},
 		{name: "empty 200", plan: always(fault{contentLen: "0"}), wantErr: ErrLength, want: []byte{}},
 		{name: "resume, wrong Content-Length on 200 keeps the bytes", offset: 500_000, validator: `"v0"`,
 			plan: always(fault{ignoreRange: true, contentLen: "1000"}), wantErr: ErrLength, want: content[:500_000]},
@@ -96,7 +97,11 @@ func TestFetch(t *testing.T) {
 			if retryMax == 0 {
 				retryMax = 4
 			}
-			c, _ := newTestClient(t, Config{RetryMax: retryMax, StallTimeout: 100 * time.Millisecond})
+			stall := tt.stall
+			if stall == 0 {
+				stall = 5 * time.Second
+			}
+			c, _ := newTestClient(t, Config{RetryMax: retryMax, StallTimeout: stall})
 			sink := &memSink{}
 			sink.buf.Write(content[:tt.offset])
 			validator := strings.ReplaceAll(tt.validator, "MIRROR0", srv.url())
