@@ -152,12 +152,20 @@ func unpack(ctx context.Context, r io.Reader, dst string, lim UnpackLimits) erro
 			return err
 		}
 	}
-	// Durability: every file was fsynced when written; now every
-	// directory, so that their entries survive once dst is renamed into
-	// place.
-	for d := range u.dirs {
-		if err := syncRootDir(root, d); err != nil {
-			return err
+	// Durability, before dst is renamed into place: one syncfs of the
+	// file system on Linux (an fsync per file costs a disk flush each,
+	// which made unpacking ten times slower), else an fsync of every file
+	// and directory.
+	return syncTree(root, u.dirs, u.files)
+}
+
+// syncEach fsyncs every directory and regular file unpacked.
+func syncEach(root *os.Root, dirs, files map[string]bool) error {
+	for _, m := range []map[string]bool{files, dirs} {
+		for name := range m {
+			if err := syncRootFile(root, name); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -333,9 +341,6 @@ func (u *unpacker) writeFile(ctx context.Context, name string, perm fs.FileMode,
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
 	return f.Close()
 }
 
@@ -371,8 +376,8 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-func syncRootDir(root *os.Root, dir string) error {
-	d, err := root.Open(dir)
+func syncRootFile(root *os.Root, name string) error {
+	d, err := root.Open(name)
 	if err != nil {
 		return err
 	}
