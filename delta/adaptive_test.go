@@ -540,3 +540,16 @@ func mustZstd(t testing.TB, b []byte) []byte {
 	defer e.Close()
 	return e.EncodeAll(b, nil)
 }
+
+// equalIndex reports whether two indexes are identical (tests, resume).
+func equalIndex(a, b *Index) bool {
+	if a.opts != b.opts || a.length != b.length || len(a.chunks) != len(b.chunks) {
+		return false
+	}
+	for i := range a.chunks {
+		if a.chunks[i] != b.chunks[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -480,16 +480,3 @@ func ParseIndex(data []byte) (*Index, error) {
 	}
 	return &Index{opts: opts, length: int64(length), chunks: chunks}, nil
 }
-
-// equalIndex reports whether two indexes are identical (tests, resume).
-func equalIndex(a, b *Index) bool {
-	if a.opts != b.opts || a.length != b.length || len(a.chunks) != len(b.chunks) {
-		return false
-	}
-	for i := range a.chunks {
-		if a.chunks[i] != b.chunks[i] {
-			return false
-		}
-	}
-	return true
-}

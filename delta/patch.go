@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/bits"
 
 	"github.com/klauspost/compress/zstd"
@@ -80,6 +81,7 @@ type DiffOptions struct {
 //
 // Diff holds base and the new image in memory and an index of 4 bytes
 // per BlockSize bytes of base (for two 512 MiB images: about 1.2 GiB).
+// Publishers have memory; devices only run [Patch].
 func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opts DiffOptions) error {
 	if opts.BlockSize == 0 {
 		opts.BlockSize = 32
@@ -97,10 +99,21 @@ func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opt
 	if n, err := base.ReadAt(old, 0); n < len(old) {
 		return fmt.Errorf("delta: reading base: %w", err)
 	}
-	cur, err := io.ReadAll(io.LimitReader(newImage, MaxImageSize+1))
-	if err != nil {
+	// Size the buffer up front when the reader knows its size, so that
+	// reading does not double the memory.
+	var nb bytes.Buffer
+	switch r := newImage.(type) {
+	case interface{ Len() int }:
+		nb.Grow(r.Len() + 1)
+	case interface{ Stat() (fs.FileInfo, error) }:
+		if fi, err := r.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= MaxImageSize {
+			nb.Grow(int(fi.Size()) + 1)
+		}
+	}
+	if _, err := nb.ReadFrom(io.LimitReader(newImage, MaxImageSize+1)); err != nil {
 		return fmt.Errorf("delta: reading new image: %w", err)
 	}
+	cur := nb.Bytes()
 	if len(cur) > MaxImageSize {
 		return fmt.Errorf("delta: new image larger than %d bytes", int64(MaxImageSize))
 	}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"testing/iotest"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func mustDiff(t testing.TB, base, cur []byte, opts DiffOptions) []byte {
@@ -33,9 +35,10 @@ func TestPatchRoundTrip(t *testing.T) {
 		imagePair{"tiny", []byte("abc"), []byte("abd")},
 		imagePair{"reordered", base, cat(base[40000:], base[:40000])},
 	)
-	for _, bs := range []int{0, 8, 64} {
+	for _, o := range []DiffOptions{{}, {BlockSize: 8, Level: zstd.SpeedFastest}, {BlockSize: 64, Level: zstd.SpeedFastest}} {
+		bs := o.BlockSize
 		for _, pair := range pairs {
-			patch := mustDiff(t, pair.base, pair.new, DiffOptions{BlockSize: bs})
+			patch := mustDiff(t, pair.base, pair.new, o)
 			var out bytes.Buffer
 			if err := Patch(bytes.NewReader(pair.base), iotest.HalfReader(bytes.NewReader(patch)), &out); err != nil {
 				t.Fatalf("%s block %d: %v", pair.name, bs, err)

@@ -39,8 +39,14 @@ type StoreStats struct {
 // [BuildIndex].
 func WriteChunkStore(dir string, ix *Index, image io.Reader) (StoreStats, error) {
 	var st StoreStats
+	// A window of the largest chunk loses nothing (every frame is one
+	// chunk) and keeps the encoder's tables small.
+	window := zstd.MinWindowSize
+	for window < ix.opts.MaxSize {
+		window *= 2
+	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false), zstd.WithWindowSize(window))
 	if err != nil {
 		return st, err
 	}
