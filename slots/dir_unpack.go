@@ -96,10 +96,10 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 }
 
 // unpack extracts a tar archive (plain, gzip or zstd) into dst, an empty
-// directory, and fsyncs everything it created. Every write goes through an
-// os.Root at dst, so nothing lands outside it even if a check below were
-// wrong; the checks exist to give a clear error and to refuse archives
-// that os.Root would accept but that are not sane releases.
+// directory, and makes everything it created durable. Every write goes
+// through an os.Root at dst, so nothing lands outside it even if a check
+// below were wrong; the checks exist to give a clear error and to refuse
+// archives that os.Root would accept but that are not sane releases.
 //
 // Rules: names are relative, and no component is ".."; no entry is
 // written below a symlink of the archive; regular files, directories,
