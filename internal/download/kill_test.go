@@ -83,7 +83,9 @@ func (s *fileSink) Restart() error {
 func (s *fileSink) SetValidator(v string) error { s.validator = v; return nil }
 
 func (s *fileSink) progress(done, _ int64) {
-	if done-s.cp.Offset >= s.interval {
+	// At each interval boundary crossed, so that the test knows which
+	// offsets get checkpointed.
+	if done/s.interval > s.cp.Offset/s.interval {
 		if err := s.f.Sync(); err != nil {
 			panic(err)
 		}
@@ -190,6 +192,7 @@ func TestKillResume(t *testing.T) {
 	state := filepath.Join(dir, "state.json")
 	exited := make(chan error, 1)
 	go func() { exited <- first.Wait() }()
+	hang := time.After(2 * time.Minute) // a guard against a hung child, not a timing check
 	for {
 		cp, _ := readCheckpoint(state)
 		if cp.Offset >= killAfter&^(1<<20-1) {
@@ -198,6 +201,9 @@ func TestKillResume(t *testing.T) {
 		select {
 		case err := <-exited:
 			t.Fatalf("child exited before the kill: %v", err)
+		case <-hang:
+			first.Process.Kill()
+			t.Fatal("the child never checkpointed 6 MiB")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
