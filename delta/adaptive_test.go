@@ -553,3 +553,58 @@ func equalIndex(a, b *Index) bool {
 	}
 	return true
 }
+
+func TestHTTPStore(t *testing.T) {
+	base := randBytes(37, 40000)
+	img := cat(base[:10000], randBytes(38, 6000), base[10000:])
+	ni := mustIndex(t, img, IndexOptions{Chunking: ChunkCDC, AvgSize: 1024})
+	dir := t.TempDir()
+	st, err := WriteChunkStore(dir, ni, bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Written != st.Chunks || st.Chunks == 0 {
+		t.Errorf("first write: %+v, want every chunk written", st)
+	}
+	again, err := WriteChunkStore(dir, ni, bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Written != 0 || again.Bytes != st.Bytes {
+		t.Errorf("second write: %+v, want nothing written and %d bytes", again, st.Bytes)
+	}
+	if _, err := WriteChunkStore(t.TempDir(), ni, bytes.NewReader(base)); err == nil {
+		t.Errorf("store of another image: got nil error, want one")
+	}
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.StripPrefix("/chunks/", http.FileServer(http.Dir(dir))))
+	defer srv.Close()
+	counting := &countingDoer{c: srv.Client(), n: &requests}
+	p, _ := NewPlan(ni, []Base{{Index: mustIndex(t, base, ni.Options())}}, PlanOptions{})
+	var out bytes.Buffer
+	if err := Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(base)}, Source{Store: HTTPStore(counting, srv.URL+"/chunks/")}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), img) {
+		t.Errorf("got %d bytes, want %d (differ)", out.Len(), len(img))
+	}
+	if got, want := requests.Load(), int64(p.Stats().Fetched); got != want {
+		t.Errorf("store requests: got %d, want %d", got, want)
+	}
+	// A store without the chunks: a clear error, no output past the
+	// first missing chunk.
+	err = Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(base)}, Source{Store: HTTPStore(srv.Client(), srv.URL+"/nowhere")}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("missing store: got %v, want a 404 error", err)
+	}
+}
+
+type countingDoer struct {
+	c *http.Client
+	n *atomic.Int64
+}
+
+func (d *countingDoer) Do(r *http.Request) (*http.Response, error) {
+	d.n.Add(1)
+	return d.c.Do(r)
+}
