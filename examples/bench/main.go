@@ -30,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -45,6 +46,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchback-ota/switchback/internal/download"
 	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/updater"
@@ -66,6 +68,8 @@ func main() {
 		err = install(os.Getenv("BENCH_DEVICE"), os.Getenv("BENCH_URL"), os.Getenv("BENCH_ROOT"), os.Getenv("BENCH_FACTORY"), os.Getenv("BENCH_MODE"))
 	case "baseline":
 		err = baseline(os.Getenv("BENCH_URL"), os.Getenv("BENCH_OUT"), os.Getenv("BENCH_SHA256"))
+	case "fetch":
+		err = fetchOnly(os.Getenv("BENCH_URL"), os.Getenv("BENCH_OUT"), os.Getenv("BENCH_SHA256"))
 	default:
 		err = orchestrate()
 	}
@@ -123,7 +127,7 @@ func orchestrate() error {
 
 	// 1. Throughput: baseline and install alternate, so that both see the
 	// same page-cache and disk conditions.
-	var base, inst []float64
+	var base, fetched, inst []float64
 	var hwmBig []int64
 	for i := 0; i < *runs; i++ {
 		out := filepath.Join(work, "baseline.img")
@@ -133,6 +137,12 @@ func orchestrate() error {
 			return fmt.Errorf("baseline: %w", err)
 		}
 		base = append(base, float64(big.size)/1e6/r.Seconds)
+		r, err = runRole("fetch", map[string]string{"BENCH_URL": big.url + "/targets/" + big.target.File, "BENCH_OUT": out, "BENCH_SHA256": big.target.SHA256, "BENCH_LEN": strconv.FormatInt(big.size, 10)})
+		os.Remove(out)
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		fetched = append(fetched, float64(big.size)/1e6/r.Seconds)
 		dev := filepath.Join(work, "device")
 		r, err = runInstall(big, dev, "install")
 		os.RemoveAll(dev)
@@ -144,6 +154,7 @@ func orchestrate() error {
 	}
 	mb, mi := median(base), median(inst)
 	fmt.Printf("baseline (net/http GET → SHA-256 → file → fsync), %s: %.1f MB/s\n", human(big.size), mb)
+	fmt.Printf("transfer layer alone (download.Client.Fetch → SHA-256 → file → fsync, no checkpoints), %s: %.1f MB/s, ratio %.2f\n", human(big.size), median(fetched), median(fetched)/mb)
 	fmt.Printf("install through updater.Install into a file slot (fsync), %s: %.1f MB/s\n", human(big.size), mi)
 	fmt.Printf("install/baseline throughput ratio: %.2f (goal ≥ 0.90)\n", mi/mb)
 
@@ -563,6 +574,55 @@ func baseline(url, out, wantHex string) error {
 		return fmt.Errorf("baseline sha256 %s, want %s", got, wantHex)
 	}
 	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM()})
+}
+
+// fetchOnly is the transfer layer without the updater: download.Client
+// into a file through SHA-256, then fsync.
+func fetchOnly(url, out, wantHex string) error {
+	start := time.Now()
+	c, err := download.New(download.Config{})
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sink := &fileHashSink{f: f, h: sha256.New()}
+	length, err := strconv.ParseInt(os.Getenv("BENCH_LEN"), 10, 64)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Fetch(context.Background(), download.Request{URLs: []string{url}, Length: length}, sink, nil); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(sink.h.Sum(nil)); got != wantHex {
+		return fmt.Errorf("fetch sha256 %s, want %s", got, wantHex)
+	}
+	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM()})
+}
+
+type fileHashSink struct {
+	f *os.File
+	h hash.Hash
+}
+
+func (s *fileHashSink) Write(p []byte) (int, error) {
+	s.h.Write(p)
+	return s.f.Write(p)
+}
+
+func (s *fileHashSink) Restart() error {
+	s.h.Reset()
+	if err := s.f.Truncate(0); err != nil {
+		return err
+	}
+	_, err := s.f.Seek(0, io.SeekStart)
+	return err
 }
 
 // vmHWM is the peak resident set size of this process, in KiB.
