@@ -4,12 +4,21 @@
 //   - install of a 1 GiB image over loopback, through the public updater API
 //     into a file slot (with its fsyncs), in MB/s, and the ratio to a baseline
 //     measured in the same run: a plain net/http GET copied to a file through
-//     SHA-256, then fsync (goal ≥ 0.90);
+//     SHA-256, then fsync (goal ≥ 0.90); and the transfer layer alone
+//     (download.Client.Fetch into the same kind of file, no checkpoints)
+//     against the same baseline;
 //   - peak RSS (VmHWM) of the installing process for 256 MiB and 1 GiB images
 //     (goal ≤ 48 MiB, not growing with the image);
 //   - bytes downloaded twice after the installing process is killed with
 //     SIGKILL at 25 %, 50 % and 75 % and started again (goal ≤ 1 MiB each);
 //   - requests and bytes of an idle check (nothing changed on the server).
+//
+// The install goes through updater.New/Check/Install, so its figures
+// include the updater's durable checkpoints (slot fsync + state file every
+// few MiB), which set both the throughput cost and how much a SIGKILL
+// loses. "Received twice by the device" is what the killed installer had
+// written to its slot beyond the offset the restarted one resumed from;
+// "server wrote" also counts bytes in flight in socket buffers at the kill.
 //
 // Usage:
 //
