@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,6 +189,9 @@ func TestAddTargetRejects(t *testing.T) {
 		{"absolute", "/etc/passwd", rootfs("1.0.0"), AddOptions{}},
 		{"dotdot", "a/../../b", rootfs("1.0.0"), AddOptions{}},
 		{"unclean", "a//b", rootfs("1.0.0"), AddOptions{}},
+		{"query", "a?b=1", rootfs("1.0.0"), AddOptions{}},
+		{"space", "a b", rootfs("1.0.0"), AddOptions{}},
+		{"percent", "a%2fb", rootfs("1.0.0"), AddOptions{}},
 		{"empty", "", rootfs("1.0.0"), AddOptions{}},
 		{"no version", "a", verify.Custom{Component: "x", Hardware: []string{"h"}}, AddOptions{}},
 		{"no hardware", "a", verify.Custom{Component: "x", Version: "1.0.0"}, AddOptions{}},
@@ -537,6 +541,9 @@ func FuzzValidTargetPath(f *testing.F) {
 		full := filepath.Join("/base", filepath.FromSlash(p))
 		if !strings.HasPrefix(full, "/base/") {
 			t.Errorf("valid path %q escapes the base: %s", p, full)
+		}
+		if u := (&url.URL{Path: p}).EscapedPath(); u != p {
+			t.Errorf("valid path %q needs URL escaping: %s", p, u)
 		}
 	})
 }

@@ -263,9 +263,9 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 // ValidTargetPath reports why p cannot be a target path: it must be a
-// clean, relative, slash-separated path without "." or ".." elements,
-// backslashes or control characters, because it becomes a file name on the
-// server.
+// clean, relative, slash-separated path without "." or ".." elements, made
+// of letters, digits and "._-+~@=,", because it becomes both a file name on
+// the server and part of a URL that no client should have to escape.
 func ValidTargetPath(p string) error {
 	bad := func(why string) error { return fmt.Errorf("%w: target path %q %s", ErrBadTarget, p, why) }
 	switch {
@@ -279,8 +279,11 @@ func ValidTargetPath(p string) error {
 		return bad("has a backslash")
 	}
 	for _, c := range p {
-		if c < 0x20 || c == 0x7f {
-			return bad("has a control character")
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.ContainsRune("._-+~@=,/", c):
+		default:
+			return bad(fmt.Sprintf("has the character %q (allowed: letters, digits, \"._-+~@=,/\")", c))
 		}
 	}
 	for _, el := range strings.Split(p, "/") {
