@@ -53,9 +53,6 @@ type swapControl struct {
 	hook func(step string) error
 }
 
-// swapSlotNames are the names of the two slots of a file or directory slot.
-var swapSlotNames = []string{"a", "b"}
-
 func newSwapControl(kind, path string) (*swapControl, error) {
 	if path == "" {
 		return nil, fmt.Errorf("slots: %s slot: empty path", kind)

@@ -12,6 +12,9 @@ import (
 // guessed at.
 const swapStateVersion = 1
 
+// swapSlotNames are the names of the two slots of a file or directory slot.
+var swapSlotNames = []string{"a", "b"}
+
 // maxTries bounds the tries of a trial, to catch corrupt values.
 const maxTries = 1000
 
