@@ -64,7 +64,11 @@
 //	root=$sb_root switchback.slot=$sb_boot switchback.canary=$sb_canary
 //
 // It needs the GRUB modules loadenv, test and eval (GRUB 2.02 or later);
-// they load on demand from $prefix, or build them into a core image.
+// they load on demand from $prefix, or build them into a core image. The
+// tests run it in real GRUB (grub-emu 2.06, the env on a FAT disk): the
+// BootControl conformance suite with GRUB doing the boots, and GRUB's
+// choice and saved count compared with the Go model on 80 blocks,
+// including blocks torn by a power cut.
 //
 // # Booted slot and canary
 //

@@ -22,7 +22,9 @@
 //	default switchback-*
 //
 // so that the first switchback entry in that order boots: the trial while
-// it has tries, then the primary. A fixed default (or a
+// it has tries, then the primary (the tests check this in systemd-boot
+// 252 under OVMF: an entry armed for two tries boots twice, renamed to
+// "+0-2", then the primary boots). A fixed default (or a
 // LoaderEntryDefault EFI variable from "bootctl set-default") would boot
 // an exhausted trial again: [Control.CheckCanary] reports such setups.
 //

@@ -68,6 +68,11 @@
 // same file as a single copy: a fw_env.config line
 // "/boot/switchback.env 0x0 0x4000", or Device{Path, 0, 0x4000}.
 //
+// The tests run boot.cmd in Debian's U-Boot 2023.01 for qemu_arm64
+// under QEMU: the count-down saved with env export -c and fatwrite and
+// read back by us, a trial listed bad never tried, a torn blob booting
+// the first slot.
+//
 // The script imports the variables; if sb_trial names a slot not in sb_bad
 // and sb_tries is 1..9, it decrements sb_tries with setexpr, saves it
 // before the kernel runs (so a trial that hangs uses up its tries) and
