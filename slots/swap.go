@@ -443,11 +443,6 @@ func (c *swapControl) CountStart(ctx context.Context) (BootStatus, error) {
 	return next.status(run), nil
 }
 
-func (s swapState) equal(o swapState) bool {
-	return s.Version == o.Version && s.Primary == o.Primary && s.Trial == o.Trial &&
-		s.TriesLeft == o.TriesLeft && slices.Equal(s.Bad, o.Bad)
-}
-
 // swapSlot is one slot of a swap control. Its image is stored in a file:
 // the version itself for File, the release archive for Dir. Writes go to a
 // staging file with a stable name (image + ".part"), so an interrupted

@@ -135,6 +135,11 @@ func (s swapState) target() string {
 	return s.Primary
 }
 
+func (s swapState) equal(o swapState) bool {
+	return s.Version == o.Version && s.Primary == o.Primary && s.Trial == o.Trial &&
+		s.TriesLeft == o.TriesLeft && slices.Equal(s.Bad, o.Bad)
+}
+
 func withoutSlot(list []string, slot string) []string {
 	out := slices.DeleteFunc(slices.Clone(list), func(x string) bool { return x == slot })
 	if len(out) == 0 {
