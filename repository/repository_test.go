@@ -208,6 +208,26 @@ func TestAddTargetRejects(t *testing.T) {
 			}
 		})
 	}
+	if _, err := r.AddTarget(ctx, "one", strings.NewReader("1"), rootfs("1.0.0"), AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddTarget(ctx, "two", strings.NewReader("2"), rootfs("v1.0.0"), AddOptions{}); !errors.Is(err, ErrBadTarget) {
+		t.Errorf("same release under a second path: %v, want ErrBadTarget", err)
+	}
+	if _, err := r.AddTarget(ctx, "one", strings.NewReader("1b"), rootfs("1.0.0"), AddOptions{}); err != nil {
+		t.Errorf("replacing a target: %v", err)
+	}
+	other := rootfs("1.0.0")
+	other.Hardware = []string{"board-z"}
+	if _, err := r.AddTarget(ctx, "three", strings.NewReader("3"), other, AddOptions{}); err != nil {
+		t.Errorf("same version for other hardware: %v", err)
+	}
+	if err := r.RemoveTarget("one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveTarget("three"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.AddTargetRaw(ctx, "x", strings.NewReader("x"), json.RawMessage("{")); !errors.Is(err, ErrBadTarget) {
 		t.Errorf("AddTargetRaw(bad JSON) = %v, want ErrBadTarget", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -53,7 +54,8 @@ type Target struct {
 // metadata custom, which must be valid (verify.Custom.Validate). With
 // opts.Zstd the stored target is the compressed stream and custom gets its
 // Compression and Uncompressed fields. A target already at path is
-// replaced. The change is staged; Publish makes it visible. Memory use does
+// replaced; the same component, kind and version for a common hardware id
+// under another path is refused, as devices could not choose between them. The change is staged; Publish makes it visible. Memory use does
 // not depend on the size of src.
 func (r *Repo) AddTarget(ctx context.Context, path string, src io.Reader, custom verify.Custom, opts AddOptions) (Target, error) {
 	if opts.Zstd {
@@ -66,6 +68,10 @@ func (r *Repo) AddTarget(ctx context.Context, path string, src io.Reader, custom
 	}
 	if custom.Compression != "" && !opts.Zstd {
 		return Target{}, fmt.Errorf("%w: %s: custom metadata says compression %q but AddOptions.Zstd is off", ErrBadTarget, path, custom.Compression)
+	}
+	if other := r.duplicate(path, custom); other != "" {
+		return Target{}, fmt.Errorf("%w: %s: %s %s for the same hardware is already published as %s; remove it first",
+			ErrBadTarget, path, custom.Component, custom.Version, other)
 	}
 	var finish func(custom *verify.Custom)
 	var enc func(io.Writer) (written func() error)
@@ -302,6 +308,34 @@ func targetOf(p string, tf *metadata.TargetFiles) Target {
 	dir, base := path.Split(p)
 	t.File = path.Join(dir, t.SHA256+"."+base)
 	return t
+}
+
+// duplicate returns another target path holding the same kind, component
+// and version for a common hardware id: devices could not tell which one
+// to install.
+func (r *Repo) duplicate(path string, c verify.Custom) string {
+	kind := func(k string) string {
+		if k == "" {
+			return verify.KindImage
+		}
+		return k
+	}
+	for p, tf := range r.targets().Signed.Targets {
+		if p == path || tf.Custom == nil {
+			continue
+		}
+		o, err := verify.ParseCustom(*tf.Custom)
+		if err != nil || o.Component != c.Component || kind(o.Kind) != kind(c.Kind) || o.Of != c.Of ||
+			verify.CompareVersions(o.Version, c.Version) != 0 {
+			continue
+		}
+		for _, h := range c.Hardware {
+			if slices.Contains(o.Hardware, h) || h == "*" || slices.Contains(o.Hardware, "*") {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 // RemoveTarget drops target path from the working targets metadata. The
