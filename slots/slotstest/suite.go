@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime/debug"
 	"slices"
 	"testing"
 
@@ -35,7 +36,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 	t.Helper()
 	ctx := context.Background()
 
-	t.Run("Name", func(t *testing.T) {
+	run(t, "Name", func(t *testing.T) {
 		s := newSlot(t)
 		n := s.Name()
 		if n == "" {
@@ -46,7 +47,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		}
 	})
 
-	t.Run("Empty", func(t *testing.T) {
+	run(t, "Empty", func(t *testing.T) {
 		s := newSlot(t)
 		r, err := s.Reader(ctx)
 		if err == nil {
@@ -58,7 +59,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 	})
 
 	for _, size := range []int64{0, 1, 4099, 65536 + 3, 3<<20 + 5} {
-		t.Run(fmt.Sprintf("RoundTrip/%d", size), func(t *testing.T) {
+		run(t, fmt.Sprintf("RoundTrip/%d", size), func(t *testing.T) {
 			s := newSlot(t)
 			want := pattern(size, uint64(size))
 			chunk := int64(32 << 10)
@@ -77,7 +78,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		})
 	}
 
-	t.Run("OutOfOrder", func(t *testing.T) {
+	run(t, "OutOfOrder", func(t *testing.T) {
 		s := newSlot(t)
 		const size, chunk = 200_003, 4096
 		want := pattern(size, 7)
@@ -107,7 +108,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		checkImage(t, s, want)
 	})
 
-	t.Run("Resume", func(t *testing.T) {
+	run(t, "Resume", func(t *testing.T) {
 		s := newSlot(t)
 		const size = 150_001
 		want := pattern(size, 9)
@@ -127,7 +128,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		checkImage(t, s, want)
 	})
 
-	t.Run("Rewrite", func(t *testing.T) {
+	run(t, "Rewrite", func(t *testing.T) {
 		s := newSlot(t)
 		first := pattern(100_000, 10)
 		w := openWriter(t, s, int64(len(first)))
@@ -146,7 +147,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		checkImage(t, s, want)
 	})
 
-	t.Run("WriteOutOfRange", func(t *testing.T) {
+	run(t, "WriteOutOfRange", func(t *testing.T) {
 		s := newSlot(t)
 		const size = 1000
 		want := pattern(size, 12)
@@ -168,7 +169,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		checkImage(t, s, want)
 	})
 
-	t.Run("TooLarge", func(t *testing.T) {
+	run(t, "TooLarge", func(t *testing.T) {
 		s := newSlot(t)
 		w, err := s.Writer(ctx, 1<<62)
 		if err == nil {
@@ -179,7 +180,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		}
 	})
 
-	t.Run("NegativeSize", func(t *testing.T) {
+	run(t, "NegativeSize", func(t *testing.T) {
 		s := newSlot(t)
 		w, err := s.Writer(ctx, -1)
 		if err == nil {
@@ -188,7 +189,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		}
 	})
 
-	t.Run("Canceled", func(t *testing.T) {
+	run(t, "Canceled", func(t *testing.T) {
 		s := newSlot(t)
 		want := pattern(10, 13)
 		if w := openWriter(t, s, 10); w != nil {
@@ -212,7 +213,7 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		checkImage(t, s, want)
 	})
 
-	t.Run("UseAfterClose", func(t *testing.T) {
+	run(t, "UseAfterClose", func(t *testing.T) {
 		s := newSlot(t)
 		want := pattern(100, 14)
 		w := openWriter(t, s, 100)
@@ -250,6 +251,20 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 }
 
 var errPanic = errors.New("panicked")
+
+// run runs a subtest, reporting a panic of the implementation as a
+// failure of that subtest instead of ending the whole test binary.
+func run(t *testing.T, name string, f func(t *testing.T)) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Errorf("%v: %v\n%s", errPanic, p, debug.Stack())
+			}
+		}()
+		f(t)
+	})
+}
 
 func safe(f func() error) (err error) {
 	defer func() {
@@ -422,7 +437,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		return nil, st, "", false
 	}
 
-	t.Run("Status", func(t *testing.T) {
+	run(t, "Status", func(t *testing.T) {
 		c, names := newControl(t)
 		st, ok := status(t, c)
 		if !ok {
@@ -447,7 +462,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		}
 	})
 
-	t.Run("UnknownSlot", func(t *testing.T) {
+	run(t, "UnknownSlot", func(t *testing.T) {
 		c, st, _, ok := setup(t)
 		if !ok {
 			return
@@ -466,7 +481,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		expectStatus(t, c, st)
 	})
 
-	t.Run("ArmBooted", func(t *testing.T) {
+	run(t, "ArmBooted", func(t *testing.T) {
 		c, st, _, ok := setup(t)
 		if !ok {
 			return
@@ -477,7 +492,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		expectStatus(t, c, st)
 	})
 
-	t.Run("ArmNoTries", func(t *testing.T) {
+	run(t, "ArmNoTries", func(t *testing.T) {
 		c, st, other, ok := setup(t)
 		if !ok {
 			return
@@ -490,7 +505,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		expectStatus(t, c, st)
 	})
 
-	t.Run("CommitNotRunning", func(t *testing.T) {
+	run(t, "CommitNotRunning", func(t *testing.T) {
 		c, st, other, ok := setup(t)
 		if !ok {
 			return
@@ -505,7 +520,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		expectStatus(t, c, st)
 	})
 
-	t.Run("Arm", func(t *testing.T) {
+	run(t, "Arm", func(t *testing.T) {
 		c, st0, other, ok := setup(t)
 		if !ok {
 			return
@@ -531,7 +546,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		}
 	})
 
-	t.Run("MarkBadRearm", func(t *testing.T) {
+	run(t, "MarkBadRearm", func(t *testing.T) {
 		c, st0, other, ok := setup(t)
 		if !ok {
 			return
@@ -574,7 +589,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		}
 		return nil
 	}
-	t.Run("TrialCommit", func(t *testing.T) {
+	run(t, "TrialCommit", func(t *testing.T) {
 		c, st0, other, ok := setup(t)
 		if !ok {
 			return
@@ -608,7 +623,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		expectStatus(t, c, want)
 	})
 
-	t.Run("TrialExhausted", func(t *testing.T) {
+	run(t, "TrialExhausted", func(t *testing.T) {
 		c, st0, other, ok := setup(t)
 		if !ok {
 			return
@@ -660,7 +675,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		expectStatus(t, c, want)
 	})
 
-	t.Run("TrialRollback", func(t *testing.T) {
+	run(t, "TrialRollback", func(t *testing.T) {
 		c, st0, other, ok := setup(t)
 		if !ok {
 			return
