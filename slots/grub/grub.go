@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -76,6 +78,40 @@ func New(path string, slotNames []string, opts ...Option) (*Control, error) {
 		o(c)
 	}
 	return c, nil
+}
+
+// CreateEnv creates an empty environment block of [BlockSize] bytes at
+// path, as "grub-editenv PATH create" does, durably (fsync of the file and
+// its directory). It fails if path exists.
+func CreateEnv(path string) error {
+	e, err := NewEnv(BlockSize)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("grub: %w", err)
+	}
+	if _, err := f.Write(e.Encode()); err != nil {
+		f.Close()
+		return fmt.Errorf("grub: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("grub: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("grub: %w", err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("grub: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("grub: sync directory of %s: %w", path, err)
+	}
+	return nil
 }
 
 // writeInPlace rewrites the block over its own bytes and fsyncs: GRUB's
@@ -193,6 +229,9 @@ func (c *Control) booted(ctx context.Context) (bootInfo, error) {
 	}
 	if !bi.hasSlot {
 		return bi, fmt.Errorf("grub: %s: %w: is switchback.cfg sourced by grub.cfg, and $sb_args on the linux line? (%w)", c.cmdline, errNoBootedSlot, slots.ErrMismatch)
+	}
+	if !slices.Contains(c.names, bi.slot) {
+		return bi, fmt.Errorf("grub: the kernel command line says %s=%q, not one of the configured slots %q: %w", ParamSlot, bi.slot, c.names, slots.ErrMismatch)
 	}
 	return bi, nil
 }

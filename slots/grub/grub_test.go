@@ -543,3 +543,32 @@ func lookTool(t *testing.T, name string) string {
 	}
 	return p
 }
+
+func TestCreateEnv(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "grubenv")
+	if err := CreateEnv(p); err != nil {
+		t.Fatal(err)
+	}
+	b := mustRead(t, p)
+	if len(b) != BlockSize || !bytes.HasPrefix(b, []byte(Header)) || strings.Trim(string(b[len(Header):]), "#") != "" {
+		t.Errorf("CreateEnv wrote %q", b)
+	}
+	if err := CreateEnv(p); err == nil {
+		t.Errorf("CreateEnv over an existing file: got nil error")
+	}
+	if tool, err := exec.LookPath("grub-editenv"); err == nil {
+		if out, err := exec.Command(tool, p, "set", "x=1").CombinedOutput(); err != nil {
+			t.Errorf("grub-editenv set on our block: %v: %s", err, out)
+		}
+	}
+}
+
+func TestBootedUnknownSlot(t *testing.T) {
+	c := newTestControl(t)
+	if err := writeCmdline(c.cmdline, "c", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(context.Background()); !errors.Is(err, slots.ErrMismatch) {
+		t.Errorf("Status booted from unknown slot c: got %v, want ErrMismatch", err)
+	}
+}

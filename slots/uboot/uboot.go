@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -232,6 +233,9 @@ func (c *Control) write(l loaded, vars []Var) error {
 		target, flags = 1-l.current, l.flags+1
 	}
 	d := c.devs[target]
+	// libubootenv writes its ".flags" variable after all others.
+	vars = append(slices.DeleteFunc(slices.Clone(vars), func(v Var) bool { return v.Name == ".flags" }),
+		slices.DeleteFunc(slices.Clone(vars), func(v Var) bool { return v.Name != ".flags" })...)
 	b, err := EncodeImage(vars, d.EnvSize, c.redundant(), flags, 0)
 	if err != nil {
 		return err
@@ -339,6 +343,9 @@ func (c *Control) booted(ctx context.Context) (bootInfo, error) {
 	}
 	if !bi.hasSlot {
 		return bi, fmt.Errorf("uboot: %s: %w: does the boot script (boot.cmd) run, and add to bootargs? (%w)", c.cmdline, errNoBootedSlot, slots.ErrMismatch)
+	}
+	if !slices.Contains(c.names, bi.slot) {
+		return bi, fmt.Errorf("uboot: the kernel command line says %s=%q, not one of the configured slots %q: %w", ParamSlot, bi.slot, c.names, slots.ErrMismatch)
 	}
 	return bi, nil
 }

@@ -537,3 +537,25 @@ func TestBootCmd(t *testing.T) {
 		t.Errorf("boot.scr does not hold boot.cmd")
 	}
 }
+
+// libubootenv keeps its .flags variable last; so do we.
+func TestFlagsVarLast(t *testing.T) {
+	ctx := context.Background()
+	c := newTestControl(t, false)
+	if err := c.SetEnv(ctx, map[string]string{".flags": "sb_tries:dw", "zz": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := l.vars[len(l.vars)-1]; last.Name != ".flags" {
+		t.Errorf("last variable %q, want .flags (vars %q)", last.Name, l.vars)
+	}
+	if err := writeCmdline(c.cmdline, "nope", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(ctx); !errors.Is(err, slots.ErrMismatch) {
+		t.Errorf("Status booted from an unknown slot: got %v, want ErrMismatch", err)
+	}
+}
