@@ -787,3 +787,53 @@ func TestStaleStagedChangeRefused(t *testing.T) {
 		t.Errorf("Open with a conflicting staged change: %v, want ErrConflict", err)
 	}
 }
+
+func TestPrune(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	r, err := Init(ctx, Config{Dir: t.TempDir(), Now: clock}, InitOptions{KeysDir: filepath.Join(t.TempDir(), "keys")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := r.AddTarget(ctx, "rootfs/old.img", strings.NewReader("old"), rootfs("1.0.0"), AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveTarget("rootfs/old.img"); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := r.AddTarget(ctx, "rootfs/new.img", strings.NewReader("new"), rootfs("1.1.0"), AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The old targets version has not expired: a device may still be
+	// fetching old.img.
+	removed, err := r.Prune(ctx)
+	if err != nil || len(removed) != 0 {
+		t.Fatalf("Prune before expiry = %v, %v; want nothing", removed, err)
+	}
+	now = now.Add(DefaultExpiry[RoleTargets] + time.Hour)
+	removed, err = r.Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"metadata/1.snapshot.json", "metadata/1.targets.json", "metadata/2.snapshot.json", "metadata/2.targets.json", "targets/" + old.File}
+	if strings.Join(removed, " ") != strings.Join(want, " ") {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	for _, f := range []string{"targets/" + cur.File, "metadata/1.root.json", "metadata/3.targets.json", "metadata/3.snapshot.json", "metadata/timestamp.json"} {
+		if _, err := os.Stat(filepath.Join(r.Dir(), f)); err != nil {
+			t.Errorf("pruned %s: %v", f, err)
+		}
+	}
+	// Still a valid repository (the clock back to now for the device).
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

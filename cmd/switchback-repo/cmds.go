@@ -402,6 +402,26 @@ func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return publish(ctx, r, "refresh", stdout, stderr)
 }
 
+func cmdPrune(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, g := newFlags("prune", "", stderr)
+	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
+		return code
+	}
+	r, err := g.open()
+	if err != nil {
+		return fail(stderr, "prune", err)
+	}
+	removed, err := r.Prune(ctx)
+	for _, p := range removed {
+		fmt.Fprintf(stdout, "removed %s\n", p)
+	}
+	if err != nil {
+		return fail(stderr, "prune", err)
+	}
+	fmt.Fprintf(stdout, "%d files removed\n", len(removed))
+	return exitOK
+}
+
 func cmdRotate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, g := newFlags("rotate", "", stderr)
 	role := fs.String("role", "", "role whose keys are replaced (required)")

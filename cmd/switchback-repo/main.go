@@ -16,6 +16,7 @@
 //	publish   sign and publish staged changes
 //	refresh   re-sign snapshot and timestamp with fresh expiry (for cron)
 //	rotate    replace a role's keys
+//	prune     delete targets and metadata no device can still ask for
 //	sign      export / sign / merge for threshold and offline signing
 //	verify    walk the repository as a device would and report what it installs
 //
@@ -64,6 +65,7 @@ commands:
   publish   sign and publish staged changes
   refresh   re-sign snapshot and timestamp with fresh expiry (run from cron)
   rotate    replace a role's keys
+  prune     delete targets and metadata no device can still ask for
   sign      export | sign | merge: threshold and offline signing
   verify    walk the repository as a device would
 
@@ -84,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"publish": cmdPublish,
 		"refresh": cmdRefresh,
 		"rotate":  cmdRotate,
+		"prune":   cmdPrune,
 		"sign":    cmdSign,
 		"verify":  cmdVerify,
 	}

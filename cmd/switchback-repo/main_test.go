@@ -98,6 +98,9 @@ func TestThresholdSigningFlow(t *testing.T) {
 		t.Errorf("list -json:\n%s", out)
 	}
 	sb(t, exitOK, "remove", "-repo", repo, "-keys", keys, "-no-publish", "app/1.0.0/app.bin")
+	if out := sb(t, exitOK, "prune", "-repo", repo, "-keys", keys); !strings.Contains(out, "0 files removed") {
+		t.Errorf("prune of an unexpired repository: %s", out)
+	}
 	sb(t, exitFail, "remove", "-repo", repo, "-keys", keys, "app/9/none")
 }
 

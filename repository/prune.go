@@ -1,0 +1,103 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// Prune deletes what no device can still ask for: target files named by no
+// targets metadata that is current or not yet expired, and snapshot and
+// targets metadata older than the published version and expired. Root
+// metadata is never deleted (devices walk every version), nor are
+// temporary files of an AddTarget in progress. It returns the removed
+// paths, relative to the repository directory.
+func (r *Repo) Prune(ctx context.Context) ([]string, error) {
+	unlock, err := lockDir(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := r.checkUnchanged(); err != nil {
+		return nil, err
+	}
+	now := r.now()
+	keep := map[string]bool{}
+	var removed []string
+	remove := func(rel string) error {
+		if err := os.Remove(filepath.Join(r.dir, filepath.FromSlash(rel))); err != nil {
+			return fmt.Errorf("repository: prune: %w", err)
+		}
+		removed = append(removed, rel)
+		return nil
+	}
+	entries, err := os.ReadDir(r.MetadataDir())
+	if err != nil {
+		return nil, fmt.Errorf("repository: %w", err)
+	}
+	for _, role := range []string{RoleTargets, RoleSnapshot} {
+		cur := versionOf(r.pub[role])
+		for _, e := range entries {
+			n, ok := strings.CutSuffix(e.Name(), "."+role+".json")
+			v, err := strconv.ParseInt(n, 10, 64)
+			if !ok || err != nil {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(r.MetadataDir(), e.Name()))
+			if err != nil {
+				return nil, fmt.Errorf("repository: %w", err)
+			}
+			m, err := parse(role, b)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Name(), err)
+			}
+			_, exp, _, _ := common(m)
+			live := v >= cur || exp.After(now)
+			if role == RoleTargets && live {
+				for p, tf := range m.(*metadata.Metadata[metadata.TargetsType]).Signed.Targets {
+					dir, base := path.Split(p)
+					for _, h := range tf.Hashes {
+						keep[path.Join(dir, fmt.Sprintf("%x.%s", []byte(h), base))] = true
+					}
+				}
+			}
+			if !live {
+				if err := remove(path.Join(metadataDir, e.Name())); err != nil {
+					return removed, err
+				}
+			}
+		}
+	}
+	err = filepath.WalkDir(r.TargetsDir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+			return nil
+		}
+		rel, err := filepath.Rel(r.TargetsDir(), p)
+		if err != nil {
+			return err
+		}
+		if keep[filepath.ToSlash(rel)] {
+			return nil
+		}
+		return remove(path.Join(targetsDir, filepath.ToSlash(rel)))
+	})
+	sort.Strings(removed)
+	if err != nil {
+		return removed, fmt.Errorf("repository: prune: %w", err)
+	}
+	return removed, nil
+}
