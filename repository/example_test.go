@@ -98,3 +98,34 @@ func ExampleSignExported() {
 	// targets 1 <nil>
 	// <nil>
 }
+
+// Rotating the root key: the new root is signed by the old and the new
+// key, so a device that trusts version 1 walks to version 2; the old key
+// signs nothing after that.
+func ExampleRepo_RotateKeys() {
+	ctx := context.Background()
+	work, _ := os.MkdirTemp("", "switchback-repo")
+	defer os.RemoveAll(work)
+	repo, err := repository.Init(ctx, repository.Config{Dir: filepath.Join(work, "repo")},
+		repository.InitOptions{KeysDir: filepath.Join(work, "keys")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	newRoot, err := repository.GenerateKey(repository.ECDSAP256)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := newRoot.WriteFile(filepath.Join(work, "offline", repository.KeyFileName(repository.RoleRoot, newRoot))); err != nil {
+		log.Fatal(err)
+	}
+	if err := repo.RotateKeys(repository.RoleRoot, []*repository.Key{newRoot}, 1); err != nil {
+		log.Fatal(err)
+	}
+	if err := repo.Publish(ctx); err != nil {
+		log.Fatal(err)
+	}
+	root := repo.Status()[0]
+	fmt.Println(root.Role, root.Version, len(root.SignedBy), "signatures")
+	// Output:
+	// root 2 2 signatures
+}
