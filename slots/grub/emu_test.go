@@ -173,7 +173,7 @@ func TestRealGrubMatchesModel(t *testing.T) {
 		}
 		after := mustRead(t, c.path)
 		add()
-		// Torn versions of this write, every third byte of the change.
+		// Torn versions of this write, every fifth byte of the change.
 		first, last := 0, len(after)
 		for first < last && before[first] == after[first] {
 			first++
@@ -181,7 +181,7 @@ func TestRealGrubMatchesModel(t *testing.T) {
 		for last > first && before[last-1] == after[last-1] {
 			last--
 		}
-		for k := first + 1; k < last; k += 3 {
+		for k := first + 1; k < last; k += 5 {
 			torn := append(bytes.Clone(after[:k]), before[k:]...)
 			blocks = append(blocks, torn)
 		}
