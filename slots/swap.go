@@ -133,6 +133,12 @@ func (c *swapControl) open(factory func(fs.FileInfo) bool, migrate, replace func
 	if !isLink && !factory(fi) {
 		return fmt.Errorf("slots: %s slot %s is a %v, want a %s or a symlink made by switchback", c.kind, c.path, fi.Mode().Type(), c.kind)
 	}
+	if isLink {
+		// Refuse a symlink that is not ours before creating anything.
+		if _, err := c.booted(); err != nil {
+			return err
+		}
+	}
 	if err := os.Mkdir(c.dir, 0o755); err == nil {
 		if err := syncDir(filepath.Dir(c.path)); err != nil {
 			return err

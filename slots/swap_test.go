@@ -165,6 +165,9 @@ func TestNewFileErrors(t *testing.T) {
 	if target, _ := os.Readlink(filepath.Join(dir, "foreign")); target != "/etc/hostname" {
 		t.Errorf("foreign symlink changed to %q", target)
 	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("refused paths left %d entries in their directory, want the 2 made by the test", len(ents))
+	}
 }
 
 func TestFileCorruptState(t *testing.T) {
