@@ -14,6 +14,8 @@ import (
 	"sync"
 	"unicode/utf16"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/switchback-ota/switchback/internal/durable"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/partition"
@@ -86,7 +88,9 @@ func (c *Config) validate() error {
 // [slots.CanaryChecker], checking that systemd-boot is configured so that
 // the counting works.
 //
-// A Control is safe for concurrent use within a process.
+// A Control is safe for concurrent use; steps of several processes are
+// serialized with flock(2) on the entries directory (systemd-boot itself
+// does not lock: it runs when nothing else does).
 type Control struct {
 	cfg Config
 	mu  sync.Mutex
@@ -510,6 +514,16 @@ func (c *Control) step(ctx context.Context, plan func(st state, booted string) (
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Other processes (another switchback, bootctl) are kept out with
+	// flock(2) on the entries directory.
+	d, err := os.Open(c.entriesDir())
+	if err != nil {
+		return fmt.Errorf("sdboot: %w", err)
+	}
+	defer d.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("sdboot: lock %s: %w", c.entriesDir(), err)
+	}
 	st, err := c.load()
 	if err != nil {
 		return err
