@@ -168,6 +168,9 @@ func (d *Dir) install(slot, tmp string) error {
 		os.RemoveAll(tmp)
 		return err
 	}
+	if err := d.c.step("dir:old-removed"); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, tree); err != nil {
 		os.RemoveAll(tmp)
 		return err

@@ -84,6 +84,14 @@ func NewFile(path string, opts ...FileOption) (*File, error) {
 // a temporary name and renamed, so it replaces a stale slot a left by an
 // earlier install.
 func (f *File) migrate() error {
+	if fa, err := os.Lstat(f.c.slotPath("a")); err == nil {
+		if fp, err := os.Lstat(f.c.path); err == nil && os.SameFile(fa, fp) {
+			// Linked by an earlier, interrupted migration. (Renaming a
+			// link over another link to the same file would do nothing
+			// and leave the temporary name behind.)
+			return syncDir(f.c.dir)
+		}
+	}
 	tmp := filepath.Join(f.c.dir, ".a.migrate")
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

@@ -183,7 +183,9 @@ func (c *swapControl) open(factory func(fs.FileInfo) bool, migrate, replace func
 }
 
 // removeLeftovers removes the temporary files a cut can leave: renameio's
-// temporary state files in the state directory, and the temporary
+// temporary state files, half-unpacked trees and migration links in the
+// state directory (no change is under way: the caller holds the lock),
+// and the temporary
 // directories renameio.Symlink makes beside the path (named "."+base
 // followed by digits, holding only "tmp.symlink"). Nothing else is touched.
 func (c *swapControl) removeLeftovers() error {
@@ -192,8 +194,13 @@ func (c *swapControl) removeLeftovers() error {
 		return fmt.Errorf("slots: %s slot: %w", c.kind, err)
 	}
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".state.json") && e.Type().IsRegular() {
-			if err := os.Remove(filepath.Join(c.dir, e.Name())); err != nil {
+		n := e.Name()
+		leftover := strings.HasPrefix(n, ".state.json") || n == ".a.migrate"
+		for _, slot := range c.names {
+			leftover = leftover || strings.HasPrefix(n, "."+slot+".unpack-")
+		}
+		if leftover {
+			if err := os.RemoveAll(filepath.Join(c.dir, n)); err != nil {
 				return fmt.Errorf("slots: %s slot: removing a leftover: %w", c.kind, err)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -150,6 +151,15 @@ func (k kind) reboot(t *testing.T, path string, versions map[string]string) (*sw
 	c, err := k.open(path, nil)
 	if err != nil {
 		t.Fatalf("open after the crash: %v", err)
+	}
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("open left the temporary %s in %s", e.Name(), c.dir)
+		}
 	}
 	st, err := c.CountStart(context.Background())
 	if err != nil {
