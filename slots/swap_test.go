@@ -379,3 +379,39 @@ func TestDirMigrationRefusesSpecialFiles(t *testing.T) {
 		t.Errorf("%s is no longer the factory directory: %v, %v", p, fi, err)
 	}
 }
+
+// TestFileConcurrentStarts counts starts from several instances at once,
+// as separate processes would (each holds its own lock file descriptor):
+// no try is lost or counted twice.
+func TestFileConcurrentStarts(t *testing.T) {
+	f := factoryFile(t, "v1")
+	stage(t, f.Slots()[1], []byte("v2"))
+	const starts = 8
+	if err := f.Arm(ctx, "b", starts+1); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, starts)
+	for range starts {
+		go func() {
+			g, err := slots.NewFile(f.Path())
+			if err != nil {
+				errs <- err
+				return
+			}
+			_, err = g.CountStart(ctx)
+			errs <- err
+		}()
+	}
+	for range starts {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := f.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Trial != "b" || st.TriesLeft != 1 {
+		t.Errorf("after %d concurrent starts: %+v, want trial b with 1 try left", starts, st)
+	}
+}
