@@ -369,7 +369,7 @@ func TestDirMigrationRefusesSpecialFiles(t *testing.T) {
 	os.Mkdir(p, 0o755)
 	os.WriteFile(filepath.Join(p, "VERSION"), []byte("v1"), 0o644)
 	if err := syscall.Mkfifo(filepath.Join(p, "fifo"), 0o600); err != nil {
-		t.Skipf("cannot make a fifo here: %v", err)
+		t.Fatalf("mkfifo: %v", err)
 	}
 	if _, err := slots.NewDir(p); err == nil {
 		t.Fatalf("NewDir of a tree holding a fifo: got nil error, want one")
