@@ -36,6 +36,7 @@ var (
 	agentRebootRE  = regexp.MustCompile(`^agent: reboot:`)
 	agentFailedRE  = regexp.MustCompile(`^agent: state: rootfs \S+ -> failed`)
 	agentHealthRE  = regexp.MustCompile(`^agent: health: (\S+) (passed|failed)`)
+	confirmStepRE  = regexp.MustCompile(`^agent: (state: rootfs \S+ -> (confirming|committed)|confirm: (ok|rolled back|error))`)
 	agentFatalRE   = regexp.MustCompile(`^agent: fatal:`)
 	grubLineRE     = regexp.MustCompile(`grub: booting slot ([ab]) \(primary=(\S*) trial=(\S*) tries=(\d*) bad=([^)]*)\)`)
 	echoRE         = regexp.MustCompile(`^(agent:|grub:|init: agent exited)|Kernel panic`)
@@ -54,6 +55,7 @@ type scenario struct {
 	marker string // the data partition's token, from the first boot
 	steps  []stepTime
 	images map[string]string // version -> slot image
+	grubAt time.Time         // when GRUB last said which slot it boots
 }
 
 type stepTime struct {
@@ -79,12 +81,23 @@ func (s *scenario) step(name string, fn func() error) error {
 // start starts QEMU on the device's disk (after a power cut, or the first
 // time).
 func (s *scenario) start(ctx context.Context) error {
+	var dlStart time.Time
 	v, err := startVM(ctx, vmConfig{
 		Disk: s.disk, Busybox: s.f.Assets.Busybox, Port: s.srv.port, WorkDir: s.dir,
 		Console: s.e.consoleWriter(s.dir),
 		Echo: func(line string) {
 			if echoRE.MatchString(line) {
 				s.e.logf("  guest| %s", line)
+			}
+			// Time each download: network, write to the slot, verification.
+			if m := agentStateRE.FindStringSubmatch(line); m != nil {
+				switch {
+				case m[2] == "downloading":
+					dlStart = time.Now()
+				case m[1] == "downloading" && !dlStart.IsZero():
+					s.e.logf("download of %s (stream to the slot, verify): %.1fs, ended %s", m[3], time.Since(dlStart).Seconds(), m[2])
+					dlStart = time.Time{}
+				}
 			}
 		},
 	})
@@ -120,6 +133,7 @@ func (s *scenario) expectBoot(ctx context.Context, slot, version string) error {
 	if err != nil {
 		return err
 	}
+	s.grubAt = time.Now()
 	if m[1] != slot {
 		return fmt.Errorf("GRUB booted slot %s, want %s (%s)", m[1], slot, m[0])
 	}
@@ -135,6 +149,9 @@ func (s *scenario) expectAgent(ctx context.Context, slot, version string) error 
 	}
 	if m[1] != version || m[2] != slot {
 		return fmt.Errorf("agent started on version %s slot %s, want %s on slot %s", m[1], m[2], version, slot)
+	}
+	if !s.grubAt.IsZero() {
+		s.e.logf("boot: GRUB to agent in %.1fs", time.Since(s.grubAt).Seconds())
 	}
 	if m, err = s.expect(ctx, stepTimeout, agentDataRE); err != nil {
 		return err
@@ -451,6 +468,7 @@ func (s *scenario) v2Commit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.grubAt = time.Now()
 	switch {
 	case g[1] == "b" && g[2] == "a" && g[3] == "b":
 		s.e.logf("the cut came before the commit reached grubenv: GRUB tries slot b again (tries left %s)", g[4])
@@ -462,12 +480,24 @@ func (s *scenario) v2Commit(ctx context.Context) error {
 	if err := s.expectAgent(ctx, "b", "2.0.0"); err != nil {
 		return err
 	}
-	m, err := s.expect(ctx, stepTimeout, agentConfirmRE)
-	if err != nil {
-		return err
-	}
-	if m[1] != "ok" {
-		return fmt.Errorf("confirmation after the power cut: %s", m[0])
+	var confirming time.Time
+	for {
+		m, err := s.expect(ctx, stepTimeout, confirmStepRE)
+		if err != nil {
+			return err
+		}
+		switch {
+		case m[2] == "confirming":
+			confirming = time.Now()
+		case m[2] == "committed" && !confirming.IsZero():
+			s.e.logf("health checks and commit took %.1fs", time.Since(confirming).Seconds())
+		case m[3] == "ok":
+		case m[3] != "":
+			return fmt.Errorf("confirmation after the power cut: %s", m[0])
+		}
+		if m[3] != "" {
+			break
+		}
 	}
 	return s.expectStatus(ctx, map[string]string{"installed": "2.0.0", "booted": "b", "primary": "b", "trial": ""})
 }
