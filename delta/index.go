@@ -201,7 +201,8 @@ func NewIndexWriter(opts IndexOptions) (*IndexWriter, error) {
 	return w, nil
 }
 
-// Write indexes p. It never fails except after [IndexWriter.Index].
+// Write indexes p. It fails only after [IndexWriter.Index], or past
+// [MaxChunks] or [MaxImageSize].
 func (w *IndexWriter) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, errors.New("delta: write to a finished IndexWriter")

@@ -28,7 +28,7 @@ type PlanOptions struct {
 	// default 8 MiB. A single chunk larger than it gets its own request.
 	MaxRequestBytes int64
 	// MaxGap is the largest run of present bytes fetched anyway to merge
-	// two requests into one; default 16 KiB.
+	// two requests into one; default 16 KiB, negative for never.
 	MaxGap int64
 }
 
