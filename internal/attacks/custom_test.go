@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/switchback-ota/switchback/internal/tuftest"
@@ -47,17 +48,32 @@ func TestWrongHardware(t *testing.T) {
 	}
 }
 
-// badCustom publishes, at rootfs/bad.img, a release newer than anything
-// else whose custom metadata is raw, and checks that the device ignores
-// it: Check fails with ErrNoUpdate (not ErrIncompatible: the target is
-// not a release at all), its bytes are never requested, nothing is
-// written, and the next valid release is taken.
-func badCustom(t *testing.T, raw json.RawMessage) {
-	t.Helper()
+// customSuite runs bad-custom-metadata cases one after the other on one
+// device (the cases share a shape and are cheap; a device per case would
+// only repeat the setup). Each case publishes, at rootfs/bad-<n>.img, a
+// release newer than anything else whose custom metadata is raw, and
+// checks that the device ignores it: Check fails with ErrNoUpdate (not
+// ErrIncompatible: the target is not a release at all), its bytes are
+// never requested, nothing is written; then the next valid release is
+// taken while the bad targets are still listed.
+type customSuite struct {
+	r *tuftest.Repo
+	d *device
+	n int
+}
+
+func newCustomSuite(t *testing.T) *customSuite {
 	r := tuftest.New(t)
-	d := newDevice(t, r, nil)
-	d.honestUpdate("1.1.0")
-	r.AddTarget("rootfs/bad.img", image("9.9.9"), raw)
+	return &customSuite{r: r, d: newDevice(t, r, nil)}
+}
+
+func (s *customSuite) run(t *testing.T, raw json.RawMessage) {
+	t.Helper()
+	s.n++
+	r, d := s.r, s.d
+	d.t = t
+	path := fmt.Sprintf("rootfs/bad-%d.img", s.n)
+	r.AddTarget(path, image("9.9.9"), raw)
 	r.Publish()
 	before := d.snap()
 	err := d.update(context.Background())
@@ -66,10 +82,10 @@ func badCustom(t *testing.T, raw json.RawMessage) {
 		t.Errorf("update: %v: the target was taken for a release", err)
 	}
 	d.assertRefused(before, noWrites)
-	if n := r.Requests("targets/" + r.Target("rootfs/bad.img").File); n != 0 {
+	if n := r.Requests("targets/" + r.Target(path).File); n != 0 {
 		t.Errorf("the target's bytes were requested %d times", n)
 	}
-	d.honestUpdate("1.2.0")
+	d.honestUpdate(fmt.Sprintf("1.%d.0", s.n))
 }
 
 // TestCustomMetadataMissing: a signed target without the switchback
@@ -90,14 +106,14 @@ func TestCustomMetadataMissing(t *testing.T) {
 		{"patch without its base", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"kind":"patch","of":"rootfs/9.9.9.img","format":"bsdiff","uncompressed":{"length":4096,"sha256":"` + zeros + `"}}`},
 		{"switchback fields nested, not at the top level", `{"switchback":{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"]}}`},
 	}
+	s := newCustomSuite(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			var raw json.RawMessage
 			if tt.raw != "" {
 				raw = json.RawMessage(tt.raw)
 			}
-			badCustom(t, raw)
+			s.run(t, raw)
 		})
 	}
 }
@@ -128,10 +144,10 @@ func TestCustomMetadataMalformed(t *testing.T) {
 		{"uncompressed length a string", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"compression":"zstd","uncompressed":{"length":"4096","sha256":"` + zeros + `"}}`},
 		{"unknown kind", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"kind":"firmware"}`},
 	}
+	s := newCustomSuite(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			badCustom(t, json.RawMessage(tt.raw))
+			s.run(t, json.RawMessage(tt.raw))
 		})
 	}
 }
