@@ -408,6 +408,7 @@ func (u *Updater) install(ctx context.Context, up Update) (err error) {
 		}
 	}
 	cs := u.st.component(c.Name)
+	pd0 := cs.Pending
 	if pd := cs.Pending; pd != nil && pd.Phase == PhaseArmed {
 		return fmt.Errorf("updater: install %s: %w (%s in slot %s)", c.Name, ErrTrialPending, pd.Version, pd.Slot)
 	}
@@ -415,7 +416,7 @@ func (u *Updater) install(ctx context.Context, up Update) (err error) {
 	if err != nil {
 		return fmt.Errorf("updater: install %s: boot status: %w", c.Name, err)
 	}
-	if bs.Trial != "" && bs.TriesLeft > 0 {
+	if bs.Trial != "" && bs.TriesLeft > 0 && !(pd0 != nil && pd0.Phase == PhaseVerified && pd0.Slot == bs.Trial) {
 		return fmt.Errorf("updater: install %s: %w (boot control has slot %s armed)", c.Name, ErrTrialPending, bs.Trial)
 	}
 	slot, err := inactive(c, bs)
@@ -633,14 +634,22 @@ func (u *Updater) confirm(ctx context.Context, c *Component) (restart bool, err 
 		}
 	}
 	if pd.Phase != PhaseArmed {
-		// Crashed between Arm and saving "armed"? Ask the boot control.
-		if bs.Trial == pd.Slot || bs.Booted == pd.Slot && bs.Primary != pd.Slot {
+		// Crashed between Arm and saving "armed"? Only a boot of the
+		// trial proves the Arm took: an Arm torn by a power cut can leave
+		// a trial with no tries, which is not a fallback. Otherwise
+		// Install redoes the Arm (or resumes the download).
+		if bs.Booted == pd.Slot && bs.Primary != pd.Slot {
 			pd.Phase = PhaseArmed
 		} else {
-			return false, nil // an unfinished download: Install resumes it
+			return false, nil
 		}
 	}
 	version := pd.Version
+	if bs.Booted != pd.Slot && bs.Trial == pd.Slot && bs.TriesLeft > 0 {
+		// Armed, and not started yet: this process restarted before the
+		// reboot (or application restart) that tries the new version.
+		return false, nil
+	}
 	if bs.Booted != pd.Slot {
 		// The trial never confirmed: the bootloader ran out of tries (or the
 		// start counter swapped back) and the previous version runs.
