@@ -600,12 +600,12 @@ func (s *scenario) noRetry(ctx context.Context) error {
 		return err
 	}
 	// Several polls (3 s apart) must go by without a download.
-	_, err := s.v.wait(ctx, 20*time.Second, agentUpdateRE, nil)
+	_, err := s.v.wait(ctx, 15*time.Second, agentUpdateRE, nil)
 	switch {
 	case err == nil:
 		return errors.New("the agent tried a blocklisted release again")
 	case errors.Is(err, errNoMatch):
-		s.e.logf("20 s of polling: no release tried again")
+		s.e.logf("15 s of polling: no release tried again")
 		return nil
 	default:
 		return err

@@ -45,7 +45,7 @@ func main() {
 	etc := flag.String("etc", "/etc/switchback", "directory with root.json, version and hardware of this image")
 	healthURL := flag.String("health", "http://127.0.0.1:8081/healthz", "the application's health endpoint")
 	poll := flag.Duration("poll", 3*time.Second, "time between update checks")
-	confirmTimeout := flag.Duration("confirm-timeout", 20*time.Second, "deadline for the health checks of a new version")
+	confirmTimeout := flag.Duration("confirm-timeout", 15*time.Second, "deadline for the health checks of a new version")
 	tries := flag.Int("tries", 2, "boots a new version gets before GRUB falls back")
 	flag.Parse()
 
