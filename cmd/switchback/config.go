@@ -17,6 +17,7 @@ import (
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/grub"
 	"github.com/switchback-ota/switchback/slots/partition"
+	"github.com/switchback-ota/switchback/slots/sdboot"
 	"github.com/switchback-ota/switchback/slots/uboot"
 	"github.com/switchback-ota/switchback/updater"
 )
@@ -58,10 +59,11 @@ type componentConfig struct {
 }
 
 type bootConfig struct {
-	// Type is "grub" or "uboot".
+	// Type is "grub", "uboot" or "sdboot".
 	Type string `json:"type"`
-	// Path is the grubenv file ("grub"), or the fw_env.config file
-	// ("uboot", default /etc/fw_env.config).
+	// Path is the grubenv file ("grub"), the fw_env.config file
+	// ("uboot", default /etc/fw_env.config), or the ESP mount point
+	// ("sdboot": loader/entries/switchback-<slot>.conf are the slots).
 	Path string `json:"path"`
 	// Cmdline is the kernel command line file (default /proc/cmdline);
 	// RuntimeDir a directory emptied at every boot (default
@@ -129,8 +131,10 @@ func parseConfig(b []byte) (*fileConfig, error) {
 			}
 			if comp.Boot == nil {
 				errs = append(errs, fmt.Errorf("component %d (%s): boot is required", i, comp.Name))
-			} else if comp.Boot.Type != "grub" && comp.Boot.Type != "uboot" {
-				errs = append(errs, fmt.Errorf("component %d (%s): boot type %q is not grub or uboot", i, comp.Name, comp.Boot.Type))
+			} else if comp.Boot.Type != "grub" && comp.Boot.Type != "uboot" && comp.Boot.Type != "sdboot" {
+				errs = append(errs, fmt.Errorf("component %d (%s): boot type %q is not grub, uboot or sdboot", i, comp.Name, comp.Boot.Type))
+			} else if comp.Boot.Type == "sdboot" && comp.Boot.Path == "" {
+				errs = append(errs, fmt.Errorf("component %d (%s): sdboot needs path (the ESP mount point)", i, comp.Name))
 			}
 		default:
 			errs = append(errs, fmt.Errorf("component %d (%s): type %q is not file, dir or ab", i, comp.Name, comp.Type))
@@ -256,6 +260,12 @@ func buildComponent(cc componentConfig) (updater.Component, slots.BootControl, e
 				return comp, nil, err
 			}
 			boot = u
+		case "sdboot":
+			sd, err := sdboot.New(sdboot.Config{ESP: cc.Boot.Path, Slots: names, CmdlinePath: cc.Boot.Cmdline})
+			if err != nil {
+				return comp, nil, err
+			}
+			boot = sd
 		}
 		for _, name := range names {
 			s, err := partition.New(partition.Config{Name: name, Device: cc.Slots[name], Boot: boot, CmdlinePath: cc.Boot.Cmdline})
