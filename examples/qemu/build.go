@@ -200,7 +200,15 @@ func (b *builder) prepare(ctx context.Context) (*assets, error) {
 	}
 	kpkg, err := kernelPackage(ctx)
 	if err != nil {
-		return nil, err
+		// No apt lists (a fresh container): use a kernel already in the
+		// cache, else say what to do.
+		cached, _ := filepath.Glob(filepath.Join(b.CacheDir, "debs", "linux-image-*-cloud-amd64_*.deb"))
+		if len(cached) == 0 {
+			return nil, fmt.Errorf("%w (run apt-get update first)", err)
+		}
+		sort.Strings(cached)
+		kpkg = strings.SplitN(filepath.Base(cached[len(cached)-1]), "_", 2)[0]
+		b.logf("apt-cache failed (%v); using the cached %s", err, kpkg)
 	}
 	kdeb, err := b.fetchDeb(ctx, kpkg)
 	if err != nil {

@@ -209,6 +209,52 @@ func TestScenario(t *testing.T) {
 	}
 }
 
+// TestQEMUArgs checks the network safety of the QEMU command line: TCG,
+// user networking with restrict=on, one guestfwd to a script, and no
+// other network device or forward.
+func TestQEMUArgs(t *testing.T) {
+	args := qemuArgs("disk.qcow2", "qcow2", "/run/fwd.sh", 256)
+	joined := strings.Join(args, " ")
+	for _, want := range []string{
+		"-accel tcg",
+		"-netdev user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:/run/fwd.sh",
+		"-device virtio-net-pci,netdev=n0",
+		"-nodefaults",
+		"-m 256",
+		"-smp 1",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("QEMU command line lacks %q: %s", want, joined)
+		}
+	}
+	for _, bad := range []string{"hostfwd", "-nic", "kvm", "tcp:127.0.0.1"} {
+		if strings.Contains(joined, bad) {
+			t.Errorf("QEMU command line has %q: %s", bad, joined)
+		}
+	}
+	if got := strings.Count(joined, "-netdev "); got != 1 {
+		t.Errorf("%d -netdev options, want 1", got)
+	}
+}
+
+func TestFwdScript(t *testing.T) {
+	dir := t.TempDir()
+	p, err := fwdScript(dir, "/cache/busybox", 4242)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(data), "#!/bin/sh\nexec /cache/busybox nc 127.0.0.1 4242\n"; got != want {
+		t.Errorf("script = %q, want %q", got, want)
+	}
+	if strings.ContainsAny(p, " \t") {
+		t.Errorf("script path %q has a space: libslirp would split it", p)
+	}
+}
+
 func TestGrubenvRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string

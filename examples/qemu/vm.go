@@ -48,6 +48,9 @@ type vmConfig struct {
 // spaces without quoting, so the command line lives in a file.
 func fwdScript(dir, busybox string, port int) (string, error) {
 	p := filepath.Join(dir, fmt.Sprintf("guestfwd-%d.sh", port))
+	if strings.ContainsAny(p, " \t\n,") {
+		return "", fmt.Errorf("guestfwd script path %q has a space or comma, which QEMU's command line cannot carry: use a cache directory without one", p)
+	}
 	script := fmt.Sprintf("#!/bin/sh\nexec %s nc 127.0.0.1 %d\n", busybox, port)
 	return p, os.WriteFile(p, []byte(script), 0o755)
 }
