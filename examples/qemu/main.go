@@ -208,7 +208,8 @@ func (e *env) buildFactory(ctx context.Context, rootJSON []byte) (*factory, erro
 }
 
 // pruneRuns removes all but the newest keep run directories (each holds a
-// few hundred MB of images and the console log of its run).
+// few hundred MB of images and the console log of its run), sparing any
+// touched in the last hour: another run may be using it.
 func pruneRuns(dir string, keep int) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -222,9 +223,11 @@ func pruneRuns(dir string, keep int) {
 		}
 	}
 	sort.Strings(names)
-	for len(names) > keep {
-		os.RemoveAll(filepath.Join(dir, names[0]))
-		names = names[1:]
+	for _, name := range names[:max(0, len(names)-keep)] {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			os.RemoveAll(p)
+		}
 	}
 }
 
