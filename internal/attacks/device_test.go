@@ -112,7 +112,7 @@ func newDevice(t *testing.T, repo *tuftest.Repo, cfg func(*updater.Config)) *dev
 	d.b = slotstest.NewMemSlot("b", 1<<20, slotstest.WithBoot(d.boot))
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	d.net = &countingTransport{rt: tr, read: map[string]int64{}}
+	d.net = &countingTransport{rt: tr, read: map[string]int64{}, hosts: map[string]int{}}
 	t.Cleanup(func() {
 		if n := d.net.open.Load(); n != 0 {
 			t.Errorf("%d response bodies left open", n)
@@ -354,13 +354,17 @@ func (d *device) trustedRootVersion() int64 {
 // countingTransport counts the body bytes the device reads per URL path
 // and the bodies it leaves open.
 type countingTransport struct {
-	rt   http.RoundTripper
-	open atomic.Int64
-	mu   sync.Mutex
-	read map[string]int64
+	rt    http.RoundTripper
+	open  atomic.Int64
+	mu    sync.Mutex
+	read  map[string]int64
+	hosts map[string]int // requests per host
 }
 
 func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.hosts[req.URL.Host]++
+	c.mu.Unlock()
 	res, err := c.rt.RoundTrip(req)
 	if err == nil {
 		c.open.Add(1)
