@@ -1,10 +1,13 @@
 package updater
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net/url"
 	"strings"
 
@@ -20,43 +23,82 @@ import (
 // make checkpoints frequent.
 var checkpointEvery int64 = 4 << 20
 
+// maxFrameWindow bounds the history a zstd frame may ask the decoder to
+// keep, and so the decoder's memory. Frames made by the repository package
+// keep one frame (DefaultFrameSize, 4 MiB) at most.
+const maxFrameWindow = 64 << 20
+
 // pipeline is the download sink: bytes flow network → wire verifier (the
 // TUF hashes) → [zstd decoder → image verifier] → slot writer. It keeps no
-// more than a buffer of bytes in memory, whatever the image size.
+// more than a buffer of bytes in memory, whatever the image size (plus, for
+// compressed targets, the decoder's window: at most maxFrameWindow).
+//
+// A compressed target is a sequence of zstd frames. The pipeline finds the
+// frame boundaries itself as the bytes pass (frameScanner) and decodes each
+// frame with a fresh run of one reusable decoder, so that at a boundary the
+// decoder holds no state: that is where it checkpoints (compressed offset,
+// image offset and both verifier states), and where a resumed transfer
+// starts again. A stream of one huge frame installs just the same, with no
+// checkpoint inside the frame.
 type pipeline struct {
 	w        slots.Writer
 	t        verify.Target
 	pd       *pending
 	st       *store
+	log      *slog.Logger
 	progress func(done, total int64)
 
 	wire   *verify.Verifier
 	off    int64 // wire bytes delivered
 	lastCk int64
 
-	// Compressed targets only.
-	img    *verify.Verifier
-	pw     *io.PipeWriter
-	done   chan error
-	imgOff int64
+	// Compressed targets only. The decoder goroutine of the current frame
+	// owns dec, buf, img and imgOff until it sends on done.
+	img        *verify.Verifier
+	dec        *zstd.Decoder
+	buf        []byte
+	frames     frameScanner
+	pw         *io.PipeWriter // nil between frames
+	done       chan error
+	imgOff     int64 // image bytes written, complete frames only between frames
+	frameStart int64 // wire offset of the current frame
+	lastFrame  int64 // wire length of the last complete frame
+	warned     bool
 }
 
-func newPipeline(t verify.Target, w slots.Writer, pd *pending, st *store, progress func(done, total int64)) (*pipeline, error) {
-	p := &pipeline{w: w, t: t, pd: pd, st: st, progress: progress}
-	offset, hashState, validator := pd.Offset, pd.HashState, pd.Validator
+func newPipeline(t verify.Target, w slots.Writer, pd *pending, st *store, log *slog.Logger, progress func(done, total int64)) (*pipeline, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &pipeline{w: w, t: t, pd: pd, st: st, log: log, progress: progress}
+	saved := *pd
 	if err := p.reset(); err != nil {
 		return nil, err
 	}
-	if p.img == nil && offset > 0 && len(hashState) > 0 {
-		if err := p.wire.UnmarshalBinary(hashState); err == nil && p.wire.Written() == offset {
-			p.off, p.lastCk = offset, offset
-			pd.Offset, pd.HashState, pd.Validator = offset, hashState, validator
-		} else {
-			// An unusable checkpoint costs a re-download, nothing else.
-			if err := p.reset(); err != nil {
-				return nil, err
-			}
+	if saved.Offset == 0 || len(saved.HashState) == 0 {
+		return p, nil
+	}
+	wireOff := saved.Offset
+	if p.img != nil {
+		wireOff = saved.WireOffset
+	}
+	ok := wireOff > 0 && p.wire.UnmarshalBinary(saved.HashState) == nil && p.wire.Written() == wireOff
+	if ok && p.img != nil {
+		ok = len(saved.ImageHashState) > 0 && p.img.UnmarshalBinary(saved.ImageHashState) == nil && p.img.Written() == saved.Offset
+	}
+	if !ok {
+		// An unusable checkpoint costs a re-download, nothing else.
+		p.log.Warn("transfer checkpoint unusable; starting over", "target", t.Path, "offset", saved.Offset)
+		if err := p.reset(); err != nil {
+			return nil, err
 		}
+		return p, nil
+	}
+	p.off, p.lastCk, p.frameStart = wireOff, wireOff, wireOff
+	pd.Offset, pd.HashState, pd.Validator = saved.Offset, saved.HashState, saved.Validator
+	if p.img != nil {
+		p.imgOff = saved.Offset
+		pd.WireOffset, pd.ImageHashState = saved.WireOffset, saved.ImageHashState
 	}
 	return p, nil
 }
@@ -64,17 +106,22 @@ func newPipeline(t verify.Target, w slots.Writer, pd *pending, st *store, progre
 // reset starts the stream over from byte zero.
 func (p *pipeline) reset() error {
 	// The old stream is discarded, and with it any error it ended with.
-	_ = p.stopDecoder(errRestarted)
+	_ = p.stopFrame(errRestarted)
 	wire, err := verify.NewVerifier(p.t.Length, p.t.Hashes)
 	if err != nil {
 		return err
 	}
-	p.wire, p.off, p.lastCk, p.imgOff = wire, 0, 0, 0
+	p.wire, p.off, p.lastCk, p.imgOff, p.frameStart, p.lastFrame = wire, 0, 0, 0, 0, 0
+	p.frames = frameScanner{}
 	p.pd.Offset, p.pd.HashState, p.pd.Validator = 0, nil, ""
+	p.pd.WireOffset, p.pd.ImageHashState = 0, nil
 	switch p.t.Custom.Compression {
 	case "":
 	case verify.CompressionZstd:
 		d := p.t.Custom.Uncompressed
+		if d == nil {
+			return fmt.Errorf("target %s: compressed, but the uncompressed digest is missing: %w", p.t.Path, verify.ErrVerification)
+		}
 		sum, err := hex.DecodeString(d.SHA256)
 		if err != nil {
 			return fmt.Errorf("uncompressed digest: %w", err)
@@ -82,7 +129,13 @@ func (p *pipeline) reset() error {
 		if p.img, err = verify.NewVerifier(d.Length, map[string][]byte{"sha256": sum}); err != nil {
 			return err
 		}
-		p.startDecoder()
+		if p.dec == nil {
+			p.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxFrameWindow))
+			if err != nil {
+				return err
+			}
+			p.buf = make([]byte, 256<<10)
+		}
 	default:
 		return fmt.Errorf("target %s: unsupported compression %q", p.t.Path, p.t.Custom.Compression)
 	}
@@ -91,45 +144,61 @@ func (p *pipeline) reset() error {
 
 var errRestarted = errors.New("transfer restarted")
 
-func (p *pipeline) startDecoder() {
+// startFrame starts decoding a frame whose bytes the pipeline then writes
+// into pw.
+func (p *pipeline) startFrame() {
 	pr, pw := io.Pipe()
-	p.pw = pw
-	p.done = make(chan error, 1)
+	p.pw, p.done = pw, make(chan error, 1)
+	p.frameStart = p.off
+	p.frames.limit, p.frames.limited = p.img.Length()-p.imgOff, true
 	go func() {
-		err := p.decode(pr)
+		err := p.decodeFrame(pr)
 		pr.CloseWithError(err)
 		p.done <- err
 	}()
 }
 
-func (p *pipeline) decode(r io.Reader) error {
-	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
-	if err != nil {
-		return err
+// decodeFrame decodes one frame (or skips a skippable one) into the image
+// verifier and the slot.
+func (p *pipeline) decodeFrame(r io.Reader) error {
+	if err := p.dec.Reset(r); err != nil {
+		return fmt.Errorf("zstd decoder: %w", err)
 	}
-	defer zr.Close()
-	buf := make([]byte, 256<<10)
 	for {
-		n, rerr := zr.Read(buf)
+		n, rerr := p.dec.Read(p.buf)
 		if n > 0 {
-			if _, err := p.img.Write(buf[:n]); err != nil {
-				return fmt.Errorf("decompressed image: %w", err)
+			if _, err := p.img.Write(p.buf[:n]); err != nil {
+				return fmt.Errorf("target %s, decompressed: %w", p.t.Path, err)
 			}
-			if _, err := p.w.WriteAt(buf[:n], p.imgOff); err != nil {
+			if _, err := p.w.WriteAt(p.buf[:n], p.imgOff); err != nil {
 				return fmt.Errorf("write slot: %w", err)
 			}
 			p.imgOff += int64(n)
 		}
-		if rerr == io.EOF {
+		switch {
+		case rerr == io.EOF:
 			return nil
-		}
-		if rerr != nil {
-			return fmt.Errorf("decompress: %w", rerr)
+		case errors.Is(rerr, errRestarted):
+			return rerr
+		case rerr != nil:
+			// Bytes that do not decode are not the signed release: a
+			// verification failure, counted as such.
+			return fmt.Errorf("%w: target %s: zstd frame at byte %d: %w", verify.ErrVerification, p.t.Path, p.frameStart, rerr)
 		}
 	}
 }
 
-func (p *pipeline) stopDecoder(cause error) error {
+// endFrame waits for the decoder to finish the frame.
+func (p *pipeline) endFrame() error {
+	p.pw.Close()
+	err := <-p.done
+	p.pw, p.done = nil, nil
+	return err
+}
+
+// stopFrame abandons the frame in progress, if any, and returns the error
+// its decoder ended with.
+func (p *pipeline) stopFrame(cause error) error {
 	if p.pw == nil {
 		return nil
 	}
@@ -144,31 +213,78 @@ func (p *pipeline) resumeOffset() int64 { return p.off }
 
 // Write implements download.Sink.
 func (p *pipeline) Write(b []byte) (int, error) {
-	if _, err := p.wire.Write(b); err != nil {
-		return 0, err
-	}
-	if p.pw != nil {
-		if _, err := p.pw.Write(b); err != nil {
+	if p.img != nil {
+		if err := p.writeFrames(b); err != nil {
 			return 0, err
 		}
-	} else if _, err := p.w.WriteAt(b, p.off); err != nil {
-		return 0, fmt.Errorf("write slot: %w", err)
+	} else {
+		if _, err := p.wire.Write(b); err != nil {
+			return 0, err
+		}
+		if _, err := p.w.WriteAt(b, p.off); err != nil {
+			return 0, fmt.Errorf("write slot: %w", err)
+		}
+		p.off += int64(len(b))
+		if p.off-p.lastCk >= checkpointEvery {
+			if err := p.checkpoint(); err != nil {
+				return 0, err
+			}
+		}
 	}
-	p.off += int64(len(b))
 	if p.progress != nil {
 		p.progress(p.off, p.t.Length)
-	}
-	if p.pw == nil && p.off-p.lastCk >= checkpointEvery {
-		if err := p.checkpoint(); err != nil {
-			return 0, err
-		}
 	}
 	return len(b), nil
 }
 
+// writeFrames passes compressed bytes to the decoder frame by frame and
+// checkpoints at frame boundaries.
+func (p *pipeline) writeFrames(b []byte) error {
+	for len(b) > 0 {
+		if p.pw == nil {
+			p.startFrame()
+		}
+		n, end, serr := p.frames.scan(b)
+		if n > 0 {
+			if _, err := p.wire.Write(b[:n]); err != nil {
+				return err
+			}
+			if _, err := p.pw.Write(b[:n]); err != nil {
+				return err // the decoder's error
+			}
+			p.off += int64(n)
+			b = b[n:]
+		}
+		if serr != nil {
+			return fmt.Errorf("%w: target %s: zstd stream at byte %d: %w", verify.ErrVerification, p.t.Path, p.off, serr)
+		}
+		if !end {
+			if !p.warned && p.off-p.frameStart > 2*checkpointEvery {
+				p.warned = true
+				p.log.Info("compressed target has frames longer than the checkpoint interval: an interrupted transfer restarts from the start of the frame",
+					"target", p.t.Path, "frame_offset", p.frameStart, "checkpoint_every", checkpointEvery)
+			}
+			continue
+		}
+		if err := p.endFrame(); err != nil {
+			return err
+		}
+		p.lastFrame = p.off - p.frameStart
+		// Checkpoint here unless the next boundary is expected within the
+		// interval, so that checkpoints stay about checkpointEvery apart.
+		if p.off-p.lastCk+p.lastFrame > checkpointEvery {
+			if err := p.checkpoint(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // checkpoint makes the bytes so far durable in the slot, then records the
-// offset and hash state. The order matters: the state never claims bytes
-// the slot might have lost.
+// offsets and hash states. The order matters: the state never claims bytes
+// the slot might have lost. Compressed transfers checkpoint only between
+// frames, where the image so far is exactly the decoded complete frames.
 func (p *pipeline) checkpoint() error {
 	if err := p.w.Sync(); err != nil {
 		return fmt.Errorf("sync slot: %w", err)
@@ -177,7 +293,15 @@ func (p *pipeline) checkpoint() error {
 	if err != nil {
 		return err
 	}
-	p.pd.Offset, p.pd.HashState = p.off, hs
+	if p.img == nil {
+		p.pd.Offset, p.pd.HashState = p.off, hs
+	} else {
+		is, err := p.img.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		p.pd.Offset, p.pd.WireOffset, p.pd.HashState, p.pd.ImageHashState = p.imgOff, p.off, hs, is
+	}
 	if err := p.st.save(); err != nil {
 		return err
 	}
@@ -195,19 +319,23 @@ func (p *pipeline) SetValidator(v string) error {
 // Restart implements download.Sink: the server will send everything again.
 func (p *pipeline) Restart() error { return p.reset() }
 
-// close ends the decoder, if any, and returns its error.
+// close ends the decoder, if any, and returns its error: a compressed
+// stream that ends inside a frame is refused.
 func (p *pipeline) close() error {
-	if p.pw == nil {
+	if p.img == nil {
 		return nil
 	}
-	p.pw.Close()
-	err := <-p.done
-	p.pw, p.done = nil, nil
-	return err
+	defer p.dec.Close()
+	if p.pw != nil || !p.frames.atBoundary() {
+		_ = p.stopFrame(io.ErrUnexpectedEOF)
+		return fmt.Errorf("%w: target %s: zstd stream ends inside a frame at byte %d", verify.ErrVerification, p.t.Path, p.off)
+	}
+	return nil
 }
 
 // verify checks every byte: the wire bytes against the TUF target and, for
 // compressed targets, the image against the signed uncompressed digest.
+// Verified, the checkpoint fields of compressed transfers are cleared.
 func (p *pipeline) verify() error {
 	if err := p.wire.Verify(); err != nil {
 		return fmt.Errorf("target %s: %w", p.t.Path, err)
@@ -216,8 +344,215 @@ func (p *pipeline) verify() error {
 		if err := p.img.Verify(); err != nil {
 			return fmt.Errorf("target %s, decompressed: %w", p.t.Path, err)
 		}
+		p.pd.WireOffset, p.pd.ImageHashState = 0, nil
 	}
 	return nil
+}
+
+// frameScanner finds the boundaries of zstd frames (RFC 8878) in a stream
+// fed in pieces of any size, reading only headers: the magic number, the
+// frame header, the 3-byte block headers and the optional checksum. It
+// holds a few bytes whatever the stream. Skippable frames are frames too.
+// It refuses what a decoder would refuse anyway, earlier and more clearly:
+// unknown magic, reserved bits, dictionaries, windows over maxFrameWindow,
+// blocks over 128 KiB and a declared content size over limit.
+type frameScanner struct {
+	st   scanState
+	hdr  [14]byte // the header field being collected
+	nhdr int
+	skip int64 // bytes left of a block, checksum or skippable frame
+	desc byte  // frame header descriptor
+	last bool  // the current block is the frame's last
+	// limit is the largest content size a frame may declare, when
+	// limited is set.
+	limit   int64
+	limited bool
+}
+
+type scanState uint8
+
+const (
+	scanMagic    scanState = iota // 4 bytes
+	scanDesc                      // 1 byte: frame header descriptor
+	scanHeader                    // window, dictionary id, content size
+	scanBlock                     // 3-byte block header
+	scanBody                      // block content
+	scanChecksum                  // 4-byte content checksum
+	scanSkipSize                  // 4-byte size of a skippable frame
+	scanSkipBody                  // content of a skippable frame
+)
+
+const (
+	zstdMagic      = 0xFD2FB528
+	skippableMagic = 0x184D2A50 // the low 4 bits are free
+	maxBlockSize   = 128 << 10
+)
+
+// atBoundary reports whether the bytes so far are whole frames.
+func (s *frameScanner) atBoundary() bool { return s.st == scanMagic && s.nhdr == 0 }
+
+// need is the size of the header field the state collects.
+func (s *frameScanner) need() int {
+	switch s.st {
+	case scanMagic, scanSkipSize:
+		return 4
+	case scanDesc:
+		return 1
+	case scanBlock:
+		return 3
+	case scanHeader:
+		n := [4]int{0, 1, 2, 4}[s.desc&3] // dictionary id
+		single := s.desc&0x20 != 0
+		if !single {
+			n++ // window descriptor
+		}
+		switch fcs := s.desc >> 6; {
+		case fcs == 0 && single:
+			n++
+		case fcs > 0:
+			n += 1 << fcs
+		}
+		return n
+	}
+	return 0
+}
+
+// scan consumes bytes of b up to the end of the current frame at most. It
+// returns how many it consumed and whether the frame ended there. After an
+// error the scanner is unusable.
+func (s *frameScanner) scan(b []byte) (n int, end bool, err error) {
+	for n < len(b) {
+		switch s.st {
+		case scanBody, scanChecksum, scanSkipBody:
+			k := int(min(s.skip, int64(len(b)-n)))
+			n += k
+			s.skip -= int64(k)
+			if s.skip > 0 {
+				return n, false, nil
+			}
+			if s.skipped() {
+				return n, true, nil
+			}
+			continue
+		}
+		k := copy(s.hdr[s.nhdr:s.need()], b[n:])
+		s.nhdr += k
+		n += k
+		if s.nhdr < s.need() {
+			return n, false, nil
+		}
+		end, err := s.field()
+		if err != nil || end {
+			return n, end, err
+		}
+	}
+	return n, false, nil
+}
+
+// skipped moves on after a block, checksum or skippable frame, and reports
+// whether the frame ended.
+func (s *frameScanner) skipped() bool {
+	if s.st == scanBody && !s.last {
+		s.st = scanBlock
+		return false
+	}
+	if s.st == scanBody && s.desc&0x04 != 0 {
+		return s.skipTo(scanChecksum, 4)
+	}
+	s.st, s.nhdr = scanMagic, 0
+	return true
+}
+
+func (s *frameScanner) skipTo(st scanState, n int64) bool {
+	s.st, s.skip = st, n
+	if n == 0 {
+		return s.skipped()
+	}
+	return false
+}
+
+// field interprets a complete header field.
+func (s *frameScanner) field() (end bool, err error) {
+	h := s.hdr[:s.nhdr]
+	s.nhdr = 0
+	switch s.st {
+	case scanMagic:
+		switch m := binary.LittleEndian.Uint32(h); {
+		case m == zstdMagic:
+			s.st = scanDesc
+		case m&^0xF == skippableMagic:
+			s.st = scanSkipSize
+		default:
+			return false, fmt.Errorf("not a zstd frame (magic %#08x)", m)
+		}
+	case scanSkipSize:
+		return s.skipTo(scanSkipBody, int64(binary.LittleEndian.Uint32(h))), nil
+	case scanDesc:
+		s.desc = h[0]
+		if s.desc&0x08 != 0 {
+			return false, errors.New("zstd frame header: reserved bit set")
+		}
+		s.st = scanHeader
+	case scanHeader:
+		single := s.desc&0x20 != 0
+		var window int64
+		if !single {
+			exp, mant := h[0]>>3, int64(h[0]&7)
+			base := int64(1) << (10 + exp)
+			window = base + base/8*mant
+			h = h[1:]
+		}
+		dn := [4]int{0, 1, 2, 4}[s.desc&3]
+		var dict uint64
+		for i := dn - 1; i >= 0; i-- {
+			dict = dict<<8 | uint64(h[i])
+		}
+		if dict != 0 {
+			return false, fmt.Errorf("zstd frame needs dictionary %d, which the updater does not have", dict)
+		}
+		h = h[dn:]
+		content := int64(-1)
+		switch len(h) {
+		case 1:
+			content = int64(h[0])
+		case 2:
+			content = int64(binary.LittleEndian.Uint16(h)) + 256
+		case 4:
+			content = int64(binary.LittleEndian.Uint32(h))
+		case 8:
+			v := binary.LittleEndian.Uint64(h)
+			if v > math.MaxInt64 {
+				return false, fmt.Errorf("zstd frame declares %d bytes", v)
+			}
+			content = int64(v)
+		}
+		if single {
+			window = content
+		}
+		if window > maxFrameWindow {
+			return false, fmt.Errorf("zstd frame wants a %d-byte window, more than the %d allowed", window, maxFrameWindow)
+		}
+		if s.limited && content > s.limit {
+			return false, fmt.Errorf("zstd frame declares %d bytes, more than the %d left of the image", content, s.limit)
+		}
+		s.st = scanBlock
+	case scanBlock:
+		v := uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16
+		s.last = v&1 != 0
+		size := int64(v >> 3)
+		typ := (v >> 1) & 3
+		if typ == 3 {
+			return false, errors.New("zstd block of reserved type")
+		}
+		if size > maxBlockSize {
+			return false, fmt.Errorf("zstd block of %d bytes, more than %d", size, maxBlockSize)
+		}
+		if typ == 1 { // RLE: one byte repeated size times
+			size = 1
+		}
+		return s.skipTo(scanBody, size), nil
+	}
+	return false, nil
 }
 
 func mustHex(s string) []byte {

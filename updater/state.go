@@ -82,11 +82,18 @@ type pending struct {
 	Target     string    `json:"target"` // sha256 hex
 	Version    string    `json:"version"`
 	Length     int64     `json:"length"` // bytes the slot receives (uncompressed)
-	Offset     int64     `json:"offset"` // durable bytes of the transfer
+	Offset     int64     `json:"offset"` // durable bytes of the transfer (image bytes if compressed)
 	HashState  []byte    `json:"hash_state,omitempty"`
 	Validator  string    `json:"validator,omitempty"`
 	Started    time.Time `json:"started"`
 	ArmedAt    time.Time `json:"armed_at,omitzero"`
+
+	// WireOffset and ImageHashState checkpoint a compressed transfer at a
+	// frame boundary: WireOffset compressed bytes are durable (HashState is
+	// their hash state), and they decode to the Offset image bytes whose
+	// hash state is ImageHashState.
+	WireOffset     int64  `json:"wire_offset,omitempty"`
+	ImageHashState []byte `json:"image_hash_state,omitempty"`
 }
 
 // BlockedRelease is a release that failed and is never retried.
@@ -137,7 +144,7 @@ func decodeState(b []byte) (*persisted, error) {
 			default:
 				return nil, fmt.Errorf("%w: component %q: unknown phase %q", errCorruptState, name, pd.Phase)
 			}
-			if pd.Slot == "" || pd.Target == "" || pd.Length < 0 || pd.Offset < 0 || pd.Offset > pd.Length {
+			if pd.Slot == "" || pd.Target == "" || pd.Length < 0 || pd.Offset < 0 || pd.Offset > pd.Length || pd.WireOffset < 0 {
 				return nil, fmt.Errorf("%w: component %q: inconsistent pending install", errCorruptState, name)
 			}
 		}

@@ -517,7 +517,7 @@ func (u *Updater) transfer(ctx context.Context, c *Component, slot slots.Slot, t
 		return fmt.Errorf("open slot %s: %w", slot.Name(), err)
 	}
 	defer w.Close()
-	p, err := newPipeline(t, w, pd, u.st, func(done, total int64) {
+	p, err := newPipeline(t, w, pd, u.st, u.log, func(done, total int64) {
 		u.emit(Progress{Component: c.Name, Done: done, Total: total})
 	})
 	if err != nil {
