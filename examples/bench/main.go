@@ -47,6 +47,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -125,6 +126,15 @@ func orchestrate() error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	// Interrupted: remove the big files anyway (children die with us,
+	// see childAttr).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
+	go func() {
+		<-sig
+		os.RemoveAll(work)
+		os.Exit(1)
+	}()
 	ctx := context.Background()
 
 	fmt.Printf("# switchback bench: %d run(s) per figure, medians; work dir %s (removed at exit)\n", *runs, work)
@@ -244,6 +254,7 @@ func newRepo(ctx context.Context, dir string, size int64) (*repo, error) {
 	rp.server = exec.Command(os.Args[0])
 	rp.server.Env = append(os.Environ(), roleEnv+"=server", "BENCH_DIR="+r.Dir())
 	rp.server.Stderr = os.Stderr
+	rp.server.SysProcAttr = childAttr()
 	out, err := rp.server.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -279,7 +290,13 @@ func roleCmd(role string, env map[string]string) *exec.Cmd {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = childAttr()
 	return cmd
+}
+
+// childAttr makes a child process die with the bench (Linux).
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 func runRole(role string, env map[string]string) (report, error) {
