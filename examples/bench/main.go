@@ -81,7 +81,7 @@ func main() {
 	case "fetch":
 		err = fetchOnly(os.Getenv("BENCH_URL"), os.Getenv("BENCH_OUT"), os.Getenv("BENCH_SHA256"))
 	default:
-		err = orchestrate()
+		err = orchestrate(os.Args[1:], os.Stdout)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -113,11 +113,15 @@ type repo struct {
 	size           int64
 }
 
-func orchestrate() error {
-	runs := flag.Int("runs", 3, "runs per figure (medians are printed)")
-	sizeMiB := flag.Int64("size", 1024, "image size in MiB for throughput and kills")
-	smallMiB := flag.Int64("small", 256, "smaller image size in MiB for the RSS comparison")
-	flag.Parse()
+// orchestrate runs every measurement and prints the figures to out.
+func orchestrate(args []string, out io.Writer) error {
+	fl := flag.NewFlagSet("bench", flag.ContinueOnError)
+	runs := fl.Int("runs", 3, "runs per figure (medians are printed)")
+	sizeMiB := fl.Int64("size", 1024, "image size in MiB for throughput and kills")
+	smallMiB := fl.Int64("small", 256, "smaller image size in MiB for the RSS comparison")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
 	if *runs < 1 || *sizeMiB < 4 || *smallMiB < 4 {
 		return errors.New("-runs ≥ 1, -size and -small ≥ 4")
 	}
@@ -137,7 +141,7 @@ func orchestrate() error {
 	}()
 	ctx := context.Background()
 
-	fmt.Printf("# switchback bench: %d run(s) per figure, medians; work dir %s (removed at exit)\n", *runs, work)
+	fmt.Fprintf(out, "# switchback bench: %d run(s) per figure, medians; work dir %s (removed at exit)\n", *runs, work)
 	big, err := newRepo(ctx, filepath.Join(work, "big"), *sizeMiB<<20)
 	if err != nil {
 		return err
@@ -172,10 +176,10 @@ func orchestrate() error {
 		hwmBig = append(hwmBig, r.HWMKiB)
 	}
 	mb, mi := median(base), median(inst)
-	fmt.Printf("baseline (net/http GET → SHA-256 → file → fsync), %s: %.1f MB/s\n", human(big.size), mb)
-	fmt.Printf("transfer layer alone (download.Client.Fetch → SHA-256 → file → fsync, no checkpoints), %s: %.1f MB/s, ratio %.2f\n", human(big.size), median(fetched), median(fetched)/mb)
-	fmt.Printf("install through updater.Install into a file slot (fsync), %s: %.1f MB/s\n", human(big.size), mi)
-	fmt.Printf("install/baseline throughput ratio: %.2f (goal ≥ 0.90)\n", mi/mb)
+	fmt.Fprintf(out, "baseline (net/http GET → SHA-256 → file → fsync), %s: %.1f MB/s\n", human(big.size), mb)
+	fmt.Fprintf(out, "transfer layer alone (download.Client.Fetch → SHA-256 → file → fsync, no checkpoints), %s: %.1f MB/s, ratio %.2f\n", human(big.size), median(fetched), median(fetched)/mb)
+	fmt.Fprintf(out, "install through updater.Install into a file slot (fsync), %s: %.1f MB/s\n", human(big.size), mi)
+	fmt.Fprintf(out, "install/baseline throughput ratio: %.2f (goal ≥ 0.90)\n", mi/mb)
 
 	// 2. Peak RSS for a smaller image.
 	small, err := newRepo(ctx, filepath.Join(work, "small"), *smallMiB<<20)
@@ -195,8 +199,8 @@ func orchestrate() error {
 	small.server.Process.Kill()
 	small.server.Wait()
 	os.RemoveAll(small.dir)
-	fmt.Printf("peak RSS (VmHWM) of the installing process, %s image: %.1f MiB\n", human(small.size), float64(medianInt(hwmSmall))/1024)
-	fmt.Printf("peak RSS (VmHWM) of the installing process, %s image: %.1f MiB (goal ≤ 48 MiB)\n", human(big.size), float64(medianInt(hwmBig))/1024)
+	fmt.Fprintf(out, "peak RSS (VmHWM) of the installing process, %s image: %.1f MiB\n", human(small.size), float64(medianInt(hwmSmall))/1024)
+	fmt.Fprintf(out, "peak RSS (VmHWM) of the installing process, %s image: %.1f MiB (goal ≤ 48 MiB)\n", human(big.size), float64(medianInt(hwmBig))/1024)
 
 	// 3. SIGKILL at 25/50/75 % and restart.
 	for _, pct := range []int64{25, 50, 75} {
@@ -209,7 +213,7 @@ func orchestrate() error {
 			}
 			redelivered, wire, reqs = append(redelivered, k.redelivered), append(wire, k.wire), append(reqs, k.requests)
 		}
-		fmt.Printf("re-downloaded after SIGKILL at %d%% and restart: %s received twice by the device (goal ≤ 1 MiB); server wrote %s beyond one image (incl. socket buffers); %d target requests\n",
+		fmt.Fprintf(out, "re-downloaded after SIGKILL at %d%% and restart: %s received twice by the device (goal ≤ 1 MiB); server wrote %s beyond one image (incl. socket buffers); %d target requests\n",
 			pct, human(medianInt(redelivered)), human(medianInt(wire)), medianInt(reqs))
 	}
 
@@ -228,7 +232,7 @@ func orchestrate() error {
 	if err := getJSON(big.url+"/_stats", &st); err != nil {
 		return err
 	}
-	fmt.Printf("idle check (nothing changed): %d requests, %d response body bytes\n", st.Requests, st.MetaBytes+st.TargetBytes)
+	fmt.Fprintf(out, "idle check (nothing changed): %d requests, %d response body bytes\n", st.Requests, st.MetaBytes+st.TargetBytes)
 	os.RemoveAll(dev)
 	return nil
 }
@@ -426,6 +430,9 @@ func serve(dir string) error {
 	}
 	var targetBytes, metaBytes, reqs, targetReqs, rangeStart atomic.Int64
 	fs := http.FileServer(http.Dir(dir))
+	// BENCH_SERVER_RATE (bytes/s) slows the server down, for tests on
+	// tiny images that must still be killable mid-way.
+	rate, _ := strconv.ParseInt(os.Getenv("BENCH_SERVER_RATE"), 10, 64)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/_stats", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(stats{TargetBytes: targetBytes.Load(), MetaBytes: metaBytes.Load(), Requests: reqs.Load(), TargetReqs: targetReqs.Load(), RangeStart: rangeStart.Load()})
@@ -451,7 +458,7 @@ func serve(dir string) error {
 		if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(filepath.Clean("/"+r.URL.Path)))); err == nil && fi.Mode().IsRegular() {
 			w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
 		}
-		fs.ServeHTTP(&countingWriter{ResponseWriter: w, n: counter}, r)
+		fs.ServeHTTP(&countingWriter{ResponseWriter: w, n: counter, rate: rate}, r)
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -483,20 +490,23 @@ const tcpNotsentLowat = 25
 
 type countingWriter struct {
 	http.ResponseWriter
-	n *atomic.Int64
+	n    *atomic.Int64
+	rate int64 // bytes/s; 0: unlimited
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.rate > 0 {
+		time.Sleep(time.Duration(int64(len(p)) * int64(time.Second) / c.rate))
+	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n.Add(int64(n))
 	return n, err
 }
 
-// ReadFrom keeps the sendfile path of net/http while counting.
+// ReadFrom copies through Write, which counts (and throttles); sendfile
+// is given up for exact counts, for the baseline and the install alike.
 func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
-	n, err := io.Copy(struct{ io.Writer }{c.ResponseWriter}, r)
-	c.n.Add(n)
-	return n, err
+	return io.Copy(struct{ io.Writer }{c}, r)
 }
 
 // --- the device processes -------------------------------------------
