@@ -31,7 +31,7 @@ func TestWrongHardware(t *testing.T) {
 			t.Parallel()
 			r := tuftest.New(t)
 			d := newDevice(t, r, nil)
-			d.honestUpdate("1.1.0")
+			d.trust()
 			c := custom("1.2.0")
 			c.Hardware = tt.hardware
 			r.AddTarget(targetPath("1.2.0"), image("1.2.0"), c)

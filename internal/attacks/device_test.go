@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -100,13 +101,14 @@ type device struct {
 	mu       sync.Mutex
 	events   []updater.Event
 	u        *updater.Updater
+	logs     *logRecorder
 	// cfg, when set, adjusts the Config of every start.
 	cfg func(*updater.Config)
 }
 
 func newDevice(t *testing.T, repo *tuftest.Repo, cfg func(*updater.Config)) *device {
 	t.Helper()
-	d := &device{t: t, repo: repo, stateDir: t.TempDir(), cfg: cfg}
+	d := &device{t: t, repo: repo, stateDir: t.TempDir(), cfg: cfg, logs: &logRecorder{}}
 	d.boot = slotstest.NewFakeBoot("a", "b")
 	d.a = slotstest.NewMemSlot("a", 1<<20, slotstest.WithBoot(d.boot))
 	d.b = slotstest.NewMemSlot("b", 1<<20, slotstest.WithBoot(d.boot))
@@ -139,6 +141,7 @@ func (d *device) start() {
 		// would only repeat it, at a cost the suite pays dozens of times.
 		SkipServerCheck: true,
 		HTTPClient:      &http.Client{Transport: d.net},
+		Logger:          slog.New(d.logs),
 		Restart: func(ctx context.Context, component string) error {
 			d.restarts.Add(1)
 			return nil
@@ -198,6 +201,15 @@ func (d *device) inactive() *slotstest.MemSlot {
 		return d.b
 	}
 	return d.a
+}
+
+// trust has the device refresh its trusted metadata (Check), as it does
+// before an attack begins; releases found are not installed.
+func (d *device) trust() {
+	d.t.Helper()
+	if _, err := d.u.Check(context.Background()); err != nil && !errors.Is(err, updater.ErrNoUpdate) {
+		d.t.Fatalf("Check: %v", err)
+	}
 }
 
 // honestUpdate publishes version, updates, reboots and confirms, and
@@ -452,7 +464,6 @@ func must(t *testing.T, err error) {
 	}
 }
 
-var _ = fmt.Sprint
 
 // compressLike compresses data with zstd and pads the stream with a
 // skippable frame to exactly n bytes: a well-formed stream of the length
@@ -497,3 +508,51 @@ func zstdBomb(blocks int, c byte) []byte {
 	}
 	return out
 }
+
+// logRecorder is a slog.Handler that keeps warnings and errors, for
+// assertions on what the updater reports (such as rejected targets).
+type logRecorder struct {
+	mu      sync.Mutex
+	records []logRecord
+}
+
+type logRecord struct {
+	msg   string
+	attrs map[string]any
+}
+
+// rejected returns the error the updater logged for rejecting target
+// path, or nil.
+func (l *logRecorder) rejected(path string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.records {
+		if r.msg == "target rejected" && r.attrs["target"] == path {
+			err, _ := r.attrs["err"].(error)
+			if err == nil {
+				err = fmt.Errorf("%v", r.attrs["err"])
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *logRecorder) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelWarn }
+
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	rec := logRecord{msg: r.Message, attrs: map[string]any{}}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.attrs[a.Key] = a.Value.Any()
+		return true
+	})
+	l.mu.Lock()
+	l.records = append(l.records, rec)
+	l.mu.Unlock()
+	return nil
+}
+
+// WithAttrs and WithGroup keep the records flat: only the updater's own
+// attributes matter here.
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }

@@ -78,7 +78,7 @@ func TestEndlessDataMetadata(t *testing.T) {
 			t.Parallel()
 			r := tuftest.New(t)
 			d := newDevice(t, r, nil)
-			d.honestUpdate("1.1.0")
+			d.trust()
 			release(r, "1.2.0")
 			bound := tt.bound
 			if bound < 0 {
@@ -146,7 +146,7 @@ func TestEndlessDataTarget(t *testing.T) {
 			t.Parallel()
 			r := tuftest.New(t)
 			d := newDevice(t, r, nil)
-			d.honestUpdate("1.1.0")
+			d.trust()
 			file, wire, img := tt.publish(t, r)
 			f := addFault(r, suffix(file), tt.h(t, wire))
 			before := d.snap()

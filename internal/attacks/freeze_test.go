@@ -16,7 +16,7 @@ import (
 
 // freeze runs one indefinite-freeze attack on role: role's versions expire
 // a day after they are signed, every other role in ten years. After the
-// device takes 1.1.0 the attacker freezes the repository (a copy served
+// device refreshed its trusted metadata the attacker freezes the repository (a copy served
 // from then on) while the publisher ships 1.2.0. Until role expires the
 // device cannot tell (no update); from then on it must refuse the frozen
 // metadata with ErrUntrusted and go-tuf's ErrExpiredMetadata, write
@@ -28,7 +28,7 @@ func freeze(t *testing.T, role string) {
 	clk := newClock()
 	r := tuftest.New(t, tuftest.WithClock(clk.Now), tuftest.WithExpiry(role, life))
 	d := newDevice(t, r, func(c *updater.Config) { c.Now = clk.Now })
-	d.honestUpdate("1.1.0")
+	d.trust()
 
 	frozen := r.Mirror()
 	release(r, "1.2.0")
@@ -104,7 +104,7 @@ func TestFreezeClockBeforeIssue(t *testing.T) {
 		c.Now = device.Now
 		c.MinTime = built
 	})
-	d.honestUpdate("1.1.0")
+	d.trust()
 
 	// The repository is frozen (nothing published for months: its
 	// timestamp expired long ago); the device restarts without a clock.

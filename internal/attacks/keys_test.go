@@ -60,7 +60,7 @@ func TestThresholdNotMet(t *testing.T) {
 				t.Parallel()
 				r := tuftest.New(t, tuftest.WithThreshold(role, 2))
 				d := newDevice(t, r, nil)
-				d.honestUpdate("1.1.0")
+				d.trust()
 				before := d.snap()
 				k := r.Keys(role)[0]
 				keys := []*repository.Key{k}
@@ -103,11 +103,11 @@ func TestRevokedKeyAfterRotation(t *testing.T) {
 				t.Parallel()
 				r := tuftest.New(t)
 				d := newDevice(t, r, nil)
-				d.honestUpdate("1.1.0")
+				d.trust()
 				r.RotateKeys(role)
 				r.Publish()
 				if saw {
-					d.honestUpdate("1.2.0")
+					d.trust()
 				}
 				before := d.snap()
 				forgeWith(r, role, r.RevokedKeys(role)...)
@@ -177,7 +177,7 @@ func TestFastForwardRecovery(t *testing.T) {
 			t.Parallel()
 			r := tuftest.New(t)
 			d := newDevice(t, r, nil)
-			d.honestUpdate("1.1.0")
+			d.trust()
 			tt.attack(t, r)
 			if _, err := d.u.Check(context.Background()); !errorsIsNoUpdate(err) {
 				t.Fatalf("Check of the fast-forwarded metadata: %v, want it accepted (no update)", err)

@@ -47,7 +47,8 @@ func TestMixAndMatch(t *testing.T) {
 			t.Parallel()
 			r := tuftest.New(t)
 			d := newDevice(t, r, nil)
-			d.honestUpdate("1.1.0")
+			release(r, "1.1.0")
+			d.trust()
 			old := published(r)
 			release(r, "1.2.0")
 			before := d.snap()
@@ -74,7 +75,7 @@ func TestMaliciousMirror(t *testing.T) {
 	tests := []struct {
 		name string
 		// mirror returns the mirror's base URL, made after the device
-		// took 1.1.0 and before the publisher ships 1.2.0.
+		// first refreshed and before the publisher ships 1.2.0.
 		mirror func(t *testing.T, r *tuftest.Repo) string
 		// origin is the part of the origin that fails (404).
 		origin string
@@ -109,7 +110,7 @@ func TestMaliciousMirror(t *testing.T) {
 					c.TargetsMirrors = []string{mirror + "/targets/"}
 				}
 			})
-			d.honestUpdate("1.1.0")
+			d.trust()
 			mirror = tt.mirror(t, r)
 			d.start()
 			if tt.origin == "/metadata/" {

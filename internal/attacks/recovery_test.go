@@ -72,9 +72,9 @@ func every(d func(name string) damage) damage {
 	}
 }
 
-// trustRecovery runs one damage case: the device took 1.1.0, the
-// publisher rotated every key (root 2, signed by the old and new root
-// keys, revokes the old ones), the device took 1.2.0 and trusts root 2.
+// trustRecovery runs one damage case: the device refreshed, the publisher
+// rotated every key (root 2, signed by the old and new root keys, revokes
+// the old ones), the device refreshed again and trusts root 2.
 // Then its trusted metadata is damaged and it restarts. An attacker holding
 // every revoked key publishes a root 3 and a targets role (listing its own
 // release) signed by the old keys only: the device must refuse both with
@@ -85,12 +85,12 @@ func trustRecovery(t *testing.T, dmg damage) {
 	t.Helper()
 	r := tuftest.New(t)
 	d := newDevice(t, r, nil)
-	d.honestUpdate("1.1.0")
+	d.trust()
 	for _, role := range repository.Roles {
 		r.RotateKeys(role)
 	}
 	r.Publish()
-	d.honestUpdate("1.2.0")
+	d.trust()
 	if got, want := d.trustedRootVersion(), r.Version(repository.RoleRoot); got != want {
 		t.Fatalf("trusted root %d before the damage, want %d", got, want)
 	}

@@ -24,9 +24,10 @@ func published(r *tuftest.Repo) versions {
 	return v
 }
 
-// rollback runs one rollback attack: the device takes 1.1.0, then 1.2.0
-// (so it trusts metadata newer than the 1.1.0 era), the publisher ships
-// 1.3.0, and attack serves metadata of the 1.1.0 era (old) to hide it.
+// rollback runs one rollback attack: the device checks when 1.1.0 is
+// published, then when 1.2.0 is (so it trusts metadata newer than the
+// 1.1.0 era), the publisher ships 1.3.0, and attack serves metadata of
+// the 1.1.0 era (old) to hide it.
 // The refresh must fail with ErrUntrusted and go-tuf's
 // ErrBadVersionNumber, nothing may be written, and once the attack stops
 // the device takes 1.3.0.
@@ -37,9 +38,11 @@ func rollback(t *testing.T, setup func(r *tuftest.Repo), attack func(t *testing.
 		setup(r)
 	}
 	d := newDevice(t, r, nil)
-	d.honestUpdate("1.1.0")
+	release(r, "1.1.0")
+	d.trust()
 	old := published(r)
-	d.honestUpdate("1.2.0")
+	release(r, "1.2.0")
+	d.trust()
 	img := release(r, "1.3.0")
 	before := d.snap()
 	attack(t, r, old)

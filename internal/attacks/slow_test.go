@@ -83,7 +83,7 @@ func TestSlowRetrieval(t *testing.T) {
 			t.Parallel()
 			r := tuftest.New(t)
 			d := newDevice(t, r, nil)
-			d.honestUpdate("1.1.0")
+			d.trust()
 			img := release(r, "1.2.0")
 			f := addFault(r, tt.match(r), tt.h)
 			before := d.snap()

@@ -75,7 +75,7 @@ func TestArbitrarySoftware(t *testing.T) {
 			sum := tuftest.SHA256(evil)
 			r.SetFile("targets/rootfs/"+sum+".6.6.6.img", evil)
 			raw, _ := hex.DecodeString(sum)
-			return &updater.Update{Component: "rootfs", From: "1.1.0", To: "6.6.6", Target: verify.Target{
+			return &updater.Update{Component: "rootfs", From: "1.0.0", To: "6.6.6", Target: verify.Target{
 				Path: "rootfs/6.6.6.img", Length: imageSize, Hashes: map[string][]byte{"sha256": raw},
 				Custom: custom("6.6.6"), URL: r.TargetsURL() + "rootfs/" + sum + ".6.6.6.img",
 			}}
@@ -86,7 +86,7 @@ func TestArbitrarySoftware(t *testing.T) {
 			t.Parallel()
 			r := tuftest.New(t)
 			d := newDevice(t, r, nil)
-			d.honestUpdate("1.1.0")
+			d.trust()
 			before := d.snap()
 			up := tt.attack(t, r, d)
 			var err error
