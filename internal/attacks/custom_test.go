@@ -48,54 +48,57 @@ func TestWrongHardware(t *testing.T) {
 	}
 }
 
-// customSuite runs bad-custom-metadata cases one after the other on one
-// device (the cases share a shape and are cheap; a device per case would
-// only repeat the setup). Each case publishes, at rootfs/bad-<n>.img, a
-// release newer than anything else whose custom metadata is raw, and
-// checks that the device ignores it: Check fails with ErrNoUpdate (not
-// ErrIncompatible: the target is not a release at all), its bytes are
-// never requested, nothing is written; then the next valid release is
-// taken while the bad targets are still listed.
-type customSuite struct {
-	r *tuftest.Repo
-	d *device
-	n int
-}
-
-func newCustomSuite(t *testing.T) *customSuite {
+// badCustom publishes, each at rootfs/bad-<n>.img, signed targets whose
+// custom metadata is raw ("": none), all at once and for a version newer
+// than anything else, and checks that the device ignores every one: Check
+// fails with ErrNoUpdate (not ErrIncompatible: none is a release at all),
+// nothing is written or activated; then, one subtest per case, that the
+// updater rejected the target with verify.ErrBadCustom and never
+// requested its bytes. Finally the device takes the next valid release
+// while the bad targets are still listed.
+func badCustom(t *testing.T, cases []customCase) {
 	r := tuftest.New(t)
-	return &customSuite{r: r, d: newDevice(t, r, nil)}
-}
-
-func (s *customSuite) run(t *testing.T, raw json.RawMessage) {
-	t.Helper()
-	s.n++
-	r, d := s.r, s.d
-	d.t = t
-	path := fmt.Sprintf("rootfs/bad-%d.img", s.n)
-	r.AddTarget(path, image("9.9.9"), raw)
+	d := newDevice(t, r, nil)
+	d.trust()
+	for i, c := range cases {
+		var raw json.RawMessage
+		if c.raw != "" {
+			raw = json.RawMessage(c.raw)
+		}
+		r.AddTarget(fmt.Sprintf("rootfs/bad-%d.img", i), image("9.9.9"), raw)
+	}
 	r.Publish()
 	before := d.snap()
 	err := d.update(context.Background())
 	wantErr(t, "update", err, updater.ErrNoUpdate)
 	if errors.Is(err, verify.ErrIncompatible) {
-		t.Errorf("update: %v: the target was taken for a release", err)
+		t.Errorf("update: %v: a bad target was taken for a release", err)
 	}
 	d.assertRefused(before, noWrites)
-	if n := r.Requests("targets/" + r.Target(path).File); n != 0 {
-		t.Errorf("the target's bytes were requested %d times", n)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := fmt.Sprintf("rootfs/bad-%d.img", i)
+			if err := d.logs.rejected(path); !errors.Is(err, verify.ErrBadCustom) {
+				t.Errorf("target rejected with %v, want ErrBadCustom", err)
+			}
+			if n := r.Requests("targets/" + r.Target(path).File); n != 0 {
+				t.Errorf("the target's bytes were requested %d times", n)
+			}
+		})
 	}
-	d.honestUpdate(fmt.Sprintf("1.%d.0", s.n))
+	d.honestUpdate("1.1.0")
+}
+
+// customCase is raw custom metadata ("": none) and what is wrong with it.
+type customCase struct {
+	name, raw string
 }
 
 // TestCustomMetadataMissing: a signed target without the switchback
 // custom metadata, or without one of its required fields.
 func TestCustomMetadataMissing(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		raw  string // "" means no custom metadata at all
-	}{
+	badCustom(t, []customCase{
 		{"no custom metadata", ""},
 		{"empty object", `{}`},
 		{"component missing", `{"version":"9.9.9","hardware":["gw-attack"]}`},
@@ -105,17 +108,7 @@ func TestCustomMetadataMissing(t *testing.T) {
 		{"uncompressed digest missing on a zstd target", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"compression":"zstd"}`},
 		{"patch without its base", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"kind":"patch","of":"rootfs/9.9.9.img","format":"bsdiff","uncompressed":{"length":4096,"sha256":"` + zeros + `"}}`},
 		{"switchback fields nested, not at the top level", `{"switchback":{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"]}}`},
-	}
-	s := newCustomSuite(t)
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var raw json.RawMessage
-			if tt.raw != "" {
-				raw = json.RawMessage(tt.raw)
-			}
-			s.run(t, raw)
-		})
-	}
+	})
 }
 
 const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
@@ -125,10 +118,7 @@ const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
 // not semantic versions, unknown compression or kind, bad digests.
 func TestCustomMetadataMalformed(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		raw  string
-	}{
+	badCustom(t, []customCase{
 		{"not an object", `["rootfs","9.9.9"]`},
 		{"a string", `"rootfs 9.9.9"`},
 		{"version a number", `{"component":"rootfs","version":999,"hardware":["gw-attack"]}`},
@@ -143,11 +133,5 @@ func TestCustomMetadataMalformed(t *testing.T) {
 		{"uncompressed length negative", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"compression":"zstd","uncompressed":{"length":-1,"sha256":"` + zeros + `"}}`},
 		{"uncompressed length a string", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"compression":"zstd","uncompressed":{"length":"4096","sha256":"` + zeros + `"}}`},
 		{"unknown kind", `{"component":"rootfs","version":"9.9.9","hardware":["gw-attack"],"kind":"firmware"}`},
-	}
-	s := newCustomSuite(t)
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s.run(t, json.RawMessage(tt.raw))
-		})
-	}
+	})
 }

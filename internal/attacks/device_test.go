@@ -464,7 +464,6 @@ func must(t *testing.T, err error) {
 	}
 }
 
-
 // compressLike compresses data with zstd and pads the stream with a
 // skippable frame to exactly n bytes: a well-formed stream of the length
 // the metadata signs, with other content.
