@@ -16,7 +16,8 @@
 //     total is exactly the expected length: the bytes are appended;
 //   - 200: the server ignores Range (logged once per host) or the file
 //     changed (If-Range did not match): [Sink.Restart] is called and the
-//     body is streamed from byte 0;
+//     body is streamed from byte 0 (over a link that keeps breaking, a
+//     server that ignores Range is given up on after RetryMax restarts);
 //   - 416 when the offset already equals the length: nothing is missing.
 //
 // A 206 whose validator differs from the one asked for, a Content-Range or

@@ -109,8 +109,11 @@ type fetchState struct {
 	offset    int64
 	validator string // opaque form, see formatValidator
 	res       Result
-	att       attemptState
-	buf       []byte
+	changes   int // restarts because the content changed
+	// rangeRestarts counts restarts because the server ignored Range.
+	rangeRestarts int
+	att           attemptState
+	buf           []byte
 }
 
 // Fetch streams req into sink, resuming at req.Offset, and reports
@@ -275,7 +278,7 @@ func (c *Client) attempt(ctx context.Context, f *fetchState, u string) error {
 			// If-Range should have produced a 200: the server splices
 			// versions. Start over with what it serves now.
 			c.log.Warn("download: validator changed on a partial response; restarting", "url", redact(u))
-			if err := c.restart(f, ""); err != nil {
+			if err := c.restart(f, true); err != nil {
 				return err
 			}
 			return errors.New("download: content changed")
@@ -290,12 +293,13 @@ func (c *Client) attempt(ctx context.Context, f *fetchState, u string) error {
 			return permanent{fmt.Errorf("%w: %s: Content-Length %d, want %d", ErrLength, redact(u), resp.ContentLength, f.req.Length)}
 		}
 		if f.offset > 0 {
-			if sentValidator != "" && respValidator != "" && !sameValidator(sentValidator, resp) {
+			changed := sentValidator != "" && respValidator != "" && !sameValidator(sentValidator, resp)
+			if changed {
 				c.log.Info("download: file changed since the transfer began; restarting from 0", "url", redact(u))
 			} else if _, logged := c.ignoresRange.LoadOrStore(hostOf(u), struct{}{}); !logged {
 				c.log.Warn("download: server ignores Range; restarting from 0", "host", hostOf(u))
 			}
-			if err := c.restart(f, ""); err != nil {
+			if err := c.restart(f, changed); err != nil {
 				return err
 			}
 		}
@@ -318,7 +322,7 @@ func (c *Client) attempt(ctx context.Context, f *fetchState, u string) error {
 		}
 		// The file is shorter than what we already hold: it changed.
 		c.log.Info("download: 416 below the expected length; restarting from 0", "url", redact(u), "offset", f.offset)
-		if err := c.restart(f, ""); err != nil {
+		if err := c.restart(f, true); err != nil {
 			return err
 		}
 		return errors.New("download: range not satisfiable")
@@ -349,15 +353,28 @@ func (c *Client) accept(f *fetchState, u, respValidator string) error {
 	return nil
 }
 
-func (c *Client) restart(f *fetchState, validator string) error {
-	if f.res.Restarts >= maxRestarts {
-		return fmt.Errorf("%w: restarted %d times", ErrUnstable, f.res.Restarts)
+// restart makes the sink start over. changed says the content changed
+// (bounded by maxRestarts: ErrUnstable); otherwise the server ignores
+// Range, and a link that keeps breaking is given up on after RetryMax such
+// restarts (a permanent failure of this mirror, which never completes a
+// file in one piece).
+func (c *Client) restart(f *fetchState, changed bool) error {
+	if changed {
+		if f.changes >= maxRestarts {
+			return fmt.Errorf("%w: restarted %d times", ErrUnstable, f.changes)
+		}
+		f.changes++
+	} else {
+		if f.rangeRestarts > c.cfg.RetryMax {
+			return permanent{fmt.Errorf("download: server ignores Range and the transfer broke off %d times", f.rangeRestarts)}
+		}
+		f.rangeRestarts++
 	}
 	f.res.Restarts++
 	if err := f.sink.Restart(); err != nil {
 		return fmt.Errorf("%w: Restart: %w", ErrSink, err)
 	}
-	f.offset, f.validator = 0, validator
+	f.offset, f.validator = 0, ""
 	if f.progress != nil {
 		f.progress(0, f.req.Length)
 	}

@@ -20,6 +20,9 @@ import (
 
 const testSize = 1<<20 + 12345 // a bit over 1 MiB: several copy buffers
 
+// errAny in a table stands for "some error, not one of the sentinels".
+var errAny = errors.New("any error")
+
 func TestFetch(t *testing.T) {
 	content := randomBytes(1, testSize)
 	changed := randomBytes(2, testSize)
@@ -86,6 +89,8 @@ func TestFetch(t *testing.T) {
 			plan: always(fault{contentRng: fmt.Sprintf("bytes 500000-%d/%d", L, L+1)}), wantErr: ErrLength, want: content[:500_000]},
 		{name: "Content-Range garbage", offset: 500_000, validator: `"v0"`,
 			plan: always(fault{contentRng: "lies"}), wantErr: ErrBadResponse, want: content[:500_000]},
+		{name: "no Range support and a link that always breaks", retryMax: 2,
+			plan: func(i int) fault { return fault{ignoreRange: true, cutAt: 100_000} }, wantErr: errAny},
 		{name: "content changes at every request", offset: 500_000, validator: `"v0"`,
 			plan:    func(i int) fault { return fault{change: versions[i%len(versions)], cutAt: 1000} },
 			wantErr: ErrUnstable},
@@ -128,6 +133,10 @@ func TestFetch(t *testing.T) {
 				if want, ok := tt.wantErr.(*StatusError); ok {
 					if !errors.As(err, &se) || se.StatusCode != want.StatusCode {
 						t.Fatalf("Fetch error: got %v, want HTTP %d", err, want.StatusCode)
+					}
+				} else if tt.wantErr == errAny {
+					if err == nil || errors.Is(err, ErrUnstable) {
+						t.Fatalf("Fetch error: got %v, want a mirror failure", err)
 					}
 				} else if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Fetch error: got %v, want %v", err, tt.wantErr)
