@@ -2,6 +2,7 @@ package attacks
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -72,17 +73,17 @@ func every(d func(name string) damage) damage {
 	}
 }
 
-// trustRecovery runs one damage case: the device refreshed, the publisher
-// rotated every key (root 2, signed by the old and new root keys, revokes
-// the old ones), the device refreshed again and trusts root 2.
-// Then its trusted metadata is damaged and it restarts. An attacker holding
-// every revoked key publishes a root 3 and a targets role (listing its own
-// release) signed by the old keys only: the device must refuse both with
-// ErrUntrusted and go-tuf's ErrUnsignedMetadata, write nothing, end up
-// trusting the publisher's newest root again, and take the next honest
-// release.
-func trustRecovery(t *testing.T, dmg damage) {
-	t.Helper()
+// recovery is a device that trusts a rotated root: it refreshed, the
+// publisher rotated every key (root 2, signed by the old and new root
+// keys, revokes the old ones), and it refreshed again. Damage cases run
+// one after the other on it, each ending with the device recovered.
+type recovery struct {
+	r *tuftest.Repo
+	d *device
+	n int
+}
+
+func newRecovery(t *testing.T) *recovery {
 	r := tuftest.New(t)
 	d := newDevice(t, r, nil)
 	d.trust()
@@ -92,8 +93,23 @@ func trustRecovery(t *testing.T, dmg damage) {
 	r.Publish()
 	d.trust()
 	if got, want := d.trustedRootVersion(), r.Version(repository.RoleRoot); got != want {
-		t.Fatalf("trusted root %d before the damage, want %d", got, want)
+		t.Fatalf("trusted root %d after the rotation, want %d", got, want)
 	}
+	return &recovery{r: r, d: d}
+}
+
+// run damages the trusted metadata while the device is off and restarts
+// it. An attacker holding every revoked key publishes a next root, then a
+// targets role listing its own release, signed by the old keys only: the
+// device must refuse both with ErrUntrusted and go-tuf's
+// ErrUnsignedMetadata, write nothing, take the next honest release, and
+// end up trusting the publisher's newest root again.
+func (rc *recovery) run(t *testing.T, dmg damage) {
+	r, d := rc.r, rc.d
+	parent := d.t
+	d.t = t
+	defer func() { d.t = parent }()
+	rc.n++
 
 	dmg(t, filepath.Join(d.stateDir, "tuf"), r)
 	d.start()
@@ -111,7 +127,7 @@ func trustRecovery(t *testing.T, dmg damage) {
 	d.assertRefused(before, noWrites)
 
 	r.ClearOverrides()
-	d.honestUpdate("1.3.0")
+	d.honestUpdate(fmt.Sprintf("1.%d.0", rc.n))
 	if got, want := d.trustedRootVersion(), r.Version(repository.RoleRoot); got != want {
 		t.Errorf("trusted root %d after recovery, want %d", got, want)
 	}
@@ -139,11 +155,9 @@ func TestTrustRecoveryCorruptMetadata(t *testing.T) {
 		{"every file garbage", every(garbage)},
 		{"every file cut short", every(truncate)},
 	}
+	rc := newRecovery(t)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			trustRecovery(t, tt.dmg)
-		})
+		t.Run(tt.name, func(t *testing.T) { rc.run(t, tt.dmg) })
 	}
 }
 
@@ -170,10 +184,8 @@ func TestTrustRecoveryDeletedMetadata(t *testing.T) {
 		}},
 		{"whole directory deleted", remove(".")},
 	}
+	rc := newRecovery(t)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			trustRecovery(t, tt.dmg)
-		})
+		t.Run(tt.name, func(t *testing.T) { rc.run(t, tt.dmg) })
 	}
 }
