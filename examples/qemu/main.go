@@ -3,8 +3,8 @@
 // and a data partition from Debian packages alone (no root, no loop
 // devices, no mounts), and runs the update scenario against it.
 //
-//	go run ./examples/qemu build   # the factory disk, in the cache
-//	go run ./examples/qemu boot    # build, boot it once, print the console
+//	go run ./examples/qemu build   # the factory disk and a signed repository, in the cache
+//	go run ./examples/qemu boot    # boot a disk once: GRUB, kernel, init, guestfwd
 //	go run ./examples/qemu run     # the whole update scenario
 //
 // See README.md for the layout and for adapting it to real hardware.
@@ -31,8 +31,10 @@ import (
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run
 
-  build  build the factory disk (pristine qcow2) and print its path
-  boot   build, boot the factory disk once on an overlay, print the console
+  build  build the factory disk (pristine qcow2), a signed repository whose
+         root it trusts, and the release images; print where they are
+  boot   build a disk without the agent, boot it once on an overlay, and
+         check that it reaches userspace and the host over guestfwd
   run    build, publish releases v2 (good), v3 (fails health), v4 (panics)
          and run the whole A/B scenario; exit status 0 only if every step
          happened
@@ -68,9 +70,11 @@ func main() {
 	var err error
 	switch flag.Arg(0) {
 	case "build":
-		var f *factory
-		if f, err = e.buildFactory(ctx, nil); err == nil {
-			fmt.Println(f.Disk)
+		var s *scenario
+		if s, err = e.newScenario(ctx); err == nil {
+			s.close()
+			fmt.Printf("factory disk (pristine): %s\nrepository: %s\nrelease images: %s/v*.ext4\n",
+				s.f.Disk, filepath.Join(s.dir, "publisher"), s.dir)
 		}
 	case "boot":
 		err = e.bootOnce(ctx)
@@ -167,9 +171,10 @@ func (e *env) buildAgent(ctx context.Context, out string) error {
 	return nil
 }
 
-// buildFactory builds the assets, the agent and the factory disk (slot A
-// holding v1.0.0) in a fresh work directory under the cache.
-func (e *env) buildFactory(ctx context.Context, rootJSON []byte) (*factory, error) {
+// buildFactory builds the assets, the agent (unless withAgent is false)
+// and the factory disk (slot A holding v1.0.0) in a fresh work directory
+// under the cache.
+func (e *env) buildFactory(ctx context.Context, rootJSON []byte, withAgent bool) (*factory, error) {
 	b := e.builder()
 	a, err := b.prepare(ctx)
 	if err != nil {
@@ -184,7 +189,7 @@ func (e *env) buildFactory(ctx context.Context, rootJSON []byte) (*factory, erro
 		return nil, err
 	}
 	f := &factory{Assets: a, Dir: dir, Disk: filepath.Join(dir, "factory.qcow2")}
-	if _, err := os.Stat(filepath.Join(e.Checkout, "examples", "qemu", "agent")); err == nil {
+	if withAgent {
 		f.Agent = filepath.Join(dir, "switchback-agent")
 		if err := e.buildAgent(ctx, f.Agent); err != nil {
 			return nil, err
@@ -273,7 +278,8 @@ var userspaceRE = regexp.MustCompile(`init: userspace up: version (\S+), cmdline
 // bootOnce builds the factory disk and boots it on an overlay until its
 // init says userspace is up and it has said hello over the guestfwd link.
 func (e *env) bootOnce(ctx context.Context) error {
-	f, err := e.buildFactory(ctx, nil)
+	// No agent: without a repository it would have no root of trust.
+	f, err := e.buildFactory(ctx, nil, false)
 	if err != nil {
 		return err
 	}

@@ -264,13 +264,10 @@ func (e *env) newScenario(ctx context.Context) (*scenario, error) {
 		os.RemoveAll(tmp)
 		return nil, err
 	}
-	f, err := e.buildFactory(ctx, rootJSON)
+	f, err := e.buildFactory(ctx, rootJSON, true)
 	if err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
-	}
-	if f.Agent == "" {
-		return nil, errors.New("the checkout has no examples/qemu/agent")
 	}
 	// The repository moves into the run's directory.
 	if err := os.Rename(tmp, filepath.Join(f.Dir, "publisher")); err != nil {
