@@ -114,11 +114,13 @@ func (rc *recovery) run(t *testing.T, dmg damage) {
 	dmg(t, filepath.Join(d.stateDir, "tuf"), r)
 	d.start()
 	before := d.snap()
-	r.Forge(repository.RoleRoot, nil, r.RevokedKeys(repository.RoleRoot)...)
+	// Served, not published: the chain of genuine roots stays short.
+	next := r.Version(repository.RoleRoot) + 1
+	r.SetFile(fmt.Sprintf("metadata/%d.root.json", next), forgeRoot(t, r, next, r.RevokedKeys(repository.RoleRoot)...))
 	err := d.update(context.Background())
 	wantErr(t, "update with a root signed by the revoked root keys", err, verify.ErrUntrusted, &metadata.ErrUnsignedMetadata{})
 	d.assertRefused(before, noWrites)
-	r.Publish()
+	r.ClearOverrides()
 
 	d.start()
 	forgeWith(r, repository.RoleTargets, r.RevokedKeys(repository.RoleTargets)...)
@@ -188,4 +190,20 @@ func TestTrustRecoveryDeletedMetadata(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { rc.run(t, tt.dmg) })
 	}
+}
+
+// forgeRoot returns the current root as version v, signed by keys only.
+func forgeRoot(t *testing.T, r *tuftest.Repo, v int64, keys ...*repository.Key) []byte {
+	t.Helper()
+	m, err := metadata.Root().FromBytes(r.MetadataFile(fmt.Sprintf("%d.root.json", r.Version(repository.RoleRoot))))
+	must(t, err)
+	m.Signed.Version = v
+	m.ClearSignatures()
+	for _, k := range keys {
+		_, err := m.Sign(k.Signer())
+		must(t, err)
+	}
+	b, err := m.ToBytes(true)
+	must(t, err)
+	return b
 }
