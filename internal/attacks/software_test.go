@@ -33,8 +33,7 @@ func TestArbitrarySoftware(t *testing.T) {
 		writes writes
 	}{
 		{"replaced bytes of the signed length", func(t *testing.T, r *tuftest.Repo, d *device) *updater.Update {
-			evil := release(r, "1.2.0")
-			evil = bytes.Clone(evil)
+			evil := bytes.Clone(release(r, "1.2.0"))
 			copy(evil[100:], "malware")
 			r.SetTargetBytes(targetPath("1.2.0"), evil)
 			return nil
@@ -53,8 +52,9 @@ func TestArbitrarySoftware(t *testing.T) {
 			img := bytes.Repeat([]byte("compressible 1.2.0 "), 2000)
 			tg := r.AddCompressedTarget("rootfs/1.2.0.img.zst", img, custom("1.2.0"), 8<<10)
 			r.Publish()
-			// Another image compressed the same way, cut to the signed
-			// length: a well-formed zstd stream of the right size.
+			// Another image, compressed and padded to the signed length
+			// with a skippable frame: a well-formed zstd stream of the
+			// right size.
 			evil := compressLike(t, bytes.Repeat([]byte("MALWARE 6.6.6 "), 2800), tg.Length)
 			r.SetFile("targets/"+tg.File, evil)
 			return nil
