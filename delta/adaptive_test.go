@@ -611,3 +611,59 @@ func (d *countingDoer) Do(r *http.Request) (*http.Response, error) {
 	d.n.Add(1)
 	return d.c.Do(r)
 }
+
+// trackedBody records whether it was closed.
+type trackedBody struct {
+	io.Reader
+	open *atomic.Int64
+}
+
+func (b trackedBody) Close() error { b.open.Add(-1); return nil }
+
+func TestApplyClosesBodiesAndStops(t *testing.T) {
+	base := randBytes(39, 60000)
+	img := cat(base[:10000], randBytes(40, 9000), base[10000:40000], randBytes(41, 9000))
+	ni := mustIndex(t, img, IndexOptions{BlockSize: 1024})
+	p, _ := NewPlan(ni, []Base{{Index: mustIndex(t, base, ni.Options())}}, PlanOptions{MaxGap: -1})
+	for _, tt := range []struct {
+		name  string
+		serve []byte
+		want  error
+	}{
+		{"good", img, nil},
+		{"corrupt", cat(img[:len(img)-1], []byte{img[len(img)-1] ^ 1}), ErrCorruptChunk},
+		{"short", img[:len(img)-500], io.ErrUnexpectedEOF},
+	} {
+		var open atomic.Int64
+		src := Source{Range: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+			open.Add(1)
+			end := min(off+n, int64(len(tt.serve)))
+			return trackedBody{bytes.NewReader(tt.serve[off:end]), &open}, nil
+		}}
+		err := Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(base)}, src, io.Discard)
+		if (tt.want == nil && err != nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
+			t.Errorf("%s: got %v, want %v", tt.name, err, tt.want)
+		}
+		if got := open.Load(); got != 0 {
+			t.Errorf("%s: %d bodies left open", tt.name, got)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err := Apply(ctx, p, []io.ReaderAt{bytes.NewReader(base)}, Source{Range: func(context.Context, int64, int64) (io.ReadCloser, error) {
+		return nil, errors.New("must not be called")
+	}}, io.Discard)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: got %v, want context.Canceled", err)
+	}
+}
+
+func TestBuildIndexReadError(t *testing.T) {
+	boom := errors.New("read failed")
+	if _, err := BuildIndex(iotest.ErrReader(boom), IndexOptions{}); !errors.Is(err, boom) {
+		t.Errorf("got %v, want the read error", err)
+	}
+	if _, err := BuildIndex(bytes.NewReader(nil), IndexOptions{Chunking: "rabin"}); err == nil {
+		t.Errorf("unknown chunking: got nil error, want one")
+	}
+}
