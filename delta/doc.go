@@ -27,7 +27,8 @@
 // releases, like casync and desync stores. Any static server will do.
 //
 // Choose the chunking by content (measured by examples/deltabench on a
-// Debian root file system, see the README): fixed 4 KiB blocks
+// Debian root file system; figures in examples/deltabench/README.md):
+// fixed 4 KiB blocks
 // ([ChunkFixed], the default) for ext4 and other block-allocating file
 // systems, where they fetch the fewest bytes from a chunk store;
 // content-defined chunks ([ChunkCDC], average 4 KiB) for squashfs,
