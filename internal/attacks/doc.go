@@ -26,6 +26,9 @@
 //	TestRollbackSnapshot             a new timestamp pointing to an older snapshot
 //	TestRollbackTargets              a new snapshot listing an older targets
 //	TestRollbackRoot                 an older root served as the next root version
+//	TestRollbackAfterMetadataLoss    an old repository replayed to a device that
+//	                                 lost its trusted metadata: the installed
+//	                                 version still refuses the downgrade
 //	TestFreezeExpiredTimestamp       a frozen repository past the timestamp's expiry
 //	TestFreezeExpiredSnapshot        ... past the snapshot's expiry
 //	TestFreezeExpiredTargets         ... past the targets' expiry

@@ -2,13 +2,17 @@ package attacks
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/switchback-ota/switchback/internal/tuftest"
 	"github.com/switchback-ota/switchback/repository"
+	"github.com/switchback-ota/switchback/updater"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -104,4 +108,32 @@ func TestRollbackRoot(t *testing.T) {
 		next := r.Version(repository.RoleRoot) + 1
 		r.SetFile(fmt.Sprintf("metadata/%d.root.json", next), r.MetadataFile(fmt.Sprintf("%d.root.json", old[repository.RoleRoot]-1)))
 	})
+}
+
+// TestRollbackAfterMetadataLoss: a device that lost its trusted metadata
+// (the whole directory) cannot tell an old timestamp from the newest one,
+// so TUF alone accepts a replayed repository of an earlier era. The
+// installed version still holds: the release the old metadata offers is
+// older than the one running, Check fails with ErrNoUpdate (not
+// ErrIncompatible: nothing newer is published there at all), and nothing
+// is written. Once the replay stops the device takes the next release.
+func TestRollbackAfterMetadataLoss(t *testing.T) {
+	t.Parallel()
+	r := tuftest.New(t)
+	d := newDevice(t, r, nil)
+	d.honestUpdate("1.1.0")
+	old := published(r)
+	d.honestUpdate("1.2.0")
+	must(t, os.RemoveAll(filepath.Join(d.stateDir, "tuf")))
+	d.start()
+	r.ServeTimestampVersion(old[repository.RoleTimestamp])
+	before := d.snap()
+	err := d.update(context.Background())
+	wantErr(t, "update from the replayed repository", err, updater.ErrNoUpdate)
+	if errors.Is(err, verify.ErrIncompatible) {
+		t.Errorf("update: %v, want no release at all", err)
+	}
+	d.assertRefused(before, noWrites)
+	r.ClearOverrides()
+	d.honestUpdate("1.3.0")
 }
