@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +110,13 @@ type Config struct {
 	// HTTPClient is used for every request. Nil: a private client with
 	// sane timeouts (http.DefaultClient is never used).
 	HTTPClient *http.Client
+	// StallTimeout drops and resumes a transfer that received no byte for
+	// this long (default 30s). RateLimit caps transfers in bytes per
+	// second (0: unlimited). Pause, when set, is called between chunks and
+	// may block while the link is metered.
+	StallTimeout time.Duration
+	RateLimit    int64
+	Pause        func(ctx context.Context) error
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Events receives typed events; it is called synchronously and must not
@@ -215,7 +223,8 @@ func New(cfg Config) (*Updater, error) {
 	if now == nil {
 		now = time.Now
 	}
-	dl, err := download.New(download.Config{HTTPClient: cfg.HTTPClient, Logger: log})
+	dl, err := download.New(download.Config{HTTPClient: cfg.HTTPClient, Logger: log,
+		StallTimeout: cfg.StallTimeout, RateLimit: cfg.RateLimit, Pause: cfg.Pause})
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
 	}
@@ -407,6 +416,27 @@ func (u *Updater) install(ctx context.Context, up Update) (err error) {
 			return fmt.Errorf("updater: install %s: target %s (sha256 %s) is not in the trusted metadata: %w", c.Name, t.Path, sha, verify.ErrVerification)
 		}
 	}
+	// Use the trusted target itself, never the caller's copy of its
+	// custom metadata, and apply the selection rules again: hardware,
+	// version order, minimum installed version, blocklist.
+	for _, tt := range u.targets {
+		if tt.Path == t.Path && tt.SHA256() == sha {
+			t = tt
+			break
+		}
+	}
+	// A local file (InstallFile) keeps its file:// URL.
+	if up.Target.URL != "" && strings.HasPrefix(up.Target.URL, "file://") {
+		t.URL = up.Target.URL
+	}
+	if t.Custom.Component != c.Name {
+		return fmt.Errorf("updater: install %s: target %s is for component %q: %w", c.Name, t.Path, t.Custom.Component, verify.ErrIncompatible)
+	}
+	if _, err := verify.Select([]verify.Target{t}, verify.Policy{Component: c.Name, Hardware: u.cfg.Hardware,
+		Installed: u.st.component(c.Name).Installed, AllowDowngrade: u.cfg.AllowDowngrade, Blocked: u.st.blocked}); err != nil {
+		return fmt.Errorf("updater: install %s %s: %w", c.Name, t.Custom.Version, err)
+	}
+	up.To = t.Custom.Version
 	cs := u.st.component(c.Name)
 	pd0 := cs.Pending
 	if pd := cs.Pending; pd != nil && pd.Phase == PhaseArmed {
@@ -531,6 +561,10 @@ func (u *Updater) transfer(ctx context.Context, c *Component, slot slots.Slot, t
 	res, err := u.fetch(ctx, req, p)
 	if cerr := p.close(); err == nil {
 		err = cerr
+	}
+	if errors.Is(err, download.ErrLength) {
+		// The server sent more or less than the signed length.
+		err = fmt.Errorf("%w: %w", verify.ErrVerification, err)
 	}
 	if err != nil {
 		return err

@@ -51,10 +51,6 @@ func TestWrongHardware(t *testing.T) {
 	// from anywhere (a fleet server's push, a file): the signed release
 	// for other hardware, with the hardware list in the Update rewritten.
 	t.Run("Install handed the release with its hardware rewritten", func(t *testing.T) {
-		t.Skip("known gap, reported: Install checks only that the target's path and sha256 are in " +
-			"the trusted metadata and uses the caller's Custom (hardware, version, compression): the " +
-			"other hardware's image is armed; Install should take the Custom of the trusted target " +
-			"and apply the Check policy again")
 		t.Parallel()
 		r := tuftest.New(t)
 		d := newDevice(t, r, nil)
