@@ -20,8 +20,9 @@ import (
 // go-tuf builds URLs from its MetadataBaseURL; when a URL starts with
 // mirrors[0], the same path is tried under each of the other mirrors in
 // turn if an earlier one fails or answers 404. A missing file yields
-// *metadata.ErrDownloadHTTP with StatusCode 404 only when every mirror says
-// 404 (go-tuf's root walk stops on it); other statuses yield
+// *metadata.ErrDownloadHTTP with StatusCode 404 when every mirror says 404,
+// or, for a root version (N.root.json, whose 404 ends go-tuf's root walk),
+// when the first mirror that answers says 404; other statuses yield
 // *metadata.ErrDownloadHTTP with that status, and a file over maxLength
 // *metadata.ErrDownloadLengthMismatch — read no further than maxLength+1
 // bytes. TUF signatures keep a malicious mirror harmless.
@@ -64,9 +65,14 @@ func (t *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 		}
 		if se == nil || se.StatusCode != http.StatusNotFound {
 			all404 = false
+		} else if strings.HasSuffix(urlPath, ".root.json") {
+			// A 404 for the next root version is the normal end of
+			// go-tuf's root walk: a mirror that answers it is final.
+			// Asking the next mirror would let one bad mirror freeze
+			// every device that lists it.
+			return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: redact(urlPath)}
 		} else {
-			// Only a 404 from every mirror may read as 404: go-tuf's
-			// root walk stops on one.
+			// Other files: only a 404 from every mirror reads as 404.
 			err = fmt.Errorf("download: %s: not found", se.URL)
 		}
 		errs = append(errs, err)

@@ -62,7 +62,9 @@ func TestFetcher(t *testing.T) {
 		{name: "over max on the wire", url: srv.URL + "/chunked.json", max: 9999, wantLength: true},
 		{name: "second mirror has it", mirrors: []string{forbidden.URL, srv.URL}, url: forbidden.URL + "/timestamp.json", max: 100, want: `{"ts":1}`},
 		{name: "404 on every mirror is 404", mirrors: []string{srv.URL, srv.URL}, url: srv.URL + "/3.root.json", max: 100, wantStatus: 404},
-		{name: "404 and 403 is not 404", mirrors: []string{srv.URL, forbidden.URL}, url: srv.URL + "/3.root.json", max: 100, wantStatus: 403},
+		{name: "404 and 403 is not 404", mirrors: []string{srv.URL, forbidden.URL}, url: srv.URL + "/7.snapshot.json", max: 100, wantStatus: 403},
+		{name: "root 404 from the first answering mirror is final", mirrors: []string{srv.URL, forbidden.URL}, url: srv.URL + "/3.root.json", max: 100, wantStatus: 404},
+		{name: "root from the next mirror after a failure", mirrors: []string{forbidden.URL, srv.URL}, url: forbidden.URL + "/3.root.json", max: 100, wantStatus: 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
