@@ -96,6 +96,7 @@ type Client struct {
 	targetsURL string
 
 	mu          sync.Mutex
+	rotated     bool   // the last refresh walked to a root with new timestamp or snapshot keys
 	root        []byte // the newest root trusted by this process
 	rootVersion int64
 }
@@ -181,6 +182,46 @@ func parseRoot(b []byte) (*metadata.Metadata[metadata.RootType], error) {
 func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.rotated = false
+	ts, err := c.refreshOnce(ctx)
+	if c.rotated && err != nil {
+		// TUF 5.3.11: the new root rotated the timestamp or snapshot
+		// keys. The trusted timestamp and snapshot may pin versions an
+		// attacker fast-forwarded with the old keys, and this refresh
+		// failed: drop them and refresh again. (After a refresh that
+		// succeeded they were already checked against the new keys.)
+		for _, name := range []string{"timestamp.json", "snapshot.json"} {
+			if rerr := os.Remove(filepath.Join(c.cfg.Dir, name)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				c.log.Warn("cannot drop trusted metadata after a key rotation", "file", name, "err", rerr)
+			}
+		}
+		_ = c.syncDir()
+		c.log.Info("timestamp or snapshot keys rotated: refreshing again from a clean timestamp and snapshot")
+		ts, err = c.refreshOnce(ctx)
+	}
+	return ts, err
+}
+
+// roleKeys returns the key ids and thresholds of the timestamp and snapshot
+// roles of a root, as one comparable string.
+func roleKeys(root *metadata.Metadata[metadata.RootType]) string {
+	if root == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, name := range []string{metadata.TIMESTAMP, metadata.SNAPSHOT} {
+		r := root.Signed.Roles[name]
+		if r == nil {
+			continue
+		}
+		ids := slices.Clone(r.KeyIDs)
+		slices.Sort(ids)
+		fmt.Fprintf(&b, "%s:%d:%s;", name, r.Threshold, strings.Join(ids, ","))
+	}
+	return b.String()
+}
+
+func (c *Client) refreshOnce(ctx context.Context) (*Targets, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
@@ -198,6 +239,10 @@ func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
 	root, err := c.startRoot()
 	if err != nil {
 		return nil, err
+	}
+	var startKeys string
+	if m, perr := metadata.Root().FromBytes(root); perr == nil {
+		startKeys = roleKeys(m)
 	}
 
 	ucfg, err := config.New(c.cfg.MetadataURL, root)
@@ -228,6 +273,9 @@ func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
 	up.UnsafeSetRefTime(now.UTC())
 	err = up.Refresh()
 	trusted := up.GetTrustedMetadataSet()
+	if trusted.Root != nil && startKeys != "" && roleKeys(trusted.Root) != startKeys {
+		c.rotated = true
+	}
 	// A walked root chain counts even if a later step failed.
 	if kerr := c.keepRoot(trusted.Root, walked); kerr != nil && err == nil {
 		err = kerr
