@@ -691,7 +691,7 @@ func (u *Updater) confirm(ctx context.Context, c *Component) (restart bool, err 
 		if err := c.Boot.MarkBad(ctx, pd.Slot); err != nil {
 			return false, fmt.Errorf("updater: confirm %s: mark slot %s bad: %w", c.Name, pd.Slot, err)
 		}
-		u.rolledBack(c, cs, pd, reason)
+		u.rolledBack(c, cs, pd, StateArmed, reason)
 		return false, fmt.Errorf("updater: confirm %s %s: %s: %w", c.Name, version, reason, ErrRolledBack)
 	}
 
@@ -701,7 +701,7 @@ func (u *Updater) confirm(ctx context.Context, c *Component) (restart bool, err 
 		if err := c.Boot.MarkBad(ctx, pd.Slot); err != nil {
 			return false, fmt.Errorf("updater: confirm %s: health failed (%v) and mark bad failed: %w", c.Name, herr, err)
 		}
-		u.rolledBack(c, cs, pd, reason)
+		u.rolledBack(c, cs, pd, StateConfirming, reason)
 		return true, fmt.Errorf("updater: confirm %s %s: %w: %w", c.Name, version, ErrRolledBack, herr)
 	}
 	if err := c.Boot.Commit(ctx, pd.Slot); err != nil {
@@ -718,7 +718,7 @@ func (u *Updater) confirm(ctx context.Context, c *Component) (restart bool, err 
 	return false, nil
 }
 
-func (u *Updater) rolledBack(c *Component, cs *componentState, pd *pending, reason string) {
+func (u *Updater) rolledBack(c *Component, cs *componentState, pd *pending, from State, reason string) {
 	u.st.block(pd.Target, BlockedRelease{Component: c.Name, Version: pd.Version, Reason: reason, At: u.now()})
 	cs.Pending = nil
 	cs.LastResult = fmt.Sprintf("%s rolled back: %s", pd.Version, reason)
@@ -726,7 +726,7 @@ func (u *Updater) rolledBack(c *Component, cs *componentState, pd *pending, reas
 		u.log.Error("save state after rollback", "err", err)
 		u.emit(ErrorEvent{Component: c.Name, Op: "save", Err: err})
 	}
-	u.changed(c.Name, StateConfirming, StateRolledBack, pd.Version, pd.TargetPath, reason)
+	u.changed(c.Name, from, StateRolledBack, pd.Version, pd.TargetPath, reason)
 }
 
 // healthChecks is the configured checks plus, unless skipped, the update
