@@ -2,6 +2,7 @@ package repository
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -111,6 +112,11 @@ func (r *Repo) AddTarget(ctx context.Context, path string, src io.Reader, custom
 // taken verbatim (nil for none): for other metadata schemas, and for tests
 // that publish malformed metadata on purpose. custom must be valid JSON.
 func (r *Repo) AddTargetRaw(ctx context.Context, path string, src io.Reader, custom json.RawMessage) (Target, error) {
+	if string(bytes.TrimSpace(custom)) == "null" {
+		// go-tuf drops "custom": null when it serialises metadata, so a
+		// signature over it would not verify on any device: treat as absent.
+		custom = nil
+	}
 	if custom != nil && !json.Valid(custom) {
 		return Target{}, fmt.Errorf("%w: %s: custom metadata is not valid JSON", ErrBadTarget, path)
 	}
@@ -325,7 +331,7 @@ func (r *Repo) duplicate(path string, c verify.Custom) string {
 			continue
 		}
 		o, err := verify.ParseCustom(*tf.Custom)
-		if err != nil || o.Component != c.Component || kind(o.Kind) != kind(c.Kind) || o.Of != c.Of ||
+		if err != nil || o.Component != c.Component || kind(o.Kind) != kind(c.Kind) || o.Of != c.Of || o.Base != c.Base ||
 			verify.CompareVersions(o.Version, c.Version) != 0 {
 			continue
 		}
