@@ -83,6 +83,9 @@ func (r *Repo) Prune(ctx context.Context) ([]string, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if d.IsDir() && p == filepath.Join(r.TargetsDir(), ChunkStoreDir) {
+			return filepath.SkipDir // shared by releases; see AddChunkIndex
+		}
 		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
 			return nil
 		}

@@ -1,0 +1,245 @@
+package repository
+
+// Publishing deltas
+//
+// A device installs a release cheapest first: a static patch from the exact
+// image it runs, else an adaptive delta from a chunk index, else the full
+// image (see package delta and updater). The publisher adds, after the full
+// image target T:
+//
+//   - [Repo.AddChunkIndex]: the chunk index of T, target "<T>.idx". Devices
+//     fetch missing chunks as byte ranges of T when T is uncompressed, or
+//     from the chunk store <targets>/chunks/<hh>/<hash>.zst, which
+//     AddChunkIndex writes when asked, and always for a zstd target (byte
+//     ranges of a compressed stream are useless). The store is shared by
+//     every release: write it for each release that has an index.
+//   - [Repo.AddPatch]: one patch per base release devices may still run,
+//     target "<T>.from-<12 hex of the base sha256>.patch". Patches from
+//     different bases for the same release coexist.
+//
+// Both need the uncompressed release image again (the repository keeps
+// only the target); both check it against T's signed digest and refuse
+// another image. Then Publish, as for any change. With the CLI:
+//
+//	switchback-repo add   -repo R -keys K -target rootfs/1.2.0/x.img -file x.img ...
+//	switchback-repo delta -repo R -keys K -target rootfs/1.2.0/x.img -image x.img \
+//	    -index -chunking fixed -base 1.1.0.img -base 1.0.0.img
+//
+// Fixed 4 KiB chunking suits ext4 and other block file systems; cdc suits
+// squashfs, tarballs and other packed formats (see package delta).
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/switchback-ota/switchback/delta"
+	"github.com/switchback-ota/switchback/verify"
+)
+
+// ChunkStoreDir is the chunk store's directory under the targets
+// directory, shared by every release; devices find it at
+// "<targets base URL>/chunks/" (updater.ChunkStoreDir). Prune leaves it
+// alone.
+const ChunkStoreDir = "chunks"
+
+// ErrImageMismatch is wrapped (with ErrBadTarget) when the image given to
+// AddChunkIndex or AddPatch is not the one the signed target describes.
+var ErrImageMismatch = errors.New("repository: image does not match its target")
+
+// imageOf returns the custom metadata of the full image target p and the
+// digest of its uncompressed image.
+func (r *Repo) imageOf(p string) (verify.Custom, verify.Digest, error) {
+	tf, ok := r.targets().Signed.Targets[p]
+	if !ok {
+		return verify.Custom{}, verify.Digest{}, fmt.Errorf("%w: image target %q (add it first)", ErrNotFound, p)
+	}
+	if tf.Custom == nil {
+		return verify.Custom{}, verify.Digest{}, fmt.Errorf("%w: %s has no custom metadata", ErrBadTarget, p)
+	}
+	c, err := verify.ParseCustom(*tf.Custom)
+	if err != nil {
+		return verify.Custom{}, verify.Digest{}, fmt.Errorf("%w: %s: %w", ErrBadTarget, p, err)
+	}
+	if c.Kind != "" && c.Kind != verify.KindImage {
+		return verify.Custom{}, verify.Digest{}, fmt.Errorf("%w: %s is a %s, not an image", ErrBadTarget, p, c.Kind)
+	}
+	if c.Compression != "" {
+		return c, *c.Uncompressed, nil
+	}
+	return c, verify.Digest{Length: tf.Length, SHA256: hex.EncodeToString(tf.Hashes["sha256"])}, nil
+}
+
+// digestReader counts and hashes what is read through it.
+type digestReader struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func newDigestReader(ctx context.Context, r io.Reader) *digestReader {
+	return &digestReader{r: ctxReader{ctx, r}, h: sha256.New()}
+}
+
+func (d *digestReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	d.h.Write(p[:n])
+	d.n += int64(n)
+	return n, err
+}
+
+func (d *digestReader) digest() verify.Digest {
+	return verify.Digest{Length: d.n, SHA256: hex.EncodeToString(d.h.Sum(nil))}
+}
+
+func checkImage(p string, got, want verify.Digest) error {
+	if got != want {
+		return fmt.Errorf("%w: %w: %s: the image given has %d bytes, sha256 %s; the target describes %d bytes, sha256 %s",
+			ErrBadTarget, ErrImageMismatch, p, got.Length, got.SHA256, want.Length, want.SHA256)
+	}
+	return nil
+}
+
+// AddChunkIndex adds the chunk index of the full image target imagePath,
+// already added, as target "<imagePath>.idx" of kind chunk-index (same
+// component, version and hardware as the image; of = imagePath; format =
+// delta.IndexFormat). image is the uncompressed release image, read once
+// as a stream; it must match the target's signed digest (for a zstd
+// target, its uncompressed digest), or ErrImageMismatch is returned and
+// nothing is added.
+//
+// With store, or always when the image target is zstd-compressed (devices
+// cannot fetch byte ranges of it), the image's chunks are also written to
+// the chunk store <targets dir>/chunks/ (delta.WriteChunkStore, skipping
+// chunks already there); that second pass reads the target file from the
+// repository. opts choose the chunking: the zero value is fixed 4 KiB
+// blocks (ext4), delta.ChunkCDC suits squashfs and other packed formats.
+// The change is staged; Publish makes it visible.
+func (r *Repo) AddChunkIndex(ctx context.Context, imagePath string, image io.Reader, opts delta.IndexOptions, store bool) (Target, error) {
+	c, want, err := r.imageOf(imagePath)
+	if err != nil {
+		return Target{}, err
+	}
+	dr := newDigestReader(ctx, image)
+	ix, err := delta.BuildIndex(dr, opts)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Target{}, ctx.Err()
+		}
+		return Target{}, fmt.Errorf("repository: chunk index of %s: %w", imagePath, err)
+	}
+	if err := checkImage(imagePath, dr.digest(), want); err != nil {
+		return Target{}, err
+	}
+	if store || c.Compression != "" {
+		if _, err := r.writeChunkStore(ctx, imagePath, c, ix); err != nil {
+			return Target{}, err
+		}
+	}
+	b, err := ix.MarshalBinary()
+	if err != nil {
+		return Target{}, fmt.Errorf("repository: chunk index of %s: %w", imagePath, err)
+	}
+	ic := verify.Custom{
+		Component: c.Component, Version: c.Version, Hardware: c.Hardware,
+		Kind: verify.KindChunkIndex, Of: imagePath, Format: delta.IndexFormat,
+	}
+	return r.AddTarget(ctx, imagePath+".idx", bytes.NewReader(b), ic, AddOptions{})
+}
+
+// writeChunkStore writes the chunks of the image target p, read back from
+// its target file (decompressed if needed), into the chunk store.
+func (r *Repo) writeChunkStore(ctx context.Context, p string, c verify.Custom, ix *delta.Index) (delta.StoreStats, error) {
+	t, err := r.Target(p)
+	if err != nil {
+		return delta.StoreStats{}, err
+	}
+	f, err := os.Open(filepath.Join(r.TargetsDir(), filepath.FromSlash(t.File)))
+	if err != nil {
+		return delta.StoreStats{}, fmt.Errorf("repository: target file of %s: %w", p, err)
+	}
+	defer f.Close()
+	var src io.Reader = f
+	if c.Compression == verify.CompressionZstd {
+		d, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return delta.StoreStats{}, fmt.Errorf("repository: zstd: %w", err)
+		}
+		defer d.Close()
+		src = d
+	}
+	st, err := delta.WriteChunkStore(filepath.Join(r.TargetsDir(), ChunkStoreDir), ix, ctxReader{ctx, src})
+	if err != nil {
+		if ctx.Err() != nil {
+			return st, ctx.Err()
+		}
+		return st, fmt.Errorf("repository: chunk store for %s: %w", p, err)
+	}
+	return st, nil
+}
+
+// PatchPath returns the target path of the patch to image target newPath
+// from the base image whose hex sha256 is baseSHA256:
+// "<newPath>.from-<first 12 hex digits>.patch".
+func PatchPath(newPath, baseSHA256 string) string {
+	if len(baseSHA256) > 12 {
+		baseSHA256 = baseSHA256[:12]
+	}
+	return newPath + ".from-" + baseSHA256 + ".patch"
+}
+
+// AddPatch adds a static patch (delta.Diff) that turns the base release
+// image (the first baseSize bytes of base, exactly as devices run it) into
+// the image of target newPath, already added. The patch becomes target
+// PatchPath(newPath, sha256 of base) of kind patch, with of = newPath,
+// base = the base image's hex sha256, format = delta.PatchFormat and
+// uncompressed = the new image's digest. newImage is the uncompressed new
+// image; it must match the target's signed digest (for a zstd target, its
+// uncompressed digest), or ErrImageMismatch is returned and nothing is
+// added. Add one patch per base devices may still run; patches from other
+// bases stay. Diff holds both images in memory. The change is staged;
+// Publish makes it visible.
+func (r *Repo) AddPatch(ctx context.Context, newPath string, base io.ReaderAt, baseSize int64, newImage io.Reader) (Target, error) {
+	c, want, err := r.imageOf(newPath)
+	if err != nil {
+		return Target{}, err
+	}
+	if baseSize < 0 {
+		return Target{}, fmt.Errorf("%w: %s: negative base size", ErrBadTarget, newPath)
+	}
+	bh := sha256.New()
+	if _, err := io.Copy(bh, ctxReader{ctx, io.NewSectionReader(base, 0, baseSize)}); err != nil {
+		return Target{}, fmt.Errorf("repository: read base image: %w", err)
+	}
+	baseSum := hex.EncodeToString(bh.Sum(nil))
+	if baseSum == want.SHA256 {
+		return Target{}, fmt.Errorf("%w: %s: the base image is the new image itself", ErrBadTarget, newPath)
+	}
+	dr := newDigestReader(ctx, newImage)
+	var patch bytes.Buffer
+	if err := delta.Diff(base, baseSize, dr, &patch, delta.DiffOptions{}); err != nil {
+		if ctx.Err() != nil {
+			return Target{}, ctx.Err()
+		}
+		return Target{}, fmt.Errorf("repository: patch to %s: %w", newPath, err)
+	}
+	got := dr.digest()
+	if err := checkImage(newPath, got, want); err != nil {
+		return Target{}, err
+	}
+	pc := verify.Custom{
+		Component: c.Component, Version: c.Version, Hardware: c.Hardware,
+		Kind: verify.KindPatch, Of: newPath, Base: baseSum, Format: delta.PatchFormat,
+		Uncompressed: &got,
+	}
+	return r.AddTarget(ctx, PatchPath(newPath, baseSum), &patch, pc, AddOptions{})
+}
