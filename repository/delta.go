@@ -217,8 +217,10 @@ func (r *Repo) AddPatch(ctx context.Context, newPath string, base io.ReaderAt, b
 		return Target{}, fmt.Errorf("%w: %s: negative base size", ErrBadTarget, newPath)
 	}
 	bh := sha256.New()
-	if _, err := io.Copy(bh, ctxReader{ctx, io.NewSectionReader(base, 0, baseSize)}); err != nil {
+	if n, err := io.Copy(bh, ctxReader{ctx, io.NewSectionReader(base, 0, baseSize)}); err != nil {
 		return Target{}, fmt.Errorf("repository: read base image: %w", err)
+	} else if n != baseSize {
+		return Target{}, fmt.Errorf("%w: %s: base image has %d bytes, not %d", ErrBadTarget, newPath, n, baseSize)
 	}
 	baseSum := hex.EncodeToString(bh.Sum(nil))
 	if baseSum == want.SHA256 {

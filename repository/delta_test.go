@@ -1,0 +1,298 @@
+package repository
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/switchback-ota/switchback/delta"
+	"github.com/switchback-ota/switchback/verify"
+)
+
+func hexSHA(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// release returns a pseudo-random image of n bytes.
+func release(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	rnd := rand.New(rand.NewPCG(seed, seed))
+	for i := range b {
+		b[i] = byte(rnd.Uint32())
+	}
+	return b
+}
+
+// changed returns img with a few changed blocks and an insertion.
+func changed(img []byte) []byte {
+	out := bytes.Clone(img)
+	for _, off := range []int{4096, 50_000, 150_000} {
+		copy(out[off:], "a small change in this release")
+	}
+	return append(out[:100_000:100_000], append(bytes.Repeat([]byte("inserted "), 50), out[100_000:]...)...)
+}
+
+func customOf(t *testing.T, tg Target) verify.Custom {
+	t.Helper()
+	c, err := verify.ParseCustom(tg.Custom)
+	if err != nil {
+		t.Fatalf("custom of %s: %v", tg.Path, err)
+	}
+	return c
+}
+
+func targetBytes(t *testing.T, r *Repo, tg Target) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.TargetsDir(), filepath.FromSlash(tg.File)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestAddChunkIndex(t *testing.T) {
+	img := release(1, 200_000)
+	tests := []struct {
+		name      string
+		zstd      bool
+		store     bool
+		opts      delta.IndexOptions
+		wantStore bool
+	}{
+		{name: "ranges", wantStore: false},
+		{name: "store", store: true, wantStore: true},
+		{name: "cdc store", store: true, opts: delta.IndexOptions{Chunking: delta.ChunkCDC}, wantStore: true},
+		{name: "zstd target always gets a store", zstd: true, wantStore: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := initRepo(t, InitOptions{})
+			p := "rootfs/1.2.0/x.img"
+			if _, err := r.AddTarget(ctx, p, bytes.NewReader(img), rootfs("1.2.0"), AddOptions{Zstd: tt.zstd, FrameSize: 64 << 10}); err != nil {
+				t.Fatal(err)
+			}
+			tg, err := r.AddChunkIndex(ctx, p, bytes.NewReader(img), tt.opts, tt.store)
+			if err != nil {
+				t.Fatalf("AddChunkIndex: %v", err)
+			}
+			if got, want := tg.Path, p+".idx"; got != want {
+				t.Errorf("path %q, want %q", got, want)
+			}
+			c := customOf(t, tg)
+			if c.Kind != verify.KindChunkIndex || c.Of != p || c.Format != delta.IndexFormat ||
+				c.Component != "rootfs" || c.Version != "1.2.0" || len(c.Hardware) != 1 || c.Hardware[0] != "board-a" {
+				t.Errorf("custom = %+v", c)
+			}
+			ix, err := delta.ParseIndex(targetBytes(t, r, tg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := delta.BuildIndex(bytes.NewReader(img), tt.opts)
+			wb, _ := want.MarshalBinary()
+			if gb, _ := ix.MarshalBinary(); !bytes.Equal(gb, wb) {
+				t.Error("published index differs from the image's index")
+			}
+			storeDir := filepath.Join(r.TargetsDir(), ChunkStoreDir)
+			_, err = os.Stat(storeDir)
+			if got := err == nil; got != tt.wantStore {
+				t.Fatalf("chunk store written = %v, want %v", got, tt.wantStore)
+			}
+			if tt.wantStore {
+				dec, _ := zstd.NewReader(nil)
+				defer dec.Close()
+				for _, ch := range ix.Chunks() {
+					z, err := os.ReadFile(filepath.Join(storeDir, filepath.FromSlash(ix.ChunkPath(ch))))
+					if err != nil {
+						t.Fatal(err)
+					}
+					b, err := dec.DecodeAll(z, nil)
+					if err != nil || !bytes.Equal(b, img[ch.Offset:ch.Offset+int64(ch.Size)]) {
+						t.Fatalf("chunk at %d: wrong content (%v)", ch.Offset, err)
+					}
+				}
+			}
+			if err := r.Publish(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Prune keeps the store: no target names its files.
+			if _, err := r.Prune(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(storeDir); (err == nil) != tt.wantStore {
+				t.Errorf("chunk store after Prune: %v", err)
+			}
+		})
+	}
+}
+
+func TestAddDeltaRefuses(t *testing.T) {
+	img := release(2, 200_000)
+	base := release(3, 50_000)
+	r, _ := initRepo(t, InitOptions{})
+	p := "rootfs/1.2.0/x.img"
+	if _, err := r.AddTarget(ctx, p, bytes.NewReader(img), rootfs("1.2.0"), AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddTarget(ctx, "rootfs/1.3.0/z.img", bytes.NewReader(img), rootfs("1.3.0"), AddOptions{Zstd: true}); err != nil {
+		t.Fatal(err)
+	}
+	other := changed(img)
+	tests := []struct {
+		name string
+		add  func() error
+		want error
+	}{
+		{"index of another image", func() error {
+			_, err := r.AddChunkIndex(ctx, p, bytes.NewReader(other), delta.IndexOptions{}, true)
+			return err
+		}, ErrImageMismatch},
+		{"index of a truncated image", func() error {
+			_, err := r.AddChunkIndex(ctx, p, bytes.NewReader(img[:len(img)-1]), delta.IndexOptions{}, false)
+			return err
+		}, ErrImageMismatch},
+		{"index of another image, zstd target", func() error {
+			_, err := r.AddChunkIndex(ctx, "rootfs/1.3.0/z.img", bytes.NewReader(other), delta.IndexOptions{}, false)
+			return err
+		}, ErrImageMismatch},
+		{"index of a missing target", func() error {
+			_, err := r.AddChunkIndex(ctx, "rootfs/9.9.9/x.img", bytes.NewReader(img), delta.IndexOptions{}, false)
+			return err
+		}, ErrNotFound},
+		{"bad chunking", func() error {
+			_, err := r.AddChunkIndex(ctx, p, bytes.NewReader(img), delta.IndexOptions{Chunking: "rolling"}, false)
+			return err
+		}, nil},
+		{"patch to another image", func() error {
+			_, err := r.AddPatch(ctx, p, bytes.NewReader(base), int64(len(base)), bytes.NewReader(other))
+			return err
+		}, ErrImageMismatch},
+		{"patch from itself", func() error {
+			_, err := r.AddPatch(ctx, p, bytes.NewReader(img), int64(len(img)), bytes.NewReader(img))
+			return err
+		}, ErrBadTarget},
+		{"patch to a missing target", func() error {
+			_, err := r.AddPatch(ctx, "rootfs/9.9.9/x.img", bytes.NewReader(base), int64(len(base)), bytes.NewReader(img))
+			return err
+		}, ErrNotFound},
+		{"patch base shorter than said", func() error {
+			_, err := r.AddPatch(ctx, p, bytes.NewReader(base), int64(len(base))+1, bytes.NewReader(img))
+			return err
+		}, ErrBadTarget},
+	}
+	before := len(r.Targets())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.add()
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("error %v, want %v", err, tt.want)
+			}
+			t.Log(err)
+			if got := len(r.Targets()); got != before {
+				t.Errorf("%d targets after a refusal, want %d", got, before)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(r.TargetsDir(), ChunkStoreDir)); err == nil {
+		t.Error("a refused index wrote a chunk store")
+	}
+	// A delta of a delta is refused: its of must be a full image.
+	idx, err := r.AddChunkIndex(ctx, p, bytes.NewReader(img), delta.IndexOptions{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddChunkIndex(ctx, idx.Path, bytes.NewReader(targetBytes(t, r, idx)), delta.IndexOptions{}, false); !errors.Is(err, ErrBadTarget) {
+		t.Errorf("index of an index: %v, want ErrBadTarget", err)
+	}
+}
+
+func TestAddPatch(t *testing.T) {
+	base1 := release(4, 150_000)
+	base2 := changed(base1)
+	next := changed(base2)
+	for _, zst := range []bool{false, true} {
+		r, _ := initRepo(t, InitOptions{})
+		p := "rootfs/1.2.0/x.img"
+		img, err := r.AddTarget(ctx, p, bytes.NewReader(next), rootfs("1.2.0"), AddOptions{Zstd: zst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var paths []string
+		for _, base := range [][]byte{base1, base2} {
+			tg, err := r.AddPatch(ctx, p, bytes.NewReader(base), int64(len(base)), bytes.NewReader(next))
+			if err != nil {
+				t.Fatalf("zstd %v: AddPatch: %v", zst, err)
+			}
+			paths = append(paths, tg.Path)
+			if got, want := tg.Path, p+".from-"+hexSHA(base)[:12]+".patch"; got != want {
+				t.Errorf("path %q, want %q", got, want)
+			}
+			c := customOf(t, tg)
+			if c.Kind != verify.KindPatch || c.Of != p || c.Base != hexSHA(base) || c.Format != delta.PatchFormat ||
+				c.Version != "1.2.0" || c.Component != "rootfs" {
+				t.Errorf("custom = %+v", c)
+			}
+			wantU := verify.Digest{Length: int64(len(next)), SHA256: hexSHA(next)}
+			if c.Uncompressed == nil || *c.Uncompressed != wantU {
+				t.Errorf("uncompressed = %+v, want %+v", c.Uncompressed, wantU)
+			}
+			if !zst && wantU.SHA256 != img.SHA256 {
+				t.Errorf("uncompressed sha256 %s is not the image target's %s", wantU.SHA256, img.SHA256)
+			}
+			var out bytes.Buffer
+			if err := delta.Patch(bytes.NewReader(base), bytes.NewReader(targetBytes(t, r, tg)), &out); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), next) {
+				t.Error("patch does not produce the new image")
+			}
+			t.Logf("zstd %v: patch %d bytes for a %d-byte image", zst, tg.Length, len(next))
+		}
+		for _, p := range paths {
+			if _, err := r.Target(p); err != nil {
+				t.Errorf("patch %s gone after adding another base: %v", p, err)
+			}
+		}
+		if err := r.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDuplicatePatchBases: the uniqueness rule of AddTarget keeps one
+// patch per base, not one per release.
+func TestDuplicatePatchBases(t *testing.T) {
+	r, _ := initRepo(t, InitOptions{})
+	patch := func(base string) verify.Custom {
+		c := rootfs("1.2.0")
+		c.Kind, c.Of, c.Base, c.Format = verify.KindPatch, "x.img", base, delta.PatchFormat
+		c.Uncompressed = &verify.Digest{Length: 1, SHA256: hexSHA([]byte("x"))}
+		return c
+	}
+	a, b := hexSHA([]byte("a")), hexSHA([]byte("b"))
+	tests := []struct {
+		path, base string
+		ok         bool
+	}{
+		{"x.img.from-a.patch", a, true},
+		{"x.img.from-b.patch", b, true},
+		{"x.img.from-a-again.patch", a, false},
+		{"x.img.from-a.patch", a, true}, // replaces itself
+	}
+	for _, tt := range tests {
+		_, err := r.AddTarget(ctx, tt.path, bytes.NewReader([]byte("p")), patch(tt.base), AddOptions{})
+		if got := err == nil; got != tt.ok {
+			t.Errorf("%s from %s: error %v, want ok %v", tt.path, tt.base[:4], err, tt.ok)
+		}
+	}
+}
