@@ -10,6 +10,7 @@
 //
 //	init      create keys and version 1 of the four roles
 //	add       add a release file as a target (optionally zstd-compressed)
+//	delta     add the chunk index and/or patches of an image target
 //	remove    remove targets
 //	list      list targets
 //	status    versions, expiry and keys of every role
@@ -59,6 +60,7 @@ const usage = `usage: switchback-repo <command> [flags] [args]
 commands:
   init      create keys and version 1 of the four roles
   add       add a release file as a target
+  delta     add the chunk index and/or patches of an image target
   remove    remove targets
   list      list targets
   status    versions, expiry and keys of every role
@@ -80,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
 		"init":    cmdInit,
 		"add":     cmdAdd,
+		"delta":   cmdDelta,
 		"remove":  cmdRemove,
 		"list":    cmdList,
 		"status":  cmdStatus,

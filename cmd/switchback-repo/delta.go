@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/switchback-ota/switchback/delta"
+	"github.com/switchback-ota/switchback/repository"
+)
+
+// files is a repeatable flag of file names (not split on commas).
+type files []string
+
+func (l *files) String() string { return fmt.Sprint(*l) }
+func (l *files) Set(v string) error {
+	if v == "" {
+		return errors.New("empty file name")
+	}
+	*l = append(*l, v)
+	return nil
+}
+
+// cmdDelta publishes the deltas of an image target already added: its
+// chunk index (-index) and a static patch from each -base image.
+func cmdDelta(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, g := newFlags("delta", "", stderr)
+	target := fs.String("target", "", "target path of the full image, already added (required)")
+	image := fs.String("image", "", "the release image `file`, uncompressed, as given to add (required)")
+	var bases files
+	fs.Var(&bases, "base", "image `file` of a release devices may run: publish a patch from it (repeatable)")
+	index := fs.Bool("index", false, "publish the chunk index, for adaptive deltas")
+	chunking := fs.String("chunking", string(delta.ChunkFixed), "chunking of the index: fixed (ext4 and other block file systems) or cdc (squashfs, tarballs)")
+	store := fs.Bool("store", false, "also write the chunk store under targets/"+repository.ChunkStoreDir+"/ (always done for a zstd target)")
+	noPublish := fs.Bool("no-publish", false, "stage the change only")
+	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
+		return code
+	}
+	usageErr := func(format string, a ...any) int {
+		return fail(stderr, "delta", fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...))
+	}
+	switch {
+	case *target == "":
+		return usageErr("-target is required")
+	case *image == "":
+		return usageErr("-image is required")
+	case !*index && len(bases) == 0:
+		return usageErr("nothing to publish: give -index and/or -base")
+	case !*index && (*store || flagSet(fs, "chunking")):
+		return usageErr("-store and -chunking need -index")
+	}
+	opts := delta.IndexOptions{Chunking: delta.Chunking(*chunking)}
+	switch opts.Chunking {
+	case delta.ChunkFixed, delta.ChunkCDC:
+	default:
+		return usageErr("-chunking %q: want fixed or cdc", *chunking)
+	}
+	r, err := g.open()
+	if err != nil {
+		return fail(stderr, "delta", err)
+	}
+	added := func(t repository.Target) {
+		fmt.Fprintf(stdout, "added %s (%d bytes, sha256 %s)\n", t.Path, t.Length, t.SHA256)
+	}
+	for _, b := range bases {
+		t, err := addPatch(ctx, r, *target, b, *image)
+		if err != nil {
+			return fail(stderr, "delta", err)
+		}
+		added(t)
+	}
+	if *index {
+		img, err := os.Open(*image)
+		if err != nil {
+			return fail(stderr, "delta", err)
+		}
+		t, err := r.AddChunkIndex(ctx, *target, img, opts, *store)
+		img.Close()
+		if err != nil {
+			return fail(stderr, "delta", err)
+		}
+		added(t)
+	}
+	if *noPublish {
+		return exitOK
+	}
+	return publish(ctx, r, "delta", stdout, stderr)
+}
+
+func addPatch(ctx context.Context, r *repository.Repo, target, base, image string) (repository.Target, error) {
+	bf, err := os.Open(base)
+	if err != nil {
+		return repository.Target{}, err
+	}
+	defer bf.Close()
+	fi, err := bf.Stat()
+	if err != nil {
+		return repository.Target{}, err
+	}
+	img, err := os.Open(image)
+	if err != nil {
+		return repository.Target{}, err
+	}
+	defer img.Close()
+	t, err := r.AddPatch(ctx, target, bf, fi.Size(), img)
+	if err != nil {
+		return repository.Target{}, fmt.Errorf("patch from %s: %w", base, err)
+	}
+	return t, nil
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
