@@ -81,9 +81,20 @@ func (r *Repo) imageOf(p string) (verify.Custom, verify.Digest, error) {
 
 // digestReader counts and hashes what is read through it.
 type digestReader struct {
-	r io.Reader
-	h hash.Hash
-	n int64
+	r    io.Reader
+	h    hash.Hash
+	n    int64
+	size int64 // expected length, a hint for Len
+}
+
+// Len tells delta.Diff how much is left to read, so that it sizes its
+// buffer once instead of doubling it (an image of 512 MiB would otherwise
+// take up to twice that). A wrong hint costs memory, not correctness.
+func (d *digestReader) Len() int {
+	if left := d.size - d.n; left > 0 && left <= delta.MaxImageSize && int64(int(left)) == left {
+		return int(left)
+	}
+	return 0
 }
 
 func newDigestReader(ctx context.Context, r io.Reader) *digestReader {
@@ -227,6 +238,7 @@ func (r *Repo) AddPatch(ctx context.Context, newPath string, base io.ReaderAt, b
 		return Target{}, fmt.Errorf("%w: %s: the base image is the new image itself", ErrBadTarget, newPath)
 	}
 	dr := newDigestReader(ctx, newImage)
+	dr.size = want.Length
 	var patch bytes.Buffer
 	if err := delta.Diff(base, baseSize, dr, &patch, delta.DiffOptions{}); err != nil {
 		if ctx.Err() != nil {
