@@ -52,6 +52,15 @@ if [ -n "${REPO_URL:-}" ]; then
 	grep -q 'verified' verify-url.txt || fail "verify over HTTP"
 fi
 
+# Deltas of 1.1.0: a chunk index (with a chunk store: the target is zstd)
+# and a patch from 1.0.0; the device below still installs 1.1.0.
+"$bin" delta -repo repo -keys keys -target rootfs/1.1.0/rootfs-1.1.0.img.zst -image rootfs-1.1.0.img \
+	-base rootfs-1.0.0.img -index
+"$bin" list -repo repo > list-delta.txt
+grep -q 'rootfs-1.1.0.img.zst.idx' list-delta.txt || fail "chunk index not listed"
+grep -q 'rootfs-1.1.0.img.zst.from-.*\.patch' list-delta.txt || fail "patch not listed"
+[ -n "$(ls repo/targets/chunks)" ] || fail "no chunk store"
+
 # Tampering with a published target is caught.
 f=$(ls repo/targets/rootfs/1.0.0/*.img)
 printf 'X' | dd of="$f" bs=1 seek=10 conv=notrunc status=none
