@@ -1,0 +1,242 @@
+package updater
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/slots/slotstest"
+)
+
+// fileSlot is a slot backed by one file, enough for an installing child
+// process: what it writes survives a SIGKILL once synced.
+type fileSlot struct {
+	name, path string
+}
+
+func (s *fileSlot) Name() string { return s.name }
+
+func (s *fileSlot) Writer(ctx context.Context, size int64) (slots.Writer, error) {
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (s *fileSlot) Reader(ctx context.Context) (slots.Reader, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", slots.ErrEmpty, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return fileReader{f, fi.Size()}, nil
+}
+
+type fileReader struct {
+	*os.File
+	size int64
+}
+
+func (r fileReader) Size() int64 { return r.size }
+
+// TestKillHelper is the installing device of TestKillResume, run in a
+// child process; it does nothing in a normal test run.
+func TestKillHelper(t *testing.T) {
+	dir := os.Getenv("SWITCHBACK_KILL_DIR")
+	if dir == "" {
+		t.Skip("helper process of TestKillResume")
+	}
+	ck, err := strconv.ParseInt(os.Getenv("SWITCHBACK_KILL_CHECKPOINT"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkpointEvery = ck
+	root, err := os.ReadFile(filepath.Join(dir, "root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := slotstest.NewFakeBoot("a", "b")
+	u, err := New(Config{
+		Hardware:    hw,
+		StateDir:    filepath.Join(dir, "state"),
+		TrustedRoot: root,
+		MetadataURL: os.Getenv("SWITCHBACK_KILL_METADATA"),
+		TargetsURL:  os.Getenv("SWITCHBACK_KILL_TARGETS"),
+		Components: []Component{{Name: "rootfs", Boot: boot, FactoryVersion: "1.0.0", Slots: []slots.Slot{
+			&fileSlot{"a", filepath.Join(dir, "a.img")}, &fileSlot{"b", filepath.Join(dir, "b.img")},
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ups, err := u.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, up := range ups {
+		if err := u.Install(ctx, up); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// killState reads the transfer checkpoint of the child's state file: the
+// wire offset the transfer resumes from.
+func killState(path string) (pending, error) {
+	var st struct {
+		Components map[string]struct {
+			Pending *pending `json:"pending"`
+		} `json:"components"`
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return pending{}, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return pending{}, err
+	}
+	if pd := st.Components["rootfs"].Pending; pd != nil {
+		return *pd, nil
+	}
+	return pending{}, nil
+}
+
+// TestKillResume kills an installing child process with SIGKILL mid-way
+// through a raw and a zstd target, starts it again, and checks that the
+// install completes with the exact image, re-downloading at most
+// checkpointEvery + 1 MiB.
+func TestKillResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns child processes")
+	}
+	const ck = 2 << 20
+	img := compressible(11, 24<<20)
+	for _, compressed := range []bool{false, true} {
+		name := map[bool]string{false: "raw", true: "zstd"}[compressed]
+		t.Run(name, func(t *testing.T) {
+			repo := tuftest.New(t)
+			var length int64
+			if compressed {
+				length = repo.AddCompressedTarget("rootfs/1.1.0.img.zst", img, custom("1.1.0"), 512<<10).Length
+			} else {
+				repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
+				length = int64(len(img))
+			}
+			repo.Publish()
+			stallAt := length/2 + 300<<10
+			var served, responses atomic.Int64
+			repo.Wrap(func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if !strings.HasPrefix(r.URL.Path, "/targets/") {
+						h.ServeHTTP(w, r)
+						return
+					}
+					first := responses.Add(1) == 1
+					h.ServeHTTP(hookWriter{w, &served, func(n int64) {
+						if first && n >= stallAt {
+							<-r.Context().Done() // stalled until the client is gone
+						}
+					}}, r)
+				})
+			})
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "root.json"), repo.Root(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			child := func() *exec.Cmd {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestKillHelper$", "-test.v")
+				cmd.Env = append(os.Environ(), "SWITCHBACK_KILL_DIR="+dir,
+					"SWITCHBACK_KILL_CHECKPOINT="+strconv.Itoa(ck),
+					"SWITCHBACK_KILL_METADATA="+repo.MetadataURL(),
+					"SWITCHBACK_KILL_TARGETS="+repo.TargetsURL())
+				return cmd
+			}
+			wireOff := func(pd pending) int64 {
+				if compressed {
+					return pd.WireOffset
+				}
+				return pd.Offset
+			}
+			first := child()
+			var out bytes.Buffer
+			first.Stdout, first.Stderr = &out, &out
+			if err := first.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- first.Wait() }()
+			statePath := filepath.Join(dir, "state", stateFile)
+			// Kill once what the server sent before stalling is checkpointed
+			// (to within one interval and one frame).
+			hang := time.After(2 * time.Minute) // a guard against a hung child, not a timing check
+			for {
+				pd, _ := killState(statePath)
+				if served.Load() >= stallAt && wireOff(pd) >= stallAt-ck-(512<<10) {
+					break
+				}
+				select {
+				case err := <-exited:
+					t.Fatalf("child exited before the kill: %v\n%s", err, out.Bytes())
+				case <-hang:
+					first.Process.Kill()
+					t.Fatalf("the child never checkpointed %d bytes\n%s", stallAt-ck, out.Bytes())
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-exited
+			pd, err := killState(statePath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sentBefore := served.Load()
+			second := child()
+			if b, err := second.CombinedOutput(); err != nil {
+				t.Fatalf("restarted child: %v\n%s", err, b)
+			}
+			got, err := os.ReadFile(filepath.Join(dir, "b.img"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, img) {
+				t.Fatalf("slot b after resume: %d bytes, differs from the %d-byte image", len(got), len(img))
+			}
+			after, err := killState(statePath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Phase != PhaseArmed {
+				t.Errorf("phase after resume: got %q, want %q", after.Phase, PhaseArmed)
+			}
+			if got, want := served.Load()-sentBefore, length-wireOff(pd); got != want {
+				t.Errorf("bytes sent after the restart: got %d, want %d (the rest after the checkpoint)", got, want)
+			}
+			wasted := served.Load() - length
+			t.Logf("%s: %d bytes on the wire, killed after %d sent, checkpoint at %d, re-downloaded %d", name, length, sentBefore, wireOff(pd), wasted)
+			if wasted > ck+1<<20 {
+				t.Errorf("re-downloaded: got %d bytes, want at most %d", wasted, ck+1<<20)
+			}
+		})
+	}
+}
