@@ -37,10 +37,15 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/verify"
@@ -256,4 +261,126 @@ func (r *Repo) AddPatch(ctx context.Context, newPath string, base io.ReaderAt, b
 		Uncompressed: &got,
 	}
 	return r.AddTarget(ctx, PatchPath(newPath, baseSum), &patch, pc, AddOptions{})
+}
+
+// PruneChunks deletes the files of the chunk store that no chunk index
+// names, and returns them relative to the repository directory. An index
+// counts when it is a target of the working targets metadata or of any
+// targets metadata still in metadata/: run Prune first, which deletes the
+// expired ones (Prune itself leaves the store alone, since no target names
+// its files). A chunk index whose file is missing or unreadable stops
+// PruneChunks before it deletes anything. Like Prune, it holds the
+// repository lock and refuses with ErrConflict when another process
+// published since the Repo was opened.
+func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
+	unlock, err := lockDir(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := r.checkUnchanged(); err != nil {
+		return nil, err
+	}
+	indexes := map[string]verify.Custom{} // target file -> custom
+	collect := func(ts map[string]*metadata.TargetFiles) {
+		for p, tf := range ts {
+			if tf.Custom == nil {
+				continue
+			}
+			c, err := verify.ParseCustom(*tf.Custom)
+			if err != nil || c.Kind != verify.KindChunkIndex {
+				continue
+			}
+			indexes[targetOf(p, tf).File] = c
+		}
+	}
+	collect(r.targets().Signed.Targets)
+	entries, err := os.ReadDir(r.MetadataDir())
+	if err != nil {
+		return nil, fmt.Errorf("repository: %w", err)
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), "."+RoleTargets+".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(r.MetadataDir(), e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("repository: %w", err)
+		}
+		m, err := parse(RoleTargets, b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Name(), err)
+		}
+		collect(m.(*metadata.Metadata[metadata.TargetsType]).Signed.Targets)
+	}
+	keep := map[string]bool{}
+	for file, c := range indexes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ix, err := r.readIndex(file, c)
+		if err != nil {
+			return nil, fmt.Errorf("repository: prune chunks: index %s: %w", file, err)
+		}
+		for _, ch := range ix.Chunks() {
+			keep[ix.ChunkPath(ch)] = true
+		}
+	}
+	store := filepath.Join(r.TargetsDir(), ChunkStoreDir)
+	var removed []string
+	err = filepath.WalkDir(store, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == store {
+			return filepath.SkipDir
+		}
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+			return nil // a WriteChunkStore in progress
+		}
+		rel, err := filepath.Rel(store, p)
+		if err != nil {
+			return err
+		}
+		if keep[filepath.ToSlash(rel)] {
+			return nil
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		removed = append(removed, path.Join(targetsDir, ChunkStoreDir, filepath.ToSlash(rel)))
+		return nil
+	})
+	sort.Strings(removed)
+	if err != nil {
+		return removed, fmt.Errorf("repository: prune chunks: %w", err)
+	}
+	return removed, nil
+}
+
+// readIndex reads and parses the chunk index in target file file.
+func (r *Repo) readIndex(file string, c verify.Custom) (*delta.Index, error) {
+	f, err := os.Open(filepath.Join(r.TargetsDir(), filepath.FromSlash(file)))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var src io.Reader = f
+	if c.Compression == verify.CompressionZstd {
+		d, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		src = d
+	}
+	// Far above any valid index (MaxChunks entries of at most 40 bytes).
+	b, err := io.ReadAll(io.LimitReader(src, 64*delta.MaxChunks))
+	if err != nil {
+		return nil, err
+	}
+	return delta.ParseIndex(b)
 }

@@ -8,7 +8,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -294,5 +297,110 @@ func TestDuplicatePatchBases(t *testing.T) {
 		if got := err == nil; got != tt.ok {
 			t.Errorf("%s from %s: error %v, want ok %v", tt.path, tt.base[:4], err, tt.ok)
 		}
+	}
+}
+
+// TestPruneChunks: chunks of expired releases go once Prune has removed
+// their metadata; chunks still named by a live index stay.
+func TestPruneChunks(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	r, err := Init(ctx, Config{Dir: t.TempDir(), Now: func() time.Time { return now }}, InitOptions{KeysDir: filepath.Join(t.TempDir(), "keys")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := release(5, 64<<10)
+	v2 := bytes.Clone(v1)
+	copy(v2[8192:], release(6, 4096)) // one 4 KiB block differs
+	publishRelease := func(version string, img []byte) *delta.Index {
+		t.Helper()
+		p := "rootfs/" + version + "/x.img"
+		if _, err := r.AddTarget(ctx, p, bytes.NewReader(img), rootfs(version), AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		tg, err := r.AddChunkIndex(ctx, p, bytes.NewReader(img), delta.IndexOptions{}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ix, err := delta.ParseIndex(targetBytes(t, r, tg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	ix1 := publishRelease("1.0.0", v1)
+	stray := filepath.Join(r.TargetsDir(), ChunkStoreDir, "ab", strings.Repeat("ab", 16)+".zst")
+	if err := os.MkdirAll(filepath.Dir(stray), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stray, []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(r.TargetsDir(), ChunkStoreDir, "ab", ".tmp-123")
+	if err := os.WriteFile(tmp, []byte("being written"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := r.PruneChunks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"targets/chunks/ab/" + strings.Repeat("ab", 16) + ".zst"}; strings.Join(removed, " ") != strings.Join(want, " ") {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	if _, err := os.Stat(tmp); err != nil {
+		t.Errorf("a temporary file of a store being written was removed: %v", err)
+	}
+	for _, p := range []string{"rootfs/1.0.0/x.img", "rootfs/1.0.0/x.img.idx"} {
+		if err := r.RemoveTarget(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ix2 := publishRelease("1.1.0", v2)
+	// 1.0.0's targets metadata has not expired: its chunks stay.
+	if removed, err := r.PruneChunks(ctx); err != nil || len(removed) != 0 {
+		t.Fatalf("PruneChunks before expiry = %v, %v; want nothing", removed, err)
+	}
+	now = now.Add(DefaultExpiry[RoleTargets] + time.Hour)
+	if _, err := r.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.TargetsDir(), ChunkStoreDir)); err != nil {
+		t.Fatalf("Prune removed the chunk store: %v", err)
+	}
+	removed, err = r.PruneChunks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := map[string]bool{}
+	for _, c := range ix2.Chunks() {
+		live[ix2.ChunkPath(c)] = true
+	}
+	var want []string
+	for _, c := range ix1.Chunks() {
+		if p := ix1.ChunkPath(c); !live[p] && !slices.Contains(want, "targets/chunks/"+p) {
+			want = append(want, "targets/chunks/"+p)
+		}
+	}
+	slices.Sort(want)
+	if len(want) == 0 || strings.Join(removed, " ") != strings.Join(want, " ") {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	for p := range live {
+		if _, err := os.Stat(filepath.Join(r.TargetsDir(), ChunkStoreDir, filepath.FromSlash(p))); err != nil {
+			t.Errorf("live chunk %s: %v", p, err)
+		}
+	}
+	// An index file that cannot be read stops pruning before any deletion.
+	idx, err := r.Target("rootfs/1.1.0/x.img.idx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.TargetsDir(), filepath.FromSlash(idx.File)), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := r.PruneChunks(ctx); err == nil || len(removed) != 0 {
+		t.Errorf("PruneChunks with a corrupt index = %v, %v; want an error and nothing removed", removed, err)
 	}
 }
