@@ -117,3 +117,24 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
 }
+
+// cmdPruneChunks deletes chunk store files that no live chunk index names.
+func cmdPruneChunks(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, g := newFlags("prune-chunks", "", stderr)
+	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
+		return code
+	}
+	r, err := g.open()
+	if err != nil {
+		return fail(stderr, "prune-chunks", err)
+	}
+	removed, err := r.PruneChunks(ctx)
+	for _, p := range removed {
+		fmt.Fprintf(stdout, "removed %s\n", p)
+	}
+	if err != nil {
+		return fail(stderr, "prune-chunks", err)
+	}
+	fmt.Fprintf(stdout, "%d chunks removed\n", len(removed))
+	return exitOK
+}

@@ -110,6 +110,21 @@ func TestDeltaCommand(t *testing.T) {
 			t.Fatalf("chunk store: %v", err)
 		}
 	}
+	// prune-chunks removes only what no index names.
+	stray := filepath.Join(r.TargetsDir(), repository.ChunkStoreDir, "00", strings.Repeat("00", 16)+".zst")
+	os.MkdirAll(filepath.Dir(stray), 0o755)
+	os.WriteFile(stray, []byte("junk"), 0o644)
+	if out := sb(t, exitOK, "prune-chunks", "-repo", repo, "-keys", keys); !strings.Contains(out, "1 chunks removed") {
+		t.Errorf("prune-chunks: %s", out)
+	}
+	if _, err := os.Stat(stray); err == nil {
+		t.Error("stray chunk not removed")
+	}
+	for _, c := range ix.Chunks() {
+		if _, err := os.Stat(filepath.Join(r.TargetsDir(), repository.ChunkStoreDir, filepath.FromSlash(ix.ChunkPath(c)))); err != nil {
+			t.Fatalf("chunk store after prune-chunks: %v", err)
+		}
+	}
 	out = sb(t, exitOK, "verify", "-repo", repo, "-root", filepath.Join(repo, "metadata", "1.root.json"), "-hardware", "board-a")
 	if !strings.Contains(out, "install "+target) {
 		t.Errorf("verify after delta:\n%s", out)

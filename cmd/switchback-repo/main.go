@@ -18,6 +18,7 @@
 //	refresh   re-sign snapshot and timestamp with fresh expiry (for cron)
 //	rotate    replace a role's keys
 //	prune     delete targets and metadata no device can still ask for
+//	prune-chunks  delete chunk store files no live chunk index names (after prune)
 //	sign      export / sign / merge for threshold and offline signing
 //	verify    walk the repository as a device would and report what it installs
 //
@@ -68,6 +69,7 @@ commands:
   refresh   re-sign snapshot and timestamp with fresh expiry (run from cron)
   rotate    replace a role's keys
   prune     delete targets and metadata no device can still ask for
+  prune-chunks  delete chunk store files no live chunk index names (after prune)
   sign      export | sign | merge: threshold and offline signing
   verify    walk the repository as a device would
 
@@ -93,6 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"sign":    cmdSign,
 		"verify":  cmdVerify,
 	}
+	cmds["prune-chunks"] = cmdPruneChunks
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
