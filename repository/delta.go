@@ -1,33 +1,5 @@
 package repository
 
-// Publishing deltas
-//
-// A device installs a release cheapest first: a static patch from the exact
-// image it runs, else an adaptive delta from a chunk index, else the full
-// image (see package delta and updater). The publisher adds, after the full
-// image target T:
-//
-//   - [Repo.AddChunkIndex]: the chunk index of T, target "<T>.idx". Devices
-//     fetch missing chunks as byte ranges of T when T is uncompressed, or
-//     from the chunk store <targets>/chunks/<hh>/<hash>.zst, which
-//     AddChunkIndex writes when asked, and always for a zstd target (byte
-//     ranges of a compressed stream are useless). The store is shared by
-//     every release: write it for each release that has an index.
-//   - [Repo.AddPatch]: one patch per base release devices may still run,
-//     target "<T>.from-<12 hex of the base sha256>.patch". Patches from
-//     different bases for the same release coexist.
-//
-// Both need the uncompressed release image again (the repository keeps
-// only the target); both check it against T's signed digest and refuse
-// another image. Then Publish, as for any change. With the CLI:
-//
-//	switchback-repo add   -repo R -keys K -target rootfs/1.2.0/x.img -file x.img ...
-//	switchback-repo delta -repo R -keys K -target rootfs/1.2.0/x.img -image x.img \
-//	    -index -chunking fixed -base 1.1.0.img -base 1.0.0.img
-//
-// Fixed 4 KiB chunking suits ext4 and other block file systems; cdc suits
-// squashfs, tarballs and other packed formats (see package delta).
-
 import (
 	"bytes"
 	"context"
@@ -140,6 +112,34 @@ func checkImage(p string, got, want verify.Digest) error {
 // repository. opts choose the chunking: the zero value is fixed 4 KiB
 // blocks (ext4), delta.ChunkCDC suits squashfs and other packed formats.
 // The change is staged; Publish makes it visible.
+//
+// Publishing deltas: a device installs a release cheapest first, a static
+// patch from the exact image it runs, else an adaptive delta from a chunk
+// index, else the full image (packages delta and updater). After adding
+// the full image target T (AddTarget), the publisher adds:
+//
+//   - AddChunkIndex: the chunk index of T, target "<T>.idx". Devices fetch
+//     the chunks they lack as byte ranges of T when T is uncompressed, or
+//     from the chunk store <targets>/chunks/<hh>/<hash>.zst, written when
+//     asked and always for a zstd T (byte ranges of a compressed stream
+//     are useless). The store is shared by every release.
+//   - AddPatch: one patch per base release devices may still run, target
+//     "<T>.from-<12 hex digits of the base's sha256>.patch". Patches from
+//     different bases for one release coexist.
+//
+// Both read the uncompressed release image again (the repository keeps
+// only the target) and refuse an image other than the one T describes.
+// Then Publish, as for any change. Prune leaves the chunk store alone;
+// PruneChunks, run after it, deletes the chunks no live index names. With
+// the command line tool:
+//
+//	switchback-repo add -repo R -keys K -component rootfs -version 1.2.0 -hardware board-a -zstd x.img
+//	switchback-repo delta -repo R -keys K -target rootfs/1.2.0/x.img.zst -image x.img \
+//	    -index -chunking fixed -base 1.1.0.img -base 1.0.0.img
+//	switchback-repo prune -repo R -keys K && switchback-repo prune-chunks -repo R -keys K
+//
+// Fixed 4 KiB chunks suit ext4 and other block file systems; cdc suits
+// squashfs, tarballs and other packed formats (see package delta).
 func (r *Repo) AddChunkIndex(ctx context.Context, imagePath string, image io.Reader, opts delta.IndexOptions, store bool) (Target, error) {
 	c, want, err := r.imageOf(imagePath)
 	if err != nil {
