@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -532,4 +533,75 @@ func FuzzZstdFrames(f *testing.F) {
 			t.Fatalf("stream decodes (%d bytes) but frame by frame: %v, %d bytes", len(all), perr, len(pieces))
 		}
 	})
+}
+
+func TestDecodeStateCompressedCheckpoint(t *testing.T) {
+	tests := []struct {
+		name, pending string
+		ok            bool
+	}{
+		{"older file without the fields", `{"phase":"downloading","slot":"b","target":"ab","length":10,"offset":4}`, true},
+		{"frame-boundary checkpoint", `{"phase":"downloading","slot":"b","target":"ab","length":10,"offset":4,"wire_offset":12,"image_hash_state":"AAEC"}`, true},
+		{"negative wire offset", `{"phase":"downloading","slot":"b","target":"ab","length":10,"offset":4,"wire_offset":-1}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := decodeState([]byte(`{"version":1,"components":{"rootfs":{"installed":"1.0.0","pending":` + tt.pending + `}}}`))
+			if got := err == nil; got != tt.ok {
+				t.Errorf("decodeState: err = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
+
+type discardWriter struct{}
+
+func (discardWriter) WriteAt(b []byte, off int64) (int, error) { return len(b), nil }
+func (discardWriter) Sync() error                              { return nil }
+func (discardWriter) Close() error                             { return nil }
+
+// BenchmarkZstdPipeline decodes a 64 MiB image compressed in frames of
+// repository.DefaultFrameSize through the pipeline, checkpoints included,
+// and reports the peak heap in use: the memory bound of compressed
+// installs, which does not grow with the image.
+func BenchmarkZstdPipeline(b *testing.B) {
+	img := compressible(12, 64<<20)
+	stream := zstdFrames(b, img, 4<<20)
+	sum := sha256.Sum256(img)
+	wsum := sha256.Sum256(stream)
+	tg := verify.Target{Path: "img.zst", Length: int64(len(stream)), Hashes: map[string][]byte{"sha256": wsum[:]},
+		Custom: verify.Custom{Compression: verify.CompressionZstd, Uncompressed: &verify.Digest{Length: int64(len(img)), SHA256: hex.EncodeToString(sum[:])}}}
+	st, _, err := loadStore(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(img)))
+	var peak uint64
+	for b.Loop() {
+		runtime.GC()
+		var base runtime.MemStats
+		runtime.ReadMemStats(&base)
+		pd := &pending{}
+		p, err := newPipeline(tg, discardWriter{}, pd, st, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for off := 0; off < len(stream); off += 32 << 10 {
+			if _, err := p.Write(stream[off:min(len(stream), off+32<<10)]); err != nil {
+				b.Fatal(err)
+			}
+			if off%(1<<20) == 0 {
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse-min(ms.HeapInuse, base.HeapInuse))
+			}
+		}
+		if err := p.close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.verify(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 }
