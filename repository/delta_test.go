@@ -2,6 +2,7 @@ package repository
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -402,5 +403,26 @@ func TestPruneChunks(t *testing.T) {
 	}
 	if removed, err := r.PruneChunks(ctx); err == nil || len(removed) != 0 {
 		t.Errorf("PruneChunks with a corrupt index = %v, %v; want an error and nothing removed", removed, err)
+	}
+}
+
+func TestAddDeltaCanceled(t *testing.T) {
+	img := release(8, 200_000)
+	r, _ := initRepo(t, InitOptions{})
+	p := "rootfs/1.2.0/x.img"
+	if _, err := r.AddTarget(ctx, p, bytes.NewReader(img), rootfs("1.2.0"), AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := r.AddChunkIndex(canceled, p, bytes.NewReader(img), delta.IndexOptions{}, true); !errors.Is(err, context.Canceled) {
+		t.Errorf("AddChunkIndex: %v, want context.Canceled", err)
+	}
+	base := changed(img)
+	if _, err := r.AddPatch(canceled, p, bytes.NewReader(base), int64(len(base)), bytes.NewReader(img)); !errors.Is(err, context.Canceled) {
+		t.Errorf("AddPatch: %v, want context.Canceled", err)
+	}
+	if got := len(r.Targets()); got != 1 {
+		t.Errorf("%d targets after canceled calls, want 1", got)
 	}
 }
