@@ -282,8 +282,11 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	indexes := map[string]verify.Custom{} // target file -> custom
+	// Target files that happen to live under chunks/ are not chunks.
+	files := map[string]bool{}
 	collect := func(ts map[string]*metadata.TargetFiles) {
 		for p, tf := range ts {
+			files[targetOf(p, tf).File] = true
 			if tf.Custom == nil {
 				continue
 			}
@@ -345,13 +348,14 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if keep[filepath.ToSlash(rel)] {
+		rel = filepath.ToSlash(rel)
+		if keep[rel] || files[ChunkStoreDir+"/"+rel] || !isChunkPath(rel) {
 			return nil
 		}
 		if err := os.Remove(p); err != nil {
 			return err
 		}
-		removed = append(removed, path.Join(targetsDir, ChunkStoreDir, filepath.ToSlash(rel)))
+		removed = append(removed, path.Join(targetsDir, ChunkStoreDir, rel))
 		return nil
 	})
 	sort.Strings(removed)
@@ -359,6 +363,19 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 		return removed, fmt.Errorf("repository: prune chunks: %w", err)
 	}
 	return removed, nil
+}
+
+// isChunkPath reports whether rel, relative to the chunk store, names a
+// chunk as delta.Index.ChunkPath does: "<hh>/<hex hash>.zst". Other files
+// are left alone.
+func isChunkPath(rel string) bool {
+	dir, name, ok := strings.Cut(rel, "/")
+	h, zst := strings.CutSuffix(name, ".zst")
+	if !ok || !zst || len(h) < 32 || !strings.HasPrefix(h, dir) || len(dir) != 2 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && strings.ToLower(h) == h
 }
 
 // readIndex reads and parses the chunk index in target file file.

@@ -343,8 +343,26 @@ func TestPruneChunks(t *testing.T) {
 	if err := os.WriteFile(tmp, []byte("being written"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Files that are not chunks stay: a target someone put under chunks/
+	// and anything not named like a chunk.
+	other, err := r.AddTargetRaw(ctx, "chunks/ab/zst", strings.NewReader("a target"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := filepath.Join(r.TargetsDir(), ChunkStoreDir, "README")
+	if err := os.WriteFile(readme, []byte("chunk store"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	removed, err := r.PruneChunks(ctx)
 	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{readme, filepath.Join(r.TargetsDir(), filepath.FromSlash(other.File))} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("PruneChunks removed a file that is not a chunk: %v", err)
+		}
+	}
+	if err := r.RemoveTarget(other.Path); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"targets/chunks/ab/" + strings.Repeat("ab", 16) + ".zst"}; strings.Join(removed, " ") != strings.Join(want, " ") {
@@ -425,4 +443,43 @@ func TestAddDeltaCanceled(t *testing.T) {
 	if got := len(r.Targets()); got != 1 {
 		t.Errorf("%d targets after canceled calls, want 1", got)
 	}
+}
+
+func TestIsChunkPath(t *testing.T) {
+	h := strings.Repeat("ab", 16)
+	tests := []struct {
+		rel  string
+		want bool
+	}{
+		{"ab/" + h + ".zst", true},
+		{"ab/" + h + h + ".zst", true},
+		{"cd/" + h + ".zst", false},
+		{"ab/" + h, false},
+		{"ab/" + strings.ToUpper(h) + ".zst", false},
+		{"ab/" + h[:30] + ".zst", false},
+		{"ab/cd/" + h + ".zst", false},
+		{h + ".zst", false},
+		{"README", false},
+		{"ab/" + h + "0.zst", false}, // odd length
+	}
+	for _, tt := range tests {
+		if got := isChunkPath(tt.rel); got != tt.want {
+			t.Errorf("isChunkPath(%q) = %v, want %v", tt.rel, got, tt.want)
+		}
+	}
+}
+
+func FuzzIsChunkPath(f *testing.F) {
+	f.Add("ab/" + strings.Repeat("ab", 16) + ".zst")
+	f.Add("README")
+	f.Add("ab/cd/ef.zst")
+	f.Fuzz(func(t *testing.T, rel string) {
+		if !isChunkPath(rel) {
+			return
+		}
+		dir, name, _ := strings.Cut(rel, "/")
+		if strings.Contains(name, "/") || !strings.HasPrefix(name, dir) || !strings.HasSuffix(name, ".zst") {
+			t.Errorf("isChunkPath(%q) accepted a path unlike <hh>/<hash>.zst", rel)
+		}
+	})
 }
