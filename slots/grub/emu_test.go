@@ -1,6 +1,8 @@
 package grub
 
 import (
+	"github.com/switchback-ota/switchback/slots/internal/abenv"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -203,8 +205,8 @@ func TestRealGrubMatchesModel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := readState(e.Get, []string{"a", "b"})
-		wantSlot, wantSt := bootDecision(st)
+		st := abenv.ReadState(e.Get, []string{"a", "b"})
+		wantSlot, wantSt := abenv.BootDecision(st)
 		slot, canary, after := emu.boot(t, b)
 		if slot != wantSlot {
 			t.Errorf("block %d: GRUB boots %q, the model %q\n%q", i, slot, wantSlot, b[:200])
@@ -217,7 +219,7 @@ func TestRealGrubMatchesModel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("block %d: GRUB left a block we cannot parse: %v", i, err)
 		}
-		if got := readState(ae.Get, []string{"a", "b"}); got.tries != wantSt.tries || got.trial != wantSt.trial || got.primary != wantSt.primary {
+		if got := abenv.ReadState(ae.Get, []string{"a", "b"}); got.Tries != wantSt.Tries || got.Trial != wantSt.Trial || got.Primary != wantSt.Primary {
 			t.Errorf("block %d: after GRUB: %+v, model %+v", i, got, wantSt)
 		}
 	}

@@ -1,6 +1,8 @@
 package grub
 
 import (
+	"github.com/switchback-ota/switchback/slots/internal/abenv"
+
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -63,7 +65,7 @@ func WithRand(r io.Reader) Option { return func(c *Control) { c.rand = r } }
 // grub.cfg. The file must exist (create it with "grub-editenv PATH
 // create" or [NewEnv]); New does not touch it.
 func New(path string, slotNames []string, opts ...Option) (*Control, error) {
-	if err := checkSlotNames(slotNames); err != nil {
+	if err := abenv.CheckSlotNames(slotNames); err != nil {
 		return nil, fmt.Errorf("grub: %w", err)
 	}
 	c := &Control{
@@ -125,9 +127,9 @@ func writeInPlace(f *os.File, b []byte) error {
 	return f.Sync()
 }
 
-func (c *Control) memo() canaryMemo {
+func (c *Control) memo() abenv.CanaryMemo {
 	sum := sha256.Sum256([]byte(c.path))
-	return canaryMemo{dir: c.runtimeDir, key: "grub-" + hex.EncodeToString(sum[:8])}
+	return abenv.CanaryMemo{Dir: c.runtimeDir, Key: "grub-" + hex.EncodeToString(sum[:8])}
 }
 
 // open opens and locks the environment file and reads it.
@@ -222,16 +224,16 @@ func (c *Control) update(ctx context.Context, change func(*Env) error) error {
 	return nil
 }
 
-func (c *Control) booted(ctx context.Context) (bootInfo, error) {
-	bi, err := readBootInfo(ctx, c.cmdline)
+func (c *Control) booted(ctx context.Context) (abenv.BootInfo, error) {
+	bi, err := abenv.ReadBootInfo(ctx, c.cmdline)
 	if err != nil {
 		return bi, fmt.Errorf("grub: %w", err)
 	}
-	if !bi.hasSlot {
-		return bi, fmt.Errorf("grub: %s: %w: is switchback.cfg sourced by grub.cfg, and $sb_args on the linux line? (%w)", c.cmdline, errNoBootedSlot, slots.ErrMismatch)
+	if !bi.HasSlot {
+		return bi, fmt.Errorf("grub: %s: %w: is switchback.cfg sourced by grub.cfg, and $sb_args on the linux line? (%w)", c.cmdline, abenv.ErrNoBootedSlot, slots.ErrMismatch)
 	}
-	if !slices.Contains(c.names, bi.slot) {
-		return bi, fmt.Errorf("grub: the kernel command line says %s=%q, not one of the configured slots %q: %w", ParamSlot, bi.slot, c.names, slots.ErrMismatch)
+	if !slices.Contains(c.names, bi.Slot) {
+		return bi, fmt.Errorf("grub: the kernel command line says %s=%q, not one of the configured slots %q: %w", ParamSlot, bi.Slot, c.names, slots.ErrMismatch)
 	}
 	return bi, nil
 }
@@ -248,33 +250,33 @@ func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
 		return slots.BootStatus{}, err
 	}
 	f.Close()
-	return readState(e.Get, c.names).status(bi.slot), nil
+	return abenv.ReadState(e.Get, c.names).Status(bi.Slot), nil
 }
 
 // step applies one A/B transition in one write of the block.
-func (c *Control) step(ctx context.Context, newCanary bool, apply func(st *abState, booted string) error) error {
+func (c *Control) step(ctx context.Context, renew bool, apply func(st *abenv.State, booted string) error) error {
 	bi, err := c.booted(ctx)
 	if err != nil {
 		return err
 	}
 	var canary string
-	if newCanary {
+	if renew {
 		if canary, err = newCanaryValue(c.rand); err != nil {
 			return fmt.Errorf("grub: %w", err)
 		}
 	}
 	return c.update(ctx, func(e *Env) error {
-		st := readState(e.Get, c.names)
-		if err := apply(&st, bi.slot); err != nil {
+		st := abenv.ReadState(e.Get, c.names)
+		if err := apply(&st, bi.Slot); err != nil {
 			return err
 		}
-		if newCanary {
-			if err := c.memo().remember(bi, st.canary); err != nil {
+		if renew {
+			if err := c.memo().Remember(bi, st.Canary); err != nil {
 				return fmt.Errorf("remember this boot's canary: %w", err)
 			}
-			st.canary = canary
+			st.Canary = canary
 		}
-		for _, kv := range st.vars() {
+		for _, kv := range st.Vars() {
 			if err := e.Set(kv[0], kv[1]); err != nil {
 				return err
 			}
@@ -283,14 +285,14 @@ func (c *Control) step(ctx context.Context, newCanary bool, apply func(st *abSta
 	})
 }
 
-func newCanaryValue(r io.Reader) (string, error) { return newCanary(r) }
+func newCanaryValue(r io.Reader) (string, error) { return abenv.NewCanary(r) }
 
 // Arm makes slot the trial for the next tries (1 to 9) boots, in one
 // write: sb_trial=slot, sb_tries=tries, slot removed from sb_bad, a new
 // sb_canary. The booted slot cannot be armed ([slots.ErrSlotActive]).
 func (c *Control) Arm(ctx context.Context, slot string, tries int) error {
-	return c.step(ctx, true, func(st *abState, booted string) error {
-		return st.arm(slot, tries, booted)
+	return c.step(ctx, true, func(st *abenv.State, booted string) error {
+		return st.Arm(slot, tries, booted)
 	})
 }
 
@@ -299,8 +301,8 @@ func (c *Control) Arm(ctx context.Context, slot string, tries int) error {
 // from sb_bad, a new sb_canary. A slot that is not running fails with
 // [slots.ErrNotRunning].
 func (c *Control) Commit(ctx context.Context, slot string) error {
-	return c.step(ctx, true, func(st *abState, booted string) error {
-		return st.commit(slot, booted)
+	return c.step(ctx, true, func(st *abenv.State, booted string) error {
+		return st.Commit(slot, booted)
 	})
 }
 
@@ -308,8 +310,8 @@ func (c *Control) Commit(ctx context.Context, slot string) error {
 // its trial (if armed) ends, and if it was the primary, the first other
 // slot not marked bad becomes primary. The canary is kept.
 func (c *Control) MarkBad(ctx context.Context, slot string) error {
-	return c.step(ctx, false, func(st *abState, _ string) error {
-		return st.markBad(slot)
+	return c.step(ctx, false, func(st *abenv.State, _ string) error {
+		return st.MarkBad(slot)
 	})
 }
 
@@ -319,7 +321,7 @@ func (c *Control) MarkBad(ctx context.Context, slot string) error {
 // that says what to check. Before the first Arm or Commit both are empty,
 // and the check only proves that the boot script ran.
 func (c *Control) CheckCanary(ctx context.Context) error {
-	bi, err := readBootInfo(ctx, c.cmdline)
+	bi, err := abenv.ReadBootInfo(ctx, c.cmdline)
 	if err != nil {
 		return fmt.Errorf("grub: %w", err)
 	}
@@ -329,7 +331,7 @@ func (c *Control) CheckCanary(ctx context.Context) error {
 	}
 	f.Close()
 	envCanary, _ := e.Get(VarCanary)
-	if err := c.memo().check(bi, envCanary, c.path, "switchback.cfg"); err != nil {
+	if err := c.memo().Check(bi, envCanary, c.path, "switchback.cfg"); err != nil {
 		return fmt.Errorf("grub: %w", err)
 	}
 	return nil

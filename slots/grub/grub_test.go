@@ -1,6 +1,8 @@
 package grub
 
 import (
+	"github.com/switchback-ota/switchback/slots/internal/abenv"
+
 	"bytes"
 	"context"
 	"errors"
@@ -34,10 +36,10 @@ func (s simBoot) Reboot() error {
 	if err != nil {
 		return err
 	}
-	st := readState(e.Get, s.names)
-	slot, after := bootDecision(st)
-	if after.tries != st.tries {
-		if err := e.Set(VarTries, strconv.Itoa(after.tries)); err != nil {
+	st := abenv.ReadState(e.Get, s.names)
+	slot, after := abenv.BootDecision(st)
+	if after.Tries != st.Tries {
+		if err := e.Set(VarTries, strconv.Itoa(after.Tries)); err != nil {
 			return fmt.Errorf("save_env: %w", err)
 		}
 		if err := writeFileInPlace(s.path, e.Encode()); err != nil {
@@ -164,8 +166,8 @@ func TestWritesInPlace(t *testing.T) {
 	for _, v := range e.Vars() {
 		names = append(names, v.Name)
 	}
-	if !slices.Equal(names, varOrder) {
-		t.Errorf("variables in the file: %q, want %q", names, varOrder)
+	if !slices.Equal(names, abenv.VarOrder) {
+		t.Errorf("variables in the file: %q, want %q", names, abenv.VarOrder)
 	}
 }
 
@@ -353,9 +355,9 @@ func TestPowerCutEveryByte(t *testing.T) {
 			newBytes := mustRead(t, ref.path)
 			oldEnv, _ := Parse(oldBytes)
 			newEnv, _ := Parse(newBytes)
-			oldSt, newSt := readState(oldEnv.Get, ref.names), readState(newEnv.Get, ref.names)
-			oldBoot, _ := bootDecision(oldSt)
-			newBoot, _ := bootDecision(newSt)
+			oldSt, newSt := abenv.ReadState(oldEnv.Get, ref.names), abenv.ReadState(newEnv.Get, ref.names)
+			oldBoot, _ := abenv.BootDecision(oldSt)
+			newBoot, _ := abenv.BootDecision(newSt)
 			first := 0
 			for first < len(oldBytes) && oldBytes[first] == newBytes[first] {
 				first++
@@ -401,19 +403,19 @@ func TestPowerCutEveryByte(t *testing.T) {
 				if perr != nil {
 					t.Fatalf("k=%d: torn block does not parse: %v", k, perr)
 				}
-				st := readState(e.Get, c.names)
-				boot, _ := bootDecision(st)
+				st := abenv.ReadState(e.Get, c.names)
+				boot, _ := abenv.BootDecision(st)
 				if boot != oldBoot && boot != newBoot {
 					t.Errorf("k=%d: GRUB would boot %q, want %q (before) or %q (after)\n%q", k, boot, oldBoot, newBoot, torn[first:min(first+120, len(torn))])
 				}
-				if boot == st.trial && st.trial != "" && e.Damaged() {
+				if boot == st.Trial && st.Trial != "" && e.Damaged() {
 					t.Errorf("k=%d: trial %s would boot from a damaged block: save_env cannot consume the try", k, boot)
 				}
-				if st.primary != oldSt.primary && st.primary != newSt.primary {
-					t.Errorf("k=%d: primary %q, want %q or %q", k, st.primary, oldSt.primary, newSt.primary)
+				if st.Primary != oldSt.Primary && st.Primary != newSt.Primary {
+					t.Errorf("k=%d: primary %q, want %q or %q", k, st.Primary, oldSt.Primary, newSt.Primary)
 				}
-				if st.trial != "" && st.trial != oldSt.trial && st.trial != newSt.trial {
-					t.Errorf("k=%d: trial %q, want %q, %q or none", k, st.trial, oldSt.trial, newSt.trial)
+				if st.Trial != "" && st.Trial != oldSt.Trial && st.Trial != newSt.Trial {
+					t.Errorf("k=%d: trial %q, want %q, %q or none", k, st.Trial, oldSt.Trial, newSt.Trial)
 				}
 				if !full {
 					continue
@@ -530,7 +532,7 @@ func TestSwitchbackCfgSyntax(t *testing.T) {
 		t.Errorf("grub-script-check switchback.cfg: %v: %s", err, out)
 	}
 	cfg := string(mustRead(t, "switchback.cfg"))
-	for _, v := range append(slices.Clone(varOrder), "switchback.slot=${sb_boot}", "switchback.canary=${sb_canary}", "save_env") {
+	for _, v := range append(slices.Clone(abenv.VarOrder), "switchback.slot=${sb_boot}", "switchback.canary=${sb_canary}", "save_env") {
 		if !strings.Contains(cfg, v) {
 			t.Errorf("switchback.cfg does not mention %s", v)
 		}

@@ -1,6 +1,8 @@
 package uboot
 
 import (
+	"github.com/switchback-ota/switchback/slots/internal/abenv"
+
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -67,7 +69,7 @@ func WithLockFile(path string) Option { return func(c *Control) { c.lockFile = p
 // the given slots. The first slot is the default primary, used until a
 // Commit records one. New does not touch the devices.
 func New(devs []Device, slotNames []string, opts ...Option) (*Control, error) {
-	if err := checkSlotNames(slotNames); err != nil {
+	if err := abenv.CheckSlotNames(slotNames); err != nil {
 		return nil, fmt.Errorf("uboot: %w", err)
 	}
 	if len(devs) < 1 || len(devs) > 2 {
@@ -117,9 +119,9 @@ func writeAtSync(f *os.File, b []byte, off int64) error {
 
 func (c *Control) redundant() bool { return len(c.devs) == 2 }
 
-func (c *Control) memo() canaryMemo {
+func (c *Control) memo() abenv.CanaryMemo {
 	sum := sha256.Sum256([]byte(fmt.Sprint(c.devs)))
-	return canaryMemo{dir: c.runtimeDir, key: "uboot-" + hex.EncodeToString(sum[:8])}
+	return abenv.CanaryMemo{Dir: c.runtimeDir, Key: "uboot-" + hex.EncodeToString(sum[:8])}
 }
 
 // lock takes an exclusive or shared lock for the whole operation.
@@ -336,16 +338,16 @@ func (c *Control) update(ctx context.Context, change func([]Var) ([]Var, error))
 	return c.write(l, vars)
 }
 
-func (c *Control) booted(ctx context.Context) (bootInfo, error) {
-	bi, err := readBootInfo(ctx, c.cmdline)
+func (c *Control) booted(ctx context.Context) (abenv.BootInfo, error) {
+	bi, err := abenv.ReadBootInfo(ctx, c.cmdline)
 	if err != nil {
 		return bi, fmt.Errorf("uboot: %w", err)
 	}
-	if !bi.hasSlot {
-		return bi, fmt.Errorf("uboot: %s: %w: does the boot script (boot.cmd) run, and add to bootargs? (%w)", c.cmdline, errNoBootedSlot, slots.ErrMismatch)
+	if !bi.HasSlot {
+		return bi, fmt.Errorf("uboot: %s: %w: does the boot script (boot.cmd) run, and add to bootargs? (%w)", c.cmdline, abenv.ErrNoBootedSlot, slots.ErrMismatch)
 	}
-	if !slices.Contains(c.names, bi.slot) {
-		return bi, fmt.Errorf("uboot: the kernel command line says %s=%q, not one of the configured slots %q: %w", ParamSlot, bi.slot, c.names, slots.ErrMismatch)
+	if !slices.Contains(c.names, bi.Slot) {
+		return bi, fmt.Errorf("uboot: the kernel command line says %s=%q, not one of the configured slots %q: %w", ParamSlot, bi.Slot, c.names, slots.ErrMismatch)
 	}
 	return bi, nil
 }
@@ -368,32 +370,32 @@ func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
 	if err != nil {
 		return slots.BootStatus{}, err
 	}
-	return readState(func(n string) (string, bool) { return get(l.vars, n) }, c.names).status(bi.slot), nil
+	return abenv.ReadState(func(n string) (string, bool) { return get(l.vars, n) }, c.names).Status(bi.Slot), nil
 }
 
-func (c *Control) step(ctx context.Context, renew bool, apply func(st *abState, booted string) error) error {
+func (c *Control) step(ctx context.Context, renew bool, apply func(st *abenv.State, booted string) error) error {
 	bi, err := c.booted(ctx)
 	if err != nil {
 		return err
 	}
 	var canary string
 	if renew {
-		if canary, err = newCanary(c.rand); err != nil {
+		if canary, err = abenv.NewCanary(c.rand); err != nil {
 			return fmt.Errorf("uboot: %w", err)
 		}
 	}
 	return c.update(ctx, func(vars []Var) ([]Var, error) {
-		st := readState(func(n string) (string, bool) { return get(vars, n) }, c.names)
-		if err := apply(&st, bi.slot); err != nil {
+		st := abenv.ReadState(func(n string) (string, bool) { return get(vars, n) }, c.names)
+		if err := apply(&st, bi.Slot); err != nil {
 			return nil, fmt.Errorf("uboot: %w", err)
 		}
 		if renew {
-			if err := c.memo().remember(bi, st.canary); err != nil {
+			if err := c.memo().Remember(bi, st.Canary); err != nil {
 				return nil, fmt.Errorf("uboot: remember this boot's canary: %w", err)
 			}
-			st.canary = canary
+			st.Canary = canary
 		}
-		for _, kv := range st.vars() {
+		for _, kv := range st.Vars() {
 			var err error
 			if vars, err = Set(vars, kv[0], kv[1]); err != nil {
 				return nil, err
@@ -407,7 +409,7 @@ func (c *Control) step(ctx context.Context, renew bool, apply func(st *abState, 
 // write: sb_trial=slot, sb_tries=tries, slot removed from sb_bad, a new
 // sb_canary. The booted slot cannot be armed ([slots.ErrSlotActive]).
 func (c *Control) Arm(ctx context.Context, slot string, tries int) error {
-	return c.step(ctx, true, func(st *abState, booted string) error { return st.arm(slot, tries, booted) })
+	return c.step(ctx, true, func(st *abenv.State, booted string) error { return st.Arm(slot, tries, booted) })
 }
 
 // Commit makes the running slot the primary and ends its trial, in one
@@ -415,14 +417,14 @@ func (c *Control) Arm(ctx context.Context, slot string, tries int) error {
 // from sb_bad, a new sb_canary. A slot not running fails with
 // [slots.ErrNotRunning].
 func (c *Control) Commit(ctx context.Context, slot string) error {
-	return c.step(ctx, true, func(st *abState, booted string) error { return st.commit(slot, booted) })
+	return c.step(ctx, true, func(st *abenv.State, booted string) error { return st.Commit(slot, booted) })
 }
 
 // MarkBad records that slot failed, in one write: it is added to sb_bad,
 // its trial (if armed) ends, and if it was the primary the first other
 // slot not marked bad becomes primary. The canary is kept.
 func (c *Control) MarkBad(ctx context.Context, slot string) error {
-	return c.step(ctx, false, func(st *abState, _ string) error { return st.markBad(slot) })
+	return c.step(ctx, false, func(st *abenv.State, _ string) error { return st.MarkBad(slot) })
 }
 
 // CheckCanary checks that the switchback.canary= the boot script passed
@@ -430,7 +432,7 @@ func (c *Control) MarkBad(ctx context.Context, slot string) error {
 // environment this Control writes. It fails with an error wrapping
 // [slots.ErrMismatch] that says what to check.
 func (c *Control) CheckCanary(ctx context.Context) error {
-	bi, err := readBootInfo(ctx, c.cmdline)
+	bi, err := abenv.ReadBootInfo(ctx, c.cmdline)
 	if err != nil {
 		return fmt.Errorf("uboot: %w", err)
 	}
@@ -442,7 +444,7 @@ func (c *Control) CheckCanary(ctx context.Context) error {
 	for _, d := range c.devs {
 		where = append(where, fmt.Sprintf("%s@%#x", d.Path, d.Offset))
 	}
-	if err := c.memo().check(bi, env[VarCanary], strings.Join(where, " and "), "boot.cmd"); err != nil {
+	if err := c.memo().Check(bi, env[VarCanary], strings.Join(where, " and "), "boot.cmd"); err != nil {
 		return fmt.Errorf("uboot: %w", err)
 	}
 	return nil

@@ -1,6 +1,8 @@
 package uboot
 
 import (
+	"github.com/switchback-ota/switchback/slots/internal/abenv"
+
 	"bytes"
 	"context"
 	"errors"
@@ -30,19 +32,19 @@ type simBoot struct {
 }
 
 func (s simBoot) Reboot() error {
-	var st abState
+	var st abenv.State
 	l, err := s.read()
 	switch {
 	case errors.Is(err, ErrNoValidEnv):
-		st = readState(func(string) (string, bool) { return "", false }, s.names)
+		st = abenv.ReadState(func(string) (string, bool) { return "", false }, s.names)
 	case err != nil:
 		return err
 	default:
-		st = readState(func(n string) (string, bool) { return get(l.vars, n) }, s.names)
+		st = abenv.ReadState(func(n string) (string, bool) { return get(l.vars, n) }, s.names)
 	}
-	slot, after := bootDecision(st)
-	if err == nil && after.tries != st.tries {
-		vars, err := Set(l.vars, VarTries, strconv.Itoa(after.tries))
+	slot, after := abenv.BootDecision(st)
+	if err == nil && after.Tries != st.Tries {
+		vars, err := Set(l.vars, VarTries, strconv.Itoa(after.Tries))
 		if err != nil {
 			return err
 		}
@@ -59,7 +61,7 @@ func (s simBoot) Reboot() error {
 			return err
 		}
 	}
-	return writeCmdline(s.cmdline, slot, st.canary)
+	return writeCmdline(s.cmdline, slot, st.Canary)
 }
 
 func writeCmdline(path, slot, canary string) error {
@@ -333,16 +335,16 @@ func TestPowerCutEveryByte(t *testing.T) {
 						d := c.devs[i]
 						return torn[d.Offset : d.Offset+int64(d.EnvSize)], nil
 					})
-					var st abState
+					var st abenv.State
 					if err == nil {
-						st = readState(func(n string) (string, bool) { return get(l.vars, n) }, c.names)
+						st = abenv.ReadState(func(n string) (string, bool) { return get(l.vars, n) }, c.names)
 					}
 					switch {
-					case err == nil && reflect.DeepEqual(st.status(oldSt.Booted), oldSt):
+					case err == nil && reflect.DeepEqual(st.Status(oldSt.Booted), oldSt):
 						if k == envSize {
 							t.Errorf("k=%d: a complete write left the old state", k)
 						}
-					case err == nil && reflect.DeepEqual(st.status(newSt.Booted), newSt):
+					case err == nil && reflect.DeepEqual(st.Status(newSt.Booted), newSt):
 					case errors.Is(err, ErrNoValidEnv) && !redundant:
 						// U-Boot falls back to its default environment,
 						// boot.cmd to the first slot.
@@ -518,7 +520,7 @@ func TestBootCmd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range append(slices.Clone(varOrder), "setexpr sb_tries ${sb_tries} - 1", "env import -c", "env export -c",
+	for _, s := range append(slices.Clone(abenv.VarOrder), "setexpr sb_tries ${sb_tries} - 1", "env import -c", "env export -c",
 		"switchback.slot=${sb_boot}", "switchback.canary=${sb_canary}") {
 		if !bytes.Contains(script, []byte(s)) {
 			t.Errorf("boot.cmd does not contain %q", s)
