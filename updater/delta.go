@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/download"
@@ -400,15 +399,7 @@ func (u *Updater) storeFunc(base string) delta.StoreFunc {
 	return delta.HTTPStore(u.httpClient(), base)
 }
 
-func (u *Updater) httpClient() *http.Client {
-	if u.cfg.HTTPClient != nil {
-		return u.cfg.HTTPClient
-	}
-	if u.client == nil {
-		u.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: 10 * time.Minute}
-	}
-	return u.client
-}
+func (u *Updater) httpClient() *http.Client { return u.dl.HTTPClient() }
 
 // Chunk indexes of slot contents are kept in StateDir/index/<image sha256>,
 // so that the next adaptive delta needs no pass over the slot.

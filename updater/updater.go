@@ -117,6 +117,12 @@ type Config struct {
 	StallTimeout time.Duration
 	RateLimit    int64
 	Pause        func(ctx context.Context) error
+	// CAFile is a PEM bundle of the authorities trusted for the update
+	// servers (empty: the system roots). CertFile and KeyFile are a client
+	// certificate and key for mutual TLS, read again when either file
+	// changes, so a renewed certificate is used without a restart. TLS 1.2
+	// is the minimum. Not used with HTTPClient, which carries its own TLS.
+	CAFile, CertFile, KeyFile string
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Events receives typed events; it is called synchronously and must not
@@ -194,7 +200,6 @@ type Updater struct {
 	// Install takes only targets the trusted metadata lists.
 	trusted map[string]string
 	targets []verify.Target
-	client  *http.Client // for delta ranges, made on first use
 }
 
 // New makes an Updater and loads its state. A corrupt state file is moved
@@ -223,8 +228,14 @@ func New(cfg Config) (*Updater, error) {
 	if now == nil {
 		now = time.Now
 	}
-	dl, err := download.New(download.Config{HTTPClient: cfg.HTTPClient, Logger: log,
-		StallTimeout: cfg.StallTimeout, RateLimit: cfg.RateLimit, Pause: cfg.Pause})
+	dlcfg := download.Config{HTTPClient: cfg.HTTPClient, Logger: log,
+		StallTimeout: cfg.StallTimeout, RateLimit: cfg.RateLimit, Pause: cfg.Pause}
+	if cfg.HTTPClient == nil {
+		dlcfg.TLS = download.TLSConfig{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
+	} else if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
+		return nil, errors.New("updater: invalid config: CAFile, CertFile and KeyFile do not apply with HTTPClient")
+	}
+	dl, err := download.New(dlcfg)
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
 	}

@@ -38,6 +38,11 @@ type fileConfig struct {
 	AllowDowngrade       bool              `json:"allow_downgrade"`
 	ReadBack             bool              `json:"read_back"`
 	MinTime              string            `json:"min_time"`
+	CAFile               string            `json:"ca_file"`
+	CertFile             string            `json:"cert_file"`
+	KeyFile              string            `json:"key_file"`
+	StallTimeout         duration          `json:"stall_timeout"`
+	RateLimit            int64             `json:"rate_limit"`
 	Components           []componentConfig `json:"components"`
 	Health               []healthConfig    `json:"health"`
 }
@@ -183,6 +188,8 @@ func build(c *fileConfig) (*device, error) {
 		Tries: c.Tries, ConfirmTimeout: time.Duration(c.ConfirmTimeout),
 		SkipServerCheck: c.SkipServerCheck, ExternalStartCounter: c.ExternalStartCounter,
 		AllowDowngrade: c.AllowDowngrade, ReadBack: c.ReadBack,
+		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
+		StallTimeout: time.Duration(c.StallTimeout), RateLimit: c.RateLimit,
 	}
 	if c.MinTime != "" {
 		u.MinTime, _ = time.Parse(time.RFC3339, c.MinTime)

@@ -27,6 +27,9 @@
 //	  "allow_downgrade": false,
 //	  "read_back": false,                       // re-read and re-verify every slot after writing
 //	  "min_time": "2026-11-01T00:00:00Z",       // refuse to judge TUF expiry with a clock before this
+//	  "ca_file": "/etc/switchback/ca.pem",      // trusted CAs for the update server (default: system roots)
+//	  "cert_file": "/etc/switchback/device.pem", "key_file": "/etc/switchback/device.key", // mutual TLS, reloaded on change
+//	  "stall_timeout": "30s", "rate_limit": 0,  // reconnect after 30 s without a byte; bytes/s cap (0: none)
 //	  "components": [
 //	    {"name": "rootfs", "type": "ab", "factory_version": "1.0.0",
 //	     "slots": {"a": "PARTLABEL=rootfs-a", "b": "PARTLABEL=rootfs-b"},
