@@ -294,166 +294,141 @@ func (st swapState) status(booted string) BootStatus {
 	return bs
 }
 
-// Status reports the slot the symlink points to and the sidecar state.
-func (c *swapControl) Status(ctx context.Context) (BootStatus, error) {
+// locked runs fn with the lock held, on the sidecar state and the slot the
+// symlink points to: the start of every change, so that concurrent
+// processes (the agent, the guard) see each other's writes.
+func (c *swapControl) locked(ctx context.Context, fn func(st swapState, booted string) error) error {
 	if err := ctx.Err(); err != nil {
-		return BootStatus{}, err
+		return err
 	}
 	unlock, err := c.lock()
 	if err != nil {
-		return BootStatus{}, err
+		return err
 	}
 	defer unlock()
 	st, booted, err := c.current()
 	if err != nil {
-		return BootStatus{}, err
+		return err
 	}
-	return st.status(booted), nil
+	return fn(st, booted)
+}
+
+// Status reports the slot the symlink points to and the sidecar state.
+func (c *swapControl) Status(ctx context.Context) (BootStatus, error) {
+	var bs BootStatus
+	err := c.locked(ctx, func(st swapState, booted string) error {
+		bs = st.status(booted)
+		return nil
+	})
+	return bs, err
 }
 
 // Arm prepares slot's staged version, records the trial, and points the
 // symlink at it.
 func (c *swapControl) Arm(ctx context.Context, slot string, tries int) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	if err := c.known(slot); err != nil {
 		return err
 	}
 	if tries < 1 || tries > maxTries {
 		return fmt.Errorf("slots: %s slot %s: arm %s: tries must be 1 to %d, got %d", c.kind, c.path, slot, maxTries, tries)
 	}
-	unlock, err := c.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, booted, err := c.current()
-	if err != nil {
-		return err
-	}
-	if slot == booted || slot == st.Primary {
-		return fmt.Errorf("slots: %s slot %s: arm %s (booted %s, primary %s): %w", c.kind, c.path, slot, booted, st.Primary, ErrSlotActive)
-	}
-	if st.Trial == slot {
-		// Armed before, but a cut stopped the switch: the trial is about to
-		// be replaced, so it must not be started meanwhile.
-		st.Trial, st.TriesLeft = "", 0
-		if err := c.save(st); err != nil {
+	return c.locked(ctx, func(st swapState, booted string) error {
+		if slot == booted || slot == st.Primary {
+			return fmt.Errorf("slots: %s slot %s: arm %s (booted %s, primary %s): %w", c.kind, c.path, slot, booted, st.Primary, ErrSlotActive)
+		}
+		if st.Trial == slot {
+			// Armed before, but a cut stopped the switch: the trial is about to
+			// be replaced, so it must not be started meanwhile.
+			st.Trial, st.TriesLeft = "", 0
+			if err := c.save(st); err != nil {
+				return err
+			}
+			if err := c.step("arm:disarmed"); err != nil {
+				return err
+			}
+		}
+		if err := c.prepare(ctx, slot); err != nil {
+			return fmt.Errorf("slots: %s slot %s: arm %s: %w", c.kind, c.path, slot, err)
+		}
+		if err := c.step("arm:prepared"); err != nil {
 			return err
 		}
-		if err := c.step("arm:disarmed"); err != nil {
+		if err := c.save(st.arm(slot, tries)); err != nil {
 			return err
 		}
-	}
-	if err := c.prepare(ctx, slot); err != nil {
-		return fmt.Errorf("slots: %s slot %s: arm %s: %w", c.kind, c.path, slot, err)
-	}
-	if err := c.step("arm:prepared"); err != nil {
-		return err
-	}
-	if err := c.save(st.arm(slot, tries)); err != nil {
-		return err
-	}
-	if err := c.step("arm:state"); err != nil {
-		return err
-	}
-	return c.swapLink(slot)
+		if err := c.step("arm:state"); err != nil {
+			return err
+		}
+		return c.swapLink(slot)
+	})
 }
 
 // Commit makes the running slot primary. A slot the symlink points to but
 // that is neither the trial nor the primary (a rollback cut short) is not
 // committed: it runs only until the next CountStart.
 func (c *swapControl) Commit(ctx context.Context, slot string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	if err := c.known(slot); err != nil {
 		return err
 	}
-	unlock, err := c.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, booted, err := c.current()
-	if err != nil {
-		return err
-	}
-	if slot != booted || (slot != st.Trial && slot != st.Primary) {
-		return fmt.Errorf("slots: %s slot %s: commit %s (booted %s, primary %s, trial %q): %w", c.kind, c.path, slot, booted, st.Primary, st.Trial, ErrNotRunning)
-	}
-	next := st.commit(slot)
-	if next.equal(st) {
-		return nil
-	}
-	return c.save(next)
+	return c.locked(ctx, func(st swapState, booted string) error {
+		if slot != booted || (slot != st.Trial && slot != st.Primary) {
+			return fmt.Errorf("slots: %s slot %s: commit %s (booted %s, primary %s, trial %q): %w", c.kind, c.path, slot, booted, st.Primary, st.Trial, ErrNotRunning)
+		}
+		next := st.commit(slot)
+		if next.equal(st) {
+			return nil
+		}
+		return c.save(next)
+	})
 }
 
 // MarkBad records slot as bad, ends its trial, and points the symlink back
 // at the primary if it pointed at slot.
 func (c *swapControl) MarkBad(ctx context.Context, slot string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	if err := c.known(slot); err != nil {
 		return err
 	}
-	unlock, err := c.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, booted, err := c.current()
-	if err != nil {
-		return err
-	}
-	next := st.markBad(slot)
-	if !next.equal(st) {
-		if err := c.save(next); err != nil {
-			return err
+	return c.locked(ctx, func(st swapState, booted string) error {
+		next := st.markBad(slot)
+		if !next.equal(st) {
+			if err := c.save(next); err != nil {
+				return err
+			}
+			if err := c.step("markbad:state"); err != nil {
+				return err
+			}
 		}
-		if err := c.step("markbad:state"); err != nil {
-			return err
+		if want := next.target(); booted != want {
+			return c.swapLink(want)
 		}
-	}
-	if want := next.target(); booted != want {
-		return c.swapLink(want)
-	}
-	return nil
+		return nil
+	})
 }
 
 // CountStart consumes one try of an armed trial, or, when none is left,
 // marks the trial bad; then it points the symlink at the slot that must
 // start, repairing a change a power cut interrupted.
 func (c *swapControl) CountStart(ctx context.Context) (BootStatus, error) {
-	if err := ctx.Err(); err != nil {
-		return BootStatus{}, err
-	}
-	unlock, err := c.lock()
-	if err != nil {
-		return BootStatus{}, err
-	}
-	defer unlock()
-	st, booted, err := c.current()
-	if err != nil {
-		return BootStatus{}, err
-	}
-	next, run := st.start()
-	if !next.equal(st) {
-		if err := c.save(next); err != nil {
-			return BootStatus{}, err
+	var bs BootStatus
+	err := c.locked(ctx, func(st swapState, booted string) error {
+		next, run := st.start()
+		if !next.equal(st) {
+			if err := c.save(next); err != nil {
+				return err
+			}
+			if err := c.step("start:state"); err != nil {
+				return err
+			}
 		}
-		if err := c.step("start:state"); err != nil {
-			return BootStatus{}, err
+		if booted != run {
+			if err := c.swapLink(run); err != nil {
+				return err
+			}
 		}
-	}
-	if booted != run {
-		if err := c.swapLink(run); err != nil {
-			return BootStatus{}, err
-		}
-	}
-	return next.status(run), nil
+		bs = next.status(run)
+		return nil
+	})
+	return bs, err
 }
 
 // swapSlot is one slot of a swap control. Its image is stored in a file:
