@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // writeFileDurable writes data to path atomically and durably: a temp file
@@ -38,11 +39,32 @@ func writeFileDurable(path string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("repository: %w", err)
 	}
+	if err := newerSecond(tmp, path); err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("repository: %w", err)
 	}
 	ok = true
 	return syncDir(dir)
+}
+
+// newerSecond gives tmp, about to replace path, a modification time at
+// least one whole second after path's. Static servers derive validators
+// from it at one-second resolution (nginx's ETag and Last-Modified), so a
+// file rewritten within the same second with the same size, such as
+// timestamp.json published twice in a row, would otherwise keep its ETag,
+// and devices polling with If-None-Match would be told 304 for new bytes.
+func newerSecond(tmp, path string) error {
+	old, err := os.Stat(path)
+	if err != nil {
+		return nil // nothing replaced
+	}
+	t := time.Now()
+	if t.Unix() <= old.ModTime().Unix() {
+		t = time.Unix(old.ModTime().Unix()+1, 0)
+	}
+	return os.Chtimes(tmp, t, t)
 }
 
 // syncDir makes a rename or file creation in dir durable.

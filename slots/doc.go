@@ -11,7 +11,8 @@
 // The core interfaces are small. Optional abilities are extra interfaces
 // discovered by type assertion, as io/fs does: [StartCounter] for boot
 // controls whose tries are counted in userspace, [BlockSizer] for slots that
-// prefer aligned writes.
+// prefer aligned writes, [KernelBuffered] for writers whose bytes outlive
+// the writing process (cheap resume points after a killed process).
 //
 // Package slotstest holds a conformance suite for Slot implementations and
 // in-memory fakes for tests.

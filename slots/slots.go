@@ -131,6 +131,21 @@ type BlockSizer interface {
 	BlockSize() int
 }
 
+// KernelBuffered is implemented by writers whose WriteAt has handed the
+// bytes to the operating system (the page cache of a file or a block device
+// opened without O_DIRECT) by the time it returns: written bytes then
+// survive the writing process being killed, though not a power cut before
+// [Writer.Sync]. The updater uses it to keep cheap checkpoints, trusted
+// only within the same boot of the kernel, between durable ones, so that a
+// killed and restarted process fetches almost nothing again. A writer that
+// buffers in its own memory, or whose device forgets unsynced writes when
+// the writer goes away, must not implement it (or must return false).
+type KernelBuffered interface {
+	Writer
+	// KernelBuffered reports whether the property holds for this writer.
+	KernelBuffered() bool
+}
+
 // Errors callers branch on. Implementations wrap them with context.
 var (
 	// ErrSlotActive is returned when a write or a trial would touch the

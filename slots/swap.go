@@ -575,6 +575,10 @@ func (w *fileWriter) Sync() error {
 	return w.f.Sync()
 }
 
+// KernelBuffered implements [KernelBuffered]: WriteAt is a pwrite to the
+// staging file.
+func (w *fileWriter) KernelBuffered() bool { return true }
+
 // Close is idempotent.
 func (w *fileWriter) Close() error {
 	if w.closed {

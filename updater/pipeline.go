@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"path/filepath"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -48,9 +49,18 @@ type pipeline struct {
 	log      *slog.Logger
 	progress func(done, total int64)
 
-	wire   *verify.Verifier
-	off    int64 // wire bytes delivered
-	lastCk int64
+	wire      *verify.Verifier
+	off       int64 // wire bytes delivered
+	lastCk    int64
+	validator string // of the bytes being received
+
+	// The slot is written through wb; the plain path fills cur, which
+	// holds the bytes from curOff, a buffer at a time.
+	wb        *writeBehind
+	light     *lightLog
+	blockSize int
+	cur       []byte
+	curOff    int64
 
 	// Compressed targets only. The decoder goroutine of the current frame
 	// owns dec, buf, img and imgOff until it sends on done.
@@ -66,47 +76,98 @@ type pipeline struct {
 	warned     bool
 }
 
-func newPipeline(t verify.Target, w slots.Writer, pd *pending, st *store, log *slog.Logger, progress func(done, total int64)) (*pipeline, error) {
+func newPipeline(t verify.Target, w slots.Writer, blockSize int, pd *pending, st *store, log *slog.Logger, progress func(done, total int64)) (*pipeline, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &pipeline{w: w, t: t, pd: pd, st: st, log: log, progress: progress}
+	p := &pipeline{w: w, t: t, pd: pd, st: st, log: log, progress: progress, blockSize: max(blockSize, 1)}
 	saved := *pd
 	if err := p.reset(); err != nil {
 		return nil, err
 	}
-	if saved.Offset == 0 || len(saved.HashState) == 0 {
-		return p, nil
+	dir := filepath.Dir(st.path)
+	durable := ckRecord{Offset: saved.Offset, WireOffset: saved.WireOffset, HashState: saved.HashState, ImageHashState: saved.ImageHashState, Validator: saved.Validator}
+	resumed := false
+	if lr, ok := readLight(dir, t.SHA256(), pd.Slot, w); ok && p.wireOffset(lr) > p.wireOffset(durable) {
+		// The same boot, a slot whose writes outlive the process: the
+		// light checkpoint is newer than the durable one and as good.
+		if resumed = p.resume(lr); resumed {
+			p.log.Info("transfer resumes from the light checkpoint of a process of this boot", "target", t.Path, "offset", lr.Offset, "durable_offset", saved.Offset)
+		} else if err := p.reset(); err != nil {
+			return nil, err
+		}
 	}
-	wireOff := saved.Offset
-	if p.img != nil {
-		wireOff = saved.WireOffset
-	}
-	ok := wireOff > 0 && p.wire.UnmarshalBinary(saved.HashState) == nil && p.wire.Written() == wireOff
-	if ok && p.img != nil {
-		ok = len(saved.ImageHashState) > 0 && p.img.UnmarshalBinary(saved.ImageHashState) == nil && p.img.Written() == saved.Offset
-	}
-	if !ok {
+	if !resumed && saved.Offset > 0 && len(saved.HashState) > 0 && !p.resume(durable) {
 		// An unusable checkpoint costs a re-download, nothing else.
 		p.log.Warn("transfer checkpoint unusable; starting over", "target", t.Path, "offset", saved.Offset)
 		if err := p.reset(); err != nil {
 			return nil, err
 		}
-		return p, nil
+	}
+	// The durable fields stay as saved until the next durable checkpoint.
+	pd.Offset, pd.HashState, pd.Validator = saved.Offset, saved.HashState, saved.Validator
+	pd.WireOffset, pd.ImageHashState = saved.WireOffset, saved.ImageHashState
+	p.light = openLight(dir, t.SHA256(), pd.Slot, w)
+	p.wb = newWriteBehind(w, p.blockSize, p.saveCheckpoint, p.light)
+	return p, nil
+}
+
+// wireOffset is where a transfer resumed from ck continues on the wire.
+func (p *pipeline) wireOffset(ck ckRecord) int64 {
+	if p.img != nil {
+		return ck.WireOffset
+	}
+	return ck.Offset
+}
+
+// resume sets the pipeline to continue after ck, and reports whether ck is
+// consistent (its hash states are at its offsets).
+func (p *pipeline) resume(ck ckRecord) bool {
+	wireOff := p.wireOffset(ck)
+	ok := wireOff > 0 && len(ck.HashState) > 0 && p.wire.UnmarshalBinary(ck.HashState) == nil && p.wire.Written() == wireOff
+	if ok && p.img != nil {
+		ok = len(ck.ImageHashState) > 0 && p.img.UnmarshalBinary(ck.ImageHashState) == nil && p.img.Written() == ck.Offset
+	}
+	if !ok {
+		return false
 	}
 	p.off, p.lastCk, p.frameStart = wireOff, wireOff, wireOff
-	pd.Offset, pd.HashState, pd.Validator = saved.Offset, saved.HashState, saved.Validator
+	p.validator = ck.Validator
 	if p.img != nil {
-		p.imgOff = saved.Offset
-		pd.WireOffset, pd.ImageHashState = saved.WireOffset, saved.ImageHashState
+		p.imgOff = ck.Offset
 	}
-	return p, nil
+	return true
+}
+
+// saveCheckpoint records a durable checkpoint; the slot is synced up to
+// it. It runs on the write-behind goroutine, which owns the state while a
+// transfer runs.
+func (p *pipeline) saveCheckpoint(ck *ckRecord) error {
+	p.pd.Offset, p.pd.HashState, p.pd.Validator = ck.Offset, ck.HashState, ck.Validator
+	if p.img != nil {
+		p.pd.WireOffset, p.pd.ImageHashState = ck.WireOffset, ck.ImageHashState
+	}
+	return p.st.save()
 }
 
 // reset starts the stream over from byte zero.
 func (p *pipeline) reset() error {
 	// The old stream is discarded, and with it any error it ended with.
 	_ = p.stopFrame(errRestarted)
+	if p.wb != nil {
+		// Bytes of the old stream still queued are written before
+		// anything of the new one; the state is the main goroutine's
+		// again once they are.
+		if p.cur != nil {
+			p.wb.free <- p.cur
+			p.cur = nil
+		}
+		if err := p.wb.flush(); err != nil {
+			return err
+		}
+		p.light.clear()
+	}
+	p.validator = ""
 	wire, err := verify.NewVerifier(p.t.Length, p.t.Hashes)
 	if err != nil {
 		return err
@@ -170,8 +231,8 @@ func (p *pipeline) decodeFrame(r io.Reader) error {
 			if _, err := p.img.Write(p.buf[:n]); err != nil {
 				return fmt.Errorf("target %s, decompressed: %w", p.t.Path, err)
 			}
-			if _, err := p.w.WriteAt(p.buf[:n], p.imgOff); err != nil {
-				return fmt.Errorf("write slot: %w", err)
+			if err := p.wb.writeAt(p.buf[:n], p.imgOff); err != nil {
+				return err
 			}
 			p.imgOff += int64(n)
 		}
@@ -217,24 +278,58 @@ func (p *pipeline) Write(b []byte) (int, error) {
 		if err := p.writeFrames(b); err != nil {
 			return 0, err
 		}
-	} else {
-		if _, err := p.wire.Write(b); err != nil {
-			return 0, err
-		}
-		if _, err := p.w.WriteAt(b, p.off); err != nil {
-			return 0, fmt.Errorf("write slot: %w", err)
-		}
-		p.off += int64(len(b))
-		if p.off-p.lastCk >= checkpointEvery {
-			if err := p.checkpoint(); err != nil {
-				return 0, err
-			}
-		}
+	} else if err := p.writePlain(b); err != nil {
+		return 0, err
 	}
 	if p.progress != nil {
 		p.progress(p.off, p.t.Length)
 	}
 	return len(b), nil
+}
+
+// writePlain hashes b and passes it to the slot a buffer at a time. A
+// full buffer carries a light checkpoint; a durable one is taken at the
+// first block boundary checkpointEvery bytes after the last.
+func (p *pipeline) writePlain(b []byte) error {
+	for len(b) > 0 {
+		if p.cur == nil {
+			p.cur, p.curOff = p.wb.buffer(), p.off
+		}
+		n := min(len(b), cap(p.cur)-len(p.cur))
+		if _, err := p.wire.Write(b[:n]); err != nil {
+			return err
+		}
+		p.cur = append(p.cur, b[:n]...)
+		p.off += int64(n)
+		b = b[n:]
+		due := p.off-p.lastCk >= checkpointEvery && p.off%int64(p.blockSize) == 0
+		if len(p.cur) == cap(p.cur) || due {
+			if err := p.pushPlain(due); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// pushPlain queues the current buffer with a durable or a light
+// checkpoint at its end.
+func (p *pipeline) pushPlain(durable bool) error {
+	it := wbItem{buf: p.cur, off: p.curOff}
+	p.cur = nil
+	if durable || p.light != nil {
+		hs, err := p.wire.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		ck := &ckRecord{Offset: p.off, HashState: hs, Validator: p.validator}
+		if durable {
+			it.ck, p.lastCk = ck, p.off
+		} else {
+			it.lt = ck
+		}
+	}
+	return p.wb.send(it)
 }
 
 // writeFrames passes compressed bytes to the decoder frame by frame and
@@ -273,7 +368,11 @@ func (p *pipeline) writeFrames(b []byte) error {
 		// Checkpoint here unless the next boundary is expected within the
 		// interval, so that checkpoints stay about checkpointEvery apart.
 		if p.off-p.lastCk+p.lastFrame > checkpointEvery {
-			if err := p.checkpoint(); err != nil {
+			if err := p.checkpoint(true); err != nil {
+				return err
+			}
+		} else if p.light != nil {
+			if err := p.checkpoint(false); err != nil {
 				return err
 			}
 		}
@@ -281,47 +380,65 @@ func (p *pipeline) writeFrames(b []byte) error {
 	return nil
 }
 
-// checkpoint makes the bytes so far durable in the slot, then records the
-// offsets and hash states. The order matters: the state never claims bytes
-// the slot might have lost. Compressed transfers checkpoint only between
-// frames, where the image so far is exactly the decoded complete frames.
-func (p *pipeline) checkpoint() error {
-	if err := p.w.Sync(); err != nil {
-		return fmt.Errorf("sync slot: %w", err)
-	}
+// checkpoint queues a checkpoint of a compressed transfer at a frame
+// boundary, where the image so far is exactly the decoded complete frames:
+// durable (the write-behind goroutine syncs the slot, then saves the state:
+// the state never claims bytes the slot might have lost) or, if durable is
+// false, light.
+func (p *pipeline) checkpoint(durable bool) error {
 	hs, err := p.wire.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	if p.img == nil {
-		p.pd.Offset, p.pd.HashState = p.off, hs
-	} else {
-		is, err := p.img.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		p.pd.Offset, p.pd.WireOffset, p.pd.HashState, p.pd.ImageHashState = p.imgOff, p.off, hs, is
-	}
-	if err := p.st.save(); err != nil {
+	is, err := p.img.MarshalBinary()
+	if err != nil {
 		return err
 	}
-	p.lastCk = p.off
+	ck := &ckRecord{Offset: p.imgOff, WireOffset: p.off, HashState: hs, ImageHashState: is, Validator: p.validator}
+	it := wbItem{}
+	if durable {
+		it.ck, p.lastCk = ck, p.off
+	} else {
+		it.lt = ck
+	}
+	return p.wb.send(it)
+}
+
+// SetValidator implements download.ValidatorSink: the validator goes with
+// the next checkpoints, so that a resume after a crash sends If-Range.
+func (p *pipeline) SetValidator(v string) error {
+	p.validator = v
 	return nil
 }
 
-// SetValidator implements download.ValidatorSink: the validator is saved
-// with the next checkpoint, so that a resume after a crash sends If-Range.
-func (p *pipeline) SetValidator(v string) error {
-	p.pd.Validator = v
-	return nil
-}
+// resumeValidator is the validator of the bytes the transfer resumes after.
+func (p *pipeline) resumeValidator() string { return p.validator }
 
 // Restart implements download.Sink: the server will send everything again.
 func (p *pipeline) Restart() error { return p.reset() }
 
-// close ends the decoder, if any, and returns its error: a compressed
-// stream that ends inside a frame is refused.
+// close ends the transfer: the decoder, if any, and then the write-behind
+// goroutine, once everything received is in the slot. It returns the first
+// error: a compressed stream that ends inside a frame is refused.
 func (p *pipeline) close() error {
+	err := p.closeDecoder()
+	if p.cur != nil {
+		it := wbItem{buf: p.cur, off: p.curOff}
+		p.cur = nil
+		if serr := p.wb.send(it); err == nil {
+			err = serr
+		}
+	}
+	if werr := p.wb.close(); err == nil {
+		err = werr
+	}
+	p.light.close()
+	return err
+}
+
+// closeDecoder ends the decoder, if any, and returns its error: a
+// compressed stream that ends inside a frame is refused.
+func (p *pipeline) closeDecoder() error {
 	if p.img == nil {
 		return nil
 	}
@@ -346,6 +463,7 @@ func (p *pipeline) verify() error {
 		}
 		p.pd.WireOffset, p.pd.ImageHashState = 0, nil
 	}
+	p.light.remove()
 	return nil
 }
 

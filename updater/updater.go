@@ -133,6 +133,12 @@ type Config struct {
 	// not evaluated and checks fail with verify.ErrClockUnset.
 	Now     func() time.Time
 	MinTime time.Time
+	// FullRefreshInterval is how long checks that find the repository's
+	// timestamp unchanged may skip the walk of the root chain: such an idle
+	// check is one request (a 304 with no body from servers that send
+	// ETags). Zero means verify.DefaultFullRefreshInterval (24h); negative
+	// makes every check a full TUF refresh. See verify.Config.
+	FullRefreshInterval time.Duration
 }
 
 func (c *Config) validate() error {
@@ -258,9 +264,10 @@ func New(cfg Config) (*Updater, error) {
 			}
 			return dl.Fetcher(ctx, mirrors...)
 		},
-		Now:     now,
-		MinTime: cfg.MinTime,
-		Logger:  log,
+		Now:                 now,
+		MinTime:             cfg.MinTime,
+		Logger:              log,
+		FullRefreshInterval: cfg.FullRefreshInterval,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
@@ -558,7 +565,11 @@ func (u *Updater) transfer(ctx context.Context, c *Component, slot slots.Slot, t
 		return fmt.Errorf("open slot %s: %w", slot.Name(), err)
 	}
 	defer w.Close()
-	p, err := newPipeline(t, w, pd, u.st, u.log, func(done, total int64) {
+	blockSize := 1
+	if bs, ok := slot.(slots.BlockSizer); ok {
+		blockSize = bs.BlockSize()
+	}
+	p, err := newPipeline(t, w, blockSize, pd, u.st, u.log, func(done, total int64) {
 		u.emit(Progress{Component: c.Name, Done: done, Total: total})
 	})
 	if err != nil {
@@ -568,7 +579,7 @@ func (u *Updater) transfer(ctx context.Context, c *Component, slot slots.Slot, t
 	for _, m := range u.cfg.TargetsMirrors {
 		urls = append(urls, joinURL(m, relativeURL(u.cfg.TargetsURL, t.URL)))
 	}
-	req := download.Request{URLs: urls, Offset: p.resumeOffset(), Length: t.Length, Validator: pd.Validator}
+	req := download.Request{URLs: urls, Offset: p.resumeOffset(), Length: t.Length, Validator: p.resumeValidator()}
 	res, err := u.fetch(ctx, req, p)
 	if cerr := p.close(); err == nil {
 		err = cerr

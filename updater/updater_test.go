@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -497,4 +498,62 @@ func TestUpdateServerMustBeReachableToCommit(t *testing.T) {
 	if err := d.reboot(); !errors.Is(err, ErrRolledBack) {
 		t.Fatalf("confirm without server: %v, want ErrRolledBack", err)
 	}
+}
+
+// TestIdleCheckOneRequest: once the device trusts the repository's
+// metadata, a check that finds nothing new is one request, answered 304
+// with no body; a new release is still seen by the next check.
+func TestIdleCheckOneRequest(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	var requests []string
+	var notModified int
+	var mu sync.Mutex
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := &statusRecorder{ResponseWriter: w}
+			h.ServeHTTP(rec, r)
+			mu.Lock()
+			requests = append(requests, r.URL.Path)
+			if rec.status == http.StatusNotModified {
+				notModified++
+			}
+			mu.Unlock()
+		})
+	})
+	check := func() ([]Update, []string, int) {
+		t.Helper()
+		mu.Lock()
+		before, nm := len(requests), notModified
+		mu.Unlock()
+		ups, err := d.u.Check(context.Background())
+		if err != nil && !errors.Is(err, verify.ErrNoUpdate) {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return ups, slices.Clone(requests[before:]), notModified - nm
+	}
+	check() // first contact: the full workflow
+	for i := range 2 {
+		ups, req, nm := check()
+		if len(ups) != 0 || !slices.Equal(req, []string{"/metadata/timestamp.json"}) || nm != 1 {
+			t.Errorf("idle check %d: %d updates, requests %q, %d answered 304; want 0, only the timestamp, 1", i, len(ups), req, nm)
+		}
+	}
+	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))
+	repo.Publish()
+	if ups, req, _ := check(); len(ups) != 1 || ups[0].To != "1.1.0" {
+		t.Errorf("check after a release: %+v (requests %q), want 1.1.0", ups, req)
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
 }

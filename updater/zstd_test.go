@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -46,16 +47,27 @@ func addZstd(repo *tuftest.Repo, path string, stream, img []byte, version string
 
 // countTargets counts the bytes of target files the server sends, and calls
 // after (when set) with the running total.
-func countTargets(repo *tuftest.Repo, served *atomic.Int64, after func(n int64)) {
+// It returns a function that waits until no target request is being
+// served, so that bytes a handler still writes into a connection the
+// device dropped are counted before the caller reads served.
+func countTargets(repo *tuftest.Repo, served *atomic.Int64, after func(n int64)) (settle func()) {
+	var inflight atomic.Int64
 	repo.Wrap(func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !strings.HasPrefix(r.URL.Path, "/targets/") {
 				h.ServeHTTP(w, r)
 				return
 			}
+			inflight.Add(1)
+			defer inflight.Add(-1)
 			h.ServeHTTP(hookWriter{w, served, after}, r)
 		})
 	})
+	return func() {
+		for inflight.Load() != 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 type hookWriter struct {
@@ -158,7 +170,7 @@ func TestCompressedResume(t *testing.T) {
 			defer cancel()
 			var served atomic.Int64
 			var hook atomic.Pointer[func(int64)]
-			countTargets(repo, &served, func(n int64) {
+			settle := countTargets(repo, &served, func(n int64) {
 				if f := hook.Load(); f != nil {
 					(*f)(n)
 				}
@@ -172,6 +184,7 @@ func TestCompressedResume(t *testing.T) {
 			d.nothingArmed()
 			hook.Store(nil)
 			d.b.FailWritesAfterBytes(-1)
+			settle()
 			first := served.Load()
 
 			d.cfg = nil
@@ -398,12 +411,13 @@ func TestCompressedOtherTools(t *testing.T) {
 		addZstd(repo, "rootfs/1.1.0.img.zst", streamed, img, "1.1.0")
 		repo.Publish()
 		var served atomic.Int64
-		countTargets(repo, &served, nil)
+		settle := countTargets(repo, &served, nil)
 		d.b.FailWritesAfterBytes(3 << 20)
 		if err := d.update(); err == nil {
 			t.Fatal("install with failing slot succeeded")
 		}
 		d.b.FailWritesAfterBytes(-1)
+		settle()
 		first := served.Load()
 		d.start()
 		if err := d.update(); err != nil {
@@ -582,7 +596,7 @@ func BenchmarkZstdPipeline(b *testing.B) {
 		var base runtime.MemStats
 		runtime.ReadMemStats(&base)
 		pd := &pending{}
-		p, err := newPipeline(tg, discardWriter{}, pd, st, nil, nil)
+		p, err := newPipeline(tg, discardWriter{}, 1, pd, st, nil, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -56,6 +56,14 @@ type Config struct {
 	// MaxRootRotations bounds the root versions walked in one refresh;
 	// 0 means go-tuf's default (256).
 	MaxRootRotations int64
+
+	// FullRefreshInterval is how long a refresh that finds timestamp.json
+	// unchanged may skip the walk of the root chain, when the Fetcher is a
+	// [ConditionalFetcher]: such an idle check costs one request (a 304
+	// with no body where the server supports conditional requests). Zero
+	// means [DefaultFullRefreshInterval]; negative means every refresh
+	// walks the root chain.
+	FullRefreshInterval time.Duration
 }
 
 // Rejected is a target the repository signed that may not be used, or a
@@ -241,8 +249,9 @@ func (c *Client) refreshOnce(ctx context.Context) (*Targets, error) {
 		return nil, err
 	}
 	var startKeys string
+	var startVersion int64
 	if m, perr := metadata.Root().FromBytes(root); perr == nil {
-		startKeys = roleKeys(m)
+		startKeys, startVersion = roleKeys(m), m.Signed.Version
 	}
 
 	ucfg, err := config.New(c.cfg.MetadataURL, root)
@@ -262,7 +271,12 @@ func (c *Client) refreshOnce(ctx context.Context) (*Targets, error) {
 	if f == nil {
 		f = NewHTTPFetcher(ctx, nil)
 	}
-	walked := &rootRecorder{f: limitFetcher{f}}
+	idle := c.newIdleFetcher(f, startVersion)
+	if err := idle.prefetch(c.cfg.MetadataURL, ucfg.TimestampMaxLength); err != nil {
+		idle.done(err, 0)
+		return nil, c.refreshErr(ctx, err)
+	}
+	walked := &rootRecorder{f: limitFetcher{idle}}
 	f = walked
 	ucfg.Fetcher = f
 
@@ -289,11 +303,16 @@ func (c *Client) refreshOnce(ctx context.Context) (*Targets, error) {
 	if serr := c.syncDir(); serr != nil && err == nil {
 		return nil, serr
 	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	var rootVersion int64
+	if trusted.Root != nil {
+		rootVersion = trusted.Root.Signed.Version
+	}
+	idle.done(err, rootVersion)
 	if err != nil {
 		return nil, c.refreshErr(ctx, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
 	t := c.collect(&trusted, deleg)
 	c.log.Info("tuf metadata refreshed", "root", t.RootVersion, "timestamp", t.TimestampVersion,

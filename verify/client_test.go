@@ -23,14 +23,24 @@ import (
 
 func newClient(t *testing.T, r *testRepo, dir string) *verify.Client {
 	t.Helper()
-	c, err := verify.New(verify.Config{
+	return newClientWith(t, r, dir, nil)
+}
+
+// newClientWith is newClient with edit applied to the configuration.
+func newClientWith(t *testing.T, r *testRepo, dir string, edit func(*verify.Config)) *verify.Client {
+	t.Helper()
+	cfg := verify.Config{
 		Root:        r.Root(),
 		MetadataURL: r.MetadataURL(),
 		TargetsURL:  r.TargetsURL(),
 		Dir:         dir,
 		Now:         testNow,
 		MinTime:     testEpoch.AddDate(-1, 0, 0),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	c, err := verify.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,15 +204,27 @@ func TestRootRotation(t *testing.T) {
 	}
 
 	// A new process with the same (old, v1) embedded root starts from the
-	// newest root on disk: it does not walk 2 and 3 again.
-	before := len(r.requested())
-	ts = refresh(t, newClient(t, r, dir))
-	if ts.RootVersion != 3 {
-		t.Errorf("after restart RootVersion = %d, want 3", ts.RootVersion)
-	}
-	after := r.requested()[before:]
-	if slices.Contains(after, "metadata/2.root.json") || !slices.Contains(after, "metadata/4.root.json") {
-		t.Errorf("after restart requests = %q, want 4.root.json and not 2.root.json", after)
+	// newest root on disk: it does not walk 2 and 3 again; an idle check
+	// (timestamp unchanged) asks for the timestamp alone, a full refresh
+	// for 4.root.json too.
+	for _, full := range []bool{false, true} {
+		before := len(r.requested())
+		c := newClient(t, r, dir)
+		if full {
+			c = newClientWith(t, r, dir, func(cfg *verify.Config) { cfg.FullRefreshInterval = -1 })
+		}
+		ts = refresh(t, c)
+		if ts.RootVersion != 3 {
+			t.Errorf("after restart RootVersion = %d, want 3", ts.RootVersion)
+		}
+		after := r.requested()[before:]
+		want := []string{"metadata/timestamp.json"}
+		if full {
+			want = []string{"metadata/timestamp.json", "metadata/4.root.json"}
+		}
+		if !slices.Equal(after, want) {
+			t.Errorf("after restart (full refresh %v) requests = %q, want %q", full, after, want)
+		}
 	}
 }
 

@@ -64,32 +64,61 @@ func (e *fetchError) Unwrap() error        { return e.err }
 func (e *fetchError) Is(target error) bool { _, ok := target.(*metadata.ErrDownload); return ok }
 
 func (f *httpFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
+	data, _, _, err := f.DownloadFileConditional(urlPath, maxLength, "")
+	return data, err
+}
+
+// DownloadFileConditional implements [ConditionalFetcher]: validator is
+// sent as If-None-Match (an ETag) or If-Modified-Since (a date).
+func (f *httpFetcher) DownloadFileConditional(urlPath string, maxLength int64, validator string) ([]byte, bool, string, error) {
 	if maxLength < 0 {
-		return nil, &metadata.ErrValue{Msg: fmt.Sprintf("negative maximum length %d for %s", maxLength, urlPath)}
+		return nil, false, "", &metadata.ErrValue{Msg: fmt.Sprintf("negative maximum length %d for %s", maxLength, urlPath)}
 	}
 	req, err := http.NewRequestWithContext(f.ctx, http.MethodGet, urlPath, nil)
 	if err != nil {
-		return nil, &fetchError{err}
+		return nil, false, "", &fetchError{err}
+	}
+	switch {
+	case validator == "":
+	case strings.HasPrefix(validator, `"`) || strings.HasPrefix(validator, `W/"`):
+		req.Header.Set("If-None-Match", validator)
+	default:
+		req.Header.Set("If-Modified-Since", validator)
 	}
 	res, err := f.client.Do(req)
 	if err != nil {
-		return nil, &fetchError{err}
+		return nil, false, "", &fetchError{err}
 	}
 	defer res.Body.Close()
+	if res.StatusCode == http.StatusNotModified && validator != "" {
+		return nil, true, responseValidator(res, validator), nil
+	}
 	if res.StatusCode != http.StatusOK {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: res.StatusCode, URL: urlPath}
+		return nil, false, "", &metadata.ErrDownloadHTTP{StatusCode: res.StatusCode, URL: urlPath}
 	}
 	if res.ContentLength > maxLength {
-		return nil, tooLong(urlPath, strconv.FormatInt(res.ContentLength, 10), maxLength)
+		return nil, false, "", tooLong(urlPath, strconv.FormatInt(res.ContentLength, 10), maxLength)
 	}
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxLength+1))
 	if err != nil {
-		return nil, &fetchError{err}
+		return nil, false, "", &fetchError{err}
 	}
 	if int64(len(data)) > maxLength {
-		return nil, tooLong(urlPath, "more than "+strconv.FormatInt(maxLength, 10), maxLength)
+		return nil, false, "", tooLong(urlPath, "more than "+strconv.FormatInt(maxLength, 10), maxLength)
 	}
-	return data, nil
+	return data, false, responseValidator(res, ""), nil
+}
+
+// responseValidator is the ETag of a response, else its Last-Modified,
+// else def.
+func responseValidator(res *http.Response, def string) string {
+	if v := res.Header.Get("ETag"); v != "" {
+		return v
+	}
+	if v := res.Header.Get("Last-Modified"); v != "" {
+		return v
+	}
+	return def
 }
 
 func tooLong(url, got string, max int64) error {

@@ -25,19 +25,20 @@ import (
 )
 
 type testRepo struct {
-	t          testing.TB
-	mu         sync.Mutex
-	srv        *httptest.Server
-	files      map[string][]byte // URL path (without leading "/") -> body
-	requests   []string
-	keys       map[string][]ed25519.PrivateKey // role -> signing keys
-	root       *metadata.Metadata[metadata.RootType]
-	rootFiles  [][]byte // index = version-1
-	timestamp  *metadata.Metadata[metadata.TimestampType]
-	snapshot   *metadata.Metadata[metadata.SnapshotType]
-	targets    *metadata.Metadata[metadata.TargetsType]
-	delegated  map[string]*metadata.Metadata[metadata.TargetsType]
-	consistent bool
+	t           testing.TB
+	mu          sync.Mutex
+	srv         *httptest.Server
+	files       map[string][]byte // URL path (without leading "/") -> body
+	requests    []string
+	notModified int
+	keys        map[string][]ed25519.PrivateKey // role -> signing keys
+	root        *metadata.Metadata[metadata.RootType]
+	rootFiles   [][]byte // index = version-1
+	timestamp   *metadata.Metadata[metadata.TimestampType]
+	snapshot    *metadata.Metadata[metadata.SnapshotType]
+	targets     *metadata.Metadata[metadata.TargetsType]
+	delegated   map[string]*metadata.Metadata[metadata.TargetsType]
+	consistent  bool
 }
 
 var testEpoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -77,6 +78,17 @@ func (r *testRepo) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Unlock()
 	if !ok {
 		http.NotFound(w, req)
+		return
+	}
+	// An ETag and conditional requests, like nginx or an object store.
+	sum := sha256.Sum256(b)
+	etag := `"` + hex.EncodeToString(sum[:8]) + `"`
+	w.Header().Set("ETag", etag)
+	if req.Header.Get("If-None-Match") == etag {
+		r.mu.Lock()
+		r.notModified++
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	w.Write(b)

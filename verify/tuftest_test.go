@@ -30,15 +30,19 @@ func newTUF(t *testing.T, opts ...tuftest.Option) *tuftest.Repo {
 	return tuftest.New(t, append([]tuftest.Option{tuftest.WithClock(testNow)}, opts...)...)
 }
 
+// Every refresh of its client is a full one (root walk included), as the
+// attacks on the root chain these tests play need; TestIdleCheck covers
+// idle checks.
 func clientFor(t *testing.T, r *tuftest.Repo, dir string) *verify.Client {
 	t.Helper()
 	c, err := verify.New(verify.Config{
-		Root:        r.Root(),
-		MetadataURL: r.MetadataURL(),
-		TargetsURL:  r.TargetsURL(),
-		Dir:         dir,
-		Now:         testNow,
-		MinTime:     testEpoch.AddDate(-1, 0, 0),
+		Root:                r.Root(),
+		MetadataURL:         r.MetadataURL(),
+		TargetsURL:          r.TargetsURL(),
+		Dir:                 dir,
+		Now:                 testNow,
+		MinTime:             testEpoch.AddDate(-1, 0, 0),
+		FullRefreshInterval: -1,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -140,8 +140,12 @@ func (d *device) start() {
 		// against the server: the reachability check at confirmation
 		// would only repeat it, at a cost the suite pays dozens of times.
 		SkipServerCheck: true,
-		HTTPClient:      &http.Client{Transport: d.net},
-		Logger:          slog.New(d.logs),
+		// Every check is a full TUF refresh, root walk included, so that
+		// each attack meets the whole workflow at once; an idle check
+		// (timestamp unchanged) skips the root walk, see TestIdleCheckForgedRoot.
+		FullRefreshInterval: -1,
+		HTTPClient:          &http.Client{Transport: d.net},
+		Logger:              slog.New(d.logs),
 		Restart: func(ctx context.Context, component string) error {
 			d.restarts.Add(1)
 			return nil

@@ -40,6 +40,18 @@ type tufFetcher struct {
 // deprecated by go-tuf and ignored: ctx and the Client's stall timeout
 // govern.
 func (t *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
+	data, _, _, err := t.download(urlPath, maxLength, "")
+	return data, err
+}
+
+// DownloadFileConditional implements verify.ConditionalFetcher: like
+// DownloadFile, with If-None-Match or If-Modified-Since from validator, so
+// that an unchanged file costs a 304 with no body.
+func (t *tufFetcher) DownloadFileConditional(urlPath string, maxLength int64, validator string) ([]byte, bool, string, error) {
+	return t.download(urlPath, maxLength, validator)
+}
+
+func (t *tufFetcher) download(urlPath string, maxLength int64, validator string) ([]byte, bool, string, error) {
 	urls := []string{urlPath}
 	if len(t.mirrors) > 0 {
 		if rel, ok := strings.CutPrefix(urlPath, t.mirrors[0]); ok {
@@ -52,12 +64,12 @@ func (t *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 	var errs []error
 	all404 := true
 	for _, u := range urls {
-		data, _, _, err := t.c.get(t.ctx, u, maxLength, "")
+		data, nm, v, err := t.c.get(t.ctx, u, maxLength, validator)
 		if err == nil {
-			return data, nil
+			return data, nm, v, nil
 		}
 		if t.ctx.Err() != nil {
-			return nil, err
+			return nil, false, "", err
 		}
 		var se *StatusError
 		if errors.As(err, &se) {
@@ -70,7 +82,7 @@ func (t *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 			// go-tuf's root walk: a mirror that answers it is final.
 			// Asking the next mirror would let one bad mirror freeze
 			// every device that lists it.
-			return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: redact(urlPath)}
+			return nil, false, "", &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: redact(urlPath)}
 		} else {
 			// Other files: only a 404 from every mirror reads as 404.
 			err = fmt.Errorf("download: %s: not found", se.URL)
@@ -78,12 +90,12 @@ func (t *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 		errs = append(errs, err)
 	}
 	if all404 {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: redact(urlPath)}
+		return nil, false, "", &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: redact(urlPath)}
 	}
 	if len(errs) == 1 {
-		return nil, errs[0]
+		return nil, false, "", errs[0]
 	}
-	return nil, fmt.Errorf("download: all %d mirrors failed: %w", len(errs), errors.Join(errs...))
+	return nil, false, "", fmt.Errorf("download: all %d mirrors failed: %w", len(errs), errors.Join(errs...))
 }
 
 // GetConditional downloads a small file (at most maxLength bytes) unless

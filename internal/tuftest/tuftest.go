@@ -177,9 +177,24 @@ func (r *Repo) serveFiles(w http.ResponseWriter, req *http.Request) {
 		data, ok = r.forgedFiles[p]
 	}
 	r.mu.Unlock()
+	// Strong ETags, as nginx and object stores send them, so that
+	// conditional requests (the updater's idle checks) answer 304.
 	if ok {
+		sum := sha256.Sum256(data)
+		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:8])+`"`)
 		http.ServeContent(w, req, path.Base(p), time.Time{}, bytes.NewReader(data))
 		return
+	}
+	// Metadata is small and rewritten in place: its ETag is a hash of
+	// its bytes. Target files never change: size and time suffice.
+	file := filepath.Join(r.dir, filepath.FromSlash(path.Clean(p)))
+	if strings.HasPrefix(p, "/metadata/") {
+		if b, err := os.ReadFile(file); err == nil {
+			sum := sha256.Sum256(b)
+			w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:8])+`"`)
+		}
+	} else if fi, err := os.Stat(file); err == nil && fi.Mode().IsRegular() {
+		w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
 	}
 	http.FileServer(http.Dir(r.dir)).ServeHTTP(w, req)
 }

@@ -391,6 +391,10 @@ func (w *writer) Sync() error {
 
 func (w *writer) Close() error { return w.f.Close() }
 
+// KernelBuffered implements [slots.KernelBuffered]: WriteAt is a pwrite to
+// the device (or image file) through the page cache.
+func (w *writer) KernelBuffered() bool { return true }
+
 // Reader opens the image the partition holds. Its Size is the size given
 // to the last Writer this Slot opened, when there was one in this
 // process, else the whole device: a partition does not record the length
