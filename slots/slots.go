@@ -15,7 +15,8 @@ import (
 // byte, and only then asks the BootControl to try it.
 //
 // Implementations must be safe for use by one goroutine at a time; the
-// updater never uses a Slot concurrently. [slotstest.TestSlot] checks an
+// updater never uses a Slot concurrently (with one exception, which a
+// writer opts into: see [KernelBuffered]). [slotstest.TestSlot] checks an
 // implementation against this contract.
 type Slot interface {
 	// Name identifies the slot ("a", "b"). It is stable across restarts
@@ -135,11 +136,15 @@ type BlockSizer interface {
 // bytes to the operating system (the page cache of a file or a block device
 // opened without O_DIRECT) by the time it returns: written bytes then
 // survive the writing process being killed, though not a power cut before
-// [Writer.Sync]. The updater uses it to keep cheap checkpoints, trusted
-// only within the same boot of the kernel, between durable ones, so that a
-// killed and restarted process fetches almost nothing again. A writer that
-// buffers in its own memory, or whose device forgets unsynced writes when
-// the writer goes away, must not implement it (or must return false).
+// [Writer.Sync]. Such a writer must also allow Sync to run concurrently
+// with WriteAt (as fsync and pwrite on one file do): the updater then
+// writes as bytes arrive and syncs for its durable checkpoints from another
+// goroutine, so the download never waits for the disk, and keeps cheap
+// checkpoints, trusted only within the same boot of the kernel, between
+// durable ones, so that a killed and restarted process fetches almost
+// nothing again. A writer that buffers in its own memory, or whose device
+// forgets unsynced writes when the writer goes away, must not implement it
+// (or must return false).
 type KernelBuffered interface {
 	Writer
 	// KernelBuffered reports whether the property holds for this writer.

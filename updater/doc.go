@@ -6,7 +6,9 @@
 //
 //	Check    refresh the trusted TUF metadata; pick the newest release
 //	         this device may install (hardware, version, minimum
-//	         installed version, blocklist)
+//	         installed version, blocklist). When the timestamp is
+//	         unchanged (If-None-Match answered 304) the check is that one
+//	         request; see Config.FullRefreshInterval
 //	Install  stream it into a slot that is not running, verifying every
 //	         byte (length and every listed hash; for zstd targets also
 //	         the signed uncompressed digest), checkpointing the transfer
@@ -21,7 +23,18 @@
 // The state of that path lives in one versioned JSON file in
 // Config.StateDir, replaced atomically and durably (temp file, fsync,
 // rename, fsync of the directory) before every step that depends on it, so
-// a process that dies anywhere resumes from it. A state file that cannot be
+// a process that dies anywhere resumes from it.
+//
+// The slot is written from a goroutine of its own (at most four 256 KiB
+// buffers in flight), so that its fsyncs and the durable checkpoints
+// overlap the download rather than stop it. Between durable checkpoints,
+// for slots whose writes reach the kernel at once (slots.KernelBuffered:
+// the file, directory and partition slots), a light checkpoint (one pwrite,
+// no fsync) follows every buffer; it is trusted only by a process of the
+// same boot, so a killed and restarted process fetches less than 1 MiB
+// again while a power cut resumes from the last durable checkpoint.
+//
+// A state file that cannot be
 // read is moved aside and the device starts from a safe state: the boot
 // control's view is authoritative, and only resume progress is lost.
 //

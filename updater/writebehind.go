@@ -52,6 +52,15 @@ type wbItem struct {
 type writeBehind struct {
 	w       slots.Writer
 	bufSize int
+	// direct: the writer is kernel-buffered, so writes are made at once by
+	// the caller (nothing received is lost with the process) and only the
+	// durable checkpoints (Sync, then save) run on the goroutine, which
+	// skips to the newest checkpoint when it falls behind.
+	direct   bool
+	syncReq  chan *ckRecord
+	syncing  bool
+	deferred *ckRecord
+	idle     *sync.Cond // signalled when syncing ends
 	// durable records a checkpoint once the slot is synced. It runs on the
 	// writer goroutine, which owns the state store while items are queued.
 	durable func(*ckRecord) error
@@ -72,15 +81,82 @@ func newWriteBehind(w slots.Writer, blockSize int, durable func(*ckRecord) error
 	}
 	wb := &writeBehind{
 		w: w, bufSize: size, durable: durable, light: light,
-		items: make(chan wbItem, 2*wbBuffers),
-		free:  make(chan []byte, wbBuffers),
-		done:  make(chan struct{}),
+		direct: kernelBuffered(w),
+		items:  make(chan wbItem, 2*wbBuffers),
+		free:   make(chan []byte, wbBuffers),
+		done:   make(chan struct{}),
 	}
+	wb.idle = sync.NewCond(&wb.mu)
 	for range wbBuffers {
 		wb.free <- nil // allocated on first use
 	}
-	go wb.run()
+	if wb.direct {
+		wb.syncReq = make(chan *ckRecord, 1)
+		go wb.syncer()
+	} else {
+		go wb.run()
+	}
 	return wb
+}
+
+// syncer takes the durable checkpoints of a direct writer, the newest
+// one waiting each time it is done with one.
+func (wb *writeBehind) syncer() {
+	defer close(wb.done)
+	for ck := range wb.syncReq {
+		for ck != nil {
+			err := wb.w.Sync()
+			if err != nil {
+				err = fmt.Errorf("sync slot: %w", err)
+			} else {
+				err = wb.durable(ck)
+			}
+			wb.mu.Lock()
+			if err != nil && wb.err == nil {
+				wb.err = err
+			}
+			ck, wb.deferred = wb.deferred, nil
+			if ck == nil || wb.err != nil {
+				ck = nil
+				wb.syncing = false
+				wb.idle.Broadcast()
+			}
+			wb.mu.Unlock()
+		}
+	}
+}
+
+// sendDirect writes at once and hands a durable checkpoint to the syncer.
+func (wb *writeBehind) sendDirect(it wbItem) error {
+	if it.buf != nil {
+		_, err := wb.w.WriteAt(it.buf, it.off)
+		wb.free <- it.buf
+		if err != nil {
+			err = fmt.Errorf("write slot: %w", err)
+			wb.fail(err)
+			return err
+		}
+	}
+	rec := it.ck
+	if rec == nil {
+		rec = it.lt
+	}
+	if rec != nil {
+		// The bytes are in the kernel: a light checkpoint holds at once.
+		wb.light.write(rec)
+	}
+	if it.ck != nil {
+		wb.mu.Lock()
+		if wb.syncing {
+			wb.deferred = it.ck
+			wb.mu.Unlock()
+			return nil
+		}
+		wb.syncing = true
+		wb.mu.Unlock()
+		wb.syncReq <- it.ck
+	}
+	return nil
 }
 
 // buffer returns an empty buffer of capacity bufSize, waiting for the
@@ -152,6 +228,9 @@ func (wb *writeBehind) send(it wbItem) error {
 		}
 		return err
 	}
+	if wb.direct {
+		return wb.sendDirect(it)
+	}
 	wb.items <- it
 	return nil
 }
@@ -173,6 +252,14 @@ func (wb *writeBehind) writeAt(b []byte, off int64) error {
 
 // flush waits until everything queued is done.
 func (wb *writeBehind) flush() error {
+	if wb.direct {
+		wb.mu.Lock()
+		for wb.syncing {
+			wb.idle.Wait()
+		}
+		wb.mu.Unlock()
+		return wb.failed()
+	}
 	ch := make(chan struct{})
 	if err := wb.send(wbItem{flushed: ch}); err != nil {
 		return err
@@ -183,6 +270,12 @@ func (wb *writeBehind) flush() error {
 
 // close finishes what is queued and stops the goroutine.
 func (wb *writeBehind) close() error {
+	if wb.direct {
+		err := wb.flush()
+		close(wb.syncReq)
+		<-wb.done
+		return err
+	}
 	close(wb.items)
 	<-wb.done
 	return wb.failed()

@@ -163,11 +163,15 @@ func TestWriteBehindAligned(t *testing.T) {
 	}
 }
 
-// failingWriter fails every write after the first n bytes.
+// failingWriter fails every write after the first n bytes. With buffered
+// set it is kernel-buffered, and the pipeline writes it directly.
 type failingWriter struct {
 	discardWriter
-	n int64
+	n        int64
+	buffered bool
 }
+
+func (f *failingWriter) KernelBuffered() bool { return f.buffered }
 
 var errDiskFull = errors.New("no space left on device")
 
@@ -182,6 +186,14 @@ func (f *failingWriter) WriteAt(b []byte, off int64) (int, error) {
 // goroutine reaches the transfer, and that no checkpoint claims bytes past
 // the failure.
 func TestWriteBehindError(t *testing.T) {
+	for _, buffered := range []bool{false, true} {
+		t.Run(map[bool]string{false: "queued", true: "direct"}[buffered], func(t *testing.T) {
+			testWriteBehindError(t, buffered)
+		})
+	}
+}
+
+func testWriteBehindError(t *testing.T, buffered bool) {
 	old := checkpointEvery
 	checkpointEvery = 256 << 10
 	defer func() { checkpointEvery = old }()
@@ -194,7 +206,7 @@ func TestWriteBehindError(t *testing.T) {
 	}
 	const failAt = 1<<20 + 5
 	pd := &pending{Slot: "b", Target: tg.SHA256()}
-	p, err := newPipeline(tg, &failingWriter{n: failAt}, 1, pd, st, nil, nil)
+	p, err := newPipeline(tg, &failingWriter{n: failAt, buffered: buffered}, 1, pd, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
