@@ -312,7 +312,7 @@ func diff(old, cur []byte, B int, fw *frameWriter) error {
 		table[slot(hashOf(old[k*B:k*B+B]))] = uint32(k + 1)
 	}
 
-	prev := 0 // end of the previous copy in old
+	prev := 0          // end of the previous copy in old
 	const minCont = 12 // shortest copy taken where the last one left off
 	lit, i := 0, 0
 	var h uint64
