@@ -3,6 +3,7 @@ package updater
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"net/http"
@@ -12,9 +13,12 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/download"
 	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/verify"
 )
 
 // patchPair is a base image and a release of it with a quarter of new
@@ -54,6 +58,9 @@ type patchLog struct {
 	starts []int64
 	sent   atomic.Int64
 	cut    int64
+	// ignoreRange makes the server answer every request in full, as
+	// servers without Range support do.
+	ignoreRange bool
 }
 
 func (l *patchLog) requests() []int64 {
@@ -83,6 +90,9 @@ func (l *patchLog) wrap(h http.Handler) http.Handler {
 		l.mu.Lock()
 		l.starts = append(l.starts, start)
 		first, cut := len(l.starts) == 1, l.cut
+		if l.ignoreRange {
+			r.Header.Del("Range")
+		}
 		l.mu.Unlock()
 		before := l.sent.Load()
 		h.ServeHTTP(hookWriter{w, &l.sent, func(total int64) {
@@ -122,9 +132,12 @@ func TestPatchResume(t *testing.T) {
 		interrupt func(t *testing.T, d *device, l *patchLog, patch []byte)
 		restart   bool // a new process resumes (else the same Updater)
 		// after runs before the resumed install.
-		after      func(t *testing.T, repo *tuftest.Repo, d *device, patch []byte, pd *pending)
+		after      func(t *testing.T, repo *tuftest.Repo, d *device, l *patchLog, patch []byte, pd *pending)
 		wantMethod string
 		wantFrom   string // "checkpoint", "start" or "" (not checked)
+		// wantAll: the whole patch is sent again (the server ignored the
+		// Range asked from the checkpoint).
+		wantAll bool
 	}{
 		{
 			name: "slot write fails, new process resumes",
@@ -151,7 +164,7 @@ func TestPatchResume(t *testing.T) {
 				d.a.FailWritesAfterBytes(int64(len(next)) * 3 / 8)
 			},
 			restart: true,
-			after: func(t *testing.T, repo *tuftest.Repo, d *device, patch []byte, pd *pending) {
+			after: func(t *testing.T, repo *tuftest.Repo, d *device, l *patchLog, patch []byte, pd *pending) {
 				pd.PatchCheckpoint = []byte("not a checkpoint")
 				if err := d.u.st.save(); err != nil {
 					t.Fatal(err)
@@ -160,12 +173,25 @@ func TestPatchResume(t *testing.T) {
 			wantMethod: methodPatch, wantFrom: "start",
 		},
 		{
+			name: "server ignores the Range of the resume: the patch starts over",
+			interrupt: func(t *testing.T, d *device, l *patchLog, patch []byte) {
+				d.a.FailWritesAfterBytes(int64(len(next)) * 3 / 8)
+			},
+			restart: true,
+			after: func(t *testing.T, repo *tuftest.Repo, d *device, l *patchLog, patch []byte, pd *pending) {
+				l.mu.Lock()
+				l.ignoreRange = true
+				l.mu.Unlock()
+			},
+			wantMethod: methodPatch, wantFrom: "checkpoint", wantAll: true,
+		},
+		{
 			name: "corrupt frame after the checkpoint falls back",
 			interrupt: func(t *testing.T, d *device, l *patchLog, patch []byte) {
 				d.a.FailWritesAfterBytes(int64(len(next)) * 3 / 8)
 			},
 			restart: true,
-			after: func(t *testing.T, repo *tuftest.Repo, d *device, patch []byte, pd *pending) {
+			after: func(t *testing.T, repo *tuftest.Repo, d *device, l *patchLog, patch []byte, pd *pending) {
 				bad := bytes.Clone(patch)
 				bad[len(bad)-100] ^= 0x55
 				repo.SetTargetBytes("rootfs/1.2.0.img.patch", bad)
@@ -197,7 +223,7 @@ func TestPatchResume(t *testing.T) {
 				t.Fatalf("checkpoint at patch byte %d: not a frame boundary inside the patch", ck)
 			}
 			if tt.after != nil {
-				tt.after(t, repo, d, patch, pd)
+				tt.after(t, repo, d, l, patch, pd)
 			}
 			l.reset()
 			if err := d.update(); err != nil {
@@ -212,7 +238,11 @@ func TestPatchResume(t *testing.T) {
 				if reqs[0] != ck {
 					t.Errorf("resumed install asked for the patch from byte %d, want the checkpoint %d", reqs[0], ck)
 				}
-				if got, want := l.sent.Load(), int64(len(patch))-ck; got != want {
+				want := int64(len(patch)) - ck
+				if tt.wantAll {
+					want = int64(len(patch))
+				}
+				if got := l.sent.Load(); got != want {
 					t.Errorf("patch bytes sent after the interruption: got %d, want %d", got, want)
 				}
 			case "start":
@@ -344,5 +374,47 @@ func TestPatchPowerCut(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPatchV1Installs: patches of the version 1 format, which earlier
+// releases of the repository tool published, still install (from their
+// start: they have no checkpoints).
+func TestPatchV1Installs(t *testing.T) {
+	base, next := patchPair(256 << 10)
+	repo, d, served := deltaDevice(t, base)
+	repo.AddTarget("rootfs/1.2.0.img", next, custom("1.2.0"))
+	// A version 1 patch by hand: one record, the whole image as a literal.
+	hdr := make([]byte, 56)
+	copy(hdr, "SBPT")
+	hdr[4] = 1
+	binary.BigEndian.PutUint64(hdr[8:], uint64(len(base)))
+	binary.BigEndian.PutUint64(hdr[16:], uint64(len(next)))
+	sum := sha256.Sum256(next)
+	copy(hdr[24:], sum[:])
+	rec := binary.AppendUvarint(nil, uint64(len(next)))
+	rec = binary.AppendVarint(binary.AppendUvarint(append(rec, next...), 0), 0)
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := append(hdr, enc.EncodeAll(rec, nil)...)
+	enc.Close()
+	c := custom("1.2.0")
+	c.Kind, c.Of, c.Base, c.Format = verify.KindPatch, "rootfs/1.2.0.img", sha(base), delta.PatchFormatV1
+	c.Uncompressed = &verify.Digest{Length: int64(len(next)), SHA256: sha(next)}
+	repo.AddTarget("rootfs/1.2.0.img.patch", patch, c)
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if got := d.u.st.component("rootfs").Pending.Method; got != methodPatch {
+		t.Errorf("method %s, want patch", got)
+	}
+	if n := served.Load(); n != 0 {
+		t.Errorf("full image bytes sent: got %d, want 0", n)
+	}
+	if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
+		t.Fatal("slot a does not hold the new image")
 	}
 }
