@@ -41,9 +41,9 @@ var (
 	ErrBadCheckpoint = errors.New("delta: unusable patch checkpoint")
 )
 
-// Patch format, version 2 ([PatchFormat]). A header, then frames, each a
-// zstd frame of records that depends on nothing before it but its
-// position in the output, up to the end of the new image:
+// Patch format, version 2 ([PatchFormat]). A header, then frames, each
+// depending on nothing before it but its position in the output, up to the
+// end of the new image:
 //
 //	header, 56 bytes, integers big endian:
 //	0   4   magic "SBPT"
@@ -53,14 +53,18 @@ var (
 //	16  8   new image length
 //	24  32  SHA-256 of the new image
 //
-//	frame:
-//	0   4   N, big endian: length of the zstd data, 1 to PatchMaxFrame
-//	4   4   M, big endian: output bytes of the frame's records, at least 1
-//	8   N   zstd data (window at most PatchMaxWindow) holding records
+//	frame, integers big endian:
+//	0   4   A: length of the instruction section, at least 1
+//	4   4   B: length of the literal section (0 if the frame has no
+//	        literal bytes); A+B at most PatchMaxFrame
+//	8   4   M: output bytes of the frame, at least 1
+//	12  A   instructions: one zstd frame, decoding to at most
+//	        PatchMaxInstructions bytes of records
+//	12+A B  literals: one zstd frame, the literal bytes of the records,
+//	        in order
 //
-//	record (inside the zstd data):
-//	uvarint  literal length L
-//	L bytes  literal: copied to the output
+//	record (in the instructions):
+//	uvarint  literal length L: the next L literal bytes go to the output
 //	uvarint  copy length C
 //	varint   copy offset delta D (zigzag): the copy reads base bytes
 //	         [p+D, p+D+C), where p is the end of the previous copy of
@@ -68,14 +72,17 @@ var (
 //	         p+D+C
 //
 // Every record writes at least one byte. A frame's records write exactly
-// its M bytes and its zstd data ends there; the M of all frames add up to
-// the new image length, and nothing follows the last frame (an empty image
-// has no frame). A frame thus decodes given only its patch offset and its
-// output offset, the sum of the M before it: applying resumes at any frame
-// boundary ([ApplyPatch], [PatchCheckpoint]). [Diff] ends a frame once its
-// zstd data reaches [DiffOptions].FrameSize or its output 64 MiB, so that
-// a resumed install fetches at most about one frame again and rewrites at
-// most 64 MiB.
+// its M bytes and use up both of its sections exactly; the M of all frames
+// add up to the new image length, and nothing follows the last frame (an
+// empty image has no frame). Both zstd windows are at most PatchMaxWindow.
+// A frame thus decodes given only its patch offset and its output offset,
+// the sum of the M before it: applying resumes at any frame boundary
+// ([ApplyPatch], [PatchCheckpoint]). [Diff] ends a frame once its zstd data
+// reaches about [DiffOptions].FrameSize or its output 64 MiB, so that a
+// resumed install fetches at most about one frame again and rewrites at
+// most 64 MiB. Instructions and literals compress better apart than
+// interleaved (2% on an ext4 root file system); the decoder holds one
+// frame's instructions, the literals stream.
 //
 // This is the bsdiff/VCDIFF idea (copy from anywhere in the base, add
 // literals) without bsdiff's approximate matches, with the zstd entropy
@@ -83,12 +90,13 @@ var (
 // literals compress.
 //
 // Version 1 ([PatchFormatV1]) has the same header with version 1, followed
-// by the records of the whole image in one zstd stream, p running across
-// all of them; the stream ends exactly after the last record.
+// by one zstd stream holding, for each record of the whole image in turn,
+// L, the L literal bytes, C and D (p running across all records); the
+// stream ends exactly after the last record.
 const (
 	patchMagic      = "SBPT"
 	patchHeaderSize = 56
-	frameHeaderSize = 8
+	frameHeaderSize = 12
 	// PatchMaxWindow is the largest zstd window a patch may use; it
 	// bounds the memory [Patch] needs, with its buffers, to about
 	// 2*PatchMaxWindow.
@@ -96,6 +104,9 @@ const (
 	// PatchMaxFrame is the largest zstd data of one frame a version 2
 	// patch may hold.
 	PatchMaxFrame = 16 << 20
+	// PatchMaxInstructions bounds the decoded instructions of one frame,
+	// which [Patch] holds in memory.
+	PatchMaxInstructions = 1 << 20
 	// DefaultFrameSize is the default of [DiffOptions].FrameSize.
 	DefaultFrameSize = 1 << 20
 )
@@ -180,10 +191,16 @@ func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opt
 	if err != nil {
 		return err
 	}
-	fw := &frameWriter{w: w, enc: enc, size: opts.FrameSize, maxOut: frameMaxOutput}
+	insEnc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opts.Level), zstd.WithWindowSize(PatchMaxWindow),
+		zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	fw := &frameWriter{w: w, enc: enc, insEnc: insEnc, size: opts.FrameSize, maxOut: frameMaxOutput}
 	fw.enc.Reset(&fw.buf)
 	if err := diff(old, cur, opts.BlockSize, fw); err != nil {
 		enc.Close()
+		insEnc.Close()
 		return err
 	}
 	return fw.close()
@@ -192,32 +209,41 @@ func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opt
 // frameWriter cuts the records into frames.
 type frameWriter struct {
 	w      io.Writer
-	enc    *zstd.Encoder
-	buf    bytes.Buffer // zstd data of the current frame
-	size   int          // zstd data at which a frame ends
-	maxOut int64        // output at which a frame ends
-	out    int64        // output of the current frame's records
-	p      int          // end of the previous copy in this frame
-	rec    []byte
+	enc    *zstd.Encoder // literals, streaming into buf
+	insEnc *zstd.Encoder // instructions, at the end of the frame
+	buf    bytes.Buffer  // literal section of the current frame
+	ins    []byte        // instructions of the current frame
+	size   int           // zstd data at which a frame ends
+	maxOut int64         // output at which a frame ends
+	out    int64         // output of the current frame's records
+	lits   int64         // literal bytes of the current frame
+	p      int           // end of the previous copy in this frame
 	// The encoder writes a block of zstd data once it has a block of
 	// input (128 KiB): pending is the input since its output last grew,
 	// counted as if it did not compress, and seen the output length then.
 	pending, seen int
+	sec           []byte
 }
 
-// weight estimates the zstd data of the frame so far, from above.
+// weight estimates the zstd data of the frame so far, from above for the
+// literals; instructions compress about tenfold.
 func (f *frameWriter) weight() int {
 	if f.buf.Len() != f.seen {
 		f.seen, f.pending = f.buf.Len(), 0
 	}
-	return f.buf.Len() + f.pending
+	return f.buf.Len() + f.pending + len(f.ins)/8
+}
+
+// full reports whether the frame should end before the next record.
+func (f *frameWriter) full() bool {
+	return f.weight() >= f.size || f.out >= f.maxOut || len(f.ins) > PatchMaxInstructions-3*binary.MaxVarintLen64
 }
 
 // add writes the record (lit, copy base[off:off+n]), split across frames
 // where a frame ends.
 func (f *frameWriter) add(lit []byte, off, n int) error {
 	for len(lit) > 0 || n > 0 {
-		if f.weight() >= f.size || f.out >= f.maxOut {
+		if f.full() {
 			if err := f.endFrame(); err != nil {
 				return err
 			}
@@ -238,12 +264,8 @@ func (f *frameWriter) add(lit []byte, off, n int) error {
 	return nil
 }
 
-// put writes one record into the current frame.
+// put adds one record to the current frame.
 func (f *frameWriter) put(lit []byte, off, n int) error {
-	f.rec = binary.AppendUvarint(f.rec[:0], uint64(len(lit)))
-	if _, err := f.enc.Write(f.rec); err != nil {
-		return err
-	}
 	if _, err := f.enc.Write(lit); err != nil {
 		return err
 	}
@@ -252,12 +274,13 @@ func (f *frameWriter) put(lit []byte, off, n int) error {
 		d = off - f.p
 		f.p = off + n
 	}
-	f.rec = binary.AppendUvarint(f.rec[:0], uint64(n))
-	f.rec = binary.AppendVarint(f.rec, int64(d))
-	_, err := f.enc.Write(f.rec)
+	f.ins = binary.AppendUvarint(f.ins, uint64(len(lit)))
+	f.ins = binary.AppendUvarint(f.ins, uint64(n))
+	f.ins = binary.AppendVarint(f.ins, int64(d))
 	f.out += int64(len(lit) + n)
-	f.pending += len(lit) + len(f.rec) + binary.MaxVarintLen64
-	return err
+	f.lits += int64(len(lit))
+	f.pending += len(lit)
+	return nil
 }
 
 // endFrame writes the current frame and starts the next.
@@ -265,23 +288,30 @@ func (f *frameWriter) endFrame() error {
 	if err := f.enc.Close(); err != nil {
 		return err
 	}
-	var hdr [frameHeaderSize]byte
-	binary.BigEndian.PutUint32(hdr[0:], uint32(f.buf.Len()))
-	binary.BigEndian.PutUint32(hdr[4:], uint32(f.out))
-	if _, err := f.w.Write(hdr[:]); err != nil {
-		return err
+	f.sec = f.insEnc.EncodeAll(f.ins, f.sec[:0])
+	lits := f.buf.Bytes()
+	if f.lits == 0 {
+		lits = nil
 	}
-	if _, err := f.w.Write(f.buf.Bytes()); err != nil {
-		return err
+	var hdr [frameHeaderSize]byte
+	binary.BigEndian.PutUint32(hdr[0:], uint32(len(f.sec)))
+	binary.BigEndian.PutUint32(hdr[4:], uint32(len(lits)))
+	binary.BigEndian.PutUint32(hdr[8:], uint32(f.out))
+	for _, b := range [][]byte{hdr[:], f.sec, lits} {
+		if _, err := f.w.Write(b); err != nil {
+			return err
+		}
 	}
 	f.buf.Reset()
 	f.enc.Reset(&f.buf)
-	f.out, f.p, f.pending, f.seen = 0, 0, 0, 0
+	f.ins = f.ins[:0]
+	f.out, f.lits, f.p, f.pending, f.seen = 0, 0, 0, 0, 0
 	return nil
 }
 
 // close writes the last frame, if it has records.
 func (f *frameWriter) close() error {
+	defer f.insEnc.Close()
 	if f.out > 0 {
 		return f.endFrame()
 	}
@@ -576,7 +606,7 @@ func (a *patchApplier) stream(patch io.Reader) error {
 		return a.bad("zstd stream: %w", err)
 	}
 	a.r.Reset(corruptReader{a.dec})
-	if err := a.records(a.hdr.newLen); err != nil {
+	if err := a.records(a.r, a.r, a.hdr.newLen); err != nil {
 		return err
 	}
 	if _, err := a.r.ReadByte(); err != io.EOF {
@@ -585,35 +615,77 @@ func (a *patchApplier) stream(patch io.Reader) error {
 	return nil
 }
 
+// section starts decoding the next n bytes of the patch, one zstd frame,
+// into a.r.
+func (a *patchApplier) section(patch io.Reader, n uint32, what string) (*io.LimitedReader, error) {
+	lr := &io.LimitedReader{R: patch, N: int64(n)}
+	if err := a.dec.Reset(lr); err != nil {
+		return nil, a.bad("patch byte %d: %s: zstd: %w", a.patchOff, what, err)
+	}
+	a.r.Reset(corruptReader{a.dec})
+	return lr, nil
+}
+
+// sectionEnd checks that a section was used up exactly.
+func (a *patchApplier) sectionEnd(lr *io.LimitedReader, what string) error {
+	if _, err := a.r.ReadByte(); err != io.EOF {
+		return a.bad("patch byte %d: %s: data after the frame's records (%v)", a.patchOff, what, err)
+	}
+	if lr.N != 0 {
+		return a.bad("patch byte %d: %s: %d bytes after the zstd data", a.patchOff, what, lr.N)
+	}
+	return nil
+}
+
 // frames applies the frames of a version 2 patch from a.patchOff on.
 func (a *patchApplier) frames(patch io.Reader, ck func(PatchCheckpoint) error) error {
 	var fh [frameHeaderSize]byte
+	var ins bytes.Buffer
 	for a.done < a.hdr.newLen {
 		if _, err := io.ReadFull(patch, fh[:]); err != nil {
 			return a.bad("patch byte %d, output %d: frame header: %w", a.patchOff, a.done, err)
 		}
-		n, m := binary.BigEndian.Uint32(fh[0:]), uint64(binary.BigEndian.Uint32(fh[4:]))
-		if n == 0 || n > PatchMaxFrame {
-			return a.bad("patch byte %d: frame of %d bytes, want 1 to %d", a.patchOff, n, PatchMaxFrame)
+		na, nb := binary.BigEndian.Uint32(fh[0:]), binary.BigEndian.Uint32(fh[4:])
+		m := uint64(binary.BigEndian.Uint32(fh[8:]))
+		if na == 0 || uint64(na)+uint64(nb) > PatchMaxFrame {
+			return a.bad("patch byte %d: frame of %d+%d bytes, want 1 to %d", a.patchOff, na, nb, PatchMaxFrame)
 		}
 		if m == 0 || m > a.hdr.newLen-a.done {
 			return a.bad("patch byte %d: frame writes %d bytes at output %d of %d", a.patchOff, m, a.done, a.hdr.newLen)
 		}
-		lr := &io.LimitedReader{R: patch, N: int64(n)}
-		if err := a.dec.Reset(lr); err != nil {
-			return a.bad("patch byte %d: zstd frame: %w", a.patchOff, err)
-		}
-		a.r.Reset(corruptReader{a.dec})
-		if err := a.records(a.done + m); err != nil {
+		lr, err := a.section(patch, na, "instructions")
+		if err != nil {
 			return err
 		}
-		if _, err := a.r.ReadByte(); err != io.EOF {
-			return a.bad("patch byte %d: frame has data after its records (%v)", a.patchOff, err)
+		ins.Reset()
+		if _, err := ins.ReadFrom(io.LimitReader(a.r, PatchMaxInstructions+1)); err != nil {
+			return a.bad("patch byte %d: instructions: %w", a.patchOff, err)
 		}
-		if lr.N != 0 {
-			return a.bad("patch byte %d: %d bytes after the zstd data of the frame", a.patchOff, lr.N)
+		if ins.Len() > PatchMaxInstructions {
+			return a.bad("patch byte %d: instructions over %d bytes", a.patchOff, PatchMaxInstructions)
 		}
-		a.patchOff += frameHeaderSize + uint64(n)
+		if err := a.sectionEnd(lr, "instructions"); err != nil {
+			return err
+		}
+		var lits io.Reader = bytes.NewReader(nil)
+		if nb > 0 {
+			if lr, err = a.section(patch, nb, "literals"); err != nil {
+				return err
+			}
+			lits = a.r
+		}
+		if err := a.records(&ins, lits, a.done+m); err != nil {
+			return err
+		}
+		if ins.Len() != 0 {
+			return a.bad("patch byte %d: %d bytes of instructions after the frame's records", a.patchOff, ins.Len())
+		}
+		if nb > 0 {
+			if err := a.sectionEnd(lr, "literals"); err != nil {
+				return err
+			}
+		}
+		a.patchOff += frameHeaderSize + uint64(na) + uint64(nb)
 		if ck == nil {
 			continue
 		}
@@ -632,19 +704,20 @@ func (a *patchApplier) frames(patch io.Reader, ck func(PatchCheckpoint) error) e
 	return nil
 }
 
-// records applies records from a.r until the output reaches end. Copy
-// offsets start from 0.
-func (a *patchApplier) records(end uint64) error {
+// records applies records, their fields read from ins and their literal
+// bytes from lits, until the output reaches end. Copy offsets start from
+// 0.
+func (a *patchApplier) records(ins io.ByteReader, lits io.Reader, end uint64) error {
 	var prev uint64
 	for a.done < end {
-		litLen, err := binary.ReadUvarint(a.r)
+		litLen, err := binary.ReadUvarint(ins)
 		if err != nil {
 			return a.bad("at output %d: literal length: %w", a.done, err)
 		}
 		if litLen > end-a.done {
 			return a.bad("at output %d: literal of %d bytes past the end", a.done, litLen)
 		}
-		n, err := io.CopyBuffer(a.out, io.LimitReader(a.r, int64(litLen)), a.buf)
+		n, err := io.CopyBuffer(a.out, io.LimitReader(lits, int64(litLen)), a.buf)
 		if err != nil {
 			return err
 		}
@@ -652,11 +725,11 @@ func (a *patchApplier) records(end uint64) error {
 			return a.bad("at output %d: literal truncated", a.done)
 		}
 		a.done += litLen
-		copyLen, err := binary.ReadUvarint(a.r)
+		copyLen, err := binary.ReadUvarint(ins)
 		if err != nil {
 			return a.bad("at output %d: copy length: %w", a.done, err)
 		}
-		d, err := binary.ReadVarint(a.r)
+		d, err := binary.ReadVarint(ins)
 		if err != nil {
 			return a.bad("at output %d: copy offset: %w", a.done, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -24,7 +25,8 @@ func mustDiff(t testing.TB, base, cur []byte, opts DiffOptions) []byte {
 // frameInfo is one frame of a version 2 patch.
 type frameInfo struct {
 	off    int // patch offset of its header
-	n, out int // zstd data and output bytes
+	a, b   int // instruction and literal sections
+	n, out int // zstd data (a+b) and output bytes
 }
 
 // patchFrames lists the frames of a well-formed version 2 patch.
@@ -35,9 +37,9 @@ func patchFrames(t testing.TB, p []byte) []frameInfo {
 		if off+frameHeaderSize > len(p) {
 			t.Fatalf("frame header at %d past the end of a %d-byte patch", off, len(p))
 		}
-		n := int(binary.BigEndian.Uint32(p[off:]))
-		fs = append(fs, frameInfo{off, n, int(binary.BigEndian.Uint32(p[off+4:]))})
-		off += frameHeaderSize + n
+		a, b := int(binary.BigEndian.Uint32(p[off:])), int(binary.BigEndian.Uint32(p[off+4:]))
+		fs = append(fs, frameInfo{off, a, b, a + b, int(binary.BigEndian.Uint32(p[off+8:]))})
+		off += frameHeaderSize + a + b
 	}
 	return fs
 }
@@ -278,7 +280,11 @@ func TestPatchRejects(t *testing.T) {
 		t.Fatalf("%d frames, want several", len(fs))
 	}
 	set := func(i int, v ...byte) []byte { b := bytes.Clone(good); copy(b[i:], v); return b }
+	put32 := func(i, v int) []byte { return set(i, binary.BigEndian.AppendUint32(nil, uint32(v))...) }
 	f1 := fs[1].off
+	if fs[1].b == 0 {
+		t.Fatal("frame 1 has no literals")
+	}
 	tests := []struct {
 		name  string
 		base  []byte
@@ -299,14 +305,18 @@ func TestPatchRejects(t *testing.T) {
 		{"trailing garbage", base, append(bytes.Clone(good), 1, 2, 3), ErrCorruptPatch},
 		{"trailing frame", base, append(bytes.Clone(good), good[f1:f1+frameHeaderSize+fs[1].n]...), ErrCorruptPatch},
 		{"flipped stream byte", base, set(f1+frameHeaderSize+20, good[f1+frameHeaderSize+20]^0x40), ErrCorruptPatch},
-		{"frame of no bytes", base, set(f1, 0, 0, 0, 0), ErrCorruptPatch},
+		{"frame of no bytes", base, put32(f1, 0), ErrCorruptPatch},
 		{"frame over the limit", base, set(f1, 0x7f), ErrCorruptPatch},
-		{"frame shorter than its data", base, set(f1+3, byte(fs[1].n-1)), ErrCorruptPatch},
-		{"frame longer than its data", base, set(f1+3, byte(fs[1].n+1)), ErrCorruptPatch},
-		{"frame of no output", base, set(f1+4, 0, 0, 0, 0), ErrCorruptPatch},
-		{"frame output past the image", base, set(f1+4, 0, 1, 0, 0), ErrCorruptPatch},
-		{"frame output short of its records", base, set(f1+7, byte(fs[1].out-1)), ErrCorruptPatch},
-		{"frame output beyond its records", base, set(f1+7, byte(fs[1].out+1)), ErrCorruptPatch},
+		{"instructions shorter than their data", base, put32(f1, fs[1].a-1), ErrCorruptPatch},
+		{"instructions longer than their data", base, put32(f1, fs[1].a+1), ErrCorruptPatch},
+		{"literals shorter than their data", base, put32(f1+4, fs[1].b-1), ErrCorruptPatch},
+		{"literals longer than their data", base, put32(f1+4, fs[1].b+1), ErrCorruptPatch},
+		{"literals missing", base, put32(f1+4, 0), ErrCorruptPatch},
+		{"flipped literal byte", base, set(f1+frameHeaderSize+fs[1].a+20, good[f1+frameHeaderSize+fs[1].a+20]^0x40), ErrCorruptPatch},
+		{"frame of no output", base, put32(f1+8, 0), ErrCorruptPatch},
+		{"frame output past the image", base, put32(f1+8, 1<<24), ErrCorruptPatch},
+		{"frame output short of its records", base, put32(f1+8, fs[1].out-1), ErrCorruptPatch},
+		{"frame output beyond its records", base, put32(f1+8, fs[1].out+1), ErrCorruptPatch},
 		{"frames swapped", base, cat(good[:fs[0].off], good[f1:f1+frameHeaderSize+fs[1].n], good[fs[0].off:f1], good[f1+frameHeaderSize+fs[1].n:]), ErrCorruptPatch},
 		{"wrong base", randBytes(33, 20000), good, ErrCorruptPatch},
 		{"short base", base[:10000], good, ErrBaseMismatch},
@@ -321,16 +331,21 @@ func TestPatchRejects(t *testing.T) {
 	}
 }
 
-// handPatch builds a version 2 patch of one frame from raw records, for
-// malformed streams.
-func handPatch(t testing.TB, baseLen, newLen uint64, records []byte) []byte {
+// handPatch builds a version 2 patch of one frame from raw instructions
+// and literals, for malformed streams.
+func handPatch(t testing.TB, baseLen, newLen uint64, ins, lits []byte) []byte {
 	t.Helper()
 	h := patchHeader{version: 2, baseLen: baseLen, newLen: newLen}
-	z := mustZstd(t, records)
+	zi := mustZstd(t, ins)
+	var zl []byte
+	if lits != nil {
+		zl = mustZstd(t, lits)
+	}
 	p := h.marshal()
-	p = binary.BigEndian.AppendUint32(p, uint32(len(z)))
+	p = binary.BigEndian.AppendUint32(p, uint32(len(zi)))
+	p = binary.BigEndian.AppendUint32(p, uint32(len(zl)))
 	p = binary.BigEndian.AppendUint32(p, uint32(newLen))
-	return append(p, z...)
+	return append(append(p, zi...), zl...)
 }
 
 // handPatchV1 builds a version 1 patch from raw records.
@@ -340,42 +355,82 @@ func handPatchV1(t testing.TB, baseLen, newLen uint64, records []byte) []byte {
 	return append(h.marshal(), mustZstd(t, records)...)
 }
 
+// rec is one record of a hand-made patch.
+type rec struct {
+	lit []byte
+	c   uint64
+	d   int64
+}
+
+// encodeRecords returns records as version 1 writes them (interleaved)
+// and as version 2 does (instructions, literals).
+func encodeRecords(recs []rec) (v1, ins, lits []byte) {
+	for _, r := range recs {
+		v1 = binary.AppendUvarint(v1, uint64(len(r.lit)))
+		v1 = append(v1, r.lit...)
+		v1 = binary.AppendVarint(binary.AppendUvarint(v1, r.c), r.d)
+		ins = binary.AppendVarint(binary.AppendUvarint(binary.AppendUvarint(ins, uint64(len(r.lit))), r.c), r.d)
+		lits = append(lits, r.lit...)
+	}
+	return v1, ins, lits
+}
+
 func TestPatchRejectsRecords(t *testing.T) {
 	base := randBytes(34, 1000)
-	rec := func(vals ...int64) []byte {
-		var b []byte
-		for i, v := range vals {
-			if i%3 == 2 {
-				b = binary.AppendVarint(b, v)
-			} else {
-				b = binary.AppendUvarint(b, uint64(v))
-			}
-		}
-		return b
-	}
 	tests := []struct {
-		name    string
-		newLen  uint64
-		records []byte
+		name   string
+		newLen uint64
+		recs   []rec
 	}{
-		{"empty record", 10, rec(0, 0, 0)},
-		{"literal past end", 10, append(rec(11), make([]byte, 11)...)},
-		{"copy past end", 10, rec(0, 11, 0)},
-		{"copy before base", 10, rec(0, 10, -1)},
-		{"copy after base", 10, rec(0, 10, 995)},
-		{"missing records", 10, rec(0, 5, 0)},
+		{"empty record", 10, []rec{{nil, 0, 0}}},
+		{"literal past end", 10, []rec{{make([]byte, 11), 0, 0}}},
+		{"copy past end", 10, []rec{{nil, 11, 0}}},
+		{"copy before base", 10, []rec{{nil, 10, -1}}},
+		{"copy after base", 10, []rec{{nil, 10, 995}}},
+		{"missing records", 10, []rec{{nil, 5, 0}}},
 		{"no records", 10, nil},
-		{"records after the end", 10, rec(0, 10, 0, 0, 1, 0)},
+		{"records after the end", 10, []rec{{nil, 10, 0}, {nil, 1, 0}}},
 	}
 	for _, tt := range tests {
-		for v, make := range map[string]func(testing.TB, uint64, uint64, []byte) []byte{"v1": handPatchV1, "v2": handPatch} {
-			t.Run(v+" "+tt.name, func(t *testing.T) {
-				p := make(t, uint64(len(base)), tt.newLen, tt.records)
-				if err := Patch(bytes.NewReader(base), bytes.NewReader(p), io.Discard); !errors.Is(err, ErrCorruptPatch) {
+		v1, ins, lits := encodeRecords(tt.recs)
+		for _, v := range []struct {
+			name  string
+			patch []byte
+		}{
+			{"v1", handPatchV1(t, uint64(len(base)), tt.newLen, v1)},
+			{"v2", handPatch(t, uint64(len(base)), tt.newLen, ins, lits)},
+		} {
+			t.Run(v.name+" "+tt.name, func(t *testing.T) {
+				if err := Patch(bytes.NewReader(base), bytes.NewReader(v.patch), io.Discard); !errors.Is(err, ErrCorruptPatch) {
 					t.Errorf("got %v, want ErrCorruptPatch", err)
 				}
 			})
 		}
+	}
+	// Sections that do not match the records.
+	_, ins, _ := encodeRecords([]rec{{[]byte("abc"), 7, 0}})
+	for _, tt := range []struct {
+		name string
+		ins  []byte
+		lits []byte
+	}{
+		{"literal bytes left over", ins, []byte("abcde")},
+		{"literal bytes missing", ins, []byte("ab")},
+		{"no literal section", ins, nil},
+		{"instructions left over", append(bytes.Clone(ins), 0), []byte("abc")},
+		{"instructions truncated", ins[:2], []byte("abc")},
+	} {
+		t.Run("v2 "+tt.name, func(t *testing.T) {
+			p := handPatch(t, uint64(len(base)), 10, tt.ins, tt.lits)
+			if err := Patch(bytes.NewReader(base), bytes.NewReader(p), io.Discard); !errors.Is(err, ErrCorruptPatch) {
+				t.Errorf("got %v, want ErrCorruptPatch", err)
+			}
+		})
+	}
+	// The same sections that match: the hash is all that is wrong.
+	p := handPatch(t, uint64(len(base)), 10, ins, []byte("abc"))
+	if err := Patch(bytes.NewReader(base), bytes.NewReader(p), io.Discard); err == nil || !strings.Contains(err.Error(), "hashes to") {
+		t.Errorf("well-formed hand-made patch: got %v, want a hash mismatch", err)
 	}
 }
 
@@ -407,7 +462,8 @@ func FuzzPatch(f *testing.F) {
 	f.Add(mustDiff(f, base, cat(randBytes(37, 3000), base[:1000], base[3000:]), DiffOptions{FrameSize: 1 << 10}))
 	f.Add(mustDiff(f, base, nil, DiffOptions{}))
 	f.Add(mustDiff(f, nil, []byte("literal only"), DiffOptions{}))
-	f.Add(handPatch(f, 4096, 20, binary.AppendVarint(binary.AppendUvarint(nil, 20), 100)))
+	f.Add(handPatch(f, 4096, 20, binary.AppendVarint(binary.AppendUvarint(binary.AppendUvarint(nil, 0), 20), 100), nil))
+	f.Add(handPatch(f, 4096, 25, binary.AppendVarint(binary.AppendUvarint(binary.AppendUvarint(nil, 5), 20), 100), []byte("hello")))
 	f.Add(handPatchV1(f, 4096, 20, binary.AppendVarint(binary.AppendUvarint(nil, 20), 100)))
 	_, _, v1 := v1Fixture(f)
 	f.Add(v1)

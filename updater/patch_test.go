@@ -39,9 +39,9 @@ func frameBoundaries(t *testing.T, p []byte) map[int64]bool {
 	t.Helper()
 	b := map[int64]bool{}
 	off := 56
-	for off+8 <= len(p) {
+	for off+12 <= len(p) {
 		b[int64(off)] = true
-		off += 8 + int(binary.BigEndian.Uint32(p[off:]))
+		off += 12 + int(binary.BigEndian.Uint32(p[off:])) + int(binary.BigEndian.Uint32(p[off+4:]))
 	}
 	if off != len(p) {
 		t.Fatalf("frames end at %d of a %d-byte patch", off, len(p))
