@@ -262,7 +262,7 @@ type patchSink struct {
 	mu           sync.Mutex
 	lastCk       int64 // patch offset of the last checkpoint saved
 	lastBoundary int64 // patch offset of the last frame boundary
-	progressed   bool  // a checkpoint was saved by this transfer
+	progressed   bool  // a checkpoint was saved since this transfer (re)started
 }
 
 func (s *patchSink) resetVerifiers() error {
@@ -377,6 +377,7 @@ func (s *patchSink) Restart() error {
 	}
 	s.mu.Lock()
 	s.pd.resetTransfer()
+	s.progressed = false
 	err := s.u.st.save()
 	s.mu.Unlock()
 	if err != nil {
