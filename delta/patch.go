@@ -124,7 +124,7 @@ type DiffOptions struct {
 	// of twice this length are always found, shorter ones only where they
 	// continue the previous copy. Default 32, at least 8.
 	BlockSize int
-	// Level is the zstd level of the records; default
+	// Level is the zstd level of both sections of every frame; default
 	// zstd.SpeedBestCompression.
 	Level zstd.EncoderLevel
 	// FrameSize is the size of zstd data at which Diff ends a frame and
