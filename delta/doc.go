@@ -71,22 +71,31 @@
 // Publisher: [Diff] turns one base (the exact image of a release devices
 // run) and the new image into a patch (format [PatchFormat], documented
 // in patch.go): copies from anywhere in the base and zstd-compressed
-// literals. The repository tool publishes it as a TUF target of kind
-// "patch" with of = the image target, base = the base image's sha256,
-// format = [PatchFormat] and uncompressed = the new image's digest.
+// literals, in frames of about 1 MiB that each decode on their own. The
+// repository tool publishes it as a TUF target of kind "patch" with of =
+// the image target, base = the base image's sha256, format =
+// [PatchFormat] and uncompressed = the new image's digest.
 //
 // Device: when the running slot holds exactly the base (its image hash
-// equals the patch's base), download the patch (resumably, to memory or
-// a file: patches are small), then [Patch] with the running slot's reader
-// as base, writing the inactive slot in order and hashing for the TUF
-// check. Never use the slot being written as the base of a patch: Patch
-// reads the base anywhere. [Patch] checks its output against the hash in
-// the patch ([ErrCorruptPatch]) and a short base ([ErrBaseMismatch]); on
-// any error fall back to the adaptive delta or the full image. Patch does
-// not resume mid-stream: run it again and skip the bytes already written.
-// Its memory is bounded by [PatchMaxWindow] and small buffers.
+// equals the patch's base), stream the patch into [ApplyPatch] with the
+// running slot's reader as base, writing the inactive slot in order and
+// hashing both the patch bytes (for the patch target) and the output (for
+// the image target). Never use the slot being written as the base of a
+// patch: it reads the base anywhere. After each frame [ApplyPatch] reports
+// a [PatchCheckpoint]: sync the slot, then persist the checkpoint with
+// both hash states. To resume after an interruption, fetch the patch from
+// the checkpoint's PatchOffset (HTTP Range), restore the hash states, and
+// call [ApplyPatch] with From set, writing from its OutputOffset; at most
+// one frame is fetched again. The patch reader must deliver the bytes the
+// publisher wrote: check the patch target's hash over all of them before
+// using the image. [ApplyPatch] checks its output against the hash in the
+// patch ([ErrCorruptPatch]) and a short base ([ErrBaseMismatch]); on any
+// error fall back to the adaptive delta or the full image. Patches of the
+// earlier format [PatchFormatV1] still apply, from their start only.
+// Memory is bounded by [PatchMaxWindow], one frame's instructions
+// ([PatchMaxInstructions]) and small buffers.
 //
 // Concurrency: indexes and plans are immutable and may be shared;
-// IndexWriter is for one goroutine; Apply, Patch and Diff use only what
-// they are given.
+// IndexWriter is for one goroutine; Apply, Patch, ApplyPatch and Diff use
+// only what they are given.
 package delta

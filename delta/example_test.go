@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -81,6 +82,50 @@ func Example_patch() {
 	}
 	fmt.Println("patched image is the new release:", bytes.Equal(out.Bytes(), next))
 	// Output:
+	// patched image is the new release: true
+}
+
+// A static patch install interrupted after a frame, then resumed from the
+// checkpoint: only the patch bytes after it are read again.
+func ExampleApplyPatch() {
+	base := release(4, 1<<20)
+	next := append(release(5, 200000), base[200000:]...) // 200 kB of new bytes
+	var patch bytes.Buffer
+	if err := delta.Diff(bytes.NewReader(base), int64(len(base)), bytes.NewReader(next), &patch, delta.DiffOptions{FrameSize: 64 << 10}); err != nil {
+		log.Fatal(err)
+	}
+	p := patch.Bytes()
+
+	// The first attempt stops after its first checkpoint (a power cut).
+	// A device syncs the slot, then stores the checkpoint durably.
+	var slot bytes.Buffer
+	var saved []byte
+	errPowerCut := errors.New("power cut")
+	err := delta.ApplyPatch(bytes.NewReader(base), bytes.NewReader(p), &slot, delta.PatchOptions{
+		Checkpoint: func(c delta.PatchCheckpoint) error {
+			saved, _ = c.MarshalBinary()
+			return errPowerCut
+		},
+	})
+	if !errors.Is(err, errPowerCut) {
+		log.Fatal(err)
+	}
+
+	// After power-on: fetch the patch from PatchOffset (an HTTP Range
+	// request) and write the slot from OutputOffset.
+	var ck delta.PatchCheckpoint
+	if err := ck.UnmarshalBinary(saved); err != nil {
+		log.Fatal(err) // start over from byte 0
+	}
+	slot.Truncate(int(ck.OutputOffset))
+	rest := bytes.NewReader(p[ck.PatchOffset:])
+	if err := delta.ApplyPatch(bytes.NewReader(base), rest, &slot, delta.PatchOptions{From: &ck}); err != nil {
+		log.Fatal(err) // fall back to the adaptive delta or the full image
+	}
+	fmt.Println("resumed past the start:", ck.PatchOffset > 0)
+	fmt.Println("patched image is the new release:", bytes.Equal(slot.Bytes(), next))
+	// Output:
+	// resumed past the start: true
 	// patched image is the new release: true
 }
 

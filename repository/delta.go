@@ -224,6 +224,10 @@ func PatchPath(newPath, baseSHA256 string) string {
 // added. Add one patch per base devices may still run; patches from other
 // bases stay. Diff holds both images in memory. The change is staged;
 // Publish makes it visible.
+//
+// The patch has the resumable format switchback-patch-v2; devices running
+// an updater from before it know only switchback-patch-v1, skip the patch
+// and take the adaptive delta or the full image instead.
 func (r *Repo) AddPatch(ctx context.Context, newPath string, base io.ReaderAt, baseSize int64, newImage io.Reader) (Target, error) {
 	c, want, err := r.imageOf(newPath)
 	if err != nil {

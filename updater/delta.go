@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/download"
@@ -53,7 +54,8 @@ func (u *Updater) transferBest(ctx context.Context, c *Component, slot slots.Slo
 			return false, nil
 		}
 		if pd.Method != method {
-			pd.Method, pd.Offset, pd.HashState, pd.Validator = method, 0, nil, ""
+			pd.Method = method
+			pd.resetTransfer()
 			if err := u.st.save(); err != nil {
 				return true, err
 			}
@@ -62,7 +64,7 @@ func (u *Updater) transferBest(ctx context.Context, c *Component, slot slots.Slo
 		if err == nil {
 			return true, nil
 		}
-		if ctx.Err() != nil || errors.Is(err, errLocal) {
+		if ctx.Err() != nil || errors.Is(err, errLocal) || errors.Is(err, errInterrupted) {
 			// Interrupted, or the device itself failed (slot, state):
 			// not the delta's fault. Resume this method next time.
 			return true, err
@@ -75,7 +77,7 @@ func (u *Updater) transferBest(ctx context.Context, c *Component, slot slots.Slo
 	if hasImage && running != nil {
 		base := cs.Slots[running.Name()]
 		if base.Complete && base.Image != "" {
-			if p, ok := verify.SelectPatch(u.targets, t, base.Image, func(f string) bool { return f == delta.PatchFormat }); ok {
+			if p, ok := verify.SelectPatch(u.targets, t, base.Image, func(f string) bool { return f == delta.PatchFormat || f == delta.PatchFormatV1 }); ok {
 				if done, err := try(methodPatch, func() error { return u.transferPatch(ctx, slot, running, t, p, pd) }); done {
 					return err
 				}
@@ -88,7 +90,8 @@ func (u *Updater) transferBest(ctx context.Context, c *Component, slot slots.Slo
 		}
 	}
 	if pd.Method != methodFull {
-		pd.Method, pd.Offset, pd.HashState, pd.Validator = methodFull, 0, nil, ""
+		pd.Method = methodFull
+		pd.resetTransfer()
 		if err := u.st.save(); err != nil {
 			return err
 		}
@@ -150,73 +153,238 @@ func imageVerifier(t verify.Target) (*verify.Verifier, int64, error) {
 
 // transferPatch applies the static patch p to the running slot's image,
 // streaming: network → patch verifier → patch decoder → image verifier →
-// slot. A patch is small; an interrupted one starts again from its first
-// byte.
+// slot. A patch of format delta.PatchFormat is a sequence of frames that
+// each decode on their own: at frame boundaries the slot is synced and a
+// checkpoint saved (patch offset, image offset, both hash states and the
+// decoder's checkpoint), and an interrupted install resumes there with a
+// Range request. A version 1 patch starts again from its first byte.
 func (u *Updater) transferPatch(ctx context.Context, slot, running slots.Slot, t, p verify.Target, pd *pending) error {
-	imgV, length, err := imageVerifier(t)
-	if err != nil {
+	s := &patchSink{u: u, t: t, p: p, pd: pd}
+	if err := s.resetVerifiers(); err != nil {
 		return err
 	}
-	patchV, err := p.Verifier()
-	if err != nil {
-		return err
+	if pd.WireOffset > 0 {
+		var ck delta.PatchCheckpoint
+		ok := ck.UnmarshalBinary(pd.PatchCheckpoint) == nil && ck.PatchOffset == pd.WireOffset && ck.OutputOffset == pd.Offset &&
+			s.wire.UnmarshalBinary(pd.HashState) == nil && s.wire.Written() == pd.WireOffset &&
+			s.img.UnmarshalBinary(pd.ImageHashState) == nil && s.img.Written() == pd.Offset
+		if ok {
+			s.from, s.lastCk, s.lastBoundary = &ck, ck.PatchOffset, ck.PatchOffset
+			u.log.Info("resuming patch", "patch", p.Path, "patch_offset", ck.PatchOffset, "image_offset", ck.OutputOffset)
+		} else {
+			// An unusable checkpoint costs a re-download, nothing else.
+			u.log.Warn("patch checkpoint unusable; starting over", "patch", p.Path, "offset", pd.WireOffset)
+			if err := s.resetVerifiers(); err != nil {
+				return err
+			}
+			pd.resetTransfer()
+			if err := u.st.save(); err != nil {
+				return fmt.Errorf("%w: %w", errLocal, err)
+			}
+		}
 	}
 	base, err := running.Reader(ctx)
 	if err != nil {
 		return fmt.Errorf("patch base: %w", err)
 	}
 	defer base.Close()
-	w, err := slot.Writer(ctx, length)
+	s.base = base
+	w, err := slot.Writer(ctx, s.length)
 	if err != nil {
 		return fmt.Errorf("open slot %s: %w", slot.Name(), err)
 	}
 	defer w.Close()
-	out := &imageWriter{w: w, v: imgV}
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := delta.Patch(base, pr, out)
-		pr.CloseWithError(err)
-		done <- err
-	}()
-	sink := &patchSink{v: patchV, pw: pw}
-	_, ferr := u.fetch(ctx, download.Request{URLs: []string{p.URL}, Length: p.Length}, sink)
-	if ferr != nil {
-		pw.CloseWithError(ferr)
-	} else {
-		pw.Close()
+	s.w = w
+	req := download.Request{URLs: []string{p.URL}, Length: p.Length}
+	for _, m := range u.cfg.TargetsMirrors {
+		req.URLs = append(req.URLs, joinURL(m, relativeURL(u.cfg.TargetsURL, p.URL)))
 	}
-	perr := <-done
+	if s.from != nil {
+		req.Offset, req.Validator = s.from.PatchOffset, pd.Validator
+	}
+	s.start()
+	_, ferr := u.fetch(ctx, req, s)
+	perr := s.finish(ferr)
 	switch {
+	case ferr != nil && perr != nil && errors.Is(ferr, download.ErrSink):
+		// The decoder (or the slot, or a state save) failed; the fetch
+		// ended because of it.
+		return fmt.Errorf("patch %s: %w", p.Path, perr)
 	case ferr != nil:
+		var se *download.StatusError
+		if s.progressed && ctx.Err() == nil && !errors.As(ferr, &se) && !errors.Is(ferr, download.ErrLength) && !errors.Is(ferr, download.ErrSink) {
+			// The link broke after this run saved a checkpoint: resume
+			// the patch next time rather than fetch something bigger.
+			return fmt.Errorf("patch %s: %w: %w", p.Path, errInterrupted, ferr)
+		}
 		return fmt.Errorf("patch %s: %w", p.Path, ferr)
 	case perr != nil:
 		return fmt.Errorf("patch %s: %w", p.Path, perr)
 	}
-	if err := patchV.Verify(); err != nil {
+	if err := s.wire.Verify(); err != nil {
 		return fmt.Errorf("patch %s: %w", p.Path, err)
 	}
-	if err := imgV.Verify(); err != nil {
+	if err := s.img.Verify(); err != nil {
 		return fmt.Errorf("patched image: %w", err)
 	}
-	return w.Sync()
+	if err := w.Sync(); err != nil {
+		return fmt.Errorf("%w: sync slot: %w", errLocal, err)
+	}
+	pd.WireOffset, pd.ImageHashState, pd.PatchCheckpoint = 0, nil, nil
+	return nil
 }
 
-// patchSink passes patch bytes to the decoder, verifying them on the way.
+// errInterrupted marks a transfer cut off by the network after it made
+// durable progress: the same method resumes next time.
+var errInterrupted = errors.New("transfer interrupted")
+
+// patchSink is the download sink of a patch: it passes the patch bytes to
+// a decoder goroutine (delta.ApplyPatch) through a pipe, and saves the
+// checkpoints the decoder reports. The decoder reads the pipe through the
+// wire verifier and never reads past a frame before reporting its end, so
+// at a checkpoint both verifiers have seen exactly the bytes it names.
 type patchSink struct {
-	v  *verify.Verifier
-	pw *io.PipeWriter
+	u      *Updater
+	t, p   verify.Target
+	pd     *pending
+	base   io.ReaderAt
+	w      slots.Writer
+	length int64 // of the image
+
+	wire, img *verify.Verifier
+	from      *delta.PatchCheckpoint // where this run of the decoder starts
+
+	pw   *io.PipeWriter
+	done chan error
+
+	// mu guards pd and the state file: checkpoints are saved on the
+	// decoder's goroutine, validators set on the fetching one.
+	mu           sync.Mutex
+	lastCk       int64 // patch offset of the last checkpoint saved
+	lastBoundary int64 // patch offset of the last frame boundary
+	progressed   bool  // a checkpoint was saved since this transfer (re)started
 }
 
+func (s *patchSink) resetVerifiers() error {
+	img, length, err := imageVerifier(s.t)
+	if err != nil {
+		return err
+	}
+	wire, err := s.p.Verifier()
+	if err != nil {
+		return err
+	}
+	s.img, s.length, s.wire = img, length, wire
+	s.from, s.lastCk, s.lastBoundary = nil, 0, 0
+	return nil
+}
+
+// start runs the decoder from s.from (or the patch's start).
+func (s *patchSink) start() {
+	pr, pw := io.Pipe()
+	s.pw, s.done = pw, make(chan error, 1)
+	var off int64
+	if s.from != nil {
+		off = s.from.OutputOffset
+	}
+	in, out, opts := io.TeeReader(pr, s.wire), &imageWriter{w: s.w, v: s.img, off: off}, delta.PatchOptions{From: s.from, Checkpoint: s.checkpoint}
+	go func() {
+		err := delta.ApplyPatch(s.base, in, out, opts)
+		pr.CloseWithError(err)
+		s.done <- err
+	}()
+}
+
+// finish ends the patch stream (with the fetch's error, if any) and
+// returns the decoder's error; nil if no decoder runs.
+func (s *patchSink) finish(ferr error) error {
+	if s.done == nil {
+		return nil
+	}
+	if ferr != nil {
+		s.pw.CloseWithError(ferr)
+	} else {
+		s.pw.Close()
+	}
+	err := <-s.done
+	s.pw, s.done = nil, nil
+	return err
+}
+
+// checkpoint runs on the decoder's goroutine at every frame boundary. Like
+// the pipeline, it saves one when the next boundary is not expected within
+// the checkpoint interval: slot synced first, so that the state never
+// claims bytes the slot might have lost.
+func (s *patchSink) checkpoint(c delta.PatchCheckpoint) error {
+	frame := c.PatchOffset - s.lastBoundary
+	s.lastBoundary = c.PatchOffset
+	if c.PatchOffset-s.lastCk+frame <= checkpointEvery {
+		return nil
+	}
+	if s.wire.Written() != c.PatchOffset || s.img.Written() != c.OutputOffset {
+		return fmt.Errorf("patch checkpoint at %d, %d: verifiers at %d, %d", c.PatchOffset, c.OutputOffset, s.wire.Written(), s.img.Written())
+	}
+	if err := s.w.Sync(); err != nil {
+		return fmt.Errorf("%w: sync slot: %w", errLocal, err)
+	}
+	ws, err := s.wire.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	is, err := s.img.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	cb, err := c.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pd := s.pd
+	pd.Offset, pd.WireOffset, pd.HashState, pd.ImageHashState, pd.PatchCheckpoint = c.OutputOffset, c.PatchOffset, ws, is, cb
+	if err := s.u.st.save(); err != nil {
+		return fmt.Errorf("%w: %w", errLocal, err)
+	}
+	s.lastCk, s.progressed = c.PatchOffset, true
+	return nil
+}
+
+// Write implements download.Sink.
 func (s *patchSink) Write(b []byte) (int, error) {
-	if _, err := s.v.Write(b); err != nil {
-		return 0, err
+	if s.pw == nil {
+		return 0, errRestarted // a failed Restart left no decoder
 	}
 	return s.pw.Write(b)
 }
 
+// SetValidator implements download.ValidatorSink: saved with the next
+// checkpoint, so that a resume sends If-Range.
+func (s *patchSink) SetValidator(v string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pd.Validator = v
+	return nil
+}
+
+// Restart implements download.Sink: the server sends the patch again from
+// its first byte (it ignored Range, or the file changed). The decoder
+// starts over, and the checkpoint is dropped first.
 func (s *patchSink) Restart() error {
-	return errors.New("patch stream cannot restart mid-way")
+	_ = s.finish(errRestarted)
+	if err := s.resetVerifiers(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pd.resetTransfer()
+	s.progressed = false
+	err := s.u.st.save()
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errLocal, err)
+	}
+	s.start()
+	return nil
 }
 
 // transferAdaptive builds the image from chunks the device holds — in the

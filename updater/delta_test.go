@@ -73,10 +73,10 @@ func publishIndex(t *testing.T, repo *tuftest.Repo, of string, img []byte, versi
 	repo.AddTarget(of+".idx", b, c)
 }
 
-func publishPatch(t *testing.T, repo *tuftest.Repo, of string, base, img []byte, version string) []byte {
+func publishPatch(t *testing.T, repo *tuftest.Repo, of string, base, img []byte, version string, opts delta.DiffOptions) []byte {
 	t.Helper()
 	var patch bytes.Buffer
-	if err := delta.Diff(bytes.NewReader(base), int64(len(base)), bytes.NewReader(img), &patch, delta.DiffOptions{}); err != nil {
+	if err := delta.Diff(bytes.NewReader(base), int64(len(base)), bytes.NewReader(img), &patch, opts); err != nil {
 		t.Fatal(err)
 	}
 	c := custom(version)
@@ -110,7 +110,7 @@ func TestDeltaPaths(t *testing.T) {
 			repo.AddTarget("rootfs/1.2.0.img", next, custom("1.2.0"))
 			var patch []byte
 			if tt.patch {
-				patch = publishPatch(t, repo, "rootfs/1.2.0.img", base, next, "1.2.0")
+				patch = publishPatch(t, repo, "rootfs/1.2.0.img", base, next, "1.2.0", delta.DiffOptions{})
 			}
 			if tt.index {
 				publishIndex(t, repo, "rootfs/1.2.0.img", next, "1.2.0")

@@ -94,6 +94,16 @@ type pending struct {
 	// hash state is ImageHashState.
 	WireOffset     int64  `json:"wire_offset,omitempty"`
 	ImageHashState []byte `json:"image_hash_state,omitempty"`
+	// PatchCheckpoint is the decoder's checkpoint (delta.PatchCheckpoint)
+	// of a static patch at the frame boundary WireOffset, Offset.
+	PatchCheckpoint []byte `json:"patch_checkpoint,omitempty"`
+}
+
+// resetTransfer forgets the progress of a transfer: the next one starts
+// from byte zero.
+func (pd *pending) resetTransfer() {
+	pd.Offset, pd.HashState, pd.Validator = 0, nil, ""
+	pd.WireOffset, pd.ImageHashState, pd.PatchCheckpoint = 0, nil, nil
 }
 
 // BlockedRelease is a release that failed and is never retried.

@@ -11,7 +11,8 @@
 //   - switchback adaptive deltas: fixed 4 KiB blocks and CDC (avg 4 KiB),
 //     each from a chunk store and from byte ranges of the raw image (index
 //     bytes included, zstd-compressed);
-//   - the switchback static patch (delta.Diff / delta.Patch);
+//   - the switchback static patch (delta.Diff / delta.ApplyPatch, with a
+//     checkpoint after every frame as the updater makes);
 //   - casync (avg 16 KiB and 64 KiB; caibx included), missing 4 KiB
 //     blocks compressed together with zstd -19, xdelta3 -9, bsdiff
 //     (squashfs only), zstd -19 --long=31 --patch-from, and the full image
@@ -290,7 +291,7 @@ func measureOurs(kind, work, base, cur string) ([]row, error) {
 		return nil, err
 	}
 	rows = append(rows, row{pair: kind, method: "switchback static patch", bytes: size(patch), requests: 1,
-		produce: produce, apply: res.Elapsed, rssKiB: arss, note: fmt.Sprintf("diff peak RSS %d MiB", rss>>10)})
+		produce: produce, apply: res.Elapsed, rssKiB: arss, note: fmt.Sprintf("diff peak RSS %d MiB; %d frames", rss>>10, res.Frames)})
 	return rows, nil
 }
 
@@ -339,6 +340,7 @@ type deviceJob struct {
 type deviceResult struct {
 	Bytes, Requests int64
 	Fetched         int
+	Frames          int // of a static patch
 	Elapsed         time.Duration
 	// PeakKiB is VmHWM of the device process: its peak RSS since exec.
 	PeakKiB int64
@@ -402,7 +404,13 @@ func device(arg string) error {
 			return err
 		}
 		defer p.Close()
-		if err := delta.Patch(base, p, h); err != nil {
+		// As the updater applies it: a checkpoint after every frame.
+		ck := func(c delta.PatchCheckpoint) error {
+			res.Frames++
+			_, err := c.MarshalBinary()
+			return err
+		}
+		if err := delta.ApplyPatch(base, p, h, delta.PatchOptions{Checkpoint: ck}); err != nil {
 			return err
 		}
 	case "adaptive-store", "adaptive-range":

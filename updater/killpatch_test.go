@@ -1,0 +1,153 @@
+package updater
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchback-ota/switchback/delta"
+	"github.com/switchback-ota/switchback/internal/durable"
+	"github.com/switchback-ota/switchback/internal/tuftest"
+)
+
+// TestKillResumePatch kills a child process installing a static patch with
+// SIGKILL mid-way, starts it again, and checks that the second process
+// asks for the patch from the checkpointed frame boundary and installs the
+// exact image.
+func TestKillResumePatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns child processes")
+	}
+	const ck = 256 << 10
+	base, next := patchPair(8 << 20)
+	repo := tuftest.New(t)
+	repo.AddTarget("rootfs/1.2.0.img", next, custom("1.2.0"))
+	patch := publishPatch(t, repo, "rootfs/1.2.0.img", base, next, "1.2.0", delta.DiffOptions{FrameSize: 64 << 10})
+	repo.Publish()
+	bounds := frameBoundaries(t, patch)
+	stallAt := int64(len(patch)) / 2
+	l := &patchLog{}
+	var stalled atomic.Bool
+	firstDone := make(chan struct{})
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasSuffix(r.URL.Path, ".patch") || !stalled.CompareAndSwap(false, true) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			defer close(firstDone)
+			var n atomic.Int64
+			h.ServeHTTP(hookWriter{w, &n, func(total int64) {
+				if total >= stallAt {
+					<-r.Context().Done() // stalled until the client is gone
+					panic(http.ErrAbortHandler)
+				}
+			}}, r)
+		})
+	})
+	repo.Wrap(l.wrap) // outermost: sees every request
+
+	// The device runs 1.1.0 (base) from slot a, as if installed before.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "root.json"), repo.Root(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.img"), base, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := newPersisted()
+	st.Components["rootfs"] = &componentState{Installed: "1.1.0", InstalledTarget: sha(base), Slots: map[string]slotContent{
+		"a": {Target: sha(base), Version: "1.1.0", Length: int64(len(base)), Complete: true, Image: sha(base)},
+	}}
+	b, err := encodeState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statePath := filepath.Join(dir, "state", stateFile)
+	if err := os.MkdirAll(filepath.Dir(statePath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := durable.WriteFile(statePath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	child := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillHelper$", "-test.v")
+		cmd.Env = append(os.Environ(), "SWITCHBACK_KILL_DIR="+dir,
+			"SWITCHBACK_KILL_CHECKPOINT="+strconv.Itoa(ck),
+			"SWITCHBACK_KILL_METADATA="+repo.MetadataURL(),
+			"SWITCHBACK_KILL_TARGETS="+repo.TargetsURL())
+		return cmd
+	}
+	first := child()
+	var out bytes.Buffer
+	first.Stdout, first.Stderr = &out, &out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- first.Wait() }()
+	// Kill once what the server sent before stalling is checkpointed (to
+	// within one interval and one frame).
+	hang := time.After(2 * time.Minute) // a guard against a hung child, not a timing check
+	for {
+		pd, _ := killState(statePath)
+		if pd.Method == methodPatch && pd.WireOffset >= stallAt-ck-(128<<10) {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("child exited before the kill: %v\n%s", err, out.Bytes())
+		case <-hang:
+			first.Process.Kill()
+			t.Fatalf("the child never checkpointed the patch\n%s", out.Bytes())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	pd, err := killState(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bounds[pd.WireOffset] {
+		t.Fatalf("checkpoint at patch byte %d: not a frame boundary", pd.WireOffset)
+	}
+	<-firstDone // the stalled response sends nothing more
+	l.reset()
+	second := child()
+	if b, err := second.CombinedOutput(); err != nil {
+		t.Fatalf("restarted child: %v\n%s", err, b)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "b.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, next) {
+		t.Fatalf("slot b after resume: %d bytes, differs from the %d-byte image", len(got), len(next))
+	}
+	after, err := killState(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Phase != PhaseArmed || after.Method != methodPatch {
+		t.Errorf("after resume: phase %q method %q, want armed by patch", after.Phase, after.Method)
+	}
+	if reqs := l.requests(); len(reqs) != 1 || reqs[0] != pd.WireOffset {
+		t.Errorf("patch requests of the restarted child start at %v, want one at the checkpoint %d", reqs, pd.WireOffset)
+	}
+	if got, want := l.sent.Load(), int64(len(patch))-pd.WireOffset; got != want {
+		t.Errorf("patch bytes sent after the restart: got %d, want %d", got, want)
+	}
+	t.Logf("patch of %d bytes in %d frames, killed with a checkpoint at %d (image byte %d)", len(patch), len(bounds)-1, pd.WireOffset, pd.Offset)
+}
