@@ -374,6 +374,12 @@ func killAndResume(r *repo, device string, pct int64) (killResult, error) {
 	}
 	k.wire, k.requests = st.TargetBytes-r.size, st.TargetReqs
 	k.redelivered = delivered.Load() - st.RangeStart
+	if k.redelivered < 0 {
+		// The installer reports progress after each write returns: killed
+		// in between, it held one read more than it reported, and resumed
+		// after it. Nothing was received twice.
+		k.redelivered = 0
+	}
 	if st.TargetReqs < 2 {
 		k.redelivered = delivered.Load() // restarted from zero without Range
 	}
