@@ -43,6 +43,7 @@ type fileConfig struct {
 	KeyFile              string            `json:"key_file"`
 	StallTimeout         duration          `json:"stall_timeout"`
 	RateLimit            int64             `json:"rate_limit"`
+	FullRefreshInterval  duration          `json:"full_refresh_interval"`
 	Components           []componentConfig `json:"components"`
 	Health               []healthConfig    `json:"health"`
 }
@@ -190,6 +191,7 @@ func build(c *fileConfig) (*device, error) {
 		AllowDowngrade: c.AllowDowngrade, ReadBack: c.ReadBack,
 		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		StallTimeout: time.Duration(c.StallTimeout), RateLimit: c.RateLimit,
+		FullRefreshInterval: time.Duration(c.FullRefreshInterval),
 	}
 	if c.MinTime != "" {
 		u.MinTime, _ = time.Parse(time.RFC3339, c.MinTime)

@@ -49,7 +49,7 @@ func TestFileComponent(t *testing.T) {
 	writeJSON(t, cfg, map[string]any{
 		"hardware": "gw", "state_dir": filepath.Join(dir, "state"), "root": root,
 		"metadata_url": repo.MetadataURL(), "targets_url": repo.TargetsURL(),
-		"external_start_counter": true, "confirm_timeout": "10s",
+		"external_start_counter": true, "confirm_timeout": "10s", "full_refresh_interval": "1h",
 		"components": []any{map[string]any{"name": "app", "type": "file", "path": app, "mode": "0755", "factory_version": "1.0.0"}},
 		"health":     []any{map[string]any{"command": []string{app}}},
 	})
