@@ -221,6 +221,10 @@ func (a *applier) fetchPacked(ctx context.Context, i int) error {
 		a.closePack()
 		end := off + n
 		opts := a.p.opts
+		gap := a.src.Pack.MaxGap
+		if gap == 0 {
+			gap = 1 << 10
+		}
 		for k, scanned := i+1, 0; k < len(cs) && scanned < packScanLimit; k, scanned = k+1, scanned+1 {
 			if a.p.from[k].base >= 0 {
 				continue
@@ -229,7 +233,7 @@ func (a *applier) fetchPacked(ctx context.Context, i int) error {
 			if o2 < end {
 				continue // a repeat of an earlier chunk: fetched on its own
 			}
-			if o2-end > opts.MaxGap || o2+n2-off > opts.MaxRequestBytes {
+			if o2-end > gap || o2+n2-off > opts.MaxRequestBytes {
 				break
 			}
 			end = o2 + n2
