@@ -29,6 +29,20 @@ import (
 // alone.
 const ChunkStoreDir = "chunks"
 
+// PackDir is where, under the chunk store, chunk packs live:
+// "<targets>/chunks/packs/<index sha256>.pack" holds an image's distinct
+// chunks as independent zstd frames and "<index sha256>.tab" its table
+// (delta.WritePack). Named by the signed index's digest, a pack needs no
+// TUF entry: every chunk is checked against that index, and the image
+// against its target.
+const PackDir = "packs"
+
+// PackPaths returns the pack and table paths, relative to the chunk
+// store, of the chunk index whose sha256 is indexSHA256 (hex).
+func PackPaths(indexSHA256 string) (pack, table string) {
+	return PackDir + "/" + indexSHA256 + ".pack", PackDir + "/" + indexSHA256 + ".tab"
+}
+
 // ErrImageMismatch is wrapped (with ErrBadTarget) when the image given to
 // AddChunkIndex or AddPatch is not the one the signed target describes.
 var ErrImageMismatch = errors.New("repository: image does not match its target")
@@ -156,14 +170,18 @@ func (r *Repo) AddChunkIndex(ctx context.Context, imagePath string, image io.Rea
 	if err := checkImage(imagePath, dr.digest(), want); err != nil {
 		return Target{}, err
 	}
+	b, err := ix.MarshalBinary()
+	if err != nil {
+		return Target{}, fmt.Errorf("repository: chunk index of %s: %w", imagePath, err)
+	}
 	if store || c.Compression != "" {
 		if _, err := r.writeChunkStore(ctx, imagePath, c, ix); err != nil {
 			return Target{}, err
 		}
-	}
-	b, err := ix.MarshalBinary()
-	if err != nil {
-		return Target{}, fmt.Errorf("repository: chunk index of %s: %w", imagePath, err)
+		sum := sha256.Sum256(b)
+		if err := r.writePack(ctx, imagePath, c, ix, hex.EncodeToString(sum[:])); err != nil {
+			return Target{}, err
+		}
 	}
 	ic := verify.Custom{
 		Component: c.Component, Version: c.Version, Hardware: c.Hardware,
@@ -172,27 +190,93 @@ func (r *Repo) AddChunkIndex(ctx context.Context, imagePath string, image io.Rea
 	return r.AddTarget(ctx, imagePath+".idx", bytes.NewReader(b), ic, AddOptions{})
 }
 
-// writeChunkStore writes the chunks of the image target p, read back from
-// its target file (decompressed if needed), into the chunk store.
-func (r *Repo) writeChunkStore(ctx context.Context, p string, c verify.Custom, ix *delta.Index) (delta.StoreStats, error) {
+// openImage opens the image of target p, read back from its target file
+// and decompressed if needed.
+func (r *Repo) openImage(p string, c verify.Custom) (io.ReadCloser, error) {
 	t, err := r.Target(p)
 	if err != nil {
-		return delta.StoreStats{}, err
+		return nil, err
 	}
 	f, err := os.Open(filepath.Join(r.TargetsDir(), filepath.FromSlash(t.File)))
 	if err != nil {
-		return delta.StoreStats{}, fmt.Errorf("repository: target file of %s: %w", p, err)
+		return nil, fmt.Errorf("repository: target file of %s: %w", p, err)
 	}
-	defer f.Close()
-	var src io.Reader = f
-	if c.Compression == verify.CompressionZstd {
-		d, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return delta.StoreStats{}, fmt.Errorf("repository: zstd: %w", err)
+	if c.Compression != verify.CompressionZstd {
+		return f, nil
+	}
+	d, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("repository: zstd: %w", err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{d, closerFunc(func() error { d.Close(); return f.Close() })}, nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// writePack writes the chunk pack and its table for the index whose
+// sha256 is ixSum (PackPaths), atomically (temporary files and renames,
+// the table last, so a device never finds a table without its pack).
+func (r *Repo) writePack(ctx context.Context, p string, c verify.Custom, ix *delta.Index, ixSum string) error {
+	img, err := r.openImage(p, c)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	packRel, tabRel := PackPaths(ixSum)
+	store := filepath.Join(r.TargetsDir(), ChunkStoreDir)
+	dir := filepath.Join(store, PackDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-pack-")
+	if err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	tab, _, err := delta.WritePack(tmp, ix, ctxReader{ctx, img})
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if err == nil {
+		err = tmp.Close()
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(store, filepath.FromSlash(packRel)))
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		defer d.Close()
-		src = d
+		return fmt.Errorf("repository: chunk pack for %s: %w", p, err)
 	}
+	tb, _ := tab.MarshalBinary()
+	if err := writeFileDurable(filepath.Join(store, filepath.FromSlash(tabRel)), tb, 0o644); err != nil {
+		return fmt.Errorf("repository: chunk pack table for %s: %w", p, err)
+	}
+	return nil
+}
+
+// writeChunkStore writes the chunks of the image target p, read back from
+// its target file (decompressed if needed), into the chunk store.
+func (r *Repo) writeChunkStore(ctx context.Context, p string, c verify.Custom, ix *delta.Index) (delta.StoreStats, error) {
+	src, err := r.openImage(p, c)
+	if err != nil {
+		return delta.StoreStats{}, err
+	}
+	defer src.Close()
 	st, err := delta.WriteChunkStore(filepath.Join(r.TargetsDir(), ChunkStoreDir), ix, ctxReader{ctx, src})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -268,7 +352,7 @@ func (r *Repo) AddPatch(ctx context.Context, newPath string, base io.ReaderAt, b
 }
 
 // PruneChunks deletes the files of the chunk store that no chunk index
-// names, and returns them relative to the repository directory. An index
+// names, and the packs (PackPaths) of chunk indexes no longer listed, and returns them relative to the repository directory. An index
 // counts when it is a target of the working targets metadata or of any
 // targets metadata still in metadata/: run Prune first, which deletes the
 // expired ones (Prune itself leaves the store alone, since no target names
@@ -288,6 +372,7 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 	indexes := map[string]verify.Custom{} // target file -> custom
 	// Target files that happen to live under chunks/ are not chunks.
 	files := map[string]bool{}
+	liveIdx := map[string]bool{} // sha256 of live indexes, naming their packs
 	collect := func(ts map[string]*metadata.TargetFiles) {
 		for p, tf := range ts {
 			files[targetOf(p, tf).File] = true
@@ -299,6 +384,7 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 				continue
 			}
 			indexes[targetOf(p, tf).File] = c
+			liveIdx[hex.EncodeToString(tf.Hashes["sha256"])] = true
 		}
 	}
 	collect(r.targets().Signed.Targets)
@@ -353,7 +439,14 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		if keep[rel] || files[ChunkStoreDir+"/"+rel] || !isChunkPath(rel) {
+		if files[ChunkStoreDir+"/"+rel] {
+			return nil
+		}
+		if sum, ok := packOf(rel); ok {
+			if liveIdx[sum] {
+				return nil
+			}
+		} else if keep[rel] || !isChunkPath(rel) {
 			return nil
 		}
 		if err := os.Remove(p); err != nil {
@@ -367,6 +460,23 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 		return removed, fmt.Errorf("repository: prune chunks: %w", err)
 	}
 	return removed, nil
+}
+
+// packOf returns the index digest naming rel, relative to the chunk
+// store, when rel is a pack or pack table (PackPaths).
+func packOf(rel string) (string, bool) {
+	name, ok := strings.CutPrefix(rel, PackDir+"/")
+	if !ok {
+		return "", false
+	}
+	sum, ok := strings.CutSuffix(name, ".pack")
+	if !ok {
+		sum, ok = strings.CutSuffix(name, ".tab")
+	}
+	if _, err := hex.DecodeString(sum); !ok || err != nil || len(sum) != 64 || strings.ToLower(sum) != sum {
+		return "", false
+	}
+	return sum, true
 }
 
 // isChunkPath reports whether rel, relative to the chunk store, names a

@@ -402,9 +402,22 @@ func TestPruneChunks(t *testing.T) {
 			want = append(want, "targets/chunks/"+p)
 		}
 	}
+	// 1.0.0's pack goes with its index; 1.1.0's stays.
+	b1, _ := ix1.MarshalBinary()
+	s1 := sha256.Sum256(b1)
+	pack1, tab1 := PackPaths(hex.EncodeToString(s1[:]))
+	want = append(want, "targets/chunks/"+pack1, "targets/chunks/"+tab1)
 	slices.Sort(want)
 	if len(want) == 0 || strings.Join(removed, " ") != strings.Join(want, " ") {
 		t.Errorf("removed %v, want %v", removed, want)
+	}
+	b2, _ := ix2.MarshalBinary()
+	s2 := sha256.Sum256(b2)
+	pack2, tab2 := PackPaths(hex.EncodeToString(s2[:]))
+	for _, p := range []string{pack2, tab2} {
+		if _, err := os.Stat(filepath.Join(r.TargetsDir(), ChunkStoreDir, filepath.FromSlash(p))); err != nil {
+			t.Errorf("live pack file %s: %v", p, err)
+		}
 	}
 	for p := range live {
 		if _, err := os.Stat(filepath.Join(r.TargetsDir(), ChunkStoreDir, filepath.FromSlash(p))); err != nil {

@@ -247,3 +247,118 @@ func TestAdaptiveResume(t *testing.T) {
 	}
 	t.Logf("resumed at %d of %d bytes", resumedAt, len(next))
 }
+
+// TestAdaptivePack: with a chunk pack published, the missing chunks come
+// as byte ranges of it; a missing, corrupt or range-less pack falls back
+// to the chunk store within the adaptive method, from the last verified
+// byte; an interrupted install resumes from its checkpoint.
+func TestAdaptivePack(t *testing.T) {
+	tests := []struct {
+		name       string
+		publish    bool // the pack and its table
+		corrupt    bool // damage every frame of the pack
+		noRange    bool // the server ignores Range on the pack
+		failWrites bool // the slot fails once mid-way, then the install resumes
+		wantPack   bool // pack requests made
+		wantStore  bool // chunk store requests made
+	}{
+		{name: "pack", publish: true, wantPack: true},
+		{name: "no pack published", wantStore: true},
+		{name: "corrupt pack falls back to the store", publish: true, corrupt: true, wantPack: true, wantStore: true},
+		{name: "pack without ranges falls back to the store", publish: true, noRange: true, wantPack: true, wantStore: true},
+		{name: "resume mid-install", publish: true, failWrites: true, wantPack: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old := checkpointEvery
+			checkpointEvery = 128 << 10
+			t.Cleanup(func() { checkpointEvery = old })
+			base := image("1.1.0", 1<<20)
+			next := edit(base)
+			repo, d, _ := deltaDevice(t, base)
+			repo.AddCompressedTarget("rootfs/1.2.0.img.zst", next, custom("1.2.0"), 256<<10)
+			ix, err := delta.BuildIndex(bytes.NewReader(next), delta.IndexOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := ix.MarshalBinary()
+			c := custom("1.2.0")
+			c.Kind, c.Of, c.Format = verify.KindChunkIndex, "rootfs/1.2.0.img.zst", delta.IndexFormat
+			repo.AddTarget("rootfs/1.2.0.img.zst.idx", b, c)
+			store := t.TempDir()
+			if _, err := delta.WriteChunkStore(store, ix, bytes.NewReader(next)); err != nil {
+				t.Fatal(err)
+			}
+			filepath.Walk(store, func(p string, fi os.FileInfo, err error) error {
+				if err == nil && !fi.IsDir() {
+					data, _ := os.ReadFile(p)
+					rel, _ := filepath.Rel(store, p)
+					repo.SetFile("/targets/"+ChunkStoreDir+"/"+filepath.ToSlash(rel), data)
+				}
+				return nil
+			})
+			packPath := "/targets/" + ChunkStoreDir + "/" + PackDir + "/" + sha(b)
+			if tt.publish {
+				var pack bytes.Buffer
+				tab, _, err := delta.WritePack(&pack, ix, bytes.NewReader(next))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pb := pack.Bytes()
+				if tt.corrupt {
+					for i := range tab.Len() {
+						off, n := tab.Span(i)
+						pb[off+n/2] ^= 0x5a
+					}
+				}
+				tb, _ := tab.MarshalBinary()
+				repo.SetFile(packPath+".pack", pb)
+				repo.SetFile(packPath+".tab", tb)
+			}
+			repo.Publish()
+			var packReqs, storeReqs atomic.Int64
+			repo.Wrap(func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					switch {
+					case strings.HasSuffix(r.URL.Path, ".pack"):
+						packReqs.Add(1)
+						if tt.noRange {
+							r.Header.Del("Range")
+						}
+					case strings.Contains(r.URL.Path, "/"+ChunkStoreDir+"/") && !strings.HasSuffix(r.URL.Path, ".tab"):
+						storeReqs.Add(1)
+					}
+					h.ServeHTTP(w, r)
+				})
+			})
+			if tt.failWrites {
+				d.a.FailWritesAfterBytes(600 << 10)
+				if err := d.update(); err == nil {
+					t.Fatal("update with a failing slot succeeded")
+				}
+				d.a.FailWritesAfterBytes(-1)
+				d.start()
+				pd := d.u.st.component("rootfs").Pending
+				if pd == nil || pd.Method != methodAdaptive || pd.Offset == 0 {
+					t.Fatalf("pending after the failure: %+v, want adaptive with a checkpoint", pd)
+				}
+			}
+			if err := d.update(); err != nil {
+				t.Fatalf("update: %v", err)
+			}
+			if got := d.u.st.component("rootfs").Pending.Method; got != methodAdaptive {
+				t.Errorf("method %s, want adaptive", got)
+			}
+			if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
+				t.Fatal("slot a does not hold the new image")
+			}
+			if got := packReqs.Load() > 0; got != tt.wantPack {
+				t.Errorf("pack requests %d, want some: %v", packReqs.Load(), tt.wantPack)
+			}
+			if got := storeReqs.Load() > 0; got != tt.wantStore {
+				t.Errorf("store requests %d, want some: %v", storeReqs.Load(), tt.wantStore)
+			}
+			t.Logf("%d pack requests, %d store requests", packReqs.Load(), storeReqs.Load())
+		})
+	}
+}

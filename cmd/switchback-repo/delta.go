@@ -34,7 +34,7 @@ func cmdDelta(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Var(&bases, "base", "image `file` of a release devices may run: publish a patch from it (repeatable)")
 	index := fs.Bool("index", false, "publish the chunk index, for adaptive deltas")
 	chunking := fs.String("chunking", string(delta.ChunkFixed), "chunking of the index: fixed (ext4 and other block file systems) or cdc (squashfs, tarballs)")
-	store := fs.Bool("store", false, "also write the chunk store under targets/"+repository.ChunkStoreDir+"/ (always done for a zstd target)")
+	store := fs.Bool("store", false, "also write the chunk store and the chunk pack under targets/"+repository.ChunkStoreDir+"/ (always done for a zstd target)")
 	noPublish := fs.Bool("no-publish", false, "stage the change only")
 	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
 		return code

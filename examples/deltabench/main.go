@@ -262,9 +262,35 @@ func measureOurs(kind, work, base, cur string) ([]row, error) {
 			return nil, err
 		}
 		storeTime := time.Since(t0)
-		for _, src := range []string{"store", "range"} {
+		t0 = time.Now()
+		pf, err := os.Create(prefix + ".pack")
+		if err != nil {
+			return nil, err
+		}
+		f, err = os.Open(cur)
+		if err != nil {
+			return nil, err
+		}
+		tab, pst, err := delta.WritePack(pf, ni, f)
+		f.Close()
+		if err == nil {
+			err = pf.Close()
+		}
+		if err != nil {
+			return nil, err
+		}
+		tb, _ := tab.MarshalBinary()
+		if err := os.WriteFile(prefix+".tab", tb, 0o644); err != nil {
+			return nil, err
+		}
+		packTime := time.Since(t0)
+		for _, src := range []string{"store", "pack", "range"} {
+			from := store
+			if src == "pack" {
+				from = prefix
+			}
 			res, rss, err := runDevice(deviceJob{Mode: "adaptive-" + src, Index: prefix + ".index", BaseIndex: prefix + ".base-index",
-				Base: base, New: cur, Store: store, Want: fileSHA(cur)})
+				Base: base, New: cur, Store: from, Want: fileSHA(cur)})
 			if err != nil {
 				return nil, err
 			}
@@ -272,9 +298,14 @@ func measureOurs(kind, work, base, cur string) ([]row, error) {
 			if src == "store" {
 				produce += storeTime
 			}
+			note := fmt.Sprintf("index %d B zst; %d chunks, %d fetched; store %d B", indexZ, len(ni.Chunks()), res.Fetched, st.Bytes)
+			if src == "pack" {
+				produce += packTime
+				note = fmt.Sprintf("index %d B zst; %d chunks, %d fetched; pack %d B, table %d B", indexZ, len(ni.Chunks()), res.Fetched, pst.Bytes, len(tb))
+			}
 			rows = append(rows, row{pair: kind, method: fmt.Sprintf("switchback adaptive %s %s", v.name, src),
 				bytes: res.Bytes + indexZ, requests: res.Requests + 1, produce: produce, apply: res.Elapsed, rssKiB: rss,
-				note: fmt.Sprintf("index %d B zst; %d chunks, %d fetched; store %d B", indexZ, len(ni.Chunks()), res.Fetched, st.Bytes)})
+				note: note})
 		}
 	}
 	// Static patch.
@@ -413,7 +444,7 @@ func device(arg string) error {
 		if err := delta.ApplyPatch(base, p, h, delta.PatchOptions{Checkpoint: ck}); err != nil {
 			return err
 		}
-	case "adaptive-store", "adaptive-range":
+	case "adaptive-store", "adaptive-range", "adaptive-pack":
 		// The target index is downloaded (counted by the caller); the
 		// base index was persisted when the slot was written.
 		nb, err := os.ReadFile(j.Index)
@@ -450,6 +481,29 @@ func device(arg string) error {
 				nbytes.Add(fi.Size())
 				return f, nil
 			}
+		} else if j.Mode == "adaptive-pack" {
+			// The table is fetched whole (one request), then byte ranges
+			// of the pack.
+			tb, err := os.ReadFile(j.Store + ".tab")
+			if err != nil {
+				return err
+			}
+			nreq.Add(1)
+			nbytes.Add(int64(len(tb)))
+			tab, err := delta.ParsePackTable(tb)
+			if err != nil {
+				return err
+			}
+			pack, err := os.Open(j.Store + ".pack")
+			if err != nil {
+				return err
+			}
+			defer pack.Close()
+			src.Pack = &delta.PackSource{Table: tab, Range: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+				nreq.Add(1)
+				nbytes.Add(n)
+				return io.NopCloser(io.NewSectionReader(pack, off, n)), nil
+			}}
 		} else {
 			img, err := os.Open(j.New)
 			if err != nil {

@@ -1,0 +1,236 @@
+package delta
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+)
+
+// mustPack writes the pack of img and returns it and its parsed table
+// (through MarshalBinary and ParsePackTable, as a device gets it).
+func mustPack(t testing.TB, ix *Index, img []byte) ([]byte, *PackTable) {
+	t.Helper()
+	var pack bytes.Buffer
+	tab, st, err := WritePack(&pack, ix, bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st.Bytes, int64(pack.Len()); got != want {
+		t.Errorf("pack stats: got %d bytes, want %d", got, want)
+	}
+	b, _ := tab.MarshalBinary()
+	tab2, err := ParsePackTable(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tab2.off, tab.off; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("table round trip: got %v, want %v", got, want)
+	}
+	return pack.Bytes(), tab2
+}
+
+func TestApplyPackRoundTrip(t *testing.T) {
+	for _, o := range testChunkings {
+		for _, pair := range imagePairs() {
+			t.Run(fmt.Sprintf("%s-%d-%d/%s", o.Chunking, o.BlockSize, o.AvgSize, pair.name), func(t *testing.T) {
+				ni := mustIndex(t, pair.new, o)
+				bi := mustIndex(t, pair.base, ni.Options())
+				p, err := NewPlan(ni, []Base{{Index: bi}}, PlanOptions{MaxRequestBytes: 16 << 10, MaxGap: 2048})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pack, tab := mustPack(t, ni, pair.new)
+				var requests atomic.Int64
+				url := rangeServer(t, pack, &requests)
+				var out bytes.Buffer
+				src := Source{Pack: &PackSource{Table: tab, Range: HTTPRange(http.DefaultClient, url)}}
+				if err := Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(pair.base)}, src, &out); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(out.Bytes(), pair.new) {
+					t.Fatalf("pack apply: got %d bytes, want %d (differ)", out.Len(), len(pair.new))
+				}
+				st := p.Stats()
+				if st.Fetched == 0 && requests.Load() != 0 {
+					t.Errorf("nothing missing: got %d requests, want 0", requests.Load())
+				}
+				// Coalescing: never more requests than missing chunks.
+				if got, limit := requests.Load(), int64(st.Fetched); got > limit {
+					t.Errorf("requests: got %d, want <= %d", got, limit)
+				}
+			})
+		}
+	}
+}
+
+// TestApplyPackCoalesces checks that an all-new image comes in few
+// requests, bounded by MaxRequestBytes, rather than one per chunk.
+func TestApplyPackCoalesces(t *testing.T) {
+	img := cat(randBytes(20, 64<<10), make([]byte, 64<<10))
+	ni := mustIndex(t, img, IndexOptions{BlockSize: 1024})
+	p, err := NewPlan(ni, nil, PlanOptions{MaxRequestBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack, tab := mustPack(t, ni, img)
+	var requests atomic.Int64
+	url := rangeServer(t, pack, &requests)
+	var out bytes.Buffer
+	src := Source{Pack: &PackSource{Table: tab, Range: HTTPRange(http.DefaultClient, url)}}
+	if err := Apply(t.Context(), p, nil, src, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), img) {
+		t.Fatal("pack apply: output differs")
+	}
+	// 64 random blocks plus one zero block, all in one request.
+	if got, want := tab.Len(), 65; got != want {
+		t.Errorf("pack entries: got %d, want %d", got, want)
+	}
+	if got, want := requests.Load(), int64(1); got != want {
+		t.Errorf("requests: got %d, want %d", got, want)
+	}
+}
+
+func TestApplyPackRejects(t *testing.T) {
+	base := randBytes(21, 32<<10)
+	img := cat(base[:8192], randBytes(22, 8192), base[16384:])
+	ni := mustIndex(t, img, IndexOptions{BlockSize: 4096})
+	p, err := NewPlan(ni, []Base{{Index: mustIndex(t, base, ni.Options())}}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack, tab := mustPack(t, ni, img)
+	other, otherTab := mustPack(t, mustIndex(t, base[:16384], ni.Options()), base[:16384])
+	cut, _ := tab.Span(2) // a missing block's frame
+	flipped := bytes.Clone(pack)
+	for i := range tab.Len() {
+		off, n := tab.Span(i)
+		flipped[off+n/2] ^= 0xff
+	}
+	noRange := func(b []byte) RangeFunc {
+		return HTTPRange(http.DefaultClient, newNoRangeServer(t, b))
+	}
+	var reqs atomic.Int64
+	tests := []struct {
+		name string
+		src  *PackSource
+		want error
+	}{
+		{"corrupt frames", &PackSource{Table: tab, Range: HTTPRange(http.DefaultClient, rangeServer(t, flipped, &reqs))}, ErrCorruptChunk},
+		{"another image's pack", &PackSource{Table: otherTab, Range: HTTPRange(http.DefaultClient, rangeServer(t, other, &reqs))}, ErrCorruptPackTable},
+		{"truncated pack", &PackSource{Table: tab, Range: HTTPRange(http.DefaultClient, rangeServer(t, pack[:cut+1], &reqs))}, nil},
+		{"server without range", &PackSource{Table: tab, Range: noRange(pack)}, ErrNoRange},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(base)}, Source{Pack: tt.src}, &out)
+			if err == nil {
+				t.Fatal("got no error, want one")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestApplyPackResume applies from every chunk boundary and mid-chunk
+// offset, as after an interrupted install.
+func TestApplyPackResume(t *testing.T) {
+	base := randBytes(23, 40<<10)
+	img := cat(base[:5000], randBytes(24, 3000), base[5000:])
+	ni := mustIndex(t, img, IndexOptions{Chunking: ChunkCDC, AvgSize: 1024})
+	p, err := NewPlan(ni, []Base{{Index: mustIndex(t, base, ni.Options())}}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack, tab := mustPack(t, ni, img)
+	var reqs atomic.Int64
+	src := Source{Pack: &PackSource{Table: tab, Range: HTTPRange(http.DefaultClient, rangeServer(t, pack, &reqs))}}
+	for _, off := range []int64{0, 1, 4999, 5000, 6500, 8000, int64(len(img)) - 1, int64(len(img))} {
+		q, err := p.From(off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := Apply(t.Context(), q, []io.ReaderAt{bytes.NewReader(base)}, src, &out); err != nil {
+			t.Fatalf("from %d: %v", off, err)
+		}
+		if !bytes.Equal(out.Bytes(), img[off:]) {
+			t.Errorf("from %d: got %d bytes, want %d (differ)", off, out.Len(), len(img)-int(off))
+		}
+	}
+}
+
+func TestParsePackTable(t *testing.T) {
+	good, _ := (&PackTable{off: []int64{0, 5, 9}}).MarshalBinary()
+	tests := []struct {
+		name string
+		data []byte
+		ok   bool
+	}{
+		{"good", good, true},
+		{"empty table", []byte("SBPK\x01\x00"), true},
+		{"empty", nil, false},
+		{"bad magic", []byte("SBPX\x01\x00"), false},
+		{"version 2", []byte("SBPK\x02\x00"), false},
+		{"no count", []byte("SBPK\x01"), false},
+		{"zero length entry", []byte("SBPK\x01\x01\x00"), false},
+		{"count beyond data", []byte("SBPK\x01\x05\x01"), false},
+		{"trailing", append(bytes.Clone(good), 0), false},
+		{"huge entry", []byte("SBPK\x01\x01\xff\xff\xff\xff\x0f"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParsePackTable(tt.data)
+			if got := err == nil; got != tt.ok {
+				t.Fatalf("got err %v, want ok %v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrCorruptPackTable) {
+				t.Errorf("got %v, want ErrCorruptPackTable", err)
+			}
+		})
+	}
+}
+
+func FuzzParsePackTable(f *testing.F) {
+	img := randBytes(25, 20000)
+	for _, o := range testChunkings {
+		var pack bytes.Buffer
+		tab, _, err := WritePack(&pack, mustIndex(f, img, o), bytes.NewReader(img))
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, _ := tab.MarshalBinary()
+		f.Add(b)
+	}
+	f.Add([]byte("SBPK\x01\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tab, err := ParsePackTable(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorruptPackTable) {
+				t.Fatalf("error does not wrap ErrCorruptPackTable: %v", err)
+			}
+			return
+		}
+		b, _ := tab.MarshalBinary()
+		if !bytes.Equal(b, data) {
+			t.Fatalf("re-encoding differs: got %x, want %x", b, data)
+		}
+	})
+}
+
+// newNoRangeServer serves b whole, ignoring Range headers.
+func newNoRangeServer(t *testing.T, b []byte) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(b) }))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/pack"
+}
