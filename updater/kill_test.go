@@ -131,6 +131,27 @@ func killState(path string) (pending, error) {
 	return pending{}, nil
 }
 
+// finishRestarted runs the restarted installing child to its end, checks
+// that slot b holds want, and returns the state it left.
+func finishRestarted(t *testing.T, child *exec.Cmd, dir string, want []byte) pending {
+	t.Helper()
+	if b, err := child.CombinedOutput(); err != nil {
+		t.Fatalf("restarted child: %v\n%s", err, b)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "b.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("slot b after resume: %d bytes, differs from the %d-byte image", len(got), len(want))
+	}
+	after, err := killState(filepath.Join(dir, "state", stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return after
+}
+
 // TestKillResume kills an installing child process with SIGKILL mid-way
 // through a raw and a zstd target, starts it again, and checks that the
 // install completes with the exact image, re-downloading at most
@@ -262,21 +283,7 @@ func TestKillResume(t *testing.T) {
 			}
 			resumeAt := wireOff(pd)
 			sentBefore := served.Load()
-			second := child()
-			if b, err := second.CombinedOutput(); err != nil {
-				t.Fatalf("restarted child: %v\n%s", err, b)
-			}
-			got, err := os.ReadFile(filepath.Join(dir, "b.img"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, img) {
-				t.Fatalf("slot b after resume: %d bytes, differs from the %d-byte image", len(got), len(img))
-			}
-			after, err := killState(statePath)
-			if err != nil {
-				t.Fatal(err)
-			}
+			after := finishRestarted(t, child(), dir, img)
 			if after.Phase != PhaseArmed {
 				t.Errorf("phase after resume: got %q, want %q", after.Phase, PhaseArmed)
 			}

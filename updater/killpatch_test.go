@@ -125,21 +125,7 @@ func TestKillResumePatch(t *testing.T) {
 	}
 	<-firstDone // the stalled response sends nothing more
 	l.reset()
-	second := child()
-	if b, err := second.CombinedOutput(); err != nil {
-		t.Fatalf("restarted child: %v\n%s", err, b)
-	}
-	got, err := os.ReadFile(filepath.Join(dir, "b.img"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, next) {
-		t.Fatalf("slot b after resume: %d bytes, differs from the %d-byte image", len(got), len(next))
-	}
-	after, err := killState(statePath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := finishRestarted(t, child(), dir, next)
 	if after.Phase != PhaseArmed || after.Method != methodPatch {
 		t.Errorf("after resume: phase %q method %q, want armed by patch", after.Phase, after.Method)
 	}
