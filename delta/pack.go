@@ -120,12 +120,7 @@ type PackStats struct {
 // does not match ix. Publisher side, beside [BuildIndex].
 func WritePack(w io.Writer, ix *Index, image io.Reader) (*PackTable, PackStats, error) {
 	var st PackStats
-	window := zstd.MinWindowSize
-	for window < ix.opts.MaxSize {
-		window *= 2
-	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false), zstd.WithWindowSize(window))
+	enc, err := chunkEncoder(ix)
 	if err != nil {
 		return nil, st, err
 	}

@@ -30,6 +30,18 @@ type StoreStats struct {
 	Bytes int64
 }
 
+// chunkEncoder returns the encoder of chunk frames (chunk store and pack):
+// a window of the largest chunk loses nothing, as every frame is one chunk,
+// and keeps the encoder's tables small.
+func chunkEncoder(ix *Index) (*zstd.Encoder, error) {
+	window := zstd.MinWindowSize
+	for window < ix.opts.MaxSize {
+		window *= 2
+	}
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false), zstd.WithWindowSize(window))
+}
+
 // WriteChunkStore writes every chunk of image, whose index is ix, into
 // the chunk store under dir, compressed with zstd, skipping chunks the
 // store already holds (stores are shared between releases). It reads
@@ -39,14 +51,7 @@ type StoreStats struct {
 // [BuildIndex].
 func WriteChunkStore(dir string, ix *Index, image io.Reader) (StoreStats, error) {
 	var st StoreStats
-	// A window of the largest chunk loses nothing (every frame is one
-	// chunk) and keeps the encoder's tables small.
-	window := zstd.MinWindowSize
-	for window < ix.opts.MaxSize {
-		window *= 2
-	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false), zstd.WithWindowSize(window))
+	enc, err := chunkEncoder(ix)
 	if err != nil {
 		return st, err
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
+
+	"github.com/switchback-ota/switchback/internal/download"
 )
 
 // Fetcher downloads one metadata file; it is go-tuf's interface, so any
@@ -78,13 +80,7 @@ func (f *httpFetcher) DownloadFileConditional(urlPath string, maxLength int64, v
 	if err != nil {
 		return nil, false, "", &fetchError{err}
 	}
-	switch {
-	case validator == "":
-	case strings.HasPrefix(validator, `"`) || strings.HasPrefix(validator, `W/"`):
-		req.Header.Set("If-None-Match", validator)
-	default:
-		req.Header.Set("If-Modified-Since", validator)
-	}
+	download.SetConditional(req.Header, validator)
 	res, err := f.client.Do(req)
 	if err != nil {
 		return nil, false, "", &fetchError{err}

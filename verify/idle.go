@@ -15,6 +15,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/switchback-ota/switchback/internal/download"
 	"github.com/switchback-ota/switchback/internal/durable"
 )
 
@@ -157,7 +158,7 @@ func (i *idleFetcher) prefetch(metadataURL string, maxLength int64) error {
 	case !i.known || !bytes.Equal(data, local):
 		i.full = true
 	}
-	if !strings.HasPrefix(v, `"`) && !strings.HasPrefix(v, `W/"`) {
+	if !download.IsETag(v) {
 		// Only an ETag says "these bytes". A Last-Modified date would
 		// answer 304 for an older file too (a stale mirror), which then
 		// goes unnoticed; without an ETag the timestamp comes whole and

@@ -248,6 +248,7 @@ func TestFetchRandomCuts(t *testing.T) {
 			if !bytes.Equal(sink.buf.Bytes(), content) {
 				t.Fatalf("sink differs from the file")
 			}
+			srv.settle()
 			if res.Transferred != srv.sent.Load() {
 				t.Errorf("Transferred: got %d, server sent %d", res.Transferred, srv.sent.Load())
 			}

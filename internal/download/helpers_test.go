@@ -44,6 +44,16 @@ type testServer struct {
 	plan     func(i int) fault
 	requests []*http.Request
 	sent     atomic.Int64 // body bytes written
+	inflight atomic.Int64 // handlers running
+}
+
+// settle waits until no handler runs, so that sent counts every byte the
+// handlers wrote (a client may have read a body before its handler
+// returned and counted it).
+func (s *testServer) settle() {
+	for s.inflight.Load() != 0 {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func newTestServer(t *testing.T, content []byte, plan func(i int) fault) *testServer {
@@ -69,6 +79,8 @@ func (s *testServer) req(i int) *http.Request {
 }
 
 func (s *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	s.mu.Lock()
 	i := len(s.requests)
 	s.requests = append(s.requests, r.Clone(r.Context()))

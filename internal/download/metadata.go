@@ -160,13 +160,7 @@ func (c *Client) getOnce(ctx context.Context, st *attemptState, u string, maxLen
 		return nil, false, "", permanent{fmt.Errorf("download: %w", err)}
 	}
 	c.setHeaders(req.Request)
-	switch {
-	case validator == "":
-	case strings.HasPrefix(validator, `"`) || strings.HasPrefix(validator, `W/"`):
-		req.Header.Set("If-None-Match", validator)
-	default:
-		req.Header.Set("If-Modified-Since", validator)
-	}
+	SetConditional(req.Header, validator)
 	resp, err := c.rc.Do(req)
 	if err != nil && resp != nil {
 		resp.Body.Close()
@@ -230,4 +224,22 @@ func conditionalValidator(resp *http.Response) string {
 		return et
 	}
 	return resp.Header.Get("Last-Modified")
+}
+
+// IsETag reports whether a validator is an ETag (strong or weak) rather
+// than a Last-Modified date.
+func IsETag(v string) bool {
+	return strings.HasPrefix(v, `"`) || strings.HasPrefix(v, `W/"`)
+}
+
+// SetConditional makes a request conditional on validator: If-None-Match
+// for an ETag, If-Modified-Since for a date, nothing for "".
+func SetConditional(h http.Header, validator string) {
+	switch {
+	case validator == "":
+	case IsETag(validator):
+		h.Set("If-None-Match", validator)
+	default:
+		h.Set("If-Modified-Since", validator)
+	}
 }
