@@ -1,0 +1,100 @@
+package updater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/verify"
+)
+
+// Update is a release that Check found for a component.
+type Update struct {
+	Component string
+	// From is the installed version, To the release's.
+	From, To string
+	Target   verify.Target
+}
+
+// Check refreshes the trusted metadata and returns, for each component, the
+// newest release it may install. It returns an error wrapping ErrNoUpdate
+// when there is none for any component; when releases exist that the
+// device may not take, the error also wraps verify.ErrIncompatible with
+// the reasons.
+func (u *Updater) Check(ctx context.Context) ([]Update, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.check(ctx)
+}
+
+func (u *Updater) check(ctx context.Context) ([]Update, error) {
+	ts, err := u.tuf.Refresh(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("updater: check: %w", err)
+	}
+	for _, r := range ts.Rejected {
+		u.log.Warn("target rejected", "target", r.Path, "err", r.Err)
+	}
+	u.remember(ts)
+	var ups []Update
+	var errs []error
+	for _, c := range u.cfg.Components {
+		cs := u.st.component(c.Name)
+		t, err := verify.Select(ts.Targets, verify.Policy{
+			Component:      c.Name,
+			Hardware:       u.cfg.Hardware,
+			Installed:      cs.Installed,
+			AllowDowngrade: u.cfg.AllowDowngrade,
+			Blocked:        u.st.blocked,
+		})
+		switch {
+		case errors.Is(err, verify.ErrNoUpdate):
+			continue
+		case err != nil:
+			errs = append(errs, fmt.Errorf("component %s: %w", c.Name, err))
+			continue
+		}
+		ups = append(ups, Update{Component: c.Name, From: cs.Installed, To: t.Custom.Version, Target: t})
+	}
+	if len(ups) > 0 {
+		return ups, nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		// Releases exist that this device may not take (wrong hardware,
+		// blocklisted...): nothing to install, and the reasons stay
+		// reachable with errors.Is(err, verify.ErrIncompatible).
+		return nil, fmt.Errorf("updater: check: %w: %w", ErrNoUpdate, err)
+	}
+	return nil, fmt.Errorf("updater: check: %w", ErrNoUpdate)
+}
+
+// remember records the targets of a refresh: Install takes only these.
+func (u *Updater) remember(ts *verify.Targets) {
+	u.targets = ts.Targets
+	u.trusted = map[string]string{}
+	for _, t := range ts.Targets {
+		u.trusted[t.Path] = t.SHA256()
+	}
+}
+
+// inactive picks the slot to write: one that is not running, preferring one
+// that is neither the running nor the primary slot.
+func inactive(c *Component, bs slots.BootStatus) (slots.Slot, error) {
+	var fallback slots.Slot
+	for _, s := range c.Slots {
+		if s.Name() == bs.Booted {
+			continue
+		}
+		if s.Name() != bs.Primary {
+			return s, nil
+		}
+		if fallback == nil {
+			fallback = s
+		}
+	}
+	if fallback == nil {
+		return nil, fmt.Errorf("component %s: no slot other than the running %q: %w", c.Name, bs.Booted, slots.ErrSlotActive)
+	}
+	return fallback, nil
+}

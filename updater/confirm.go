@@ -1,0 +1,156 @@
+package updater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/switchback-ota/switchback/health"
+	"github.com/switchback-ota/switchback/slots"
+)
+
+// Confirm runs at every start, before the application relies on an update.
+// For each component with an armed trial it finds out where the device
+// runs: on the trial slot, the health checks decide within ConfirmTimeout —
+// pass commits, fail marks the slot bad, blocklists the release and
+// restarts into the previous version; on the previous slot, the bootloader
+// (or the start counter) fell back: the rollback is recorded and the
+// release blocklisted. It returns an error wrapping ErrRolledBack when a
+// trial failed.
+func (u *Updater) Confirm(ctx context.Context) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var errs []error
+	var restarts []string
+	for i := range u.cfg.Components {
+		c := &u.cfg.Components[i]
+		restart, err := u.confirm(ctx, c)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if restart {
+			restarts = append(restarts, c.Name)
+		}
+	}
+	for _, name := range restarts {
+		if err := u.restart(ctx, name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (u *Updater) confirm(ctx context.Context, c *Component) (restart bool, err error) {
+	cs := u.st.component(c.Name)
+	var bs slots.BootStatus
+	if sc, ok := c.Boot.(slots.StartCounter); ok && !u.cfg.ExternalStartCounter {
+		bs, err = sc.CountStart(ctx)
+	} else {
+		bs, err = c.Boot.Status(ctx)
+	}
+	if err != nil {
+		return false, fmt.Errorf("updater: confirm %s: boot status: %w", c.Name, err)
+	}
+	if cc, ok := c.Boot.(slots.CanaryChecker); ok {
+		if err := cc.CheckCanary(ctx); err != nil {
+			return false, fmt.Errorf("updater: confirm %s: %w", c.Name, err)
+		}
+	}
+	pd := cs.Pending
+	if pd == nil {
+		if bs.Trial != "" && bs.Booted == bs.Trial {
+			// The boot control runs a trial the state knows nothing of (the
+			// state file was lost). Judge it by health like any trial.
+			pd = &pending{Phase: PhaseArmed, Slot: bs.Trial, Version: "unknown"}
+			cs.Pending = pd
+		} else {
+			return false, nil
+		}
+	}
+	if pd.Phase != PhaseArmed {
+		// Crashed between Arm and saving "armed"? Only a boot of the
+		// trial proves the Arm took: an Arm torn by a power cut can leave
+		// a trial with no tries, which is not a fallback. Otherwise
+		// Install redoes the Arm (or resumes the download).
+		if bs.Booted == pd.Slot && bs.Primary != pd.Slot {
+			pd.Phase = PhaseArmed
+		} else {
+			return false, nil
+		}
+	}
+	version := pd.Version
+	if bs.Booted != pd.Slot && bs.Trial == pd.Slot && bs.TriesLeft > 0 {
+		// Armed, and not started yet: this process restarted before the
+		// reboot (or application restart) that tries the new version.
+		return false, nil
+	}
+	if bs.Booted != pd.Slot {
+		// The trial never confirmed: the bootloader ran out of tries (or the
+		// start counter swapped back) and the previous version runs.
+		reason := fmt.Sprintf("slot %s never confirmed; fell back to slot %s", pd.Slot, bs.Booted)
+		if err := c.Boot.MarkBad(ctx, pd.Slot); err != nil {
+			return false, fmt.Errorf("updater: confirm %s: mark slot %s bad: %w", c.Name, pd.Slot, err)
+		}
+		u.rolledBack(c, cs, pd, StateArmed, reason)
+		return false, fmt.Errorf("updater: confirm %s %s: %s: %w", c.Name, version, reason, ErrRolledBack)
+	}
+
+	u.changed(c.Name, StateArmed, StateConfirming, version, pd.TargetPath, "")
+	if herr := u.runHealth(ctx, c); herr != nil {
+		reason := herr.Error()
+		if err := c.Boot.MarkBad(ctx, pd.Slot); err != nil {
+			return false, fmt.Errorf("updater: confirm %s: health failed (%v) and mark bad failed: %w", c.Name, herr, err)
+		}
+		u.rolledBack(c, cs, pd, StateConfirming, reason)
+		return true, fmt.Errorf("updater: confirm %s %s: %w: %w", c.Name, version, ErrRolledBack, herr)
+	}
+	if err := c.Boot.Commit(ctx, pd.Slot); err != nil {
+		return false, fmt.Errorf("updater: confirm %s: commit slot %s: %w", c.Name, pd.Slot, err)
+	}
+	cs.Installed = pd.Version
+	cs.InstalledTarget = pd.Target
+	cs.Pending = nil
+	cs.LastResult = fmt.Sprintf("%s committed", pd.Version)
+	if err := u.st.save(); err != nil {
+		return false, err
+	}
+	u.changed(c.Name, StateConfirming, StateCommitted, version, pd.TargetPath, "")
+	return false, nil
+}
+
+func (u *Updater) rolledBack(c *Component, cs *componentState, pd *pending, from State, reason string) {
+	u.st.block(pd.Target, BlockedRelease{Component: c.Name, Version: pd.Version, Reason: reason, At: u.now()})
+	cs.Pending = nil
+	cs.LastResult = fmt.Sprintf("%s rolled back: %s", pd.Version, reason)
+	if err := u.st.save(); err != nil {
+		u.log.Error("save state after rollback", "err", err)
+		u.emit(ErrorEvent{Component: c.Name, Op: "save", Err: err})
+	}
+	u.changed(c.Name, from, StateRolledBack, pd.Version, pd.TargetPath, reason)
+}
+
+// healthChecks is the configured checks plus, unless skipped, the update
+// server reachability check.
+func (u *Updater) healthChecks() []health.HealthCheck {
+	checks := slices.Clone(u.cfg.HealthChecks)
+	if !u.cfg.SkipServerCheck {
+		checks = append(checks, health.UpdateServerReachable(func(ctx context.Context) error {
+			_, err := u.tuf.Refresh(ctx)
+			return err
+		}))
+	}
+	return checks
+}
+
+func (u *Updater) runHealth(ctx context.Context, c *Component) error {
+	ctx, cancel := context.WithTimeout(ctx, u.cfg.ConfirmTimeout)
+	defer cancel()
+	err := health.Run(ctx, u.healthChecks(), func(r health.Result) {
+		u.emit(HealthResult{Component: c.Name, Check: r.Name, Err: r.Err, Duration: r.Duration})
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrHealth, err)
+	}
+	return nil
+}

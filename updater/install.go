@@ -1,0 +1,316 @@
+package updater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/switchback-ota/switchback/internal/download"
+	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/verify"
+)
+
+// Install downloads up into a slot that is not running, verifies every
+// byte against the signed target, and arms a trial of it. Nothing is
+// activated unless verification passed. An interrupted Install of the same
+// release resumes where it stopped. After a successful Install the new
+// version starts on the next restart (Config.Restart is called), and
+// Confirm decides there whether it stays.
+func (u *Updater) Install(ctx context.Context, up Update) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err := u.install(ctx, up); err != nil {
+		return err
+	}
+	return u.restart(ctx, up.Component)
+}
+
+func (u *Updater) restart(ctx context.Context, comp string) error {
+	if u.cfg.Restart == nil {
+		u.log.Info("restart required", "component", comp)
+		return nil
+	}
+	if err := u.cfg.Restart(ctx, comp); err != nil {
+		return fmt.Errorf("updater: restart %s: %w", comp, err)
+	}
+	return nil
+}
+
+// install runs the path of one update up to the armed trial: resolve the
+// target against the trusted metadata, record the pending install, transfer
+// and verify it, then arm the slot.
+func (u *Updater) install(ctx context.Context, up Update) (err error) {
+	c, ok := u.comp[up.Component]
+	if !ok {
+		return fmt.Errorf("updater: install: unknown component %q", up.Component)
+	}
+	t, err := u.trustedTarget(ctx, c, up)
+	if err != nil {
+		return err
+	}
+	up.To = t.Custom.Version
+	slot, bs, err := u.targetSlot(ctx, c)
+	if err != nil {
+		return err
+	}
+	pd, err := u.beginPending(c, slot, t)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			u.emit(ErrorEvent{Component: c.Name, Op: "install", Err: err})
+		}
+	}()
+	if pd.Phase == PhaseDownloading {
+		if err := u.download(ctx, c, slot, t, pd, bs); err != nil {
+			return err
+		}
+	}
+	return u.arm(ctx, c, slot, t, pd)
+}
+
+// trustedTarget returns the trusted copy of up.Target, after applying the
+// selection rules again: Install never takes the caller's word for a
+// target's hashes or custom metadata.
+func (u *Updater) trustedTarget(ctx context.Context, c *Component, up Update) (verify.Target, error) {
+	t := up.Target
+	sha := t.SHA256()
+	if sha == "" {
+		return t, fmt.Errorf("updater: install %s: target %s lists no sha256: %w", c.Name, t.Path, verify.ErrVerification)
+	}
+	if u.st.blocked(sha) {
+		return t, fmt.Errorf("updater: install %s %s: release is blocklisted after an earlier failure", c.Name, up.To)
+	}
+	if u.trusted[t.Path] != sha {
+		// Not from the last refresh (or none yet): ask the trusted
+		// metadata again rather than take the caller's word for it.
+		if _, err := u.check(ctx); err != nil && !errors.Is(err, ErrNoUpdate) && !errors.Is(err, verify.ErrIncompatible) {
+			return t, fmt.Errorf("updater: install %s: %w", c.Name, err)
+		}
+		if u.trusted[t.Path] != sha {
+			return t, fmt.Errorf("updater: install %s: target %s (sha256 %s) is not in the trusted metadata: %w", c.Name, t.Path, sha, verify.ErrVerification)
+		}
+	}
+	for _, tt := range u.targets {
+		if tt.Path == t.Path && tt.SHA256() == sha {
+			t = tt
+			break
+		}
+	}
+	// A local file (InstallFile) keeps its file:// URL.
+	if strings.HasPrefix(up.Target.URL, "file://") {
+		t.URL = up.Target.URL
+	}
+	if t.Custom.Component != c.Name {
+		return t, fmt.Errorf("updater: install %s: target %s is for component %q: %w", c.Name, t.Path, t.Custom.Component, verify.ErrIncompatible)
+	}
+	if _, err := verify.Select([]verify.Target{t}, verify.Policy{Component: c.Name, Hardware: u.cfg.Hardware,
+		Installed: u.st.component(c.Name).Installed, AllowDowngrade: u.cfg.AllowDowngrade, Blocked: u.st.blocked}); err != nil {
+		return t, fmt.Errorf("updater: install %s %s: %w", c.Name, t.Custom.Version, err)
+	}
+	return t, nil
+}
+
+// targetSlot picks the slot to write, refusing while a trial is armed.
+func (u *Updater) targetSlot(ctx context.Context, c *Component) (slots.Slot, slots.BootStatus, error) {
+	cs := u.st.component(c.Name)
+	pd := cs.Pending
+	if pd != nil && pd.Phase == PhaseArmed {
+		return nil, slots.BootStatus{}, fmt.Errorf("updater: install %s: %w (%s in slot %s)", c.Name, ErrTrialPending, pd.Version, pd.Slot)
+	}
+	bs, err := c.Boot.Status(ctx)
+	if err != nil {
+		return nil, bs, fmt.Errorf("updater: install %s: boot status: %w", c.Name, err)
+	}
+	if bs.Trial != "" && bs.TriesLeft > 0 && !(pd != nil && pd.Phase == PhaseVerified && pd.Slot == bs.Trial) {
+		return nil, bs, fmt.Errorf("updater: install %s: %w (boot control has slot %s armed)", c.Name, ErrTrialPending, bs.Trial)
+	}
+	slot, err := inactive(c, bs)
+	if err != nil {
+		return nil, bs, fmt.Errorf("updater: install: %w", err)
+	}
+	return slot, bs, nil
+}
+
+// beginPending records durably, before the slot is touched, that its
+// content is about to change: a crash from here on never leaves the state
+// claiming the old content. An interrupted install of the same target into
+// the same slot keeps its pending record, and so resumes.
+func (u *Updater) beginPending(c *Component, slot slots.Slot, t verify.Target) (*pending, error) {
+	cs := u.st.component(c.Name)
+	sha := t.SHA256()
+	imageLen := imageLength(t)
+	pd := cs.Pending
+	if pd == nil || pd.Target != sha || pd.Slot != slot.Name() {
+		pd = &pending{Phase: PhaseDownloading, Slot: slot.Name(), TargetPath: t.Path, Target: sha,
+			Version: t.Custom.Version, Length: imageLen, Started: u.now()}
+	}
+	cs.Pending = pd
+	prev := cs.Slots[slot.Name()]
+	was := prev.Was
+	if prev.Complete {
+		was = prev.Image
+	}
+	cs.Slots[slot.Name()] = slotContent{Target: sha, Version: t.Custom.Version, Length: imageLen, Image: imageSHA(t), Was: was}
+	if err := u.st.save(); err != nil {
+		return nil, err
+	}
+	return pd, nil
+}
+
+// download transfers and verifies the target into the slot, then records
+// the slot as holding it, complete.
+func (u *Updater) download(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending, bs slots.BootStatus) error {
+	version := t.Custom.Version
+	u.changed(c.Name, StateIdle, StateDownloading, version, t.Path, "")
+	if err := u.transferBest(ctx, c, slot, t, pd, bs); err != nil {
+		if errors.Is(err, verify.ErrVerification) {
+			u.verificationFailed(c, t, pd, err)
+		}
+		return fmt.Errorf("updater: install %s %s: %w", c.Name, version, err)
+	}
+	if pd.Method == methodFull {
+		u.storeIndex(ctx, t)
+	}
+	pd.Phase = PhaseVerified
+	pd.Offset, pd.HashState = pd.Length, nil
+	cs := u.st.component(c.Name)
+	cs.Slots[slot.Name()] = slotContent{Target: t.SHA256(), Version: version, Length: imageLength(t), Complete: true, Image: imageSHA(t)}
+	if err := u.st.save(); err != nil {
+		return err
+	}
+	u.pruneIndexes()
+	u.changed(c.Name, StateDownloading, StateVerified, version, t.Path, "")
+	return nil
+}
+
+// arm asks the boot control to try the slot. The state says "armed" only
+// after the boot control does; a crash between the two is resolved by
+// Confirm, which asks the boot control.
+func (u *Updater) arm(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending) error {
+	version := t.Custom.Version
+	if err := c.Boot.Arm(ctx, slot.Name(), u.cfg.Tries); err != nil {
+		return fmt.Errorf("updater: install %s %s: arm slot %s: %w", c.Name, version, slot.Name(), err)
+	}
+	pd.Phase = PhaseArmed
+	pd.ArmedAt = u.now()
+	if err := u.st.save(); err != nil {
+		return err
+	}
+	u.changed(c.Name, StateVerified, StateArmed, version, t.Path, "")
+	return nil
+}
+
+// imageLength is the length of the image the slot receives: the
+// uncompressed length of a compressed target.
+func imageLength(t verify.Target) int64 {
+	if t.Custom.Uncompressed != nil {
+		return t.Custom.Uncompressed.Length
+	}
+	return t.Length
+}
+
+// imageSHA is the sha256 of the image the slot receives, or "" when the
+// target does not publish one apart from its own.
+func imageSHA(t verify.Target) string {
+	if d, ok := t.ImageDigest(); ok {
+		return d.SHA256
+	}
+	return ""
+}
+
+// verificationFailed records a failed verification. Three failures of the
+// same target blocklist it: once may be a byte flipped in transit, three
+// times is the release.
+func (u *Updater) verificationFailed(c *Component, t verify.Target, pd *pending, err error) {
+	sha := t.SHA256()
+	cs := u.st.component(c.Name)
+	cs.Pending = nil
+	u.st.p.Failures[sha]++
+	reason := err.Error()
+	if u.st.p.Failures[sha] >= 3 {
+		u.st.block(sha, BlockedRelease{Component: c.Name, Version: t.Custom.Version, Reason: reason, At: u.now()})
+		cs.LastResult = fmt.Sprintf("%s failed verification three times; blocklisted", t.Custom.Version)
+	}
+	if serr := u.st.save(); serr != nil {
+		u.log.Error("save state after verification failure", "err", serr)
+	}
+	u.changed(c.Name, StateDownloading, StateFailed, t.Custom.Version, t.Path, reason)
+}
+
+// transfer streams the target into the slot, verifying as it goes, with a
+// durable checkpoint every checkpointEvery bytes so that a restart resumes.
+func (u *Updater) transfer(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending) error {
+	w, err := slot.Writer(ctx, pd.Length)
+	if err != nil {
+		return fmt.Errorf("open slot %s: %w", slot.Name(), err)
+	}
+	defer w.Close()
+	blockSize := 1
+	if bs, ok := slot.(slots.BlockSizer); ok {
+		blockSize = bs.BlockSize()
+	}
+	p, err := newPipeline(t, w, blockSize, pd, u.st, u.log, func(done, total int64) {
+		u.emit(Progress{Component: c.Name, Done: done, Total: total})
+	})
+	if err != nil {
+		return err
+	}
+	urls := []string{t.URL}
+	for _, m := range u.cfg.TargetsMirrors {
+		urls = append(urls, joinURL(m, relativeURL(u.cfg.TargetsURL, t.URL)))
+	}
+	req := download.Request{URLs: urls, Offset: p.resumeOffset(), Length: t.Length, Validator: p.resumeValidator()}
+	res, err := u.fetch(ctx, req, p)
+	if cerr := p.close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, download.ErrLength) {
+		// The server sent more or less than the signed length.
+		err = fmt.Errorf("%w: %w", verify.ErrVerification, err)
+	}
+	if err != nil {
+		return err
+	}
+	pd.Validator = res.Validator
+	if err := p.verify(); err != nil {
+		return err
+	}
+	if err := w.Sync(); err != nil {
+		return fmt.Errorf("sync slot %s: %w", slot.Name(), err)
+	}
+	if u.cfg.ReadBack {
+		if err := readBack(ctx, slot, t, pd.Length); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readBack re-reads the slot and verifies the image again.
+func readBack(ctx context.Context, slot slots.Slot, t verify.Target, length int64) error {
+	r, err := slot.Reader(ctx)
+	if err != nil {
+		return fmt.Errorf("read back slot %s: %w", slot.Name(), err)
+	}
+	defer r.Close()
+	var v *verify.Verifier
+	if d := t.Custom.Uncompressed; d != nil {
+		v, err = verify.NewVerifier(d.Length, map[string][]byte{"sha256": mustHex(d.SHA256)})
+	} else {
+		v, err = verify.NewVerifier(t.Length, t.Hashes)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(v, io.NewSectionReader(r, 0, length)); err != nil {
+		return fmt.Errorf("read back slot %s: %w", slot.Name(), err)
+	}
+	if err := v.Verify(); err != nil {
+		return fmt.Errorf("read back slot %s: %w", slot.Name(), err)
+	}
+	return nil
+}

@@ -1,0 +1,71 @@
+package updater
+
+import (
+	"context"
+
+	"github.com/switchback-ota/switchback/slots"
+)
+
+// Status is a snapshot of what the updater knows, for display and support.
+type Status struct {
+	Components []ComponentStatus
+	// Blocklist lists releases that failed, oldest first.
+	Blocklist []BlockedRelease
+}
+
+// ComponentStatus is one component's part of a Status.
+type ComponentStatus struct {
+	Name string
+	// Installed is the committed version.
+	Installed string
+	// Boot is what the boot control reports (BootErr when it failed).
+	Boot    slots.BootStatus
+	BootErr error
+	// Pending describes an install in progress or a trial awaiting
+	// confirmation; nil when there is none.
+	Pending *PendingStatus
+	// Slots maps slot names to the version each holds ("" when unknown,
+	// with Complete false while an image is being written).
+	Slots map[string]SlotStatus
+	// LastResult summarises the last finished update.
+	LastResult string
+}
+
+// PendingStatus describes an install that has not finished.
+type PendingStatus struct {
+	Phase   Phase
+	Slot    string
+	Version string
+	Target  string
+	Done    int64
+	Total   int64
+}
+
+// SlotStatus is what the updater knows a slot holds.
+type SlotStatus struct {
+	Version  string
+	Target   string
+	Complete bool
+}
+
+// Status reports each component's installed version, boot state, pending
+// install and slot contents, and the blocklist. It does no network I/O.
+func (u *Updater) Status(ctx context.Context) (Status, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var st Status
+	for _, c := range u.cfg.Components {
+		cs := u.st.component(c.Name)
+		s := ComponentStatus{Name: c.Name, Installed: cs.Installed, LastResult: cs.LastResult, Slots: map[string]SlotStatus{}}
+		s.Boot, s.BootErr = c.Boot.Status(ctx)
+		if pd := cs.Pending; pd != nil {
+			s.Pending = &PendingStatus{Phase: pd.Phase, Slot: pd.Slot, Version: pd.Version, Target: pd.TargetPath, Done: pd.Offset, Total: pd.Length}
+		}
+		for name, sc := range cs.Slots {
+			s.Slots[name] = SlotStatus{Version: sc.Version, Target: sc.Target, Complete: sc.Complete}
+		}
+		st.Components = append(st.Components, s)
+	}
+	st.Blocklist = u.st.blocklist()
+	return st, nil
+}
