@@ -47,6 +47,7 @@ const maxIndexLength = 64 << 20
 // against the image's signed digest before Install goes on.
 func (u *Updater) transferBest(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending, bs slots.BootStatus) error {
 	cs := u.st.component(c.Name)
+	pd.resumed = false
 	running := u.slotByName(c, bs.Booted)
 	_, hasImage := t.ImageDigest()
 	try := func(method string, run func() error) (bool, error) {
@@ -170,6 +171,7 @@ func (u *Updater) transferPatch(ctx context.Context, slot, running slots.Slot, t
 			s.img.UnmarshalBinary(pd.ImageHashState) == nil && s.img.Written() == pd.Offset
 		if ok {
 			s.from, s.lastCk, s.lastBoundary = &ck, ck.PatchOffset, ck.PatchOffset
+			pd.resumed = true
 			u.log.Info("resuming patch", "patch", p.Path, "patch_offset", ck.PatchOffset, "image_offset", ck.OutputOffset)
 		} else {
 			// An unusable checkpoint costs a re-download, nothing else.
@@ -276,6 +278,7 @@ func (s *patchSink) resetVerifiers() error {
 	}
 	s.img, s.length, s.wire = img, length, wire
 	s.from, s.lastCk, s.lastBoundary = nil, 0, 0
+	s.pd.resumed = false
 	return nil
 }
 
@@ -447,6 +450,7 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 			if plan, err = plan.From(pd.Offset); err != nil {
 				return err
 			}
+			pd.resumed = true
 		} else {
 			imgV, _, _ = imageVerifier(t)
 			pd.Offset, pd.HashState = 0, nil

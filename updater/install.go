@@ -64,12 +64,48 @@ func (u *Updater) install(ctx context.Context, up Update) (err error) {
 			u.emit(ErrorEvent{Component: c.Name, Op: "install", Err: err})
 		}
 	}()
+	// A transfer verified by an earlier process, or resumed from bytes an
+	// earlier run wrote, trusts a slot that may have changed since.
+	resumed := pd.Phase == PhaseVerified
 	if pd.Phase == PhaseDownloading {
 		if err := u.download(ctx, c, slot, t, pd, bs); err != nil {
 			return err
 		}
+		resumed = pd.resumed
+	}
+	if resumed || u.cfg.ReadBack {
+		if err := u.readBackSlot(ctx, c, slot, t, pd); err != nil {
+			return err
+		}
 	}
 	return u.arm(ctx, c, slot, t, pd)
+}
+
+// readBackSlot reads the whole image back from the slot and checks it
+// against the image digest before the slot is armed. A mismatch is the
+// device's storage, not the release: nothing is counted against the
+// release, and the transfer starts over from byte zero at the next Install.
+func (u *Updater) readBackSlot(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending) error {
+	err := readBack(ctx, slot, t, pd.Length)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, verify.ErrVerification) {
+		// The slot could not be read: the next Install reads it again.
+		return fmt.Errorf("updater: install %s %s: %w", c.Name, t.Custom.Version, err)
+	}
+	pd.Phase, pd.Method = PhaseDownloading, ""
+	pd.resetTransfer()
+	cs := u.st.component(c.Name)
+	sc := cs.Slots[slot.Name()]
+	sc.Complete = false
+	cs.Slots[slot.Name()] = sc
+	if serr := u.st.save(); serr != nil {
+		return serr
+	}
+	err = fmt.Errorf("updater: install %s %s: %w: %w", c.Name, t.Custom.Version, ErrSlotChanged, err)
+	u.changed(c.Name, StateVerified, StateFailed, t.Custom.Version, t.Path, err.Error())
+	return err
 }
 
 // trustedTarget returns the trusted copy of up.Target, after applying the
@@ -282,11 +318,6 @@ func (u *Updater) transfer(ctx context.Context, c *Component, slot slots.Slot, t
 	if err := w.Sync(); err != nil {
 		return fmt.Errorf("sync slot %s: %w", slot.Name(), err)
 	}
-	if u.cfg.ReadBack {
-		if err := readBack(ctx, slot, t, pd.Length); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -306,7 +337,7 @@ func readBack(ctx context.Context, slot slots.Slot, t verify.Target, length int6
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(v, io.NewSectionReader(r, 0, length)); err != nil {
+	if _, err := io.CopyBuffer(v, io.NewSectionReader(r, 0, length), make([]byte, 1<<20)); err != nil {
 		return fmt.Errorf("read back slot %s: %w", slot.Name(), err)
 	}
 	if err := v.Verify(); err != nil {
@@ -314,3 +345,9 @@ func readBack(ctx context.Context, slot slots.Slot, t verify.Target, length int6
 	}
 	return nil
 }
+
+// ErrSlotChanged is wrapped by the error of an Install whose resumed
+// transfer no longer matches what the slot holds: bytes written before the
+// interruption read back differently (a disk that lost or changed them).
+// The release is not blamed; the next Install starts the transfer over.
+var ErrSlotChanged = errors.New("updater: the slot changed while the transfer was interrupted")

@@ -133,6 +133,7 @@ func (p *pipeline) resume(ck ckRecord) bool {
 	}
 	p.off, p.lastCk, p.frameStart = wireOff, wireOff, wireOff
 	p.validator = ck.Validator
+	p.pd.resumed = true
 	if p.img != nil {
 		p.imgOff = ck.Offset
 	}
@@ -168,6 +169,7 @@ func (p *pipeline) reset() error {
 		p.light.clear()
 	}
 	p.validator = ""
+	p.pd.resumed = false
 	wire, err := verify.NewVerifier(p.t.Length, p.t.Hashes)
 	if err != nil {
 		return err

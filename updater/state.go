@@ -97,6 +97,11 @@ type pending struct {
 	// PatchCheckpoint is the decoder's checkpoint (delta.PatchCheckpoint)
 	// of a static patch at the frame boundary WireOffset, Offset.
 	PatchCheckpoint []byte `json:"patch_checkpoint,omitempty"`
+
+	// resumed is set by the transfer (not persisted) when it continued from
+	// bytes an earlier run wrote into the slot: Install then reads the
+	// whole image back before arming it.
+	resumed bool
 }
 
 // resetTransfer forgets the progress of a transfer: the next one starts
