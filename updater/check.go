@@ -37,6 +37,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 		u.log.Warn("target rejected", "target", r.Path, "err", r.Err)
 	}
 	u.remember(ts)
+	u.rebuild(ctx)
 	var ups []Update
 	var errs []error
 	for _, c := range u.cfg.Components {

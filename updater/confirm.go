@@ -61,8 +61,9 @@ func (u *Updater) confirm(ctx context.Context, c *Component) (restart bool, err 
 	if pd == nil {
 		if bs.Trial != "" && bs.Booted == bs.Trial {
 			// The boot control runs a trial the state knows nothing of (the
-			// state file was lost). Judge it by health like any trial.
-			pd = &pending{Phase: PhaseArmed, Slot: bs.Trial, Version: "unknown"}
+			// state file was lost). Judge it by health like any trial,
+			// known by its content.
+			pd = u.unknownTrial(ctx, c, bs.Trial)
 			cs.Pending = pd
 		} else {
 			return false, nil

@@ -90,7 +90,7 @@ func (u *Updater) readBackSlot(ctx context.Context, c *Component, slot slots.Slo
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, verify.ErrVerification) {
+	if !errors.Is(err, verify.ErrVerification) && !errors.Is(err, slots.ErrEmpty) {
 		// The slot could not be read: the next Install reads it again.
 		return fmt.Errorf("updater: install %s %s: %w", c.Name, t.Custom.Version, err)
 	}

@@ -179,6 +179,9 @@ type store struct {
 	// beforeSave, when set (by tests), runs before every save; its error
 	// fails the save as a power cut would.
 	beforeSave func() error
+	// unknown is set when the state file was missing or unusable: what
+	// the slots hold is then found by their content (see rebuild).
+	unknown bool
 }
 
 // loadStore reads the state file. A missing file is a fresh device. A
@@ -195,6 +198,7 @@ func loadStore(dir string) (*store, []string, error) {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		s.p = newPersisted()
+		s.unknown = true
 	case err != nil:
 		return nil, nil, fmt.Errorf("updater: read state: %w", err)
 	default:
@@ -206,6 +210,7 @@ func loadStore(dir string) (*store, []string, error) {
 			}
 			warnings = append(warnings, fmt.Sprintf("state file unusable (%v); moved to %s; starting from a safe state", derr, aside))
 			p = newPersisted()
+			s.unknown = true
 		}
 		s.p = p
 	}

@@ -90,6 +90,9 @@ func New(cfg Config) (*Updater, error) {
 	for _, w := range warnings {
 		log.Error(w)
 	}
+	for _, w := range st.reconcile(cfg.Components) {
+		log.Warn(w)
+	}
 	mirrors := append([]string{cfg.MetadataURL}, cfg.MetadataMirrors...)
 	tuf, err := verify.New(verify.Config{
 		Root:        cfg.TrustedRoot,
