@@ -188,4 +188,3 @@ func TestLostStateCommittedDevice(t *testing.T) {
 		})
 	}
 }
-

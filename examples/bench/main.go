@@ -11,6 +11,10 @@
 //     (goal ≤ 48 MiB, not growing with the image);
 //   - bytes downloaded twice after the installing process is killed with
 //     SIGKILL at 25 %, 50 % and 75 % and started again (goal ≤ 1 MiB each);
+//   - the cost of verifying a resumed transfer again: a resumed install
+//     reads the whole image back from the slot before arming it, so its
+//     verified→armed step is compared with that of an install without
+//     resume, next to the whole resumed install's time;
 //   - requests and bytes of an idle check (nothing changed on the server).
 //
 // The install goes through updater.New/Check/Install, so its figures
@@ -94,6 +98,10 @@ func main() {
 type report struct {
 	Seconds float64 `json:"seconds"`
 	HWMKiB  int64   `json:"hwm_kib"`
+	// ArmSeconds is the time from the "verified" event to the "armed" one:
+	// the arm alone, plus, after a resumed transfer, the read-back of the
+	// whole image from the slot.
+	ArmSeconds float64 `json:"arm_seconds"`
 }
 
 type stats struct {
@@ -150,7 +158,7 @@ func orchestrate(args []string, out io.Writer) error {
 
 	// 1. Throughput: baseline and install alternate, so that both see the
 	// same page-cache and disk conditions.
-	var base, fetched, inst []float64
+	var base, fetched, inst, armPlain []float64
 	var hwmBig []int64
 	for i := 0; i < *runs; i++ {
 		out := filepath.Join(work, "baseline.img")
@@ -173,6 +181,7 @@ func orchestrate(args []string, out io.Writer) error {
 			return fmt.Errorf("install: %w", err)
 		}
 		inst = append(inst, float64(big.size)/1e6/r.Seconds)
+		armPlain = append(armPlain, r.ArmSeconds)
 		hwmBig = append(hwmBig, r.HWMKiB)
 	}
 	mb, mi := median(base), median(inst)
@@ -203,6 +212,7 @@ func orchestrate(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "peak RSS (VmHWM) of the installing process, %s image: %.1f MiB (goal ≤ 48 MiB)\n", human(big.size), float64(medianInt(hwmBig))/1024)
 
 	// 3. SIGKILL at 25/50/75 % and restart.
+	var armResumed, resumedSecs []float64
 	for _, pct := range []int64{25, 50, 75} {
 		var redelivered, wire, reqs []int64
 		for i := 0; i < *runs; i++ {
@@ -212,10 +222,13 @@ func orchestrate(args []string, out io.Writer) error {
 				return fmt.Errorf("kill at %d%%: %w", pct, err)
 			}
 			redelivered, wire, reqs = append(redelivered, k.redelivered), append(wire, k.wire), append(reqs, k.requests)
+			armResumed, resumedSecs = append(armResumed, k.resumed.ArmSeconds), append(resumedSecs, k.resumed.Seconds)
 		}
 		fmt.Fprintf(out, "re-downloaded after SIGKILL at %d%% and restart: %s received twice by the device (goal ≤ 1 MiB); server wrote %s beyond one image (incl. socket buffers); %d target requests\n",
 			pct, human(medianInt(redelivered)), human(medianInt(wire)), medianInt(reqs))
 	}
+	fmt.Fprintf(out, "resume read-back, %s: verified→armed %.3f s after a resume (whole image read back and hashed) vs %.3f s without resume; resumed installs took %.2f s, an install without resume %.2f s\n",
+		human(big.size), median(armResumed), median(armPlain), median(resumedSecs), float64(big.size)/1e6/mi)
 
 	// 4. Idle check: a device that is up to date checks again.
 	dev := filepath.Join(work, "device")
@@ -316,6 +329,7 @@ type killResult struct {
 	redelivered int64 // bytes the killed installer had written that the restarted one fetched again
 	wire        int64 // target bytes the server wrote beyond one image
 	requests    int64
+	resumed     report // of the restarted installer
 }
 
 // killAndResume starts an install, kills it with SIGKILL once pct % of
@@ -365,9 +379,11 @@ func killAndResume(r *repo, device string, pct int64) (killResult, error) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-readDone
 	cmd.Wait()
-	if _, err := runInstall(r, device, "install"); err != nil {
+	resumed, err := runInstall(r, device, "install")
+	if err != nil {
 		return k, fmt.Errorf("restarted install: %w", err)
 	}
+	k.resumed = resumed
 	var st stats
 	if err := getJSON(r.url+"/_stats", &st); err != nil {
 		return k, err
@@ -538,6 +554,7 @@ func install(device, base, rootFile, factory, mode string) error {
 	if err != nil {
 		return err
 	}
+	var verifiedAt, armedAt time.Time
 	u, err := updater.New(updater.Config{
 		Hardware:    hardware,
 		StateDir:    filepath.Join(device, "state"),
@@ -548,7 +565,7 @@ func install(device, base, rootFile, factory, mode string) error {
 			Name: "app", Slots: slot.Slots(), Boot: slot, FactoryVersion: factory,
 		}},
 		SkipServerCheck: true,
-		Events:          progressPrinter(os.Getenv("BENCH_PROGRESS") == "1"),
+		Events:          armTimer(&verifiedAt, &armedAt, progressPrinter(os.Getenv("BENCH_PROGRESS") == "1")),
 		Restart:         func(context.Context, string) error { return nil },
 		Logger:          slog.New(slog.DiscardHandler),
 	})
@@ -572,7 +589,25 @@ func install(device, base, rootFile, factory, mode string) error {
 			return fmt.Errorf("install: %w", err)
 		}
 	}
-	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM()})
+	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM(), ArmSeconds: armedAt.Sub(verifiedAt).Seconds()})
+}
+
+// armTimer records when the install reached "verified" and "armed", and
+// passes every event on to next (if any).
+func armTimer(verifiedAt, armedAt *time.Time, next func(updater.Event)) func(updater.Event) {
+	return func(e updater.Event) {
+		if sc, ok := e.(updater.StateChanged); ok {
+			switch sc.To {
+			case updater.StateVerified:
+				*verifiedAt = time.Now()
+			case updater.StateArmed:
+				*armedAt = time.Now()
+			}
+		}
+		if next != nil {
+			next(e)
+		}
+	}
 }
 
 // progressPrinter prints "p <bytes in the slot>" lines for the

@@ -36,7 +36,7 @@ func TestBenchSmall(t *testing.T) {
 		"install/baseline throughput ratio", "peak RSS (VmHWM) of the installing process, 4.00 MiB",
 		"peak RSS (VmHWM) of the installing process, 16.00 MiB",
 		"re-downloaded after SIGKILL at 25%", "re-downloaded after SIGKILL at 50%", "re-downloaded after SIGKILL at 75%",
-		"idle check (nothing changed): ",
+		"idle check (nothing changed): ", "resume read-back, 16.00 MiB: verified→armed",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
