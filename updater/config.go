@@ -73,8 +73,9 @@ type Config struct {
 	// Restart is called after a component's new version is armed, or after
 	// a failed trial was rolled back, to start the version that is now
 	// selected: reboot the device for A/B partitions, restart the
-	// application for file and directory slots. Nil: the application
-	// restarts on its own (Run returns ErrRestartRequired... see Run).
+	// application for file and directory slots. Nil, or an error: Install,
+	// Confirm and Run return an error wrapping ErrRestartRequired, and the
+	// caller restarts (see the package example).
 	Restart func(ctx context.Context, component string) error
 
 	// PollInterval is the time between checks in Run (default 1h), spread

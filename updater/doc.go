@@ -13,7 +13,11 @@
 //	         byte (length and every listed hash; for zstd targets also
 //	         the signed uncompressed digest), checkpointing the transfer
 //	         durably every few MiB; then arm a trial of the slot
-//	Restart  Config.Restart reboots or restarts into the new version
+//	Restart  Config.Restart reboots or restarts into the new version;
+//	         without one, Install and Run return an error wrapping
+//	         ErrRestartRequired and the caller restarts: syscall.Exec of
+//	         the application's path for a file slot (the symlink now
+//	         names the new version), a reboot for A/B partitions
 //	Confirm  at the next start: on the trial slot, run the health checks
 //	         within ConfirmTimeout; pass commits, fail marks the slot bad,
 //	         blocklists the release and restarts into the previous one;
@@ -34,9 +38,29 @@
 // same boot, so a killed and restarted process fetches less than 1 MiB
 // again while a power cut resumes from the last durable checkpoint.
 //
-// A state file that cannot be
-// read is moved aside and the device starts from a safe state: the boot
-// control's view is authoritative, and only resume progress is lost.
+// A resumed transfer (from a durable or a light checkpoint, full image or
+// delta) trusts bytes an earlier run wrote into the slot, which the disk
+// may have lost or changed since: before arming, Install reads the whole
+// image back from the slot and checks it against the image digest (as
+// Config.ReadBack does after every install). A mismatch fails with
+// ErrSlotChanged, blames the device's storage rather than the release (no
+// blocklist), and the next Install transfers again from byte zero. No
+// slot can prove its content unchanged across a restart (a file's mtime
+// can be set, a partition has none), so the read-back is not skipped; it
+// costs one sequential read and hash of the image, after a resume only.
+//
+// A state file that cannot be read is moved aside and the device starts
+// from a safe state: the boot control's view is authoritative, and only
+// resume progress is lost. A loaded state is checked against the
+// configuration (records of slots that do not exist are dropped; an
+// install marked verified or armed short of its length is transferred
+// again). When the state file was missing or unusable, each slot is
+// identified by hashing its content and matching it with the image
+// digests of the trusted targets, at the first Check (and at Confirm for
+// a trial running with no record of it): the primary slot's release is
+// the installed version, and a failed trial's release is blocklisted.
+// New stays cheap: it reads no slot, and a device with a valid state file
+// never hashes one.
 //
 // Every method of Updater is safe for concurrent use; they run one at a
 // time.

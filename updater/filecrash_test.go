@@ -50,8 +50,8 @@ func TestCrashLoopRollsBackFileSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := u.Install(ctx, ups[0]); err != nil {
-		t.Fatal(err)
+	if err := u.Install(ctx, ups[0]); !errors.Is(err, ErrRestartRequired) {
+		t.Fatalf("Install with no Restart function: %v, want ErrRestartRequired", err)
 	}
 	if got, _ := os.ReadFile(appPath); string(got) != "v1.1.0 crashes on start" {
 		t.Fatalf("after install the app is %q, want the new version in place", got)

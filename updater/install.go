@@ -16,8 +16,9 @@ import (
 // byte against the signed target, and arms a trial of it. Nothing is
 // activated unless verification passed. An interrupted Install of the same
 // release resumes where it stopped. After a successful Install the new
-// version starts on the next restart (Config.Restart is called), and
-// Confirm decides there whether it stays.
+// version starts on the next restart, and Confirm decides there whether it
+// stays: Install calls Config.Restart, or, when it is nil (or fails),
+// returns an error wrapping ErrRestartRequired with the trial armed.
 func (u *Updater) Install(ctx context.Context, up Update) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -27,13 +28,16 @@ func (u *Updater) Install(ctx context.Context, up Update) error {
 	return u.restart(ctx, up.Component)
 }
 
+// restart asks Config.Restart to start the version the boot control now
+// selects. Without one, or when it fails, the caller gets an error
+// wrapping ErrRestartRequired: the restart is theirs to do.
 func (u *Updater) restart(ctx context.Context, comp string) error {
 	if u.cfg.Restart == nil {
 		u.log.Info("restart required", "component", comp)
-		return nil
+		return fmt.Errorf("%w (component %s)", ErrRestartRequired, comp)
 	}
 	if err := u.cfg.Restart(ctx, comp); err != nil {
-		return fmt.Errorf("updater: restart %s: %w", comp, err)
+		return fmt.Errorf("updater: restart %s: %w: %w", comp, ErrRestartRequired, err)
 	}
 	return nil
 }

@@ -10,8 +10,16 @@ import (
 // Run confirms any pending trial, then checks and installs updates every
 // PollInterval (spread by PollJitter) until ctx is done. Errors back off
 // exponentially, up to PollInterval, and are reported as events.
+//
+// Run returns an error wrapping ErrRestartRequired as soon as the device
+// must restart — a new version is armed, or Confirm rolled a failed one
+// back — and Config.Restart is nil or failed: the caller restarts (see
+// the package example). A Restart that returns nil is taken to have the
+// restart under way; Run then waits for it, polling without installing.
 func (u *Updater) Run(ctx context.Context) error {
-	if err := u.Confirm(ctx); err != nil {
+	if err := u.Confirm(ctx); errors.Is(err, ErrRestartRequired) {
+		return err
+	} else if err != nil {
 		u.log.Warn("confirm", "err", err)
 	}
 	backoff := time.Duration(0)
@@ -19,7 +27,10 @@ func (u *Updater) Run(ctx context.Context) error {
 		err := u.RunOnce(ctx)
 		wait := u.cfg.PollInterval
 		switch {
-		case err == nil, errors.Is(err, ErrNoUpdate):
+		case errors.Is(err, ErrRestartRequired):
+			return err
+		case err == nil, errors.Is(err, ErrNoUpdate), errors.Is(err, ErrTrialPending):
+			// A trial waits for the restart Config.Restart started.
 			backoff = 0
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -56,3 +67,8 @@ func (u *Updater) RunOnce(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ErrRestartRequired is returned (wrapped) by Install, Confirm and Run
+// when the device must restart to go on — a new version is armed, or a
+// failed one was rolled back — and Config.Restart is nil or failed.
+var ErrRestartRequired = errors.New("updater: restart required")
