@@ -110,7 +110,7 @@ func (u *Updater) confirm(ctx context.Context, c *Component) (restart bool, err 
 		return false, fmt.Errorf("updater: confirm %s: commit slot %s: %w", c.Name, pd.Slot, err)
 	}
 	cs.Installed = pd.Version
-	cs.InstalledTarget = pd.Target
+	cs.InstalledTargetSHA256 = pd.TargetSHA256
 	cs.Pending = nil
 	cs.LastResult = fmt.Sprintf("%s committed", pd.Version)
 	if err := u.st.save(); err != nil {
@@ -121,7 +121,7 @@ func (u *Updater) confirm(ctx context.Context, c *Component) (restart bool, err 
 }
 
 func (u *Updater) rolledBack(c *Component, cs *componentState, pd *pending, from State, reason string) {
-	u.st.block(pd.Target, BlockedRelease{Component: c.Name, Version: pd.Version, Reason: reason, At: u.now()})
+	u.st.block(pd.TargetSHA256, BlockedRelease{Component: c.Name, Version: pd.Version, Reason: reason, At: u.now()})
 	cs.Pending = nil
 	cs.LastResult = fmt.Sprintf("%s rolled back: %s", pd.Version, reason)
 	if err := u.st.save(); err != nil {

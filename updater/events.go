@@ -28,11 +28,11 @@ type Event interface {
 
 // StateChanged reports that a component moved to a new state.
 type StateChanged struct {
-	Component string
-	From, To  State
-	Version   string // the release concerned
-	Target    string // its TUF target path
-	Reason    string // why, for failures and rollbacks
+	Component  string
+	From, To   State
+	Version    string // the release concerned
+	TargetPath string // its TUF target path
+	Reason     string // why, for failures and rollbacks
 }
 
 // Progress reports bytes written to a slot.

@@ -184,8 +184,8 @@ func (u *Updater) beginPending(c *Component, slot slots.Slot, t verify.Target) (
 	sha := t.SHA256()
 	imageLen := imageLength(t)
 	pd := cs.Pending
-	if pd == nil || pd.Target != sha || pd.Slot != slot.Name() {
-		pd = &pending{Phase: PhaseDownloading, Slot: slot.Name(), TargetPath: t.Path, Target: sha,
+	if pd == nil || pd.TargetSHA256 != sha || pd.Slot != slot.Name() {
+		pd = &pending{Phase: PhaseDownloading, Slot: slot.Name(), TargetPath: t.Path, TargetSHA256: sha,
 			Version: t.Custom.Version, Length: imageLen, Started: u.now()}
 	}
 	cs.Pending = pd
@@ -194,7 +194,7 @@ func (u *Updater) beginPending(c *Component, slot slots.Slot, t verify.Target) (
 	if prev.Complete {
 		was = prev.Image
 	}
-	cs.Slots[slot.Name()] = slotContent{Target: sha, Version: t.Custom.Version, Length: imageLen, Image: imageSHA(t), Was: was}
+	cs.Slots[slot.Name()] = slotContent{TargetSHA256: sha, Version: t.Custom.Version, Length: imageLen, Image: imageSHA(t), Was: was}
 	if err := u.st.save(); err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ func (u *Updater) download(ctx context.Context, c *Component, slot slots.Slot, t
 	pd.Phase = PhaseVerified
 	pd.Offset, pd.HashState = pd.Length, nil
 	cs := u.st.component(c.Name)
-	cs.Slots[slot.Name()] = slotContent{Target: t.SHA256(), Version: version, Length: imageLength(t), Complete: true, Image: imageSHA(t)}
+	cs.Slots[slot.Name()] = slotContent{TargetSHA256: t.SHA256(), Version: version, Length: imageLength(t), Complete: true, Image: imageSHA(t)}
 	if err := u.st.save(); err != nil {
 		return err
 	}

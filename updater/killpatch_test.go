@@ -64,8 +64,8 @@ func TestKillResumePatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := newPersisted()
-	st.Components["rootfs"] = &componentState{Installed: "1.1.0", InstalledTarget: sha(base), Slots: map[string]slotContent{
-		"a": {Target: sha(base), Version: "1.1.0", Length: int64(len(base)), Complete: true, Image: sha(base)},
+	st.Components["rootfs"] = &componentState{Installed: "1.1.0", InstalledTargetSHA256: sha(base), Slots: map[string]slotContent{
+		"a": {TargetSHA256: sha(base), Version: "1.1.0", Length: int64(len(base)), Complete: true, Image: sha(base)},
 	}}
 	b, err := encodeState(st)
 	if err != nil {

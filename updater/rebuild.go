@@ -110,10 +110,10 @@ func (u *Updater) rebuildComponent(ctx context.Context, c *Component) error {
 		if !ok {
 			continue
 		}
-		cs.Slots[s.Name()] = slotContent{Target: t.SHA256(), Version: t.Custom.Version, Length: imageLength(t), Complete: true, Image: imageSHA(t)}
+		cs.Slots[s.Name()] = slotContent{TargetSHA256: t.SHA256(), Version: t.Custom.Version, Length: imageLength(t), Complete: true, Image: imageSHA(t)}
 		u.log.Info("state: slot identified by its content", "component", c.Name, "slot", s.Name(), "version", t.Custom.Version, "target", t.Path)
 		if s.Name() == bs.Primary {
-			cs.Installed, cs.InstalledTarget = t.Custom.Version, t.SHA256()
+			cs.Installed, cs.InstalledTargetSHA256 = t.Custom.Version, t.SHA256()
 		}
 	}
 	return nil
@@ -142,8 +142,8 @@ func (u *Updater) unknownTrial(ctx context.Context, c *Component, slot string) *
 		return pd
 	}
 	n := imageLength(t)
-	pd.Target, pd.TargetPath, pd.Version, pd.Length, pd.Offset = t.SHA256(), t.Path, t.Custom.Version, n, n
-	u.st.component(c.Name).Slots[slot] = slotContent{Target: t.SHA256(), Version: t.Custom.Version, Length: n, Complete: true, Image: imageSHA(t)}
+	pd.TargetSHA256, pd.TargetPath, pd.Version, pd.Length, pd.Offset = t.SHA256(), t.Path, t.Custom.Version, n, n
+	u.st.component(c.Name).Slots[slot] = slotContent{TargetSHA256: t.SHA256(), Version: t.Custom.Version, Length: n, Complete: true, Image: imageSHA(t)}
 	return pd
 }
 

@@ -33,8 +33,11 @@ const (
 	PhaseArmed Phase = "armed"
 )
 
-// persisted is the whole state file. Field names are the on-disk schema:
-// change them only with a new stateVersion and a migration.
+// persisted is the whole state file. The JSON names are the on-disk
+// schema: change them only with a new stateVersion and a migration (the
+// Go names may differ: TargetSHA256 is "target", for the files devices
+// already have). Across the updater, TargetSHA256 names a target's hash
+// and TargetPath its path in the TUF repository.
 type persisted struct {
 	Version    int                        `json:"version"`
 	Components map[string]*componentState `json:"components"`
@@ -47,10 +50,10 @@ type persisted struct {
 }
 
 type componentState struct {
-	// Installed is the committed version, and InstalledTarget its sha256
-	// ("" for the factory image).
-	Installed       string `json:"installed"`
-	InstalledTarget string `json:"installed_target,omitempty"`
+	// Installed is the committed version, and InstalledTargetSHA256 its
+	// target's sha256 ("" for the factory image).
+	Installed             string `json:"installed"`
+	InstalledTargetSHA256 string `json:"installed_target,omitempty"`
 	// Slots records what each slot holds, by slot name.
 	Slots   map[string]slotContent `json:"slots,omitempty"`
 	Pending *pending               `json:"pending,omitempty"`
@@ -62,10 +65,11 @@ type componentState struct {
 // while an image is being written: a partial image is never a delta base and
 // never activated.
 type slotContent struct {
-	Target   string `json:"target"`
-	Version  string `json:"version,omitempty"`
-	Length   int64  `json:"length"`
-	Complete bool   `json:"complete"`
+	// TargetSHA256 is the sha256 of the TUF target written into the slot.
+	TargetSHA256 string `json:"target"`
+	Version      string `json:"version,omitempty"`
+	Length       int64  `json:"length"`
+	Complete     bool   `json:"complete"`
 	// Image is the sha256 of the image the slot holds (uncompressed: the
 	// base of patches), Was that of the image it held before the write in
 	// progress began (a base for adaptive deltas, chunk by chunk).
@@ -75,18 +79,18 @@ type slotContent struct {
 
 // pending is an install that has started and not finished.
 type pending struct {
-	Phase      Phase     `json:"phase"`
-	Method     string    `json:"method,omitempty"` // patch, adaptive, full
-	Slot       string    `json:"slot"`
-	TargetPath string    `json:"target_path"`
-	Target     string    `json:"target"` // sha256 hex
-	Version    string    `json:"version"`
-	Length     int64     `json:"length"` // bytes the slot receives (uncompressed)
-	Offset     int64     `json:"offset"` // durable bytes of the transfer (image bytes if compressed)
-	HashState  []byte    `json:"hash_state,omitempty"`
-	Validator  string    `json:"validator,omitempty"`
-	Started    time.Time `json:"started"`
-	ArmedAt    time.Time `json:"armed_at,omitzero"`
+	Phase        Phase     `json:"phase"`
+	Method       string    `json:"method,omitempty"` // patch, adaptive, full
+	Slot         string    `json:"slot"`
+	TargetPath   string    `json:"target_path"`
+	TargetSHA256 string    `json:"target"` // the target's sha256, hex
+	Version      string    `json:"version"`
+	Length       int64     `json:"length"` // bytes the slot receives (uncompressed)
+	Offset       int64     `json:"offset"` // durable bytes of the transfer (image bytes if compressed)
+	HashState    []byte    `json:"hash_state,omitempty"`
+	Validator    string    `json:"validator,omitempty"`
+	Started      time.Time `json:"started"`
+	ArmedAt      time.Time `json:"armed_at,omitzero"`
 
 	// WireOffset and ImageHashState checkpoint a compressed transfer at a
 	// frame boundary: WireOffset compressed bytes are durable (HashState is
@@ -159,7 +163,7 @@ func decodeState(b []byte) (*persisted, error) {
 			default:
 				return nil, fmt.Errorf("%w: component %q: unknown phase %q", errCorruptState, name, pd.Phase)
 			}
-			if pd.Slot == "" || pd.Target == "" || pd.Length < 0 || pd.Offset < 0 || pd.Offset > pd.Length || pd.WireOffset < 0 {
+			if pd.Slot == "" || pd.TargetSHA256 == "" || pd.Length < 0 || pd.Offset < 0 || pd.Offset > pd.Length || pd.WireOffset < 0 {
 				return nil, fmt.Errorf("%w: component %q: inconsistent pending install", errCorruptState, name)
 			}
 		}

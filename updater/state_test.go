@@ -115,3 +115,49 @@ func FuzzDecodeState(f *testing.F) {
 		}
 	})
 }
+
+// TestLoadOldStateFile: a state file written by an earlier build (the
+// JSON names are the schema; the Go names changed) loads with every field
+// in place, and saves back with the same JSON names.
+func TestLoadOldStateFile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "state-v1-2026-12.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := decodeState(b)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	h := func(c string) string { return strings.Repeat(c, 64) }
+	cs := p.Components["rootfs"]
+	if cs == nil || cs.Installed != "1.1.0" || cs.InstalledTargetSHA256 != h("1") || cs.LastResult != "1.1.0 committed" {
+		t.Fatalf("component: %+v", cs)
+	}
+	if a := cs.Slots["a"]; a.TargetSHA256 != h("2") || a.Version != "1.2.0" || a.Complete || a.Image != h("3") || a.Was != h("4") {
+		t.Errorf("slot a: %+v", a)
+	}
+	if b := cs.Slots["b"]; b.TargetSHA256 != h("1") || !b.Complete || b.Length != 8<<20 {
+		t.Errorf("slot b: %+v", b)
+	}
+	pd := cs.Pending
+	if pd == nil || pd.TargetSHA256 != h("2") || pd.TargetPath != "rootfs/1.2.0.img.zst" || pd.Phase != PhaseDownloading ||
+		pd.Method != methodFull || pd.Offset != 4<<20 || pd.WireOffset != 1<<20 || len(pd.HashState) == 0 || len(pd.ImageHashState) == 0 ||
+		pd.Validator != `"5f1c-a00000"` || pd.Started.IsZero() {
+		t.Errorf("pending: %+v", pd)
+	}
+	if br, ok := p.Blocklist[h("5")]; !ok || br.Version != "1.0.5" {
+		t.Errorf("blocklist: %+v", p.Blocklist)
+	}
+	if p.Failures[h("6")] != 1 {
+		t.Errorf("failures: %+v", p.Failures)
+	}
+	out, err := encodeState(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{`"installed_target"`, `"target"`, `"target_path"`} {
+		if !strings.Contains(string(out), name) {
+			t.Errorf("saved state lacks the field %s", name)
+		}
+	}
+}

@@ -33,19 +33,19 @@ type ComponentStatus struct {
 
 // PendingStatus describes an install that has not finished.
 type PendingStatus struct {
-	Phase   Phase
-	Slot    string
-	Version string
-	Target  string
-	Done    int64
-	Total   int64
+	Phase      Phase
+	Slot       string
+	Version    string
+	TargetPath string // the TUF target path of the release
+	Done       int64
+	Total      int64
 }
 
 // SlotStatus is what the updater knows a slot holds.
 type SlotStatus struct {
-	Version  string
-	Target   string
-	Complete bool
+	Version      string
+	TargetSHA256 string // the sha256 of the TUF target written into the slot
+	Complete     bool
 }
 
 // Status reports each component's installed version, boot state, pending
@@ -59,10 +59,10 @@ func (u *Updater) Status(ctx context.Context) (Status, error) {
 		s := ComponentStatus{Name: c.Name, Installed: cs.Installed, LastResult: cs.LastResult, Slots: map[string]SlotStatus{}}
 		s.Boot, s.BootErr = c.Boot.Status(ctx)
 		if pd := cs.Pending; pd != nil {
-			s.Pending = &PendingStatus{Phase: pd.Phase, Slot: pd.Slot, Version: pd.Version, Target: pd.TargetPath, Done: pd.Offset, Total: pd.Length}
+			s.Pending = &PendingStatus{Phase: pd.Phase, Slot: pd.Slot, Version: pd.Version, TargetPath: pd.TargetPath, Done: pd.Offset, Total: pd.Length}
 		}
 		for name, sc := range cs.Slots {
-			s.Slots[name] = SlotStatus{Version: sc.Version, Target: sc.Target, Complete: sc.Complete}
+			s.Slots[name] = SlotStatus{Version: sc.Version, TargetSHA256: sc.TargetSHA256, Complete: sc.Complete}
 		}
 		st.Components = append(st.Components, s)
 	}

@@ -131,7 +131,7 @@ func (u *Updater) emit(e Event) {
 	}
 }
 
-func (u *Updater) changed(comp string, from, to State, version, target, reason string) {
-	u.log.Info("state", "component", comp, "from", from, "to", to, "version", version, "target", target, "reason", reason)
-	u.emit(StateChanged{Component: comp, From: from, To: to, Version: version, Target: target, Reason: reason})
+func (u *Updater) changed(comp string, from, to State, version, targetPath, reason string) {
+	u.log.Info("state", "component", comp, "from", from, "to", to, "version", version, "target", targetPath, "reason", reason)
+	u.emit(StateChanged{Component: comp, From: from, To: to, Version: version, TargetPath: targetPath, Reason: reason})
 }

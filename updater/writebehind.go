@@ -303,10 +303,10 @@ const lightFile = "transfer.light"
 const lightSize = 4096
 
 type lightRecord struct {
-	BootID string   `json:"boot_id"`
-	Target string   `json:"target"`
-	Slot   string   `json:"slot"`
-	Ck     ckRecord `json:"checkpoint"`
+	BootID       string   `json:"boot_id"`
+	TargetSHA256 string   `json:"target"`
+	Slot         string   `json:"slot"`
+	Ck           ckRecord `json:"checkpoint"`
 }
 
 // bootID identifies this boot of the kernel; "" when unknown, which turns
@@ -347,7 +347,7 @@ func (l *lightLog) write(ck *ckRecord) {
 	if l == nil || l.disabled {
 		return
 	}
-	b, err := encodeLight(lightRecord{BootID: l.boot, Target: l.target, Slot: l.slot, Ck: *ck})
+	b, err := encodeLight(lightRecord{BootID: l.boot, TargetSHA256: l.target, Slot: l.slot, Ck: *ck})
 	if err == nil {
 		_, err = l.f.WriteAt(b, 0)
 	}
@@ -437,7 +437,7 @@ func readLight(dir, target, slot string, w slots.Writer) (ckRecord, bool) {
 		return ckRecord{}, false
 	}
 	r, err := decodeLight(b)
-	if err != nil || r.BootID != boot || r.Target != target || r.Slot != slot {
+	if err != nil || r.BootID != boot || r.TargetSHA256 != target || r.Slot != slot {
 		return ckRecord{}, false
 	}
 	return r.Ck, true

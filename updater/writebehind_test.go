@@ -39,7 +39,7 @@ func TestLightCheckpointTrusted(t *testing.T) {
 	sum := sha256.Sum256(data)
 	tg := verify.Target{Path: "rootfs/1.img", Length: int64(len(data)), Hashes: map[string][]byte{"sha256": sum[:]}}
 	const durableAt, lightAt = 1 << 20, 2<<20 + 4096
-	good := lightRecord{BootID: "boot-1", Target: tg.SHA256(), Slot: "b",
+	good := lightRecord{BootID: "boot-1", TargetSHA256: tg.SHA256(), Slot: "b",
 		Ck: ckRecord{Offset: lightAt, HashState: hashState(t, tg, data, lightAt), Validator: `"light"`}}
 	tests := []struct {
 		name      string
@@ -53,7 +53,7 @@ func TestLightCheckpointTrusted(t *testing.T) {
 		{"after a reboot", "boot-2", func() []byte { return mustLight(t, good) }, false, durableAt, `"durable"`},
 		{"boot id unknown", "", func() []byte { return mustLight(t, good) }, false, durableAt, `"durable"`},
 		{"writer buffers in the process", "boot-1", func() []byte { return mustLight(t, good) }, true, durableAt, `"durable"`},
-		{"other target", "boot-1", func() []byte { r := good; r.Target = "00"; return mustLight(t, r) }, false, durableAt, `"durable"`},
+		{"other target", "boot-1", func() []byte { r := good; r.TargetSHA256 = "00"; return mustLight(t, r) }, false, durableAt, `"durable"`},
 		{"other slot", "boot-1", func() []byte { r := good; r.Slot = "a"; return mustLight(t, r) }, false, durableAt, `"durable"`},
 		{"older than the durable one", "boot-1", func() []byte {
 			r := good
@@ -91,7 +91,7 @@ func TestLightCheckpointTrusted(t *testing.T) {
 				w = f
 			}
 			defer f.Close()
-			pd := &pending{Slot: "b", Target: tg.SHA256(), Offset: durableAt, HashState: hashState(t, tg, data, durableAt), Validator: `"durable"`}
+			pd := &pending{Slot: "b", TargetSHA256: tg.SHA256(), Offset: durableAt, HashState: hashState(t, tg, data, durableAt), Validator: `"durable"`}
 			p, err := newPipeline(tg, w, 1, pd, st, nil, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -139,7 +139,7 @@ func TestWriteBehindAligned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pd := &pending{Slot: "b", Target: tg.SHA256()}
+	pd := &pending{Slot: "b", TargetSHA256: tg.SHA256()}
 	p, err := newPipeline(tg, w, block, pd, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +205,7 @@ func testWriteBehindError(t *testing.T, buffered bool) {
 		t.Fatal(err)
 	}
 	const failAt = 1<<20 + 5
-	pd := &pending{Slot: "b", Target: tg.SHA256()}
+	pd := &pending{Slot: "b", TargetSHA256: tg.SHA256()}
 	p, err := newPipeline(tg, &failingWriter{n: failAt, buffered: buffered}, 1, pd, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +228,7 @@ func testWriteBehindError(t *testing.T, buffered bool) {
 // FuzzDecodeLight feeds arbitrary bytes to the light checkpoint parser: it
 // never panics, and what it accepts encodes back to the same record.
 func FuzzDecodeLight(f *testing.F) {
-	rec := lightRecord{BootID: "b", Target: "ab", Slot: "b", Ck: ckRecord{Offset: 10, HashState: []byte{1, 2}, Validator: `"v"`}}
+	rec := lightRecord{BootID: "b", TargetSHA256: "ab", Slot: "b", Ck: ckRecord{Offset: 10, HashState: []byte{1, 2}, Validator: `"v"`}}
 	good, err := encodeLight(rec)
 	if err != nil {
 		f.Fatal(err)
