@@ -97,6 +97,7 @@ func ExampleGrace() {
 	started := time.Now()
 	check := health.Grace(health.SystemdUnits([]string{"gateway"}), 30*time.Second, health.GraceStart(started))
 	_ = check
+	// Output:
 }
 
 func ExampleUpdateServerReachable() {
@@ -117,6 +118,7 @@ func ExampleNotifier() {
 	_ = n.Ready()
 	var lastLoop time.Time // the main loop stores time.Now() here each turn
 	go n.Watchdog(ctx, func() bool { return time.Since(lastLoop) < 30*time.Second })
+	// Output:
 }
 
 func ExampleBootAssessment() {
@@ -129,6 +131,7 @@ func ExampleBootAssessment() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1) // boot-complete.target is not reached
 	}
+	// Output:
 }
 
 func ExampleWithObserver() {

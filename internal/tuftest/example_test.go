@@ -31,4 +31,5 @@ func ExampleNew() {
 		// release after repo.Publish().
 	}
 	_ = testDevice
+	// Output:
 }

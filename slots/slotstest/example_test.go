@@ -17,6 +17,7 @@ func ExampleTestSlot() {
 			return slotstest.NewMemSlot("b", 64<<20) // your slot here, made in t.TempDir()
 		})
 	}
+	// Output:
 }
 
 // A trial boots once per try, then the primary runs again.
