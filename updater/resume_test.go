@@ -6,7 +6,11 @@ import (
 	"errors"
 	"testing"
 
+	"os"
+	"path/filepath"
+
 	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/slotstest"
 	"github.com/switchback-ota/switchback/verify"
 )
@@ -29,6 +33,24 @@ func alterPrefix(t *testing.T, slot *slotstest.MemSlot) {
 	}
 }
 
+// kernelBufferedSlot declares its writer's bytes in the kernel once
+// written (slots.KernelBuffered), so that transfers into it take light
+// checkpoints; in memory, the bytes outlive the Updater as they would a
+// killed process.
+type kernelBufferedSlot struct{ *slotstest.MemSlot }
+
+func (s kernelBufferedSlot) Writer(ctx context.Context, size int64) (slots.Writer, error) {
+	w, err := s.MemSlot.Writer(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	return kernelBufferedWriter{w}, nil
+}
+
+type kernelBufferedWriter struct{ slots.Writer }
+
+func (kernelBufferedWriter) KernelBuffered() bool { return true }
+
 // TestResumeReadsBackTheSlot interrupts an install (full, compressed,
 // patch), alters the bytes the interrupted transfer had already written
 // and hashed, and resumes in a new process: the resumed transfer must not
@@ -44,6 +66,7 @@ func TestResumeReadsBackTheSlot(t *testing.T) {
 		// setup publishes the release and returns the device, the slot
 		// the install writes, and the image it must end up holding.
 		setup func(t *testing.T) (*device, *slotstest.MemSlot, []byte)
+		light bool // the resume starts from a light checkpoint
 	}{
 		{"full image", func(t *testing.T) (*device, *slotstest.MemSlot, []byte) {
 			repo := tuftest.New(t)
@@ -51,18 +74,31 @@ func TestResumeReadsBackTheSlot(t *testing.T) {
 			repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
 			repo.Publish()
 			return newDevice(t, repo), nil, img
-		}},
+		}, false},
 		{"compressed image", func(t *testing.T) (*device, *slotstest.MemSlot, []byte) {
 			repo := tuftest.New(t)
 			img := compressible(3, 1<<20+77)
 			repo.AddCompressedTarget("rootfs/1.1.0.img.zst", img, custom("1.1.0"), 64<<10)
 			repo.Publish()
 			return newDevice(t, repo), nil, img
-		}},
+		}, false},
 		{"patch", func(t *testing.T) (*device, *slotstest.MemSlot, []byte) {
 			_, d, _, _ := patchDevice(t, base, next)
 			return d, d.a, next
-		}},
+		}, false},
+		{"full image, light checkpoint", func(t *testing.T) (*device, *slotstest.MemSlot, []byte) {
+			old := bootID
+			bootID = func() string { return "this-boot" }
+			t.Cleanup(func() { bootID = old })
+			repo := tuftest.New(t)
+			img := image("1.1.0", 1<<20+77)
+			repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
+			repo.Publish()
+			d := newDevice(t, repo)
+			d.cfg = func(c *Config) { c.Components[0].Slots = []slots.Slot{d.a, kernelBufferedSlot{d.b}} }
+			d.start()
+			return d, nil, img
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,8 +112,11 @@ func TestResumeReadsBackTheSlot(t *testing.T) {
 			}
 			slot.FailWritesAfterBytes(-1)
 			d.start()
-			if pd := d.pending(); pd == nil || pd.Offset == 0 {
+			if pd := d.pending(); pd == nil || (pd.Offset == 0 && !tt.light) {
 				t.Fatalf("pending after the interruption: %+v, want a checkpoint to resume from", pd)
+			}
+			if b, _ := os.ReadFile(filepath.Join(d.stateDir, lightFile)); tt.light && len(b) == 0 {
+				t.Fatal("no light checkpoint to resume from")
 			}
 			alterPrefix(t, slot)
 			restarts := d.restarts.Load()
