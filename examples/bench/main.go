@@ -211,11 +211,25 @@ func orchestrate(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "peak RSS (VmHWM) of the installing process, %s image: %.1f MiB\n", human(small.size), float64(medianInt(hwmSmall))/1024)
 	fmt.Fprintf(out, "peak RSS (VmHWM) of the installing process, %s image: %.1f MiB (goal ≤ 48 MiB)\n", human(big.size), float64(medianInt(hwmBig))/1024)
 
-	// 3. SIGKILL at 25/50/75 % and restart.
+	// 3. SIGKILL at 25/50/75 % and restart; the read-back of the resumed
+	// installs against the arm of the installs above.
+	if err := killFigures(out, big, work, *runs, median(armPlain), float64(big.size)/1e6/mi); err != nil {
+		return err
+	}
+
+	// 4. Idle check: a device that is up to date checks again.
+	return idleCheck(out, big, filepath.Join(work, "device"))
+}
+
+// killFigures kills installs at 25, 50 and 75 % and restarts them, and
+// prints what was fetched twice, then the cost of the read-back of the
+// resumed installs against armPlain, the verified→armed time of an install
+// without resume, and plainSecs, its whole time.
+func killFigures(out io.Writer, big *repo, work string, runs int, armPlain, plainSecs float64) error {
 	var armResumed, resumedSecs []float64
 	for _, pct := range []int64{25, 50, 75} {
 		var redelivered, wire, reqs []int64
-		for i := 0; i < *runs; i++ {
+		for i := 0; i < runs; i++ {
 			k, err := killAndResume(big, filepath.Join(work, "device"), pct)
 			os.RemoveAll(filepath.Join(work, "device"))
 			if err != nil {
@@ -228,10 +242,13 @@ func orchestrate(args []string, out io.Writer) error {
 			pct, human(medianInt(redelivered)), human(medianInt(wire)), medianInt(reqs))
 	}
 	fmt.Fprintf(out, "resume read-back, %s: verified→armed %.3f s after a resume (whole image read back and hashed) vs %.3f s without resume; resumed installs took %.2f s, an install without resume %.2f s\n",
-		human(big.size), median(armResumed), median(armPlain), median(resumedSecs), float64(big.size)/1e6/mi)
+		human(big.size), median(armResumed), armPlain, median(resumedSecs), plainSecs)
+	return nil
+}
 
-	// 4. Idle check: a device that is up to date checks again.
-	dev := filepath.Join(work, "device")
+// idleCheck measures the check of a device that is up to date: the
+// requests and bytes it costs.
+func idleCheck(out io.Writer, big *repo, dev string) error {
 	if _, err := runInstall(big, dev, "check"); err != nil { // first check: fetches all metadata
 		return fmt.Errorf("first check: %w", err)
 	}
