@@ -136,6 +136,7 @@ func (u *Updater) InstallFile(ctx context.Context, path string) error {
 		return fmt.Errorf("updater: install file: %w", err)
 	}
 	u.remember(ts)
+	u.rebuild(ctx)
 	var match []verify.Target
 	for _, t := range ts.Targets {
 		if t.SHA256() == sum && t.Length == n {
