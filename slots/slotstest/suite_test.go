@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 
 	"github.com/switchback-ota/switchback/slots"
@@ -69,6 +70,48 @@ func (w *brokenWriter) WriteAt(p []byte, off int64) (int, error) {
 func (w *brokenWriter) Sync() error  { return nil }
 func (w *brokenWriter) Close() error { return nil }
 
+// claimingSlot claims abilities it lacks: a block size of 0, and a writer
+// that keeps the bytes in its own memory until Close yet claims
+// slots.KernelBuffered (a killed process would lose them).
+type claimingSlot struct{ *MemSlot }
+
+func (c claimingSlot) BlockSize() int { return 0 }
+
+func (c claimingSlot) Writer(ctx context.Context, size int64) (slots.Writer, error) {
+	w, err := c.MemSlot.Writer(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	return &bufferingWriter{Writer: w, pending: map[int64][]byte{}}, nil
+}
+
+type bufferingWriter struct {
+	slots.Writer
+	mu      sync.Mutex
+	pending map[int64][]byte
+}
+
+func (w *bufferingWriter) WriteAt(p []byte, off int64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pending[off] = bytes.Clone(p)
+	return len(p), nil
+}
+
+func (w *bufferingWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for off, p := range w.pending {
+		if _, err := w.Writer.WriteAt(p, off); err != nil {
+			return err
+		}
+	}
+	w.pending = nil
+	return w.Writer.Close()
+}
+
+func (w *bufferingWriter) KernelBuffered() bool { return true }
+
 // brokenBoot lets the booted slot be armed and unknown names through.
 type brokenBoot struct{ *FakeBoot }
 
@@ -102,6 +145,10 @@ func TestSuitesCatchMisbehaviour(t *testing.T) {
 			"Reader with a cancelled context: got nil error",
 			"second Reader.Close: panicked: closed twice",
 		}},
+		{"abilities", []string{
+			"--- FAIL: TestBrokenHelper/KernelBuffered/Abandoned",
+			"BlockSize() = 0, want 1 to 4194304",
+		}},
 		{"boot", []string{
 			"Arm(booted \"a\"): got <nil>, want an error wrapping slots.ErrSlotActive",
 			"Arm(\"no-such-slot\"): got <nil>, want an error wrapping slots.ErrUnknownSlot",
@@ -132,6 +179,8 @@ func TestBrokenHelper(t *testing.T) {
 	switch os.Getenv("SLOTSTEST_BROKEN") {
 	case "slot":
 		TestSlot(t, func(t *testing.T) slots.Slot { return &brokenSlot{MemSlot: NewMemSlot("b", 8<<20)} })
+	case "abilities":
+		TestSlot(t, func(t *testing.T) slots.Slot { return claimingSlot{NewMemSlot("b", 8<<20)} })
 	case "boot":
 		TestBootControl(t, func(t *testing.T) (slots.BootControl, []string) {
 			return brokenBoot{NewFakeBoot("a", "b")}, []string{"a", "b"}
