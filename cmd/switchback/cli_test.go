@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -324,4 +327,83 @@ func TestProgress(t *testing.T) {
 			t.Errorf("got %q", got)
 		}
 	})
+}
+
+// TestInstallServerIgnoresRange: a static server without Range support
+// (Python's http.server) and a connection cut mid-image. The resumed
+// request asks for the rest with Range, gets the whole file with 200, and
+// the install starts again from byte 0: it still ends verified and armed.
+func TestInstallServerIgnoresRange(t *testing.T) {
+	repo := tuftest.New(t)
+	img := bytes.Repeat([]byte("switchback 1.1.0 "), 64<<10) // about 1 MiB
+	repo.AddTarget("app/1.1.0", img, release("1.1.0", "gw"))
+	repo.Publish()
+	var mu sync.Mutex
+	var ranges []string // the Range header of each target request
+	var served atomic.Int64
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.Contains(r.URL.Path, "/targets/") {
+				h.ServeHTTP(w, r)
+				return
+			}
+			mu.Lock()
+			ranges = append(ranges, r.Header.Get("Range"))
+			first := len(ranges) == 1
+			mu.Unlock()
+			r.Header.Del("Range") // the server ignores it: 200, whole file
+			if first {
+				w = &cutWriter{ResponseWriter: w, left: int64(len(img)) / 3}
+			}
+			h.ServeHTTP(countWriter{w, &served}, r)
+		})
+	})
+	cfg := fileDevice(t, repo, nil)
+	out, code := switchback(t, cfg, "install")
+	if code != exitOK || !strings.Contains(out, "armed") {
+		t.Fatalf("install: exit %d\n%s", code, out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ranges) < 2 || ranges[0] != "" || !strings.HasPrefix(ranges[1], "bytes=") {
+		t.Errorf("target requests with Range headers %q, want a plain GET, then a resume asking for a range", ranges)
+	}
+	// The bytes before the cut, less the last write the cut interrupted,
+	// then the whole image again.
+	if got, min := served.Load(), int64(len(img))+int64(len(img))/4; got < min {
+		t.Errorf("server sent %d bytes, want at least %d (most of the cut third, then the whole image again)", got, min)
+	}
+	if out, _ := switchback(t, cfg, "status"); !strings.Contains(out, "1.1.0 (complete)") {
+		t.Errorf("status after the install:\n%s", out)
+	}
+}
+
+// cutWriter drops the connection once left bytes are written.
+type cutWriter struct {
+	http.ResponseWriter
+	left int64
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) >= c.left {
+		c.ResponseWriter.Write(p[:c.left])
+		if f, ok := c.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		panic(http.ErrAbortHandler) // the connection drops
+	}
+	c.left -= int64(len(p))
+	return c.ResponseWriter.Write(p)
+}
+
+// countWriter counts the body bytes a handler writes.
+type countWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
