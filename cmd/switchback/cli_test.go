@@ -264,6 +264,8 @@ func TestExitCode(t *testing.T) {
 		{fmt.Errorf("check: %w: %w", updater.ErrNoUpdate, fmt.Errorf("%w: app", verify.ErrNotPublished)), exitNotPublished},
 		{fmt.Errorf("check: %w: %w", updater.ErrNoUpdate, incompatible), exitIncompatible},
 		{fmt.Errorf("check: %w: %w", updater.ErrNoUpdate, errors.Join(incompatible, fmt.Errorf("%w: %w", verify.ErrIncompatible, verify.ErrBlocked))), exitBlocked},
+		{errors.Join(fmt.Errorf("%w: web", verify.ErrNotPublished), incompatible), exitIncompatible},
+		{errors.Join(fmt.Errorf("%w: web", verify.ErrNotPublished), fmt.Errorf("x: %w", verify.ErrBadVersion)), exitConfig},
 	}
 	for _, tt := range tests {
 		if got := exitCode(tt.err); got != tt.want {

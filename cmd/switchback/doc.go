@@ -22,7 +22,8 @@
 //	   (-file) of a component this device does not have
 //	6  the newest release for this device failed here before and is blocklisted
 //
-// When several apply (two components), the larger status wins.
+// When the components' reasons differ, the status is the first of 3, 6, 5,
+// 4 that applies.
 //
 // # Configuration
 //

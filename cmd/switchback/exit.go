@@ -32,9 +32,10 @@ type configError struct{ err error }
 func (e configError) Error() string { return e.err.Error() }
 func (e configError) Unwrap() error { return e.err }
 
-// exitCode is the exit status for what a command returned. The most
-// specific class wins: a blocklisted release beside one for other hardware
-// is reported as blocklisted.
+// exitCode is the exit status for what a command returned. When the
+// components' reasons differ, the first of 3, 6, 5, 4 that applies wins:
+// the device's own configuration, then a release for this device that
+// failed here, then releases for other devices, then none published.
 func exitCode(err error) int {
 	var ue usageError
 	var ce configError
@@ -45,12 +46,12 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &ce), errors.Is(err, verify.ErrBadVersion):
 		return exitConfig
-	case errors.Is(err, verify.ErrNotPublished):
-		return exitNotPublished
 	case errors.Is(err, verify.ErrBlocked):
 		return exitBlocked
 	case errors.Is(err, verify.ErrIncompatible):
 		return exitIncompatible
+	case errors.Is(err, verify.ErrNotPublished):
+		return exitNotPublished
 	}
 	return exitFailure
 }

@@ -59,6 +59,7 @@ const exitHelp = `exit status:
   5  releases exist but none for this device: hardware, min_version, or an image (-file)
      of a component this device does not have
   6  the newest release for this device failed here before and is blocklisted (switchback status)
+  When the components' reasons differ, the status is the first of 3, 6, 5, 4 that applies.
 `
 
 // configHelp is the configuration format, as doc.go gives it (a test keeps
