@@ -112,6 +112,30 @@ func (w *bufferingWriter) Close() error {
 
 func (w *bufferingWriter) KernelBuffered() bool { return true }
 
+// racySlot's writer claims slots.KernelBuffered but counts its writes and
+// syncs in a field both touch without synchronisation.
+type racySlot struct{ *MemSlot }
+
+func (r racySlot) Writer(ctx context.Context, size int64) (slots.Writer, error) {
+	w, err := r.MemSlot.Writer(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	return &racyWriter{Writer: w}, nil
+}
+
+type racyWriter struct {
+	slots.Writer
+	ops int // unguarded
+}
+
+func (w *racyWriter) WriteAt(p []byte, off int64) (int, error) {
+	w.ops++
+	return w.Writer.WriteAt(p, off)
+}
+func (w *racyWriter) Sync() error          { w.ops++; return w.Writer.Sync() }
+func (w *racyWriter) KernelBuffered() bool { return true }
+
 // brokenBoot lets the booted slot be armed and unknown names through.
 type brokenBoot struct{ *FakeBoot }
 
@@ -132,7 +156,7 @@ func TestSuitesCatchMisbehaviour(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot re-run the test binary: %v", err)
 	}
-	for _, c := range []struct {
+	cases := []struct {
 		name string
 		want []string
 	}{
@@ -154,7 +178,14 @@ func TestSuitesCatchMisbehaviour(t *testing.T) {
 			"Arm(\"no-such-slot\"): got <nil>, want an error wrapping slots.ErrUnknownSlot",
 			"Arm(\"b\", 0): got nil error, want one",
 		}},
-	} {
+	}
+	if raceEnabled {
+		cases = append(cases, struct {
+			name string
+			want []string
+		}{"racy", []string{"WARNING: DATA RACE", "--- FAIL: TestBrokenHelper/KernelBuffered/ConcurrentSync"}})
+	}
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(exe, "-test.run=^TestBrokenHelper$", "-test.v")
 			cmd.Env = append(os.Environ(), "SLOTSTEST_BROKEN="+c.name)
@@ -181,6 +212,8 @@ func TestBrokenHelper(t *testing.T) {
 		TestSlot(t, func(t *testing.T) slots.Slot { return &brokenSlot{MemSlot: NewMemSlot("b", 8<<20)} })
 	case "abilities":
 		TestSlot(t, func(t *testing.T) slots.Slot { return claimingSlot{NewMemSlot("b", 8<<20)} })
+	case "racy":
+		TestSlot(t, func(t *testing.T) slots.Slot { return racySlot{NewMemSlot("b", 8<<20)} })
 	case "boot":
 		TestBootControl(t, func(t *testing.T) (slots.BootControl, []string) {
 			return brokenBoot{NewFakeBoot("a", "b")}, []string{"a", "b"}
