@@ -138,7 +138,9 @@ func cmdConfirm(ctx context.Context, c *cli, args []string) error {
 // bootCommand parses the flags of a command that works on one component's
 // boot control only (no network, no trusted metadata), adding -component.
 // The arguments after the flags stay in fs.Args().
-func (c *cli) bootCommand(fs *flag.FlagSet, args []string, componentRequired bool) (name string, b slots.BootControl, err error) {
+// check, when not nil, judges the command line before the configuration
+// is loaded.
+func (c *cli) bootCommand(fs *flag.FlagSet, args []string, componentRequired bool, check func() error) (name string, b slots.BootControl, err error) {
 	usage := "the `COMPONENT` (default: the first configured)"
 	if componentRequired {
 		usage = "the `COMPONENT` (required)"
@@ -150,6 +152,11 @@ func (c *cli) bootCommand(fs *flag.FlagSet, args []string, componentRequired boo
 	if componentRequired && *component == "" {
 		return "", nil, usageError{"-component is required"}
 	}
+	if check != nil {
+		if err := check(); err != nil {
+			return "", nil, err
+		}
+	}
 	d, err := c.load()
 	if err != nil {
 		return "", nil, err
@@ -158,7 +165,7 @@ func (c *cli) bootCommand(fs *flag.FlagSet, args []string, componentRequired boo
 }
 
 func cmdMarkGood(ctx context.Context, c *cli, args []string) error {
-	name, b, err := c.bootCommand(c.flags("mark-good"), args, false)
+	name, b, err := c.bootCommand(c.flags("mark-good"), args, false, nil)
 	if err != nil {
 		return err
 	}
@@ -176,7 +183,7 @@ func cmdMarkGood(ctx context.Context, c *cli, args []string) error {
 func cmdMarkBad(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("mark-bad")
 	slot := fs.String("slot", "", "the `SLOT` to mark bad (default: the running one)")
-	name, b, err := c.bootCommand(fs, args, false)
+	name, b, err := c.bootCommand(fs, args, false, nil)
 	if err != nil {
 		return err
 	}
@@ -184,7 +191,7 @@ func cmdMarkBad(ctx context.Context, c *cli, args []string) error {
 }
 
 func cmdRollback(ctx context.Context, c *cli, args []string) error {
-	name, b, err := c.bootCommand(c.flags("rollback"), args, false)
+	name, b, err := c.bootCommand(c.flags("rollback"), args, false, nil)
 	if err != nil {
 		return err
 	}
@@ -217,12 +224,14 @@ func cmdEnv(ctx context.Context, c *cli, args []string) error {
 		op, args = args[0], args[1:]
 	}
 	fs := c.flags(strings.TrimSpace("env " + op))
-	name, b, err := c.bootCommand(fs, args, false)
-	switch {
-	case err != nil:
+	name, b, err := c.bootCommand(fs, args, false, func() error {
+		if op == "" {
+			return usageError{"want env get or env set (see switchback env -h)"}
+		}
+		return nil
+	})
+	if err != nil {
 		return err
-	case op == "":
-		return usageError{"want env get or env set (see switchback env -h)"}
 	}
 	ed, ok := b.(envEditor)
 	if !ok {
@@ -273,7 +282,7 @@ func envGet(ctx context.Context, c *cli, ed envEditor, names []string) error {
 // cmdGuard runs before the application, on every start: it must not need
 // the network, nor the trusted metadata.
 func cmdGuard(ctx context.Context, c *cli, args []string) error {
-	name, b, err := c.bootCommand(c.flags("guard"), args, true)
+	name, b, err := c.bootCommand(c.flags("guard"), args, true, nil)
 	if err != nil {
 		return err
 	}

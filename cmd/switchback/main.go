@@ -22,7 +22,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := &cli{stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("switchback", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // run reports parse errors itself
-	fs.StringVar(&c.configPath, "config", defaultConfigPath, "configuration file")
+	fs.StringVar(&c.configPath, "config", defaultConfigPath, "configuration `FILE`")
 	fs.BoolVar(&c.verbose, "v", false, "log the updater's steps to stderr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
