@@ -687,11 +687,10 @@ func FuzzMergeSignatures(f *testing.F) {
 	}
 	t2, _ := GenerateKey(Ed25519)
 	keys[RoleTargets] = append(keys[RoleTargets], t2)
-	r, err := Init(ctx, Config{Dir: dir}, InitOptions{Keys: keys, Roles: map[string]RoleOptions{RoleTargets: {Threshold: 2}}})
-	if err != nil {
+	if _, err := Init(ctx, Config{Dir: dir}, InitOptions{Keys: keys, Roles: map[string]RoleOptions{RoleTargets: {Threshold: 2}}}); err != nil {
 		f.Fatal(err)
 	}
-	r, _ = Open(Config{Dir: dir, Keys: []*Key{keys[RoleTargets][0], keys[RoleSnapshot][0], keys[RoleTimestamp][0]}})
+	r, _ := Open(Config{Dir: dir, Keys: []*Key{keys[RoleTargets][0], keys[RoleSnapshot][0], keys[RoleTimestamp][0]}})
 	r.AddTarget(ctx, "a", strings.NewReader("a"), rootfs("1.0.0"), AddOptions{})
 	if err := r.Publish(ctx); !errors.Is(err, ErrThreshold) {
 		f.Fatal(err)

@@ -14,13 +14,11 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// tarEntry is one entry of a test archive. Size, when set, overrides the
-// body's length in the header (to lie about it).
+// tarEntry is one entry of a test archive.
 type tarEntry struct {
 	name, body, link string
 	typ              byte
 	mode             int64
-	size             int64
 }
 
 func file(name, body string) tarEntry { return tarEntry{name: name, body: body, typ: tar.TypeReg} }

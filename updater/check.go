@@ -21,7 +21,9 @@ type Update struct {
 // newest release it may install. It returns an error wrapping ErrNoUpdate
 // when there is none for any component; when releases exist that the
 // device may not take, the error also wraps verify.ErrIncompatible with
-// the reasons.
+// the reasons (and verify.ErrBlocked for a blocklisted one); when the
+// repository publishes no release at all of a component, it wraps
+// verify.ErrNotPublished.
 func (u *Updater) Check(ctx context.Context) ([]Update, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -50,7 +52,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 			Blocked:        u.st.blocked,
 		})
 		switch {
-		case errors.Is(err, verify.ErrNoUpdate):
+		case errors.Is(err, verify.ErrNoUpdate) && !errors.Is(err, verify.ErrNotPublished):
 			continue
 		case err != nil:
 			errs = append(errs, fmt.Errorf("component %s: %w", c.Name, err))

@@ -121,7 +121,7 @@ type Config struct {
 func (c *Config) validate() error {
 	var errs []error
 	if c.Hardware == "" {
-		errs = append(errs, errors.New("Hardware is required"))
+		errs = append(errs, errors.New("Config.Hardware is required"))
 	}
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("StateDir is required"))
@@ -160,7 +160,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Tries < 0 || c.Tries > 9 {
-		errs = append(errs, fmt.Errorf("Tries %d out of range 1..9", c.Tries))
+		errs = append(errs, fmt.Errorf("Config.Tries %d out of range 1..9", c.Tries))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("updater: invalid config: %w", err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -120,6 +121,11 @@ func fetchFile(ctx context.Context, req download.Request, sink download.Sink) (d
 func (u *Updater) InstallFile(ctx context.Context, path string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	// The path becomes a file:// URL: it must be absolute.
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("updater: install file: %w", err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("updater: install file: %w", err)
@@ -149,7 +155,7 @@ func (u *Updater) InstallFile(ctx context.Context, path string) error {
 	comp := match[0].Custom.Component
 	c, ok := u.comp[comp]
 	if !ok {
-		return fmt.Errorf("updater: install file %s: component %q is not configured on this device", path, comp)
+		return fmt.Errorf("updater: install file %s: component %q is not configured on this device: %w", path, comp, verify.ErrIncompatible)
 	}
 	cs := u.st.component(c.Name)
 	t, err := verify.Select(match, verify.Policy{Component: comp, Hardware: u.cfg.Hardware, Installed: cs.Installed,

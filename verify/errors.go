@@ -1,6 +1,9 @@
 package verify
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Every error this package returns that a caller may branch
 // on wraps one of them (test with [errors.Is]); go-tuf's own error values stay
@@ -27,4 +30,19 @@ var (
 	// ErrFetch means metadata could not be downloaded (network failure, HTTP
 	// status other than 200, cancelled context); retrying later may help.
 	ErrFetch = errors.New("verify: metadata fetch failed")
+)
+
+// Reasons [Select] gives, so that a caller (the device CLI's exit status)
+// can tell "up to date" from "nothing here for me" without parsing text.
+var (
+	// ErrNotPublished means the repository publishes no release of the
+	// component at all (a misspelt component name, or the wrong
+	// repository). It wraps [ErrNoUpdate].
+	ErrNotPublished = fmt.Errorf("%w: no release of the component is published", ErrNoUpdate)
+	// ErrBlocked is the reason a release that failed on this device before
+	// is refused; it appears inside an [ErrIncompatible] error.
+	ErrBlocked = errors.New("blocked after an earlier failure")
+	// ErrBadVersion means a version, such as the installed one, is not a
+	// semantic version.
+	ErrBadVersion = errors.New("not a semantic version")
 )

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -69,15 +70,18 @@ type Policy struct {
 // When no release of the component is newer than the installed one (or none
 // is published), Select returns an error wrapping [ErrNoUpdate]. When newer
 // ones exist but none fits, the error wraps [ErrIncompatible] and says why
-// each was refused. An installed version that is not a semantic version is
-// an error of its own.
+// each was refused; [ErrBlocked] is reachable through it when a release was
+// refused for an earlier failure. When no release of the component is
+// published at all, the error wraps [ErrNotPublished] (and ErrNoUpdate). An
+// installed version that is not a semantic version is an error wrapping
+// [ErrBadVersion].
 func Select(targets []Target, p Policy) (Target, error) {
 	if p.Installed != "" && !ValidVersion(p.Installed) {
-		return Target{}, fmt.Errorf("verify: installed version %q of %s is not a semantic version", p.Installed, p.Component)
+		return Target{}, fmt.Errorf("verify: installed version %q of %s is %w", p.Installed, p.Component, ErrBadVersion)
 	}
 	var (
 		best     *Target
-		refused  []string
+		refused  refusals
 		newest   string // newest version published for the component
 		numImage int
 	)
@@ -97,8 +101,8 @@ func Select(targets []Target, p Policy) (Target, error) {
 				continue // not an update: never a reason for ErrIncompatible
 			}
 		}
-		if reason := refuse(*t, p); reason != "" {
-			refused = append(refused, fmt.Sprintf("%s (%s): %s", t.Path, c.Version, reason))
+		if reason := refuse(*t, p); reason != nil {
+			refused = append(refused, fmt.Errorf("%s (%s): %w", t.Path, c.Version, reason))
 			continue
 		}
 		if best == nil || better(*t, *best, p.Hardware) {
@@ -109,40 +113,54 @@ func Select(targets []Target, p Policy) (Target, error) {
 	case best != nil:
 		return *best, nil
 	case len(refused) > 0:
-		return Target{}, fmt.Errorf("%w for %s on %s (installed %q): %s",
-			ErrIncompatible, p.Component, p.Hardware, p.Installed, strings.Join(refused, "; "))
+		return Target{}, fmt.Errorf("%w for %s on %s (installed %q): %w",
+			ErrIncompatible, p.Component, p.Hardware, p.Installed, refused)
 	case numImage == 0:
-		return Target{}, fmt.Errorf("%w: no release of %s published", ErrNoUpdate, p.Component)
+		return Target{}, fmt.Errorf("%w: %s", ErrNotPublished, p.Component)
 	default:
 		return Target{}, fmt.Errorf("%w: %s %s installed, newest published %s", ErrNoUpdate, p.Component, p.Installed, newest)
 	}
 }
 
-// refuse returns why t may not be installed under p, or "".
-func refuse(t Target, p Policy) string {
+// refusals are the reasons Select refused each candidate: one error whose
+// text lists them all and through which errors.Is finds each reason.
+type refusals []error
+
+func (r refusals) Error() string {
+	s := make([]string, len(r))
+	for i, err := range r {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (r refusals) Unwrap() []error { return r }
+
+// refuse returns why t may not be installed under p, or nil.
+func refuse(t Target, p Policy) error {
 	c := t.Custom
 	if err := c.Validate(); err != nil {
-		return err.Error()
+		return err
 	}
 	if !slices.Contains(c.Hardware, p.Hardware) && !slices.Contains(c.Hardware, "*") {
-		return fmt.Sprintf("hardware %q not in %q", p.Hardware, c.Hardware)
+		return fmt.Errorf("hardware %q not in %q", p.Hardware, c.Hardware)
 	}
 	if c.MinVersion != "" {
 		if p.Installed == "" {
-			return fmt.Sprintf("min_version %s needs an installed version", c.MinVersion)
+			return fmt.Errorf("min_version %s needs an installed version", c.MinVersion)
 		}
 		if CompareVersions(p.Installed, c.MinVersion) < 0 {
-			return fmt.Sprintf("installed %s is below min_version %s", p.Installed, c.MinVersion)
+			return fmt.Errorf("installed %s is below min_version %s", p.Installed, c.MinVersion)
 		}
 	}
 	if p.Blocked != nil {
 		if sum := t.SHA256(); sum == "" {
-			return "no sha256 to check against the blocklist"
+			return errors.New("no sha256 to check against the blocklist")
 		} else if p.Blocked(sum) {
-			return "blocked after an earlier failure"
+			return ErrBlocked
 		}
 	}
-	return ""
+	return nil
 }
 
 // better reports whether a should be preferred over b.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -61,7 +62,7 @@ func TestSelect(t *testing.T) {
 		{name: "downgrade allowed but only installed version",
 			p: Policy{Component: "rootfs", Hardware: "board-a", Installed: "5.0.0", AllowDowngrade: true}, wantErr: ErrNoUpdate},
 		{name: "unknown component",
-			p: Policy{Component: "kernel", Hardware: "board-a"}, wantErr: ErrNoUpdate, wantText: []string{"no release of kernel"}},
+			p: Policy{Component: "kernel", Hardware: "board-a"}, wantErr: ErrNotPublished, wantText: []string{"published: kernel"}},
 		{name: "wrong hardware",
 			p: Policy{Component: "app", Hardware: "board-c", Installed: "1.2.0"}, wantErr: ErrIncompatible,
 			wantText: []string{`app/1.10.0-b (1.10.0): hardware "board-c" not in ["board-b"]`, "app/2.0.0 (2.0.0)"}},
@@ -106,6 +107,39 @@ func TestSelect(t *testing.T) {
 			for _, s := range tt.wantText {
 				if !strings.Contains(err.Error(), s) {
 					t.Errorf("Select error = %q, want it to contain %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// TestSelectReasons: each reason Select gives is reachable with errors.Is,
+// and none is mistaken for another (the device CLI's exit status rests on
+// it).
+func TestSelectReasons(t *testing.T) {
+	catalog := []Target{
+		img("app/1.0.0", "app", "1.0.0", "board-a"),
+		img("app/2.0.0", "app", "2.0.0", "board-a"),
+	}
+	all := []error{ErrNoUpdate, ErrNotPublished, ErrIncompatible, ErrBlocked, ErrBadVersion}
+	tests := []struct {
+		name string
+		p    Policy
+		want []error
+	}{
+		{"up to date", Policy{Component: "app", Hardware: "board-a", Installed: "2.0.0"}, []error{ErrNoUpdate}},
+		{"component not published", Policy{Component: "kernel", Hardware: "board-a"}, []error{ErrNoUpdate, ErrNotPublished}},
+		{"wrong hardware", Policy{Component: "app", Hardware: "board-b", Installed: "1.0.0"}, []error{ErrIncompatible}},
+		{"blocklisted", Policy{Component: "app", Hardware: "board-a", Installed: "1.0.0", Blocked: func(string) bool { return true }},
+			[]error{ErrIncompatible, ErrBlocked}},
+		{"installed not semver", Policy{Component: "app", Hardware: "board-a", Installed: "factory"}, []error{ErrBadVersion}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Select(catalog, tt.p)
+			for _, sentinel := range all {
+				if got, want := errors.Is(err, sentinel), slices.Contains(tt.want, sentinel); got != want {
+					t.Errorf("errors.Is(%q, %q) = %v, want %v", err, sentinel, got, want)
 				}
 			}
 		})
@@ -165,7 +199,7 @@ func FuzzSelect(f *testing.F) {
 			}
 		}
 		for _, o := range targets {
-			if refuse(o, p) == "" && CompareVersions(o.Custom.Version, got.Custom.Version) > 0 &&
+			if refuse(o, p) == nil && CompareVersions(o.Custom.Version, got.Custom.Version) > 0 &&
 				(installed == "" || CompareVersions(o.Custom.Version, installed) != 0) {
 				t.Fatalf("selected %s but %s fits and is newer", got.Custom.Version, o.Custom.Version)
 			}

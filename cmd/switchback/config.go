@@ -179,7 +179,7 @@ type device struct {
 func build(c *fileConfig) (*device, error) {
 	root, err := os.ReadFile(c.Root)
 	if err != nil {
-		return nil, fmt.Errorf("trusted root: %w", err)
+		return nil, fmt.Errorf("root: %w", err)
 	}
 	d := &device{cfg: c, boots: map[string]slots.BootControl{}}
 	u := updater.Config{

@@ -4,9 +4,26 @@
 //	switchback [-config FILE] [-v] COMMAND [ARGS]
 //
 // Commands: status, check, install [-file IMAGE], confirm, mark-good,
-// mark-bad [-slot S], rollback, env get|set, guard -component C (run
-// `switchback -h` for one line each). Exit status: 0 success, 1 failure
-// (for confirm: the trial was rolled back), 2 usage error.
+// mark-bad [-slot S], rollback, env get|set, guard -component C.
+// `switchback -h` lists them with the flags, the exit statuses and this
+// configuration format; `switchback COMMAND -h` details one command.
+//
+// # Exit status
+//
+// check and install say why nothing was installed, each reason with its
+// own status:
+//
+//	0  done; for check and install also "up to date" (nothing newer is published)
+//	1  failure: network, verification, storage; for confirm: the trial was rolled back
+//	2  usage error
+//	3  configuration: the file, the trusted root, or a factory_version that is not semver
+//	4  the repository publishes no release of a configured component
+//	5  releases exist but none for this device: hardware, min_version, or an image
+//	   (-file) of a component this device does not have
+//	6  the newest release for this device failed here before and is blocklisted
+//
+// When the components' reasons differ, the status is the first of 3, 6, 5,
+// 4 that applies.
 //
 // # Configuration
 //
@@ -50,8 +67,10 @@
 // Component types: "file" (one file, A/B behind an atomic symlink), "dir"
 // (a release archive unpacked into A/B directories behind a symlink), "ab"
 // (raw partitions named by path, PARTUUID= or PARTLABEL=, switched by a
-// bootloader: "grub" with the grubenv path, or "uboot" with the path of an
-// fw_env.config, default /etc/fw_env.config). Each health entry sets
-// exactly one of http, tcp, command, units, file; name and timeout are
-// optional. The comments above are for reading only: JSON has none.
+// bootloader: "grub" with the grubenv path, "uboot" with the path of an
+// fw_env.config (default /etc/fw_env.config), or "sdboot" with the ESP
+// mount point; "cmdline" and "runtime_dir" in "boot" are for tests and
+// chroots). Each health entry sets exactly one of http, tcp, command,
+// units, file; name and timeout are optional. The comments above are for
+// reading only: JSON has none.
 package main

@@ -95,9 +95,11 @@ func TestGuardRollsBackCrashingBinary(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "rolled-back") {
 		t.Fatalf("confirm: err %v, want exit 0 and a recorded rollback:\n%s", err, out)
 	}
+	// check says why nothing is installed: the release is blocklisted.
 	out, err = command(t, "-config", cfg, "check").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "up to date") {
-		t.Fatalf("check after rollback: %v\n%s", err, out)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitBlocked || !strings.Contains(string(out), "blocklisted") {
+		t.Fatalf("check after rollback: %v, want exit %d (blocklisted)\n%s", err, exitBlocked, out)
 	}
 	out, _ = command(t, "-config", cfg, "status").CombinedOutput()
 	if !strings.Contains(string(out), "blocklisted  app 1.1.0") {

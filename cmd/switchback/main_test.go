@@ -53,6 +53,8 @@ func TestFileComponent(t *testing.T) {
 		"components": []any{map[string]any{"name": "app", "type": "file", "path": app, "mode": "0755", "factory_version": "1.0.0"}},
 		"health":     []any{map[string]any{"command": []string{app}}},
 	})
+	repo.AddTarget("app/1.0.0", []byte("#!/bin/sh\nexit 0\n"), verify.Custom{Component: "app", Version: "1.0.0", Hardware: []string{"gw"}})
+	repo.Publish()
 	if out, code := switchback(t, cfg, "check"); code != 0 || !strings.Contains(out, "up to date") {
 		t.Fatalf("check: %d %s", code, out)
 	}
@@ -148,12 +150,18 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		wantCode int
 		wantOut  string
 	}{
-		{"no command", `{}`, nil, 2, "usage"},
-		{"missing config", "", []string{"status"}, 1, "no such file"},
-		{"unknown field", `{"root":"x","hardwar":"typo"}`, []string{"status"}, 1, "unknown field"},
-		{"bad component type", `{"root":"x","components":[{"name":"c","type":"floppy"}]}`, []string{"status"}, 1, "not file, dir or ab"},
-		{"two health kinds", `{"root":"x","health":[{"http":"http://x","tcp":"y"}]}`, []string{"status"}, 1, "exactly one"},
-		{"bad duration", `{"root":"x","confirm_timeout":"soon"}`, []string{"status"}, 1, "duration"},
+		{"no command", `{}`, nil, exitUsage, "usage"},
+		{"unknown command", `{}`, []string{"instal"}, exitUsage, `unknown command "instal"`},
+		{"unknown flag", `{}`, []string{"install", "-fil", "x"}, exitUsage, "-fil"},
+		{"env without get or set", "", []string{"env"}, exitUsage, "env get or env set"},
+		{"guard without component", "", []string{"guard"}, exitUsage, "-component is required"},
+		{"install with an argument", "", []string{"install", "app.img"}, exitUsage, "-file"},
+		{"missing config", "", []string{"status"}, exitConfig, "no such file"},
+		{"unknown field", `{"root":"x","hardwar":"typo"}`, []string{"status"}, exitConfig, "unknown field"},
+		{"bad component type", `{"root":"x","components":[{"name":"c","type":"floppy"}]}`, []string{"status"}, exitConfig, "not file, dir or ab"},
+		{"two health kinds", `{"root":"x","health":[{"http":"http://x","tcp":"y"}]}`, []string{"status"}, exitConfig, "exactly one"},
+		{"bad duration", `{"root":"x","confirm_timeout":"soon"}`, []string{"status"}, exitConfig, "duration"},
+		{"config named", `{"root":"x","confirm_timeout":"soon"}`, []string{"status"}, exitConfig, "config.json"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

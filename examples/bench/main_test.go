@@ -2,7 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"math"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -18,7 +22,13 @@ func TestMain(m *testing.M) {
 }
 
 // TestBenchSmall runs every measurement on small images and checks that
-// each figure is printed; the figures themselves are not judged here.
+// each figure is printed and sane: throughputs and memory positive, the
+// printed ratio the ratio of the printed throughputs, every killed install
+// resumed with a Range request and received at most one durable
+// checkpoint interval twice, the idle check one request with no body.
+// Every byte was verified: the baseline and fetch roles check the image's
+// SHA-256 and updater.Install its signed hashes, or orchestrate fails. No
+// figure is judged against a speed (this is not a benchmark).
 func TestBenchSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs several processes and writes 20 MiB to /tmp")
@@ -31,15 +41,91 @@ func TestBenchSmall(t *testing.T) {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	t.Log("\n" + out.String())
-	for _, want := range []string{
-		"baseline (net/http GET", "transfer layer alone", "install through updater.Install",
-		"install/baseline throughput ratio", "peak RSS (VmHWM) of the installing process, 4.00 MiB",
-		"peak RSS (VmHWM) of the installing process, 16.00 MiB",
-		"re-downloaded after SIGKILL at 25%", "re-downloaded after SIGKILL at 50%", "re-downloaded after SIGKILL at 75%",
-		"idle check (nothing changed): ", "resume read-back, 16.00 MiB: verified→armed",
-	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q", want)
+	checkFigures(t, out.String())
+}
+
+// checkFigures judges the bench's output (see TestBenchSmall).
+func checkFigures(t *testing.T, out string) {
+	t.Helper()
+	base := figure(t, out, `baseline \(net/http GET[^:]*, 16\.00 MiB: ([0-9.]+) MB/s`)
+	figure(t, out, `transfer layer alone [^:]*, 16\.00 MiB: ([0-9.]+) MB/s`)
+	inst := figure(t, out, `install through updater\.Install [^:]*, 16\.00 MiB: ([0-9.]+) MB/s`)
+	ratio := figure(t, out, `install/baseline throughput ratio: ([0-9.]+)`)
+	for name, v := range map[string]float64{"baseline": base, "install": inst, "ratio": ratio} {
+		if !(v > 0) || math.IsInf(v, 0) {
+			t.Errorf("%s: %v, want a positive figure", name, v)
+		}
+	}
+	if base > 0 && math.Abs(ratio-inst/base) > 0.01+ratio*0.01 {
+		t.Errorf("ratio %.2f, but %.1f / %.1f = %.2f", ratio, inst, base, inst/base)
+	}
+	for _, size := range []string{"4.00", "16.00"} {
+		rss := figure(t, out, `peak RSS \(VmHWM\) of the installing process, `+size+` MiB image: ([0-9.]+) MiB`)
+		if rss < 1 || rss > 1024 {
+			t.Errorf("peak RSS for %s MiB: %.1f MiB, want a figure between 1 MiB and 1 GiB", size, rss)
+		}
+	}
+	for _, pct := range []string{"25", "50", "75"} {
+		m := regexp.MustCompile(`re-downloaded after SIGKILL at ` + pct + `% and restart: (.+) received twice .*; server wrote (.+) beyond one image .*; (\d+) target requests`).FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("no figure for the kill at %s%%", pct)
+			continue
+		}
+		if twice := parseHuman(t, m[1]); twice < 0 || twice > 4<<20 {
+			t.Errorf("kill at %s%%: %s received twice, want at most the 4 MiB between durable checkpoints", pct, m[1])
+		}
+		if parseHuman(t, m[2]) < 0 {
+			t.Errorf("kill at %s%%: server wrote %s beyond one image", pct, m[2])
+		}
+		if reqs, _ := strconv.Atoi(m[3]); reqs < 2 {
+			t.Errorf("kill at %s%%: %d target requests, want the first and at least one resumed", pct, reqs)
+		}
+	}
+	if !strings.Contains(out, "resume read-back, 16.00 MiB: verified→armed") {
+		t.Errorf("output lacks the resume read-back figure")
+	}
+	m := regexp.MustCompile(`idle check \(nothing changed\): (\d+) requests, (\d+) response body bytes`).FindStringSubmatch(out)
+	if m == nil || m[1] != "1" || m[2] != "0" {
+		t.Errorf("idle check: %q, want 1 request and 0 body bytes", m)
+	}
+}
+
+// figure returns the number the pattern's group matches in out.
+func figure(t *testing.T, out, pattern string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(pattern).FindStringSubmatch(out)
+	if m == nil {
+		t.Errorf("output lacks %s", pattern)
+		return math.NaN()
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Errorf("%s: %v", pattern, err)
+	}
+	return v
+}
+
+// parseHuman reads a size as human prints it.
+func parseHuman(t *testing.T, s string) int64 {
+	t.Helper()
+	var v float64
+	var unit string
+	if _, err := fmt.Sscanf(s, "%g %s", &v, &unit); err != nil {
+		t.Errorf("size %q: %v", s, err)
+		return -1
+	}
+	mult := map[string]float64{"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[unit]
+	if mult == 0 {
+		t.Errorf("size %q: unknown unit", s)
+		return -1
+	}
+	return int64(v * mult)
+}
+
+func TestParseHuman(t *testing.T) {
+	for _, n := range []int64{0, 1023, 1024, 32 << 10, 5<<20 + 12345, 1 << 30} {
+		if got := parseHuman(t, human(n)); math.Abs(float64(got-n)) > float64(n)/100 {
+			t.Errorf("parseHuman(human(%d) = %q) = %d", n, human(n), got)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -711,20 +710,6 @@ func overlay(ctx context.Context, base, out string) error {
 	}
 	_, err = run(ctx, "", nil, "qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", "qcow2", out)
 	return err
-}
-
-// fileSHA256 returns the hex SHA-256 of a file.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, bufio.NewReader(f)); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // bootFATSpec is how mtools addresses the boot partition inside a raw disk.

@@ -29,6 +29,19 @@
 // retry budget; 429 and 5xx answers are retried (honouring Retry-After),
 // other 4xx are not. Mirrors are tried in order.
 //
+// # Servers and Range
+//
+// Resuming needs a server that honours Range and If-Range. nginx, Apache
+// httpd, Caddy and Go's [http.FileServer] do for static files; so do object
+// stores (Amazon S3, Google Cloud Storage, Azure Blob Storage, S3-compatible
+// stores) and CDNs (CloudFront, Fastly, Cloudflare, Akamai). Python's
+// http.server does not: it answers 200 with the whole file (measured with
+// Python 3.11). Against such a server nothing fails: every resume becomes
+// a restart from byte 0 ([Sink.Restart], then the whole body), the bytes
+// are verified by the caller as always, and only the bytes already fetched
+// are paid for again. cmd/switchback's TestInstallServerIgnoresRange
+// installs through a cut connection from such a server.
+//
 // The durable checkpoint (offset, validator, hash state) is the caller's:
 // [Client.Fetch] reports the validator of the bytes that follow through the
 // optional [ValidatorSink] ability, and progress after every write, so the

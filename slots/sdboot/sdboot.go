@@ -267,9 +267,7 @@ func (c *Control) load() (state, error) {
 		return state{}, err
 	}
 	st := state{entries: es}
-	for _, s := range c.cfg.Slots {
-		st.order = append(st.order, s)
-	}
+	st.order = append(st.order, c.cfg.Slots...)
 	sort.SliceStable(st.order, func(i, j int) bool { return bootLess(es[st.order[i]], es[st.order[j]]) })
 	return st, nil
 }

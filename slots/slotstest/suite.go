@@ -28,10 +28,19 @@ import (
 // by Writer and Reader; use after Close failing rather than panicking, and
 // a second Close not panicking. It reports every misbehaviour it finds.
 //
+// Optional abilities are checked when the slot has them (the subtests skip
+// otherwise). A writer claiming [slots.KernelBuffered] must let Sync run
+// concurrently with WriteAt (run the suite with -race to catch data
+// races), and what it wrote, synced or not, must be there for the next
+// writer when it is abandoned without Sync or Close, as a killed process
+// leaves it. A [slots.BlockSizer] must report a block size from 1 byte to
+// 4 MiB, and an image written in whole blocks at block offsets, in any
+// order, with a partial last block, must read back intact.
+//
 // Reader.Size must be at least the size written. Slots that know the
 // length of the image (all but raw partitions, see [slots.Reader]) should
 // report it exactly; the suite logs, but does not fail, a larger Size.
-// Concurrent use is not checked: the contract does not require it.
+// Other concurrent use is not checked: the contract does not require it.
 func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 	t.Helper()
 	ctx := context.Background()
@@ -248,6 +257,9 @@ func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 		}
 		checkImage(t, s, want)
 	})
+
+	testKernelBuffered(t, newSlot)
+	testBlockSizer(t, newSlot)
 }
 
 var errPanic = errors.New("panicked")

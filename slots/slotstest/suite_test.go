@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 
 	"github.com/switchback-ota/switchback/slots"
@@ -69,6 +70,72 @@ func (w *brokenWriter) WriteAt(p []byte, off int64) (int, error) {
 func (w *brokenWriter) Sync() error  { return nil }
 func (w *brokenWriter) Close() error { return nil }
 
+// claimingSlot claims abilities it lacks: a block size of 0, and a writer
+// that keeps the bytes in its own memory until Close yet claims
+// slots.KernelBuffered (a killed process would lose them).
+type claimingSlot struct{ *MemSlot }
+
+func (c claimingSlot) BlockSize() int { return 0 }
+
+func (c claimingSlot) Writer(ctx context.Context, size int64) (slots.Writer, error) {
+	w, err := c.MemSlot.Writer(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	return &bufferingWriter{Writer: w, pending: map[int64][]byte{}}, nil
+}
+
+type bufferingWriter struct {
+	slots.Writer
+	mu      sync.Mutex
+	pending map[int64][]byte
+}
+
+func (w *bufferingWriter) WriteAt(p []byte, off int64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pending[off] = bytes.Clone(p)
+	return len(p), nil
+}
+
+func (w *bufferingWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for off, p := range w.pending {
+		if _, err := w.Writer.WriteAt(p, off); err != nil {
+			return err
+		}
+	}
+	w.pending = nil
+	return w.Writer.Close()
+}
+
+func (w *bufferingWriter) KernelBuffered() bool { return true }
+
+// racySlot's writer claims slots.KernelBuffered but counts its writes and
+// syncs in a field both touch without synchronisation.
+type racySlot struct{ *MemSlot }
+
+func (r racySlot) Writer(ctx context.Context, size int64) (slots.Writer, error) {
+	w, err := r.MemSlot.Writer(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	return &racyWriter{Writer: w}, nil
+}
+
+type racyWriter struct {
+	slots.Writer
+	ops int // unguarded
+}
+
+func (w *racyWriter) WriteAt(p []byte, off int64) (int, error) {
+	w.ops++
+	return w.Writer.WriteAt(p, off)
+}
+func (w *racyWriter) Sync() error          { w.ops++; return w.Writer.Sync() }
+func (w *racyWriter) KernelBuffered() bool { return true }
+
 // brokenBoot lets the booted slot be armed and unknown names through.
 type brokenBoot struct{ *FakeBoot }
 
@@ -89,7 +156,7 @@ func TestSuitesCatchMisbehaviour(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot re-run the test binary: %v", err)
 	}
-	for _, c := range []struct {
+	cases := []struct {
 		name string
 		want []string
 	}{
@@ -102,12 +169,23 @@ func TestSuitesCatchMisbehaviour(t *testing.T) {
 			"Reader with a cancelled context: got nil error",
 			"second Reader.Close: panicked: closed twice",
 		}},
+		{"abilities", []string{
+			"--- FAIL: TestBrokenHelper/KernelBuffered/Abandoned",
+			"BlockSize() = 0, want 1 to 4194304",
+		}},
 		{"boot", []string{
 			"Arm(booted \"a\"): got <nil>, want an error wrapping slots.ErrSlotActive",
 			"Arm(\"no-such-slot\"): got <nil>, want an error wrapping slots.ErrUnknownSlot",
 			"Arm(\"b\", 0): got nil error, want one",
 		}},
-	} {
+	}
+	if raceEnabled {
+		cases = append(cases, struct {
+			name string
+			want []string
+		}{"racy", []string{"WARNING: DATA RACE", "--- FAIL: TestBrokenHelper/KernelBuffered/ConcurrentSync"}})
+	}
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(exe, "-test.run=^TestBrokenHelper$", "-test.v")
 			cmd.Env = append(os.Environ(), "SLOTSTEST_BROKEN="+c.name)
@@ -132,6 +210,10 @@ func TestBrokenHelper(t *testing.T) {
 	switch os.Getenv("SLOTSTEST_BROKEN") {
 	case "slot":
 		TestSlot(t, func(t *testing.T) slots.Slot { return &brokenSlot{MemSlot: NewMemSlot("b", 8<<20)} })
+	case "abilities":
+		TestSlot(t, func(t *testing.T) slots.Slot { return claimingSlot{NewMemSlot("b", 8<<20)} })
+	case "racy":
+		TestSlot(t, func(t *testing.T) slots.Slot { return racySlot{NewMemSlot("b", 8<<20)} })
 	case "boot":
 		TestBootControl(t, func(t *testing.T) (slots.BootControl, []string) {
 			return brokenBoot{NewFakeBoot("a", "b")}, []string{"a", "b"}

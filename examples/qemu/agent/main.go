@@ -53,13 +53,13 @@ func main() {
 	say("started: version %s, %s", readLine(filepath.Join(*etc, "version")), cmdlineSlot())
 	dataMarker(filepath.Dir(*stateDir))
 
-	if err := run(ctx, config{
+	// run polls for ever: it returns only when it cannot go on.
+	err := run(ctx, config{
 		server: *server, stateDir: *stateDir, grubenv: *grubenv, slotA: *slotA, slotB: *slotB,
 		etc: *etc, healthURL: *healthURL, poll: *poll, confirmTimeout: *confirmTimeout, tries: *tries,
-	}); err != nil {
-		say("fatal: %v", err)
-		os.Exit(1)
-	}
+	})
+	say("fatal: %v", err)
+	os.Exit(1)
 }
 
 type config struct {
