@@ -1,0 +1,70 @@
+// Package relay is a gateway's verified TUF mirror for the Linux edge
+// devices behind it.
+//
+// A [Relay] refreshes the repository's metadata from upstream with the
+// same verify client and download client as the updater, caches the
+// targets its edge devices need, and serves both over HTTP (HTTPS by
+// default: see [CA]) on the local network:
+//
+//	/metadata/<N>.root.json, /metadata/timestamp.json,
+//	/metadata/<V>.snapshot.json, /metadata/<V>.targets.json, ...
+//	/targets/<dir>/<sha256>.<name>   (consistent snapshots)
+//	/targets/<path>                  (without)
+//
+// with the names the upstream repository uses. Edge devices run an
+// ordinary switchback updater with MetadataURL and TargetsURL pointing at
+// the relay and the cloud repository as MetadataMirrors and
+// TargetsMirrors, and CAFile set to the gateway CA's certificate.
+//
+// # What is served
+//
+// Only metadata the relay verified and targets whose bytes match signed
+// metadata, never an unverified byte:
+//
+//   - Metadata: after each refresh, the files verify stored in Dir/tuf are
+//     read back and verified again, offline, as one set (root chain from
+//     the embedded root, timestamp, snapshot, targets, delegated roles one
+//     level deep) with go-tuf's TrustedMetadata. The set is published
+//     whole; a file that does not verify is not served.
+//   - Targets: every path the published targets (and delegated roles)
+//     sign. A target is downloaded into Dir/cache/<sha256>.part, hashed
+//     as it streams (exact length, every listed hash), and renamed to
+//     Dir/cache/<sha256> only when it verified; only renamed files are
+//     served, with http.ServeContent (Range, If-Range, If-None-Match,
+//     If-Modified-Since; the ETag is the sha256). A download cut off is
+//     resumed with Range, within the download client's retries and, after
+//     that, from the .part file at the next attempt.
+//   - Not served: chunk stores and chunk packs (<TargetsURL>/chunks/...),
+//     which are not TUF targets. An edge device installing an adaptive
+//     delta then takes byte ranges of the uncompressed image from the
+//     relay, or falls back to the full image (from the relay) or its next
+//     mirror.
+//
+// The relay prefetches, for every hardware id in [Config].Hardware, the
+// newest image of each component and the patches and chunk indexes that
+// produce it; any other signed target is fetched when an edge device asks
+// for it (the request waits up to [Config].MissWait, then gets 503 with
+// Retry-After). Concurrent requests for one target share one upstream
+// download, so one release costs the uplink one copy of each target
+// whatever the number of edge devices.
+//
+// # Threat model
+//
+// The gateway is trusted with availability only. Edge devices verify
+// everything end to end against the repository's keys, so a compromised
+// relay can withhold updates but never forge one. Its freeze power is
+// bounded by TUF expiry: with the uplink down the relay keeps serving the
+// last timestamp, snapshot and targets it verified until the earliest of
+// their expiries; after that it serves nothing newer (404), edge devices
+// move on to their next mirror, and they refuse anything older than what
+// they already trust. Root versions stay served, as they never expire in
+// a chain.
+//
+// The cache is bounded ([Config].MaxCacheBytes): a target the published
+// metadata no longer signs is evicted after each refresh, and beyond the
+// bound the least recently used files go first; a file being served or
+// downloaded is never evicted. Files in the cache are trusted once
+// renamed into place (the directory is the relay's, mode 0700); a file
+// changed behind the relay's back is served as it is and refused by the
+// edge devices' own verification.
+package relay

@@ -1,0 +1,147 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// route is what a request path names.
+type route int
+
+const (
+	routeNone     route = iota
+	routeMetadata       // /metadata/<file>
+	routeTarget         // /targets/<path>
+)
+
+// Path prefixes the relay serves; an edge device's updater.Config takes
+// MetadataURL "https://<gateway>/metadata/" and TargetsURL
+// "https://<gateway>/targets/".
+const (
+	MetadataPrefix = "/metadata/"
+	TargetsPrefix  = "/targets/"
+)
+
+// parsePath splits a request path into its route and the name under it.
+// A metadata name is one path segment; a target path is one or more
+// segments, none empty, "." or "..".
+func parsePath(p string) (route, string) {
+	if name, ok := strings.CutPrefix(p, MetadataPrefix); ok {
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+			return routeNone, ""
+		}
+		return routeMetadata, name
+	}
+	if rel, ok := strings.CutPrefix(p, TargetsPrefix); ok {
+		if rel == "" || strings.ContainsRune(rel, 0) {
+			return routeNone, ""
+		}
+		for seg := range strings.SplitSeq(rel, "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				return routeNone, ""
+			}
+		}
+		return routeTarget, rel
+	}
+	return routeNone, ""
+}
+
+// ServeHTTP serves the verified metadata under /metadata/ and the
+// verified targets under /targets/, with the names the upstream
+// repository uses, GET and HEAD only. Range, If-Range, If-None-Match and
+// If-Modified-Since are answered as by http.ServeContent (ETags are
+// strong: a hash of the bytes). Anything not verified, or no longer
+// fresh, is 404.
+func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	switch rt, name := parsePath(req.URL.Path); rt {
+	case routeMetadata:
+		r.serveMetadata(w, req, name)
+	case routeTarget:
+		r.serveTarget(w, req, name)
+	default:
+		http.NotFound(w, req)
+	}
+}
+
+// serveMetadata serves one file of the published set. Root versions are
+// served whatever the time; the other roles only until the set expires:
+// then the relay serves nothing newer, and edge devices go to their next
+// mirror.
+func (r *Relay) serveMetadata(w http.ResponseWriter, req *http.Request, name string) {
+	s := r.set.Load()
+	if s == nil {
+		http.NotFound(w, req)
+		return
+	}
+	b, ok := s.files[name]
+	if !ok || (!s.roots[name] && !s.fresh(r.now())) {
+		http.NotFound(w, req)
+		return
+	}
+	sum := sha256.Sum256(b)
+	h := w.Header()
+	h.Set("ETag", `"`+hex.EncodeToString(sum[:16])+`"`)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache")
+	http.ServeContent(w, req, name, time.Time{}, bytes.NewReader(b))
+}
+
+// serveTarget serves a signed target from the cache, fetching it first
+// (for at most MissWait) when it is not there.
+func (r *Relay) serveTarget(w http.ResponseWriter, req *http.Request, rel string) {
+	s := r.set.Load()
+	if s == nil || !s.fresh(r.now()) {
+		http.NotFound(w, req)
+		return
+	}
+	tf, ok := s.lookup(rel)
+	if !ok {
+		http.NotFound(w, req)
+		return
+	}
+	wt := r.want(s, tf)
+	if !r.cache.has(wt.key) {
+		ctx, cancel := context.WithTimeout(req.Context(), r.cfg.MissWait)
+		err := r.cache.fetch(ctx, r.base, wt, nil)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, context.DeadlineExceeded) && req.Context().Err() == nil:
+			// Still downloading: the edge device's client retries.
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "fetching from upstream, retry later", http.StatusServiceUnavailable)
+			return
+		default:
+			r.log.Warn("relay: target not available", "path", tf.Path, "err", err)
+			http.NotFound(w, req)
+			return
+		}
+	}
+	f, release, ok := r.cache.open(wt.key)
+	if !ok {
+		http.NotFound(w, req)
+		return
+	}
+	defer release()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() != tf.Length {
+		r.log.Error("relay: cached target has the wrong size", "path", tf.Path, "key", wt.key)
+		http.NotFound(w, req)
+		return
+	}
+	h := w.Header()
+	h.Set("ETag", `"`+wt.key+`"`)
+	h.Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, req, "", fi.ModTime(), f)
+}
