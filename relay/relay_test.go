@@ -242,7 +242,7 @@ func TestNamesAndMethods(t *testing.T) {
 		{"/metadata/snapshot.json", 404}, // consistent snapshots: versioned names only
 		{"/metadata/2.root.json", 404},
 		{"/targets/" + file, 200},
-		{"/targets/" + imagePath("1.1.0"), 404},                         // not hash-prefixed
+		{"/targets/" + imagePath("1.1.0"), 404},                                   // not hash-prefixed
 		{"/targets/rootfs/1.1.0/" + strings.Repeat("0", 64) + ".rootfs.img", 404}, // wrong hash
 		{"/targets/../metadata/timestamp.json", 404},
 		{"/other", 404},
