@@ -36,6 +36,7 @@ commands:
   env get [-component C] [NAME...]
   env set [-component C] NAME=VALUE...
                               read or write the bootloader environment (GRUB grubenv, U-Boot env)
+  relay [FLAGS]               serve a verified TUF mirror to the edge devices behind this gateway (relay -h)
   guard -component C          count one start of an application on trial (ExecStartPre=); after the
                               configured tries without a commit, put the previous version back
 `
@@ -59,6 +60,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return 2
+	}
+	if fs.Arg(0) == "relay" { // the relay has its own configuration (relay.go)
+		return runRelay(ctx, fs.Args()[1:], *verbose, stdout, stderr)
 	}
 	b, err := os.ReadFile(*configPath)
 	if err != nil {
