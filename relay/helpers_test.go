@@ -46,7 +46,7 @@ func publish(repo *tuftest.Repo, version string, n int) []byte {
 }
 
 // newRelay makes a relay over repo in a temporary directory.
-func newRelay(t *testing.T, repo *tuftest.Repo, mod func(*relay.Config)) (*relay.Relay, string) {
+func newRelay(t testing.TB, repo *tuftest.Repo, mod func(*relay.Config)) (*relay.Relay, string) {
 	t.Helper()
 	cfg := relay.Config{
 		Dir: t.TempDir(), Root: repo.Root(), MetadataURL: repo.MetadataURL(), TargetsURL: repo.TargetsURL(),
@@ -64,7 +64,7 @@ func newRelay(t *testing.T, repo *tuftest.Repo, mod func(*relay.Config)) (*relay
 }
 
 // sync refreshes and prefetches, failing the test on error.
-func syncRelay(t *testing.T, r *relay.Relay) {
+func syncRelay(t testing.TB, r *relay.Relay) {
 	t.Helper()
 	ctx := context.Background()
 	if err := r.Refresh(ctx); err != nil {
@@ -77,7 +77,7 @@ func syncRelay(t *testing.T, r *relay.Relay) {
 
 // serveTLS serves r over HTTPS with a certificate of the gateway CA in
 // dir, for 127.0.0.1.
-func serveTLS(t *testing.T, r http.Handler, ca *relay.CA, clientCerts bool) *httptest.Server {
+func serveTLS(t testing.TB, r http.Handler, ca *relay.CA, clientCerts bool) *httptest.Server {
 	t.Helper()
 	tc, err := ca.ServerTLS([]string{"127.0.0.1", "localhost"}, clientCerts)
 	if err != nil {
@@ -90,7 +90,7 @@ func serveTLS(t *testing.T, r http.Handler, ca *relay.CA, clientCerts bool) *htt
 	return srv
 }
 
-func loadCA(t *testing.T) *relay.CA {
+func loadCA(t testing.TB) *relay.CA {
 	t.Helper()
 	ca, err := relay.LoadCA(filepath.Join(t.TempDir(), "tls"), nil)
 	if err != nil {
@@ -108,7 +108,7 @@ type edge struct {
 
 // newEdge makes an edge device whose first mirror is base (the relay) and
 // whose next mirrors are the others.
-func newEdge(t *testing.T, repo *tuftest.Repo, mod func(*updater.Config), base string, mirrors ...string) *edge {
+func newEdge(t testing.TB, repo *tuftest.Repo, mod func(*updater.Config), base string, mirrors ...string) *edge {
 	t.Helper()
 	e := &edge{boot: slotstest.NewFakeBoot("a", "b")}
 	e.a = slotstest.NewMemSlot("a", 16<<20, slotstest.WithBoot(e.boot))
@@ -150,7 +150,7 @@ func (e *edge) update(ctx context.Context) (string, error) {
 }
 
 // get fetches url with the given headers and returns status and body.
-func get(t *testing.T, c *http.Client, url string, hdr map[string]string) (*http.Response, []byte) {
+func get(t testing.TB, c *http.Client, url string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
