@@ -101,6 +101,7 @@ func loadCA(t testing.TB) *relay.CA {
 
 // edge is an edge device: a real updater with two in-memory slots.
 type edge struct {
+	cfg  updater.Config
 	u    *updater.Updater
 	a, b *slotstest.MemSlot
 	boot *slotstest.FakeBoot
@@ -130,8 +131,38 @@ func newEdge(t testing.TB, repo *tuftest.Repo, mod func(*updater.Config), base s
 	if err != nil {
 		t.Fatalf("updater.New: %v", err)
 	}
-	e.u = u
+	e.u, e.cfg = u, cfg
 	return e
+}
+
+// reboot runs the bootloader and starts a new updater on the same state,
+// which confirms the trial.
+func (e *edge) reboot(ctx context.Context) error {
+	if err := e.boot.Reboot(); err != nil {
+		return err
+	}
+	u, err := updater.New(e.cfg)
+	if err != nil {
+		return err
+	}
+	e.u = u
+	return u.Confirm(ctx)
+}
+
+// recordPaths wraps h and records the paths requested.
+func recordPaths(h http.Handler) (http.Handler, func() []string) {
+	var mu sync.Mutex
+	var paths []string
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			mu.Lock()
+			paths = append(paths, req.URL.Path)
+			mu.Unlock()
+			h.ServeHTTP(w, req)
+		}), func() []string {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]string(nil), paths...)
+		}
 }
 
 // update checks and installs the one update; it returns the version armed.

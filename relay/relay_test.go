@@ -50,6 +50,49 @@ func TestEdgeUpdatesWhileUpstreamDown(t *testing.T) {
 	}
 }
 
+// The relay prefetches the patch from the release an edge device runs, and
+// the edge device installs it from the relay while upstream is down.
+func TestEdgePatchFromRelay(t *testing.T) {
+	ctx := context.Background()
+	repo := tuftest.New(t)
+	base := publish(repo, "1.1.0", 512<<10)
+	r, _ := newRelay(t, repo, nil)
+	syncRelay(t, r)
+	h, paths := recordPaths(r)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e := newEdge(t, repo, nil, srv.URL)
+	if _, err := e.update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reboot(ctx); err != nil {
+		t.Fatalf("confirm 1.1.0: %v", err)
+	}
+	next := bytes.Clone(base)
+	copy(next[1000:], "release 1.2.0 changes a few bytes")
+	repo.AddTarget(imagePath("1.2.0"), next, verify.Custom{Component: "rootfs", Version: "1.2.0", Hardware: []string{hw}})
+	patch, err := repo.Repository().AddPatch(ctx, imagePath("1.2.0"), bytes.NewReader(base), int64(len(base)), bytes.NewReader(next))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.Publish()
+	syncRelay(t, r)
+	upstreamDown(repo).Store(true)
+	before := len(paths())
+	if v, err := e.update(ctx); err != nil || v != "1.2.0" {
+		t.Fatalf("update to 1.2.0 with upstream down: %q, %v", v, err)
+	}
+	var got []string
+	for _, p := range paths()[before:] {
+		if strings.HasPrefix(p, relay.TargetsPrefix) {
+			got = append(got, p)
+		}
+	}
+	if want := "/targets/" + repo.Target(patch.Path).File; len(got) != 1 || got[0] != want {
+		t.Fatalf("edge fetched %q from the relay, want only the patch %s", got, want)
+	}
+}
+
 // A file of the cache changed behind the relay's back is served as it is;
 // the edge device's own verification refuses it.
 func TestEdgeRefusesTamperedCache(t *testing.T) {
