@@ -45,12 +45,13 @@ func publish(repo *tuftest.Repo, version string, n int) []byte {
 	return img
 }
 
-// newRelay makes a relay over repo in a temporary directory.
+// newRelay makes a relay over repo (nil: mod sets the upstream) in a
+// temporary directory.
 func newRelay(t testing.TB, repo *tuftest.Repo, mod func(*relay.Config)) (*relay.Relay, string) {
 	t.Helper()
-	cfg := relay.Config{
-		Dir: t.TempDir(), Root: repo.Root(), MetadataURL: repo.MetadataURL(), TargetsURL: repo.TargetsURL(),
-		Hardware: []string{hw}, MissWait: 5 * time.Second, StallTimeout: 5 * time.Second,
+	cfg := relay.Config{Dir: t.TempDir(), Hardware: []string{hw}, MissWait: 5 * time.Second, StallTimeout: 5 * time.Second}
+	if repo != nil {
+		cfg.Root, cfg.MetadataURL, cfg.TargetsURL = repo.Root(), repo.MetadataURL(), repo.TargetsURL()
 	}
 	if mod != nil {
 		mod(&cfg)
