@@ -248,6 +248,23 @@ func (c *cache) removeLocked(key, why string) {
 	c.log.Info("relay: evicted", "key", key, "bytes", e.size, "why", why)
 }
 
+// drop evicts key now if nothing else uses it (the caller may hold one
+// use), else marks it incomplete so that it is no longer served and goes
+// at the next sweep or download.
+func (c *cache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[key]
+	if e == nil {
+		return
+	}
+	if e.users <= 1 {
+		c.removeLocked(key, "does not match its signed metadata")
+		return
+	}
+	e.complete = false
+}
+
 // sweep evicts every entry whose key keep does not name and that is not
 // in use: what no signed targets metadata names any more.
 func (c *cache) sweep(keep map[string]bool) {

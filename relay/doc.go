@@ -63,8 +63,12 @@
 // The cache is bounded ([Config].MaxCacheBytes): a target the published
 // metadata no longer signs is evicted after each refresh, and beyond the
 // bound the least recently used files go first; a file being served or
-// downloaded is never evicted. Files in the cache are trusted once
-// renamed into place (the directory is the relay's, mode 0700); a file
-// changed behind the relay's back is served as it is and refused by the
-// edge devices' own verification.
+// downloaded is never evicted. A file is trusted once renamed into place
+// (the directory is the relay's, mode 0700), and checked again whenever it
+// is served whole: a file changed behind the relay's back (disk rot,
+// tampering) is refused by the edge device's own verification, and the
+// relay, finding the mismatch at the end of the response, withholds the
+// last bytes (the transfer fails, no complete wrong file is delivered) and
+// evicts the file, so the next attempt gets verified bytes from upstream.
+// Range requests are not checked.
 package relay

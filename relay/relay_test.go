@@ -93,9 +93,12 @@ func TestEdgePatchFromRelay(t *testing.T) {
 	}
 }
 
-// A file of the cache changed behind the relay's back is served as it is;
-// the edge device's own verification refuses it.
+// A file of the cache changed behind the relay's back is refused by the
+// edge device's own verification; the relay notices it while serving it
+// whole, withholds its last bytes, evicts it, and the next attempt gets the
+// right bytes from upstream.
 func TestEdgeRefusesTamperedCache(t *testing.T) {
+	ctx := context.Background()
 	repo := tuftest.New(t)
 	img := publish(repo, "1.1.0", 256<<10)
 	r, dir := newRelay(t, repo, nil)
@@ -109,12 +112,17 @@ func TestEdgeRefusesTamperedCache(t *testing.T) {
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	e := newEdge(t, repo, nil, srv.URL, repo.URL())
-	_, err := e.update(context.Background())
-	if !errors.Is(err, verify.ErrVerification) {
+	if _, err := e.update(ctx); !errors.Is(err, verify.ErrVerification) {
 		t.Fatalf("install from a tampered relay: err = %v, want ErrVerification", err)
 	}
-	if st, _ := e.boot.Status(context.Background()); st.Trial != "" {
+	if st, _ := e.boot.Status(ctx); st.Trial != "" {
 		t.Fatalf("slot %s armed after a refused image", st.Trial)
+	}
+	if v, err := e.update(ctx); err != nil || v != "1.1.0" {
+		t.Fatalf("second install: %q, %v; want 1.1.0 from the healed relay", v, err)
+	}
+	if b, err := os.ReadFile(p); err != nil || !bytes.Equal(b, img) {
+		t.Fatalf("cache file not replaced by the verified bytes (%v)", err)
 	}
 }
 

@@ -6,9 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/switchback-ota/switchback/verify"
 )
 
 // route is what a request path names.
@@ -143,5 +147,54 @@ func (r *Relay) serveTarget(w http.ResponseWriter, req *http.Request, rel string
 	h := w.Header()
 	h.Set("ETag", `"`+wt.key+`"`)
 	h.Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, req, "", fi.ModTime(), f)
+	var content io.ReadSeeker = f
+	if req.Method == http.MethodGet && req.Header.Get("Range") == "" {
+		v, err := verify.NewVerifier(wt.length, wt.hashes)
+		if err == nil {
+			content = &scrubReader{f: f, v: v, bad: func(err error) {
+				r.log.Error("relay: cached target does not match its signed metadata: evicting it", "path", tf.Path, "err", err)
+				r.cache.drop(wt.key)
+			}}
+		}
+	}
+	http.ServeContent(w, req, "", fi.ModTime(), content)
+}
+
+// scrubReader checks a cached file against its signed metadata while it
+// is served whole: when the last bytes do not make the trusted hashes, it
+// withholds them (the response ends short, a transfer error for the
+// client, never a complete wrong file) and reports the file, which is
+// evicted so that the next request fetches it again. The bytes before
+// were sent: the edge device's own verification refuses them.
+type scrubReader struct {
+	f   *os.File
+	v   *verify.Verifier
+	pos int64
+	bad func(error)
+}
+
+func (s *scrubReader) Read(p []byte) (int, error) {
+	n, err := s.f.Read(p)
+	if n > 0 && s.pos == s.v.Written() {
+		s.v.Write(p[:n]) // an overlong file fails Verify below
+	}
+	s.pos += int64(n)
+	if s.v.Written() == s.v.Length() && s.pos == s.v.Length() && s.bad != nil {
+		if verr := s.v.Verify(); verr != nil {
+			s.bad(verr)
+			s.bad = nil
+			return 0, verr
+		}
+	}
+	return n, err
+}
+
+// Seek lets http.ServeContent find the size; hashing resumes only if the
+// reads come back to where it stopped.
+func (s *scrubReader) Seek(off int64, whence int) (int64, error) {
+	pos, err := s.f.Seek(off, whence)
+	if err == nil {
+		s.pos = pos
+	}
+	return pos, err
 }
