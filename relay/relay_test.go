@@ -317,3 +317,26 @@ func TestNamesAndMethods(t *testing.T) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// After a root rotation upstream, an edge device that embeds the first
+// root walks the chain through the relay with upstream down.
+func TestRootRotationServed(t *testing.T) {
+	repo := tuftest.New(t)
+	publish(repo, "1.1.0", 4096)
+	r, _ := newRelay(t, repo, nil)
+	syncRelay(t, r)
+	repo.RotateKeys(repository.RoleRoot)
+	repo.RotateKeys(repository.RoleTimestamp)
+	repo.Publish()
+	syncRelay(t, r)
+	upstreamDown(repo).Store(true)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	if res, _ := get(t, srv.Client(), srv.URL+"/metadata/2.root.json", nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("2.root.json: %d, want 200", res.StatusCode)
+	}
+	e := newEdge(t, repo, nil, srv.URL, repo.URL())
+	if v, err := e.update(context.Background()); err != nil || v != "1.1.0" {
+		t.Fatalf("update across a root rotation: %q, %v", v, err)
+	}
+}
