@@ -34,11 +34,17 @@
 //     If-Modified-Since; the ETag is the sha256). A download cut off is
 //     resumed with Range, within the download client's retries and, after
 //     that, from the .part file at the next attempt.
-//   - Not served: chunk stores and chunk packs (<TargetsURL>/chunks/...),
-//     which are not TUF targets. An edge device installing an adaptive
-//     delta then takes byte ranges of the uncompressed image from the
-//     relay, or falls back to the full image (from the relay) or its next
-//     mirror.
+//   - Not served: chunk stores and chunk packs (/targets/chunks/...),
+//     which are not TUF targets (each pack entry is checked by the device
+//     against the signed chunk index, the image against its target). The
+//     relay answers 404 for them. Packs exist to save uplink bytes; behind
+//     a relay the uplink carries one copy of the full image whatever the
+//     number of devices, and the local network carries the rest: an edge
+//     device installing an adaptive delta finds no pack, takes the chunks
+//     it lacks as byte ranges of the (uncompressed) image the relay has
+//     cached, and otherwise (a zstd image: no chunk store either) falls
+//     back to the patch or the full image from the relay. Serving packs
+//     would cost the uplink their bytes on top of the image's.
 //
 // The relay prefetches, for every hardware id in [Config].Hardware, the
 // newest image of each component and the patches and chunk indexes that

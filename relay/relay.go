@@ -149,6 +149,7 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.base, r.stop = context.WithCancel(context.Background())
 	r.load()
+	r.sweep()
 	return r, nil
 }
 
