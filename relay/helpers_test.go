@@ -150,13 +150,18 @@ func (e *edge) reboot(ctx context.Context) error {
 	return u.Confirm(ctx)
 }
 
-// recordPaths wraps h and records the paths requested.
+// recordPaths wraps h and records the paths requested, each followed by
+// " <Range header>" when there is one.
 func recordPaths(h http.Handler) (http.Handler, func() []string) {
 	var mu sync.Mutex
 	var paths []string
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			mu.Lock()
-			paths = append(paths, req.URL.Path)
+			p := req.URL.Path
+			if rg := req.Header.Get("Range"); rg != "" {
+				p += " " + rg
+			}
+			paths = append(paths, p)
 			mu.Unlock()
 			h.ServeHTTP(w, req)
 		}), func() []string {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/tuftest"
 	"github.com/switchback-ota/switchback/relay"
 	"github.com/switchback-ota/switchback/repository"
@@ -338,5 +339,60 @@ func TestRootRotationServed(t *testing.T) {
 	e := newEdge(t, repo, nil, srv.URL, repo.URL())
 	if v, err := e.update(context.Background()); err != nil || v != "1.1.0" {
 		t.Fatalf("update across a root rotation: %q, %v", v, err)
+	}
+}
+
+// With a chunk pack published upstream, an edge device behind the relay
+// (which serves no pack) builds the new image from the chunks it has and
+// byte ranges of the image the relay cached, with upstream down.
+func TestEdgeAdaptiveDeltaFromRelay(t *testing.T) {
+	ctx := context.Background()
+	repo := tuftest.New(t)
+	base := publish(repo, "1.1.0", 512<<10)
+	r, _ := newRelay(t, repo, nil)
+	syncRelay(t, r)
+	h, paths := recordPaths(r)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e := newEdge(t, repo, nil, srv.URL)
+	if _, err := e.update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reboot(ctx); err != nil {
+		t.Fatalf("confirm 1.1.0: %v", err)
+	}
+	next := bytes.Clone(base)
+	copy(next[100<<10:], image("1.2.0", 8<<10))
+	repo.AddTarget(imagePath("1.2.0"), next, verify.Custom{Component: "rootfs", Version: "1.2.0", Hardware: []string{hw}})
+	ix, err := repo.Repository().AddChunkIndex(ctx, imagePath("1.2.0"), bytes.NewReader(next), delta.IndexOptions{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.Publish()
+	syncRelay(t, r)
+	upstreamDown(repo).Store(true)
+	before := len(paths())
+	if v, err := e.update(ctx); err != nil || v != "1.2.0" {
+		t.Fatalf("update to 1.2.0 with upstream down: %q, %v", v, err)
+	}
+	img := "/targets/" + repo.Target(imagePath("1.2.0")).File
+	var index, ranges, other int
+	for _, p := range paths()[before:] {
+		switch {
+		case p == "/targets/"+repo.Target(ix.Path).File:
+			index++
+		case strings.HasPrefix(p, img+" bytes="):
+			ranges++
+		case strings.HasPrefix(p, relay.TargetsPrefix+"chunks/"):
+			// the pack, which the relay does not serve
+		case strings.HasPrefix(p, relay.TargetsPrefix):
+			other++
+		}
+	}
+	if index != 1 || ranges == 0 || other != 0 {
+		t.Fatalf("edge requests %q: want the index once and byte ranges of %s only", paths()[before:], img)
+	}
+	if !bytes.Equal(e.a.Bytes()[:len(next)], next) {
+		t.Fatal("slot a does not hold 1.2.0")
 	}
 }
