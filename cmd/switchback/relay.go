@@ -25,6 +25,18 @@ const relayUsage = `usage: switchback relay [-relay-config FILE] [flags]        
        switchback relay issue-cert [-dir DIR] -name NAME -out PREFIX
                                                              issue a client certificate: PREFIX.pem, PREFIX.key
 
+The relay configuration file (-relay-config, JSON; flags of the same name override it):
+
+  {"dir": "/var/lib/switchback-relay",            // trusted metadata, target cache, gateway CA (tls/ca.pem)
+   "root": "/etc/switchback/root.json",           // the trusted root the edge devices embed too
+   "metadata_url": "https://updates.example.com/metadata/", "targets_url": "https://updates.example.com/targets/",
+   "hardware": ["sensor-hub-v2"],                 // edge devices' hardware ids: their releases are prefetched
+   "listen": ":8443", "names": ["gateway.local", "192.168.7.1"],  // the server certificate's names
+   "client_certs": false,                         // require client certificates issued by the gateway CA
+   "insecure_http": false,                        // plain HTTP: only when asked for
+   "cache_bytes": 4294967296, "refresh_interval": "5m", "min_time": "2026-11-01T00:00:00Z",
+   "ca_file": "", "cert_file": "", "key_file": ""}  // upstream TLS, as for the device
+
 Edge devices use metadata_url https://<names[0]>:<port>/metadata/ and targets_url .../targets/,
 the cloud repository as metadata_mirrors/targets_mirrors, and ca_file = the gateway CA.
 `
@@ -100,6 +112,10 @@ func relayFlags(fs *flag.FlagSet, c *relayConfig) {
 	fs.BoolVar(&c.ClientCerts, "client-certs", c.ClientCerts, "require edge devices to present a client certificate of the gateway CA")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "serve plain HTTP (no TLS) on the local network")
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", c.CacheBytes, "target cache bound in bytes (0: 4 GiB)")
+	fs.StringVar(&c.MinTime, "min-time", c.MinTime, "RFC 3339 time the clock is known to be past once set")
+	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "CA bundle for the upstream repository (default: system roots)")
+	fs.StringVar(&c.CertFile, "cert-file", c.CertFile, "client certificate for the upstream repository")
+	fs.StringVar(&c.KeyFile, "key-file", c.KeyFile, "client key for the upstream repository")
 	fs.Func("refresh-interval", "time between upstream refreshes (default 5m)", func(s string) error {
 		d, err := time.ParseDuration(s)
 		c.RefreshInterval = duration(d)
