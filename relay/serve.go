@@ -60,8 +60,9 @@ func parsePath(p string) (route, string) {
 // verified targets under /targets/, with the names the upstream
 // repository uses, GET and HEAD only. Range, If-Range, If-None-Match and
 // If-Modified-Since are answered as by http.ServeContent (ETags are
-// strong: a hash of the bytes). Anything not verified, or no longer
-// fresh, is 404.
+// strong: a hash of the bytes). A signed target not cached yet is fetched
+// from upstream first; after [Config].MissWait the answer is 503 with
+// Retry-After. Anything not verified, or no longer fresh, is 404.
 func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")

@@ -22,21 +22,21 @@ import (
 	"github.com/switchback-ota/switchback/internal/durable"
 )
 
-// File names under the TLS directory ([LoadCA]).
+// CACertFile is the name of the CA certificate in the TLS directory
+// ([LoadCA]), the file edge devices pin.
+const CACertFile = "ca.pem"
+
+// DefaultClientValidity is the validity of a client certificate when
+// [CA.IssueClientCert] is given zero.
+const DefaultClientValidity = 2 * 365 * 24 * time.Hour
+
+// The other files of the TLS directory, and validity periods.
 const (
-	CACertFile     = "ca.pem"
 	caKeyFile      = "ca.key"
 	serverCertFile = "server.pem"
 	serverKeyFile  = "server.key"
-)
-
-// Validity periods of the certificates the gateway CA issues.
-const (
 	caValidity     = 20 * 365 * 24 * time.Hour
 	serverValidity = 2 * 365 * 24 * time.Hour
-	// DefaultClientValidity is the validity of a client certificate
-	// when IssueClientCert is given zero.
-	DefaultClientValidity = 2 * 365 * 24 * time.Hour
 	// renewBefore: a server certificate closer than this to its expiry
 	// is issued again at start.
 	renewBefore = 30 * 24 * time.Hour
