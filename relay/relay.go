@@ -29,8 +29,8 @@ const (
 // zero value of every other field is a sensible default.
 type Config struct {
 	// Dir holds the relay's state: the trusted metadata (Dir/tuf, owned
-	// by a verify.Client), the target cache (Dir/cache) and the gateway
-	// CA and server certificate (Dir/tls, see [LoadCA]). It must survive
+	// by a verify.Client) and the target cache (Dir/cache); by convention
+	// the gateway CA lives in Dir/tls (see [LoadCA]). It must survive
 	// reboots, so that edge devices update while the uplink is down.
 	Dir string
 	// Root is the trusted root.json, the same one the edge devices embed.
