@@ -182,8 +182,8 @@ func (c *cache) fetch(ctx, dlCtx context.Context, w want, protect map[string]boo
 	}
 }
 
-// reserve makes room for a download of w and marks its entry in use. The
-// caller calls unreserve when the download ends.
+// reserve makes room for a download of w and marks its entry in use;
+// download releases it when it ends.
 func (c *cache) reserve(w want, protect map[string]bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
