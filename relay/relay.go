@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,7 +32,9 @@ type Config struct {
 	// Dir holds the relay's state: the trusted metadata (Dir/tuf, owned
 	// by a verify.Client) and the target cache (Dir/cache); by convention
 	// the gateway CA lives in Dir/tls (see [LoadCA]). It must survive
-	// reboots, so that edge devices update while the uplink is down.
+	// reboots, so that edge devices update while the uplink is down. One
+	// relay uses it at a time: New takes a lock (flock on Dir/.lock) and
+	// fails with [ErrLocked] while another holds it.
 	Dir string
 	// Root is the trusted root.json, the same one the edge devices embed.
 	Root []byte
@@ -91,7 +94,11 @@ type Relay struct {
 	prefetch sync.Mutex   // one prefetch at a time
 	base     context.Context
 	stop     context.CancelFunc
+	unlock   func()
 }
+
+// ErrLocked means another relay process uses the directory.
+var ErrLocked = errors.New("relay: directory in use by another relay")
 
 // New checks cfg, loads the verified metadata and the cache left by an
 // earlier run (so the relay serves at once, uplink or not) and returns a
@@ -119,11 +126,29 @@ func New(cfg Config) (*Relay, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	unlock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	r.unlock = unlock
+	if err := r.init(); err != nil {
+		unlock()
+		return nil, err
+	}
+	return r, nil
+}
+
+// init builds the clients and loads the state of a locked directory.
+func (r *Relay) init() error {
+	cfg := r.cfg
 	r.targetsURL = cfg.TargetsURL
 	if r.targetsURL == "" {
 		u, err := url.JoinPath(cfg.MetadataURL, "targets")
 		if err != nil {
-			return nil, fmt.Errorf("relay: MetadataURL: %w", err)
+			return fmt.Errorf("relay: MetadataURL: %w", err)
 		}
 		r.targetsURL = u
 	}
@@ -134,7 +159,7 @@ func New(cfg Config) (*Relay, error) {
 	}
 	dl, err := download.New(dlcfg)
 	if err != nil {
-		return nil, fmt.Errorf("relay: %w", err)
+		return fmt.Errorf("relay: %w", err)
 	}
 	r.tuf, err = verify.New(verify.Config{
 		Root: cfg.Root, MetadataURL: cfg.MetadataURL, TargetsURL: r.targetsURL, Dir: r.tufDir,
@@ -142,21 +167,23 @@ func New(cfg Config) (*Relay, error) {
 		Now:     r.now, MinTime: cfg.MinTime, Logger: r.log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("relay: %w", err)
+		return fmt.Errorf("relay: %w", err)
 	}
 	if r.cache, err = newCache(filepath.Join(cfg.Dir, "cache"), cfg.MaxCacheBytes, dl, r.log, r.now); err != nil {
-		return nil, err
+		return err
 	}
 	r.base, r.stop = context.WithCancel(context.Background())
 	r.load()
 	r.sweep()
-	return r, nil
+	return nil
 }
 
 // Close stops the downloads the relay started for edge devices that
-// asked for a target it did not have.
+// asked for a target it did not have, and releases the directory. Stop
+// Run and the HTTP server first.
 func (r *Relay) Close() error {
 	r.stop()
+	r.unlock()
 	return nil
 }
 

@@ -185,6 +185,7 @@ func TestUnverifiedMetadataNotServed(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "tuf", "timestamp.json"), forged, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	r.Close() // the relay restarts on that directory
 	r2, err := relay.New(relay.Config{Dir: dir, Root: repo.Root(), MetadataURL: repo.MetadataURL()})
 	if err != nil {
 		t.Fatal(err)

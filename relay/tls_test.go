@@ -3,6 +3,7 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -106,5 +107,15 @@ func TestCAPersisted(t *testing.T) {
 	}
 	if bytes.Equal(s1.Certificate[0], s3.Certificate[0]) {
 		t.Error("names changed: server certificate kept")
+	}
+}
+
+// One relay process per directory.
+func TestDirLocked(t *testing.T) {
+	repo := tuftest.New(t)
+	_, dir := newRelay(t, repo, nil)
+	cfg := relay.Config{Dir: dir, Root: repo.Root(), MetadataURL: repo.MetadataURL()}
+	if _, err := relay.New(cfg); !errors.Is(err, relay.ErrLocked) {
+		t.Fatalf("second relay on %s: err = %v, want ErrLocked", dir, err)
 	}
 }
