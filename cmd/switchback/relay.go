@@ -292,6 +292,9 @@ func relayServe(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	fmt.Fprintf(stdout, "relay serving %s://%s/metadata/ and /targets/\n", scheme, ln.Addr())
+	if len(c.Hardware) == 0 {
+		fmt.Fprintln(stderr, "switchback relay: no hardware ids: nothing is prefetched, targets are fetched when edge devices ask")
+	}
 	go r.Run(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
