@@ -22,6 +22,7 @@ func printUsage(w io.Writer, global *flag.FlagSet) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintf(w, "  %-10s %s\n", "relay", "serve a verified TUF mirror to the edge devices behind this gateway (relay -h)")
 	fmt.Fprint(w, "  help [COMMAND|config]\n\n")
 	printGlobalFlags(w, global)
 	fmt.Fprint(w, "\n"+exitHelp+"\n"+configHelp)

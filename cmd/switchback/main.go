@@ -40,6 +40,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if name == "help" {
 		return c.help(rest, fs)
 	}
+	if name == "relay" { // the relay has its own configuration (relay.go)
+		return runRelay(ctx, rest, c.verbose, stdout, stderr)
+	}
 	cmd, ok := lookup(name)
 	if !ok {
 		fmt.Fprintf(stderr, "switchback: unknown command %q\n%s", name, shortUsage)
