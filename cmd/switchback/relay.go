@@ -155,7 +155,7 @@ func runRelay(ctx context.Context, args []string, verbose bool, stdout, stderr i
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, relayUsage)
+		printRelayHelp(stdout)
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintln(stderr, "switchback relay:", err)
@@ -167,17 +167,41 @@ func runRelay(ctx context.Context, args []string, verbose bool, stdout, stderr i
 	}
 }
 
-func newRelayFlags(name string, stderr io.Writer) *flag.FlagSet {
+// newRelayFlags returns a flag set that prints nothing itself: runRelay
+// reports parse errors and prints the help.
+func newRelayFlags(name string, _ io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("relay "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
+}
+
+// parseRelayFlags parses args, keeping flag.ErrHelp as it is (runRelay
+// answers -h with the help and exit status 0).
+func parseRelayFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err.Error()}
+}
+
+// printRelayHelp is `switchback relay -h`: the usage, then every flag.
+func printRelayHelp(w io.Writer) {
+	fmt.Fprint(w, relayUsage)
+	fs := newRelayFlags("", w)
+	fs.String("relay-config", "", "relay configuration file (JSON); flags override it")
+	relayFlags(fs, &relayConfig{})
+	fs.SetOutput(w)
+	fmt.Fprintln(w, "\nflags:")
+	fs.PrintDefaults()
 }
 
 func relayCA(args []string, stdout, stderr io.Writer) error {
 	fs := newRelayFlags("ca", stderr)
 	dir := fs.String("dir", defaultRelayDir, "relay state directory")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	if err := parseRelayFlags(fs, args); err != nil {
+		return err
 	}
 	ca, err := relay.LoadCA(filepath.Join(*dir, "tls"), nil)
 	if err != nil {
@@ -193,8 +217,8 @@ func relayIssue(args []string, stdout, stderr io.Writer) error {
 	name := fs.String("name", "", "the edge device's name (certificate common name)")
 	out := fs.String("out", "", "write PREFIX.pem and PREFIX.key (mode 0600)")
 	validity := fs.Duration("validity", relay.DefaultClientValidity, "validity of the certificate")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	if err := parseRelayFlags(fs, args); err != nil {
+		return err
 	}
 	if *name == "" || *out == "" {
 		return usageError{"issue-cert: -name and -out are required"}
@@ -245,8 +269,8 @@ func relayConfigFrom(args []string, stderr io.Writer) (relayConfig, error) {
 	fs := newRelayFlags("", stderr)
 	fs.String("relay-config", "", "relay configuration file (JSON); flags override it")
 	relayFlags(fs, &c)
-	if err := fs.Parse(args); err != nil {
-		return c, usageError{err.Error()}
+	if err := parseRelayFlags(fs, args); err != nil {
+		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, usageError{"unexpected argument " + fs.Arg(0)}

@@ -189,3 +189,26 @@ func FuzzParseRelayConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestRelayHelp: `relay -h` prints the help and every flag on stdout and
+// exits 0; an unknown flag is a usage error (2). Before the merge with the
+// new CLI, -h exited 2.
+func TestRelayHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"relay", "-h"}, 0, "-cache-bytes"},
+		{[]string{"relay", "ca", "-h"}, 0, "issue-cert"},
+		{[]string{"relay", "-bogus"}, 2, ""},
+	} {
+		var out, errb bytes.Buffer
+		if got := run(context.Background(), tc.args, &out, &errb); got != tc.code {
+			t.Errorf("%v: exit %d, want %d (%s)", tc.args, got, tc.code, errb.String())
+		}
+		if !strings.Contains(out.String(), tc.out) {
+			t.Errorf("%v: stdout lacks %q:\n%s", tc.args, tc.out, out.String())
+		}
+	}
+}
