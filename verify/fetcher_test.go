@@ -161,11 +161,11 @@ func TestTargetURL(t *testing.T) {
 		{"http://h/t", "a dir/f#1.bin", false, "http://h/t/a%20dir/f%231.bin"},
 	}
 	for _, tt := range tests {
-		if got := targetURL(tt.base, tt.path, h, tt.consistent); got != tt.want {
-			t.Errorf("targetURL(%q, %q, %v) = %q, want %q", tt.base, tt.path, tt.consistent, got, tt.want)
+		if got := TargetURL(tt.base, tt.path, h, tt.consistent); got != tt.want {
+			t.Errorf("TargetURL(%q, %q, %v) = %q, want %q", tt.base, tt.path, tt.consistent, got, tt.want)
 		}
 	}
-	if got, want := targetURL("http://h", "f", map[string][]byte{SHA512: {0x01}}, true), "http://h/01.f"; got != want {
+	if got, want := TargetURL("http://h", "f", map[string][]byte{SHA512: {0x01}}, true), "http://h/01.f"; got != want {
 		t.Errorf("targetURL with sha512 only = %q, want %q", got, want)
 	}
 }
