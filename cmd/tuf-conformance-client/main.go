@@ -246,4 +246,3 @@ func have(ti verify.TargetInfo, path string) bool {
 	}
 	return v.Verify() == nil
 }
-
