@@ -195,8 +195,9 @@ type candidate struct {
 	listedBy []string
 }
 
-// list walks, depth first, the roles that may hold paths under prefixes and
-// returns the paths they list under prefixes, sorted.
+// list walks, depth first, the roles that may hold paths under prefixes
+// (at most MaxListedRoles, none deeper than MaxDelegations) and returns
+// the paths they list under prefixes, sorted.
 func (t *Trusted) list(f Fetcher, prefixes []string) ([]candidate, []Rejected) {
 	under := func(p string) bool {
 		return len(prefixes) == 0 || slices.ContainsFunc(prefixes, func(pre string) bool { return strings.HasPrefix(p, pre) })
@@ -211,7 +212,13 @@ func (t *Trusted) list(f Fetcher, prefixes []string) ([]candidate, []Rejected) {
 	listed := map[string][]string{}
 	var rejected []Rejected
 	visited := map[string]bool{}
-	stack := []roleParent{{metadata.TARGETS, metadata.ROOT}}
+	// A role deeper than maxDelegations can answer no search (each
+	// search visits its ancestors first): it is not listed either.
+	type step struct {
+		roleParent
+		depth int
+	}
+	stack := []step{{roleParent{metadata.TARGETS, metadata.ROOT}, 0}}
 	for len(stack) > 0 {
 		top := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -237,9 +244,12 @@ func (t *Trusted) list(f Fetcher, prefixes []string) ([]candidate, []Rejected) {
 				listed[p] = append(listed[p], name)
 			}
 		}
+		if top.depth >= t.maxDelegations {
+			continue
+		}
 		children := childRoles(m.Signed.Delegations, mayHold, limit)
 		for i := len(children) - 1; i >= 0; i-- {
-			stack = append(stack, roleParent{children[i], top.role})
+			stack = append(stack, step{roleParent{children[i], top.role}, top.depth + 1})
 		}
 	}
 	out := make([]candidate, 0, len(listed))
