@@ -433,6 +433,16 @@ func TestRefreshRefuses(t *testing.T) {
 			r.set("metadata/targets.json", old)
 			r.set(versioned(r.targets), old)
 		}, &metadata.ErrBadVersionNumber{}},
+		{"root version in the file not the one in its URL", func(r *testRepo) {
+			r.root.Signed.Version += 2
+			sign(r.t, r.root, r.keys[metadata.ROOT]...)
+			r.set("metadata/2.root.json", encode(r.t, r.root))
+		}, &metadata.ErrBadVersionNumber{}},
+		{"snapshot version in the file not the one in its URL", func(r *testRepo) {
+			r.snapshot.Signed.Version++
+			sign(r.t, r.snapshot, r.keys[metadata.SNAPSHOT]...)
+			r.set(fmt.Sprintf("metadata/%d.snapshot.json", r.snapshot.Signed.Version-1), encode(r.t, r.snapshot))
+		}, &metadata.ErrBadVersionNumber{}},
 		{"snapshot not matching timestamp", func(r *testRepo) {
 			old := r.get("metadata/snapshot.json")
 			r.publish()
