@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -112,5 +113,72 @@ func TestTargetsRoleRemoval(t *testing.T) {
 	_, err := c.Refresh(context.Background())
 	if !errors.Is(err, verify.ErrUntrusted) || !errors.Is(err, &metadata.ErrRepository{}) {
 		t.Errorf("Refresh = %v, want ErrUntrusted (a role dropped from the snapshot)", err)
+	}
+}
+
+// TestExpiredLocalMetadata: trusted metadata that has expired since the
+// last refresh does not block the next one when the repository has
+// published fresh versions (TUF 5.3.10, 5.4: expiry is judged on the new
+// metadata; an expired trusted root is still the start of the root walk).
+func TestExpiredLocalMetadata(t *testing.T) {
+	for _, role := range []string{metadata.TIMESTAMP, metadata.ROOT} {
+		t.Run(role, func(t *testing.T) {
+			r := newTestRepo(t, true)
+			now := testEpoch
+			c := newClientWith(t, r, t.TempDir(), func(cfg *verify.Config) { cfg.Now = func() time.Time { return now } })
+			r.mu.Lock()
+			week := testEpoch.AddDate(0, 0, 7)
+			if role == metadata.ROOT {
+				r.root.Signed.Expires = week
+				r.root.Signed.Version++
+				r.storeRoot()
+			} else {
+				r.timestamp.Signed.Expires = week
+			}
+			r.publishLocked()
+			r.mu.Unlock()
+			refresh(t, c)
+			// Day 10: the trusted role has expired; the repository has
+			// published a fresh one.
+			now = testEpoch.AddDate(0, 0, 10)
+			r.mu.Lock()
+			if role == metadata.ROOT {
+				r.root.Signed.Expires = testEpoch.AddDate(1, 0, 0)
+				r.root.Signed.Version++
+				r.storeRoot()
+			} else {
+				r.timestamp.Signed.Expires = testEpoch.AddDate(1, 0, 0)
+			}
+			r.publishLocked()
+			r.mu.Unlock()
+			if _, err := c.Refresh(context.Background()); err != nil {
+				t.Errorf("Refresh after the local %s expired: %v", role, err)
+			}
+		})
+	}
+}
+
+// TestExtraInvalidSignature: a signature that does not verify, beside a
+// threshold of good ones, does not make metadata untrusted (TUF 5.4.2
+// counts the valid signatures of distinct authorised keys).
+func TestExtraInvalidSignature(t *testing.T) {
+	r := newTestRepo(t, true)
+	r.mu.Lock()
+	sign(t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
+	bad := r.timestamp.Signatures[0]
+	bad.KeyID = "0000000000000000000000000000000000000000000000000000000000000000"
+	r.timestamp.Signatures = append(r.timestamp.Signatures, bad)
+	r.files["metadata/timestamp.json"] = encode(t, r.timestamp)
+	r.mu.Unlock()
+	refresh(t, newClient(t, r, t.TempDir()))
+}
+
+// TestIncorrectMetadataType: snapshot metadata served as timestamp.json
+// is refused.
+func TestIncorrectMetadataType(t *testing.T) {
+	r := newTestRepo(t, true)
+	r.set("metadata/timestamp.json", r.get("metadata/snapshot.json"))
+	if _, err := newClient(t, r, t.TempDir()).Refresh(context.Background()); !errors.Is(err, verify.ErrUntrusted) {
+		t.Errorf("Refresh = %v, want ErrUntrusted", err)
 	}
 }
