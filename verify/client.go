@@ -275,19 +275,26 @@ func roleKeys(root *metadata.Metadata[metadata.RootType]) string {
 	return b.String()
 }
 
-func (c *Client) refreshOnce(ctx context.Context) (*Trusted, error) {
+// prepare checks the context and the clock, and readies Dir; it returns
+// the reference time of the refresh.
+func (c *Client) prepare(ctx context.Context) (time.Time, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFetch, err)
+		return time.Time{}, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
 	now := c.now()
 	if now.Before(c.cfg.MinTime) {
-		return nil, fmt.Errorf("%w: clock reads %s, before %s", ErrClockUnset,
+		return time.Time{}, fmt.Errorf("%w: clock reads %s, before %s", ErrClockUnset,
 			now.UTC().Format(time.RFC3339), c.cfg.MinTime.UTC().Format(time.RFC3339))
 	}
 	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("verify: metadata dir: %w", err)
+		return time.Time{}, fmt.Errorf("verify: metadata dir: %w", err)
 	}
-	if err := c.tidyDir(); err != nil {
+	return now, c.tidyDir()
+}
+
+func (c *Client) refreshOnce(ctx context.Context) (*Trusted, error) {
+	now, err := c.prepare(ctx)
+	if err != nil {
 		return nil, err
 	}
 	root, err := c.startRoot()

@@ -9,6 +9,9 @@ package verify_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/url"
 	"os"
@@ -180,5 +183,36 @@ func TestIncorrectMetadataType(t *testing.T) {
 	r.set("metadata/timestamp.json", r.get("metadata/snapshot.json"))
 	if _, err := newClient(t, r, t.TempDir()).Refresh(context.Background()); !errors.Is(err, verify.ErrUntrusted) {
 		t.Errorf("Refresh = %v, want ErrUntrusted", err)
+	}
+}
+
+// TestTargetInfo: any trusted target is readable, switchback's or not:
+// length, hashes, custom metadata as signed, and its URL.
+func TestTargetInfo(t *testing.T) {
+	r := newTestRepo(t, true)
+	r.addTarget("", "oci/manifest.json", []byte("manifest"), json.RawMessage(`{"mediaType":"x"}`))
+	r.addTarget("", "plain", []byte("plain"), nil)
+	r.publish()
+	tr, err := newClient(t, r, t.TempDir()).Update(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti, err := tr.Target(context.Background(), "oci/manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("manifest"))
+	if ti.Length != 8 || !bytes.Equal(ti.Hashes["sha256"], sum[:]) || string(ti.Custom) != `{"mediaType":"x"}` || ti.Role != "targets" {
+		t.Errorf("TargetInfo = %+v", ti)
+	}
+	if want := r.TargetsURL() + "/oci/" + hex.EncodeToString(sum[:]) + ".manifest.json"; ti.URL != want {
+		t.Errorf("URL = %s, want %s", ti.URL, want)
+	}
+	if ti, err := tr.Target(context.Background(), "plain"); err != nil || ti.Custom != nil {
+		t.Errorf("plain target: %+v, %v; want no custom metadata", ti, err)
+	}
+	ts, err := tr.Targets(context.Background())
+	if err != nil || len(ts.Targets) != 0 || len(ts.Rejected) != 2 {
+		t.Errorf("Targets (switchback's only) = %+v, %v; want both rejected", ts, err)
 	}
 }
