@@ -201,7 +201,13 @@ func (i *idleFetcher) DownloadFile(urlPath string, maxLength int64, timeout time
 		// The idle path: no root walk (see the type's comment).
 		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: urlPath}
 	}
-	return i.Fetcher.DownloadFile(urlPath, maxLength, timeout)
+	data, err := i.Fetcher.DownloadFile(urlPath, maxLength, timeout)
+	if err == nil && strings.HasSuffix(urlPath, ".root.json") {
+		// A new root: the timestamp is judged afresh, never "not
+		// modified" against what the old root trusted.
+		i.known = false
+	}
+	return data, err
 }
 
 // done records the outcome of a refresh: after a success, the validator of
