@@ -100,10 +100,8 @@ func newTrusted(c *Client, tm *trustedmetadata.TrustedMetadata, f Fetcher, maxLe
 func (t *Trusted) Target(ctx context.Context, path string) (TargetInfo, error) {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
+	// Roles fetched are stored durably by loadRole.
 	tf, role, err := t.search(limitFetcher{t.c.fetcher(ctx)}, path)
-	if serr := t.c.syncDir(); serr != nil && err == nil {
-		err = serr
-	}
 	switch {
 	case err != nil:
 		return TargetInfo{}, t.c.refreshErr(ctx, fmt.Errorf("target %s: %w", path, err))
@@ -172,9 +170,6 @@ func (t *Trusted) targets(ctx context.Context, f Fetcher, prefixes []string) (*T
 		if name != metadata.TARGETS && m.Signed.Expires.Before(res.Expires) {
 			res.Expires = m.Signed.Expires
 		}
-	}
-	if err := t.c.syncDir(); err != nil {
-		return nil, err
 	}
 	for _, r := range res.Rejected {
 		t.c.log.Warn("tuf target or delegated role rejected", "path", r.Path, "role", r.Role, "err", r.Err)
