@@ -56,6 +56,12 @@ type Config struct {
 	// 0 means go-tuf's default (256).
 	MaxRootRotations int64
 
+	// Prefixes, when set, limits [Client.Refresh] to the targets whose
+	// paths start with one of them, so that only the delegated roles that
+	// may hold such paths are fetched (see the package doc,
+	// "Delegations"): for example "rootfs/board-a/". Empty lists every
+	// target.
+	Prefixes []string
 	// MaxDelegations bounds the roles one target search visits, the
 	// top-level targets role included (TUF 5.6.7.2); 0 means
 	// [DefaultMaxDelegations].
@@ -188,9 +194,10 @@ func parseRoot(b []byte) (*metadata.Metadata[metadata.RootType], error) {
 	return r, nil
 }
 
-// Refresh updates the trusted metadata ([Client.Update]) and lists every
-// switchback target of the repository ([Trusted.Targets] with no prefix),
-// delegated roles included.
+// Refresh updates the trusted metadata ([Client.Update]) and lists the
+// switchback targets of the repository ([Trusted.Targets]) under
+// [Config].Prefixes, every one when there are none, delegated roles
+// included.
 //
 // Errors wrap [ErrClockUnset] (clock before MinTime), [ErrFetch] (metadata
 // unreachable) or [ErrUntrusted] (metadata refused, with go-tuf's error in
@@ -202,7 +209,7 @@ func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t.targets(ctx, t.f, nil)
+	return t.targets(ctx, t.f, c.cfg.Prefixes)
 }
 
 // Update runs the TUF client workflow for the top-level roles (TUF 5.3 to

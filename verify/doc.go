@@ -84,7 +84,8 @@
 // device's check stays cheap, lay the repository out by path:
 //
 //   - name targets <component>/<hardware>/<file> (or <vendor>/<hardware>/…),
-//     and have each device list its own prefixes ("app/board-a/");
+//     and have each device list its own prefixes ("app/board-a/", with
+//     [Config].Prefixes or [Trusted.Targets]);
 //   - delegate from the top-level targets role one role per hardware
 //     family or vendor with patterns of that prefix ("app/board-a/*"),
 //     terminating when that role alone may publish there, each with its own

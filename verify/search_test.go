@@ -360,3 +360,24 @@ func TestTargetsPerHardwareLayout(t *testing.T) {
 		t.Errorf("Rejected = %+v, want app/hw1/app-9.0.0 untrusted", ts.Rejected)
 	}
 }
+
+// TestRefreshPrefixes: Config.Prefixes limits Refresh, and the roles it
+// fetches, to one hardware's paths.
+func TestRefreshPrefixes(t *testing.T) {
+	r := newTestRepo(t, false)
+	r.delegate("hw1", []string{"app/hw1/*"}, true)
+	r.delegate("hw2", []string{"app/hw2/*"}, true)
+	r.addTarget("hw1", "app/hw1/app-1.0.0", []byte("1"), customFor("app", "1.0.0", "hw1"))
+	r.addTarget("hw2", "app/hw2/app-1.0.0", []byte("2"), customFor("app", "1.0.0", "hw2"))
+	r.addTarget("", "app/any-1.0.0", []byte("3"), customFor("app", "1.0.0", "*"))
+	r.publish()
+	c := newClientWith(t, r, t.TempDir(), func(cfg *verify.Config) { cfg.Prefixes = []string{"app/hw2/"} })
+	before := len(r.requested())
+	ts := refresh(t, c)
+	if got := paths(ts.Targets); !slices.Equal(got, []string{"app/hw2/app-1.0.0"}) {
+		t.Errorf("Targets %q, want only app/hw2/app-1.0.0", got)
+	}
+	if slices.Contains(r.requested()[before:], "metadata/hw1.json") {
+		t.Error("the role of other hardware was fetched")
+	}
+}
