@@ -102,7 +102,10 @@ func parse(role string, data []byte) (meta, error) {
 	case RoleTimestamp:
 		m, err = (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(data)
 	default:
-		return nil, validRole(role)
+		if err := validDelegatedName(role); err != nil {
+			return nil, err
+		}
+		m, err = (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(data)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("repository: parse %s metadata: %w", role, err)

@@ -43,7 +43,10 @@ func (r *Repo) Prune(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repository: %w", err)
 	}
-	for _, role := range []string{RoleTargets, RoleSnapshot} {
+	for _, role := range append([]string{RoleTargets, RoleSnapshot}, r.delegatedNames()...) {
+		if r.pub[role] == nil {
+			continue // a delegated role not published yet
+		}
 		cur := versionOf(r.pub[role])
 		for _, e := range entries {
 			n, ok := strings.CutSuffix(e.Name(), "."+role+".json")
@@ -61,7 +64,7 @@ func (r *Repo) Prune(ctx context.Context) ([]string, error) {
 			}
 			_, exp, _, _ := common(m)
 			live := v >= cur || exp.After(now)
-			if role == RoleTargets && live {
+			if role != RoleSnapshot && live {
 				for p, tf := range m.(*metadata.Metadata[metadata.TargetsType]).Signed.Targets {
 					dir, base := path.Split(p)
 					for _, h := range tf.Hashes {

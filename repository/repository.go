@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -250,7 +251,11 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (*Repo, error) {
 }
 
 func (r *Repo) expires(role string, now time.Time) time.Time {
-	return now.UTC().Add(r.expiry[role]).Truncate(time.Second)
+	d, ok := r.expiry[role]
+	if !ok {
+		d = r.expiry[RoleTargets] // delegated roles
+	}
+	return now.UTC().Add(d).Truncate(time.Second)
 }
 
 func (r *Repo) saveSettings() error {
@@ -328,38 +333,49 @@ func Open(cfg Config) (*Repo, error) {
 		r.work[role] = clone(role, m)
 	}
 	for _, role := range Roles {
-		b, err := os.ReadFile(r.stagedPath(role))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+		if err := r.loadStaged(role); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("repository: %w", err)
-		}
-		m, err := parse(role, b)
-		if err != nil {
-			return nil, fmt.Errorf("staged %s: %w", role, err)
-		}
-		if pv := versionOf(r.pub[role]); versionOf(m) <= pv {
-			same, err := sameSigned(m, r.pub[role])
-			if err != nil {
-				return nil, err
-			}
-			if !same {
-				return nil, fmt.Errorf("%w: staged %s v%d was made against an older repository (published v%d); "+
-					"remove %s and redo the change", ErrConflict, role, versionOf(m), pv, r.stagedPath(role))
-			}
-			// Left behind by a publish that wrote it but stopped before
-			// tidying up: the published copy is the same.
-			r.log.Warn("dropping staged metadata already published", "role", role, "version", versionOf(m))
-			if err := os.Remove(r.stagedPath(role)); err != nil {
-				return nil, fmt.Errorf("repository: %w", err)
-			}
-			continue
-		}
-		r.work[role] = m
-		r.dirty[role] = true
+	}
+	if err := r.loadDelegated(); err != nil {
+		return nil, err
 	}
 	return r, nil
+}
+
+// loadStaged loads the staged change of role, if any.
+func (r *Repo) loadStaged(role string) error {
+	b, err := os.ReadFile(r.stagedPath(role))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	m, err := parse(role, b)
+	if err != nil {
+		return fmt.Errorf("staged %s: %w", role, err)
+	}
+	if pub := r.pub[role]; pub != nil && versionOf(m) <= versionOf(pub) {
+		same, err := sameSigned(m, pub)
+		if err != nil {
+			return err
+		}
+		if !same {
+			return fmt.Errorf("%w: staged %s v%d was made against an older repository (published v%d); "+
+				"remove %s and redo the change", ErrConflict, role, versionOf(m), versionOf(pub), r.stagedPath(role))
+		}
+		// Left behind by a publish that wrote it but stopped before
+		// tidying up: the published copy is the same.
+		r.log.Warn("dropping staged metadata already published", "role", role, "version", versionOf(m))
+		if err := os.Remove(r.stagedPath(role)); err != nil {
+			return fmt.Errorf("repository: %w", err)
+		}
+		return nil
+	}
+	r.work[role] = m
+	r.dirty[role] = true
+	return nil
 }
 
 // highestVersion finds the largest N of N.<role>.json in dir (0 if none).
@@ -442,7 +458,7 @@ func (r *Repo) stage(role string) error {
 }
 
 func (r *Repo) stageDirty() error {
-	for _, role := range Roles {
+	for _, role := range r.allRoles() {
 		if r.dirty[role] {
 			if err := r.stage(role); err != nil {
 				return err
@@ -455,6 +471,9 @@ func (r *Repo) stageDirty() error {
 // authorized returns the key ids allowed to sign role: for root, those of
 // the published root and of the new one.
 func (r *Repo) authorized(role string) map[string]bool {
+	if !slices.Contains(Roles, role) {
+		return r.authorizedDelegated(role)
+	}
 	ids := map[string]bool{}
 	for _, id := range r.root().Signed.Roles[role].KeyIDs {
 		ids[id] = true
@@ -491,6 +510,9 @@ func (r *Repo) signAvailable(role string) error {
 // checkSigned reports whether the working copy of role meets its
 // threshold(s).
 func (r *Repo) checkSigned(role string) error {
+	if !slices.Contains(Roles, role) {
+		return r.checkDelegated(role)
+	}
 	m := r.work[role]
 	if role == RoleRoot {
 		// A new root must satisfy the root it replaces and itself, so a
@@ -522,7 +544,7 @@ func (r *Repo) Publish(ctx context.Context) error {
 		return err
 	}
 	var errs []error
-	for _, role := range []string{RoleRoot, RoleTargets} {
+	for _, role := range append([]string{RoleRoot, RoleTargets}, r.delegatedNames()...) {
 		if !r.dirty[role] {
 			continue
 		}
@@ -540,10 +562,9 @@ func (r *Repo) Publish(ctx context.Context) error {
 	// Snapshot lists the targets version; consistent snapshots make the
 	// hashes unnecessary, as the version is in the file name.
 	snap := r.snapshot()
-	tv := versionOf(r.work[RoleTargets])
-	if cur := snap.Signed.Meta["targets.json"]; cur == nil || cur.Version != tv {
+	if want := r.snapshotMeta(); !sameVersions(snap.Signed.Meta, want) {
 		r.touch(RoleSnapshot)
-		snap.Signed.Meta = map[string]*metadata.MetaFiles{"targets.json": metadata.MetaFile(tv)}
+		snap.Signed.Meta = want
 	}
 	if r.dirty[RoleSnapshot] {
 		if err := r.signAvailable(RoleSnapshot); err != nil {
@@ -588,7 +609,7 @@ func (r *Repo) Publish(ctx context.Context) error {
 	}
 
 	// Everything is signed: write the files a device reads last, last.
-	for _, role := range []string{RoleTargets, RoleSnapshot, RoleRoot, RoleTimestamp} {
+	for _, role := range append(r.delegatedNames(), RoleTargets, RoleSnapshot, RoleRoot, RoleTimestamp) {
 		if !r.dirty[role] {
 			continue
 		}
@@ -613,7 +634,7 @@ func (r *Repo) Publish(ctx context.Context) error {
 			r.log.Info("published", "file", n)
 		}
 	}
-	for _, role := range Roles {
+	for _, role := range r.allRoles() {
 		if !r.dirty[role] {
 			continue
 		}
@@ -662,6 +683,28 @@ func (r *Repo) stageFail(errs []error) error {
 	}
 	return fmt.Errorf("%w: %w (staged in %s: export, sign and merge the missing signatures)",
 		ErrThreshold, errors.Join(errs...), filepath.Join(r.dir, stagedDir))
+}
+
+// snapshotMeta is what the snapshot lists: the version of every targets
+// role (consistent snapshots make hashes unnecessary).
+func (r *Repo) snapshotMeta() map[string]*metadata.MetaFiles {
+	m := map[string]*metadata.MetaFiles{"targets.json": metadata.MetaFile(versionOf(r.work[RoleTargets]))}
+	for _, name := range r.delegatedNames() {
+		m[name+".json"] = metadata.MetaFile(versionOf(r.work[name]))
+	}
+	return m
+}
+
+func sameVersions(a, b map[string]*metadata.MetaFiles) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w := b[k]; w == nil || w.Version != v.Version {
+			return false
+		}
+	}
+	return true
 }
 
 func sha256Sum(b []byte) metadata.HexBytes {

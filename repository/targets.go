@@ -35,6 +35,10 @@ type AddOptions struct {
 	// FrameSize is the uncompressed size of each independent zstd frame;
 	// 0 means DefaultFrameSize.
 	FrameSize int
+	// Role is the targets role that lists the release: "" or RoleTargets
+	// for the top-level role, else a delegated role (see Delegate) whose
+	// paths must cover the target path.
+	Role string
 }
 
 // Target describes one published target.
@@ -70,7 +74,10 @@ func (r *Repo) AddTarget(ctx context.Context, path string, src io.Reader, custom
 	if custom.Compression != "" && !opts.Zstd {
 		return Target{}, fmt.Errorf("%w: %s: custom metadata says compression %q but AddOptions.Zstd is off", ErrBadTarget, path, custom.Compression)
 	}
-	if other := r.duplicate(path, custom); other != "" {
+	if err := r.checkRolePath(opts.Role, path); err != nil {
+		return Target{}, err
+	}
+	if other := r.duplicate(opts.Role, path, custom); other != "" {
 		return Target{}, fmt.Errorf("%w: %s: %s %s for the same hardware is already published as %s; remove it first",
 			ErrBadTarget, path, custom.Component, custom.Version, other)
 	}
@@ -97,7 +104,7 @@ func (r *Repo) AddTarget(ctx context.Context, path string, src io.Reader, custom
 			c.Uncompressed = &verify.Digest{Length: ulen, SHA256: hex.EncodeToString(uh.Sum(nil))}
 		}
 	}
-	return r.addTarget(ctx, path, src, enc, func() (json.RawMessage, error) {
+	return r.addTarget(ctx, opts.Role, path, src, enc, func() (json.RawMessage, error) {
 		if finish != nil {
 			finish(&custom)
 		}
@@ -112,6 +119,13 @@ func (r *Repo) AddTarget(ctx context.Context, path string, src io.Reader, custom
 // taken verbatim (nil for none): for other metadata schemas, and for tests
 // that publish malformed metadata on purpose. custom must be valid JSON.
 func (r *Repo) AddTargetRaw(ctx context.Context, path string, src io.Reader, custom json.RawMessage) (Target, error) {
+	return r.AddTargetRawIn(ctx, RoleTargets, path, src, custom)
+}
+
+// AddTargetRawIn is AddTargetRaw for the targets role role (RoleTargets or
+// a delegated role). The role's delegation is not checked against path, so
+// that tests can publish a target outside a role's paths on purpose.
+func (r *Repo) AddTargetRawIn(ctx context.Context, role, path string, src io.Reader, custom json.RawMessage) (Target, error) {
 	if string(bytes.TrimSpace(custom)) == "null" {
 		// go-tuf drops "custom": null when it serialises metadata, so a
 		// signature over it would not verify on any device: treat as absent.
@@ -120,7 +134,39 @@ func (r *Repo) AddTargetRaw(ctx context.Context, path string, src io.Reader, cus
 	if custom != nil && !json.Valid(custom) {
 		return Target{}, fmt.Errorf("%w: %s: custom metadata is not valid JSON", ErrBadTarget, path)
 	}
-	return r.addTarget(ctx, path, src, nil, func() (json.RawMessage, error) { return custom, nil })
+	if _, err := r.targetsRole(role); err != nil {
+		return Target{}, err
+	}
+	return r.addTarget(ctx, role, path, src, nil, func() (json.RawMessage, error) { return custom, nil })
+}
+
+// checkRolePath refuses a target path a delegated role is not trusted for:
+// devices would not find it there.
+func (r *Repo) checkRolePath(role, path string) error {
+	if role == "" || role == RoleTargets {
+		return nil
+	}
+	if _, err := r.targetsRole(role); err != nil {
+		return err
+	}
+	_, d := r.delegator(role)
+	if d == nil {
+		return fmt.Errorf("%w: no role delegates to %s", ErrBadTarget, role)
+	}
+	for _, p := range d.Paths {
+		if verify.MatchPath(p, path) {
+			return nil
+		}
+	}
+	if len(d.PathHashPrefixes) > 0 {
+		sum := sha256.Sum256([]byte(path))
+		for _, pre := range d.PathHashPrefixes {
+			if strings.HasPrefix(hex.EncodeToString(sum[:]), pre) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: %s: role %s is not delegated this path (%q)", ErrBadTarget, path, role, d.Paths)
 }
 
 // compressFrames writes src as independent zstd frames of frameSize
@@ -187,7 +233,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-func (r *Repo) addTarget(ctx context.Context, tpath string, src io.Reader, enc func(io.Writer) func() error, custom func() (json.RawMessage, error)) (Target, error) {
+func (r *Repo) addTarget(ctx context.Context, role, tpath string, src io.Reader, enc func(io.Writer) func() error, custom func() (json.RawMessage, error)) (Target, error) {
 	if err := ValidTargetPath(tpath); err != nil {
 		return Target{}, err
 	}
@@ -255,9 +301,16 @@ func (r *Repo) addTarget(ctx context.Context, tpath string, src io.Reader, enc f
 		c := json.RawMessage(append([]byte(nil), raw...))
 		tf.Custom = &c
 	}
-	r.touch(RoleTargets)
-	r.targets().Signed.Targets[tpath] = tf
-	if err := r.stage(RoleTargets); err != nil {
+	if role == "" {
+		role = RoleTargets
+	}
+	m, err := r.targetsRole(role)
+	if err != nil {
+		return Target{}, err
+	}
+	r.touch(role)
+	m.Signed.Targets[tpath] = tf
+	if err := r.stage(role); err != nil {
 		return Target{}, err
 	}
 	return targetOf(tpath, tf), nil
@@ -319,14 +372,18 @@ func targetOf(p string, tf *metadata.TargetFiles) Target {
 // duplicate returns another target path holding the same kind, component
 // and version for a common hardware id: devices could not tell which one
 // to install.
-func (r *Repo) duplicate(path string, c verify.Custom) string {
+func (r *Repo) duplicate(role, path string, c verify.Custom) string {
 	kind := func(k string) string {
 		if k == "" {
 			return verify.KindImage
 		}
 		return k
 	}
-	for p, tf := range r.targets().Signed.Targets {
+	m, err := r.targetsRole(role)
+	if err != nil {
+		return ""
+	}
+	for p, tf := range m.Signed.Targets {
 		if p == path || tf.Custom == nil {
 			continue
 		}

@@ -110,11 +110,11 @@ type Config struct {
 	// not evaluated and checks fail with verify.ErrClockUnset.
 	Now     func() time.Time
 	MinTime time.Time
-	// FullRefreshInterval is how long checks that find the repository's
-	// timestamp unchanged may skip the walk of the root chain: such an idle
-	// check is one request (a 304 with no body from servers that send
-	// ETags). Zero means verify.DefaultFullRefreshInterval (24h); negative
-	// makes every check a full TUF refresh. See verify.Config.
+	// FullRefreshInterval, when positive, opts into idle checks that skip
+	// the walk of the root chain while the timestamp is unchanged (one
+	// request; not the TUF workflow). Zero or negative, the default: every
+	// check is the TUF workflow, an idle one two requests and no body (the
+	// next root answered 404, the timestamp 304). See verify.Config.
 	FullRefreshInterval time.Duration
 }
 

@@ -6,9 +6,9 @@
 //
 //	Check    refresh the trusted TUF metadata; pick the newest release
 //	         this device may install (hardware, version, minimum
-//	         installed version, blocklist). When the timestamp is
-//	         unchanged (If-None-Match answered 304) the check is that one
-//	         request; see Config.FullRefreshInterval
+//	         installed version, blocklist). When nothing changed the
+//	         check is two requests and no body: the next root version
+//	         (404) and the timestamp (If-None-Match answered 304)
 //	Install  stream it into a slot that is not running, verifying every
 //	         byte (length and every listed hash; for zstd targets also
 //	         the signed uncompressed digest), checkpointing the transfer

@@ -500,10 +500,10 @@ func TestUpdateServerMustBeReachableToCommit(t *testing.T) {
 	}
 }
 
-// TestIdleCheckOneRequest: once the device trusts the repository's
-// metadata, a check that finds nothing new is one request, answered 304
-// with no body; a new release is still seen by the next check.
-func TestIdleCheckOneRequest(t *testing.T) {
+// TestIdleCheckTwoRequests: once the device trusts the repository's
+// metadata, a check that finds nothing new is two requests, the next root
+// answered 404 and the timestamp answered 304 with no body; a new release is still seen by the next check.
+func TestIdleCheckTwoRequests(t *testing.T) {
 	repo := tuftest.New(t)
 	d := newDevice(t, repo)
 	var requests []string
@@ -537,8 +537,8 @@ func TestIdleCheckOneRequest(t *testing.T) {
 	check() // first contact: the full workflow
 	for i := range 2 {
 		ups, req, nm := check()
-		if len(ups) != 0 || !slices.Equal(req, []string{"/metadata/timestamp.json"}) || nm != 1 {
-			t.Errorf("idle check %d: %d updates, requests %q, %d answered 304; want 0, only the timestamp, 1", i, len(ups), req, nm)
+		if len(ups) != 0 || !slices.Equal(req, []string{"/metadata/2.root.json", "/metadata/timestamp.json"}) || nm != 1 {
+			t.Errorf("idle check %d: %d updates, requests %q, %d answered 304; want 0, the next root (404) then the timestamp, 1", i, len(ups), req, nm)
 		}
 	}
 	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))

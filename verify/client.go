@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -57,12 +56,29 @@ type Config struct {
 	// 0 means go-tuf's default (256).
 	MaxRootRotations int64
 
-	// FullRefreshInterval is how long a refresh that finds timestamp.json
-	// unchanged may skip the walk of the root chain, when the Fetcher is a
-	// [ConditionalFetcher]: such an idle check costs one request (a 304
-	// with no body where the server supports conditional requests). Zero
-	// means [DefaultFullRefreshInterval]; negative means every refresh
-	// walks the root chain.
+	// Prefixes, when set, limits [Client.Refresh] to the targets whose
+	// paths start with one of them, so that only the delegated roles that
+	// may hold such paths are fetched (see the package doc,
+	// "Delegations"): for example "rootfs/board-a/". Empty lists every
+	// target.
+	Prefixes []string
+	// MaxDelegations bounds the roles one target search visits, the
+	// top-level targets role included (TUF 5.6.7.2); 0 means
+	// [DefaultMaxDelegations].
+	MaxDelegations int
+	// MaxListedRoles bounds the roles one [Trusted.Targets] listing
+	// loads; 0 means [DefaultMaxListedRoles].
+	MaxListedRoles int
+
+	// FullRefreshInterval, when positive, turns on a cheaper mode that is
+	// NOT the TUF workflow: with a [ConditionalFetcher], timestamp.json is
+	// asked for first, and while it is unchanged the walk of the root
+	// chain is skipped for up to this long after the last refresh that
+	// walked it, so an idle check is one request. A root published
+	// without a new timestamp is then seen late. Zero or negative (the
+	// default) is the TUF workflow: every refresh looks for a new root
+	// first, then asks for timestamp.json (conditionally: two requests and
+	// no body when nothing changed).
 	FullRefreshInterval time.Duration
 }
 
@@ -139,6 +155,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxRootRotations < 0 {
 		return nil, fmt.Errorf("verify: Config.MaxRootRotations %d is negative", cfg.MaxRootRotations)
 	}
+	if cfg.MaxDelegations < 0 || cfg.MaxListedRoles < 0 {
+		return nil, fmt.Errorf("verify: Config.MaxDelegations %d or MaxListedRoles %d is negative", cfg.MaxDelegations, cfg.MaxListedRoles)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -175,14 +194,10 @@ func parseRoot(b []byte) (*metadata.Metadata[metadata.RootType], error) {
 	return r, nil
 }
 
-// Refresh runs the TUF client workflow (root chain, timestamp, snapshot,
-// targets, and simple delegations) with a fresh go-tuf updater whose
-// reference time is Now() at the start of the call, then makes every file
-// it wrote durable. It starts from the newest root it trusts: the highest
-// of the embedded Config.Root and the roots trusted earlier by this
-// process, carried forward through the roots stored in Dir that chain from
-// it. Trust never goes backwards, and it is rebuilt from the embedded root
-// when Dir is lost or corrupt.
+// Refresh updates the trusted metadata ([Client.Update]) and lists the
+// switchback targets of the repository ([Trusted.Targets]) under
+// [Config].Prefixes, every one when there are none, delegated roles
+// included.
 //
 // Errors wrap [ErrClockUnset] (clock before MinTime), [ErrFetch] (metadata
 // unreachable) or [ErrUntrusted] (metadata refused, with go-tuf's error in
@@ -190,6 +205,31 @@ func parseRoot(b []byte) (*metadata.Metadata[metadata.RootType], error) {
 func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	t, err := c.update(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return t.targets(ctx, t.f, c.cfg.Prefixes)
+}
+
+// Update runs the TUF client workflow for the top-level roles (TUF 5.3 to
+// 5.5: a new root looked for first, then timestamp, snapshot and targets)
+// with a fresh go-tuf updater whose reference time is Now() at the start
+// of the call, then makes every file it wrote durable. Delegated roles are
+// fetched later, only as the returned [Trusted] needs them.
+//
+// It starts from the newest root it trusts: the highest of the embedded
+// Config.Root and the roots trusted earlier by this process, carried
+// forward through the roots stored in Dir that chain from it. Trust never
+// goes backwards, and it is rebuilt from the embedded root when Dir is
+// lost or corrupt. Errors are as for [Client.Refresh].
+func (c *Client) Update(ctx context.Context) (*Trusted, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.update(ctx)
+}
+
+func (c *Client) update(ctx context.Context) (*Trusted, error) {
 	c.rotated = false
 	ts, err := c.refreshOnce(ctx)
 	if c.rotated && err != nil {
@@ -208,6 +248,19 @@ func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
 		ts, err = c.refreshOnce(ctx)
 	}
 	return ts, err
+}
+
+// fetcher returns the Fetcher of one call, bound to ctx and held to the
+// lengths go-tuf asks for.
+func (c *Client) fetcher(ctx context.Context) Fetcher {
+	var f Fetcher
+	if c.cfg.Fetcher != nil {
+		f = c.cfg.Fetcher(ctx)
+	}
+	if f == nil {
+		f = NewHTTPFetcher(ctx, nil)
+	}
+	return f
 }
 
 // roleKeys returns the key ids and thresholds of the timestamp and snapshot
@@ -229,19 +282,26 @@ func roleKeys(root *metadata.Metadata[metadata.RootType]) string {
 	return b.String()
 }
 
-func (c *Client) refreshOnce(ctx context.Context) (*Targets, error) {
+// prepare checks the context and the clock, and readies Dir; it returns
+// the reference time of the refresh.
+func (c *Client) prepare(ctx context.Context) (time.Time, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFetch, err)
+		return time.Time{}, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
 	now := c.now()
 	if now.Before(c.cfg.MinTime) {
-		return nil, fmt.Errorf("%w: clock reads %s, before %s", ErrClockUnset,
+		return time.Time{}, fmt.Errorf("%w: clock reads %s, before %s", ErrClockUnset,
 			now.UTC().Format(time.RFC3339), c.cfg.MinTime.UTC().Format(time.RFC3339))
 	}
 	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("verify: metadata dir: %w", err)
+		return time.Time{}, fmt.Errorf("verify: metadata dir: %w", err)
 	}
-	if err := c.tidyDir(); err != nil {
+	return now, c.tidyDir()
+}
+
+func (c *Client) refreshOnce(ctx context.Context) (*Trusted, error) {
+	now, err := c.prepare(ctx)
+	if err != nil {
 		return nil, err
 	}
 	root, err := c.startRoot()
@@ -264,21 +324,14 @@ func (c *Client) refreshOnce(ctx context.Context) (*Targets, error) {
 	if c.cfg.MaxRootRotations > 0 {
 		ucfg.MaxRootRotations = c.cfg.MaxRootRotations
 	}
-	var f Fetcher
-	if c.cfg.Fetcher != nil {
-		f = c.cfg.Fetcher(ctx)
-	}
-	if f == nil {
-		f = NewHTTPFetcher(ctx, nil)
-	}
+	f := c.fetcher(ctx)
 	idle := c.newIdleFetcher(f, startVersion)
-	if err := idle.prefetch(c.cfg.MetadataURL, ucfg.TimestampMaxLength); err != nil {
+	if err := idle.prefetch(ucfg.TimestampMaxLength); err != nil {
 		idle.done(err, 0)
 		return nil, c.refreshErr(ctx, err)
 	}
 	walked := &rootRecorder{f: limitFetcher{idle}}
-	f = walked
-	ucfg.Fetcher = f
+	ucfg.Fetcher = walked
 
 	up, err := updater.New(ucfg)
 	if err != nil {
@@ -293,10 +346,6 @@ func (c *Client) refreshOnce(ctx context.Context) (*Targets, error) {
 	// A walked root chain counts even if a later step failed.
 	if kerr := c.keepRoot(trusted.Root, walked); kerr != nil && err == nil {
 		err = kerr
-	}
-	var deleg *delegation
-	if err == nil {
-		deleg = c.loadDelegations(f, &trusted, ucfg.TargetsMaxLength)
 	}
 	// go-tuf renames its files into place without fsync: make them durable
 	// before anyone acts on them, whatever the outcome.
@@ -314,10 +363,9 @@ func (c *Client) refreshOnce(ctx context.Context) (*Targets, error) {
 	if err != nil {
 		return nil, c.refreshErr(ctx, err)
 	}
-	t := c.collect(&trusted, deleg)
+	t := newTrusted(c, &trusted, limitFetcher{f}, ucfg.TargetsMaxLength)
 	c.log.Info("tuf metadata refreshed", "root", t.RootVersion, "timestamp", t.TimestampVersion,
-		"snapshot", t.SnapshotVersion, "targets", t.TargetsVersion, "usable", len(t.Targets),
-		"rejected", len(t.Rejected), "expires", t.Expires)
+		"snapshot", t.SnapshotVersion, "targets", t.TargetsVersion, "expires", t.Expires)
 	return t, nil
 }
 
@@ -548,92 +596,34 @@ func (c *Client) syncDir() error {
 	return nil
 }
 
-// collect turns trusted metadata into Targets.
-func (c *Client) collect(trusted *trustedmetadata.TrustedMetadata, d *delegation) *Targets {
-	top := trusted.Targets[metadata.TARGETS]
-	t := &Targets{
-		ConsistentSnapshot: trusted.Root.Signed.ConsistentSnapshot,
-		RootVersion:        trusted.Root.Signed.Version,
-		TimestampVersion:   trusted.Timestamp.Signed.Version,
-		SnapshotVersion:    trusted.Snapshot.Signed.Version,
-		TargetsVersion:     top.Signed.Version,
-		Expires:            trusted.Root.Signed.Expires,
-	}
-	for _, e := range []time.Time{trusted.Timestamp.Signed.Expires, trusted.Snapshot.Signed.Expires, top.Signed.Expires} {
-		if e.Before(t.Expires) {
-			t.Expires = e
-		}
-	}
-	add := func(role string, tf *metadata.TargetFiles) {
-		tg, err := c.target(tf, t.ConsistentSnapshot)
-		if err != nil {
-			c.log.Warn("tuf target rejected", "path", tf.Path, "role", role, "err", err)
-			t.Rejected = append(t.Rejected, Rejected{Path: tf.Path, Role: role, Err: err})
-			return
-		}
-		t.Targets = append(t.Targets, tg)
-	}
-	for path, tf := range top.Signed.Targets {
-		tf.Path = path
-		add("", tf)
-	}
-	if d != nil {
-		for _, r := range d.rejected {
-			c.log.Warn("tuf delegated target or role rejected", "path", r.Path, "role", r.Role, "err", r.Err)
-		}
-		t.Rejected = append(t.Rejected, d.rejected...)
-		for _, w := range d.targets {
-			add(w.role, w.tf)
-		}
-		for _, m := range d.loaded {
-			if m.Signed.Expires.Before(t.Expires) {
-				t.Expires = m.Signed.Expires
-			}
-		}
-	}
-	sort.Slice(t.Targets, func(i, j int) bool { return t.Targets[i].Path < t.Targets[j].Path })
-	sort.SliceStable(t.Rejected, func(i, j int) bool {
-		if t.Rejected[i].Path != t.Rejected[j].Path {
-			return t.Rejected[i].Path < t.Rejected[j].Path
-		}
-		return t.Rejected[i].Role < t.Rejected[j].Role
-	})
-	return t
-}
-
-// target checks one signed target and builds its Target.
-func (c *Client) target(tf *metadata.TargetFiles, consistent bool) (Target, error) {
-	var raw []byte
-	if tf.Custom != nil {
-		raw = *tf.Custom
-	}
-	custom, err := ParseCustom(raw)
+// target checks one trusted target's switchback metadata and builds its
+// Target.
+func (c *Client) target(ti TargetInfo) (Target, error) {
+	custom, err := ParseCustom(ti.Custom)
 	if err != nil {
 		return Target{}, err
 	}
-	hashes := make(map[string][]byte, len(tf.Hashes))
-	for alg, d := range tf.Hashes {
-		hashes[alg] = slices.Clone([]byte(d))
-	}
-	if _, err := NewVerifier(tf.Length, hashes); err != nil {
+	if _, err := ti.Verifier(); err != nil {
 		return Target{}, err
 	}
 	return Target{
-		Path:   tf.Path,
-		Length: tf.Length,
-		Hashes: hashes,
+		Path:   ti.Path,
+		Length: ti.Length,
+		Hashes: ti.Hashes,
 		Custom: custom,
-		URL:    targetURL(c.targetsURL, tf.Path, hashes, consistent),
+		URL:    ti.URL,
 	}, nil
 }
 
-// targetURL joins base and the target path, escaping each segment, and
-// prefixes the file name with its hex digest for consistent snapshots
-// (sha256 when listed, else the first algorithm by name, so the choice is
-// deterministic where go-tuf's is not).
-func targetURL(base, path string, hashes map[string][]byte, consistent bool) string {
+// TargetURL returns where the bytes of a target are fetched from: base
+// (the targets URL) joined with the target path, each segment escaped, and
+// for consistent snapshots the file name prefixed with its hex digest
+// ("dir/<hex>.name", TUF 5.7.3) — sha256 when listed, else the first
+// algorithm by name, so the choice is deterministic where go-tuf's is not.
+// Without hashes the file name is not prefixed.
+func TargetURL(base, path string, hashes map[string][]byte, consistent bool) string {
 	segs := strings.Split(path, "/")
-	if consistent {
+	if consistent && len(hashes) > 0 {
 		algs := slices.Sorted(maps.Keys(hashes))
 		alg := algs[0]
 		if _, ok := hashes[SHA256]; ok {

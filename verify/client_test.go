@@ -204,26 +204,26 @@ func TestRootRotation(t *testing.T) {
 	}
 
 	// A new process with the same (old, v1) embedded root starts from the
-	// newest root on disk: it does not walk 2 and 3 again; an idle check
-	// (timestamp unchanged) asks for the timestamp alone, a full refresh
-	// for 4.root.json too.
-	for _, full := range []bool{false, true} {
+	// newest root on disk: it does not walk 2 and 3 again. By default it
+	// looks for 4.root.json, then the timestamp (TUF 5.3, 5.4); in the
+	// opt-in idle mode, within the interval, the timestamp alone.
+	for _, optIn := range []bool{false, true} {
 		before := len(r.requested())
 		c := newClient(t, r, dir)
-		if full {
-			c = newClientWith(t, r, dir, func(cfg *verify.Config) { cfg.FullRefreshInterval = -1 })
+		if optIn {
+			c = newClientWith(t, r, dir, func(cfg *verify.Config) { cfg.FullRefreshInterval = time.Hour })
 		}
 		ts = refresh(t, c)
 		if ts.RootVersion != 3 {
 			t.Errorf("after restart RootVersion = %d, want 3", ts.RootVersion)
 		}
 		after := r.requested()[before:]
-		want := []string{"metadata/timestamp.json"}
-		if full {
-			want = []string{"metadata/timestamp.json", "metadata/4.root.json"}
+		want := []string{"metadata/4.root.json", "metadata/timestamp.json"}
+		if optIn {
+			want = []string{"metadata/timestamp.json"}
 		}
 		if !slices.Equal(after, want) {
-			t.Errorf("after restart (full refresh %v) requests = %q, want %q", full, after, want)
+			t.Errorf("after restart (opt-in idle mode %v) requests = %q, want %q", optIn, after, want)
 		}
 	}
 }
@@ -432,6 +432,16 @@ func TestRefreshRefuses(t *testing.T) {
 			r.publish()
 			r.set("metadata/targets.json", old)
 			r.set(versioned(r.targets), old)
+		}, &metadata.ErrBadVersionNumber{}},
+		{"root version in the file not the one in its URL", func(r *testRepo) {
+			r.root.Signed.Version += 2
+			sign(r.t, r.root, r.keys[metadata.ROOT]...)
+			r.set("metadata/2.root.json", encode(r.t, r.root))
+		}, &metadata.ErrBadVersionNumber{}},
+		{"snapshot version in the file not the one in its URL", func(r *testRepo) {
+			r.snapshot.Signed.Version++
+			sign(r.t, r.snapshot, r.keys[metadata.SNAPSHOT]...)
+			r.set(fmt.Sprintf("metadata/%d.snapshot.json", r.snapshot.Signed.Version-1), encode(r.t, r.snapshot))
 		}, &metadata.ErrBadVersionNumber{}},
 		{"snapshot not matching timestamp", func(r *testRepo) {
 			old := r.get("metadata/snapshot.json")

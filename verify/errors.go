@@ -30,6 +30,10 @@ var (
 	// ErrFetch means metadata could not be downloaded (network failure, HTTP
 	// status other than 200, cancelled context); retrying later may help.
 	ErrFetch = errors.New("verify: metadata fetch failed")
+	// ErrTargetNotFound means no role trusted for a target path lists it
+	// (TUF 5.6.7): the repository does not publish it, or only a role not
+	// trusted for the path does.
+	ErrTargetNotFound = errors.New("verify: target not found")
 )
 
 // Reasons [Select] gives, so that a caller (the device CLI's exit status)

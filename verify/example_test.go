@@ -160,3 +160,58 @@ func ExampleVerifier_MarshalBinary() {
 	// resume at byte 2500
 	// verified: true
 }
+
+// A device whose repository delegates per hardware ("rootfs/board-a/*"
+// to a role of board A's vendor) lists only its own prefix: only the
+// delegated roles that may hold it are fetched. (Compiled, not run: it
+// needs an update server.)
+func ExampleTrusted_Targets() {
+	var embeddedRoot []byte // //go:embed root.json in a real program
+	client, err := verify.New(verify.Config{
+		Root:        embeddedRoot,
+		MetadataURL: "https://updates.example.com/metadata/",
+		Dir:         "/var/lib/myapp/tuf",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	trusted, err := client.Update(ctx) // root, timestamp, snapshot, targets
+	if err != nil {
+		log.Fatal(err)
+	}
+	targets, err := trusted.Targets(ctx, "rootfs/board-a/")
+	if err != nil {
+		log.Fatal(err)
+	}
+	tg, err := verify.Select(targets.Targets, verify.Policy{Component: "rootfs", Hardware: "board-a", Installed: "1.4.2"})
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	log.Printf("update to %s from role %q", tg.Custom.Version, tg.Role)
+}
+
+// Any target, switchback's or not (an OCI manifest, a file a relay
+// mirrors), is looked up by path with TUF's delegation search, and its
+// bytes are checked with a Verifier. (Compiled, not run.)
+func ExampleTrusted_Target() {
+	var client *verify.Client // as in ExampleClient_Refresh
+	ctx := context.Background()
+	trusted, err := client.Update(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ti, err := trusted.Target(ctx, "oci/app/manifest.json")
+	if errors.Is(err, verify.ErrTargetNotFound) {
+		return
+	} else if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ti.URL, ti.Length, string(ti.Custom))
+	v, err := ti.Verifier()
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = v // stream the bytes from ti.URL through v, then v.Verify()
+}

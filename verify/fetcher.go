@@ -86,6 +86,13 @@ func (f *httpFetcher) DownloadFileConditional(urlPath string, maxLength int64, v
 		return nil, false, "", &fetchError{err}
 	}
 	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		// Read a short error page (a static server's 404 for the next
+		// root version) to its end, so that the connection is reused
+		// for the timestamp: an idle check then costs one connection
+		// (one TLS handshake), not two.
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, maxErrorBody))
+	}
 	if res.StatusCode == http.StatusNotModified && validator != "" {
 		return nil, true, responseValidator(res, validator), nil
 	}
@@ -104,6 +111,10 @@ func (f *httpFetcher) DownloadFileConditional(urlPath string, maxLength int64, v
 	}
 	return data, false, responseValidator(res, ""), nil
 }
+
+// maxErrorBody is how much of an error response is read so that its
+// connection can be reused.
+const maxErrorBody = 4 << 10
 
 // responseValidator is the ETag of a response, else its Last-Modified,
 // else def.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -161,11 +162,41 @@ func TestTargetURL(t *testing.T) {
 		{"http://h/t", "a dir/f#1.bin", false, "http://h/t/a%20dir/f%231.bin"},
 	}
 	for _, tt := range tests {
-		if got := targetURL(tt.base, tt.path, h, tt.consistent); got != tt.want {
-			t.Errorf("targetURL(%q, %q, %v) = %q, want %q", tt.base, tt.path, tt.consistent, got, tt.want)
+		if got := TargetURL(tt.base, tt.path, h, tt.consistent); got != tt.want {
+			t.Errorf("TargetURL(%q, %q, %v) = %q, want %q", tt.base, tt.path, tt.consistent, got, tt.want)
 		}
 	}
-	if got, want := targetURL("http://h", "f", map[string][]byte{SHA512: {0x01}}, true), "http://h/01.f"; got != want {
+	if got, want := TargetURL("http://h", "f", map[string][]byte{SHA512: {0x01}}, true), "http://h/01.f"; got != want {
 		t.Errorf("targetURL with sha512 only = %q, want %q", got, want)
+	}
+}
+
+// TestHTTPFetcherReusesConnection: an idle check (the next root answered
+// 404 with an error page, then the timestamp) runs over one connection.
+func TestHTTPFetcherReusesConnection(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".root.json") {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("{}"))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	f := NewHTTPFetcher(context.Background(), srv.Client())
+	if _, err := f.DownloadFile(srv.URL+"/2.root.json", 1024, 0); err == nil {
+		t.Fatal("404 not reported")
+	}
+	if _, err := f.DownloadFile(srv.URL+"/timestamp.json", 1024, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
 	}
 }

@@ -22,8 +22,10 @@ import (
 // ConditionalFetcher is an optional ability of a [Fetcher]: a conditional
 // download that answers notModified, with no body, when the file still has
 // the validator (ETag or Last-Modified) an earlier download returned. With
-// it, a refresh that finds the timestamp unchanged costs one small request
-// (see [Config.FullRefreshInterval]).
+// it, a refresh that finds nothing changed costs two requests and no body:
+// the probe for the next root version answered 404, and timestamp.json
+// answered 304 (see [Config.FullRefreshInterval] for a cheaper, opt-in,
+// non-conformant mode).
 type ConditionalFetcher interface {
 	Fetcher
 	// DownloadFileConditional fetches urlPath (at most maxLength bytes)
@@ -70,33 +72,35 @@ func (c *Client) writeIdle(s idleState) {
 	}
 }
 
-func (c *Client) fullInterval() time.Duration {
-	if c.cfg.FullRefreshInterval == 0 {
-		return DefaultFullRefreshInterval
-	}
-	return c.cfg.FullRefreshInterval
-}
+// skipMode reports whether the opt-in mode that may skip the root walk is
+// on (see [Config.FullRefreshInterval]).
+func (c *Client) skipMode() bool { return c.cfg.FullRefreshInterval > 0 }
 
-// DefaultFullRefreshInterval is how often, at most, a refresh skips the
-// walk of the root chain when the timestamp is unchanged.
+// DefaultFullRefreshInterval is a suggested [Config.FullRefreshInterval]
+// for the opt-in mode that skips the walk of the root chain while the
+// timestamp is unchanged. It is not applied by default: the default is the
+// TUF workflow, which looks for a new root at every refresh.
 const DefaultFullRefreshInterval = 24 * time.Hour
 
-// idleFetcher wraps the fetcher of one refresh. Before go-tuf starts,
-// prefetch asks for timestamp.json, conditionally when the trusted one has
-// a known validator. When it is unchanged (304, or the same bytes) and a
-// full refresh ran within [Config.FullRefreshInterval], the refresh is an
-// idle check: go-tuf gets a 404 for the next root version without a
-// request, and the trusted timestamp again (equal version: nothing
-// changes), so the whole check is one request, with an empty body when the
-// server supports conditional requests. Otherwise go-tuf runs its full
-// workflow and gets the prefetched timestamp, so a refresh never asks for
-// the timestamp twice. Every other file is fetched as usual.
+// idleFetcher wraps the fetcher of one refresh and makes an unchanged
+// timestamp cheap. By default it leaves the order of the TUF workflow
+// alone: go-tuf walks the root chain (one N+1.root.json probe answered 404
+// when nothing changed), then asks for timestamp.json, which the
+// idleFetcher fetches conditionally when the trusted one has a known ETag:
+// a 304 hands go-tuf the trusted bytes again (equal version: nothing
+// changes). An idle check is thus two requests and no body.
+//
+// In the opt-in mode (positive [Config.FullRefreshInterval]), prefetch asks
+// for timestamp.json before go-tuf starts; when it is unchanged and a full
+// refresh ran within the interval, go-tuf gets a 404 for the next root
+// version without a request, so the check is one request. That departs
+// from TUF 5.3 (a root published without a new timestamp is seen only at
+// the next full refresh) and is documented as such.
 //
 // Security: "not modified" is not trusted on its own. go-tuf still checks
 // the trusted timestamp's signatures and expiry against the clock, so a
 // server or attacker answering 304 forever freezes a device no longer than
-// the timestamp's expiry, as TUF allows; and a new root is found at the
-// latest at the next change of the timestamp or at the next full refresh.
+// the timestamp's expiry, as TUF allows.
 type idleFetcher struct {
 	Fetcher
 	c     *Client
@@ -111,8 +115,9 @@ type idleFetcher struct {
 }
 
 func (c *Client) newIdleFetcher(f Fetcher, rootVersion int64) *idleFetcher {
-	i := &idleFetcher{Fetcher: f, c: c, full: true}
-	if _, ok := f.(ConditionalFetcher); !ok || c.fullInterval() < 0 {
+	i := &idleFetcher{Fetcher: f, c: c, full: true,
+		tsURL: strings.TrimSuffix(c.cfg.MetadataURL, "/") + "/" + metadata.TIMESTAMP + ".json"}
+	if _, ok := f.(ConditionalFetcher); !ok {
 		return i
 	}
 	s, ok := c.readIdle()
@@ -128,19 +133,29 @@ func (c *Client) newIdleFetcher(f Fetcher, rootVersion int64) *idleFetcher {
 		return i
 	}
 	i.state, i.known = s, true
-	now := c.now()
-	i.full = now.Sub(s.Full) >= c.fullInterval() || now.Before(s.Full)
+	if c.skipMode() {
+		now := c.now()
+		i.full = now.Sub(s.Full) >= c.cfg.FullRefreshInterval || now.Before(s.Full)
+	}
 	return i
 }
 
-// prefetch fetches the timestamp before go-tuf runs; see the type's
-// comment.
-func (i *idleFetcher) prefetch(metadataURL string, maxLength int64) error {
+// prefetch fetches the timestamp before go-tuf runs, in the opt-in mode
+// only; see the type's comment.
+func (i *idleFetcher) prefetch(maxLength int64) error {
+	if !i.c.skipMode() {
+		return nil
+	}
+	return i.fetchTimestamp(maxLength)
+}
+
+// fetchTimestamp fetches timestamp.json, conditionally when the trusted
+// one has a known ETag, and keeps it for go-tuf.
+func (i *idleFetcher) fetchTimestamp(maxLength int64) error {
 	cf, ok := i.Fetcher.(ConditionalFetcher)
 	if !ok {
 		return nil
 	}
-	i.tsURL = strings.TrimSuffix(metadataURL, "/") + "/" + metadata.TIMESTAMP + ".json"
 	validator := ""
 	if i.known {
 		validator = i.state.Validator // an ETag, or ""
@@ -170,6 +185,11 @@ func (i *idleFetcher) prefetch(metadataURL string, maxLength int64) error {
 }
 
 func (i *idleFetcher) DownloadFile(urlPath string, maxLength int64, timeout time.Duration) ([]byte, error) {
+	if urlPath == i.tsURL && i.ts == nil && !i.tsUsed {
+		if err := i.fetchTimestamp(maxLength); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case i.ts != nil && !i.tsUsed && urlPath == i.tsURL:
 		i.tsUsed = true
@@ -181,7 +201,13 @@ func (i *idleFetcher) DownloadFile(urlPath string, maxLength int64, timeout time
 		// The idle path: no root walk (see the type's comment).
 		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: urlPath}
 	}
-	return i.Fetcher.DownloadFile(urlPath, maxLength, timeout)
+	data, err := i.Fetcher.DownloadFile(urlPath, maxLength, timeout)
+	if err == nil && strings.HasSuffix(urlPath, ".root.json") {
+		// A new root: the timestamp is judged afresh, never "not
+		// modified" against what the old root trusted.
+		i.known = false
+	}
+	return data, err
 }
 
 // done records the outcome of a refresh: after a success, the validator of

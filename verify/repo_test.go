@@ -207,21 +207,53 @@ func (r *testRepo) addTarget(role, p string, data []byte, custom any) {
 	r.files["targets/"+dir+hex.EncodeToString(sum[:])+"."+name] = data
 }
 
-// delegate adds a delegated role trusted for paths.
+// delegate adds a delegated role of the top-level targets role, trusted
+// for paths.
 func (r *testRepo) delegate(name string, paths []string, terminating bool) {
+	r.delegateFrom("", metadata.DelegatedRole{Name: name, Paths: paths, Terminating: terminating})
+}
+
+// delegateFrom adds a delegation from parent ("" = top-level targets) to
+// d.Name (created if new) with a fresh key of its own; KeyIDs and
+// Threshold are filled in.
+func (r *testRepo) delegateFrom(parent string, d metadata.DelegatedRole) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	priv, k := newKey(r.t)
-	if r.targets.Signed.Delegations == nil {
-		r.targets.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
+	p := r.targets
+	if parent != "" {
+		p = r.delegated[parent]
+	}
+	if p.Signed.Delegations == nil {
+		p.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
 	}
 	id, _ := k.ID()
-	r.targets.Signed.Delegations.Keys[id] = k
-	r.targets.Signed.Delegations.Roles = append(r.targets.Signed.Delegations.Roles, metadata.DelegatedRole{
-		Name: name, KeyIDs: []string{id}, Threshold: 1, Paths: paths, Terminating: terminating,
-	})
-	r.keys[name] = []ed25519.PrivateKey{priv}
-	r.delegated[name] = metadata.Targets(testEpoch.AddDate(1, 0, 0))
+	p.Signed.Delegations.Keys[id] = k
+	d.KeyIDs, d.Threshold = []string{id}, 1
+	p.Signed.Delegations.Roles = append(p.Signed.Delegations.Roles, d)
+	r.keys[d.Name] = append(r.keys[d.Name], priv)
+	if r.delegated[d.Name] == nil {
+		r.delegated[d.Name] = metadata.Targets(testEpoch.AddDate(1, 0, 0))
+	}
+}
+
+// succinct makes parent ("" = top-level targets) delegate to 2^bits hash
+// bins named prefix-<hex>, all signed by one new key.
+func (r *testRepo) succinct(parent, prefix string, bits int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	priv, k := newKey(r.t)
+	p := r.targets
+	if parent != "" {
+		p = r.delegated[parent]
+	}
+	id, _ := k.ID()
+	s := &metadata.SuccinctRoles{KeyIDs: []string{id}, Threshold: 1, BitLength: bits, NamePrefix: prefix}
+	p.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{id: k}, SuccinctRoles: s}
+	for _, name := range s.GetRoles() {
+		r.keys[name] = []ed25519.PrivateKey{priv}
+		r.delegated[name] = metadata.Targets(testEpoch.AddDate(1, 0, 0))
+	}
 }
 
 // publish bumps and re-signs targets (and delegated roles), snapshot and

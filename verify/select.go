@@ -23,6 +23,9 @@ type Target struct {
 	// ("dir/<sha256hex>.name") when the repository uses consistent
 	// snapshots.
 	URL string
+	// Role is the delegated role that listed the target, "" for the
+	// top-level targets role.
+	Role string
 }
 
 // SHA256 returns the hex SHA-256 of the target, the key of the blocklist,

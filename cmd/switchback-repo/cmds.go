@@ -203,6 +203,7 @@ func cmdAdd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tpath := fs.String("path", "", "target path (default COMPONENT/VERSION/FILENAME, plus .zst with -zstd)")
 	zst := fs.Bool("zstd", false, "compress the release into independent zstd frames")
 	frame := fs.Int("frame-size", repository.DefaultFrameSize, "uncompressed `bytes` per zstd frame")
+	role := fs.String("role", repository.RoleTargets, "targets role that lists the release: targets or a delegated role (see delegate)")
 	noPublish := fs.Bool("no-publish", false, "stage the change only")
 	if code := parseFlags(fs, args, exactly(1)); code >= 0 {
 		return code
@@ -231,7 +232,7 @@ func cmdAdd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "add", err)
 	}
 	defer f.Close()
-	t, err := r.AddTarget(ctx, p, f, c, repository.AddOptions{Zstd: *zst, FrameSize: *frame})
+	t, err := r.AddTarget(ctx, p, f, c, repository.AddOptions{Zstd: *zst, FrameSize: *frame, Role: *role})
 	if err != nil {
 		return fail(stderr, "add", err)
 	}

@@ -17,6 +17,7 @@
 //	publish   sign and publish staged changes
 //	refresh   re-sign snapshot and timestamp with fresh expiry (for cron)
 //	rotate    replace a role's keys
+//	delegate  delegate target paths to a role with its own keys (per hardware, per vendor)
 //	prune     delete targets and metadata no device can still ask for
 //	prune-chunks  delete chunk store files no live chunk index names (after prune)
 //	sign      export / sign / merge for threshold and offline signing
@@ -68,6 +69,7 @@ commands:
   publish   sign and publish staged changes
   refresh   re-sign snapshot and timestamp with fresh expiry (run from cron)
   rotate    replace a role's keys
+  delegate  delegate target paths to a role with its own keys (per hardware, per vendor)
   prune     delete targets and metadata no device can still ask for
   prune-chunks  delete chunk store files no live chunk index names (after prune)
   sign      export | sign | merge: threshold and offline signing
@@ -82,18 +84,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
-		"init":    cmdInit,
-		"add":     cmdAdd,
-		"delta":   cmdDelta,
-		"remove":  cmdRemove,
-		"list":    cmdList,
-		"status":  cmdStatus,
-		"publish": cmdPublish,
-		"refresh": cmdRefresh,
-		"rotate":  cmdRotate,
-		"prune":   cmdPrune,
-		"sign":    cmdSign,
-		"verify":  cmdVerify,
+		"init":     cmdInit,
+		"add":      cmdAdd,
+		"delta":    cmdDelta,
+		"remove":   cmdRemove,
+		"list":     cmdList,
+		"status":   cmdStatus,
+		"publish":  cmdPublish,
+		"refresh":  cmdRefresh,
+		"rotate":   cmdRotate,
+		"delegate": cmdDelegate,
+		"prune":    cmdPrune,
+		"sign":     cmdSign,
+		"verify":   cmdVerify,
 	}
 	cmds["prune-chunks"] = cmdPruneChunks
 	switch args[0] {

@@ -47,7 +47,7 @@
 //	  "ca_file": "/etc/switchback/ca.pem",      // trusted CAs for the update server (default: system roots)
 //	  "cert_file": "/etc/switchback/device.pem", "key_file": "/etc/switchback/device.key", // mutual TLS, reloaded on change
 //	  "stall_timeout": "30s", "rate_limit": 0,  // reconnect after 30 s without a byte; bytes/s cap (0: none)
-//	  "full_refresh_interval": "24h",           // unchanged timestamp: skip the root walk this long ("-1s": never)
+//	  "full_refresh_interval": "0s",            // opt-in, not TUF: while the timestamp is unchanged skip the root walk this long
 //	  "components": [
 //	    {"name": "rootfs", "type": "ab", "factory_version": "1.0.0",
 //	     "slots": {"a": "PARTLABEL=rootfs-a", "b": "PARTLABEL=rootfs-b"},

@@ -140,10 +140,9 @@ func (d *device) start() {
 		// against the server: the reachability check at confirmation
 		// would only repeat it, at a cost the suite pays dozens of times.
 		SkipServerCheck: true,
-		// Every check is a full TUF refresh, root walk included, so that
-		// each attack meets the whole workflow at once; an idle check
-		// (timestamp unchanged) skips the root walk, see TestIdleCheckForgedRoot.
-		FullRefreshInterval: -1,
+		// Every check is the full TUF workflow, root walk included (the
+		// default; said here because the attacks rely on it).
+		FullRefreshInterval: 0,
 		HTTPClient:          &http.Client{Transport: d.net},
 		Logger:              slog.New(d.logs),
 		Restart: func(ctx context.Context, component string) error {

@@ -61,6 +61,12 @@
 //	                                 revoked keys stay revoked
 //	TestTrustRecoveryDeletedMetadata trusted metadata files, root history or the
 //	                                 whole directory deleted: the same
+//	TestDelegationPathNotDelegated   a delegated role signs a release at a path it
+//	                                 was not delegated
+//	TestDelegationTwoDelegators      a role reached through two delegators, signed
+//	                                 for one only, lists a path of the other
+//	TestDelegationCycle              two roles delegating to each other
+//	TestDelegationThousandRoleChain  a validly signed chain of a thousand roles
 //
 // Three cases are skipped as known gaps of the code under test, each with
 // the reason in its skip message, written to pass once the gap is closed:
