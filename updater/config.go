@@ -63,8 +63,10 @@ type Config struct {
 	// in ExecStartPre) counts the application's starts for boot controls
 	// that implement slots.StartCounter; Confirm then does not count.
 	ExternalStartCounter bool
-	// AllowDowngrade lets a lower version be installed when it is the
-	// newest one published (after a release was pulled).
+	// AllowDowngrade lets a lower version be installed when nothing at or
+	// above the installed version is published for this hardware (the
+	// installed release was pulled); while it is published, the device
+	// stays on it. See verify.Policy.
 	AllowDowngrade bool
 	// ReadBack re-reads every slot after writing and verifies the bytes
 	// again, catching storage that acknowledges writes it lost.
