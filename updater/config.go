@@ -54,7 +54,9 @@ type Config struct {
 	// server is reachable (a real TUF refresh) before committing: a
 	// version that cannot reach its update server can never be fixed.
 	SkipServerCheck bool
-	// ConfirmTimeout bounds the health checks at confirmation (default 2m).
+	// ConfirmTimeout bounds the health checks at confirmation (default 2m):
+	// at the deadline a check still running, even one that ignores its
+	// context, counts as failed and the trial is rolled back.
 	ConfirmTimeout time.Duration
 	// Tries is how many starts a new version gets before the previous one
 	// runs again (default 3).

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/switchback-ota/switchback/health"
 	"github.com/switchback-ota/switchback/internal/tuftest"
 )
 
@@ -36,5 +38,41 @@ func TestAllowDowngradeDoesNotAlternate(t *testing.T) {
 	ups, err := d.u.Check(context.Background())
 	if err != nil || len(ups) != 1 || ups[0].To != "1.1.0" {
 		t.Fatalf("Check after 1.2.0 was pulled = %v, %v; want 1.1.0", ups, err)
+	}
+}
+
+// TestConfirmAbandonsHungHealthCheck: a health check that ignores its
+// context must not hang Confirm: at ConfirmTimeout it counts as failed and
+// the trial is rolled back.
+func TestConfirmAbandonsHungHealthCheck(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	d.cfg = func(c *Config) {
+		c.ConfirmTimeout = 50 * time.Millisecond
+		c.HealthChecks = append(c.HealthChecks, health.Func("hung", func(context.Context) error {
+			<-release // ignores its context
+			return nil
+		}))
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.reboot() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Confirm still waits for a health check that ignores its context")
+	}
+	if !errors.Is(err, ErrRolledBack) || !errors.Is(err, ErrHealth) {
+		t.Fatalf("Confirm = %v, want ErrRolledBack and ErrHealth", err)
+	}
+	if bs, _ := d.boot.Status(context.Background()); bs.Primary != "a" {
+		t.Errorf("after the hung check: %+v, want a primary", bs)
 	}
 }
