@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchback-ota/switchback/health"
 	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/verify"
 )
 
 // Component is one updatable part of the device: a root filesystem on A/B
@@ -28,7 +29,9 @@ type Component struct {
 }
 
 // Config configures an Updater. The zero value of every optional field is
-// a sensible default.
+// a sensible default. New refuses negative durations and limits (except
+// FullRefreshInterval, see there) and a FactoryVersion that is not a
+// semantic version.
 type Config struct {
 	// Hardware is the device's hardware id; only targets listing it (or
 	// "*") are installed. Required.
@@ -153,6 +156,9 @@ func (c *Config) validate() error {
 		if comp.Boot == nil {
 			errs = append(errs, fmt.Errorf("component %q: Boot is required", comp.Name))
 		}
+		if comp.FactoryVersion != "" && !verify.ValidVersion(comp.FactoryVersion) {
+			errs = append(errs, fmt.Errorf("component %q: FactoryVersion %q is not a semantic version", comp.Name, comp.FactoryVersion))
+		}
 		names := map[string]bool{}
 		for _, s := range comp.Slots {
 			if s == nil || s.Name() == "" || names[s.Name()] {
@@ -165,8 +171,34 @@ func (c *Config) validate() error {
 	if c.Tries < 0 || c.Tries > 9 {
 		errs = append(errs, fmt.Errorf("Tries %d out of range 1..9", c.Tries))
 	}
+	errs = append(errs, c.validateDurations()...)
+	if c.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("RateLimit %d is negative (0 means unlimited)", c.RateLimit))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("updater: invalid config: %w", err)
 	}
 	return nil
+}
+
+// validateDurations refuses negative durations, whose zero value is the
+// default: a negative PollInterval polled in a busy loop, a negative
+// ConfirmTimeout rolled back every healthy release. FullRefreshInterval is
+// not among them: a negative one is documented (every check is full).
+func (c *Config) validateDurations() []error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"PollInterval", c.PollInterval},
+		{"PollJitter", c.PollJitter},
+		{"ConfirmTimeout", c.ConfirmTimeout},
+		{"StallTimeout", c.StallTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %s is negative (0 means the default)", d.name, d.v))
+		}
+	}
+	return errs
 }

@@ -10,8 +10,10 @@
 //
 // # Configuration
 //
-// A JSON file, /etc/switchback/config.json by default. Unknown fields are
-// errors, so that a typo never silently drops a setting.
+// A JSON file, /etc/switchback/config.json by default, of at most 1 MiB
+// holding one JSON object. Unknown fields are errors, so that a typo never
+// silently drops a setting; so are negative durations and limits (except
+// full_refresh_interval, where negative means "always full").
 //
 //	{
 //	  "hardware": "gw-x86-v2",                 // this device's hardware id

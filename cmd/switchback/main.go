@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	b, err := os.ReadFile(*configPath)
+	b, err := readConfigFile(*configPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "switchback:", err)
 		return 1

@@ -154,6 +154,15 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"bad component type", `{"root":"x","components":[{"name":"c","type":"floppy"}]}`, []string{"status"}, 1, "not file, dir or ab"},
 		{"two health kinds", `{"root":"x","health":[{"http":"http://x","tcp":"y"}]}`, []string{"status"}, 1, "exactly one"},
 		{"bad duration", `{"root":"x","confirm_timeout":"soon"}`, []string{"status"}, 1, "duration"},
+		{"negative confirm timeout", `{"root":"x","confirm_timeout":"-1s"}`, []string{"status"}, 1, "confirm_timeout"},
+		{"negative stall timeout", `{"root":"x","stall_timeout":"-5s"}`, []string{"status"}, 1, "stall_timeout"},
+		{"negative health timeout", `{"root":"x","health":[{"tcp":"y","timeout":"-1s"}]}`, []string{"status"}, 1, "timeout"},
+		{"negative rate limit", `{"root":"x","rate_limit":-1}`, []string{"status"}, 1, "rate_limit"},
+		{"tries out of range", `{"root":"x","tries":-2}`, []string{"status"}, 1, "tries"},
+		{"factory version not semver", `{"root":"x","components":[{"name":"c","type":"file","path":"/a","factory_version":"latest"}]}`, []string{"status"}, 1, "factory_version"},
+		{"trailing garbage", `{"root":"x"} {"root":"y"}`, []string{"status"}, 1, "after the JSON object"},
+		{"trailing junk", `{"root":"x"}]`, []string{"status"}, 1, "after the JSON object"},
+		{"huge file", `{"root":"x","hardware":"` + strings.Repeat("x", 1<<20) + `"}`, []string{"status"}, 1, "larger than"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,6 +183,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"root":"/r","components":[{"name":"r","type":"ab","slots":{"a":"PARTLABEL=a","b":"/dev/b"},"boot":{"type":"uboot"}}],"health":[{"units":["x"]}]}`))
 	f.Add([]byte(`{"confirm_timeout":"90s","min_time":"2026-01-01T00:00:00Z"}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"root":"/r","stall_timeout":"-1s"} {}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := parseConfig(b)
 		if err != nil {
