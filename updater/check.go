@@ -23,8 +23,7 @@ type Update struct {
 // device may not take, the error also wraps verify.ErrIncompatible with
 // the reasons.
 func (u *Updater) Check(ctx context.Context) ([]Update, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	defer u.lock()()
 	return u.check(ctx)
 }
 

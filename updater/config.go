@@ -108,8 +108,13 @@ type Config struct {
 	CAFile, CertFile, KeyFile string
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
-	// Events receives typed events; it is called synchronously and must not
-	// block for long.
+	// Events receives typed events, in the order they happened, from one
+	// goroutine at a time (not necessarily the caller's) and never under
+	// the updater's lock: it may call any method of the Updater. The
+	// events of a method are delivered before it returns, except for a
+	// method called from Events itself (they follow once the callback
+	// returns). A slow callback does not slow the updater: Progress events
+	// not yet delivered collapse into the latest one.
 	Events func(Event)
 	// Now is the clock; nil is time.Now. MinTime is a time before which
 	// the clock is not trusted (e.g. the build time): TUF expiry is then

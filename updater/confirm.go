@@ -20,8 +20,7 @@ import (
 // release blocklisted. It returns an error wrapping ErrRolledBack when a
 // trial failed.
 func (u *Updater) Confirm(ctx context.Context) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	defer u.lock()()
 	var errs []error
 	var restarts []string
 	for i := range u.cfg.Components {

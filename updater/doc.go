@@ -39,5 +39,7 @@
 // control's view is authoritative, and only resume progress is lost.
 //
 // Every method of Updater is safe for concurrent use; they run one at a
-// time.
+// time, except Status, which reads the state as last saved and never waits
+// for a running download. Events are delivered outside the updater's lock,
+// in order (see Config.Events).
 package updater

@@ -3,6 +3,10 @@ package updater
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,5 +78,116 @@ func TestConfirmAbandonsHungHealthCheck(t *testing.T) {
 	}
 	if bs, _ := d.boot.Status(context.Background()); bs.Primary != "a" {
 		t.Errorf("after the hung check: %+v, want a primary", bs)
+	}
+}
+
+// within runs f and fails the test if it has not returned after a minute:
+// a guard against deadlocks, not a timing assertion.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s: still blocked after a minute (deadlock)", what)
+	}
+}
+
+// TestEventsCallbackMayCallUpdater: the Events callback calls Status and
+// Check; this deadlocked when events were delivered under the updater's
+// lock. Events still arrive in order, all of them before Install returns.
+func TestEventsCallbackMayCallUpdater(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	var calls atomic.Int32
+	d.cfg = func(c *Config) {
+		events := c.Events
+		c.Events = func(e Event) {
+			events(e)
+			sc, ok := e.(StateChanged)
+			if !ok {
+				return
+			}
+			ctx := context.Background()
+			switch sc.To {
+			case StateDownloading:
+				if _, err := d.u.Status(ctx); err != nil {
+					t.Errorf("Status from the callback: %v", err)
+				}
+				calls.Add(1)
+			case StateVerified:
+				if _, err := d.u.Check(ctx); err != nil {
+					t.Errorf("Check from the callback: %v", err)
+				}
+				calls.Add(1)
+			}
+		}
+	}
+	d.start()
+	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))
+	repo.Publish()
+	within(t, "update with a callback calling the updater", func() {
+		if err := d.update(); err != nil {
+			t.Errorf("update: %v", err)
+		}
+	})
+	if got := calls.Load(); got != 2 {
+		t.Errorf("callback called the updater %d times, want 2", got)
+	}
+	want := []State{StateDownloading, StateVerified, StateArmed}
+	if got := d.states(); !equalStates(got, want) {
+		t.Errorf("states = %v, want %v", got, want)
+	}
+}
+
+// TestStatusDuringStalledDownload: Status answers while a download is
+// stalled inside Install (it waited for the updater's lock).
+func TestStatusDuringStalledDownload(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	img := image("1.1.0", 4<<20)
+	repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
+	repo.Publish()
+	file := "/targets/" + repo.Target("rootfs/1.1.0.img").File
+	stalled, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != file {
+				h.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(img)))
+			w.Write(img[:len(img)/2])
+			w.(http.Flusher).Flush()
+			once.Do(func() { close(stalled) })
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		})
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	installed := make(chan error, 1)
+	go func() { installed <- d.updateCtx(ctx) }()
+	<-stalled
+	within(t, "Status during a stalled download", func() {
+		st, err := d.u.Status(context.Background())
+		if err != nil {
+			t.Errorf("Status: %v", err)
+			return
+		}
+		if p := st.Components[0].Pending; p == nil || p.Phase != PhaseDownloading || p.Version != "1.1.0" {
+			t.Errorf("Status during the download: pending %+v, want 1.1.0 downloading", p)
+		}
+	})
+	cancel()
+	close(release)
+	if err := <-installed; err == nil {
+		t.Error("the cancelled install succeeded")
 	}
 }

@@ -19,8 +19,7 @@ import (
 // version starts on the next restart (Config.Restart is called), and
 // Confirm decides there whether it stays.
 func (u *Updater) Install(ctx context.Context, up Update) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	defer u.lock()()
 	if err := u.install(ctx, up); err != nil {
 		return err
 	}

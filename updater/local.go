@@ -118,8 +118,7 @@ func fetchFile(ctx context.Context, req download.Request, sink download.Sink) (d
 // version, minimum installed version, blocklist. It then installs and arms
 // it like Install.
 func (u *Updater) InstallFile(ctx context.Context, path string) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	defer u.lock()()
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("updater: install file: %w", err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchback-ota/switchback/internal/durable"
@@ -174,6 +175,9 @@ type store struct {
 	// beforeSave, when set (by tests), runs before every save; its error
 	// fails the save as a power cut would.
 	beforeSave func() error
+	// saved is the encoded state as last saved or published: what
+	// snapshot returns to readers that do not hold the updater's lock.
+	saved atomic.Pointer[[]byte]
 }
 
 // loadStore reads the state file. A missing file is a fresh device. A
@@ -234,7 +238,33 @@ func (s *store) save() error {
 	if err := durable.WriteFile(s.path, b, 0o600); err != nil {
 		return fmt.Errorf("updater: save state: %w", err)
 	}
+	s.saved.Store(&b)
 	return nil
+}
+
+// publish makes the state in memory what snapshot returns, without saving
+// it (defaults filled in at load time).
+func (s *store) publish() error {
+	b, err := encodeState(s.p)
+	if err != nil {
+		return fmt.Errorf("updater: encode state: %w", err)
+	}
+	s.saved.Store(&b)
+	return nil
+}
+
+// snapshot returns a private copy of the state as last saved or published.
+// It is safe to call concurrently with the updater's use of the store.
+func (s *store) snapshot() (*store, error) {
+	b := s.saved.Load()
+	if b == nil {
+		return &store{p: newPersisted()}, nil
+	}
+	p := newPersisted()
+	if err := json.Unmarshal(*b, p); err != nil {
+		return nil, fmt.Errorf("updater: state snapshot: %w", err)
+	}
+	return &store{p: p}, nil
 }
 
 func (s *store) blocked(sha string) bool {

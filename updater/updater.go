@@ -30,15 +30,19 @@ var (
 )
 
 // Updater keeps a device's components up to date. Its methods are safe for
-// concurrent use; they run one at a time.
+// concurrent use; they run one at a time, except Status, which does not
+// wait.
 type Updater struct {
 	cfg  Config
 	log  *slog.Logger
 	now  func() time.Time
 	dl   *download.Client
 	tuf  *verify.Client
-	mu   sync.Mutex
-	st   *store
+	// mu makes the methods that act run one at a time. Status does not
+	// take it: it reads the state as last saved (store.snapshot).
+	mu     sync.Mutex
+	events *eventQueue
+	st     *store
 	comp map[string]*Component
 	// trusted maps the target paths of the last refresh to their sha256:
 	// Install takes only targets the trusted metadata lists.
@@ -110,7 +114,8 @@ func New(cfg Config) (*Updater, error) {
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
 	}
-	u := &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{}}
+	u := &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{},
+		events: newEventQueue(cfg.Events)}
 	for i := range cfg.Components {
 		c := &u.cfg.Components[i]
 		u.comp[c.Name] = c
@@ -119,13 +124,31 @@ func New(cfg Config) (*Updater, error) {
 			cs.Installed = c.FactoryVersion
 		}
 	}
+	if err := st.publish(); err != nil {
+		return nil, err
+	}
 	return u, nil
 }
 
-func (u *Updater) emit(e Event) {
-	if u.cfg.Events != nil {
-		u.cfg.Events(e)
+// lock takes the updater's lock for one method; the function it returns
+// releases it and then waits until the events the method emitted are
+// delivered — unless the method was called from the Events callback,
+// which cannot wait for its own return.
+func (u *Updater) lock() (unlock func()) {
+	fromCallback := u.events.delivering()
+	u.mu.Lock()
+	return func() {
+		n := u.events.mark()
+		u.mu.Unlock()
+		if !fromCallback {
+			u.events.wait(n)
+		}
 	}
+}
+
+// emit queues e for Config.Events; it never blocks.
+func (u *Updater) emit(e Event) {
+	u.events.push(e)
 }
 
 func (u *Updater) changed(comp string, from, to State, version, target, reason string) {
