@@ -33,17 +33,17 @@ var (
 // concurrent use; they run one at a time, except Status, which does not
 // wait.
 type Updater struct {
-	cfg  Config
-	log  *slog.Logger
-	now  func() time.Time
-	dl   *download.Client
-	tuf  *verify.Client
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+	dl  *download.Client
+	tuf *verify.Client
 	// mu makes the methods that act run one at a time. Status does not
 	// take it: it reads the state as last saved (store.snapshot).
 	mu     sync.Mutex
 	events *eventQueue
 	st     *store
-	comp map[string]*Component
+	comp   map[string]*Component
 	// trusted maps the target paths of the last refresh to their sha256:
 	// Install takes only targets the trusted metadata lists.
 	trusted map[string]string
