@@ -23,7 +23,11 @@ type Update struct {
 // device may not take, the error also wraps verify.ErrIncompatible with
 // the reasons.
 func (u *Updater) Check(ctx context.Context) ([]Update, error) {
-	defer u.lock()()
+	unlock, err := u.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	return u.check(ctx)
 }
 

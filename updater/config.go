@@ -106,6 +106,10 @@ type Config struct {
 	// changes, so a renewed certificate is used without a restart. TLS 1.2
 	// is the minimum. Not used with HTTPClient, which carries its own TLS.
 	CAFile, CertFile, KeyFile string
+	// LockTimeout is how long New waits for another process (or Updater)
+	// to release the StateDir before it fails with ErrStateDirLocked
+	// (default 0: it fails at once).
+	LockTimeout time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Events receives typed events, in the order they happened, from one
@@ -200,6 +204,7 @@ func (c *Config) validateDurations() []error {
 		{"PollJitter", c.PollJitter},
 		{"ConfirmTimeout", c.ConfirmTimeout},
 		{"StallTimeout", c.StallTimeout},
+		{"LockTimeout", c.LockTimeout},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %s is negative (0 means the default)", d.name, d.v))

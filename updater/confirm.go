@@ -20,7 +20,11 @@ import (
 // release blocklisted. It returns an error wrapping ErrRolledBack when a
 // trial failed.
 func (u *Updater) Confirm(ctx context.Context) error {
-	defer u.lock()()
+	unlock, err := u.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var errs []error
 	var restarts []string
 	for i := range u.cfg.Components {

@@ -19,7 +19,11 @@ import (
 // version starts on the next restart (Config.Restart is called), and
 // Confirm decides there whether it stays.
 func (u *Updater) Install(ctx context.Context, up Update) error {
-	defer u.lock()()
+	unlock, err := u.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := u.install(ctx, up); err != nil {
 		return err
 	}

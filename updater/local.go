@@ -118,7 +118,11 @@ func fetchFile(ctx context.Context, req download.Request, sink download.Sink) (d
 // version, minimum installed version, blocklist. It then installs and arms
 // it like Install.
 func (u *Updater) InstallFile(ctx context.Context, path string) error {
-	defer u.lock()()
+	unlock, err := u.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("updater: install file: %w", err)

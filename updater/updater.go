@@ -41,6 +41,9 @@ type Updater struct {
 	// mu makes the methods that act run one at a time. Status does not
 	// take it: it reads the state as last saved (store.snapshot).
 	mu     sync.Mutex
+	closed bool // Close was called: the StateDir is no longer ours
+	// stateLock makes this Updater the one writer of its StateDir.
+	stateLock *StateDirLock
 	events *eventQueue
 	st     *store
 	comp   map[string]*Component
@@ -52,10 +55,24 @@ type Updater struct {
 
 // New makes an Updater and loads its state. A corrupt state file is moved
 // aside and logged; the device starts from a safe state.
-func New(cfg Config) (*Updater, error) {
+//
+// The Updater is the one writer of cfg.StateDir: New takes an exclusive
+// lock on it (see LockStateDir), waiting up to cfg.LockTimeout, and holds
+// it until Close. Another process, or another Updater, on the same
+// StateDir gets an error wrapping ErrStateDirLocked.
+func New(cfg Config) (u *Updater, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	lock, err := LockStateDir(cfg.StateDir, cfg.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.Unlock()
+		}
+	}()
 	if cfg.ConfirmTimeout == 0 {
 		cfg.ConfirmTimeout = 2 * time.Minute
 	}
@@ -114,8 +131,8 @@ func New(cfg Config) (*Updater, error) {
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
 	}
-	u := &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{},
-		events: newEventQueue(cfg.Events)}
+	u = &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{},
+		events: newEventQueue(cfg.Events), stateLock: lock}
 	for i := range cfg.Components {
 		c := &u.cfg.Components[i]
 		u.comp[c.Name] = c
@@ -133,17 +150,21 @@ func New(cfg Config) (*Updater, error) {
 // lock takes the updater's lock for one method; the function it returns
 // releases it and then waits until the events the method emitted are
 // delivered — unless the method was called from the Events callback,
-// which cannot wait for its own return.
-func (u *Updater) lock() (unlock func()) {
+// which cannot wait for its own return. After Close it fails.
+func (u *Updater) lock() (unlock func(), err error) {
 	fromCallback := u.events.delivering()
 	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return nil, ErrClosed
+	}
 	return func() {
 		n := u.events.mark()
 		u.mu.Unlock()
 		if !fromCallback {
 			u.events.wait(n)
 		}
-	}
+	}, nil
 }
 
 // emit queues e for Config.Events; it never blocks.

@@ -67,9 +67,13 @@ func newDevice(t *testing.T, repo *tuftest.Repo) *device {
 	return d
 }
 
-// start simulates a process start: a new Updater on the same state.
+// start simulates a process start: a new Updater on the same state (the
+// previous one is closed, as its process would have ended).
 func (d *device) start() {
 	d.t.Helper()
+	if d.u != nil {
+		d.u.Close()
+	}
 	cfg := Config{
 		Hardware:       hw,
 		StateDir:       d.stateDir,
@@ -102,6 +106,7 @@ func (d *device) start() {
 		d.t.Fatalf("New: %v", err)
 	}
 	d.u = u
+	d.t.Cleanup(func() { u.Close() })
 }
 
 // reboot runs the bootloader and starts the process, which confirms.

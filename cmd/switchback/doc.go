@@ -8,6 +8,10 @@
 // `switchback -h` for one line each). Exit status: 0 success, 1 failure
 // (for confirm: the trial was rolled back), 2 usage error.
 //
+// One process at a time writes the state directory: every command except
+// env get takes its lock, waits up to 5 s for another
+// holder, then fails with "state dir DIR in use by PID n".
+//
 // # Configuration
 //
 // A JSON file, /etc/switchback/config.json by default, of at most 1 MiB

@@ -91,6 +91,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// lockWait is how long a command waits for another process to release the
+// state directory before it fails naming that process.
+const lockWait = 5 * time.Second
+
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -114,6 +118,18 @@ func (d *device) dispatch(ctx context.Context, cmd string, args []string, stdout
 	if err := sub.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
+	// One writer per state directory: the commands that change the
+	// device's state without the updater take its lock here; New takes it
+	// for the others.
+	switch cmd {
+	case "guard", "mark-good", "mark-bad", "rollback", "env set":
+		l, err := updater.LockStateDir(d.cfg.StateDir, lockWait)
+		if err != nil {
+			return err
+		}
+		defer l.Unlock()
+	}
+	d.ucfg.LockTimeout = lockWait
 	comp := func() (string, slots.BootControl, error) {
 		name := *component
 		if name == "" && len(d.cfg.Components) > 0 {
@@ -250,6 +266,7 @@ func (d *device) dispatch(ctx context.Context, cmd string, args []string, stdout
 	if err != nil {
 		return err
 	}
+	defer u.Close()
 	switch cmd {
 	case "status":
 		st, err := u.Status(ctx)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/switchback-ota/switchback/internal/tuftest"
 	"github.com/switchback-ota/switchback/slots/grub"
+	"github.com/switchback-ota/switchback/updater"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -193,4 +195,50 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted config without root or state dir: %+v", c)
 		}
 	})
+}
+
+// TestStateDirLocked: every command that writes the device's state waits
+// briefly for the StateDir, then fails naming the PID that holds it. Two
+// installs at once armed an image that matched neither release.
+func TestStateDirLocked(t *testing.T) {
+	repo := tuftest.New(t)
+	dir := t.TempDir()
+	app := filepath.Join(dir, "gateway")
+	if err := os.WriteFile(app, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root.json")
+	if err := os.WriteFile(root, repo.Root(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	cfg := filepath.Join(dir, "config.json")
+	writeJSON(t, cfg, map[string]any{
+		"hardware": "gw", "state_dir": state, "root": root,
+		"metadata_url": repo.MetadataURL(), "targets_url": repo.TargetsURL(), "external_start_counter": true,
+		"components": []any{map[string]any{"name": "app", "type": "file", "path": app, "factory_version": "1.0.0"}},
+	})
+	l, err := updater.LockStateDir(state, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("in use by PID %d", os.Getpid())
+	t.Run("locked", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"install"}, {"install", "-file", app}, {"confirm"}, {"guard", "-component", "app"},
+			{"mark-good"}, {"mark-bad"}, {"rollback"}, {"check"},
+		} {
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				t.Parallel()
+				out, code := switchback(t, cfg, args...)
+				if code != 1 || !strings.Contains(out, want) {
+					t.Errorf("exit %d, output %q; want 1 and %q", code, out, want)
+				}
+			})
+		}
+	})
+	l.Unlock()
+	if out, code := switchback(t, cfg, "guard", "-component", "app"); code != 0 {
+		t.Errorf("guard after the lock was released: exit %d, %s", code, out)
+	}
 }
