@@ -44,9 +44,9 @@ type Updater struct {
 	closed bool // Close was called: the StateDir is no longer ours
 	// stateLock makes this Updater the one writer of its StateDir.
 	stateLock *StateDirLock
-	events *eventQueue
-	st     *store
-	comp   map[string]*Component
+	events    *eventQueue
+	st        *store
+	comp      map[string]*Component
 	// trusted maps the target paths of the last refresh to their sha256:
 	// Install takes only targets the trusted metadata lists.
 	trusted map[string]string
