@@ -40,8 +40,13 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 		u.log.Warn("target rejected", "target", r.Path, "err", r.Err)
 	}
 	u.remember(ts)
+	if u.st.resetBackoffs(ts.TargetsVersion, u.trusted) {
+		if err := u.st.save(); err != nil {
+			return nil, err
+		}
+	}
 	var ups []Update
-	var errs []error
+	var errs, waiting []error
 	for _, c := range u.cfg.Components {
 		cs := u.st.component(c.Name)
 		t, err := verify.Select(ts.Targets, verify.Policy{
@@ -58,10 +63,18 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 			errs = append(errs, fmt.Errorf("component %s: %w", c.Name, err))
 			continue
 		}
+		if err := u.inBackoff(&c, t); err != nil {
+			waiting = append(waiting, err)
+			continue
+		}
 		ups = append(ups, Update{Component: c.Name, From: cs.Installed, To: t.Custom.Version, Target: t})
 	}
 	if len(ups) > 0 {
 		return ups, nil
+	}
+	if len(waiting) > 0 {
+		// An update exists but must wait: not "up to date".
+		return nil, fmt.Errorf("updater: check: %w", errors.Join(append(waiting, errs...)...))
 	}
 	if err := errors.Join(errs...); err != nil {
 		// Releases exist that this device may not take (wrong hardware,
@@ -75,6 +88,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 // remember records the targets of a refresh: Install takes only these.
 func (u *Updater) remember(ts *verify.Targets) {
 	u.targets = ts.Targets
+	u.targetsVersion = ts.TargetsVersion
 	u.trusted = map[string]string{}
 	for _, t := range ts.Targets {
 		u.trusted[t.Path] = t.SHA256()

@@ -1,6 +1,7 @@
 package updater
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/switchback-ota/switchback/health"
 	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/verify"
 )
 
 // TestAllowDowngradeDoesNotAlternate: with 1.2.0 installed and 1.1.0 and
@@ -189,5 +191,122 @@ func TestStatusDuringStalledDownload(t *testing.T) {
 	close(release)
 	if err := <-installed; err == nil {
 		t.Error("the cancelled install succeeded")
+	}
+}
+
+// htmlProxy makes the target at path answer 200 with an HTML page (a
+// captive portal or a broken proxy) while on is true; padded to the
+// target's length when pad is set, so that only the hash tells.
+func htmlProxy(repo *tuftest.Repo, path string, on *atomic.Bool, pad bool) {
+	file := "/targets/" + repo.Target(path).File
+	page := []byte("<html><body>Please log in to continue</body></html>")
+	if pad {
+		page = append(page, bytes.Repeat([]byte(" "), int(repo.Target(path).Length)-len(page))...)
+	}
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != file || !on.Load() {
+				h.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "text/html")
+			w.Write(page)
+		})
+	})
+}
+
+// TestTransitFaultsBackOffNeverBan: bytes that fail verification in
+// transit (a proxy answering 200 with HTML) blocklisted a good release
+// after three tries. Now they back off, growing, reset by new signed
+// metadata, and the release installs once the network is fixed.
+func TestTransitFaultsBackOffNeverBan(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	advance := func(dt time.Duration) { clock.Add(int64(dt)) }
+	d.cfg = func(c *Config) { c.Now = now }
+	d.start()
+	img := image("1.1.0", 64<<10)
+	repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
+	repo.Publish()
+	var html atomic.Bool
+	html.Store(true)
+	htmlProxy(repo, "rootfs/1.1.0.img", &html, false)
+	sha := repo.Target("rootfs/1.1.0.img").SHA256
+	ctx := context.Background()
+
+	var last time.Duration
+	for i := 1; i <= 5; i++ {
+		if err := d.update(); !errors.Is(err, verify.ErrVerification) {
+			t.Fatalf("attempt %d: %v, want ErrVerification", i, err)
+		}
+		b, ok := d.u.st.p.Backoff[sha]
+		if !ok || b.Failures != i {
+			t.Fatalf("attempt %d: backoff %+v, want %d failures", i, b, i)
+		}
+		wait := b.Until.Sub(now())
+		if wait <= last {
+			t.Errorf("attempt %d: backoff %s, not longer than %s", i, wait, last)
+		}
+		last = wait
+		if _, err := d.u.Check(ctx); !errors.Is(err, ErrBackoff) || errors.Is(err, ErrNoUpdate) {
+			t.Fatalf("Check during the backoff = %v, want ErrBackoff (and not ErrNoUpdate)", err)
+		}
+		if err := d.u.RunOnce(ctx); !errors.Is(err, ErrBackoff) {
+			t.Fatalf("RunOnce during the backoff = %v, want ErrBackoff", err)
+		}
+		advance(wait)
+	}
+	st, _ := d.u.Status(ctx)
+	if len(st.Blocklist) != 0 {
+		t.Fatalf("blocklist = %+v after transit faults, want none", st.Blocklist)
+	}
+	// New signed metadata (another release published) resets the backoff.
+	if err := d.update(); !errors.Is(err, verify.ErrVerification) {
+		t.Fatalf("sixth attempt: %v", err)
+	}
+	repo.AddTarget("other/1.0.0.img", image("other", 100), verify.Custom{Component: "other", Version: "1.0.0", Hardware: []string{hw}})
+	repo.Publish()
+	if ups, err := d.u.Check(ctx); err != nil || len(ups) != 1 {
+		t.Fatalf("Check after new metadata = %v, %v; want the release again", ups, err)
+	}
+	if b, ok := d.u.st.p.Backoff[sha]; ok {
+		t.Errorf("backoff %+v survived new signed metadata", b)
+	}
+	// The network is fixed: it installs.
+	html.Store(false)
+	if err := d.update(); err != nil {
+		t.Fatalf("update through a working network: %v", err)
+	}
+	if err := d.reboot(); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	if got := d.installed(); got != "1.1.0" {
+		t.Errorf("installed = %q, want 1.1.0", got)
+	}
+}
+
+// TestTransitFaultTriesNextMirror: when the bytes of the first server fail
+// verification (right length, wrong hash), the same Install fetches them
+// again from the next mirror.
+func TestTransitFaultTriesNextMirror(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	img := image("1.1.0", 64<<10)
+	repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
+	repo.Publish()
+	mirror := repo.Mirror()
+	var html atomic.Bool
+	html.Store(true)
+	htmlProxy(repo, "rootfs/1.1.0.img", &html, true)
+	d.cfg = func(c *Config) { c.TargetsMirrors = []string{mirror.URL + "/targets/"} }
+	d.start()
+	if err := d.update(); err != nil {
+		t.Fatalf("update with a good mirror: %v", err)
+	}
+	if !bytes.Equal(d.b.Bytes(), img) {
+		t.Error("slot b does not hold the image")
 	}
 }

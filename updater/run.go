@@ -21,6 +21,11 @@ func (u *Updater) Run(ctx context.Context) error {
 		switch {
 		case err == nil, errors.Is(err, ErrNoUpdate):
 			backoff = 0
+		case errors.Is(err, ErrBackoff):
+			// A release waits out its transit backoff: the next poll is
+			// soon enough, and polling faster would not fetch it sooner.
+			u.emit(ErrorEvent{Op: "run", Err: err})
+			backoff = 0
 		case ctx.Err() != nil:
 			return ctx.Err()
 		default:

@@ -42,9 +42,12 @@ type persisted struct {
 	// Blocklist holds releases that failed, by target sha256. They are
 	// never installed again; a newer release is.
 	Blocklist map[string]BlockedRelease `json:"blocklist,omitempty"`
-	// Failures counts verification failures per target sha256, so that a
-	// byte flipped in transit does not blocklist a good release at once.
+	// Failures counted verification failures per target sha256 in earlier
+	// builds (three blocklisted the release); no longer written.
 	Failures map[string]int `json:"failures,omitempty"`
+	// Backoff holds the targets whose bytes failed verification in
+	// transit, by sha256: they wait, and are never blocklisted for it.
+	Backoff map[string]transitBackoff `json:"backoff,omitempty"`
 }
 
 type componentState struct {

@@ -51,6 +51,12 @@ type Updater struct {
 	// Install takes only targets the trusted metadata lists.
 	trusted map[string]string
 	targets []verify.Target
+	// targetsVersion is the version of the signed targets metadata of the
+	// last refresh, recorded with a transit backoff.
+	targetsVersion int64
+	// mirrorSkip is the server a full transfer starts with (0: the
+	// TargetsURL): a retry after a verification failure takes the next.
+	mirrorSkip int
 }
 
 // New makes an Updater and loads its state. A corrupt state file is moved

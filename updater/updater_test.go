@@ -395,27 +395,6 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func TestVerificationFailuresBlocklistAfterThree(t *testing.T) {
-	repo := tuftest.New(t)
-	d := newDevice(t, repo)
-	good := image("1.1.0", 3000)
-	repo.AddTarget("rootfs/1.1.0.img", good, custom("1.1.0"))
-	repo.Publish()
-	evil := bytes.Clone(good)
-	evil[0] ^= 0xff
-	repo.SetTargetBytes("rootfs/1.1.0.img", evil)
-	for i := range 3 {
-		if err := d.update(); !errors.Is(err, verify.ErrVerification) {
-			t.Fatalf("attempt %d: %v, want ErrVerification", i+1, err)
-		}
-	}
-	// Even once the honest bytes are back, the release stays blocklisted.
-	repo.ClearOverrides()
-	if err := d.update(); err == nil {
-		t.Fatal("blocklisted release installed")
-	}
-}
-
 func TestSlotFailsMidWriteThenResumes(t *testing.T) {
 	repo := tuftest.New(t)
 	d := newDevice(t, repo)
