@@ -190,6 +190,22 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// setDefaults fills in the defaults of the zero values.
+func (c *Config) setDefaults() {
+	if c.ConfirmTimeout == 0 {
+		c.ConfirmTimeout = 2 * time.Minute
+	}
+	if c.Tries == 0 {
+		c.Tries = 3
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = time.Hour
+	}
+	if c.PollJitter == 0 {
+		c.PollJitter = c.PollInterval / 10
+	}
+}
+
 // validateDurations refuses negative durations, whose zero value is the
 // default: a negative PollInterval polled in a busy loop, a negative
 // ConfirmTimeout rolled back every healthy release. FullRefreshInterval is

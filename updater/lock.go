@@ -96,7 +96,7 @@ func lockHolder(path string) string {
 
 // Close releases the StateDir lock that New took, after the method running
 // (if any) returns. The Updater refuses to act afterwards (ErrClosed).
-// Close is safe to call more than once; do not call it from Config.Events.
+// Close is safe to call more than once.
 func (u *Updater) Close() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()

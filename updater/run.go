@@ -9,7 +9,9 @@ import (
 
 // Run confirms any pending trial, then checks and installs updates every
 // PollInterval (spread by PollJitter) until ctx is done. Errors back off
-// exponentially, up to PollInterval, and are reported as events.
+// exponentially, up to PollInterval, and are reported as events; a
+// release in transit backoff (ErrBackoff) waits for the next poll. After
+// Close, Run returns ErrClosed.
 func (u *Updater) Run(ctx context.Context) error {
 	if err := u.Confirm(ctx); err != nil {
 		u.log.Warn("confirm", "err", err)
@@ -28,6 +30,8 @@ func (u *Updater) Run(ctx context.Context) error {
 			backoff = 0
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case errors.Is(err, ErrClosed):
+			return err
 		default:
 			u.emit(ErrorEvent{Op: "run", Err: err})
 			u.log.Warn("update cycle failed", "err", err)

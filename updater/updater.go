@@ -79,18 +79,7 @@ func New(cfg Config) (u *Updater, err error) {
 			lock.Unlock()
 		}
 	}()
-	if cfg.ConfirmTimeout == 0 {
-		cfg.ConfirmTimeout = 2 * time.Minute
-	}
-	if cfg.Tries == 0 {
-		cfg.Tries = 3
-	}
-	if cfg.PollInterval == 0 {
-		cfg.PollInterval = time.Hour
-	}
-	if cfg.PollJitter == 0 {
-		cfg.PollJitter = cfg.PollInterval / 10
-	}
+	cfg.setDefaults()
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
