@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/switchback-ota/switchback/internal/download"
@@ -259,7 +260,7 @@ func (u *Updater) targetURLs(t verify.Target) []string {
 		}
 	}
 	k := u.mirrorSkip % len(urls)
-	return append(urls[k:], urls[:k]...)
+	return slices.Concat(urls[k:], urls[:k])
 }
 
 // transfer streams the target into the slot, verifying as it goes, with a
