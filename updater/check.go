@@ -21,7 +21,9 @@ type Update struct {
 // newest release it may install. It returns an error wrapping ErrNoUpdate
 // when there is none for any component; when releases exist that the
 // device may not take, the error also wraps verify.ErrIncompatible with
-// the reasons.
+// the reasons. When the only releases found wait out a transit backoff
+// (their bytes failed verification from every server not long ago), the
+// error wraps ErrBackoff and not ErrNoUpdate.
 func (u *Updater) Check(ctx context.Context) ([]Update, error) {
 	unlock, err := u.lock()
 	if err != nil {
