@@ -310,3 +310,21 @@ func TestTransitFaultTriesNextMirror(t *testing.T) {
 		t.Error("slot b does not hold the image")
 	}
 }
+
+func TestBackoffDelay(t *testing.T) {
+	for _, tt := range []struct {
+		failures int
+		want     time.Duration
+	}{
+		{1, time.Minute},
+		{2, 2 * time.Minute},
+		{5, 16 * time.Minute},
+		{11, 1024 * time.Minute},
+		{12, 24 * time.Hour},
+		{1000, 24 * time.Hour},
+	} {
+		if got := backoffDelay(tt.failures); got != tt.want {
+			t.Errorf("backoffDelay(%d) = %s, want %s", tt.failures, got, tt.want)
+		}
+	}
+}
