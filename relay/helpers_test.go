@@ -120,6 +120,8 @@ func newEdge(t testing.TB, repo *tuftest.Repo, mod func(*updater.Config), base s
 		MetadataURL: base + relay.MetadataPrefix, TargetsURL: base + relay.TargetsPrefix,
 		Components:   []updater.Component{{Name: "rootfs", Slots: []slots.Slot{e.a, e.b}, Boot: e.boot, FactoryVersion: "1.0.0"}},
 		StallTimeout: 5 * time.Second,
+		// The test reboots the device itself (reboot).
+		Restart: func(context.Context, string) error { return nil },
 	}
 	for _, m := range mirrors {
 		cfg.MetadataMirrors = append(cfg.MetadataMirrors, m+"/metadata/")
@@ -133,6 +135,7 @@ func newEdge(t testing.TB, repo *tuftest.Repo, mod func(*updater.Config), base s
 		t.Fatalf("updater.New: %v", err)
 	}
 	e.u, e.cfg = u, cfg
+	t.Cleanup(func() { e.u.Close() })
 	return e
 }
 
@@ -142,6 +145,7 @@ func (e *edge) reboot(ctx context.Context) error {
 	if err := e.boot.Reboot(); err != nil {
 		return err
 	}
+	e.u.Close() // the process ends with the reboot
 	u, err := updater.New(e.cfg)
 	if err != nil {
 		return err

@@ -23,10 +23,15 @@ type Update struct {
 // device may not take, the error also wraps verify.ErrIncompatible with
 // the reasons (and verify.ErrBlocked for a blocklisted one); when the
 // repository publishes no release at all of a component, it wraps
-// verify.ErrNotPublished.
+// verify.ErrNotPublished. When the only releases found wait out a transit
+// backoff (their bytes failed verification from every server not long
+// ago), the error wraps ErrBackoff and not ErrNoUpdate.
 func (u *Updater) Check(ctx context.Context) ([]Update, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	unlock, err := u.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	return u.check(ctx)
 }
 
@@ -40,8 +45,13 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 	}
 	u.remember(ts)
 	u.rebuild(ctx)
+	if u.st.resetBackoffs(ts.TargetsVersion, u.trusted) {
+		if err := u.st.save(); err != nil {
+			return nil, err
+		}
+	}
 	var ups []Update
-	var errs []error
+	var errs, waiting []error
 	for _, c := range u.cfg.Components {
 		cs := u.st.component(c.Name)
 		t, err := verify.Select(ts.Targets, verify.Policy{
@@ -58,10 +68,18 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 			errs = append(errs, fmt.Errorf("component %s: %w", c.Name, err))
 			continue
 		}
+		if err := u.inBackoff(&c, t); err != nil {
+			waiting = append(waiting, err)
+			continue
+		}
 		ups = append(ups, Update{Component: c.Name, From: cs.Installed, To: t.Custom.Version, Target: t})
 	}
 	if len(ups) > 0 {
 		return ups, nil
+	}
+	if len(waiting) > 0 {
+		// An update exists but must wait: not "up to date".
+		return nil, fmt.Errorf("updater: check: %w", errors.Join(append(waiting, errs...)...))
 	}
 	if err := errors.Join(errs...); err != nil {
 		// Releases exist that this device may not take (wrong hardware,
@@ -75,6 +93,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 // remember records the targets of a refresh: Install takes only these.
 func (u *Updater) remember(ts *verify.Targets) {
 	u.targets = ts.Targets
+	u.targetsVersion = ts.TargetsVersion
 	u.trusted = map[string]string{}
 	for _, t := range ts.Targets {
 		u.trusted[t.Path] = t.SHA256()

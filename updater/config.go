@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchback-ota/switchback/health"
 	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/verify"
 )
 
 // Component is one updatable part of the device: a root filesystem on A/B
@@ -28,7 +29,9 @@ type Component struct {
 }
 
 // Config configures an Updater. The zero value of every optional field is
-// a sensible default.
+// a sensible default. New refuses negative durations and limits (except
+// FullRefreshInterval, see there) and a FactoryVersion that is not a
+// semantic version.
 type Config struct {
 	// Hardware is the device's hardware id; only targets listing it (or
 	// "*") are installed. Required.
@@ -54,7 +57,9 @@ type Config struct {
 	// server is reachable (a real TUF refresh) before committing: a
 	// version that cannot reach its update server can never be fixed.
 	SkipServerCheck bool
-	// ConfirmTimeout bounds the health checks at confirmation (default 2m).
+	// ConfirmTimeout bounds the health checks at confirmation (default 2m):
+	// at the deadline a check still running, even one that ignores its
+	// context, counts as failed and the trial is rolled back.
 	ConfirmTimeout time.Duration
 	// Tries is how many starts a new version gets before the previous one
 	// runs again (default 3).
@@ -63,8 +68,10 @@ type Config struct {
 	// in ExecStartPre) counts the application's starts for boot controls
 	// that implement slots.StartCounter; Confirm then does not count.
 	ExternalStartCounter bool
-	// AllowDowngrade lets a lower version be installed when it is the
-	// newest one published (after a release was pulled).
+	// AllowDowngrade lets a lower version be installed when nothing at or
+	// above the installed version is published for this hardware (the
+	// installed release was pulled); while it is published, the device
+	// stays on it. See verify.Policy.
 	AllowDowngrade bool
 	// ReadBack re-reads every slot after writing and verifies the bytes
 	// again, catching storage that acknowledges writes it lost.
@@ -100,10 +107,19 @@ type Config struct {
 	// changes, so a renewed certificate is used without a restart. TLS 1.2
 	// is the minimum. Not used with HTTPClient, which carries its own TLS.
 	CAFile, CertFile, KeyFile string
+	// LockTimeout is how long New waits for another process (or Updater)
+	// to release the StateDir before it fails with ErrStateDirLocked
+	// (default 0: it fails at once).
+	LockTimeout time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
-	// Events receives typed events; it is called synchronously and must not
-	// block for long.
+	// Events receives typed events, in the order they happened, from one
+	// goroutine at a time (not necessarily the caller's) and never under
+	// the updater's lock: it may call any method of the Updater. The
+	// events of a method are delivered before it returns, except for a
+	// method called from Events itself (they follow once the callback
+	// returns). A slow callback does not slow the updater: Progress events
+	// not yet delivered collapse into the latest one.
 	Events func(Event)
 	// Now is the clock; nil is time.Now. MinTime is a time before which
 	// the clock is not trusted (e.g. the build time): TUF expiry is then
@@ -150,6 +166,9 @@ func (c *Config) validate() error {
 		if comp.Boot == nil {
 			errs = append(errs, fmt.Errorf("component %q: Boot is required", comp.Name))
 		}
+		if comp.FactoryVersion != "" && !verify.ValidVersion(comp.FactoryVersion) {
+			errs = append(errs, fmt.Errorf("component %q: FactoryVersion %q is not a semantic version", comp.Name, comp.FactoryVersion))
+		}
 		names := map[string]bool{}
 		for _, s := range comp.Slots {
 			if s == nil || s.Name() == "" || names[s.Name()] {
@@ -162,8 +181,51 @@ func (c *Config) validate() error {
 	if c.Tries < 0 || c.Tries > 9 {
 		errs = append(errs, fmt.Errorf("Config.Tries %d out of range 1..9", c.Tries))
 	}
+	errs = append(errs, c.validateDurations()...)
+	if c.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("RateLimit %d is negative (0 means unlimited)", c.RateLimit))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("updater: invalid config: %w", err)
 	}
 	return nil
+}
+
+// setDefaults fills in the defaults of the zero values.
+func (c *Config) setDefaults() {
+	if c.ConfirmTimeout == 0 {
+		c.ConfirmTimeout = 2 * time.Minute
+	}
+	if c.Tries == 0 {
+		c.Tries = 3
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = time.Hour
+	}
+	if c.PollJitter == 0 {
+		c.PollJitter = c.PollInterval / 10
+	}
+}
+
+// validateDurations refuses negative durations, whose zero value is the
+// default: a negative PollInterval polled in a busy loop, a negative
+// ConfirmTimeout rolled back every healthy release. FullRefreshInterval is
+// not among them: a negative one is documented (every check is full).
+func (c *Config) validateDurations() []error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"PollInterval", c.PollInterval},
+		{"PollJitter", c.PollJitter},
+		{"ConfirmTimeout", c.ConfirmTimeout},
+		{"StallTimeout", c.StallTimeout},
+		{"LockTimeout", c.LockTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %s is negative (0 means the default)", d.name, d.v))
+		}
+	}
+	return errs
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchback-ota/switchback/internal/tuftest"
 	"github.com/switchback-ota/switchback/slots"
@@ -37,6 +38,14 @@ func TestConfigValidation(t *testing.T) {
 		{"tries out of range", func(c *Config) { c.Tries = 12 }, "out of range"},
 		{"unreadable CA bundle", func(c *Config) { c.CAFile = badCA }, "ca"},
 		{"client certificate without key", func(c *Config) { c.CertFile = badCA }, "key"},
+		{"negative poll interval", func(c *Config) { c.PollInterval = -time.Second }, "PollInterval"},
+		{"negative poll jitter", func(c *Config) { c.PollJitter = -time.Second }, "PollJitter"},
+		{"negative confirm timeout", func(c *Config) { c.ConfirmTimeout = -time.Second }, "ConfirmTimeout"},
+		{"negative stall timeout", func(c *Config) { c.StallTimeout = -time.Second }, "StallTimeout"},
+		{"negative rate limit", func(c *Config) { c.RateLimit = -1 }, "RateLimit"},
+		{"negative full refresh interval means always full", func(c *Config) { c.FullRefreshInterval = -time.Second }, ""},
+		{"factory version not semver", func(c *Config) { c.Components[0].FactoryVersion = "latest" }, "FactoryVersion"},
+		{"semver factory version", func(c *Config) { c.Components[0].FactoryVersion = "v1.0.0" }, ""},
 		{"TLS files with an HTTPClient", func(c *Config) { c.HTTPClient = &http.Client{}; c.CAFile = badCA }, "do not apply"},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/switchback-ota/switchback/health"
 	"github.com/switchback-ota/switchback/slots"
@@ -19,8 +20,11 @@ import (
 // release blocklisted. It returns an error wrapping ErrRolledBack when a
 // trial failed.
 func (u *Updater) Confirm(ctx context.Context) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	unlock, err := u.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var errs []error
 	var restarts []string
 	for i := range u.cfg.Components {
@@ -144,12 +148,36 @@ func (u *Updater) healthChecks() []health.HealthCheck {
 	return checks
 }
 
+// runHealth runs the health checks and decides by ConfirmTimeout: a check
+// that ignores its context is abandoned at the deadline (its goroutine is
+// left to finish on its own, its late results unreported) and counts as
+// failed, so that Confirm always commits or rolls back.
 func (u *Updater) runHealth(ctx context.Context, c *Component) error {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.ConfirmTimeout)
 	defer cancel()
-	err := health.Run(ctx, u.healthChecks(), func(r health.Result) {
-		u.emit(HealthResult{Component: c.Name, Check: r.Name, Err: r.Err, Duration: r.Duration})
-	})
+	var (
+		mu        sync.Mutex
+		abandoned bool
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- health.Run(ctx, u.healthChecks(), func(r health.Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			if !abandoned {
+				u.emit(HealthResult{Component: c.Name, Check: r.Name, Err: r.Err, Duration: r.Duration})
+			}
+		})
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		mu.Lock()
+		abandoned = true
+		mu.Unlock()
+		err = fmt.Errorf("not finished within the confirm timeout (%s): %w", u.cfg.ConfirmTimeout, context.Cause(ctx))
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrHealth, err)
 	}

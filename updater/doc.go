@@ -19,10 +19,30 @@
 //	         the application's path for a file slot (the symlink now
 //	         names the new version), a reboot for A/B partitions
 //	Confirm  at the next start: on the trial slot, run the health checks
-//	         within ConfirmTimeout; pass commits, fail marks the slot bad,
-//	         blocklists the release and restarts into the previous one;
-//	         back on the previous slot while a trial was armed, the
-//	         bootloader (or start counter) fell back: record and blocklist
+//	         within ConfirmTimeout (a check still running at the deadline
+//	         fails); pass commits, fail marks the slot bad, blocklists the
+//	         release and restarts into the previous one; back on the
+//	         previous slot while a trial was armed, the bootloader (or
+//	         start counter) fell back: record and blocklist
+//
+// No update loops, no false bans. Only a release that failed on the device
+// (trial boot, health checks, crash loop) is blocklisted, by target hash,
+// until a newer one is published. Bytes that fail verification in transit
+// (a proxy answering 200 with an HTML page, a wrong length, a hash
+// mismatch) are the network's fault: the same Install fetches the target
+// again, in full, from the next of TargetsMirrors; when every server
+// failed, the target backs off — 1 minute after the first failure,
+// doubling up to 24 hours — recorded in the state file. Check skips a
+// target in backoff with an error wrapping ErrBackoff (not ErrNoUpdate:
+// an update exists); new signed targets metadata (a new targets version,
+// or new hashes for the target) ends the backoff. Install called directly
+// does not wait for it.
+//
+// One writer per StateDir. New takes an exclusive lock (flock) on
+// StateDir/lock and holds it until Close; another process or Updater on
+// the same StateDir gets ErrStateDirLocked naming the holder's PID.
+// LockStateDir gives the same lock to tools that change the device without
+// an Updater (switchback guard, mark-good, rollback).
 //
 // The state of that path lives in one versioned JSON file in
 // Config.StateDir, replaced atomically and durably (temp file, fsync,
@@ -63,5 +83,7 @@
 // never hashes one.
 //
 // Every method of Updater is safe for concurrent use; they run one at a
-// time.
+// time, except Status, which reads the state as last saved and never waits
+// for a running download. Events are delivered outside the updater's lock,
+// in order (see Config.Events).
 package updater

@@ -1,6 +1,7 @@
 package updater
 
 import (
+	"sync"
 	"time"
 )
 
@@ -62,3 +63,89 @@ func (StateChanged) isEvent() {}
 func (Progress) isEvent()     {}
 func (HealthResult) isEvent() {}
 func (ErrorEvent) isEvent()   {}
+
+// eventQueue delivers events to Config.Events in the order they were
+// emitted, from one goroutine at a time and never under the updater's lock,
+// so that the callback may call any method of the Updater. Emitting never
+// blocks: a run of Progress events of one component not yet delivered
+// collapses into the latest, which bounds the queue.
+type eventQueue struct {
+	deliver func(Event) // Config.Events; nil discards events
+
+	mu         sync.Mutex
+	cond       sync.Cond // signalled when an event was delivered
+	q          []Event
+	pushed     uint64 // events queued so far
+	delivered  uint64 // events delivered so far
+	running    bool   // a goroutine is draining q
+	inCallback bool   // that goroutine is inside deliver
+}
+
+func newEventQueue(deliver func(Event)) *eventQueue {
+	q := &eventQueue{deliver: deliver}
+	q.cond.L = &q.mu
+	return q
+}
+
+// push queues e and makes sure a goroutine delivers it.
+func (q *eventQueue) push(e Event) {
+	if q.deliver == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if p, ok := e.(Progress); ok && len(q.q) > 0 {
+		if last, ok := q.q[len(q.q)-1].(Progress); ok && last.Component == p.Component {
+			q.q[len(q.q)-1] = p
+			return
+		}
+	}
+	q.q = append(q.q, e)
+	q.pushed++
+	if !q.running {
+		q.running = true
+		go q.drain()
+	}
+}
+
+// drain delivers queued events until none is left.
+func (q *eventQueue) drain() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.q) > 0 {
+		e := q.q[0]
+		q.q[0] = nil
+		q.q = q.q[1:]
+		q.inCallback = true
+		q.mu.Unlock()
+		q.deliver(e)
+		q.mu.Lock()
+		q.inCallback = false
+		q.delivered++
+		q.cond.Broadcast()
+	}
+	q.running = false
+}
+
+// mark returns a mark for wait: the events queued so far.
+func (q *eventQueue) mark() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pushed
+}
+
+// delivering reports whether the callback is running now.
+func (q *eventQueue) delivering() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.inCallback
+}
+
+// wait returns once the events queued before mark n are delivered.
+func (q *eventQueue) wait(n uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.delivered < n {
+		q.cond.Wait()
+	}
+}

@@ -25,7 +25,11 @@ func TestCrashLoopRollsBackFileSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	stateDir := t.TempDir()
+	var last *Updater
 	newUpdater := func() (*Updater, *slots.File) {
+		if last != nil {
+			last.Close() // its process ended
+		}
 		f, err := slots.NewFile(appPath)
 		if err != nil {
 			t.Fatal(err)
@@ -41,6 +45,8 @@ func TestCrashLoopRollsBackFileSlot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		last = u
+		t.Cleanup(func() { u.Close() })
 		return u, f
 	}
 	repo.AddTarget("app/1.1.0", []byte("v1.1.0 crashes on start"), verify.Custom{Component: "app", Version: "1.1.0", Hardware: []string{hw}})

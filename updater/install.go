@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/switchback-ota/switchback/internal/download"
@@ -20,8 +21,11 @@ import (
 // stays: Install calls Config.Restart, or, when it is nil (or fails),
 // returns an error wrapping ErrRestartRequired with the trial armed.
 func (u *Updater) Install(ctx context.Context, up Update) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	unlock, err := u.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := u.install(ctx, up); err != nil {
 		return err
 	}
@@ -206,12 +210,13 @@ func (u *Updater) beginPending(c *Component, slot slots.Slot, t verify.Target) (
 func (u *Updater) download(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending, bs slots.BootStatus) error {
 	version := t.Custom.Version
 	u.changed(c.Name, StateIdle, StateDownloading, version, t.Path, "")
-	if err := u.transferBest(ctx, c, slot, t, pd, bs); err != nil {
+	if err := u.transferMirrors(ctx, c, slot, t, pd, bs); err != nil {
 		if errors.Is(err, verify.ErrVerification) {
-			u.verificationFailed(c, t, pd, err)
+			u.transitFailed(c, t, err)
 		}
 		return fmt.Errorf("updater: install %s %s: %w", c.Name, version, err)
 	}
+	u.st.clearBackoff(t.SHA256())
 	if pd.Method == methodFull {
 		u.storeIndex(ctx, t)
 	}
@@ -262,23 +267,40 @@ func imageSHA(t verify.Target) string {
 	return ""
 }
 
-// verificationFailed records a failed verification. Three failures of the
-// same target blocklist it: once may be a byte flipped in transit, three
-// times is the release.
-func (u *Updater) verificationFailed(c *Component, t verify.Target, pd *pending, err error) {
-	sha := t.SHA256()
-	cs := u.st.component(c.Name)
-	cs.Pending = nil
-	u.st.p.Failures[sha]++
-	reason := err.Error()
-	if u.st.p.Failures[sha] >= 3 {
-		u.st.block(sha, BlockedRelease{Component: c.Name, Version: t.Custom.Version, Reason: reason, At: u.now()})
-		cs.LastResult = fmt.Sprintf("%s failed verification three times; blocklisted", t.Custom.Version)
+// transferMirrors transfers t by the best method; when the bytes fail
+// verification, it starts over in full from the next mirror, once per
+// server (see backoff.go).
+func (u *Updater) transferMirrors(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending, bs slots.BootStatus) error {
+	servers := len(u.targetURLs(t))
+	defer func() { u.mirrorSkip = 0 }()
+	for i := 0; ; i++ {
+		u.mirrorSkip = i
+		err := u.transferBest(ctx, c, slot, t, pd, bs)
+		if err == nil || i+1 >= servers || !errors.Is(err, verify.ErrVerification) || ctx.Err() != nil {
+			return err
+		}
+		u.log.Warn("target failed verification; fetching it from the next mirror", "component", c.Name, "target", t.Path, "err", err)
+		u.emit(ErrorEvent{Component: c.Name, Op: "download", Err: err})
+		pd.Method = methodFull
+		pd.resetTransfer()
+		if err := u.st.save(); err != nil {
+			return err
+		}
 	}
-	if serr := u.st.save(); serr != nil {
-		u.log.Error("save state after verification failure", "err", serr)
+}
+
+// targetURLs lists where t is fetched from: its URL, then the same path
+// on each of TargetsMirrors; a local file has only its own. The list
+// starts at server u.mirrorSkip, so that a retry begins with the next one.
+func (u *Updater) targetURLs(t verify.Target) []string {
+	urls := []string{t.URL}
+	if !isFileURL(t.URL) {
+		for _, m := range u.cfg.TargetsMirrors {
+			urls = append(urls, joinURL(m, relativeURL(u.cfg.TargetsURL, t.URL)))
+		}
 	}
-	u.changed(c.Name, StateDownloading, StateFailed, t.Custom.Version, t.Path, reason)
+	k := u.mirrorSkip % len(urls)
+	return slices.Concat(urls[k:], urls[:k])
 }
 
 // transfer streams the target into the slot, verifying as it goes, with a
@@ -299,11 +321,7 @@ func (u *Updater) transfer(ctx context.Context, c *Component, slot slots.Slot, t
 	if err != nil {
 		return err
 	}
-	urls := []string{t.URL}
-	for _, m := range u.cfg.TargetsMirrors {
-		urls = append(urls, joinURL(m, relativeURL(u.cfg.TargetsURL, t.URL)))
-	}
-	req := download.Request{URLs: urls, Offset: p.resumeOffset(), Length: t.Length, Validator: p.resumeValidator()}
+	req := download.Request{URLs: u.targetURLs(t), Offset: p.resumeOffset(), Length: t.Length, Validator: p.resumeValidator()}
 	res, err := u.fetch(ctx, req, p)
 	if cerr := p.close(); err == nil {
 		err = cerr

@@ -119,10 +119,13 @@ func fetchFile(ctx context.Context, req download.Request, sink download.Sink) (d
 // version, minimum installed version, blocklist. It then installs and arms
 // it like Install.
 func (u *Updater) InstallFile(ctx context.Context, path string) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	unlock, err := u.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// The path becomes a file:// URL: it must be absolute.
-	path, err := filepath.Abs(path)
+	path, err = filepath.Abs(path)
 	if err != nil {
 		return fmt.Errorf("updater: install file: %w", err)
 	}

@@ -9,7 +9,9 @@ import (
 
 // Run confirms any pending trial, then checks and installs updates every
 // PollInterval (spread by PollJitter) until ctx is done. Errors back off
-// exponentially, up to PollInterval, and are reported as events.
+// exponentially, up to PollInterval, and are reported as events; a
+// release in transit backoff (ErrBackoff) waits for the next poll. After
+// Close, Run returns ErrClosed.
 //
 // Run returns an error wrapping ErrRestartRequired as soon as the device
 // must restart — a new version is armed, or Confirm rolled a failed one
@@ -32,8 +34,15 @@ func (u *Updater) Run(ctx context.Context) error {
 		case err == nil, errors.Is(err, ErrNoUpdate), errors.Is(err, ErrTrialPending):
 			// A trial waits for the restart Config.Restart started.
 			backoff = 0
+		case errors.Is(err, ErrBackoff):
+			// A release waits out its transit backoff: the next poll is
+			// soon enough, and polling faster would not fetch it sooner.
+			u.emit(ErrorEvent{Op: "run", Err: err})
+			backoff = 0
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case errors.Is(err, ErrClosed):
+			return err
 		default:
 			u.emit(ErrorEvent{Op: "run", Err: err})
 			u.log.Warn("update cycle failed", "err", err)

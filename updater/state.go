@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchback-ota/switchback/internal/durable"
@@ -44,9 +45,12 @@ type persisted struct {
 	// Blocklist holds releases that failed, by target sha256. They are
 	// never installed again; a newer release is.
 	Blocklist map[string]BlockedRelease `json:"blocklist,omitempty"`
-	// Failures counts verification failures per target sha256, so that a
-	// byte flipped in transit does not blocklist a good release at once.
+	// Failures counted verification failures per target sha256 in earlier
+	// builds (three blocklisted the release); no longer written.
 	Failures map[string]int `json:"failures,omitempty"`
+	// Backoff holds the targets whose bytes failed verification in
+	// transit, by sha256: they wait, and are never blocklisted for it.
+	Backoff map[string]transitBackoff `json:"backoff,omitempty"`
 }
 
 type componentState struct {
@@ -186,6 +190,9 @@ type store struct {
 	// unknown is set when the state file was missing or unusable: what
 	// the slots hold is then found by their content (see rebuild).
 	unknown bool
+	// saved is the encoded state as last saved or published: what
+	// snapshot returns to readers that do not hold the updater's lock.
+	saved atomic.Pointer[[]byte]
 }
 
 // loadStore reads the state file. A missing file is a fresh device. A
@@ -248,7 +255,33 @@ func (s *store) save() error {
 	if err := durable.WriteFile(s.path, b, 0o600); err != nil {
 		return fmt.Errorf("updater: save state: %w", err)
 	}
+	s.saved.Store(&b)
 	return nil
+}
+
+// publish makes the state in memory what snapshot returns, without saving
+// it (defaults filled in at load time).
+func (s *store) publish() error {
+	b, err := encodeState(s.p)
+	if err != nil {
+		return fmt.Errorf("updater: encode state: %w", err)
+	}
+	s.saved.Store(&b)
+	return nil
+}
+
+// snapshot returns a private copy of the state as last saved or published.
+// It is safe to call concurrently with the updater's use of the store.
+func (s *store) snapshot() (*store, error) {
+	b := s.saved.Load()
+	if b == nil {
+		return &store{p: newPersisted()}, nil
+	}
+	p := newPersisted()
+	if err := json.Unmarshal(*b, p); err != nil {
+		return nil, fmt.Errorf("updater: state snapshot: %w", err)
+	}
+	return &store{p: p}, nil
 }
 
 func (s *store) blocked(sha string) bool {

@@ -49,13 +49,18 @@ type SlotStatus struct {
 }
 
 // Status reports each component's installed version, boot state, pending
-// install and slot contents, and the blocklist. It does no network I/O.
+// install and slot contents, and the blocklist, as last saved: it does not
+// wait for a running method (a download saves its progress every few MiB).
+// It does no network I/O; it asks each BootControl for its status, which
+// may run concurrently with the updater's own calls to it.
 func (u *Updater) Status(ctx context.Context) (Status, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	snap, err := u.st.snapshot()
+	if err != nil {
+		return Status{}, err
+	}
 	var st Status
 	for _, c := range u.cfg.Components {
-		cs := u.st.component(c.Name)
+		cs := snap.component(c.Name)
 		s := ComponentStatus{Name: c.Name, Installed: cs.Installed, LastResult: cs.LastResult, Slots: map[string]SlotStatus{}}
 		s.Boot, s.BootErr = c.Boot.Status(ctx)
 		if pd := cs.Pending; pd != nil {
@@ -66,6 +71,6 @@ func (u *Updater) Status(ctx context.Context) (Status, error) {
 		}
 		st.Components = append(st.Components, s)
 	}
-	st.Blocklist = u.st.blocklist()
+	st.Blocklist = snap.blocklist()
 	return st, nil
 }

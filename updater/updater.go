@@ -30,40 +30,56 @@ var (
 )
 
 // Updater keeps a device's components up to date. Its methods are safe for
-// concurrent use; they run one at a time.
+// concurrent use; they run one at a time, except Status, which does not
+// wait.
 type Updater struct {
-	cfg  Config
-	log  *slog.Logger
-	now  func() time.Time
-	dl   *download.Client
-	tuf  *verify.Client
-	mu   sync.Mutex
-	st   *store
-	comp map[string]*Component
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+	dl  *download.Client
+	tuf *verify.Client
+	// mu makes the methods that act run one at a time. Status does not
+	// take it: it reads the state as last saved (store.snapshot).
+	mu     sync.Mutex
+	closed bool // Close was called: the StateDir is no longer ours
+	// stateLock makes this Updater the one writer of its StateDir.
+	stateLock *StateDirLock
+	events    *eventQueue
+	st        *store
+	comp      map[string]*Component
 	// trusted maps the target paths of the last refresh to their sha256:
 	// Install takes only targets the trusted metadata lists.
 	trusted map[string]string
 	targets []verify.Target
+	// targetsVersion is the version of the signed targets metadata of the
+	// last refresh, recorded with a transit backoff.
+	targetsVersion int64
+	// mirrorSkip is the server a full transfer starts with (0: the
+	// TargetsURL): a retry after a verification failure takes the next.
+	mirrorSkip int
 }
 
 // New makes an Updater and loads its state. A corrupt state file is moved
 // aside and logged; the device starts from a safe state.
-func New(cfg Config) (*Updater, error) {
+//
+// The Updater is the one writer of cfg.StateDir: New takes an exclusive
+// lock on it (see LockStateDir), waiting up to cfg.LockTimeout, and holds
+// it until Close. Another process, or another Updater, on the same
+// StateDir gets an error wrapping ErrStateDirLocked.
+func New(cfg Config) (u *Updater, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.ConfirmTimeout == 0 {
-		cfg.ConfirmTimeout = 2 * time.Minute
+	lock, err := LockStateDir(cfg.StateDir, cfg.LockTimeout)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Tries == 0 {
-		cfg.Tries = 3
-	}
-	if cfg.PollInterval == 0 {
-		cfg.PollInterval = time.Hour
-	}
-	if cfg.PollJitter == 0 {
-		cfg.PollJitter = cfg.PollInterval / 10
-	}
+	defer func() {
+		if err != nil {
+			lock.Unlock()
+		}
+	}()
+	cfg.setDefaults()
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -113,7 +129,8 @@ func New(cfg Config) (*Updater, error) {
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
 	}
-	u := &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{}}
+	u = &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{},
+		events: newEventQueue(cfg.Events), stateLock: lock}
 	for i := range cfg.Components {
 		c := &u.cfg.Components[i]
 		u.comp[c.Name] = c
@@ -122,13 +139,35 @@ func New(cfg Config) (*Updater, error) {
 			cs.Installed = c.FactoryVersion
 		}
 	}
+	if err := st.publish(); err != nil {
+		return nil, err
+	}
 	return u, nil
 }
 
-func (u *Updater) emit(e Event) {
-	if u.cfg.Events != nil {
-		u.cfg.Events(e)
+// lock takes the updater's lock for one method; the function it returns
+// releases it and then waits until the events the method emitted are
+// delivered — unless the method was called from the Events callback,
+// which cannot wait for its own return. After Close it fails.
+func (u *Updater) lock() (unlock func(), err error) {
+	fromCallback := u.events.delivering()
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return nil, ErrClosed
 	}
+	return func() {
+		n := u.events.mark()
+		u.mu.Unlock()
+		if !fromCallback {
+			u.events.wait(n)
+		}
+	}, nil
+}
+
+// emit queues e for Config.Events; it never blocks.
+func (u *Updater) emit(e Event) {
+	u.events.push(e)
 }
 
 func (u *Updater) changed(comp string, from, to State, version, targetPath, reason string) {

@@ -55,8 +55,13 @@ type Policy struct {
 	// Installed is the installed version of the component, "" if none. A
 	// release with a min_version needs an installed version.
 	Installed string
-	// AllowDowngrade lets any version other than the installed one be
-	// chosen (the newest that fits still wins); used to leave a bad release.
+	// AllowDowngrade lets a version lower than the installed one be chosen
+	// when no release of the component for this hardware is published at
+	// or above the installed version (the installed release was pulled);
+	// the newest that fits still wins. While the installed version, or a
+	// newer one, is published for this hardware (even one that is blocked
+	// or does not fit), nothing lower is chosen: a device never alternates
+	// between two published releases.
 	AllowDowngrade bool
 	// Blocked reports whether the release with this hex SHA-256 failed
 	// before and must not be retried; nil blocks nothing.
@@ -66,7 +71,8 @@ type Policy struct {
 // Select picks the newest full image (Kind "" or [KindImage]) of
 // p.Component that fits the policy: its hardware list holds p.Hardware or
 // "*", its min_version is at most p.Installed, it is newer than p.Installed
-// (or, with AllowDowngrade, any other version), and it is not blocked.
+// (or, with AllowDowngrade, lower when nothing at or above p.Installed is
+// published for p.Hardware), and it is not blocked.
 // Versions are ordered by [CompareVersions]; among equal versions a release
 // naming the hardware explicitly beats a "*" one, then the smaller path wins.
 //
@@ -82,6 +88,7 @@ func Select(targets []Target, p Policy) (Target, error) {
 	if p.Installed != "" && !ValidVersion(p.Installed) {
 		return Target{}, fmt.Errorf("verify: installed version %q of %s is %w", p.Installed, p.Component, ErrBadVersion)
 	}
+	downgrade := p.AllowDowngrade && p.Installed != "" && !publishedAtOrAbove(targets, p)
 	var (
 		best     *Target
 		refused  refusals
@@ -100,7 +107,7 @@ func Select(targets []Target, p Policy) (Target, error) {
 		}
 		if p.Installed != "" {
 			cmp := CompareVersions(c.Version, p.Installed)
-			if cmp == 0 || (cmp < 0 && !p.AllowDowngrade) {
+			if cmp == 0 || (cmp < 0 && !downgrade) {
 				continue // not an update: never a reason for ErrIncompatible
 			}
 		}
@@ -138,6 +145,24 @@ func (r refusals) Error() string {
 }
 
 func (r refusals) Unwrap() []error { return r }
+
+// publishedAtOrAbove reports whether a full image of p.Component for
+// p.Hardware (listed or "*") is published at or above p.Installed.
+func publishedAtOrAbove(targets []Target, p Policy) bool {
+	for _, t := range targets {
+		c := t.Custom
+		if c.Component != p.Component || (c.Kind != "" && c.Kind != KindImage) {
+			continue
+		}
+		if !slices.Contains(c.Hardware, p.Hardware) && !slices.Contains(c.Hardware, "*") {
+			continue
+		}
+		if CompareVersions(c.Version, p.Installed) >= 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // refuse returns why t may not be installed under p, or nil.
 func refuse(t Target, p Policy) error {

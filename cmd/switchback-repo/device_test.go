@@ -71,6 +71,7 @@ func deviceUpdate(t *testing.T, work, baseURL string) {
 		t.Fatalf("restarts = %d, want 1", restarts)
 	}
 	// The restarted process confirms the trial.
+	u.Close()
 	u = start()
 	if err := u.Confirm(ctx); err != nil {
 		t.Fatalf("device confirm: %v", err)

@@ -23,6 +23,10 @@ type cli struct {
 	verbose        bool
 }
 
+// lockWait is how long a command waits for another process to release the
+// state directory before it fails naming that process.
+const lockWait = 5 * time.Second
+
 // errHelpShown is returned by a command whose -h printed its help: exit 0,
 // nothing more to say.
 var errHelpShown = errors.New("help shown")
@@ -75,7 +79,7 @@ func (c *cli) load() (*device, error) {
 // readConfig reads the configuration file; a missing one says how to name
 // another.
 func readConfig(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := readConfigFile(path)
 	if errors.Is(err, os.ErrNotExist) && path == defaultConfigPath {
 		return nil, fmt.Errorf("%w (name another with -config FILE; its format: switchback help config)", err)
 	}
@@ -126,7 +130,11 @@ func (c *cli) newSession(d *device) (*session, error) {
 	cfg := d.ucfg
 	cfg.Restart = s.restart
 	cfg.Events = func(e updater.Event) { s.event(c.stdout, e) }
+	cfg.LockTimeout = lockWait
 	u, err := updater.New(cfg)
+	if errors.Is(err, updater.ErrStateDirLocked) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, configError{fmt.Errorf("%s: %w", c.configPath, inConfigWords(err, d.cfg))}
 	}

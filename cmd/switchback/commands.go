@@ -27,6 +27,7 @@ func cmdStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer s.u.Close()
 	st, err := s.u.Status(ctx)
 	if err != nil {
 		return err
@@ -43,6 +44,7 @@ func cmdCheck(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer s.u.Close()
 	ups, err := s.u.Check(ctx)
 	if upToDate(err) {
 		fmt.Fprintln(c.stdout, "up to date")
@@ -70,6 +72,7 @@ func cmdInstall(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer s.u.Close()
 	if *file != "" {
 		err = installFile(ctx, s, *file)
 	} else {
@@ -120,6 +123,7 @@ func cmdConfirm(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer s.u.Close()
 	// Exit non-zero only when the version running now failed and the
 	// device must restart into the previous one: a fallback the
 	// bootloader already made is recorded, and this boot is good (a
@@ -140,35 +144,53 @@ func cmdConfirm(ctx context.Context, c *cli, args []string) error {
 // The arguments after the flags stay in fs.Args().
 // check, when not nil, judges the command line before the configuration
 // is loaded.
-func (c *cli) bootCommand(fs *flag.FlagSet, args []string, componentRequired bool, check func() error) (name string, b slots.BootControl, err error) {
+// bootCommand parses the flags of a command that works on a component's
+// boot control and returns that control. A command that changes what the
+// state directory describes (writes) holds the directory's lock until it
+// calls release: one writer per state directory, with the updater too.
+func (c *cli) bootCommand(fs *flag.FlagSet, args []string, componentRequired, writes bool, check func() error) (name string, b slots.BootControl, release func(), err error) {
 	usage := "the `COMPONENT` (default: the first configured)"
 	if componentRequired {
 		usage = "the `COMPONENT` (required)"
 	}
 	component := fs.String("component", "", usage)
 	if err := c.parse(fs, args); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if componentRequired && *component == "" {
-		return "", nil, usageError{"-component is required"}
+		return "", nil, nil, usageError{"-component is required"}
 	}
 	if check != nil {
 		if err := check(); err != nil {
-			return "", nil, err
+			return "", nil, nil, err
 		}
 	}
 	d, err := c.load()
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return d.component(*component)
+	release = func() {}
+	if writes {
+		l, err := updater.LockStateDir(d.cfg.StateDir, lockWait)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		release = func() { l.Unlock() }
+	}
+	name, b, err = d.component(*component)
+	if err != nil {
+		release()
+		return "", nil, nil, err
+	}
+	return name, b, release, nil
 }
 
 func cmdMarkGood(ctx context.Context, c *cli, args []string) error {
-	name, b, err := c.bootCommand(c.flags("mark-good"), args, false, nil)
+	name, b, release, err := c.bootCommand(c.flags("mark-good"), args, false, true, nil)
 	if err != nil {
 		return err
 	}
+	defer release()
 	bs, err := b.Status(ctx)
 	if err != nil {
 		return err
@@ -183,18 +205,20 @@ func cmdMarkGood(ctx context.Context, c *cli, args []string) error {
 func cmdMarkBad(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("mark-bad")
 	slot := fs.String("slot", "", "the `SLOT` to mark bad (default: the running one)")
-	name, b, err := c.bootCommand(fs, args, false, nil)
+	name, b, release, err := c.bootCommand(fs, args, false, true, nil)
 	if err != nil {
 		return err
 	}
+	defer release()
 	return markBad(ctx, c, name, b, *slot)
 }
 
 func cmdRollback(ctx context.Context, c *cli, args []string) error {
-	name, b, err := c.bootCommand(c.flags("rollback"), args, false, nil)
+	name, b, release, err := c.bootCommand(c.flags("rollback"), args, false, true, nil)
 	if err != nil {
 		return err
 	}
+	defer release()
 	return markBad(ctx, c, name, b, "")
 }
 
@@ -224,7 +248,7 @@ func cmdEnv(ctx context.Context, c *cli, args []string) error {
 		op, args = args[0], args[1:]
 	}
 	fs := c.flags(strings.TrimSpace("env " + op))
-	name, b, err := c.bootCommand(fs, args, false, func() error {
+	name, b, release, err := c.bootCommand(fs, args, false, op == "set", func() error {
 		if op == "" {
 			return usageError{"want env get or env set (see switchback env -h)"}
 		}
@@ -233,6 +257,7 @@ func cmdEnv(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer release()
 	ed, ok := b.(envEditor)
 	if !ok {
 		return fmt.Errorf("component %s has no bootloader environment", name)
@@ -282,10 +307,11 @@ func envGet(ctx context.Context, c *cli, ed envEditor, names []string) error {
 // cmdGuard runs before the application, on every start: it must not need
 // the network, nor the trusted metadata.
 func cmdGuard(ctx context.Context, c *cli, args []string) error {
-	name, b, err := c.bootCommand(c.flags("guard"), args, true, nil)
+	name, b, release, err := c.bootCommand(c.flags("guard"), args, true, true, nil)
 	if err != nil {
 		return err
 	}
+	defer release()
 	sc, ok := b.(slots.StartCounter)
 	if !ok {
 		return fmt.Errorf("component %s is not counted in userspace (its bootloader counts boots)", name)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/switchback-ota/switchback/slots/sdboot"
 	"github.com/switchback-ota/switchback/slots/uboot"
 	"github.com/switchback-ota/switchback/updater"
+	"github.com/switchback-ota/switchback/verify"
 )
 
 // fileConfig is the configuration file, JSON. See doc.go for the format.
@@ -113,7 +115,11 @@ func parseConfig(b []byte) (*fileConfig, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("config: unexpected data after the JSON object at byte %d", dec.InputOffset())
+	}
 	var errs []error
+	errs = append(errs, c.checkNumbers()...)
 	if c.StateDir == "" {
 		c.StateDir = "/var/lib/switchback"
 	}
@@ -145,6 +151,9 @@ func parseConfig(b []byte) (*fileConfig, error) {
 		default:
 			errs = append(errs, fmt.Errorf("component %d (%s): type %q is not file, dir or ab", i, comp.Name, comp.Type))
 		}
+		if comp.FactoryVersion != "" && !verify.ValidVersion(comp.FactoryVersion) {
+			errs = append(errs, fmt.Errorf("component %d (%s): factory_version %q is not a semantic version", i, comp.Name, comp.FactoryVersion))
+		}
 		if comp.Mode != "" {
 			if _, err := strconv.ParseUint(comp.Mode, 8, 32); err != nil {
 				errs = append(errs, fmt.Errorf("component %d (%s): mode %q is not octal", i, comp.Name, comp.Mode))
@@ -161,11 +170,57 @@ func parseConfig(b []byte) (*fileConfig, error) {
 		if n != 1 {
 			errs = append(errs, fmt.Errorf("health %d: set exactly one of http, tcp, command, units, file", i))
 		}
+		if h.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("health %d: timeout %s is negative", i, time.Duration(h.Timeout)))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return &c, nil
+}
+
+// maxConfigSize caps the configuration file: a real one is a few KiB.
+const maxConfigSize = 1 << 20
+
+// readConfigFile reads the configuration file, refusing one larger than
+// maxConfigSize.
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(b) > maxConfigSize {
+		return nil, fmt.Errorf("config %s is larger than %d bytes", path, maxConfigSize)
+	}
+	return b, nil
+}
+
+// checkNumbers refuses negative durations and limits, in the file's words:
+// a negative confirm_timeout rolled back every healthy release. A negative
+// full_refresh_interval is allowed: it means every check is a full refresh.
+func (c *fileConfig) checkNumbers() []error {
+	var errs []error
+	for _, d := range []struct {
+		key string
+		v   duration
+	}{{"confirm_timeout", c.ConfirmTimeout}, {"stall_timeout", c.StallTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %s is negative", d.key, time.Duration(d.v)))
+		}
+	}
+	if c.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("rate_limit %d is negative (0 means unlimited)", c.RateLimit))
+	}
+	if c.Tries < 0 || c.Tries > 9 {
+		errs = append(errs, fmt.Errorf("tries %d is out of range 1..9", c.Tries))
+	}
+	return errs
 }
 
 // device is what a configuration builds.

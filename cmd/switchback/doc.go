@@ -25,10 +25,16 @@
 // When the components' reasons differ, the status is the first of 3, 6, 5,
 // 4 that applies.
 //
+// One process at a time writes the state directory: every command except
+// env get takes its lock, waits up to 5 s for another
+// holder, then fails with "state dir DIR in use by PID n".
+//
 // # Configuration
 //
-// A JSON file, /etc/switchback/config.json by default. Unknown fields are
-// errors, so that a typo never silently drops a setting.
+// A JSON file, /etc/switchback/config.json by default, of at most 1 MiB
+// holding one JSON object. Unknown fields are errors, so that a typo never
+// silently drops a setting; so are negative durations and limits (except
+// full_refresh_interval, where negative means "always full").
 //
 //	{
 //	  "hardware": "gw-x86-v2",                 // this device's hardware id

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/switchback-ota/switchback/internal/tuftest"
 	"github.com/switchback-ota/switchback/slots/grub"
+	"github.com/switchback-ota/switchback/updater"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -162,6 +164,15 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"two health kinds", `{"root":"x","health":[{"http":"http://x","tcp":"y"}]}`, []string{"status"}, exitConfig, "exactly one"},
 		{"bad duration", `{"root":"x","confirm_timeout":"soon"}`, []string{"status"}, exitConfig, "duration"},
 		{"config named", `{"root":"x","confirm_timeout":"soon"}`, []string{"status"}, exitConfig, "config.json"},
+		{"negative confirm timeout", `{"root":"x","confirm_timeout":"-1s"}`, []string{"status"}, exitConfig, "confirm_timeout"},
+		{"negative stall timeout", `{"root":"x","stall_timeout":"-5s"}`, []string{"status"}, exitConfig, "stall_timeout"},
+		{"negative health timeout", `{"root":"x","health":[{"tcp":"y","timeout":"-1s"}]}`, []string{"status"}, exitConfig, "timeout"},
+		{"negative rate limit", `{"root":"x","rate_limit":-1}`, []string{"status"}, exitConfig, "rate_limit"},
+		{"tries out of range", `{"root":"x","tries":-2}`, []string{"status"}, exitConfig, "tries"},
+		{"factory version not semver", `{"root":"x","components":[{"name":"c","type":"file","path":"/a","factory_version":"latest"}]}`, []string{"status"}, exitConfig, "factory_version"},
+		{"trailing garbage", `{"root":"x"} {"root":"y"}`, []string{"status"}, exitConfig, "after the JSON object"},
+		{"trailing junk", `{"root":"x"}]`, []string{"status"}, exitConfig, "after the JSON object"},
+		{"huge file", `{"root":"x","hardware":"` + strings.Repeat("x", 1<<20) + `"}`, []string{"status"}, exitConfig, "larger than"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,6 +193,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"root":"/r","components":[{"name":"r","type":"ab","slots":{"a":"PARTLABEL=a","b":"/dev/b"},"boot":{"type":"uboot"}}],"health":[{"units":["x"]}]}`))
 	f.Add([]byte(`{"confirm_timeout":"90s","min_time":"2026-01-01T00:00:00Z"}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"root":"/r","stall_timeout":"-1s"} {}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := parseConfig(b)
 		if err != nil {
@@ -191,4 +203,50 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted config without root or state dir: %+v", c)
 		}
 	})
+}
+
+// TestStateDirLocked: every command that writes the device's state waits
+// briefly for the StateDir, then fails naming the PID that holds it. Two
+// installs at once armed an image that matched neither release.
+func TestStateDirLocked(t *testing.T) {
+	repo := tuftest.New(t)
+	dir := t.TempDir()
+	app := filepath.Join(dir, "gateway")
+	if err := os.WriteFile(app, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root.json")
+	if err := os.WriteFile(root, repo.Root(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	cfg := filepath.Join(dir, "config.json")
+	writeJSON(t, cfg, map[string]any{
+		"hardware": "gw", "state_dir": state, "root": root,
+		"metadata_url": repo.MetadataURL(), "targets_url": repo.TargetsURL(), "external_start_counter": true,
+		"components": []any{map[string]any{"name": "app", "type": "file", "path": app, "factory_version": "1.0.0"}},
+	})
+	l, err := updater.LockStateDir(state, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("in use by PID %d", os.Getpid())
+	t.Run("locked", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"install"}, {"install", "-file", app}, {"confirm"}, {"guard", "-component", "app"},
+			{"mark-good"}, {"mark-bad"}, {"rollback"}, {"check"},
+		} {
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				t.Parallel()
+				out, code := switchback(t, cfg, args...)
+				if code != 1 || !strings.Contains(out, want) {
+					t.Errorf("exit %d, output %q; want 1 and %q", code, out, want)
+				}
+			})
+		}
+	})
+	l.Unlock()
+	if out, code := switchback(t, cfg, "guard", "-component", "app"); code != 0 {
+		t.Errorf("guard after the lock was released: exit %d, %s", code, out)
+	}
 }

@@ -589,6 +589,7 @@ func install(device, base, rootFile, factory, mode string) error {
 	if err != nil {
 		return err
 	}
+	defer u.Close()
 	start := time.Now()
 	ups, err := u.Check(ctx)
 	switch {

@@ -186,6 +186,7 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	restart := func() error {
 		tr.say("device: restarting into %s", running())
+		dev.Close() // the old process ends: it lets go of the state directory
 		if dev, err = newDevice(); err != nil {
 			return err
 		}
@@ -253,6 +254,7 @@ func run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("step 3: running %s after rollback, want 1.1.0", v)
 	}
 	tr.say("device: restarting into %s", running())
+	dev.Close()
 	if dev, err = newDevice(); err != nil {
 		return err
 	}

@@ -127,6 +127,9 @@ func newDevice(t *testing.T, repo *tuftest.Repo, cfg func(*updater.Config)) *dev
 // start simulates a process start: a new Updater on the same state.
 func (d *device) start() {
 	d.t.Helper()
+	if d.u != nil {
+		d.u.Close() // its process ended
+	}
 	cfg := updater.Config{
 		Hardware:    hw,
 		StateDir:    d.stateDir,
