@@ -20,6 +20,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/switchback-ota/switchback/delta"
+	"github.com/switchback-ota/switchback/internal/durable"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -254,7 +255,7 @@ func (r *Repo) writePack(ctx context.Context, p string, c verify.Custom, ix *del
 		err = os.Rename(tmp.Name(), filepath.Join(store, filepath.FromSlash(packRel)))
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = durable.SyncDir(dir)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
