@@ -447,8 +447,3 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	}
 	return max(t.Sub(now), 0), true
 }
-
-// HTTPClient returns the client's *http.Client (with its TLS, mutual TLS
-// and proxy settings), for requests made by other packages on the same
-// connections, such as the byte ranges of a delta.
-func (c *Client) HTTPClient() *http.Client { return c.hc }
