@@ -14,6 +14,25 @@ import (
 	"github.com/switchback-ota/switchback/internal/durable"
 )
 
+// The layout of chunk stores, shared by the publisher (package repository
+// writes it under its targets directory) and the device (package updater
+// reads it under its targets URL): StoreDir holds the chunk files (see
+// [Index.ChunkPath] and [WriteChunkStore]) and, below it, PackDir the
+// chunk packs and their tables (see [PackPaths] and [WritePack]).
+const (
+	StoreDir = "chunks"
+	PackDir  = "packs"
+)
+
+// PackPaths returns the paths, relative to the chunk store, of the pack
+// and the pack table of the chunk index whose sha256 is indexSHA256 (hex):
+// "packs/<sha256>.pack" and "packs/<sha256>.tab". Named by the signed
+// index's digest, a pack needs no TUF entry: every chunk is checked
+// against that index, and the image against its target.
+func PackPaths(indexSHA256 string) (pack, table string) {
+	return PackDir + "/" + indexSHA256 + ".pack", PackDir + "/" + indexSHA256 + ".tab"
+}
+
 // ChunkPath returns the path of chunk c in a chunk store, relative to
 // the store's root: "<first two hex digits>/<hex hash>.zst", as in
 // casync and desync stores. The file holds the chunk compressed with

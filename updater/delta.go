@@ -26,10 +26,12 @@ const (
 
 // ChunkStoreDir is where, under the targets base URL, the chunk store of
 // adaptive deltas lives when a full image is compressed (so byte ranges of
-// it cannot serve chunks): "<TargetsURL>/chunks/<hh>/<hash>.zst". Chunk
-// files need no TUF entry of their own: each is checked against the hash in
-// the signed chunk index, and the whole image against its TUF target.
-const ChunkStoreDir = "chunks"
+// it cannot serve chunks): "<TargetsURL>/chunks/<hh>/<hash>.zst"
+// (delta.StoreDir: the layout is defined once, in package delta, for the
+// publisher and the devices). Chunk files need no TUF entry of their own:
+// each is checked against the hash in the signed chunk index, and the
+// whole image against its TUF target.
+const ChunkStoreDir = delta.StoreDir
 
 // errLocal marks failures of the device itself (a slot write, a state
 // save) during a delta: they are not a reason to fall back to another
@@ -500,10 +502,10 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 
 // PackDir is where, under the chunk store, the chunk pack of a chunk
 // index and its table live: "<TargetsURL>/chunks/packs/<index
-// sha256>.pack" and ".tab" (repository.PackPaths). They need no TUF entry:
-// each chunk is checked against the signed index, the image against its
-// target.
-const PackDir = "packs"
+// sha256>.pack" and ".tab" (delta.PackDir, delta.PackPaths). They need no
+// TUF entry: each chunk is checked against the signed index, the image
+// against its target.
+const PackDir = delta.PackDir
 
 // packSource fetches and parses the table of the chunk pack published
 // for the chunk index ixT (parsed: ix), and returns the pack as a source.
@@ -515,7 +517,8 @@ func (u *Updater) packSource(ctx context.Context, ixT verify.Target, ix *delta.I
 	store := joinURL(u.cfg.TargetsURL, ChunkStoreDir)
 	// A table takes at most a few bytes per chunk; far more is not one.
 	limit := 16 + 10*int64(len(ix.Chunks()))
-	b, err := u.fetchWhole(ctx, joinURL(store, PackDir+"/"+sum+".tab"), limit)
+	packRel, tabRel := delta.PackPaths(sum)
+	b, err := u.fetchWhole(ctx, joinURL(store, tabRel), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -523,7 +526,7 @@ func (u *Updater) packSource(ctx context.Context, ixT verify.Target, ix *delta.I
 	if err != nil {
 		return nil, err
 	}
-	return &delta.PackSource{Table: tab, Range: u.rangeFunc(joinURL(store, PackDir+"/"+sum+".pack"))}, nil
+	return &delta.PackSource{Table: tab, Range: u.rangeFunc(joinURL(store, packRel))}, nil
 }
 
 func sameOptions(a, b *delta.Index) bool { return a.Options() == b.Options() }

@@ -94,7 +94,7 @@ func New(cfg Config) (*Updater, error) {
 		Dir:         cfg.StateDir + "/tuf",
 		Fetcher: func(ctx context.Context) verify.Fetcher {
 			if isFileURL(cfg.MetadataURL) {
-				return fileFetcher{ctx}
+				return verify.NewFileFetcher(ctx)
 			}
 			return dl.Fetcher(ctx, mirrors...)
 		},

@@ -238,6 +238,7 @@ func isFatal(err error) bool {
 type permanent struct{ err error }
 
 func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
 
 // attempt sends one request (retryablehttp retries connection errors, 429
 // and 5xx) and streams its body. A nil error means the file is complete.
