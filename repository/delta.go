@@ -228,31 +228,14 @@ func (r *Repo) writePack(ctx context.Context, p string, c verify.Custom, ix *del
 	defer img.Close()
 	packRel, tabRel := PackPaths(ixSum)
 	store := filepath.Join(r.TargetsDir(), ChunkStoreDir)
-	dir := filepath.Join(store, PackDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("repository: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-pack-")
-	if err != nil {
-		return fmt.Errorf("repository: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	tab, _, err := delta.WritePack(tmp, ix, ctxReader{ctx, img})
+	var tab *delta.PackTable
+	err = durable.MkdirAll(filepath.Join(store, PackDir), 0o755)
 	if err == nil {
-		err = tmp.Sync()
-	}
-	if err == nil {
-		err = tmp.Close()
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(store, filepath.FromSlash(packRel)))
-	}
-	if err == nil {
-		err = durable.SyncDir(dir)
+		err = durable.Write(filepath.Join(store, filepath.FromSlash(packRel)), 0o644, func(f *os.File) error {
+			var err error
+			tab, _, err = delta.WritePack(f, ix, ctxReader{ctx, img})
+			return err
+		})
 	}
 	if err != nil {
 		if ctx.Err() != nil {

@@ -91,6 +91,9 @@ type pendingFile struct{ tmp, path string }
 const batchMax = 4096
 
 // WriteFile writes data to a temporary file that Sync renames to path.
+// Temporary files are named ".tmp-<name>-<random>", the prefix by which
+// tools that walk a directory being written (repository's PruneChunks)
+// recognise them.
 // path's directory is created (durably) when missing. The file gets perm
 // exactly (no umask).
 func (b *Batch) WriteFile(path string, data []byte, perm os.FileMode) error {
@@ -104,7 +107,7 @@ func (b *Batch) WriteFile(path string, data []byte, perm os.FileMode) error {
 		}
 		b.made[dir] = true
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return fmt.Errorf("durable write %s: %w", path, err)
 	}
