@@ -154,26 +154,8 @@ func (cfg *Config) validate() error {
 	return nil
 }
 
-// Client transfers files over HTTP(S). It is safe for concurrent use.
-type Client struct {
-	cfg     Config
-	log     *slog.Logger
-	hc      *http.Client
-	rc      *retryablehttp.Client
-	limiter *rate.Limiter // nil: unlimited
-	// wait takes n tokens from the rate limiter; a field so that tests
-	// can count tokens without timing anything.
-	wait func(ctx context.Context, n int) error
-
-	ignoresRange sync.Map // host → struct{}: "server ignores Range" logged
-}
-
-// New returns a Client for cfg, or an error if cfg is inconsistent or the
-// TLS files cannot be loaded.
-func New(cfg Config) (*Client, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
+// setDefaults replaces zero values by the defaults.
+func (cfg *Config) setDefaults() {
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = DefaultRetryMax
 	} else if cfg.RetryMax < 0 {
@@ -203,6 +185,29 @@ func New(cfg Config) (*Client, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = DefaultUserAgent
 	}
+}
+
+// Client transfers files over HTTP(S). It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	log     *slog.Logger
+	hc      *http.Client
+	rc      *retryablehttp.Client
+	limiter *rate.Limiter // nil: unlimited
+	// wait takes n tokens from the rate limiter; a field so that tests
+	// can count tokens without timing anything.
+	wait func(ctx context.Context, n int) error
+
+	ignoresRange sync.Map // host → struct{}: "server ignores Range" logged
+}
+
+// New returns a Client for cfg, or an error if cfg is inconsistent or the
+// TLS files cannot be loaded.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
 	c := &Client{cfg: cfg, log: cfg.Logger}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
