@@ -39,10 +39,18 @@ type Fetcher = fetcher.Fetcher
 func NewHTTPFetcher(ctx context.Context, client *http.Client) Fetcher {
 	dl, err := download.New(download.Config{HTTPClient: client, RetryMax: -1})
 	if err != nil {
-		// Cannot happen: a Config with only HTTPClient and RetryMax is valid.
-		panic(err)
+		// Not expected: a Config with only HTTPClient and RetryMax is valid.
+		return failedFetcher{err}
 	}
 	return dl.Fetcher(ctx)
+}
+
+// failedFetcher fails every download with the error that prevented making
+// a fetcher.
+type failedFetcher struct{ err error }
+
+func (f failedFetcher) DownloadFile(string, int64, time.Duration) ([]byte, error) {
+	return nil, &fetchError{f.err}
 }
 
 // NewFileFetcher returns a [Fetcher] that reads file:// URLs (with an
