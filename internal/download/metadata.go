@@ -37,8 +37,8 @@ type tufFetcher struct {
 }
 
 // DownloadFile implements fetcher.Fetcher. The timeout argument is
-// deprecated by go-tuf and ignored: ctx and the Client's stall timeout
-// govern.
+// deprecated by go-tuf and ignored: ctx and the Client's stall and
+// low-speed limits and MetadataTimeout govern.
 func (t *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
 	data, _, _, err := t.download(urlPath, maxLength, "")
 	return data, err
