@@ -39,7 +39,7 @@ func (c *Client) Range(ctx context.Context, urls []string, off, n int64) (io.Rea
 	sink := &pipeSink{pw: pw, ready: make(chan struct{})}
 	f := &fetchState{
 		req: Request{URLs: urls, Length: n}, sink: sink,
-		buf: make([]byte, c.chunkSize()), ranged: true, base: off,
+		buf: make([]byte, min(int64(c.chunkSize()), n)), ranged: true, base: off,
 	}
 	r := &rangeReader{pr: pr, cancel: cancel, done: make(chan struct{})}
 	go func() {
