@@ -51,9 +51,12 @@
 //     the inactive slot (holding the release before) with InPlace set,
 //     since the new image is written over it.
 //  3. Open the inactive slot for writing and call [Apply] with the base
-//     readers in the same order, a [Source] (Range: [HTTPRange] over the
-//     uncompressed image URL, or Store: [HTTPStore] over the chunk store
-//     URL), and a writer that writes the slot in order and hashes for
+//     readers in the same order, a [Source] (Range: byte ranges of the
+//     uncompressed image URL, or Store: files of the chunk store URL,
+//     both fetched by the device's download client with its stall and
+//     low-speed limits, retries, rate limit, pause and mirrors;
+//     [HTTPRange] and [HTTPStore] are plain versions for tools and
+//     tests), and a writer that writes the slot in order and hashes for
 //     the TUF check. Every chunk is checked as it arrives. To resume
 //     after an interruption, apply [Plan.From] at the offset durably
 //     written (re-hash the slot's bytes before it for the TUF check).

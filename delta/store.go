@@ -10,7 +10,28 @@ import (
 	"path/filepath"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/switchback-ota/switchback/internal/durable"
 )
+
+// The layout of chunk stores, shared by the publisher (package repository
+// writes it under its targets directory) and the device (package updater
+// reads it under its targets URL): StoreDir holds the chunk files (see
+// [Index.ChunkPath] and [WriteChunkStore]) and, below it, PackDir the
+// chunk packs and their tables (see [PackPaths] and [WritePack]).
+const (
+	StoreDir = "chunks"
+	PackDir  = "packs"
+)
+
+// PackPaths returns the paths, relative to the chunk store, of the pack
+// and the pack table of the chunk index whose sha256 is indexSHA256 (hex):
+// "packs/<sha256>.pack" and "packs/<sha256>.tab". Named by the signed
+// index's digest, a pack needs no TUF entry: every chunk is checked
+// against that index, and the image against its target.
+func PackPaths(indexSHA256 string) (pack, table string) {
+	return PackDir + "/" + indexSHA256 + ".pack", PackDir + "/" + indexSHA256 + ".tab"
+}
 
 // ChunkPath returns the path of chunk c in a chunk store, relative to
 // the store's root: "<first two hex digits>/<hex hash>.zst", as in
@@ -46,9 +67,10 @@ func chunkEncoder(ix *Index) (*zstd.Encoder, error) {
 // the chunk store under dir, compressed with zstd, skipping chunks the
 // store already holds (stores are shared between releases). It reads
 // image once, in order, and fails if a chunk does not match ix. Files
-// appear atomically (temporary file and rename), so a store being written
-// can be served. Publisher side: the repository tool runs it beside
-// [BuildIndex].
+// appear atomically and durably (a temporary file fsynced and renamed, the
+// directories fsynced before it returns), so a store being written can be
+// served and a chunk file that exists is whole. Publisher side: the
+// repository tool runs it beside [BuildIndex].
 func WriteChunkStore(dir string, ix *Index, image io.Reader) (StoreStats, error) {
 	var st StoreStats
 	enc, err := chunkEncoder(ix)
@@ -59,6 +81,8 @@ func WriteChunkStore(dir string, ix *Index, image io.Reader) (StoreStats, error)
 	buf := make([]byte, ix.opts.MaxSize)
 	var cbuf []byte
 	seen := make(map[[32]byte]bool)
+	var files durable.Batch
+	defer files.Cleanup() // of an unfinished store: temporary files
 	for _, c := range ix.chunks {
 		b := buf[:c.Size]
 		if _, err := io.ReadFull(image, b); err != nil {
@@ -80,7 +104,7 @@ func WriteChunkStore(dir string, ix *Index, image io.Reader) (StoreStats, error)
 			return st, err
 		}
 		cbuf = enc.EncodeAll(b, cbuf[:0])
-		if err := writeFileAtomic(name, cbuf); err != nil {
+		if err := files.WriteFile(name, cbuf, 0o644); err != nil {
 			return st, err
 		}
 		st.Written++
@@ -90,28 +114,5 @@ func WriteChunkStore(dir string, ix *Index, image io.Reader) (StoreStats, error)
 	if n, _ := io.ReadFull(image, one[:]); n > 0 {
 		return st, fmt.Errorf("delta: image longer than its index (%d bytes)", ix.length)
 	}
-	return st, nil
-}
-
-func writeFileAtomic(name string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // no-op after the rename
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
+	return st, files.Sync()
 }

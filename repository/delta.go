@@ -20,28 +20,26 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/switchback-ota/switchback/delta"
+	"github.com/switchback-ota/switchback/internal/durable"
 	"github.com/switchback-ota/switchback/verify"
 )
 
 // ChunkStoreDir is the chunk store's directory under the targets
-// directory, shared by every release; devices find it at
-// "<targets base URL>/chunks/" (updater.ChunkStoreDir). Prune leaves it
-// alone.
-const ChunkStoreDir = "chunks"
+// directory, shared by every release (delta.StoreDir: the layout is
+// defined once, in package delta, for the publisher and the devices).
+// Prune leaves it alone.
+const ChunkStoreDir = delta.StoreDir
 
-// PackDir is where, under the chunk store, chunk packs live:
-// "<targets>/chunks/packs/<index sha256>.pack" holds an image's distinct
-// chunks as independent zstd frames and "<index sha256>.tab" its table
-// (delta.WritePack). Named by the signed index's digest, a pack needs no
-// TUF entry: every chunk is checked against that index, and the image
-// against its target.
-const PackDir = "packs"
+// PackDir is where, under the chunk store, chunk packs live
+// (delta.PackDir): "<targets>/chunks/packs/<index sha256>.pack" holds an
+// image's distinct chunks as independent zstd frames and "<index
+// sha256>.tab" its table (delta.WritePack).
+const PackDir = delta.PackDir
 
 // PackPaths returns the pack and table paths, relative to the chunk
-// store, of the chunk index whose sha256 is indexSHA256 (hex).
-func PackPaths(indexSHA256 string) (pack, table string) {
-	return PackDir + "/" + indexSHA256 + ".pack", PackDir + "/" + indexSHA256 + ".tab"
-}
+// store, of the chunk index whose sha256 is indexSHA256 (hex); see
+// delta.PackPaths.
+func PackPaths(indexSHA256 string) (pack, table string) { return delta.PackPaths(indexSHA256) }
 
 // ErrImageMismatch is wrapped (with ErrBadTarget) when the image given to
 // AddChunkIndex or AddPatch is not the one the signed target describes.
@@ -230,31 +228,14 @@ func (r *Repo) writePack(ctx context.Context, p string, c verify.Custom, ix *del
 	defer img.Close()
 	packRel, tabRel := PackPaths(ixSum)
 	store := filepath.Join(r.TargetsDir(), ChunkStoreDir)
-	dir := filepath.Join(store, PackDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("repository: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-pack-")
-	if err != nil {
-		return fmt.Errorf("repository: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	tab, _, err := delta.WritePack(tmp, ix, ctxReader{ctx, img})
+	var tab *delta.PackTable
+	err = durable.MkdirAll(filepath.Join(store, PackDir), 0o755)
 	if err == nil {
-		err = tmp.Sync()
-	}
-	if err == nil {
-		err = tmp.Close()
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(store, filepath.FromSlash(packRel)))
-	}
-	if err == nil {
-		err = syncDir(dir)
+		err = durable.Write(filepath.Join(store, filepath.FromSlash(packRel)), 0o644, func(f *os.File) error {
+			var err error
+			tab, _, err = delta.WritePack(f, ix, ctxReader{ctx, img})
+			return err
+		})
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -452,7 +433,7 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 		if err := os.Remove(p); err != nil {
 			return err
 		}
-		removed = append(removed, path.Join(targetsDir, ChunkStoreDir, rel))
+		removed = append(removed, path.Join(TargetsPath, ChunkStoreDir, rel))
 		return nil
 	})
 	sort.Strings(removed)

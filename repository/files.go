@@ -5,48 +5,27 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/switchback-ota/switchback/internal/durable"
 )
 
-// writeFileDurable writes data to path atomically and durably: a temp file
-// in the same directory, fsync, rename, fsync of the directory. A crash
-// leaves either the old file or the new one, never a torn one.
+// writeFileDurable writes data to path atomically and durably
+// (durable.Write), creating path's directory if needed, with a
+// modification time in a later second than the file it replaces.
 func writeFileDurable(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := durable.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("repository: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	err := durable.Write(path, perm, func(f *os.File) error {
+		if _, err := f.Write(data); err != nil {
+			return err
+		}
+		return newerSecond(f.Name(), path)
+	})
 	if err != nil {
 		return fmt.Errorf("repository: %w", err)
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("repository: write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("repository: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("repository: sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("repository: %w", err)
-	}
-	if err := newerSecond(tmp, path); err != nil {
-		return fmt.Errorf("repository: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("repository: %w", err)
-	}
-	ok = true
-	return syncDir(dir)
+	return nil
 }
 
 // newerSecond gives tmp, about to replace path, a modification time at
@@ -65,17 +44,4 @@ func newerSecond(tmp, path string) error {
 		t = time.Unix(old.ModTime().Unix()+1, 0)
 	}
 	return os.Chtimes(tmp, t, t)
-}
-
-// syncDir makes a rename or file creation in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("repository: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("repository: sync %s: %w", dir, err)
-	}
-	return nil
 }

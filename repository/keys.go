@@ -18,6 +18,8 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/switchback-ota/switchback/internal/durable"
 )
 
 // KeyType names a signature algorithm for new keys.
@@ -173,7 +175,7 @@ func (k *Key) WriteFile(path string) error {
 		os.Remove(path)
 		return fmt.Errorf("repository: write key: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	return durable.SyncDir(filepath.Dir(path))
 }
 
 // KeyFileName is the file name [Repo] tools give a key of role:

@@ -73,7 +73,7 @@ func (r *Repo) Prune(ctx context.Context) ([]string, error) {
 				}
 			}
 			if !live {
-				if err := remove(path.Join(metadataDir, e.Name())); err != nil {
+				if err := remove(path.Join(MetadataPath, e.Name())); err != nil {
 					return removed, err
 				}
 			}
@@ -99,7 +99,7 @@ func (r *Repo) Prune(ctx context.Context) ([]string, error) {
 		if keep[filepath.ToSlash(rel)] {
 			return nil
 		}
-		return remove(path.Join(targetsDir, filepath.ToSlash(rel)))
+		return remove(path.Join(TargetsPath, filepath.ToSlash(rel)))
 	})
 	sort.Strings(removed)
 	if err != nil {

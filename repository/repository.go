@@ -44,9 +44,14 @@ var DefaultExpiry = map[string]time.Duration{
 	RoleTimestamp: 24 * time.Hour,
 }
 
+// The directories of a repository that a static server publishes as is:
+// devices' MetadataURL and TargetsURL point at them.
 const (
-	metadataDir  = "metadata"
-	targetsDir   = "targets"
+	MetadataPath = "metadata"
+	TargetsPath  = "targets"
+)
+
+const (
 	stagedDir    = "staged"
 	settingsFile = "repository.json"
 )
@@ -151,10 +156,10 @@ func (r *Repo) AddKeys(keys ...*Key) {
 func (r *Repo) Dir() string { return r.dir }
 
 // MetadataDir returns the directory to serve as the TUF metadata URL.
-func (r *Repo) MetadataDir() string { return filepath.Join(r.dir, metadataDir) }
+func (r *Repo) MetadataDir() string { return filepath.Join(r.dir, MetadataPath) }
 
 // TargetsDir returns the directory to serve as the TUF targets URL.
-func (r *Repo) TargetsDir() string { return filepath.Join(r.dir, targetsDir) }
+func (r *Repo) TargetsDir() string { return filepath.Join(r.dir, TargetsPath) }
 
 // Init creates a repository in cfg.Dir with keys for the four roles and
 // publishes version 1 of each. The directory may exist but must not hold a
@@ -164,7 +169,7 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range []string{settingsFile, metadataDir} {
+	for _, p := range []string{settingsFile, MetadataPath} {
 		if _, err := os.Stat(filepath.Join(r.dir, p)); err == nil {
 			return nil, fmt.Errorf("%w: %s", ErrExists, filepath.Join(r.dir, p))
 		}
@@ -236,7 +241,7 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (*Repo, error) {
 	for _, role := range Roles {
 		r.dirty[role] = true
 	}
-	for _, d := range []string{metadataDir, targetsDir} {
+	for _, d := range []string{MetadataPath, TargetsPath} {
 		if err := os.MkdirAll(filepath.Join(r.dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("repository: %w", err)
 		}

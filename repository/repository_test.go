@@ -214,8 +214,13 @@ func TestAddTargetRejects(t *testing.T) {
 	if _, err := r.AddTarget(ctx, "two", strings.NewReader("2"), rootfs("v1.0.0"), AddOptions{}); !errors.Is(err, ErrBadTarget) {
 		t.Errorf("same release under a second path: %v, want ErrBadTarget", err)
 	}
-	if _, err := r.AddTarget(ctx, "one", strings.NewReader("1b"), rootfs("1.0.0"), AddOptions{}); err != nil {
-		t.Errorf("replacing a target: %v", err)
+	// The same release under the same path: published bytes of a
+	// version never change under devices' feet.
+	if _, err := r.AddTarget(ctx, "one", strings.NewReader("1b"), rootfs("1.0.0"), AddOptions{}); !errors.Is(err, ErrBadTarget) {
+		t.Errorf("same release again under its path: %v, want ErrBadTarget", err)
+	}
+	if got, err := r.Target("one"); err != nil || got.Length != 1 {
+		t.Errorf("target one after a refused add: %+v, %v; want the first one (1 byte)", got, err)
 	}
 	other := rootfs("1.0.0")
 	other.Hardware = []string{"board-z"}

@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/switchback-ota/switchback/internal/durable"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -58,10 +59,14 @@ type Target struct {
 // AddTarget streams src into the repository as target path with custom
 // metadata custom, which must be valid (verify.Custom.Validate). With
 // opts.Zstd the stored target is the compressed stream and custom gets its
-// Compression and Uncompressed fields. A target already at path is
-// replaced; the same component, kind and version for a common hardware id
-// under another path is refused, as devices could not choose between them. The change is staged; Publish makes it visible. Memory use does
-// not depend on the size of src.
+// Compression and Uncompressed fields. A release image whose component
+// and version are already published for a common hardware id is refused,
+// under another path (devices could not choose between them) as under the
+// same one (the bytes of a published version never change under devices
+// that installed it): publish a new version, or remove the old target
+// first. Another target already at path — a patch or chunk index made
+// again — is replaced. The change is staged; Publish makes it visible.
+// Memory use does not depend on the size of src.
 func (r *Repo) AddTarget(ctx context.Context, path string, src io.Reader, custom verify.Custom, opts AddOptions) (Target, error) {
 	if opts.Zstd {
 		custom.Compression = verify.CompressionZstd
@@ -289,7 +294,7 @@ func (r *Repo) addTarget(ctx context.Context, role, tpath string, src io.Reader,
 		return Target{}, fmt.Errorf("repository: %w", err)
 	}
 	f = nil
-	if err := syncDir(fsDir); err != nil {
+	if err := durable.SyncDir(fsDir); err != nil {
 		return Target{}, err
 	}
 	tf := &metadata.TargetFiles{
@@ -369,9 +374,11 @@ func targetOf(p string, tf *metadata.TargetFiles) Target {
 	return t
 }
 
-// duplicate returns another target path holding the same kind, component
-// and version for a common hardware id: devices could not tell which one
-// to install.
+// duplicate returns a target path of role holding the same kind, component
+// and version for a common hardware id: another path (devices could not
+// tell which one to install), or path itself for a release image (its
+// published bytes must not change). Derived targets (patches, indexes)
+// may replace themselves.
 func (r *Repo) duplicate(role, path string, c verify.Custom) string {
 	kind := func(k string) string {
 		if k == "" {
@@ -384,7 +391,7 @@ func (r *Repo) duplicate(role, path string, c verify.Custom) string {
 		return ""
 	}
 	for p, tf := range m.Signed.Targets {
-		if p == path || tf.Custom == nil {
+		if (p == path && kind(c.Kind) != verify.KindImage) || tf.Custom == nil {
 			continue
 		}
 		o, err := verify.ParseCustom(*tf.Custom)

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/switchback-ota/switchback/internal/durable"
 )
 
 // Dir is the built-in slot for a directory tree, such as an application's
@@ -124,7 +126,7 @@ func (d *Dir) replace() error {
 	if err := exchangeWithSymlink(d.c.path, d.c.linkTarget("a"), d.oldTree()); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(d.c.path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(d.c.path)); err != nil {
 		return err
 	}
 	if err := d.c.step("migrate:exchanged"); err != nil {
@@ -160,7 +162,7 @@ func (d *Dir) freshTemp(slot string) (string, error) {
 // install replaces slot's tree with tmp, a complete and fsynced tree.
 func (d *Dir) install(slot, tmp string) error {
 	tree := d.c.slotPath(slot)
-	if err := syncDir(tmp); err != nil {
+	if err := durable.SyncDir(tmp); err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
@@ -175,7 +177,7 @@ func (d *Dir) install(slot, tmp string) error {
 		os.RemoveAll(tmp)
 		return err
 	}
-	return syncDir(d.c.dir)
+	return durable.SyncDir(d.c.dir)
 }
 
 // prepare makes slot's staged archive its archive and unpacks it into the
@@ -299,7 +301,7 @@ func linkTree(src, dst string) error {
 		return err
 	}
 	for _, d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := durable.SyncDir(d); err != nil {
 			return err
 		}
 	}

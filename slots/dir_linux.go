@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/switchback-ota/switchback/internal/durable"
 )
 
 // exchangeWithSymlink atomically replaces the directory at path with a
@@ -20,7 +22,7 @@ func exchangeWithSymlink(path, target, old string) error {
 	if err := os.Symlink(target, old); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return err
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, old, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE); err != nil {

@@ -129,19 +129,17 @@ func unpack(ctx context.Context, r io.Reader, dst string, lim UnpackLimits) erro
 		files:    map[string]bool{},
 		dirs:     map[string]bool{".": true},
 	}
-	tail := &zeroTail{r: dr}
-	tr := tar.NewReader(tail)
+	cr := &countReader{r: dr}
+	tr := tar.NewReader(cr)
+	var end int64 // where the last entry's data ends in the tar stream
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			// archive/tar also reports io.EOF when the input ends exactly
-			// at a block boundary, before the end-of-archive marker: a
-			// truncated archive would unpack as a partial tree.
-			if tail.zeros < 512 {
-				return fmt.Errorf("archive truncated: no end-of-archive marker after entry %d: %w", u.entries, io.ErrUnexpectedEOF)
+			if err := checkEnd(cr.n, end, u.entries); err != nil {
+				return err
 			}
 			break
 		}
@@ -151,6 +149,12 @@ func unpack(ctx context.Context, r io.Reader, dst string, lim UnpackLimits) erro
 		if err := u.entry(ctx, hdr, tr); err != nil {
 			return err
 		}
+		// What the entry did not read (data of a link or directory) is
+		// part of it too: the end-of-archive marker follows all of it.
+		if _, err := io.Copy(io.Discard, &ctxReader{ctx: ctx, r: tr}); err != nil {
+			return fmt.Errorf("reading archive entry %d: %w", u.entries, err)
+		}
+		end = cr.n
 	}
 	// Durability, before dst is renamed into place: one syncfs of the
 	// file system on Linux (an fsync per file costs a disk flush each,
@@ -344,23 +348,34 @@ func (u *unpacker) writeFile(ctx context.Context, name string, perm fs.FileMode,
 	return f.Close()
 }
 
-// zeroTail counts the zero bytes at the end of what was read through it.
-type zeroTail struct {
-	r     io.Reader
-	zeros int64
+// tarBlock is the unit of a tar stream: headers and padded data.
+const tarBlock = 512
+
+// checkEnd tells a complete archive from a truncated one once archive/tar
+// reports io.EOF, which it also does when the input ends exactly at a
+// block boundary before the end-of-archive marker, or after one of its two
+// zero blocks: a truncated archive would unpack as a partial tree. read is
+// how far the tar reader read, end where the last entry's data ended. The
+// reader returns io.EOF past the padded data only after reading two zero
+// blocks there (a zero block followed by anything else is ErrHeader), so
+// two blocks read past it mean the marker is complete.
+func checkEnd(read, end int64, entries int) error {
+	padded := (end + tarBlock - 1) / tarBlock * tarBlock
+	if read-padded < 2*tarBlock {
+		return fmt.Errorf("archive truncated: no end-of-archive marker after entry %d: %w", entries, io.ErrUnexpectedEOF)
+	}
+	return nil
 }
 
-func (z *zeroTail) Read(p []byte) (int, error) {
-	n, err := z.r.Read(p)
-	trailing := 0
-	for trailing < n && p[n-1-trailing] == 0 {
-		trailing++
-	}
-	if trailing == n {
-		z.zeros += int64(n)
-	} else {
-		z.zeros = int64(trailing)
-	}
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
 	return n, err
 }
 

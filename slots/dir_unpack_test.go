@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -202,12 +203,18 @@ func TestUnpackRefuses(t *testing.T) {
 
 func TestUnpackBadArchives(t *testing.T) {
 	good := makeTar(t, file("VERSION", "1.2.3"), file("more", "data data data"))
+	zerosEnd := makeTar(t, file("VERSION", "1.2.3"), file("sparse.img", "data"+strings.Repeat("\x00", 2044)))
 	for _, c := range []struct {
 		name    string
 		archive []byte
 	}{
 		{"truncated tar", good[:600]},
 		{"no end-of-archive marker", good[:len(good)-1024]},
+		// The last file ends in zero bytes: the archive's trailing zeros
+		// are the file's, not an end-of-archive marker.
+		{"cut after a file ending in zeros", zerosEnd[:len(zerosEnd)-1024]},
+		{"cut inside the end-of-archive marker", zerosEnd[:len(zerosEnd)-512]},
+		{"cut inside a file's padding", makeTar(t, file("odd", "x"))[:1024+1]},
 		{"empty", nil},
 		{"truncated gzip", gzipped(t, good)[:40]},
 		{"truncated zstd", zstded(t, good)[:20]},
@@ -272,4 +279,24 @@ func FuzzUnpack(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// TestUnpackFileEndingInZeros: a complete archive whose last file ends in
+// zero blocks unpacks whole (the end-of-archive check must not mistake the
+// file's zeros for a marker, nor refuse them).
+func TestUnpackFileEndingInZeros(t *testing.T) {
+	body := "data" + strings.Repeat("\x00", 2044)
+	for _, archive := range [][]byte{
+		makeTar(t, file("VERSION", "1"), file("zeros.img", body)),
+		makeTar(t, file("zeros.img", body), symlink("l", "zeros.img")),
+		append(makeTar(t, file("zeros.img", body)), make([]byte, 8192)...), // padded to a record
+	} {
+		dst, _, err := unpackInto(t, archive, UnpackLimits{})
+		if err != nil {
+			t.Fatalf("unpack: %v", err)
+		}
+		if got, err := os.ReadFile(filepath.Join(dst, "zeros.img")); err != nil || string(got) != body {
+			t.Errorf("zeros.img: %d bytes, err %v; want the %d bytes archived", len(got), err, len(body))
+		}
+	}
 }

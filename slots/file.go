@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/switchback-ota/switchback/internal/durable"
 )
 
 // File is the built-in slot for one file, such as an application binary
@@ -89,7 +91,7 @@ func (f *File) migrate() error {
 			// Linked by an earlier, interrupted migration. (Renaming a
 			// link over another link to the same file would do nothing
 			// and leave the temporary name behind.)
-			return syncDir(f.c.dir)
+			return durable.SyncDir(f.c.dir)
 		}
 	}
 	tmp := filepath.Join(f.c.dir, ".a.migrate")
@@ -102,7 +104,7 @@ func (f *File) migrate() error {
 	if err := os.Rename(tmp, f.c.slotPath("a")); err != nil {
 		return err
 	}
-	return syncDir(f.c.dir)
+	return durable.SyncDir(f.c.dir)
 }
 
 // prepare renames slot's staged image into place with the file mode.

@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/google/renameio/v2"
+
+	"github.com/switchback-ota/switchback/internal/durable"
 )
 
 // swapControl is the BootControl and StartCounter of the built-in file and
@@ -140,7 +142,7 @@ func (c *swapControl) open(factory func(fs.FileInfo) bool, migrate, replace func
 		}
 	}
 	if err := os.Mkdir(c.dir, 0o755); err == nil {
-		if err := syncDir(filepath.Dir(c.path)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(c.path)); err != nil {
 			return err
 		}
 	} else if !errors.Is(err, fs.ErrExist) {
@@ -261,10 +263,10 @@ func (c *swapControl) save(st swapState) error {
 	if err := st.validate(c.names); err != nil {
 		return fmt.Errorf("slots: %s slot %s: refusing to write state: %w", c.kind, c.path, err)
 	}
-	if err := renameio.WriteFile(c.statePath(), st.marshal(), 0o644, renameio.WithTempDir(c.dir)); err != nil {
+	if err := durable.WriteFile(c.statePath(), st.marshal(), 0o644); err != nil {
 		return fmt.Errorf("slots: %s slot %s: writing state: %w", c.kind, c.path, err)
 	}
-	return syncDir(c.dir)
+	return nil
 }
 
 // swapLink points path at slot: a new symlink renamed over the old one,
@@ -273,7 +275,7 @@ func (c *swapControl) swapLink(slot string) error {
 	if err := renameio.Symlink(c.linkTarget(slot), c.path); err != nil {
 		return fmt.Errorf("slots: %s slot %s: switching to slot %s: %w", c.kind, c.path, slot, err)
 	}
-	return syncDir(filepath.Dir(c.path))
+	return durable.SyncDir(filepath.Dir(c.path))
 }
 
 // current loads the sidecar and the symlink; the caller holds the lock.
@@ -549,7 +551,7 @@ func (s *swapSlot) finishPart(mode fs.FileMode) error {
 	if err := os.Rename(s.part(), s.image); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(s.image))
+	return durable.SyncDir(filepath.Dir(s.image))
 }
 
 type fileWriter struct {
@@ -594,16 +596,3 @@ type fileReader struct {
 }
 
 func (r *fileReader) Size() int64 { return r.size }
-
-// syncDir fsyncs a directory, making renames and creations in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("slots: syncing directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("slots: syncing directory %s: %w", dir, err)
-	}
-	return nil
-}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchback-ota/switchback/health"
+	"github.com/switchback-ota/switchback/internal/download"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/verify"
 )
@@ -101,6 +102,18 @@ type Config struct {
 	StallTimeout time.Duration
 	RateLimit    int64
 	Pause        func(ctx context.Context) error
+	// LowSpeedLimit and LowSpeedTime drop and resume a transfer that
+	// receives fewer than LowSpeedLimit bytes per second over LowSpeedTime
+	// on the network (like curl's --speed-limit and --speed-time), so that
+	// a server dripping bytes cannot hold an install; defaults 1 KiB/s
+	// over 30s, a negative LowSpeedLimit turns the check off. Lower it for
+	// links slower than 1 KiB/s.
+	LowSpeedLimit int64
+	LowSpeedTime  time.Duration
+	// MetadataTimeout bounds the fetch of one TUF metadata file (or other
+	// small file) from one mirror, retries included (default 5m; negative:
+	// no bound but the caller's context). The next mirror is then tried.
+	MetadataTimeout time.Duration
 	// CAFile is a PEM bundle of the authorities trusted for the update
 	// servers (empty: the system roots). CertFile and KeyFile are a client
 	// certificate and key for mutual TLS, read again when either file
@@ -132,6 +145,18 @@ type Config struct {
 	// check is the TUF workflow, an idle one two requests and no body (the
 	// next root answered 404, the timestamp 304). See verify.Config.
 	FullRefreshInterval time.Duration
+}
+
+// downloadConfig is the configuration of the one download client every
+// byte the updater fetches goes through.
+func (c *Config) downloadConfig(log *slog.Logger) download.Config {
+	dc := download.Config{HTTPClient: c.HTTPClient, Logger: log,
+		StallTimeout: c.StallTimeout, RateLimit: c.RateLimit, Pause: c.Pause,
+		LowSpeedLimit: c.LowSpeedLimit, LowSpeedTime: c.LowSpeedTime, MetadataTimeout: c.MetadataTimeout}
+	if c.HTTPClient == nil {
+		dc.TLS = download.TLSConfig{CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile}
+	}
+	return dc
 }
 
 func (c *Config) validate() error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -27,10 +26,12 @@ const (
 
 // ChunkStoreDir is where, under the targets base URL, the chunk store of
 // adaptive deltas lives when a full image is compressed (so byte ranges of
-// it cannot serve chunks): "<TargetsURL>/chunks/<hh>/<hash>.zst". Chunk
-// files need no TUF entry of their own: each is checked against the hash in
-// the signed chunk index, and the whole image against its TUF target.
-const ChunkStoreDir = "chunks"
+// it cannot serve chunks): "<TargetsURL>/chunks/<hh>/<hash>.zst"
+// (delta.StoreDir: the layout is defined once, in package delta, for the
+// publisher and the devices). Chunk files need no TUF entry of their own:
+// each is checked against the hash in the signed chunk index, and the
+// whole image against its TUF target.
+const ChunkStoreDir = delta.StoreDir
 
 // errLocal marks failures of the device itself (a slot write, a state
 // save) during a delta: they are not a reason to fall back to another
@@ -505,10 +506,10 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 
 // PackDir is where, under the chunk store, the chunk pack of a chunk
 // index and its table live: "<TargetsURL>/chunks/packs/<index
-// sha256>.pack" and ".tab" (repository.PackPaths). They need no TUF entry:
-// each chunk is checked against the signed index, the image against its
-// target.
-const PackDir = "packs"
+// sha256>.pack" and ".tab" (delta.PackDir, delta.PackPaths). They need no
+// TUF entry: each chunk is checked against the signed index, the image
+// against its target.
+const PackDir = delta.PackDir
 
 // packSource fetches and parses the table of the chunk pack published
 // for the chunk index ixT (parsed: ix), and returns the pack as a source.
@@ -518,25 +519,18 @@ func (u *Updater) packSource(ctx context.Context, ixT verify.Target, ix *delta.I
 		return nil, errors.New("index has no sha256")
 	}
 	store := joinURL(u.cfg.TargetsURL, ChunkStoreDir)
-	rc, err := u.storeFunc(store)(ctx, PackDir+"/"+sum+".tab")
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
 	// A table takes at most a few bytes per chunk; far more is not one.
 	limit := 16 + 10*int64(len(ix.Chunks()))
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	packRel, tabRel := delta.PackPaths(sum)
+	b, err := u.fetchWhole(ctx, joinURL(store, tabRel), limit)
 	if err != nil {
 		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("pack table longer than %d bytes", limit)
 	}
 	tab, err := delta.ParsePackTable(b)
 	if err != nil {
 		return nil, err
 	}
-	return &delta.PackSource{Table: tab, Range: u.rangeFunc(joinURL(store, PackDir+"/"+sum+".pack"))}, nil
+	return &delta.PackSource{Table: tab, Range: u.rangeFunc(joinURL(store, packRel))}, nil
 }
 
 func sameOptions(a, b *delta.Index) bool { return a.Options() == b.Options() }
@@ -551,7 +545,7 @@ func (u *Updater) fetchSmall(ctx context.Context, t verify.Target, limit int64) 
 		return nil, err
 	}
 	sink := &bufSink{t: t, v: v}
-	if _, err := u.fetch(ctx, download.Request{URLs: []string{t.URL}, Length: t.Length}, sink); err != nil {
+	if _, err := u.fetch(ctx, download.Request{URLs: u.mirrorsOf(t.URL), Length: t.Length}, sink); err != nil {
 		return nil, err
 	}
 	if err := v.Verify(); err != nil {
@@ -583,6 +577,21 @@ func (s *bufSink) Restart() error {
 	return nil
 }
 
+// Every byte the updater fetches goes through the download client (u.dl),
+// under one set of rules: stall and low-speed limits, Pause, rate limit,
+// retries, the targets mirrors. The helpers below adapt it to what each
+// consumer takes; file:// URLs (a local repository) are read directly.
+
+// mirrorsOf returns url, a file under TargetsURL, followed by the same
+// file under each of the TargetsMirrors.
+func (u *Updater) mirrorsOf(url string) []string {
+	urls := []string{url}
+	for _, m := range u.cfg.TargetsMirrors {
+		urls = append(urls, joinURL(m, relativeURL(u.cfg.TargetsURL, url)))
+	}
+	return urls
+}
+
 // fetch is Fetch over HTTP, or a file read for file:// URLs.
 func (u *Updater) fetch(ctx context.Context, req download.Request, sink download.Sink) (download.Result, error) {
 	if isFileURL(req.URLs[0]) {
@@ -591,7 +600,32 @@ func (u *Updater) fetch(ctx context.Context, req download.Request, sink download
 	return u.dl.Fetch(ctx, req, sink, nil)
 }
 
-// rangeFunc serves byte ranges of the image at url for delta.Apply.
+// fetchWhole fetches a small file that has no TUF entry of its own (a
+// chunk file, a pack table: the caller checks it against signed hashes)
+// into memory, at most limit bytes.
+func (u *Updater) fetchWhole(ctx context.Context, url string, limit int64) ([]byte, error) {
+	if !isFileURL(url) {
+		return u.dl.Get(ctx, u.mirrorsOf(url), limit)
+	}
+	p, err := filePath(url)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("%s: more than %d bytes", p, limit)
+	}
+	return b, err
+}
+
+// rangeFunc serves byte ranges of the file at url (an uncompressed image,
+// a chunk pack) for delta.Apply, through the download client: a server
+// that ignores Range yields delta.ErrNoRange.
 func (u *Updater) rangeFunc(url string) delta.RangeFunc {
 	if isFileURL(url) {
 		return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
@@ -609,23 +643,31 @@ func (u *Updater) rangeFunc(url string) delta.RangeFunc {
 			}{io.NewSectionReader(f, off, n), f}, nil
 		}
 	}
-	return delta.HTTPRange(u.httpClient(), url)
-}
-
-func (u *Updater) storeFunc(base string) delta.StoreFunc {
-	if isFileURL(base) {
-		return func(ctx context.Context, name string) (io.ReadCloser, error) {
-			p, err := filePath(joinURL(base, name))
-			if err != nil {
-				return nil, err
-			}
-			return os.Open(p)
+	urls := u.mirrorsOf(url)
+	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		rc, err := u.dl.Range(ctx, urls, off, n)
+		if errors.Is(err, download.ErrNoRange) {
+			err = fmt.Errorf("%w: %w", delta.ErrNoRange, err)
 		}
+		return rc, err
 	}
-	return delta.HTTPStore(u.httpClient(), base)
 }
 
-func (u *Updater) httpClient() *http.Client { return u.dl.HTTPClient() }
+// maxStoreFile bounds a file of the chunk store: a compressed chunk is at
+// most a little larger than the largest chunk.
+const maxStoreFile = delta.MaxChunkSize + delta.MaxChunkSize/64 + 1024
+
+// storeFunc serves the files of the chunk store at base for delta.Apply,
+// each fetched whole through the download client.
+func (u *Updater) storeFunc(base string) delta.StoreFunc {
+	return func(ctx context.Context, name string) (io.ReadCloser, error) {
+		b, err := u.fetchWhole(ctx, joinURL(base, name), maxStoreFile)
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+}
 
 // Chunk indexes of slot contents are kept in StateDir/index/<image sha256>,
 // so that the next adaptive delta needs no pass over the slot.

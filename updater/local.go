@@ -4,16 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/switchback-ota/switchback/internal/download"
 	"github.com/switchback-ota/switchback/verify"
@@ -34,36 +30,6 @@ func filePath(s string) (string, error) {
 		return "", fmt.Errorf("file URL %q names a host", s)
 	}
 	return u.Path, nil
-}
-
-// fileFetcher is a go-tuf metadata fetcher over a directory.
-type fileFetcher struct{ ctx context.Context }
-
-func (f fileFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
-	if err := f.ctx.Err(); err != nil {
-		return nil, err
-	}
-	p, err := filePath(urlPath)
-	if err != nil {
-		return nil, err
-	}
-	fh, err := os.Open(p)
-	if errors.Is(err, os.ErrNotExist) {
-		// go-tuf's root walk stops at the first missing version.
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: 404, URL: urlPath}
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, maxLength+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > maxLength {
-		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s exceeds %d bytes", urlPath, maxLength)}
-	}
-	return b, nil
 }
 
 // fetchFile is download.Client.Fetch for a file:// target.

@@ -88,14 +88,10 @@ func New(cfg Config) (u *Updater, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	dlcfg := download.Config{HTTPClient: cfg.HTTPClient, Logger: log,
-		StallTimeout: cfg.StallTimeout, RateLimit: cfg.RateLimit, Pause: cfg.Pause}
-	if cfg.HTTPClient == nil {
-		dlcfg.TLS = download.TLSConfig{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
-	} else if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
+	if cfg.HTTPClient != nil && (cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "") {
 		return nil, errors.New("updater: invalid config: CAFile, CertFile and KeyFile do not apply with HTTPClient")
 	}
-	dl, err := download.New(dlcfg)
+	dl, err := download.New(cfg.downloadConfig(log))
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
 	}
@@ -117,7 +113,7 @@ func New(cfg Config) (u *Updater, err error) {
 		Dir:         cfg.StateDir + "/tuf",
 		Fetcher: func(ctx context.Context) verify.Fetcher {
 			if isFileURL(cfg.MetadataURL) {
-				return fileFetcher{ctx}
+				return verify.NewFileFetcher(ctx)
 			}
 			return dl.Fetcher(ctx, mirrors...)
 		},

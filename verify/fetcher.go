@@ -8,6 +8,8 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,34 +29,65 @@ import (
 type Fetcher = fetcher.Fetcher
 
 // NewHTTPFetcher returns a [Fetcher] whose requests use client and are bound
-// to ctx. A nil client means a private client with its own transport, never
-// [http.DefaultClient]. The fetcher makes one attempt per file (the caller
-// retries whole refreshes), maps a status other than 200 to
-// *metadata.ErrDownloadHTTP, and stops reading a body as soon as it exceeds
-// maxLength, whatever Content-Length said.
+// to ctx: the fetcher of switchback's download client (one per job: TUF
+// metadata goes through the same client, with its stall and low-speed
+// limits and deadline, as every other byte). A nil client means a private
+// client with its own transport, never [http.DefaultClient]. The fetcher
+// makes one attempt per file (the caller retries whole refreshes), maps a
+// status other than 200 to *metadata.ErrDownloadHTTP, and stops reading a
+// body as soon as it exceeds maxLength, whatever Content-Length said.
 func NewHTTPFetcher(ctx context.Context, client *http.Client) Fetcher {
-	if client == nil {
-		client = defaultClient()
+	dl, err := download.New(download.Config{HTTPClient: client, RetryMax: -1})
+	if err != nil {
+		// Not expected: a Config with only HTTPClient and RetryMax is valid.
+		return failedFetcher{err}
 	}
-	return &httpFetcher{ctx: ctx, client: client}
+	return dl.Fetcher(ctx)
 }
 
-func defaultClient() *http.Client {
-	var tr *http.Transport
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		tr = dt.Clone()
-	} else {
-		tr = &http.Transport{Proxy: http.ProxyFromEnvironment}
-	}
-	// The context bounds a whole refresh; this bounds a server that
-	// accepts the connection and never answers.
-	tr.ResponseHeaderTimeout = time.Minute
-	return &http.Client{Transport: tr}
+// failedFetcher fails every download with the error that prevented making
+// a fetcher.
+type failedFetcher struct{ err error }
+
+func (f failedFetcher) DownloadFile(string, int64, time.Duration) ([]byte, error) {
+	return nil, &fetchError{f.err}
 }
 
-type httpFetcher struct {
-	ctx    context.Context
-	client *http.Client
+// NewFileFetcher returns a [Fetcher] that reads file:// URLs (with an
+// empty host or "localhost"): a TUF repository in a local directory — an
+// update medium, a USB stick, a repository being published — verified
+// exactly as over HTTP. A missing file is *metadata.ErrDownloadHTTP with
+// StatusCode 404, which ends go-tuf's walk of root versions; a file over
+// maxLength is *metadata.ErrDownloadLengthMismatch and is read no further
+// than maxLength+1 bytes; ctx ends it between files.
+func NewFileFetcher(ctx context.Context) Fetcher { return fileFetcher{ctx} }
+
+type fileFetcher struct{ ctx context.Context }
+
+func (f fileFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
+	if err := f.ctx.Err(); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(urlPath)
+	if err != nil || u.Scheme != "file" || (u.Host != "" && u.Host != "localhost") {
+		return nil, &metadata.ErrValue{Msg: fmt.Sprintf("%q is not a local file:// URL", urlPath)}
+	}
+	fh, err := os.Open(u.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: urlPath}
+	}
+	if err != nil {
+		return nil, &fetchError{err}
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, maxLength+1))
+	if err != nil {
+		return nil, &fetchError{err}
+	}
+	if int64(len(b)) > maxLength {
+		return nil, tooLong(urlPath, "more than "+strconv.FormatInt(maxLength, 10), maxLength)
+	}
+	return b, nil
 }
 
 // fetchError marks a transport failure as a go-tuf download error while
@@ -64,69 +97,6 @@ type fetchError struct{ err error }
 func (e *fetchError) Error() string        { return "download error: " + e.err.Error() }
 func (e *fetchError) Unwrap() error        { return e.err }
 func (e *fetchError) Is(target error) bool { _, ok := target.(*metadata.ErrDownload); return ok }
-
-func (f *httpFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
-	data, _, _, err := f.DownloadFileConditional(urlPath, maxLength, "")
-	return data, err
-}
-
-// DownloadFileConditional implements [ConditionalFetcher]: validator is
-// sent as If-None-Match (an ETag) or If-Modified-Since (a date).
-func (f *httpFetcher) DownloadFileConditional(urlPath string, maxLength int64, validator string) ([]byte, bool, string, error) {
-	if maxLength < 0 {
-		return nil, false, "", &metadata.ErrValue{Msg: fmt.Sprintf("negative maximum length %d for %s", maxLength, urlPath)}
-	}
-	req, err := http.NewRequestWithContext(f.ctx, http.MethodGet, urlPath, nil)
-	if err != nil {
-		return nil, false, "", &fetchError{err}
-	}
-	download.SetConditional(req.Header, validator)
-	res, err := f.client.Do(req)
-	if err != nil {
-		return nil, false, "", &fetchError{err}
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		// Read a short error page (a static server's 404 for the next
-		// root version) to its end, so that the connection is reused
-		// for the timestamp: an idle check then costs one connection
-		// (one TLS handshake), not two.
-		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, maxErrorBody))
-	}
-	if res.StatusCode == http.StatusNotModified && validator != "" {
-		return nil, true, responseValidator(res, validator), nil
-	}
-	if res.StatusCode != http.StatusOK {
-		return nil, false, "", &metadata.ErrDownloadHTTP{StatusCode: res.StatusCode, URL: urlPath}
-	}
-	if res.ContentLength > maxLength {
-		return nil, false, "", tooLong(urlPath, strconv.FormatInt(res.ContentLength, 10), maxLength)
-	}
-	data, err := io.ReadAll(io.LimitReader(res.Body, maxLength+1))
-	if err != nil {
-		return nil, false, "", &fetchError{err}
-	}
-	if int64(len(data)) > maxLength {
-		return nil, false, "", tooLong(urlPath, "more than "+strconv.FormatInt(maxLength, 10), maxLength)
-	}
-	return data, false, responseValidator(res, ""), nil
-}
-
-// maxErrorBody is how much of an error response is read so that its
-// connection can be reused.
-const maxErrorBody = 4 << 10
-
-// responseValidator is the ETag of a response, else its Last-Modified,
-// else def.
-func responseValidator(res *http.Response, def string) string {
-	if v := res.Header.Get("ETag"); v != "" {
-		return v
-	}
-	if v := res.Header.Get("Last-Modified"); v != "" {
-		return v
-	}
-	return def
-}
 
 func tooLong(url, got string, max int64) error {
 	return &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s is %s bytes, more than the allowed %d", url, got, max)}

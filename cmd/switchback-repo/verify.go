@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,52 +14,37 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/verify"
 )
 
-// localBase is the pseudo URL under which a repository directory is read.
-const localBase = "http://repository.invalid/"
+// localRepo is a repository directory read through file:// URLs, with the
+// same verification as over HTTP.
+type localRepo struct{ dir string }
 
-// dirFetcher reads metadata from a repository directory.
-type dirFetcher struct{ dir string }
+// url returns the file:// URL of the repository's directory name.
+func (l localRepo) url(name string) (string, error) {
+	abs, err := filepath.Abs(filepath.Join(l.dir, name))
+	if err != nil {
+		return "", err
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs) + "/"}).String(), nil
+}
 
-func (f dirFetcher) DownloadFile(url string, maxLength int64, _ time.Duration) ([]byte, error) {
-	fh, err := f.open(url)
+// open opens a target by its file:// URL.
+func (l localRepo) open(target string) (*os.File, error) {
+	u, err := url.Parse(target)
 	if err != nil {
 		return nil, err
 	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxLength+1))
-	if err != nil {
-		return nil, &metadata.ErrDownload{Msg: err.Error()}
-	}
-	if int64(len(data)) > maxLength {
-		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s is longer than %d bytes", url, maxLength)}
-	}
-	return data, nil
-}
-
-func (f dirFetcher) open(url string) (*os.File, error) {
-	rel, ok := strings.CutPrefix(url, localBase)
-	if !ok {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: url}
-	}
-	fh, err := os.Open(filepath.Join(f.dir, filepath.FromSlash(rel)))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: url}
-	}
-	if err != nil {
-		return nil, &metadata.ErrDownload{Msg: err.Error()}
-	}
-	return fh, nil
+	return os.Open(filepath.FromSlash(u.Path))
 }
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, g := newFlags("verify", "", stderr)
 	rootFile := fs.String("root", "", "trusted root.json `file` a device embeds (required)")
-	url := fs.String("url", "", "metadata base `URL` (default: read -repo directly); targets are at ../targets/ unless -targets-url")
+	metaURL := fs.String("url", "", "metadata base `URL` (default: read -repo directly); targets are at ../targets/ unless -targets-url")
 	targetsURL := fs.String("targets-url", "", "targets base `URL`")
 	hardware := fs.String("hardware", "", "hardware id of the device (required)")
 	var components list
@@ -88,16 +74,21 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	hc := &http.Client{Timeout: 5 * time.Minute}
 	cfg := verify.Config{Root: root, Dir: dir}
-	var local *dirFetcher
-	if *url == "" {
-		local = &dirFetcher{g.repo}
-		cfg.MetadataURL, cfg.TargetsURL = localBase+"metadata/", localBase+"targets/"
-		cfg.Fetcher = func(context.Context) verify.Fetcher { return *local }
+	var local *localRepo
+	if *metaURL == "" {
+		local = &localRepo{g.repo}
+		if cfg.MetadataURL, err = local.url(repository.MetadataPath); err == nil {
+			cfg.TargetsURL, err = local.url(repository.TargetsPath)
+		}
+		if err != nil {
+			return fail(stderr, "verify", err)
+		}
+		cfg.Fetcher = verify.NewFileFetcher
 	} else {
-		cfg.MetadataURL = strings.TrimSuffix(*url, "/") + "/"
+		cfg.MetadataURL = strings.TrimSuffix(*metaURL, "/") + "/"
 		cfg.TargetsURL = *targetsURL
 		if cfg.TargetsURL == "" {
-			cfg.TargetsURL = strings.TrimSuffix(cfg.MetadataURL, "metadata/") + "targets/"
+			cfg.TargetsURL = strings.TrimSuffix(cfg.MetadataURL, repository.MetadataPath+"/") + repository.TargetsPath + "/"
 		}
 		cfg.Fetcher = func(ctx context.Context) verify.Fetcher { return verify.NewHTTPFetcher(ctx, hc) }
 	}
@@ -149,8 +140,8 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			continue
 		}
 		where := t.URL
-		if local != nil {
-			where = filepath.Join(local.dir, filepath.FromSlash(strings.TrimPrefix(t.URL, localBase)))
+		if u, err := url.Parse(t.URL); err == nil && local != nil {
+			where = filepath.FromSlash(u.Path)
 		}
 		fmt.Fprintf(stdout, "  verified %s\n", where)
 	}
@@ -159,7 +150,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // fetchAndVerify streams a target as a device would and checks its length
 // and hashes, and for a compressed target the decompressed digest too.
-func fetchAndVerify(ctx context.Context, hc *http.Client, local *dirFetcher, t verify.Target) error {
+func fetchAndVerify(ctx context.Context, hc *http.Client, local *localRepo, t verify.Target) error {
 	var body io.ReadCloser
 	if local != nil {
 		f, err := local.open(t.URL)

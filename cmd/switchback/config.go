@@ -45,6 +45,9 @@ type fileConfig struct {
 	KeyFile              string            `json:"key_file"`
 	StallTimeout         duration          `json:"stall_timeout"`
 	RateLimit            int64             `json:"rate_limit"`
+	LowSpeedLimit        int64             `json:"low_speed_limit"`
+	LowSpeedTime         duration          `json:"low_speed_time"`
+	MetadataTimeout      duration          `json:"metadata_timeout"`
 	FullRefreshInterval  duration          `json:"full_refresh_interval"`
 	Components           []componentConfig `json:"components"`
 	Health               []healthConfig    `json:"health"`
@@ -246,6 +249,8 @@ func build(c *fileConfig) (*device, error) {
 		AllowDowngrade: c.AllowDowngrade, ReadBack: c.ReadBack,
 		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		StallTimeout: time.Duration(c.StallTimeout), RateLimit: c.RateLimit,
+		LowSpeedLimit: c.LowSpeedLimit, LowSpeedTime: time.Duration(c.LowSpeedTime),
+		MetadataTimeout:     time.Duration(c.MetadataTimeout),
 		FullRefreshInterval: time.Duration(c.FullRefreshInterval),
 	}
 	if c.MinTime != "" {

@@ -53,6 +53,8 @@
 //	  "ca_file": "/etc/switchback/ca.pem",      // trusted CAs for the update server (default: system roots)
 //	  "cert_file": "/etc/switchback/device.pem", "key_file": "/etc/switchback/device.key", // mutual TLS, reloaded on change
 //	  "stall_timeout": "30s", "rate_limit": 0,  // reconnect after 30 s without a byte; bytes/s cap (0: none)
+//	  "low_speed_limit": 1024, "low_speed_time": "30s", // reconnect below 1 KiB/s over 30 s (-1: never)
+//	  "metadata_timeout": "5m",                 // most one metadata file may take per mirror
 //	  "full_refresh_interval": "0s",            // opt-in, not TUF: while the timestamp is unchanged skip the root walk this long
 //	  "components": [
 //	    {"name": "rootfs", "type": "ab", "factory_version": "1.0.0",

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -84,4 +85,53 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 	}
 	c.left -= len(p)
 	return c.ResponseWriter.Write(p)
+}
+
+// BenchmarkRange measures reading a file as 64 KiB byte ranges (as a delta
+// fetches chunks) through Client.Range against plain net/http range GETs
+// of the same bytes (b.SetBytes: compare the MB/s).
+func BenchmarkRange(b *testing.B) {
+	const size, step = 8 << 20, 64 << 10
+	content := randomBytes(17, size)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "b.bin", time.Time{}, bytes.NewReader(content))
+	}))
+	b.Cleanup(srv.Close)
+	b.Run("Client.Range", func(b *testing.B) {
+		c, err := New(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			for off := int64(0); off < size; off += step {
+				rc, err := c.Range(context.Background(), []string{srv.URL}, off, step)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n, err := io.Copy(io.Discard, rc); err != nil || n != step {
+					b.Fatal(n, err)
+				}
+				rc.Close()
+			}
+		}
+	})
+	b.Run("net/http baseline", func(b *testing.B) {
+		hc := &http.Client{Transport: &http.Transport{}}
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			for off := int64(0); off < size; off += step {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+				req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(off+step-1, 10))
+				resp, err := hc.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	})
 }

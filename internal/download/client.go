@@ -23,12 +23,20 @@ import (
 
 // Defaults for the zero values of [Config].
 const (
-	DefaultRetryMax      = 5
-	DefaultRetryWaitMin  = 500 * time.Millisecond
-	DefaultRetryWaitMax  = 30 * time.Second
-	DefaultStallTimeout  = 30 * time.Second
-	DefaultMaxRetryAfter = 10 * time.Minute
-	DefaultUserAgent     = "switchback"
+	DefaultRetryMax     = 5
+	DefaultRetryWaitMin = 500 * time.Millisecond
+	DefaultRetryWaitMax = 30 * time.Second
+	DefaultStallTimeout = 30 * time.Second
+	// A link slower than 1 KiB/s over 30 s is given up on (and resumed):
+	// slower than any link an update can sensibly use, and a server that
+	// drips bytes to hold devices is cut off within a minute.
+	DefaultLowSpeedLimit = 1024
+	DefaultLowSpeedTime  = 30 * time.Second
+	// A metadata file (timestamp.json is a few hundred bytes, a large
+	// targets.json a few MB) from one mirror, retries included.
+	DefaultMetadataTimeout = 5 * time.Minute
+	DefaultMaxRetryAfter   = 10 * time.Minute
+	DefaultUserAgent       = "switchback"
 
 	// copyBufferSize is the one buffer a transfer uses: memory does not
 	// grow with the size of a target.
@@ -92,6 +100,24 @@ type Config struct {
 	// DefaultStallTimeout; waits in Pause and in the rate limiter do not
 	// count.
 	StallTimeout time.Duration
+	// LowSpeedLimit and LowSpeedTime, like curl's --speed-limit and
+	// --speed-time: when fewer than LowSpeedLimit bytes per second arrive
+	// on average over LowSpeedTime spent waiting on the network, the
+	// connection is dropped with ErrTooSlow and the transfer resumed like
+	// after a stall; such an attempt counts against RetryMax even though
+	// it delivered bytes, so that a server dripping bytes ends in an error
+	// rather than holding a transfer forever. Zero means
+	// DefaultLowSpeedLimit and DefaultLowSpeedTime; a negative
+	// LowSpeedLimit turns the check off. Waits in Pause and in the rate
+	// limiter do not count.
+	LowSpeedLimit int64
+	LowSpeedTime  time.Duration
+	// MetadataTimeout bounds the fetch of one metadata file, or another
+	// small file fetched whole (Get, GetConditional, Fetcher), from one
+	// mirror, retries included: past it the fetch fails with ErrDeadline
+	// and the next mirror is tried. Zero means DefaultMetadataTimeout;
+	// negative means no deadline but the caller's context.
+	MetadataTimeout time.Duration
 	// RateLimit caps the transfer rate of all transfers of the Client
 	// together, in bytes per second; 0 means unlimited.
 	RateLimit int64
@@ -116,7 +142,7 @@ func (cfg *Config) validate() error {
 	default:
 		return fmt.Errorf("download: TLS.MinVersion %#x refused: TLS 1.2 (%#x) is the minimum", cfg.TLS.MinVersion, tls.VersionTLS12)
 	}
-	if cfg.RetryWaitMin < 0 || cfg.RetryWaitMax < 0 || cfg.StallTimeout < 0 || cfg.MaxRetryAfter < 0 {
+	if cfg.RetryWaitMin < 0 || cfg.RetryWaitMax < 0 || cfg.StallTimeout < 0 || cfg.MaxRetryAfter < 0 || cfg.LowSpeedTime < 0 {
 		return errors.New("download: negative durations in Config")
 	}
 	if cfg.RetryWaitMin > 0 && cfg.RetryWaitMax > 0 && cfg.RetryWaitMin > cfg.RetryWaitMax {
@@ -126,6 +152,39 @@ func (cfg *Config) validate() error {
 		return fmt.Errorf("download: RateLimit %d is negative", cfg.RateLimit)
 	}
 	return nil
+}
+
+// setDefaults replaces zero values by the defaults.
+func (cfg *Config) setDefaults() {
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = DefaultRetryMax
+	} else if cfg.RetryMax < 0 {
+		cfg.RetryMax = 0
+	}
+	if cfg.RetryWaitMin == 0 {
+		cfg.RetryWaitMin = min(DefaultRetryWaitMin, max(cfg.RetryWaitMax, time.Millisecond))
+	}
+	if cfg.RetryWaitMax == 0 {
+		cfg.RetryWaitMax = max(DefaultRetryWaitMax, cfg.RetryWaitMin)
+	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	if cfg.MaxRetryAfter == 0 {
+		cfg.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	if cfg.LowSpeedLimit == 0 {
+		cfg.LowSpeedLimit = DefaultLowSpeedLimit
+	}
+	if cfg.LowSpeedTime == 0 {
+		cfg.LowSpeedTime = DefaultLowSpeedTime
+	}
+	if cfg.MetadataTimeout == 0 {
+		cfg.MetadataTimeout = DefaultMetadataTimeout
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = DefaultUserAgent
+	}
 }
 
 // Client transfers files over HTTP(S). It is safe for concurrent use.
@@ -148,26 +207,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.RetryMax == 0 {
-		cfg.RetryMax = DefaultRetryMax
-	} else if cfg.RetryMax < 0 {
-		cfg.RetryMax = 0
-	}
-	if cfg.RetryWaitMin == 0 {
-		cfg.RetryWaitMin = min(DefaultRetryWaitMin, max(cfg.RetryWaitMax, time.Millisecond))
-	}
-	if cfg.RetryWaitMax == 0 {
-		cfg.RetryWaitMax = max(DefaultRetryWaitMax, cfg.RetryWaitMin)
-	}
-	if cfg.StallTimeout == 0 {
-		cfg.StallTimeout = DefaultStallTimeout
-	}
-	if cfg.MaxRetryAfter == 0 {
-		cfg.MaxRetryAfter = DefaultMaxRetryAfter
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = DefaultUserAgent
-	}
+	cfg.setDefaults()
 	c := &Client{cfg: cfg, log: cfg.Logger}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -336,7 +376,7 @@ type attemptKey struct{}
 
 type attemptState struct {
 	requests int
-	stall    *stallWatch
+	watch    *watch
 }
 
 func stateOf(ctx context.Context) *attemptState {
@@ -345,19 +385,20 @@ func stateOf(ctx context.Context) *attemptState {
 }
 
 // requestHook runs before every attempt retryablehttp makes: count it and
-// start watching for a stall while waiting for the response.
+// start watching for a stall or a slow link while waiting for the
+// response.
 func requestHook(_ retryablehttp.Logger, req *http.Request, _ int) {
 	if s := stateOf(req.Context()); s != nil {
 		s.requests++
-		s.stall.arm()
+		s.watch.arm()
 	}
 }
 
-// checkRetry runs after every attempt: the stall watch stops for the
-// backoff (a Retry-After longer than the stall timeout is no stall).
+// checkRetry runs after every attempt: the watch stops for the backoff (a
+// Retry-After longer than the stall timeout is no stall).
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if s := stateOf(ctx); s != nil {
-		s.stall.disarm()
+		s.watch.disarm(0)
 	}
 	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 }
@@ -411,8 +452,3 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	}
 	return max(t.Sub(now), 0), true
 }
-
-// HTTPClient returns the client's *http.Client (with its TLS, mutual TLS
-// and proxy settings), for requests made by other packages on the same
-// connections, such as the byte ranges of a delta.
-func (c *Client) HTTPClient() *http.Client { return c.hc }

@@ -24,10 +24,25 @@
 // Content-Length that disagrees with the expected length, or a body longer
 // than the expected length is refused: more bytes than expected are never
 // read, let alone buffered. A body that ends early, a connection cut
-// mid-body or a stall (no byte for [Config].StallTimeout) is resumed from
-// the last byte delivered, with exponential backoff and jitter, within the
-// retry budget; 429 and 5xx answers are retried (honouring Retry-After),
-// other 4xx are not. Mirrors are tried in order.
+// mid-body, a stall (no byte for [Config].StallTimeout) or a link too slow
+// (fewer than [Config].LowSpeedLimit bytes per second over
+// [Config].LowSpeedTime, measured across the attempts of one transfer) is
+// resumed from the last byte delivered, with exponential backoff and
+// jitter, within the retry budget; 429 and 5xx answers are retried
+// (honouring Retry-After), other 4xx are not. Mirrors are tried in order.
+//
+// # One client for every byte
+//
+// Every byte a device fetches goes through a [Client], under the same
+// rules (TLS, stall and low-speed limits, Pause, rate limit, retries,
+// mirrors): whole targets with [Client.Fetch]; byte ranges of a file, such
+// as the chunks of a delta, with [Client.Range] (each request asks for
+// exactly the bytes still missing; a server that ignores Range fails with
+// [ErrNoRange]); small files fetched whole, such as the files of a chunk
+// store, with [Client.Get]; TUF metadata with [Client.Fetcher] and
+// [Client.GetConditional]. Small files also have an overall deadline per
+// mirror, [Config].MetadataTimeout ([ErrDeadline]), so that a server
+// dripping bytes of timestamp.json cannot hold a check for long.
 //
 // # Servers and Range
 //

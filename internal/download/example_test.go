@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"hash"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -69,4 +70,27 @@ func ExampleClient_GetConditional() {
 	// Output:
 	// 13 "ts-7"
 	// not modified: true
+}
+
+// ExampleClient_Range reads bytes 6-15 of a file, as a delta fetches the
+// chunks a device lacks: the same rules (stall and low-speed limits,
+// Pause, rate limit, retries, mirrors) as a whole target.
+func ExampleClient_Range() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "image.bin", time.Time{}, strings.NewReader("image:0123456789abcdef"))
+	}))
+	defer srv.Close()
+	c, err := download.New(download.Config{})
+	if err != nil {
+		panic(err)
+	}
+	rc, err := c.Range(context.Background(), []string{srv.URL + "/image.bin"}, 6, 10)
+	if err != nil {
+		panic(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	fmt.Printf("%s %v\n", b, err)
+	// Output:
+	// 0123456789 <nil>
 }

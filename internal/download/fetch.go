@@ -27,6 +27,16 @@ var (
 	ErrBadResponse = errors.New("download: inconsistent response")
 	// ErrStalled means no byte arrived for [Config].StallTimeout.
 	ErrStalled = errors.New("download: transfer stalled")
+	// ErrTooSlow means bytes arrived slower than [Config].LowSpeedLimit
+	// over [Config].LowSpeedTime.
+	ErrTooSlow = errors.New("download: transfer too slow")
+	// ErrDeadline means a small file took longer than
+	// [Config].MetadataTimeout.
+	ErrDeadline = errors.New("download: deadline exceeded")
+	// ErrNoRange means a server answered a byte-range request of
+	// [Client.Range] with the whole file, or with other bytes than asked:
+	// it does not serve ranges.
+	ErrNoRange = errors.New("download: server does not serve byte ranges")
 	// ErrUnstable means the content behind the URLs changed more often
 	// during one Fetch than it can sensibly restart.
 	ErrUnstable = errors.New("download: content keeps changing")
@@ -114,6 +124,10 @@ type fetchState struct {
 	rangeRestarts int
 	att           attemptState
 	buf           []byte
+	// ranged: the transfer is bytes [base, base+req.Length) of a longer
+	// file (Client.Range); offset counts from base.
+	ranged bool
+	base   int64
 }
 
 // Fetch streams req into sink, resuming at req.Offset, and reports
@@ -143,6 +157,13 @@ func (c *Client) Fetch(ctx context.Context, req Request, sink Sink, progress fun
 		offset: req.Offset, validator: req.Validator,
 		buf: make([]byte, c.chunkSize()),
 	}
+	return c.run(ctx, f)
+}
+
+// run transfers f, trying each mirror in turn.
+func (c *Client) run(ctx context.Context, f *fetchState) (Result, error) {
+	req := f.req
+	f.att.watch = c.newWatch()
 	ctx = context.WithValue(ctx, attemptKey{}, &f.att)
 	var errs []error
 	for i, u := range req.URLs {
@@ -187,8 +208,10 @@ func (c *Client) fetchMirror(ctx context.Context, f *fetchState, u string) error
 		if errors.As(err, &p) {
 			return p.err
 		}
-		if f.res.Transferred+int64(f.res.Restarts) != before {
-			failures = 0 // progress: the budget is for attempts that get nowhere
+		if f.res.Transferred+int64(f.res.Restarts) != before && !errors.Is(err, ErrTooSlow) {
+			// Progress: the budget is for attempts that get nowhere, and
+			// for a link too slow to use even if it delivers bytes.
+			failures = 0
 		}
 		failures++
 		if failures > c.cfg.RetryMax {
@@ -215,6 +238,7 @@ func isFatal(err error) bool {
 type permanent struct{ err error }
 
 func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
 
 // attempt sends one request (retryablehttp retries connection errors, 429
 // and 5xx) and streams its body. A nil error means the file is complete.
@@ -224,117 +248,168 @@ func (c *Client) attempt(ctx context.Context, f *fetchState, u string) error {
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	f.att.stall = newStallWatch(c.cfg.StallTimeout, cancel)
-	defer f.att.stall.disarm()
+	f.att.watch.start(cancel)
+	defer f.att.watch.stop()
 
 	req, err := retryablehttp.NewRequestWithContext(actx, http.MethodGet, u, nil)
 	if err != nil {
 		return permanent{fmt.Errorf("download: %w", err)}
 	}
 	c.setHeaders(req.Request)
-	vURL, vValue := parseValidator(f.validator)
-	sentValidator := ""
-	if f.offset > 0 {
-		req.Header.Set("Range", "bytes="+strconv.FormatInt(f.offset, 10)+"-")
-		// A validator of another mirror would not match: without it the
-		// Range is still checked against the expected length, and
-		// splicing two versions of equal length is caught by the
-		// caller's hash check.
-		if vValue != "" && (vURL == "" || vURL == u) {
-			req.Header.Set("If-Range", vValue)
-			sentValidator = vValue
-		}
-	}
+	sent := f.setRange(req.Header, u)
 	resp, err := c.rc.Do(req)
 	if err != nil && resp != nil {
 		resp.Body.Close()
 	}
 	if err != nil {
-		if cause := context.Cause(actx); errors.Is(cause, ErrStalled) && ctx.Err() == nil {
-			return fmt.Errorf("download: %s: waiting for response: %w", redact(u), ErrStalled)
+		if cause := tripped(ctx, actx); cause != nil {
+			return fmt.Errorf("download: %s: waiting for response: %w", redact(u), cause)
 		}
 		return permanent{fmt.Errorf("download: %s: %w", redact(u), err)}
 	}
 	defer resp.Body.Close()
-
-	respValidator := validatorOf(resp)
-	switch resp.StatusCode {
-	case http.StatusPartialContent:
-		if f.offset == 0 {
-			// We sent no Range; a 206 anyway is nonsense.
-			return permanent{fmt.Errorf("%w: %s: 206 to a request without Range", ErrBadResponse, redact(u))}
-		}
-		start, total, err := parseContentRange(resp.Header.Get("Content-Range"))
-		if err != nil {
-			return permanent{fmt.Errorf("%w: %s: %v", ErrBadResponse, redact(u), err)}
-		}
-		if total != f.req.Length {
-			return permanent{fmt.Errorf("%w: %s: Content-Range total %d, want %d", ErrLength, redact(u), total, f.req.Length)}
-		}
-		if start != f.offset {
-			return permanent{fmt.Errorf("%w: %s: Content-Range starts at %d, asked for %d", ErrBadResponse, redact(u), start, f.offset)}
-		}
-		if sentValidator != "" && respValidator != "" && !sameValidator(sentValidator, resp) {
-			// If-Range should have produced a 200: the server splices
-			// versions. Start over with what it serves now.
-			c.log.Warn("download: validator changed on a partial response; restarting", "url", redact(u))
-			if err := c.restart(f, true); err != nil {
-				return err
-			}
-			return errors.New("download: content changed")
-		}
-		if err := c.accept(f, u, respValidator); err != nil {
-			return err
-		}
-	case http.StatusOK:
-		if resp.ContentLength >= 0 && resp.ContentLength != f.req.Length {
-			// Checked before restarting: a wrong answer must not cost
-			// the bytes already delivered.
-			return permanent{fmt.Errorf("%w: %s: Content-Length %d, want %d", ErrLength, redact(u), resp.ContentLength, f.req.Length)}
-		}
-		if f.offset > 0 {
-			changed := sentValidator != "" && respValidator != "" && !sameValidator(sentValidator, resp)
-			if changed {
-				c.log.Info("download: file changed since the transfer began; restarting from 0", "url", redact(u))
-			} else if _, logged := c.ignoresRange.LoadOrStore(hostOf(u), struct{}{}); !logged {
-				c.log.Warn("download: server ignores Range; restarting from 0", "host", hostOf(u))
-			}
-			if err := c.restart(f, changed); err != nil {
-				return err
-			}
-		}
-		if err := c.accept(f, u, respValidator); err != nil {
-			return err
-		}
-	case http.StatusRequestedRangeNotSatisfiable:
-		if f.offset == f.req.Length {
-			if respValidator != "" && f.validator == "" {
-				f.validator = formatValidator(u, respValidator)
-			} else if vURL == "" && sentValidator != "" {
-				f.validator = formatValidator(u, sentValidator)
-			}
-			if cr := resp.Header.Get("Content-Range"); cr != "" {
-				if total, err := parseUnsatisfiedRange(cr); err == nil && total != f.req.Length {
-					return permanent{fmt.Errorf("%w: %s: file is now %d bytes, want %d", ErrLength, redact(u), total, f.req.Length)}
-				}
-			}
-			return nil
-		}
-		// The file is shorter than what we already hold: it changed.
-		c.log.Info("download: 416 below the expected length; restarting from 0", "url", redact(u), "offset", f.offset)
-		if err := c.restart(f, true); err != nil {
-			return err
-		}
-		return errors.New("download: range not satisfiable")
+	var done bool
+	switch {
+	case f.ranged:
+		err = c.answerRange(f, u, resp)
+	case resp.StatusCode == http.StatusPartialContent:
+		err = c.answerPartial(f, u, resp, sent)
+	case resp.StatusCode == http.StatusOK:
+		err = c.answerWhole(f, u, resp, sent)
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		done, err = c.answerUnsatisfiable(f, u, resp, sent)
 	default:
-		return permanent{&StatusError{StatusCode: resp.StatusCode, URL: redact(u)}}
+		err = permanent{&StatusError{StatusCode: resp.StatusCode, URL: redact(u)}}
 	}
-
+	if err != nil || done {
+		return err
+	}
 	want := f.req.Length - f.offset
 	if resp.ContentLength >= 0 && resp.ContentLength != want {
 		return permanent{fmt.Errorf("%w: %s: Content-Length %d, want %d", ErrLength, redact(u), resp.ContentLength, want)}
 	}
 	return c.stream(ctx, actx, f, u, resp.Body)
+}
+
+// setRange asks for the bytes still missing, and returns the validator
+// sent as If-Range ("" for none). A ranged transfer always asks for its
+// range; a file, from the offset on once bytes were delivered, with
+// If-Range so that bytes of two versions are never spliced.
+func (f *fetchState) setRange(h http.Header, u string) string {
+	if f.ranged {
+		h.Set("Range", "bytes="+strconv.FormatInt(f.base+f.offset, 10)+"-"+strconv.FormatInt(f.base+f.req.Length-1, 10))
+		return ""
+	}
+	if f.offset == 0 {
+		return ""
+	}
+	h.Set("Range", "bytes="+strconv.FormatInt(f.offset, 10)+"-")
+	// A validator of another mirror would not match: without it the
+	// Range is still checked against the expected length, and splicing
+	// two versions of equal length is caught by the caller's hash check.
+	if vURL, v := parseValidator(f.validator); v != "" && (vURL == "" || vURL == u) {
+		h.Set("If-Range", v)
+		return v
+	}
+	return ""
+}
+
+// answerPartial accepts a 206 that continues the file at the offset.
+func (c *Client) answerPartial(f *fetchState, u string, resp *http.Response, sent string) error {
+	if f.offset == 0 {
+		// We sent no Range; a 206 anyway is nonsense.
+		return permanent{fmt.Errorf("%w: %s: 206 to a request without Range", ErrBadResponse, redact(u))}
+	}
+	start, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+	if err != nil {
+		return permanent{fmt.Errorf("%w: %s: %v", ErrBadResponse, redact(u), err)}
+	}
+	if total != f.req.Length {
+		return permanent{fmt.Errorf("%w: %s: Content-Range total %d, want %d", ErrLength, redact(u), total, f.req.Length)}
+	}
+	if start != f.offset {
+		return permanent{fmt.Errorf("%w: %s: Content-Range starts at %d, asked for %d", ErrBadResponse, redact(u), start, f.offset)}
+	}
+	respValidator := validatorOf(resp)
+	if sent != "" && respValidator != "" && !sameValidator(sent, resp) {
+		// If-Range should have produced a 200: the server splices
+		// versions. Start over with what it serves now.
+		c.log.Warn("download: validator changed on a partial response; restarting", "url", redact(u))
+		if err := c.restart(f, true); err != nil {
+			return err
+		}
+		return errors.New("download: content changed")
+	}
+	return c.accept(f, u, respValidator)
+}
+
+// answerWhole accepts a 200: the file from its first byte, restarting the
+// sink if it holds bytes already.
+func (c *Client) answerWhole(f *fetchState, u string, resp *http.Response, sent string) error {
+	if resp.ContentLength >= 0 && resp.ContentLength != f.req.Length {
+		// Checked before restarting: a wrong answer must not cost the
+		// bytes already delivered.
+		return permanent{fmt.Errorf("%w: %s: Content-Length %d, want %d", ErrLength, redact(u), resp.ContentLength, f.req.Length)}
+	}
+	respValidator := validatorOf(resp)
+	if f.offset > 0 {
+		changed := sent != "" && respValidator != "" && !sameValidator(sent, resp)
+		if changed {
+			c.log.Info("download: file changed since the transfer began; restarting from 0", "url", redact(u))
+		} else if _, logged := c.ignoresRange.LoadOrStore(hostOf(u), struct{}{}); !logged {
+			c.log.Warn("download: server ignores Range; restarting from 0", "host", hostOf(u))
+		}
+		if err := c.restart(f, changed); err != nil {
+			return err
+		}
+	}
+	return c.accept(f, u, respValidator)
+}
+
+// answerUnsatisfiable handles a 416: done when the offset already is the
+// length (nothing is missing), else the file shrank and starts over.
+func (c *Client) answerUnsatisfiable(f *fetchState, u string, resp *http.Response, sent string) (bool, error) {
+	if f.offset == f.req.Length {
+		respValidator := validatorOf(resp)
+		if vURL, _ := parseValidator(f.validator); respValidator != "" && f.validator == "" {
+			f.validator = formatValidator(u, respValidator)
+		} else if vURL == "" && sent != "" {
+			f.validator = formatValidator(u, sent)
+		}
+		if cr := resp.Header.Get("Content-Range"); cr != "" {
+			if total, err := parseUnsatisfiedRange(cr); err == nil && total != f.req.Length {
+				return false, permanent{fmt.Errorf("%w: %s: file is now %d bytes, want %d", ErrLength, redact(u), total, f.req.Length)}
+			}
+		}
+		return true, nil
+	}
+	// The file is shorter than what we already hold: it changed.
+	c.log.Info("download: 416 below the expected length; restarting from 0", "url", redact(u), "offset", f.offset)
+	if err := c.restart(f, true); err != nil {
+		return false, err
+	}
+	return false, errors.New("download: range not satisfiable")
+}
+
+// answerRange accepts, for a ranged transfer, only a 206 of exactly the
+// bytes asked for.
+func (c *Client) answerRange(f *fetchState, u string, resp *http.Response) error {
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+	case http.StatusOK:
+		return permanent{fmt.Errorf("%w: %s answered 200 to a range request", ErrNoRange, redact(u))}
+	default:
+		return permanent{&StatusError{StatusCode: resp.StatusCode, URL: redact(u)}}
+	}
+	cr := resp.Header.Get("Content-Range")
+	first, last, _, err := parseByteRange(cr)
+	if err != nil {
+		return permanent{fmt.Errorf("%w: %s: %v", ErrBadResponse, redact(u), err)}
+	}
+	if want := f.base + f.offset; first != want || last != f.base+f.req.Length-1 {
+		return permanent{fmt.Errorf("%w: %s: asked bytes %d-%d, got Content-Range %q", ErrNoRange, redact(u), want, f.base+f.req.Length-1, cr)}
+	}
+	return c.accept(f, u, validatorOf(resp))
 }
 
 // accept records the validator of a response whose bytes are about to be
@@ -384,10 +459,10 @@ func (c *Client) restart(f *fetchState, changed bool) error {
 // stream copies the body to the sink through the fixed buffer, reading at
 // most the bytes still missing.
 func (c *Client) stream(ctx, actx context.Context, f *fetchState, u string, body io.Reader) error {
-	stall := f.att.stall
+	watch := f.att.watch
 	readErr := func(err error) error {
-		if errors.Is(context.Cause(actx), ErrStalled) && ctx.Err() == nil {
-			err = ErrStalled
+		if cause := tripped(ctx, actx); cause != nil {
+			err = cause
 		}
 		return fmt.Errorf("download: %s: body cut at %d of %d: %w", redact(u), f.offset, f.req.Length, err)
 	}
@@ -396,9 +471,9 @@ func (c *Client) stream(ctx, actx context.Context, f *fetchState, u string, body
 			return err
 		}
 		n := int(min(int64(len(f.buf)), f.req.Length-f.offset))
-		stall.arm()
+		watch.arm()
 		n, err := body.Read(f.buf[:n])
-		stall.disarm()
+		watch.disarm(n)
 		if n > 0 {
 			f.res.Transferred += int64(n)
 			if werr := c.wait(ctx, n); werr != nil {
@@ -431,9 +506,9 @@ func (c *Client) stream(ctx, actx context.Context, f *fetchState, u string, body
 	}
 	// Everything expected is here. A body of unannounced length may hold
 	// more: peek one byte to tell, never more.
-	stall.arm()
+	watch.arm()
 	n, _ := io.ReadFull(body, f.buf[:1])
-	stall.disarm()
+	watch.disarm(n)
 	if n > 0 {
 		f.res.Transferred++
 		return permanent{fmt.Errorf("%w: %s: more than %d bytes sent", ErrLength, redact(u), f.req.Length)}
@@ -520,37 +595,54 @@ func redact(u string) string {
 	return p.String()
 }
 
-// parseContentRange parses a satisfied byte range, "bytes first-last/total",
-// and returns first and total. The total must be known (not "*") and the
-// range must lie within it.
+// parseContentRange parses a satisfied byte range that reaches the end
+// of the file, "bytes first-last/total", and returns first and total. The
+// total must be known (not "*").
 func parseContentRange(s string) (start, total int64, err error) {
-	rest, ok := strings.CutPrefix(s, "bytes ")
-	if !ok {
-		return 0, 0, fmt.Errorf("Content-Range %q: not a byte range", s)
+	first, last, total, err := parseByteRange(s)
+	if err != nil {
+		return 0, 0, err
 	}
-	rng, tot, ok := strings.Cut(rest, "/")
-	if !ok {
+	if total < 0 {
 		return 0, 0, fmt.Errorf("Content-Range %q: no total", s)
 	}
-	first, last, ok := strings.Cut(rng, "-")
-	if !ok {
-		return 0, 0, fmt.Errorf("Content-Range %q: no range", s)
-	}
-	a, err1 := parseDigits(first)
-	b, err2 := parseDigits(last)
-	t, err3 := parseDigits(tot)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return 0, 0, fmt.Errorf("Content-Range %q: %w", s, err)
-	}
-	if a > b || b >= t {
-		return 0, 0, fmt.Errorf("Content-Range %q: range outside the total", s)
-	}
-	if b != t-1 {
+	if last != total-1 {
 		// We ask for open-ended ranges: a server sending less than the
 		// rest of the file is as suspicious as one sending more.
 		return 0, 0, fmt.Errorf("Content-Range %q: does not reach the end of the file", s)
 	}
-	return a, t, nil
+	return first, total, nil
+}
+
+// parseByteRange parses a satisfied byte range, "bytes first-last/total"
+// (RFC 9110), where total may be "*" (returned as -1). The range must lie
+// within the total.
+func parseByteRange(s string) (first, last, total int64, err error) {
+	rest, ok := strings.CutPrefix(s, "bytes ")
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("Content-Range %q: not a byte range", s)
+	}
+	rng, tot, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("Content-Range %q: no total", s)
+	}
+	a, b, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("Content-Range %q: no range", s)
+	}
+	first, err1 := parseDigits(a)
+	last, err2 := parseDigits(b)
+	total, err3 := int64(-1), error(nil)
+	if tot != "*" {
+		total, err3 = parseDigits(tot)
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return 0, 0, 0, fmt.Errorf("Content-Range %q: %w", s, err)
+	}
+	if first > last || (total >= 0 && last >= total) {
+		return 0, 0, 0, fmt.Errorf("Content-Range %q: range outside the total", s)
+	}
+	return first, last, total, nil
 }
 
 // parseUnsatisfiedRange parses "bytes */total" (RFC 9110, 416 answers).
@@ -574,28 +666,4 @@ func parseDigits(s string) (int64, error) {
 		}
 	}
 	return strconv.ParseInt(s, 10, 64)
-}
-
-// stallWatch cancels an attempt when armed for longer than d.
-type stallWatch struct {
-	d time.Duration
-	t *time.Timer
-}
-
-func newStallWatch(d time.Duration, cancel context.CancelCauseFunc) *stallWatch {
-	t := time.AfterFunc(d, func() { cancel(ErrStalled) })
-	t.Stop()
-	return &stallWatch{d: d, t: t}
-}
-
-func (s *stallWatch) arm() {
-	if s != nil {
-		s.t.Reset(s.d)
-	}
-}
-
-func (s *stallWatch) disarm() {
-	if s != nil {
-		s.t.Stop()
-	}
 }

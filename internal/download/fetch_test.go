@@ -640,7 +640,13 @@ func FuzzParseContentRange(f *testing.F) {
 	for _, s := range []string{"bytes 0-9/10", "bytes 5-9/10", "bytes */10", "bytes 0-0/1", "bytes 1-2/3", "x", "bytes 9223372036854775806-9223372036854775806/9223372036854775807"} {
 		f.Add(s)
 	}
+	f.Add("bytes 5-8/*")
 	f.Fuzz(func(t *testing.T, s string) {
+		if first, last, total, err := parseByteRange(s); err == nil {
+			if first < 0 || first > last || (total >= 0 && last >= total) || total < -1 {
+				t.Fatalf("parseByteRange(%q) = %d, %d, %d: not a range within the file", s, first, last, total)
+			}
+		}
 		start, total, err := parseContentRange(s)
 		if err != nil {
 			return

@@ -22,6 +22,7 @@ type fault struct {
 	retryAfter  string // with status
 	cutAt       int64  // >0: abort the connection after this many body bytes
 	stall       bool   // with cutAt: stop sending (until the client goes away) instead of cutting
+	hang        bool   // send the headers, then nothing (until the client goes away)
 	flipAt      int64  // >0: flip the byte at this file offset
 	ignoreRange bool   // answer 200 with the whole file
 	contentLen  string // "": honest; "-": none (chunked); else this value
@@ -113,8 +114,14 @@ func (s *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rg := r.Header.Get("Range"); rg != "" && !f.ignoreRange {
 		ir := r.Header.Get("If-Range")
 		if ir == "" || ir == etag {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(rg, "bytes="), "-"), 10, 64)
-			if err != nil {
+			first, last, ok := strings.Cut(strings.TrimPrefix(rg, "bytes="), "-")
+			n, err := strconv.ParseInt(first, 10, 64)
+			end := int64(len(content)) - 1
+			if err == nil && last != "" {
+				end, err = strconv.ParseInt(last, 10, 64)
+				end = min(end, int64(len(content))-1)
+			}
+			if err != nil || !ok {
 				http.Error(w, "bad range", http.StatusBadRequest)
 				return
 			}
@@ -124,7 +131,8 @@ func (s *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			start, status = n, http.StatusPartialContent
-			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(content)-1, len(content)))
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, end, len(content)))
+			content = content[:end+1]
 		}
 	}
 	if f.contentRng != "" {
@@ -142,6 +150,14 @@ func (s *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.flipAt > 0 && f.flipAt >= start && f.flipAt < int64(len(content)) {
 		body = bytes.Clone(body)
 		body[f.flipAt-start] ^= 0xff
+	}
+	if f.hang {
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+		panic(http.ErrAbortHandler)
 	}
 	if f.cutAt > 0 && f.cutAt < int64(len(body)) {
 		n, _ := w.Write(body[:f.cutAt])

@@ -37,8 +37,8 @@ type tufFetcher struct {
 }
 
 // DownloadFile implements fetcher.Fetcher. The timeout argument is
-// deprecated by go-tuf and ignored: ctx and the Client's stall timeout
-// govern.
+// deprecated by go-tuf and ignored: ctx and the Client's stall and
+// low-speed limits and MetadataTimeout govern.
 func (t *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
 	data, _, _, err := t.download(urlPath, maxLength, "")
 	return data, err
@@ -115,17 +115,55 @@ func (c *Client) GetConditional(ctx context.Context, url string, maxLength int64
 	return data, nm, v, err
 }
 
-// get fetches a small file whole, with retries and the stall watch; a body
-// cut mid-way is fetched again (these files are small).
+// Get downloads a small file whole (at most maxLength bytes) from the
+// first of the mirrors urls that serves it, with the rules of every
+// transfer (stall and low-speed limits, Pause, rate limit, retries) and
+// the MetadataTimeout per mirror. A file every mirror answers 404 for
+// yields a *StatusError with StatusCode 404.
+func (c *Client) Get(ctx context.Context, urls []string, maxLength int64) ([]byte, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("download: no URL")
+	}
+	var errs []error
+	for _, u := range urls {
+		data, _, _, err := c.get(ctx, u, maxLength, "")
+		if err == nil {
+			return data, nil
+		}
+		if ctx.Err() != nil || isFatal(err) {
+			return nil, err
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, fmt.Errorf("download: all %d mirrors failed: %w", len(errs), errors.Join(errs...))
+}
+
+// get fetches a small file whole, with retries, the watch, Pause and the
+// rate limit, within MetadataTimeout; a body cut mid-way is fetched again
+// (these files are small).
 func (c *Client) get(ctx context.Context, u string, maxLength int64, validator string) ([]byte, bool, string, error) {
 	if maxLength < 0 {
 		return nil, false, "", fmt.Errorf("download: maxLength %d is negative", maxLength)
 	}
-	var st attemptState
+	outer := ctx
+	if c.cfg.MetadataTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, c.cfg.MetadataTimeout,
+			fmt.Errorf("%w: %s took more than %v", ErrDeadline, redact(u), c.cfg.MetadataTimeout))
+		defer cancel()
+	}
+	st := attemptState{watch: c.newWatch()}
 	ctx = context.WithValue(ctx, attemptKey{}, &st)
 	failures := 0
 	for {
 		data, nm, v, err := c.getOnce(ctx, &st, u, maxLength, validator)
+		if err != nil && outer.Err() == nil && ctx.Err() != nil {
+			// Our deadline, not the caller's: say so.
+			return nil, false, "", fmt.Errorf("download: %s: %w", redact(u), context.Cause(ctx))
+		}
 		if err == nil || ctx.Err() != nil || isFatal(err) {
 			return data, nm, v, err
 		}
@@ -153,8 +191,8 @@ func (c *Client) getOnce(ctx context.Context, st *attemptState, u string, maxLen
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	st.stall = newStallWatch(c.cfg.StallTimeout, cancel)
-	defer st.stall.disarm()
+	st.watch.start(cancel)
+	defer st.watch.stop()
 	req, err := retryablehttp.NewRequestWithContext(actx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, false, "", permanent{fmt.Errorf("download: %w", err)}
@@ -166,8 +204,8 @@ func (c *Client) getOnce(ctx context.Context, st *attemptState, u string, maxLen
 		resp.Body.Close()
 	}
 	if err != nil {
-		if errors.Is(context.Cause(actx), ErrStalled) && ctx.Err() == nil {
-			return nil, false, "", fmt.Errorf("download: %s: waiting for response: %w", redact(u), ErrStalled)
+		if cause := tripped(ctx, actx); cause != nil {
+			return nil, false, "", fmt.Errorf("download: %s: waiting for response: %w", redact(u), cause)
 		}
 		return nil, false, "", permanent{fmt.Errorf("download: %s: %w", redact(u), err)}
 	}
@@ -184,37 +222,65 @@ func (c *Client) getOnce(ctx context.Context, st *attemptState, u string, maxLen
 		}
 		return nil, true, v, nil
 	default:
+		// Read a short error page (a static server's 404 for the next
+		// root version) to its end, so that the connection is reused for
+		// the timestamp: an idle check then costs one connection (one TLS
+		// handshake), not two.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil, false, "", permanent{&StatusError{StatusCode: resp.StatusCode, URL: redact(u)}}
 	}
 	if resp.ContentLength > maxLength {
 		return nil, false, "", permanent{&metadata.ErrDownloadLengthMismatch{
 			Msg: fmt.Sprintf("%s: Content-Length %d is over the maximum %d", redact(u), resp.ContentLength, maxLength)}}
 	}
-	// Metadata is small and bounded by maxLength: read it whole, never
-	// more than one byte past the limit.
+	data, err := c.readSmall(ctx, actx, st.watch, resp.Body, maxLength)
+	if err != nil {
+		err = fmt.Errorf("download: %s: %w", redact(u), err)
+		if le := (*metadata.ErrDownloadLengthMismatch)(nil); errors.As(err, &le) {
+			err = permanent{err}
+		}
+		return nil, false, "", err
+	}
+	return data, false, conditionalValidator(resp), nil
+}
+
+// maxErrorBody is how much of an error response is read so that its
+// connection can be reused.
+const maxErrorBody = 4 << 10
+
+// readSmall reads a body of at most maxLength bytes whole, never more than
+// one byte past the limit, through the watch, Pause and the rate limit.
+func (c *Client) readSmall(ctx, actx context.Context, w *watch, body io.Reader, maxLength int64) ([]byte, error) {
 	data := make([]byte, 0, min(maxLength+1, 64<<10))
-	buf := make([]byte, 32<<10)
-	lr := io.LimitReader(resp.Body, maxLength+1)
+	buf := make([]byte, min(32<<10, c.chunkSize()))
+	lr := io.LimitReader(body, maxLength+1)
 	for {
-		st.stall.arm()
+		if err := c.pause(ctx); err != nil {
+			return nil, err
+		}
+		w.arm()
 		n, err := lr.Read(buf)
-		st.stall.disarm()
-		data = append(data, buf[:n]...)
+		w.disarm(n)
+		if n > 0 {
+			if werr := c.wait(ctx, n); werr != nil {
+				return nil, fmt.Errorf("rate limit: %w", werr)
+			}
+			data = append(data, buf[:n]...)
+		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			if errors.Is(context.Cause(actx), ErrStalled) && ctx.Err() == nil {
-				err = ErrStalled
+			if cause := tripped(ctx, actx); cause != nil {
+				err = cause
 			}
-			return nil, false, "", fmt.Errorf("download: %s: reading body: %w", redact(u), err)
+			return nil, fmt.Errorf("reading body: %w", err)
 		}
 	}
 	if int64(len(data)) > maxLength {
-		return nil, false, "", permanent{&metadata.ErrDownloadLengthMismatch{
-			Msg: fmt.Sprintf("%s: more than the maximum %d bytes", redact(u), maxLength)}}
+		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("more than the maximum %d bytes", maxLength)}
 	}
-	return data, false, conditionalValidator(resp), nil
+	return data, nil
 }
 
 // conditionalValidator prefers the ETag (weak ones are fine for

@@ -281,6 +281,7 @@ func TestNewConfig(t *testing.T) {
 		{name: "negative rate", cfg: Config{RateLimit: -1}, wantErr: true},
 		{name: "min above max", cfg: Config{RetryWaitMin: time.Second, RetryWaitMax: time.Millisecond}, wantErr: true},
 		{name: "negative stall", cfg: Config{StallTimeout: -1}, wantErr: true},
+		{name: "negative low-speed time", cfg: Config{LowSpeedTime: -1}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
