@@ -145,6 +145,14 @@ type Config struct {
 	// check is the TUF workflow, an idle one two requests and no body (the
 	// next root answered 404, the timestamp 304). See verify.Config.
 	FullRefreshInterval time.Duration
+	// TargetPrefixes, when set, limits each check to the targets whose
+	// paths start with one of them, so that only the delegated roles that
+	// may list such paths are fetched: with a repository laid out as
+	// <component>/<hardware>/<file> and one delegated role per hardware
+	// family, a device lists "rootfs/board-a/", "app/board-a/" and
+	// fetches its own roles, not every vendor's (see package verify,
+	// "Delegations"). Empty lists every target of the repository.
+	TargetPrefixes []string
 }
 
 // downloadConfig is the configuration of the one download client every

@@ -121,6 +121,7 @@ func New(cfg Config) (u *Updater, err error) {
 		MinTime:             cfg.MinTime,
 		Logger:              log,
 		FullRefreshInterval: cfg.FullRefreshInterval,
+		Prefixes:            cfg.TargetPrefixes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
