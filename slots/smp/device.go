@@ -258,4 +258,3 @@ func images(list []ImageInfo) (p, s *ImageInfo) {
 	}
 	return p, s
 }
-

@@ -27,7 +27,9 @@ type rigOptions struct {
 	slotSize  int64
 }
 
-func version(major uint8) smp.ImageVersion { return smp.ImageVersion{Major: major, Minor: 1, Revision: 2} }
+func version(major uint8) smp.ImageVersion {
+	return smp.ImageVersion{Major: major, Minor: 1, Revision: 2}
+}
 
 // image builds an MCUboot image of n bytes of body.
 func image(n int, major uint8, key ed25519.PrivateKey) []byte {
