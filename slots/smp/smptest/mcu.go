@@ -269,6 +269,13 @@ func (m *MCU) Running() (hash []byte, version string, ok bool) {
 	return slices.Clone(m.image.Hash), m.image.Version.String(), true
 }
 
+// Powered reports whether the MCU has power (it may be resetting).
+func (m *MCU) Powered() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state != powerOff
+}
+
 // Boots is the number of times the bootloader ran.
 func (m *MCU) Boots() int {
 	m.mu.Lock()

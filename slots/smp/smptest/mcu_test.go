@@ -24,7 +24,9 @@ func newMCU(t *testing.T, cfg smptest.Config) (*smptest.MCU, *smp.Client) {
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
-	cfg.Logf = t.Logf
+	if cfg.Logf == nil {
+		cfg.Logf = t.Logf
+	}
 	m, err := smptest.New(cfg)
 	if err != nil {
 		t.Fatal(err)
