@@ -1,6 +1,7 @@
 package smp
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -120,6 +121,7 @@ type UDP struct {
 
 	mu   sync.Mutex
 	conn net.Conn
+	buf  []byte // Receive's buffer: the Client receives one packet at a time
 }
 
 // NewUDP checks cfg and returns a transport; it does not connect yet.
@@ -191,7 +193,10 @@ func (u *UDP) Receive(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := make([]byte, 64<<10)
+	if u.buf == nil {
+		u.buf = make([]byte, 64<<10)
+	}
+	buf := u.buf
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -203,7 +208,7 @@ func (u *UDP) Receive(ctx context.Context) ([]byte, error) {
 		c.SetReadDeadline(d)
 		n, err := c.Read(buf)
 		if err == nil {
-			return buf[:n], nil
+			return bytes.Clone(buf[:n]), nil
 		}
 		var ne net.Error
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {

@@ -110,6 +110,8 @@ type MCU struct {
 	boots    int
 	events   []string
 	servers  []server
+
+	sessionFile *os.File // the upload session record, open while powered
 }
 
 // New makes an MCU over the flash in cfg.Dir (a new, erased flash gets
@@ -178,6 +180,10 @@ func (m *MCU) powerOff() {
 	if m.flash != nil {
 		m.flash.close()
 		m.flash = nil
+	}
+	if m.sessionFile != nil {
+		m.sessionFile.Close()
+		m.sessionFile = nil
 	}
 	if m.state != powerOff {
 		m.event("power off")

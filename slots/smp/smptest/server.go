@@ -3,7 +3,7 @@ package smptest
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -227,26 +227,30 @@ func (m *MCU) eraseCmd(smp.Header, []byte) (any, error) {
 	return smp.Status{}, m.saveSession()
 }
 
-// uploadSession is the upload in progress. Kept in flash (a file) unless
-// Config.ForgetUpload is set.
+// uploadSession is the upload in progress. Kept in flash (a record in
+// its own file, written in place) unless Config.ForgetUpload is set.
 type uploadSession struct {
-	SHA []byte `json:"sha"`
-	Len uint64 `json:"len"`
-	Off uint64 `json:"off"`
+	SHA []byte
+	Len uint64
+	Off uint64
 }
 
-func sessionPath(dir string) string { return filepath.Join(dir, "upload-session.json") }
+// The session record: a valid byte (1), the length of the SHA, the SHA
+// (up to 32 bytes), the image length and the offset reached.
+const sessionSize = 1 + 1 + 32 + 8 + 8
+
+func sessionPath(dir string) string { return filepath.Join(dir, "upload-session.bin") }
 
 func loadSession(dir string) *uploadSession {
 	b, err := os.ReadFile(sessionPath(dir))
-	if err != nil {
+	if err != nil || len(b) != sessionSize || b[0] != 1 || b[1] > 32 {
 		return nil
 	}
-	var s uploadSession
-	if json.Unmarshal(b, &s) != nil {
-		return nil
+	s := &uploadSession{Len: binary.LittleEndian.Uint64(b[34:]), Off: binary.LittleEndian.Uint64(b[42:])}
+	if b[1] > 0 {
+		s.SHA = bytes.Clone(b[2 : 2+b[1]])
 	}
-	return &s
+	return s
 }
 
 // saveSession records the session (one flash operation).
@@ -257,18 +261,22 @@ func (m *MCU) saveSession() error {
 	if err := m.flash.op(); err != nil {
 		return err
 	}
-	path := sessionPath(m.cfg.Dir)
-	if m.session == nil {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	b := make([]byte, sessionSize)
+	if s := m.session; s != nil && len(s.SHA) <= 32 {
+		b[0], b[1] = 1, byte(len(s.SHA))
+		copy(b[2:], s.SHA)
+		binary.LittleEndian.PutUint64(b[34:], s.Len)
+		binary.LittleEndian.PutUint64(b[42:], s.Off)
+	}
+	if m.sessionFile == nil {
+		f, err := os.OpenFile(sessionPath(m.cfg.Dir), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
 			return err
 		}
-		return nil
+		m.sessionFile = f
 	}
-	b, _ := json.Marshal(m.session)
-	if err := os.WriteFile(path+".new", b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(path+".new", path)
+	_, err := m.sessionFile.WriteAt(b, 0)
+	return err
 }
 
 func (m *MCU) uploadCmd(_ smp.Header, body []byte) (any, error) {
