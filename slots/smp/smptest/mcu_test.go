@@ -128,3 +128,54 @@ func TestTestSwapRevertConfirm(t *testing.T) {
 		t.Fatalf("after confirm and reset: %+v", s)
 	}
 }
+
+// TestRestartFromFiles: an MCU whose power went mid-upload is made again
+// from its flash files (a new process, say) and the upload resumes.
+func TestRestartFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	v1 := smptest.BuildImage(body(10_000, 1), smptest.ImageOptions{Version: smp.ImageVersion{Major: 1}})
+	v2 := smptest.BuildImage(body(60_000, 2), smptest.ImageOptions{Version: smp.ImageVersion{Major: 2}})
+	m1, err := smptest.New(smptest.Config{Dir: dir, Factory: v1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := m1.ServeUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := smp.NewUDP(smp.UDPConfig{Addr: addr, Plain: true})
+	c := smp.NewClient(u, smp.ClientConfig{Timeout: 100 * time.Millisecond, Retries: -1})
+	defer c.Close()
+	sum := sha256.Sum256(v2)
+	opts := smp.UploadOptions{BufSize: 384, SHA: sum[:]}
+	m1.CutAfter(200) // past the erase of the slot, into the chunks
+	if err := c.Upload(context.Background(), bytes.NewReader(v2), int64(len(v2)), opts); err == nil {
+		t.Fatal("upload through a power cut: got nil error")
+	}
+	m1.Close()
+
+	m2, err := smptest.New(smptest.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if _, err := m2.ServeUDP(addr); err != nil {
+		t.Fatal(err)
+	}
+	first := int64(-1)
+	opts.Progress = func(done, _ int64) {
+		if first < 0 {
+			first = done
+		}
+	}
+	if err := c.Upload(context.Background(), bytes.NewReader(v2), int64(len(v2)), opts); err != nil {
+		t.Fatal(err)
+	}
+	if first <= 0 {
+		t.Errorf("the upload restarted at %d, want it resumed", first)
+	}
+	s := state(t, c)
+	if s[0].Version != "1.0.0" || s[1].Version != "2.0.0" {
+		t.Errorf("state after the resumed upload: %+v", s)
+	}
+}
