@@ -354,42 +354,76 @@ func (d *Device) Reboot() error {
 }
 
 // resetWait asks the device to reset and waits until it answers again.
+// A reset request is sent once (see Client.Reset); when a swap was due
+// and the device answers with the same image state, the request was lost
+// and is sent again.
 func (d *Device) resetWait(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.ResetTimeout)
 	defer cancel()
+	before, _ := d.c.ImageState(ctx)
+	for attempt := 1; ; attempt++ {
+		after, err := d.resetOnce(ctx)
+		if err != nil {
+			return err
+		}
+		if !swapDue(before) || !sameState(before, after) {
+			return nil
+		}
+		if attempt == 3 {
+			return fmt.Errorf("smp: device %s: a swap is due, but the device does not reset", d.cfg.Name)
+		}
+		d.log.Warn("device state unchanged after a reset: resetting again")
+	}
+}
+
+// resetOnce sends one reset request (or cycles the power when the device
+// does not answer) and waits for the device's image state.
+func (d *Device) resetOnce(ctx context.Context) ([]ImageInfo, error) {
 	err := d.c.Reset(ctx)
 	if errors.Is(err, ErrNoResponse) && d.cfg.PowerCycle != nil {
 		d.log.Warn("no answer to reset: power cycling")
 		err = d.cfg.PowerCycle(ctx)
 	}
 	if err != nil && !errors.Is(err, ErrNoResponse) {
-		// No response may mean the response was lost and the device reset.
-		return fmt.Errorf("smp: device %s: reset: %w", d.cfg.Name, err)
+		return nil, fmt.Errorf("smp: device %s: reset: %w", d.cfg.Name, err)
 	}
 	select {
 	case <-time.After(d.cfg.ResetGrace):
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	return d.waitAnswer(ctx)
 }
 
+// swapDue reports whether MCUboot swaps at the next reset: an image is
+// pending, or a test image runs unconfirmed.
+func swapDue(list []ImageInfo) bool {
+	p, s := images(list)
+	return p != nil && !p.Confirmed || s != nil && s.Pending
+}
+
+func sameState(a, b []ImageInfo) bool {
+	return slices.EqualFunc(a, b, func(x, y ImageInfo) bool {
+		return x.Slot == y.Slot && bytes.Equal(x.Hash, y.Hash) && x.Pending == y.Pending && x.Confirmed == y.Confirmed
+	})
+}
+
 // waitAnswer polls the device until it answers an image state request.
-func (d *Device) waitAnswer(ctx context.Context) error {
+func (d *Device) waitAnswer(ctx context.Context) ([]ImageInfo, error) {
 	poll := min(d.c.timeout, 250*time.Millisecond)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, poll)
-		_, err := d.c.ImageState(pctx)
+		list, err := d.c.ImageState(pctx)
 		cancel()
 		if err == nil {
-			return nil
+			return list, nil
 		}
 		var de *DeviceError
 		if errors.As(err, &de) {
-			return fmt.Errorf("smp: device %s: after reset: %w", d.cfg.Name, err)
+			return nil, fmt.Errorf("smp: device %s: after reset: %w", d.cfg.Name, err)
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("smp: device %s: no answer after reset: %w (last: %w)", d.cfg.Name, ctx.Err(), err)
+			return nil, fmt.Errorf("smp: device %s: no answer after reset: %w (last: %w)", d.cfg.Name, ctx.Err(), err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

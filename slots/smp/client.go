@@ -74,6 +74,10 @@ func (c *Client) Close() error { return c.t.Close() }
 // response is only checked for an error). A nil req sends an empty map.
 // An error the device reports is returned as a *DeviceError.
 func (c *Client) Do(ctx context.Context, op Op, group Group, id uint8, req, resp any) error {
+	return c.do(ctx, c.retries, op, group, id, req, resp)
+}
+
+func (c *Client) do(ctx context.Context, retries int, op Op, group Group, id uint8, req, resp any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -92,7 +96,7 @@ func (c *Client) Do(ctx context.Context, op Op, group Group, id uint8, req, resp
 	if err != nil {
 		return err
 	}
-	rbody, err := c.exchange(ctx, h, pkt)
+	rbody, err := c.exchange(ctx, h, pkt, retries)
 	if err != nil {
 		return err
 	}
@@ -110,9 +114,9 @@ func (c *Client) Do(ctx context.Context, op Op, group Group, id uint8, req, resp
 
 // exchange sends pkt and waits for its response, trying again after a
 // timeout.
-func (c *Client) exchange(ctx context.Context, h Header, pkt []byte) ([]byte, error) {
+func (c *Client) exchange(ctx context.Context, h Header, pkt []byte, retries int) ([]byte, error) {
 	var last error
-	for attempt := 0; attempt <= c.retries; attempt++ {
+	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			if r, ok := c.t.(Reconnector); ok {
 				if err := r.Reconnect(ctx); err != nil {
@@ -136,7 +140,7 @@ func (c *Client) exchange(ctx context.Context, h Header, pkt []byte) ([]byte, er
 		}
 		last = err
 	}
-	return nil, fmt.Errorf("%w: group %d command %d after %d attempts: %w", ErrNoResponse, h.Group, h.ID, c.retries+1, last)
+	return nil, fmt.Errorf("%w: group %d command %d after %d attempts: %w", ErrNoResponse, h.Group, h.ID, retries+1, last)
 }
 
 // errRetry marks transport errors worth another attempt (a dropped link).

@@ -10,9 +10,12 @@ func (c *Client) Echo(ctx context.Context, s string) (string, error) {
 }
 
 // Reset asks the device to reset (OS group, command 5). The device
-// answers before it resets.
+// answers before it resets. The request is sent once: sent again after a
+// lost answer, it could reset the device a second time, which reverts an
+// image on test. An error wrapping ErrNoResponse therefore leaves open
+// whether the device reset.
 func (c *Client) Reset(ctx context.Context) error {
-	return c.Do(ctx, OpWrite, GroupOS, CmdReset, ResetRequest{}, nil)
+	return c.do(ctx, 0, OpWrite, GroupOS, CmdReset, ResetRequest{}, nil)
 }
 
 // Params reads the device's SMP buffer size and count (OS group,

@@ -20,12 +20,15 @@ type link struct {
 	dc   *net.UDPConn // the MCU's side
 	down atomic.Bool
 	sent atomic.Int64 // bytes relayed towards the MCU
+	// dropUp and dropDown, when set, drop the datagrams they return true
+	// for, towards the MCU and back.
+	dropUp, dropDown func(p []byte) bool
 
 	mu     sync.Mutex
 	client net.Addr
 }
 
-func newLink(t *testing.T, mcuAddr string) *link {
+func newLink(t *testing.T, mcuAddr string, opts ...func(*link)) *link {
 	t.Helper()
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -37,6 +40,9 @@ func newLink(t *testing.T, mcuAddr string) *link {
 		t.Fatal(err)
 	}
 	l := &link{pc: pc, dc: dc}
+	for _, o := range opts {
+		o(l)
+	}
 	t.Cleanup(func() { pc.Close(); dc.Close() })
 	go l.up()
 	go l.back()
@@ -53,7 +59,7 @@ func (l *link) up() {
 		l.mu.Lock()
 		l.client = from
 		l.mu.Unlock()
-		if !l.down.Load() {
+		if !l.down.Load() && (l.dropUp == nil || !l.dropUp(buf[:n])) {
 			l.sent.Add(int64(n))
 			l.dc.Write(buf[:n])
 		}
@@ -73,7 +79,7 @@ func (l *link) back() {
 		l.mu.Lock()
 		to := l.client
 		l.mu.Unlock()
-		if !l.down.Load() && to != nil {
+		if !l.down.Load() && to != nil && (l.dropDown == nil || !l.dropDown(buf[:n])) {
 			l.pc.WriteTo(buf[:n], to)
 		}
 	}
