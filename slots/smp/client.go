@@ -42,6 +42,7 @@ type Client struct {
 	t       Transport
 	timeout time.Duration
 	retries int
+	version uint8
 
 	mu  sync.Mutex
 	seq uint8
@@ -54,6 +55,10 @@ type ClientConfig struct {
 	// Retries is how many times an unanswered request is sent again
 	// (default 3; negative: none).
 	Retries int
+	// LegacySMP sends SMP version 1 headers, for devices that predate SMP
+	// version 2 (Zephyr before 3.3, Mynewt). Responses of either version
+	// are understood.
+	LegacySMP bool
 }
 
 // NewClient returns a client over t.
@@ -64,7 +69,11 @@ func NewClient(t Transport, cfg ClientConfig) *Client {
 	if cfg.Retries == 0 {
 		cfg.Retries = 3
 	}
-	return &Client{t: t, timeout: cfg.Timeout, retries: max(cfg.Retries, 0)}
+	c := &Client{t: t, timeout: cfg.Timeout, retries: max(cfg.Retries, 0), version: Version2}
+	if cfg.LegacySMP {
+		c.version = 0
+	}
+	return c
 }
 
 // Close closes the transport.
@@ -91,7 +100,7 @@ func (c *Client) do(ctx context.Context, retries int, op Op, group Group, id uin
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
-	h := Header{Version: Version2, Op: op, Group: group, Seq: c.seq, ID: id}
+	h := Header{Version: c.version, Op: op, Group: group, Seq: c.seq, ID: id}
 	pkt, err := EncodePacket(h, body)
 	if err != nil {
 		return err

@@ -166,6 +166,7 @@ type DeviceError struct {
 	Reason string
 }
 
+// Error describes the error with its group and code.
 func (e *DeviceError) Error() string {
 	s := fmt.Sprintf("smp: device error rc=%d", e.RC)
 	if !e.Legacy {
