@@ -9,10 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/switchback-ota/switchback/health"
 	"github.com/switchback-ota/switchback/slots/smp"
 	"github.com/switchback-ota/switchback/slots/smp/smptest"
-	"github.com/switchback-ota/switchback/updater"
 )
 
 // A gateway updates a microcontroller over SMP on DTLS: stage the new
@@ -88,37 +86,6 @@ func Example() {
 	// running slot a
 	// running slot b on trial, committed a
 	// committed; the MCU runs 2.0.0
-}
-
-// Each MCU behind the gateway is an updater component. Here one on a
-// serial line; open the port with a serial package (go.bug.st/serial,
-// for example) at the device's speed.
-func Example_updater() {
-	port, err := os.OpenFile("/dev/ttyACM0", os.O_RDWR, 0)
-	if err != nil {
-		log.Fatal(err)
-	}
-	dev, err := smp.New(smp.Config{Name: "sensor-01", Dir: "/var/lib/gateway/mcu/sensor-01", Transport: smp.NewSerial(port)})
-	if err != nil {
-		log.Fatal(err)
-	}
-	u, err := updater.New(updater.Config{
-		Hardware: "sensor-board-r2", StateDir: "/var/lib/gateway/switchback",
-		// TrustedRoot, MetadataURL, TargetsURL as for any component.
-		Components: []updater.Component{{Name: "sensor-fw", Slots: dev.Slots(), Boot: dev, FactoryVersion: "1.0.0"}},
-		HealthChecks: []health.HealthCheck{
-			dev.ImageCheck(),
-			health.Func("sensor reads", func(ctx context.Context) error {
-				_, err := dev.Client().Echo(ctx, "ping") // or a request to the application's own group
-				return err
-			}),
-		},
-		Restart: func(ctx context.Context, component string) error { return dev.Reset(ctx) },
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	_ = u
 }
 
 func ExampleParseImage() {

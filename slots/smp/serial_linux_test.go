@@ -2,6 +2,7 @@ package smp_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -15,9 +16,10 @@ import (
 	"github.com/switchback-ota/switchback/slots/smp/smptest"
 )
 
-// openPTY opens a pseudo-terminal pair in raw mode: the MCU gets the
-// master, the gateway the terminal, as it would get /dev/ttyACM0.
-func openPTY(t testing.TB) (master, tty *os.File) {
+// openPTY opens a pseudo-terminal and returns its master, for the MCU,
+// and the path of its terminal, which the gateway opens as it would
+// open /dev/ttyACM0.
+func openPTY(t testing.TB) (master *os.File, tty string) {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -26,46 +28,22 @@ func openPTY(t testing.TB) (master, tty *os.File) {
 		}
 		t.Skipf("no pty: %v", err)
 	}
-	var n int
-	ctl := func(f *os.File, op func(fd int) error) {
-		t.Helper()
-		rc, err := f.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var opErr error
-		if err := rc.Control(func(fd uintptr) { opErr = op(int(fd)) }); err != nil || opErr != nil {
-			t.Fatalf("pty ioctl: %v %v", err, opErr)
-		}
-	}
-	ctl(master, func(fd int) error {
-		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return err
-		}
-		var err error
-		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
-		return err
-	})
-	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	rc, err := master.SyscallConn()
 	if err != nil {
-		master.Close()
 		t.Fatal(err)
 	}
-	ctl(tty, func(fd int) error {
-		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-		if err != nil {
-			return err
+	var n int
+	var ioErr error
+	err = rc.Control(func(fd uintptr) {
+		if ioErr = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); ioErr == nil {
+			n, ioErr = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
 		}
-		// cfmakeraw: no echo, no line editing, no CR/LF translation.
-		tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		tio.Oflag &^= unix.OPOST
-		tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		tio.Cflag &^= unix.CSIZE | unix.PARENB
-		tio.Cflag |= unix.CS8
-		tio.Cc[unix.VMIN], tio.Cc[unix.VTIME] = 1, 0
-		return unix.IoctlSetTermios(fd, unix.TCSETS, tio)
 	})
-	return master, tty
+	if err != nil || ioErr != nil {
+		master.Close()
+		t.Fatalf("pty: %v %v", err, ioErr)
+	}
+	return master, fmt.Sprintf("/dev/pts/%d", n)
 }
 
 // serialRig is a simulated MCU answering on a pty and a Device on the
@@ -80,7 +58,11 @@ func serialRig(t testing.TB) (*smptest.MCU, *smp.Device, []byte) {
 	}
 	m.ServeSerial(master)
 	t.Cleanup(func() { m.Close() })
-	d, err := smp.New(smp.Config{Name: "uart", Dir: t.TempDir(), Transport: smp.NewSerial(tty),
+	port, err := smp.OpenSerial(tty, 115200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := smp.New(smp.Config{Name: "uart", Dir: t.TempDir(), Transport: port,
 		Client: smp.ClientConfig{Timeout: time.Second}, ResetGrace: 2 * time.Millisecond, ResetTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -113,4 +95,13 @@ func TestSerialPTY(t *testing.T) {
 	}
 	wantStatus(t, d, slots.BootStatus{Booted: "b", Primary: "b"})
 	wantRunning(t, m, v2)
+}
+
+func TestOpenSerialRefuses(t *testing.T) {
+	if _, err := smp.OpenSerial("/dev/null", 12345); !errors.Is(err, smp.ErrConfig) {
+		t.Errorf("OpenSerial at 12345 baud: %v, want ErrConfig", err)
+	}
+	if _, err := smp.OpenSerial("/dev/null", 115200); err == nil {
+		t.Errorf("OpenSerial of /dev/null (not a terminal): got nil error")
+	}
 }
