@@ -38,4 +38,3 @@ func Example_updater() {
 	}
 	_ = u
 }
-
