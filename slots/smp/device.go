@@ -112,6 +112,9 @@ var slotNames = []string{"a", "b"}
 // of a running, unconfirmed trial with tries left lets MCUboot revert,
 // marks the image for test again and resets once more.
 //
+// Only image 0, the application, is handled: devices with several image
+// pairs (a network core's firmware beside the application) are not.
+//
 // A Device is safe for concurrent use.
 type Device struct {
 	cfg Config

@@ -23,7 +23,8 @@
 // Transports: [UDP] carries one packet per datagram, over DTLS 1.2
 // (github.com/pion/dtls/v4; a pre-shared key or certificates, as Zephyr's
 // UDP transport offers) unless configured Plain. [Serial] carries the SMP
-// console framing (base64, CRC-16, 127-byte frames) on any serial line.
+// console framing (base64, CRC-16, 127-byte frames) on any serial line;
+// [OpenSerial] opens a port raw at a line speed.
 // A serial line is not encrypted: it is a physical link, and whoever can
 // tap it can reach the MCU's pins as well.
 //
