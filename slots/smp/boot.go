@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -59,7 +60,10 @@ func (d *Device) status(ctx context.Context) (slots.BootStatus, devImages, error
 // a commit the gateway did not record) and the status.
 func deriveStatus(st devState, p, s *ImageInfo) (devState, slots.BootStatus, error) {
 	next := st
-	next.Slots = maps(st.Slots)
+	next.Slots = maps.Clone(st.Slots)
+	if next.Slots == nil {
+		next.Slots = map[string]slotRecord{}
+	}
 	if p == nil {
 		return st, slots.BootStatus{}, errors.New("device reports no image in its primary slot")
 	}
@@ -69,7 +73,7 @@ func deriveStatus(st devState, p, s *ImageInfo) (devState, slots.BootStatus, err
 		// image in the secondary slot at the next reset.
 		bs.Booted = st.Trial
 		if bs.Booted == "" {
-			bs.Booted = (&Device{st: st}).nameOf(p.Hash, "")
+			bs.Booted = st.nameOf(p.Hash, "")
 		}
 		if bs.Booted == "" {
 			return st, bs, fmt.Errorf("%w: image %x runs on test", ErrUnknownImage, p.Hash)
@@ -80,7 +84,7 @@ func deriveStatus(st devState, p, s *ImageInfo) (devState, slots.BootStatus, err
 		}
 		return next, bs, nil
 	}
-	name := (&Device{st: st}).nameOf(p.Hash, st.Primary)
+	name := st.nameOf(p.Hash, st.Primary)
 	if name == "" {
 		// A confirmed image the gateway does not know: the factory image,
 		// or one installed by other means. It is the primary now.
@@ -107,24 +111,8 @@ func deriveStatus(st devState, p, s *ImageInfo) (devState, slots.BootStatus, err
 	return next, bs, nil
 }
 
-func maps(m map[string]slotRecord) map[string]slotRecord {
-	out := make(map[string]slotRecord, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 func equalState(a, b devState) bool {
-	if a.Primary != b.Primary || a.Trial != b.Trial || a.Tries != b.Tries || len(a.Slots) != len(b.Slots) {
-		return false
-	}
-	for k, v := range a.Slots {
-		if b.Slots[k] != v {
-			return false
-		}
-	}
-	return true
+	return a.Primary == b.Primary && a.Trial == b.Trial && a.Tries == b.Tries && maps.Equal(a.Slots, b.Slots)
 }
 
 // Arm makes slot the trial: its staged image is parsed and checked,

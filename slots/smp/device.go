@@ -221,16 +221,16 @@ func (d *Device) known(name string) error {
 }
 
 // nameOf returns the slot whose image has hash, preferring prefer.
-func (d *Device) nameOf(hash []byte, prefer string) string {
+func (st devState) nameOf(hash []byte, prefer string) string {
 	h := hex.EncodeToString(hash)
 	if len(hash) == 0 {
 		return ""
 	}
-	if d.st.Slots[prefer].Hash == h {
+	if st.Slots[prefer].Hash == h {
 		return prefer
 	}
 	for _, n := range slotNames {
-		if d.st.Slots[n].Hash == h {
+		if st.Slots[n].Hash == h {
 			return n
 		}
 	}
