@@ -7,10 +7,11 @@ import (
 	"testing"
 
 	"github.com/switchback-ota/switchback/slots/smp"
+	"github.com/switchback-ota/switchback/slots/smp/smptest"
 )
 
 // benchUpload uploads a 200 kB image to the MCU's secondary slot once per
-// iteration, at the MCU's default buffer size (384 bytes, Zephyr's
+// iteration, at the MCU's buffer size (by default 384 bytes, Zephyr's
 // default), erasing the slot in between so that nothing resumes.
 func benchUpload(b *testing.B, c *smp.Client) {
 	ctx := context.Background()
@@ -34,6 +35,13 @@ func benchUpload(b *testing.B, c *smp.Client) {
 
 func BenchmarkUploadUDP(b *testing.B) {
 	r := newRig(b, rigOptions{})
+	benchUpload(b, r.dev.Client())
+}
+
+// BenchmarkUploadUDP2048 is an MCU with 2 KiB SMP buffers (what Zephyr's
+// smp_svr sample configures for UDP).
+func BenchmarkUploadUDP2048(b *testing.B) {
+	r := newRig(b, rigOptions{mcu: smptest.Config{BufSize: 2048}})
 	benchUpload(b, r.dev.Client())
 }
 

@@ -201,10 +201,11 @@ func (d *Device) upload(ctx context.Context, slot string, im *Image, sec *ImageI
 	return nil
 }
 
-// bufSize is the device's SMP buffer size, asked once.
+// bufSize is the device's SMP buffer size, asked once per boot of the
+// device (new firmware may have other buffers).
 func (d *Device) bufSize(ctx context.Context) (int, error) {
-	if d.st.BufSize > 0 {
-		return d.st.BufSize, nil
+	if d.buf > 0 {
+		return d.buf, nil
 	}
 	p, err := d.c.Params(ctx)
 	if err != nil {
@@ -213,8 +214,8 @@ func (d *Device) bufSize(ctx context.Context) (int, error) {
 	if p.BufSize < 64 {
 		return 0, fmt.Errorf("smp: device %s: buffer of %d bytes is too small", d.cfg.Name, p.BufSize)
 	}
-	d.st.BufSize = int(p.BufSize)
-	return d.st.BufSize, d.save()
+	d.buf = int(p.BufSize)
+	return d.buf, nil
 }
 
 // Commit confirms the image that runs in slot, after checking that the
@@ -367,6 +368,7 @@ func (d *Device) resetWait(ctx context.Context) error {
 // resetOnce sends one reset request (or cycles the power when the device
 // does not answer) and waits for the device's image state.
 func (d *Device) resetOnce(ctx context.Context) ([]ImageInfo, error) {
+	d.buf = 0
 	err := d.c.Reset(ctx)
 	if errors.Is(err, ErrNoResponse) && d.cfg.PowerCycle != nil {
 		d.log.Warn("no answer to reset: power cycling")

@@ -1,11 +1,14 @@
 package smp_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"testing"
 	"time"
 
 	"github.com/switchback-ota/switchback/slots/smp"
+	"github.com/switchback-ota/switchback/slots/smp/smptest"
 )
 
 // TestClientVersions talks to the MCU in SMP version 1 and 2, and gets
@@ -30,5 +33,27 @@ func TestClientVersions(t *testing.T) {
 			t.Errorf("legacy %v: Params = %+v, %v", legacy, p, err)
 		}
 		c.Close()
+	}
+}
+
+// TestUploadChunksFitBuffer: chunks are cut to the buffer size given; a
+// client that claims a bigger buffer than the device has is refused.
+func TestUploadChunksFitBuffer(t *testing.T) {
+	for _, buf := range []int{128, 384, 2048} {
+		r := newRig(t, rigOptions{mcu: smptest.Config{BufSize: buf}})
+		img := image(30_000, 2, nil)
+		sum := sha256.Sum256(img)
+		c := r.dev.Client()
+		ctx := context.Background()
+		if err := c.Upload(ctx, bytes.NewReader(img), int64(len(img)), smp.UploadOptions{BufSize: buf, SHA: sum[:]}); err != nil {
+			t.Errorf("buffer %d: %v", buf, err)
+		}
+		if err := c.ImageErase(ctx); err != nil {
+			t.Fatal(err)
+		}
+		err := c.Upload(ctx, bytes.NewReader(img), int64(len(img)), smp.UploadOptions{BufSize: buf + 1, SHA: sum[:]})
+		if !smp.IsRC(err, smp.RCMsgSize) {
+			t.Errorf("buffer %d, client assuming %d: %v, want rc %d", buf, buf+1, err, smp.RCMsgSize)
+		}
 	}
 }

@@ -75,10 +75,9 @@ type devState struct {
 	Tries int    `json:"tries,omitempty"`
 	// Bad lists slots marked bad.
 	Bad []string `json:"bad,omitempty"`
-	// SlotSize is the device's slot size, once asked.
+	// SlotSize is the device's slot size, once asked (MCUboot's flash
+	// layout does not change with the application).
 	SlotSize int64 `json:"slot_size,omitempty"`
-	// BufSize is the device's SMP buffer size, once asked.
-	BufSize int `json:"buf_size,omitempty"`
 }
 
 // slotRecord identifies an image by its MCUboot SHA-256 TLV.
@@ -124,6 +123,7 @@ type Device struct {
 	mu    sync.Mutex
 	st    devState
 	slots []*slot
+	buf   int // the device's SMP buffer size; asked again after a reset
 }
 
 // New opens the device's state in cfg.Dir (a new one: slot "a" is the

@@ -90,18 +90,33 @@ func report(f func(done, total int64), done, total uint64) {
 }
 
 // chunkLen is how many data bytes fit one request next to req's other
-// fields, in a packet of bufSize bytes.
+// fields, in a packet of at most bufSize bytes.
 func chunkLen(req UploadRequest, bufSize int, left uint64) (int, error) {
 	req.Data = nil
 	b, err := Marshal(req)
 	if err != nil {
 		return 0, err
 	}
-	// A byte string's length prefix grows from 1 byte (empty) to at most
-	// 3 (up to 65535 bytes).
-	n := bufSize - HeaderSize - len(b) - 2
+	// An empty byte string is one byte; n bytes add n, and their length
+	// prefix grows by one byte from 24 bytes on, by two from 256 (RFC
+	// 8949, 3.1).
+	avail := bufSize - HeaderSize - len(b)
+	n := avail
+	for n > 0 && n+prefixGrowth(n) > avail {
+		n--
+	}
 	if n < 1 {
 		return 0, fmt.Errorf("%w: device buffer of %d bytes holds no image data", ErrUpload, bufSize)
 	}
 	return int(min(uint64(n), left)), nil
+}
+
+func prefixGrowth(n int) int {
+	switch {
+	case n < 24:
+		return 0
+	case n < 256:
+		return 1
+	}
+	return 2
 }
