@@ -93,7 +93,7 @@ func resumeDevice(t *testing.T, addr string, at func(done, total int64)) *smp.De
 		t.Fatal(err)
 	}
 	d, err := smp.New(smp.Config{Name: "mcu", Dir: t.TempDir(), Transport: u, Progress: at,
-		Client: smp.ClientConfig{Timeout: 100 * time.Millisecond, Retries: 2}, ResetGrace: time.Millisecond, ResetTimeout: 10 * time.Second})
+		Client: smp.ClientConfig{Timeout: 250 * time.Millisecond, Retries: 3}, ResetGrace: time.Millisecond, ResetTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,8 @@ type Config struct {
 	// Key, when set, is the ED25519 key MCUboot checks images against.
 	Key ed25519.PublicKey
 	// Factory is written to the primary slot of a new flash: the image
-	// the MCU left the factory with.
+	// the MCU left the factory with (signed, when Key is set: MCUboot
+	// checks the primary slot too).
 	Factory []byte
 	// App decides how the application in an image behaves (nil: healthy).
 	App func(im *smp.Image) Behavior

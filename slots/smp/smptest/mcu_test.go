@@ -179,3 +179,30 @@ func TestRestartFromFiles(t *testing.T) {
 		t.Errorf("state after the resumed upload: %+v", s)
 	}
 }
+
+// TestPermanentSwap: confirm with the secondary image's hash asks for a
+// permanent swap; the image runs confirmed and stays after a reset.
+func TestPermanentSwap(t *testing.T) {
+	v1 := smptest.BuildImage(body(5_000, 1), smptest.ImageOptions{Version: smp.ImageVersion{Major: 1}})
+	v2 := smptest.BuildImage(body(7_000, 2), smptest.ImageOptions{Version: smp.ImageVersion{Major: 2}})
+	m, c := newMCU(t, smptest.Config{Factory: v1})
+	ctx := context.Background()
+	upload(t, c, v2)
+	var r smp.ImageStateResponse
+	if err := c.Do(ctx, smp.OpWrite, smp.GroupImage, smp.CmdImageState, smp.ImageStateRequest{Hash: state(t, c)[1].Hash, Confirm: true}, &r); err != nil {
+		t.Fatal(err)
+	}
+	if s := state(t, c); !s[1].Pending || !s[1].Permanent {
+		t.Fatalf("after a permanent request: %+v", s)
+	}
+	for range 2 {
+		if err := c.Reset(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		waitRunning(t, m)
+		if s := state(t, c); s[0].Version != "2.0.0" || !s[0].Confirmed || s[1].Pending {
+			t.Fatalf("after reset: %+v", s)
+		}
+	}
+}
