@@ -58,7 +58,8 @@ func (s udpServer) close() error { return s.conn.Close() }
 
 // ServeDTLS answers SMP over DTLS on addr with the credentials in cfg and
 // returns the address it listens on. A reset of the MCU drops every
-// session, as a real one does: clients shake hands again.
+// session, as a real one does: clients shake hands again. (Handshakes
+// are answered even while the MCU is off; requests are not.)
 func (m *MCU) ServeDTLS(addr string, cfg *smp.DTLSConfig) (string, error) {
 	opts, err := cfg.ServerOptions()
 	if err != nil {
@@ -80,11 +81,10 @@ type dtlsServer struct {
 	m    *MCU
 	opts []dtls.ServerOption
 
-	mu     sync.Mutex
-	addr   *net.UDPAddr
-	ln     net.Listener
-	conns  map[net.Conn]bool
-	closed bool
+	mu    sync.Mutex
+	addr  *net.UDPAddr
+	ln    net.Listener
+	conns map[net.Conn]bool
 }
 
 func (s *dtlsServer) listen(laddr *net.UDPAddr) error {
@@ -104,7 +104,7 @@ func (s *dtlsServer) accept(ln net.Listener) {
 			return
 		}
 		s.mu.Lock()
-		if s.ln != ln {
+		if s.ln == nil {
 			s.mu.Unlock()
 			c.Close()
 			return
@@ -136,17 +136,12 @@ func (s *dtlsServer) serve(c net.Conn) {
 	}
 }
 
-// reset drops the sessions and listens again on the same port.
+// reset drops the sessions. The socket stays: a client that shakes hands
+// again does so from a new port, as a new session.
 func (s *dtlsServer) reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
 	s.drop()
-	if err := s.listen(s.addr); err != nil {
-		s.m.events = append(s.m.events, "dtls: listen again: "+err.Error())
-	}
 }
 
 func (s *dtlsServer) drop() {
@@ -154,18 +149,18 @@ func (s *dtlsServer) drop() {
 		c.Close()
 		delete(s.conns, c)
 	}
-	if s.ln != nil {
-		s.ln.Close()
-		s.ln = nil
-	}
 }
 
 func (s *dtlsServer) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed = true
 	s.drop()
-	return nil
+	if s.ln == nil {
+		return nil
+	}
+	err := s.ln.Close()
+	s.ln = nil
+	return err
 }
 
 // ServeSerial answers SMP console frames on a serial line (for example
