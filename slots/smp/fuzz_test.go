@@ -12,6 +12,9 @@ func FuzzDecodePacket(f *testing.F) {
 	for _, g := range goldenPackets {
 		f.Add(unhex(f, g.hex))
 	}
+	for _, g := range mcumgrExamples {
+		f.Add(unhex(f, g.packet))
+	}
 	f.Fuzz(func(t *testing.T, p []byte) {
 		h, body, err := smp.DecodePacket(p)
 		if err != nil {
@@ -66,6 +69,9 @@ func FuzzParseImage(f *testing.F) {
 
 func FuzzSerialDecoder(f *testing.F) {
 	for _, g := range goldenSerial {
+		f.Add([]byte(g.frames))
+	}
+	for _, g := range mcumgrExamples {
 		f.Add([]byte(g.frames))
 	}
 	f.Add([]byte("uart:~$ \n\x06\tAAoK\n\x04\x14AAAA\n"))

@@ -2,6 +2,7 @@ package smp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -27,8 +28,13 @@ import (
 
 // Serial framing constants.
 const (
-	// SerialFrameMax is the longest frame, marker and newline included.
+	// SerialFrameMax is the longest frame sent, marker and newline
+	// included: MCUmgr's limit.
 	SerialFrameMax = 127
+	// serialLineMax is the longest frame accepted: the limit "is not a
+	// protocol constraint" (smp_transport.rst), and newtmgr sent frames of
+	// 131 bytes.
+	serialLineMax = 1024
 	// serialChunk is the raw bytes one frame carries: 124 base64
 	// characters, a multiple of 4, encode 93 bytes without padding.
 	serialChunk = (SerialFrameMax - 3) / 4 * 3
@@ -91,11 +97,10 @@ var ErrSerialFrame = errors.New("smp: malformed serial frame")
 
 // Line takes one line (with or without its newline). It returns a packet
 // when the line completes one, nil otherwise. Lines without a frame
-// marker are ignored.
+// marker are ignored; carriage returns around a frame (a console that
+// ends its lines with CR LF) are.
 func (d *SerialDecoder) Line(line []byte) ([]byte, error) {
-	if n := len(line); n > 0 && line[n-1] == '\n' {
-		line = line[:n-1]
-	}
+	line = bytes.Trim(line, "\r\n")
 	if len(line) < 2 {
 		return nil, nil
 	}
@@ -103,8 +108,8 @@ func (d *SerialDecoder) Line(line []byte) ([]byte, error) {
 	if !first && [2]byte(line[:2]) != markerCont {
 		return nil, nil
 	}
-	if len(line)+1 > SerialFrameMax {
-		return nil, d.fail("frame of %d bytes exceeds %d", len(line)+1, SerialFrameMax)
+	if len(line)+1 > serialLineMax {
+		return nil, d.fail("frame of %d bytes exceeds %d", len(line)+1, serialLineMax)
 	}
 	raw, err := base64.StdEncoding.DecodeString(string(line[2:]))
 	if err != nil {
