@@ -173,7 +173,10 @@ func (m *MCU) ServeSerial(rw io.ReadWriteCloser) {
 		for {
 			line, err := br.ReadSlice('\n')
 			if errors.Is(err, bufio.ErrBufferFull) {
-				continue // an over-long line: its frames are dropped
+				for errors.Is(err, bufio.ErrBufferFull) { // an over-long line: dropped
+					_, err = br.ReadSlice('\n')
+				}
+				continue
 			}
 			if err != nil {
 				return
