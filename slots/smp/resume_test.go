@@ -88,11 +88,16 @@ func (l *link) back() {
 // resumeDevice is a Device over the link that records where each upload
 // starts and can act at a given progress.
 func resumeDevice(t *testing.T, addr string, at func(done, total int64)) *smp.Device {
+	return resumeDeviceIn(t, t.TempDir(), addr, at)
+}
+
+// resumeDeviceIn is resumeDevice on the gateway directory dir.
+func resumeDeviceIn(t *testing.T, dir, addr string, at func(done, total int64)) *smp.Device {
 	u, err := smp.NewUDP(smp.UDPConfig{Addr: addr, Plain: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := smp.New(smp.Config{Name: "mcu", Dir: t.TempDir(), Transport: u, Progress: at,
+	d, err := smp.New(smp.Config{Name: "mcu", Dir: dir, Transport: u, Progress: at,
 		Client: smp.ClientConfig{Timeout: 250 * time.Millisecond, Retries: 3}, ResetGrace: time.Millisecond, ResetTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -129,20 +134,24 @@ func (p *progressLog) next() {
 }
 
 // TestUploadResumeAfterDroppedLink cuts the link at 60% of an upload; the
-// next Arm resumes at the offset the MCU reports.
+// gateway restarts (a new Device on the same directory) and its Arm
+// resumes at the offset the MCU reports.
 func TestUploadResumeAfterDroppedLink(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	l := newLink(t, r.addr)
 	v2 := image(120_000, 2, nil)
 	p := &progressLog{cut: func() { l.down.Store(true) }}
-	d := resumeDevice(t, l.pc.LocalAddr().String(), p.report)
+	dir := t.TempDir()
+	d := resumeDeviceIn(t, dir, l.pc.LocalAddr().String(), p.report)
 	ctx := context.Background()
 	stage(t, d, "b", v2)
 	if err := d.Arm(ctx, "b", 1); !errors.Is(err, smp.ErrNoResponse) {
 		t.Fatalf("Arm over a cut link: %v, want ErrNoResponse", err)
 	}
+	d.Close()
 	l.down.Store(false)
 	p.next()
+	d = resumeDeviceIn(t, dir, l.pc.LocalAddr().String(), p.report)
 	if err := d.Arm(ctx, "b", 1); err != nil {
 		t.Fatalf("Arm after the link came back: %v", err)
 	}
