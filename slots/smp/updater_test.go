@@ -18,13 +18,18 @@ import (
 // downloads and verifies a TUF target into slot b, Arm uploads it to the
 // MCU, the restart hook resets the MCU, and Confirm commits after the
 // image check. A release whose application crashes is reverted by MCUboot
+// and blocklisted; one that fails the image check is marked bad, reverted
 // and blocklisted.
 func TestUpdater(t *testing.T) {
 	ctx := context.Background()
 	const hw = "mcu-a"
 	repo := tuftest.New(t)
 	r := newRig(t, rigOptions{mcu: smptest.Config{App: func(im *smp.Image) smptest.Behavior {
-		return smptest.Behavior{Crash: im.Version.Major == 3}
+		b := smptest.Behavior{Crash: im.Version.Major == 3}
+		if im.Version.Major == 4 {
+			b.ReportHash = make([]byte, 32)
+		}
+		return b
 	}}})
 	u, err := updater.New(updater.Config{
 		Hardware: hw, StateDir: t.TempDir(), TrustedRoot: repo.Root(),
@@ -32,7 +37,6 @@ func TestUpdater(t *testing.T) {
 		Components:     []updater.Component{{Name: "sensor", Slots: r.dev.Slots(), Boot: r.dev, FactoryVersion: "1.1.2"}},
 		HealthChecks:   []health.HealthCheck{r.dev.ImageCheck()},
 		Restart:        func(ctx context.Context, _ string) error { return r.dev.Reset(ctx) },
-		Tries:          1,
 		ConfirmTimeout: 10 * time.Second,
 	})
 	if err != nil {
@@ -74,5 +78,15 @@ func TestUpdater(t *testing.T) {
 	}
 	if ups, err := u.Check(ctx); !errors.Is(err, updater.ErrNoUpdate) {
 		t.Errorf("Check after the rollback: %v, %v; want ErrNoUpdate (blocklisted)", ups, err)
+	}
+
+	install(4, "4.1.2") // runs, but reports another hash: the check fails
+	if err := u.Confirm(ctx); !errors.Is(err, updater.ErrRolledBack) || !errors.Is(err, smp.ErrWrongImage) {
+		t.Fatalf("Confirm 4.1.2: %v, want ErrRolledBack and ErrWrongImage", err)
+	}
+	wantRunning(t, r.mcu, image(60_000, 2, nil))
+	st, err = u.Status(ctx)
+	if err != nil || st.Components[0].Installed != "2.1.2" || len(st.Blocklist) != 2 {
+		t.Fatalf("Status after the failed check: %+v, %v", st, err)
 	}
 }
