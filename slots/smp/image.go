@@ -183,7 +183,7 @@ func parseHeader(r io.ReaderAt, size int64) (*Image, error) {
 	}
 	switch {
 	case le.Uint32(b[0:]) != ImageMagic:
-		return nil, fmt.Errorf("%w: magic %#08x, want %#08x", ErrImage, le.Uint32(b[0:]), ImageMagic)
+		return nil, fmt.Errorf("%w: magic %#08x, want %#08x", ErrImage, le.Uint32(b[0:]), uint32(ImageMagic))
 	case im.HeaderSize < ImageHeaderSize:
 		return nil, fmt.Errorf("%w: header size %d below %d", ErrImage, im.HeaderSize, ImageHeaderSize)
 	case im.Flags&^allowedImageFlags != 0:
