@@ -176,6 +176,9 @@ func (c *Client) attempt(ctx context.Context, h Header, pkt []byte) ([]byte, err
 		if rh.Seq != h.Seq || rh.Group != h.Group || rh.ID != h.ID {
 			continue // the late answer to an earlier attempt
 		}
+		if rh.Op == h.Op {
+			continue // the request itself, echoed by a console
+		}
 		if rh.Op != h.Op+1 {
 			return nil, fmt.Errorf("%w: response op %d to request op %d", ErrFrame, rh.Op, h.Op)
 		}
