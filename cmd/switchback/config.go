@@ -49,6 +49,7 @@ type fileConfig struct {
 	LowSpeedTime         duration          `json:"low_speed_time"`
 	MetadataTimeout      duration          `json:"metadata_timeout"`
 	FullRefreshInterval  duration          `json:"full_refresh_interval"`
+	TargetPrefixes       []string          `json:"target_prefixes"`
 	Components           []componentConfig `json:"components"`
 	Health               []healthConfig    `json:"health"`
 }
@@ -252,6 +253,7 @@ func build(c *fileConfig) (*device, error) {
 		LowSpeedLimit: c.LowSpeedLimit, LowSpeedTime: time.Duration(c.LowSpeedTime),
 		MetadataTimeout:     time.Duration(c.MetadataTimeout),
 		FullRefreshInterval: time.Duration(c.FullRefreshInterval),
+		TargetPrefixes:      c.TargetPrefixes,
 	}
 	if c.MinTime != "" {
 		u.MinTime, _ = time.Parse(time.RFC3339, c.MinTime)

@@ -56,6 +56,7 @@
 //	  "low_speed_limit": 1024, "low_speed_time": "30s", // reconnect below 1 KiB/s over 30 s (-1: never)
 //	  "metadata_timeout": "5m",                 // most one metadata file may take per mirror
 //	  "full_refresh_interval": "0s",            // opt-in, not TUF: while the timestamp is unchanged skip the root walk this long
+//	  "target_prefixes": ["rootfs/gw-x86-v2/"], // only targets under these paths: only this device's delegated roles are fetched
 //	  "components": [
 //	    {"name": "rootfs", "type": "ab", "factory_version": "1.0.0",
 //	     "slots": {"a": "PARTLABEL=rootfs-a", "b": "PARTLABEL=rootfs-b"},
