@@ -60,7 +60,9 @@ type tarEntry struct {
 	mode             int64
 }
 
-func file(name, body string) tarEntry { return tarEntry{name: name, body: body, typ: tar.TypeReg, mode: 0o644} }
+func file(name, body string) tarEntry {
+	return tarEntry{name: name, body: body, typ: tar.TypeReg, mode: 0o644}
+}
 
 // makeLayer builds a gzipped tar of entries.
 func makeLayer(t testing.TB, entries ...tarEntry) []byte {
@@ -161,8 +163,8 @@ func pushImage(t testing.TB, host, repo, tag string, cmd []string, layers ...[]b
 	t.Helper()
 	cfg, _ := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
-		"config":       map[string]any{"Cmd": cmd, "Env": []string{"PATH=/bin"}, "Labels": map[string]string{"test": randomName("")}},
-		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{}},
+		"config": map[string]any{"Cmd": cmd, "Env": []string{"PATH=/bin"}, "Labels": map[string]string{"test": randomName("")}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{}},
 	})
 	img := testImage{config: pushBlob(t, host, repo, cfg)}
 	img.config.MediaType = MediaTypeConfig
