@@ -92,7 +92,7 @@ func (s *Store) Fetch(ctx context.Context, reg *Registry, d Descriptor) (int64, 
 			have = fi.Size()
 		}
 		if err != nil && isDiskError(err) {
-			return moved, fmt.Errorf("oci: storing blob %s: %w", d.Digest, err)
+			return moved, err // disk full or read-only: retrying cannot help
 		}
 		if err == nil {
 			break // complete, or of another size: commitPart tells
