@@ -207,7 +207,11 @@ func (c *Component) Arm(ctx context.Context, slot string, tries int) error {
 	if err := c.prepare(ctx, slot, manifest); err != nil {
 		return err
 	}
-	return c.file.Arm(ctx, slot, tries)
+	if err := c.file.Arm(ctx, slot, tries); err != nil {
+		return err
+	}
+	stage("armed")
+	return nil
 }
 
 func (c *Component) readSlot(ctx context.Context, slot string) ([]byte, error) {

@@ -125,3 +125,47 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("the running image changed: %q, %v", b, err)
 	}
 }
+
+// TestResumePartial: a partial blob left by an earlier process (killed
+// mid-download) is resumed with Range: only the rest crosses the network.
+func TestResumePartial(t *testing.T) {
+	host := testRegistry(t)
+	repo := randomName("test/partial-")
+	big := make([]byte, 256<<10)
+	rand.Read(big)
+	layer := makeLayer(t, file("big", string(big)))
+	img := pushImage(t, host, repo, "v1", []string{"/bin/true"}, layer)
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := NewRegistry(context.Background(), RegistryConfig{Host: host, Repository: repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const have = 100 << 10
+	if err := os.WriteFile(s.Path(img.layers[0].Digest)+".part", layer[:have], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Fetch(context.Background(), reg, img.layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(len(layer) - have); n != want {
+		t.Errorf("fetched %d bytes, want the rest only: %d", n, want)
+	}
+	if !s.Has(img.layers[0]) {
+		t.Error("the blob is not in the store")
+	}
+	// A partial file whose prefix is wrong fails the digest and is removed.
+	bad := append([]byte{}, layer[:have]...)
+	bad[0] ^= 1
+	os.Remove(s.Path(img.layers[0].Digest))
+	os.WriteFile(s.Path(img.layers[0].Digest)+".part", bad, 0o644)
+	if _, err := s.Fetch(context.Background(), reg, img.layers[0]); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("corrupt partial: %v, want ErrDigestMismatch", err)
+	}
+	if _, err := os.Stat(s.Path(img.layers[0].Digest) + ".part"); !os.IsNotExist(err) {
+		t.Errorf("the corrupt partial file stays: %v", err)
+	}
+}

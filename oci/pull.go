@@ -30,6 +30,7 @@ func (c *Component) prepare(ctx context.Context, slot string, manifest []byte) e
 	if err != nil {
 		return err
 	}
+	stage("pulled")
 	if err := c.unpack(ctx, slot, doc, raw); err != nil {
 		return err
 	}
@@ -87,6 +88,7 @@ func (c *Component) pull(ctx context.Context, reg *Registry, doc *Document, raw 
 		if err != nil {
 			return st, err
 		}
+		stage("blob")
 	}
 	return st, nil
 }
@@ -125,12 +127,15 @@ func (c *Component) unpack(ctx context.Context, slot string, doc *Document, raw 
 	if err := syncTree(tmp); err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
+	stage("unpacked")
 	if err := os.RemoveAll(c.Bundle(slot)); err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
+	stage("old bundle removed")
 	if err := os.Rename(tmp, c.Bundle(slot)); err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
+	stage("renamed")
 	return syncDir(bundles)
 }
 
@@ -151,6 +156,7 @@ func (c *Component) applyLayers(ctx context.Context, rootfs string, doc *Documen
 		if err != nil {
 			return fmt.Errorf("oci: layer %s: %w", l.Digest, err)
 		}
+		stage("layer")
 	}
 	return nil
 }
@@ -165,3 +171,6 @@ func syncTree(dir string) error {
 		return syncDir(p)
 	})
 }
+
+// stage marks a step of an install; the kill tests stop the process there.
+var stage = func(name string) {}
