@@ -37,6 +37,9 @@ type Descriptor struct {
 	Digest    string    `json:"digest"`
 	Size      int64     `json:"size"`
 	Platform  *Platform `json:"platform,omitempty"`
+	// Annotations are carried as they are (an image layout names its
+	// images with org.opencontainers.image.ref.name).
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Platform is the platform of an index entry.
