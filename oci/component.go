@@ -200,8 +200,15 @@ func (c *Component) Arm(ctx context.Context, slot string, tries int) error {
 	if slot == st.Booted {
 		return fmt.Errorf("oci: arm %s: %w", slot, slots.ErrSlotActive)
 	}
+	if st.Trial != "" || st.Primary != st.Booted {
+		// The slot may be the rollback target of a trial: keep it.
+		return fmt.Errorf("oci: arm %s: a trial of %s is pending (primary %s)", slot, st.Trial, st.Primary)
+	}
 	manifest, err := c.readSlot(ctx, slot)
 	if err != nil {
+		return err
+	}
+	if err := c.clearSlot(slot, st.Booted); err != nil {
 		return err
 	}
 	if err := c.prepare(ctx, slot, manifest); err != nil {
@@ -231,9 +238,13 @@ func (c *Component) readSlot(ctx context.Context, slot string) ([]byte, error) {
 }
 
 // GC removes the blobs that the images of neither slot reference.
-func (c *Component) GC() (int64, error) {
+func (c *Component) GC() (int64, error) { return c.collect([]string{"a", "b"}, false) }
+
+// collect removes the blobs the images of keepSlots do not reference, and
+// the partial downloads unless keepPartial.
+func (c *Component) collect(keepSlots []string, keepPartial bool) (int64, error) {
 	keep := map[string]bool{}
-	for _, s := range []string{"a", "b"} {
+	for _, s := range keepSlots {
 		b, err := os.ReadFile(filepath.Join(c.Bundle(s), "manifest.json"))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -252,5 +263,19 @@ func (c *Component) GC() (int64, error) {
 			keep[l.Digest] = true
 		}
 	}
-	return c.store.GC(keep)
+	return c.store.GC(keep, keepPartial)
+}
+
+// clearSlot removes the image slot held before it receives a new one, so
+// that the disk holds at most the running image, the new one and a
+// partial download. The slot is neither running nor the committed one.
+func (c *Component) clearSlot(slot, booted string) error {
+	if err := os.RemoveAll(c.Bundle(slot)); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	if err := syncDir(filepath.Join(c.cfg.Dir, "bundles")); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	_, err := c.collect([]string{booted}, true)
+	return err
 }

@@ -128,16 +128,18 @@ func isDiskError(err error) bool {
 	return errors.As(err, &pe)
 }
 
-// GC removes every blob and partial file whose digest keep does not hold,
-// then syncs the directory, and returns how many bytes it freed.
-func (s *Store) GC(keep map[string]bool) (int64, error) {
+// GC removes every blob whose digest keep does not hold, and every partial
+// file unless keepPartial (or keep holds its digest), then syncs the
+// directory, and returns how many bytes it freed.
+func (s *Store) GC(keep map[string]bool, keepPartial bool) (int64, error) {
 	ents, err := os.ReadDir(s.blobDir())
 	if err != nil {
 		return 0, fmt.Errorf("oci: gc: %w", err)
 	}
 	var freed int64
 	for _, e := range ents {
-		if keep["sha256:"+strings.TrimSuffix(e.Name(), ".part")] {
+		hx, partial := strings.CutSuffix(e.Name(), ".part")
+		if keep["sha256:"+hx] || (partial && keepPartial) {
 			continue
 		}
 		if fi, err := e.Info(); err == nil {
