@@ -54,6 +54,11 @@ type Config struct {
 	// Limits bound what an image may unpack to; zero fields take the
 	// defaults of slots.UnpackLimits.
 	Limits slots.UnpackLimits
+	// AllowDevices lets layers create character and block device nodes
+	// (Linux only; the process needs CAP_MKNOD). Off, they are refused
+	// with ErrUnsafeLayer. Fifos and other special files are always
+	// refused.
+	AllowDevices bool
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }

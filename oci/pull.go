@@ -145,7 +145,7 @@ func (c *Component) applyLayers(ctx context.Context, rootfs string, doc *Documen
 		return fmt.Errorf("oci: %w", err)
 	}
 	defer root.Close()
-	a := &applier{root: root, lim: c.cfg.Limits}
+	a := &applier{root: root, lim: c.cfg.Limits, devices: c.cfg.AllowDevices}
 	for _, l := range doc.Layers {
 		f, err := os.Open(c.store.Path(l.Digest))
 		if err != nil {

@@ -60,6 +60,7 @@ type applier struct {
 	entries int
 	total   int64
 	layer   map[string]bool // paths written by the current layer
+	devices bool            // device nodes allowed
 }
 
 // applyLayer applies one layer: whiteouts remove what lower layers wrote,
@@ -168,6 +169,13 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		return a.root.Symlink(hdr.Linkname, name)
 	case tar.TypeLink:
 		return a.link(name, hdr.Linkname)
+	case tar.TypeChar, tar.TypeBlock:
+		if a.devices {
+			if err := a.root.RemoveAll(name); err != nil {
+				return err
+			}
+			return mknod(a.root, name, hdr)
+		}
 	}
 	return unsafef(name, "special file (type %q): device nodes and fifos are not unpacked", hdr.Typeflag)
 }

@@ -101,3 +101,30 @@ func TestUnsafeLayerNotActivated(t *testing.T) {
 		t.Errorf("an unsafe image was armed or unpacked: %+v", st)
 	}
 }
+
+// TestAllowDevices: with AllowDevices (and root), a layer's device nodes
+// are created inside the root; fifos stay refused.
+func TestAllowDevices(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod needs root")
+	}
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	a := &applier{root: root, lim: withDefaults(slots.UnpackLimits{}), devices: true}
+	layer := makeLayer(t, tarEntry{name: "dev/null", typ: tar.TypeChar, mode: 0o666})
+	if err := a.applyLayer(context.Background(), bytes.NewReader(layer)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(filepath.Join(dir, "dev/null"))
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		t.Fatalf("dev/null: %v, %v; want a character device", fi, err)
+	}
+	fifo := makeLayer(t, tarEntry{name: "p", typ: tar.TypeFifo, mode: 0o644})
+	if err := a.applyLayer(context.Background(), bytes.NewReader(fifo)); !errors.Is(err, ErrUnsafeLayer) {
+		t.Errorf("fifo with AllowDevices: %v, want ErrUnsafeLayer", err)
+	}
+}
