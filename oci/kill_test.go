@@ -49,14 +49,22 @@ func TestKillChild(t *testing.T) {
 
 // TestKillAtEveryStage kills an install of v2 over a committed v1 at every
 // stage (after each blob, each layer, the unpack, the rename, the arm):
-// after each kill, the slot that starts holds a complete v1 or v2, and the
-// install, run again, finishes.
+// after each kill, the slot that starts holds a complete v1 or v2 whose
+// container runs (when runc is here), and the install, run again, finishes.
 func TestKillAtEveryStage(t *testing.T) {
 	host := testRegistry(t)
 	repo := randomName("test/kill-")
-	base := makeLayer(t, file("base", randomName("")))
-	v1 := pushImage(t, host, repo, "v1", []string{"/bin/true"}, base, makeLayer(t, file("version", "1")))
-	v2 := pushImage(t, host, repo, "v2", []string{"/bin/true"}, base, makeLayer(t, file("version", "2")), makeLayer(t, file("extra", "2")))
+	// With runc at hand, each kill is followed by a start of the container.
+	base, cmd := makeLayer(t, file("base", randomName(""))), []string{"/bin/true"}
+	runc := runcAvailable()
+	if runc != nil {
+		base = busyboxLayer(t, runc)
+		cmd = []string{"/bin/busybox", "sh", "-c", "echo ok > /tmp/ready; exec /bin/busybox sleep 600"}
+	} else {
+		t.Log("no runc (or not root): the slot that starts is checked, not started")
+	}
+	v1 := pushImage(t, host, repo, "v1", cmd, base, makeLayer(t, file("version", "1")))
+	v2 := pushImage(t, host, repo, "v2", cmd, base, makeLayer(t, file("version", "2")), makeLayer(t, file("extra", "2")))
 	for killAt := 1; ; killAt++ {
 		dir := t.TempDir()
 		c, err := New(Config{Dir: dir, Hardware: "board-a", Registry: RegistryConfig{Host: host}, Resolve: staticResolver(verify.OCI{Repository: repo})})
@@ -76,7 +84,7 @@ func TestKillAtEveryStage(t *testing.T) {
 		if err != nil && !killed {
 			t.Fatalf("child: %v\n%s", err, out)
 		}
-		checkStarts(t, dir, host, repo, killAt)
+		checkStarts(t, dir, host, repo, killAt, runc != nil)
 		if !killed {
 			t.Logf("%d stages, each killed", killAt-1)
 			return
@@ -91,12 +99,13 @@ func TestKillAtEveryStage(t *testing.T) {
 				t.Fatalf("kill at stage %d: the install run again: %v", killAt, err)
 			}
 		}
-		checkStarts(t, dir, host, repo, killAt)
+		checkStarts(t, dir, host, repo, killAt, runc != nil)
 	}
 }
 
-// checkStarts checks that the slot that would start next holds a complete image.
-func checkStarts(t *testing.T, dir, host, repo string, killAt int) {
+// checkStarts checks that the slot that would start next holds a complete
+// image and, with start, that its container runs and answers its check.
+func checkStarts(t *testing.T, dir, host, repo string, killAt int, start bool) {
 	t.Helper()
 	c, err := New(Config{Dir: dir, Hardware: "board-a", Registry: RegistryConfig{Host: host}, Resolve: staticResolver(verify.OCI{Repository: repo})})
 	if err != nil {
@@ -113,7 +122,27 @@ func checkStarts(t *testing.T, dir, host, repo string, killAt int) {
 	if v, _ := strconv.Atoi(string(b)); v != 1 && v != 2 {
 		t.Fatalf("kill at stage %d: slot %s holds version %q", killAt, st.Booted, b)
 	}
+	if start {
+		r := &Runc{Component: c, ID: randomName("sb-kill-"), Check: []string{"/bin/busybox", "test", "-f", "/tmp/ready"}}
+		defer r.Stop(context.Background())
+		if err := r.Restart(context.Background(), "app"); err != nil {
+			t.Fatalf("kill at stage %d: starting slot %s: %v", killAt, st.Booted, err)
+		}
+		if err := waitCheck(context.Background(), r.HealthCheck(), true); err != nil {
+			t.Fatalf("kill at stage %d: the container of slot %s does not run: %v", killAt, st.Booted, err)
+		}
+	}
 	if tmps, _ := filepath.Glob(filepath.Join(dir, "bundles", ".tmp-*")); len(tmps) > 0 {
 		t.Fatalf("kill at stage %d: temporary bundles survived New: %v", killAt, tmps)
 	}
+}
+
+// runcAvailable returns busybox's bytes when root, runc and busybox are
+// here, else nil.
+func runcAvailable() []byte {
+	bb, err := os.ReadFile("/bin/busybox")
+	if _, rerr := exec.LookPath("runc"); rerr != nil || err != nil || os.Geteuid() != 0 {
+		return nil
+	}
+	return bb
 }
