@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchback-ota/switchback/verify"
 )
@@ -21,6 +22,7 @@ import (
 type cuttingProxy struct {
 	target string
 	cut    int64
+	stall  bool // stall (until the client gives up) instead of cutting
 	mu     sync.Mutex
 	seen   map[string]bool
 	ranges []string
@@ -50,6 +52,10 @@ func (p *cuttingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if first {
 		io.CopyN(w, res.Body, p.cut)
 		w.(http.Flusher).Flush()
+		if p.stall {
+			<-r.Context().Done()
+			return
+		}
 		panic(http.ErrAbortHandler) // drops the connection mid-blob
 	}
 	io.Copy(w, res.Body)
@@ -124,5 +130,38 @@ func TestResumePartial(t *testing.T) {
 	}
 	if _, err := os.Stat(s.Path(img.layers[0].Digest) + ".part"); !os.IsNotExist(err) {
 		t.Errorf("the corrupt partial file stays: %v", err)
+	}
+}
+
+// TestStallResumes: a registry that stops sending mid-blob is dropped
+// after StallTimeout, and the fetch resumes where it stopped.
+func TestStallResumes(t *testing.T) {
+	host := testRegistry(t)
+	repo := randomName("test/stall-")
+	big := make([]byte, 512<<10)
+	rand.Read(big)
+	layer := makeLayer(t, file("big", string(big)))
+	img := pushImage(t, host, repo, "v1", []string{"/bin/true"}, layer)
+	p := &cuttingProxy{target: host, cut: 64 << 10, stall: true, seen: map[string]bool{}}
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	reg, err := NewRegistry(context.Background(), RegistryConfig{Host: u.Host, Repository: repo, StallTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Fetch(context.Background(), reg, img.layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != img.layers[0].Size || !s.Has(img.layers[0]) {
+		t.Errorf("fetched %d bytes (present %v), want each byte once: %d", n, s.Has(img.layers[0]), img.layers[0].Size)
+	}
+	if len(p.ranges) != 2 || p.ranges[1] != "bytes=65536-" {
+		t.Errorf("requests' Range headers %q, want a resume at 65536", p.ranges)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -24,8 +25,9 @@ var ErrDigestMismatch = errors.New("oci: digest mismatch")
 // Registry reads one repository of a registry by digest, through
 // go-containerregistry's transport (token and basic auth, the v2 ping).
 type Registry struct {
-	base string // scheme://host/v2/repo
-	rt   http.RoundTripper
+	base  string // scheme://host/v2/repo
+	rt    http.RoundTripper
+	stall time.Duration
 }
 
 // RegistryConfig names a registry repository.
@@ -43,6 +45,9 @@ type RegistryConfig struct {
 	// Transport carries the requests; nil is a clone of
 	// http.DefaultTransport (which is never modified).
 	Transport http.RoundTripper
+	// StallTimeout drops a blob transfer that received no byte for this
+	// long (default 30s); the fetch then resumes where it stopped.
+	StallTimeout time.Duration
 }
 
 // NewRegistry pings the registry and negotiates auth for pulling from cfg.Repository.
@@ -67,7 +72,11 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, err)
 	}
 	reg := repo.Registry
-	return &Registry{base: fmt.Sprintf("%s://%s/v2/%s", reg.Scheme(), reg.RegistryStr(), repo.RepositoryStr()), rt: rt}, nil
+	stall := cfg.StallTimeout
+	if stall <= 0 {
+		stall = 30 * time.Second
+	}
+	return &Registry{base: fmt.Sprintf("%s://%s/v2/%s", reg.Scheme(), reg.RegistryStr(), repo.RepositoryStr()), rt: rt, stall: stall}, nil
 }
 
 func (r *Registry) get(ctx context.Context, url string, hdr http.Header) (*http.Response, error) {
@@ -123,11 +132,16 @@ func (r *Registry) fetchBlob(ctx context.Context, d Descriptor, f *os.File, h ha
 	if have > 0 {
 		hdr.Set("Range", fmt.Sprintf("bytes=%d-", have))
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watchdog := time.AfterFunc(r.stall, func() { cancel(errStalled) })
+	defer watchdog.Stop()
 	res, err := r.get(ctx, r.base+"/blobs/"+d.Digest, hdr)
 	if err != nil {
 		return 0, err
 	}
 	defer res.Body.Close()
+	body := &stallReader{r: res.Body, reset: func() { watchdog.Reset(r.stall) }}
 	if have > 0 && res.StatusCode != http.StatusPartialContent {
 		if err := f.Truncate(0); err != nil {
 			return 0, err
@@ -139,9 +153,29 @@ func (r *Registry) fetchBlob(ctx context.Context, d Descriptor, f *os.File, h ha
 		return 0, err
 	}
 	// One byte more than the rest, to catch a blob longer than its size.
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(res.Body, d.Size-have+1))
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(body, d.Size-have+1))
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+			err = cause
+		}
 		return n, fmt.Errorf("oci: blob %s: %w", d.Digest, err)
 	}
 	return n, nil
+}
+
+// errStalled is the cause of a transfer dropped by the stall watchdog.
+var errStalled = errors.New("oci: transfer stalled")
+
+// stallReader resets the stall watchdog on every read that brings bytes.
+type stallReader struct {
+	r     io.Reader
+	reset func()
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.reset()
+	}
+	return n, err
 }
