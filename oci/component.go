@@ -246,9 +246,11 @@ func (c *Component) readSlot(ctx context.Context, slot string) ([]byte, error) {
 func (c *Component) GC() (int64, error) { return c.collect([]string{"a", "b"}, false) }
 
 // collect removes the blobs the images of keepSlots do not reference, and
-// the partial downloads unless keepPartial.
+// the partial downloads unless keepPartial, and rewrites the layout's
+// index.json to name the images kept.
 func (c *Component) collect(keepSlots []string, keepPartial bool) (int64, error) {
 	keep := map[string]bool{}
+	var index []Descriptor
 	for _, s := range keepSlots {
 		b, err := os.ReadFile(filepath.Join(c.Bundle(s), "manifest.json"))
 		if errors.Is(err, os.ErrNotExist) {
@@ -257,18 +259,32 @@ func (c *Component) collect(keepSlots []string, keepPartial bool) (int64, error)
 		if err != nil {
 			return 0, fmt.Errorf("oci: gc: %w", err)
 		}
-		sum := sha256.Sum256(b)
-		keep["sha256:"+hex.EncodeToString(sum[:])] = true
+		md := Descriptor{MediaType: MediaTypeManifest, Digest: digestOf(b), Size: int64(len(b)),
+			Annotations: map[string]string{"org.opencontainers.image.ref.name": s}}
+		index = append(index, md)
+		keep[md.Digest] = true
 		var d Document
 		if err := json.Unmarshal(b, &d); err != nil || d.Config == nil {
 			return 0, fmt.Errorf("oci: gc: bundle %s: unreadable manifest.json", s)
+		}
+		if d.MediaType != "" {
+			index[len(index)-1].MediaType = d.MediaType
 		}
 		keep[d.Config.Digest] = true
 		for _, l := range d.Layers {
 			keep[l.Digest] = true
 		}
 	}
+	// index.json first: it must never name a blob that is gone.
+	if err := c.store.writeIndex(index); err != nil {
+		return 0, err
+	}
 	return c.store.GC(keep, keepPartial)
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // clearSlot removes the image slot held before it receives a new one, so

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -62,6 +63,7 @@ func TestPullUpdateGC(t *testing.T) {
 		t.Errorf("whiteout of app/old not honoured: %v", err)
 	}
 	bootTrial(t, c, slot)
+	checkLayout(t, c, slot)
 	// v1 is still the other slot's image: all its blobs stay.
 	for _, d := range append([]Descriptor{v1.config}, v1.layers...) {
 		if !c.Store().Has(d) {
@@ -192,5 +194,23 @@ func TestIndexPlatform(t *testing.T) {
 		if string(b) != tt.want {
 			t.Errorf("%v: unpacked %q, want %q", tt.platforms, b, tt.want)
 		}
+	}
+}
+
+// checkLayout has skopeo, when it is here, read slot's image from the
+// device's OCI layout: the store is a layout other tools can use.
+func checkLayout(t *testing.T, c *Component, slot string) {
+	t.Helper()
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		t.Log("no skopeo: the layout is not cross-checked")
+		return
+	}
+	out, err := exec.Command("skopeo", "inspect", "--raw", "oci:"+c.store.dir+":"+slot).CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo inspect of the layout: %v\n%s", err, out)
+	}
+	want, _ := os.ReadFile(filepath.Join(c.Bundle(slot), "manifest.json"))
+	if string(out) != string(want) {
+		t.Errorf("skopeo reads manifest %s from the layout, want %s", out, want)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -85,11 +84,6 @@ func makeLayer(t testing.TB, entries ...tarEntry) []byte {
 	tw.Close()
 	zw.Close()
 	return buf.Bytes()
-}
-
-func digestOf(b []byte) string {
-	s := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(s[:])
 }
 
 func randomName(prefix string) string {

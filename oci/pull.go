@@ -136,7 +136,11 @@ func (c *Component) unpack(ctx context.Context, slot string, doc *Document, raw 
 		return fmt.Errorf("oci: %w", err)
 	}
 	stage("renamed")
-	return syncDir(bundles)
+	if err := syncDir(bundles); err != nil {
+		return err
+	}
+	_, err = c.collect([]string{"a", "b"}, true)
+	return err
 }
 
 func (c *Component) applyLayers(ctx context.Context, rootfs string, doc *Document) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -39,7 +40,13 @@ func OpenStore(dir string) (*Store, error) {
 			return nil, err
 		}
 	}
-	return &Store{dir: dir}, nil
+	s := &Store{dir: dir}
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); errors.Is(err, os.ErrNotExist) {
+		if err := s.writeIndex(nil); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 func (s *Store) blobDir() string { return filepath.Join(s.dir, "blobs", "sha256") }
@@ -150,6 +157,21 @@ func (s *Store) GC(keep map[string]bool, keepPartial bool) (int64, error) {
 		}
 	}
 	return freed, syncDir(s.blobDir())
+}
+
+// writeIndex writes the layout's index.json naming manifests.
+func (s *Store) writeIndex(manifests []Descriptor) error {
+	if manifests == nil {
+		manifests = []Descriptor{}
+	}
+	b, err := json.Marshal(Document{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: manifests})
+	if err != nil {
+		return err
+	}
+	if err := writeDurable(filepath.Join(s.dir, "index.json"), b); err != nil {
+		return fmt.Errorf("oci: store: %w", err)
+	}
+	return nil
 }
 
 // writeDurable writes a file through a temporary file in the same
