@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/semver"
@@ -57,6 +58,36 @@ type Custom struct {
 	// Uncompressed describes the image after decompression or patching:
 	// required when Compression is set, and for patches.
 	Uncompressed *Digest `json:"uncompressed,omitempty"`
+	// OCI marks a container image: the target's bytes are its OCI
+	// manifest or index, exactly as the registry serves them.
+	OCI *OCI `json:"oci,omitempty"`
+}
+
+// OCI is the custom metadata of a container image target. Signing the
+// manifest signs the config and layers through their digests.
+type OCI struct {
+	// Repository names the image in its registry ("apps/gateway"),
+	// without the registry host, which the device configures. Required.
+	Repository string `json:"repository"`
+	// Platforms maps the platforms of an index ("linux/arm64/v8") to the
+	// hardware ids that run them. Required for an index, absent for a
+	// single-platform manifest.
+	Platforms map[string][]string `json:"platforms,omitempty"`
+}
+
+// validate reports what is malformed in o.
+func (o *OCI) validate(bad func(format string, a ...any)) {
+	if o.Repository == "" || strings.Contains(o.Repository, "://") || strings.ContainsAny(o.Repository, " \t\n@") {
+		bad("oci repository %q is empty or not a registry repository name", o.Repository)
+	}
+	for p, hw := range o.Platforms {
+		if n := strings.Count(p, "/"); n < 1 || n > 2 || strings.Contains(p, "//") || strings.HasSuffix(p, "/") {
+			bad("oci platform %q is not os/arch[/variant]", p)
+		}
+		if len(hw) == 0 || slices.Contains(hw, "") {
+			bad("oci platform %q has no hardware id or an empty one", p)
+		}
+	}
 }
 
 // Digest is the length and SHA-256 of a byte stream.
@@ -143,6 +174,9 @@ func (c Custom) Validate() error {
 		if !isSHA256Hex(d.SHA256) {
 			bad("uncompressed sha256 %q is not a hex sha256", d.SHA256)
 		}
+	}
+	if c.OCI != nil {
+		c.OCI.validate(bad)
 	}
 	return errors.Join(errs...)
 }

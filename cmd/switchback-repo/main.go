@@ -62,6 +62,7 @@ const usage = `usage: switchback-repo <command> [flags] [args]
 commands:
   init      create keys and version 1 of the four roles
   add       add a release file as a target
+  add-oci   add a container image (its manifest or index, from a registry) as a target
   delta     add the chunk index and/or patches of an image target
   remove    remove targets
   list      list targets
@@ -99,6 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"verify":   cmdVerify,
 	}
 	cmds["prune-chunks"] = cmdPruneChunks
+	cmds["add-oci"] = cmdAddOCI
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)

@@ -1,0 +1,26 @@
+// Package oci updates applications shipped as OCI container images, signed
+// through TUF and pulled from a container registry.
+//
+// The protocol: the TUF target of a release is the image's manifest (or
+// multi-platform index) exactly as the registry serves it, and its custom
+// metadata ([verify.OCI]) names the registry repository and maps index
+// platforms to hardware ids. The updater downloads and verifies that small
+// document like any other image and writes it into a [Component] slot.
+// Arming the slot selects the platform for this hardware, pulls the
+// config and layers from the registry by digest only, verifies each blob
+// against its digest before use, keeps blobs already present (the layer
+// delta), stores them in an OCI image layout and unpacks them into the
+// slot's runtime bundle. Signing the manifest signs everything else through
+// the digest chain, so the registry is trusted with availability only.
+//
+// Threat model: a registry (or anything between it and the device) that
+// serves other bytes for a digest is caught before the bytes are used, and
+// nothing is activated; a layer that tries to write outside its root
+// (".." or absolute paths, writes through symlinks), or holds device
+// nodes, is refused with [ErrUnsafeLayer].
+//
+// Activation is A/B, built on [slots.File] for the manifest: the running
+// slot's bundle is never touched, and the previous image stays until the
+// new one is committed. [Runc] starts a slot's bundle with runc, and
+// [Runc.HealthCheck] reports whether it runs and answers its own check.
+package oci
