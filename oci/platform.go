@@ -2,11 +2,12 @@ package oci
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/switchback-ota/switchback/slots"
 )
 
 // Media types of the documents this package reads.
@@ -25,10 +26,10 @@ const maxManifestSize = 4 << 20
 var (
 	// ErrBadManifest is wrapped by errors about a manifest or index that
 	// does not parse or is not one this package can use.
-	ErrBadManifest = errors.New("oci: malformed manifest")
+	ErrBadManifest = slots.BadImageError("oci: malformed manifest")
 	// ErrNoPlatform is wrapped when an index offers no platform for this
 	// hardware.
-	ErrNoPlatform = errors.New("oci: no platform for this hardware")
+	ErrNoPlatform = slots.BadImageError("oci: no platform for this hardware")
 )
 
 // Descriptor points at a blob or manifest by digest.

@@ -23,7 +23,7 @@ import (
 // written through a symlink, a device node, fifo or other special file,
 // a hard link to something that is not a regular file of the tree, or more
 // entries or bytes than the limits.
-var ErrUnsafeLayer = errors.New("oci: unsafe layer")
+var ErrUnsafeLayer = slots.BadImageError("oci: unsafe layer")
 
 // Whiteout names of the OCI layer format.
 const (

@@ -20,8 +20,9 @@ import (
 // ErrUnsafeArchive is wrapped by the errors of a release archive that
 // breaks the unpacking rules of [Dir]: a path escaping the directory, an
 // entry written through a symlink, a device node or fifo, a duplicate
-// entry, or a size or entry count over the [UnpackLimits].
-var ErrUnsafeArchive = errors.New("slots: unsafe archive")
+// entry, or a size or entry count over the [UnpackLimits]. It wraps
+// [ErrBadImage]: the updater blocklists such a release.
+var ErrUnsafeArchive = BadImageError("slots: unsafe archive")
 
 // UnpackLimits bounds what one release archive may unpack to. A zero field
 // takes its default.

@@ -169,4 +169,21 @@ var (
 	// ErrMismatch is returned when the bootloader and userspace disagree
 	// about the environment (the canary check failed).
 	ErrMismatch = errors.New("slots: bootloader environment mismatch")
+	// ErrBadImage is wrapped by the errors of a verified image that a
+	// slot or boot control cannot use because of its own content (an
+	// archive breaking the unpacking rules, a container manifest with no
+	// platform for this hardware): the release, not the transfer, is at
+	// fault, and the updater blocklists it rather than try it again. Make
+	// such errors with [BadImageError].
+	ErrBadImage = errors.New("slots: unusable image")
 )
+
+// BadImageError returns an error with text msg that wraps [ErrBadImage],
+// for the sentinels of implementations ([ErrUnsafeArchive] is one). Two
+// calls with the same msg return equal errors.
+func BadImageError(msg string) error { return badImageError(msg) }
+
+type badImageError string
+
+func (e badImageError) Error() string        { return string(e) }
+func (e badImageError) Is(target error) bool { return target == ErrBadImage }

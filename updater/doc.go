@@ -26,8 +26,11 @@
 //	         start counter) fell back: record and blocklist
 //
 // No update loops, no false bans. Only a release that failed on the device
-// (trial boot, health checks, crash loop) is blocklisted, by target hash,
-// until a newer one is published. Bytes that fail verification in transit
+// (trial boot, health checks, crash loop), or whose verified image its
+// slot refused for its own content (an error wrapping slots.ErrBadImage:
+// an archive breaking the unpacking rules, a container manifest with no
+// platform for this hardware), is blocklisted, by target hash, until a
+// newer one is published. Bytes that fail verification in transit
 // (a proxy answering 200 with an HTML page, a wrong length, a hash
 // mismatch) are the network's fault: the same Install fetches the target
 // again, in full, from the next of TargetsMirrors; when every server

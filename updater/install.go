@@ -211,10 +211,14 @@ func (u *Updater) download(ctx context.Context, c *Component, slot slots.Slot, t
 	version := t.Custom.Version
 	u.changed(c.Name, StateIdle, StateDownloading, version, t.Path, "")
 	if err := u.transferMirrors(ctx, c, slot, t, pd, bs); err != nil {
-		if errors.Is(err, verify.ErrVerification) {
+		err = fmt.Errorf("updater: install %s %s: %w", c.Name, version, err)
+		switch {
+		case errors.Is(err, slots.ErrBadImage):
+			u.badImage(c, t, err)
+		case errors.Is(err, verify.ErrVerification):
 			u.transitFailed(c, t, err)
 		}
-		return fmt.Errorf("updater: install %s %s: %w", c.Name, version, err)
+		return err
 	}
 	u.st.clearBackoff(t.SHA256())
 	if pd.Method == methodFull {
@@ -238,7 +242,11 @@ func (u *Updater) download(ctx context.Context, c *Component, slot slots.Slot, t
 func (u *Updater) arm(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending) error {
 	version := t.Custom.Version
 	if err := c.Boot.Arm(ctx, slot.Name(), u.cfg.Tries); err != nil {
-		return fmt.Errorf("updater: install %s %s: arm slot %s: %w", c.Name, version, slot.Name(), err)
+		err = fmt.Errorf("updater: install %s %s: arm slot %s: %w", c.Name, version, slot.Name(), err)
+		if errors.Is(err, slots.ErrBadImage) {
+			u.badImage(c, t, err)
+		}
+		return err
 	}
 	pd.Phase = PhaseArmed
 	pd.ArmedAt = u.now()
@@ -247,6 +255,22 @@ func (u *Updater) arm(ctx context.Context, c *Component, slot slots.Slot, t veri
 	}
 	u.changed(c.Name, StateVerified, StateArmed, version, t.Path, "")
 	return nil
+}
+
+// badImage records a verified release that the slot or boot control
+// refused for its own content (slots.ErrBadImage): no transfer can fix
+// it, so it is blocklisted like a release that failed its trial, and the
+// pending install is dropped.
+func (u *Updater) badImage(c *Component, t verify.Target, err error) {
+	cs := u.st.component(c.Name)
+	cs.Pending = nil
+	reason := err.Error()
+	u.st.block(t.SHA256(), BlockedRelease{Component: c.Name, Version: t.Custom.Version, Reason: reason, At: u.now()})
+	cs.LastResult = fmt.Sprintf("%s refused by its slot: %s", t.Custom.Version, reason)
+	if serr := u.st.save(); serr != nil {
+		u.log.Error("save state after a refused image", "err", serr)
+	}
+	u.changed(c.Name, StateVerified, StateFailed, t.Custom.Version, t.Path, reason)
 }
 
 // imageLength is the length of the image the slot receives: the
