@@ -44,6 +44,9 @@ func newDevice(t *testing.T, repo *tuftest.Repo) *device {
 
 func (d *device) start() {
 	d.t.Helper()
+	if d.u != nil {
+		d.u.Close() // its process ended with the restart
+	}
 	u, err := updater.New(updater.Config{
 		Hardware:    board,
 		StateDir:    d.state,
@@ -59,6 +62,7 @@ func (d *device) start() {
 		d.t.Fatalf("updater.New: %v", err)
 	}
 	d.u = u
+	d.t.Cleanup(func() { u.Close() })
 }
 
 // update installs what the repository offers, reboots and confirms.

@@ -20,22 +20,23 @@ import (
 // release blocklisted. It returns an error wrapping ErrRolledBack when a
 // trial failed.
 func (u *Updater) Confirm(ctx context.Context) error {
-	unlock, err := u.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	var errs []error
 	var restarts []string
-	for i := range u.cfg.Components {
-		c := &u.cfg.Components[i]
-		restart, err := u.confirm(ctx, c)
-		if err != nil {
-			errs = append(errs, err)
+	err := u.locked(func() error {
+		for i := range u.cfg.Components {
+			c := &u.cfg.Components[i]
+			restart, err := u.confirm(ctx, c)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if restart {
+				restarts = append(restarts, c.Name)
+			}
 		}
-		if restart {
-			restarts = append(restarts, c.Name)
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, name := range restarts {
 		if err := u.restart(ctx, name); err != nil {

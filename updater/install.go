@@ -21,19 +21,16 @@ import (
 // stays: Install calls Config.Restart, or, when it is nil (or fails),
 // returns an error wrapping ErrRestartRequired with the trial armed.
 func (u *Updater) Install(ctx context.Context, up Update) error {
-	unlock, err := u.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := u.install(ctx, up); err != nil {
+	if err := u.locked(func() error { return u.install(ctx, up) }); err != nil {
 		return err
 	}
 	return u.restart(ctx, up.Component)
 }
 
 // restart asks Config.Restart to start the version the boot control now
-// selects. Without one, or when it fails, the caller gets an error
+// selects. It is called without the lock, after the events of the step
+// that asked for it were delivered: an application sees "armed" (or
+// "rolled back") before its process is replaced. Without one, or when it fails, the caller gets an error
 // wrapping ErrRestartRequired: the restart is theirs to do.
 func (u *Updater) restart(ctx context.Context, comp string) error {
 	if u.cfg.Restart == nil {

@@ -162,6 +162,17 @@ func (u *Updater) lock() (unlock func(), err error) {
 	}, nil
 }
 
+// locked runs fn under the lock and returns once the lock is released and
+// the events fn queued are delivered (see lock).
+func (u *Updater) locked(fn func() error) error {
+	unlock, err := u.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return fn()
+}
+
 // emit queues e for Config.Events; it never blocks.
 func (u *Updater) emit(e Event) {
 	u.events.push(e)

@@ -249,8 +249,13 @@ func TestFetchRandomCuts(t *testing.T) {
 				t.Fatalf("sink differs from the file")
 			}
 			srv.settle()
-			if res.Transferred != srv.sent.Load() {
-				t.Errorf("Transferred: got %d, server sent %d", res.Transferred, srv.sent.Load())
+			// The device counts what it read. A response the client gave
+			// up on as stalled (50 ms here: a loaded machine may take that
+			// long to schedule the reader) can leave bytes the server
+			// wrote unread in the socket, so the server's count may be
+			// higher, never lower; and nothing is read twice beyond it.
+			if sent := srv.sent.Load(); res.Transferred > sent || res.Transferred < int64(len(content)) {
+				t.Errorf("Transferred: got %d, want between the file's %d and the %d the server sent", res.Transferred, len(content), sent)
 			}
 			if res.Restarts != 0 {
 				t.Errorf("Restarts: got %d, want 0", res.Restarts)
