@@ -350,25 +350,69 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 	if err := r.checkUnchanged(); err != nil {
 		return nil, err
 	}
-	indexes := map[string]verify.Custom{} // target file -> custom
-	// Target files that happen to live under chunks/ are not chunks.
-	files := map[string]bool{}
-	liveIdx := map[string]bool{} // sha256 of live indexes, naming their packs
-	collect := func(ts map[string]*metadata.TargetFiles) {
-		for p, tf := range ts {
-			files[targetOf(p, tf).File] = true
-			if tf.Custom == nil {
-				continue
-			}
-			c, err := verify.ParseCustom(*tf.Custom)
-			if err != nil || c.Kind != verify.KindChunkIndex {
-				continue
-			}
-			indexes[targetOf(p, tf).File] = c
-			liveIdx[hex.EncodeToString(tf.Hashes["sha256"])] = true
-		}
+	refs, err := r.chunkRefs()
+	if err != nil {
+		return nil, err
 	}
-	collect(r.targets().Signed.Targets)
+	if err := r.keepIndexedChunks(ctx, refs); err != nil {
+		return nil, err
+	}
+	removed, err := r.removeUnreferencedChunks(ctx, refs)
+	sort.Strings(removed)
+	if err != nil {
+		return removed, fmt.Errorf("repository: prune chunks: %w", err)
+	}
+	return removed, nil
+}
+
+// chunkStoreRefs is what the targets metadata still references in the
+// chunk store.
+type chunkStoreRefs struct {
+	indexes map[string]verify.Custom // chunk index target file -> custom
+	// Target files that happen to live under chunks/ are not chunks.
+	files   map[string]bool
+	liveIdx map[string]bool // sha256 of live indexes, naming their packs
+	keep    map[string]bool // chunk paths named by a live index
+}
+
+// add records the target files and chunk indexes of ts.
+func (c *chunkStoreRefs) add(ts map[string]*metadata.TargetFiles) {
+	for p, tf := range ts {
+		c.files[targetOf(p, tf).File] = true
+		if tf.Custom == nil {
+			continue
+		}
+		cu, err := verify.ParseCustom(*tf.Custom)
+		if err != nil || cu.Kind != verify.KindChunkIndex {
+			continue
+		}
+		c.indexes[targetOf(p, tf).File] = cu
+		c.liveIdx[hex.EncodeToString(tf.Hashes["sha256"])] = true
+	}
+}
+
+// unused reports whether the chunk store file rel (relative to the store)
+// is a chunk or pack nothing references.
+func (c *chunkStoreRefs) unused(rel string) bool {
+	if c.files[ChunkStoreDir+"/"+rel] {
+		return false
+	}
+	if sum, ok := packOf(rel); ok {
+		return !c.liveIdx[sum]
+	}
+	return !c.keep[rel] && isChunkPath(rel)
+}
+
+// chunkRefs collects the targets of the working targets metadata and of
+// every targets metadata file in metadata/.
+func (r *Repo) chunkRefs() (*chunkStoreRefs, error) {
+	refs := &chunkStoreRefs{
+		indexes: map[string]verify.Custom{},
+		files:   map[string]bool{},
+		liveIdx: map[string]bool{},
+		keep:    map[string]bool{},
+	}
+	refs.add(r.targets().Signed.Targets)
 	entries, err := os.ReadDir(r.MetadataDir())
 	if err != nil {
 		return nil, fmt.Errorf("repository: %w", err)
@@ -385,24 +429,36 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", e.Name(), err)
 		}
-		collect(m.(*metadata.Metadata[metadata.TargetsType]).Signed.Targets)
+		refs.add(m.(*metadata.Metadata[metadata.TargetsType]).Signed.Targets)
 	}
-	keep := map[string]bool{}
-	for file, c := range indexes {
+	return refs, nil
+}
+
+// keepIndexedChunks reads every referenced chunk index and marks its
+// chunks to keep.
+func (r *Repo) keepIndexedChunks(ctx context.Context, refs *chunkStoreRefs) error {
+	for file, c := range refs.indexes {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		ix, err := r.readIndex(file, c)
 		if err != nil {
-			return nil, fmt.Errorf("repository: prune chunks: index %s: %w", file, err)
+			return fmt.Errorf("repository: prune chunks: index %s: %w", file, err)
 		}
 		for _, ch := range ix.Chunks() {
-			keep[ix.ChunkPath(ch)] = true
+			refs.keep[ix.ChunkPath(ch)] = true
 		}
 	}
+	return nil
+}
+
+// removeUnreferencedChunks walks the chunk store and deletes the files
+// refs does not reference, returning them relative to the repository
+// directory, unsorted.
+func (r *Repo) removeUnreferencedChunks(ctx context.Context, refs *chunkStoreRefs) ([]string, error) {
 	store := filepath.Join(r.TargetsDir(), ChunkStoreDir)
 	var removed []string
-	err = filepath.WalkDir(store, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(store, func(p string, d fs.DirEntry, err error) error {
 		if errors.Is(err, fs.ErrNotExist) && p == store {
 			return filepath.SkipDir
 		}
@@ -420,14 +476,7 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		if files[ChunkStoreDir+"/"+rel] {
-			return nil
-		}
-		if sum, ok := packOf(rel); ok {
-			if liveIdx[sum] {
-				return nil
-			}
-		} else if keep[rel] || !isChunkPath(rel) {
+		if !refs.unused(rel) {
 			return nil
 		}
 		if err := os.Remove(p); err != nil {
@@ -436,11 +485,7 @@ func (r *Repo) PruneChunks(ctx context.Context) ([]string, error) {
 		removed = append(removed, path.Join(TargetsPath, ChunkStoreDir, rel))
 		return nil
 	})
-	sort.Strings(removed)
-	if err != nil {
-		return removed, fmt.Errorf("repository: prune chunks: %w", err)
-	}
-	return removed, nil
+	return removed, err
 }
 
 // packOf returns the index digest naming rel, relative to the chunk

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -54,23 +55,9 @@ func (r *Repo) Prune(ctx context.Context) ([]string, error) {
 			if !ok || err != nil {
 				continue
 			}
-			b, err := os.ReadFile(filepath.Join(r.MetadataDir(), e.Name()))
+			live, err := r.liveMetadata(role, e.Name(), v >= cur, now, keep)
 			if err != nil {
-				return nil, fmt.Errorf("repository: %w", err)
-			}
-			m, err := parse(role, b)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", e.Name(), err)
-			}
-			_, exp, _, _ := common(m)
-			live := v >= cur || exp.After(now)
-			if role != RoleSnapshot && live {
-				for p, tf := range m.(*metadata.Metadata[metadata.TargetsType]).Signed.Targets {
-					dir, base := path.Split(p)
-					for _, h := range tf.Hashes {
-						keep[path.Join(dir, fmt.Sprintf("%x.%s", []byte(h), base))] = true
-					}
-				}
+				return nil, err
 			}
 			if !live {
 				if err := remove(path.Join(MetadataPath, e.Name())); err != nil {
@@ -79,7 +66,43 @@ func (r *Repo) Prune(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
-	err = filepath.WalkDir(r.TargetsDir(), func(p string, d fs.DirEntry, err error) error {
+	err = r.pruneTargets(ctx, keep, remove)
+	sort.Strings(removed)
+	if err != nil {
+		return removed, fmt.Errorf("repository: prune: %w", err)
+	}
+	return removed, nil
+}
+
+// liveMetadata reads the metadata file name of role and reports whether a
+// device may still ask for it: it is current (or newer) or not expired.
+// The target files of live targets metadata are added to keep.
+func (r *Repo) liveMetadata(role, name string, current bool, now time.Time, keep map[string]bool) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(r.MetadataDir(), name))
+	if err != nil {
+		return false, fmt.Errorf("repository: %w", err)
+	}
+	m, err := parse(role, b)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", name, err)
+	}
+	_, exp, _, _ := common(m)
+	live := current || exp.After(now)
+	if role != RoleSnapshot && live {
+		for p, tf := range m.(*metadata.Metadata[metadata.TargetsType]).Signed.Targets {
+			dir, base := path.Split(p)
+			for _, h := range tf.Hashes {
+				keep[path.Join(dir, fmt.Sprintf("%x.%s", []byte(h), base))] = true
+			}
+		}
+	}
+	return live, nil
+}
+
+// pruneTargets removes the files of targets/ that keep does not name,
+// leaving the chunk store and temporary files alone.
+func (r *Repo) pruneTargets(ctx context.Context, keep map[string]bool, remove func(rel string) error) error {
+	return filepath.WalkDir(r.TargetsDir(), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -101,9 +124,4 @@ func (r *Repo) Prune(ctx context.Context) ([]string, error) {
 		}
 		return remove(path.Join(TargetsPath, filepath.ToSlash(rel)))
 	})
-	sort.Strings(removed)
-	if err != nil {
-		return removed, fmt.Errorf("repository: prune: %w", err)
-	}
-	return removed, nil
 }

@@ -169,68 +169,15 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range []string{settingsFile, MetadataPath} {
-		if _, err := os.Stat(filepath.Join(r.dir, p)); err == nil {
-			return nil, fmt.Errorf("%w: %s", ErrExists, filepath.Join(r.dir, p))
-		}
-	}
-	for role := range opts.Roles {
-		if err := validRole(role); err != nil {
-			return nil, err
-		}
-	}
-	for role := range opts.Keys {
-		if err := validRole(role); err != nil {
-			return nil, err
-		}
+	if err := r.checkInit(opts); err != nil {
+		return nil, err
 	}
 	root := metadata.Root()
 	root.Signed.ConsistentSnapshot = true
 	for _, role := range Roles {
-		o := opts.Roles[role]
-		if o.Threshold < 0 || o.Keys < 0 || o.Expiry < 0 {
-			return nil, fmt.Errorf("repository: %s: negative threshold, key count or expiry", role)
+		if err := r.initRole(root, role, opts); err != nil {
+			return nil, err
 		}
-		if o.Threshold == 0 {
-			o.Threshold = 1
-		}
-		if o.Expiry != 0 {
-			r.expiry[role] = o.Expiry
-		}
-		keys := opts.Keys[role]
-		if len(keys) == 0 {
-			n := o.Keys
-			if n == 0 {
-				n = o.Threshold
-			}
-			kdir := opts.KeysDir
-			if role == RoleRoot && opts.RootKeysDir != "" {
-				kdir = opts.RootKeysDir
-			}
-			if kdir == "" {
-				return nil, errors.New("repository: InitOptions.KeysDir is empty, generated keys would be lost")
-			}
-			for range n {
-				k, err := GenerateKey(opts.KeyType)
-				if err != nil {
-					return nil, err
-				}
-				if err := k.WriteFile(filepath.Join(kdir, KeyFileName(role, k))); err != nil {
-					return nil, err
-				}
-				keys = append(keys, k)
-			}
-		}
-		if len(keys) < o.Threshold {
-			return nil, fmt.Errorf("repository: %s: threshold %d with only %d keys", role, o.Threshold, len(keys))
-		}
-		for _, k := range keys {
-			if err := root.Signed.AddKey(k.Public(), role); err != nil {
-				return nil, fmt.Errorf("repository: %w", err)
-			}
-		}
-		root.Signed.Roles[role].Threshold = o.Threshold
-		r.AddKeys(keys...)
 	}
 	now := r.now()
 	root.Signed.Expires = r.expires(RoleRoot, now)
@@ -253,6 +200,88 @@ func Init(ctx context.Context, cfg Config, opts InitOptions) (*Repo, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// checkInit refuses to initialise a directory that holds a repository, and
+// options naming unknown roles.
+func (r *Repo) checkInit(opts InitOptions) error {
+	for _, p := range []string{settingsFile, MetadataPath} {
+		if _, err := os.Stat(filepath.Join(r.dir, p)); err == nil {
+			return fmt.Errorf("%w: %s", ErrExists, filepath.Join(r.dir, p))
+		}
+	}
+	for role := range opts.Roles {
+		if err := validRole(role); err != nil {
+			return err
+		}
+	}
+	for role := range opts.Keys {
+		if err := validRole(role); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// initRole sets up one top-level role for Init: its expiry, its keys
+// (given or generated) and its threshold in root.
+func (r *Repo) initRole(root *metadata.Metadata[metadata.RootType], role string, opts InitOptions) error {
+	o := opts.Roles[role]
+	if o.Threshold < 0 || o.Keys < 0 || o.Expiry < 0 {
+		return fmt.Errorf("repository: %s: negative threshold, key count or expiry", role)
+	}
+	if o.Threshold == 0 {
+		o.Threshold = 1
+	}
+	if o.Expiry != 0 {
+		r.expiry[role] = o.Expiry
+	}
+	keys := opts.Keys[role]
+	if len(keys) == 0 {
+		var err error
+		if keys, err = generateRoleKeys(role, o, opts); err != nil {
+			return err
+		}
+	}
+	if len(keys) < o.Threshold {
+		return fmt.Errorf("repository: %s: threshold %d with only %d keys", role, o.Threshold, len(keys))
+	}
+	for _, k := range keys {
+		if err := root.Signed.AddKey(k.Public(), role); err != nil {
+			return fmt.Errorf("repository: %w", err)
+		}
+	}
+	root.Signed.Roles[role].Threshold = o.Threshold
+	r.AddKeys(keys...)
+	return nil
+}
+
+// generateRoleKeys generates o.Keys keys for role (o.Threshold when 0)
+// and writes them to the keys directory of opts.
+func generateRoleKeys(role string, o RoleOptions, opts InitOptions) ([]*Key, error) {
+	n := o.Keys
+	if n == 0 {
+		n = o.Threshold
+	}
+	kdir := opts.KeysDir
+	if role == RoleRoot && opts.RootKeysDir != "" {
+		kdir = opts.RootKeysDir
+	}
+	if kdir == "" {
+		return nil, errors.New("repository: InitOptions.KeysDir is empty, generated keys would be lost")
+	}
+	var keys []*Key
+	for range n {
+		k, err := GenerateKey(opts.KeyType)
+		if err != nil {
+			return nil, err
+		}
+		if err := k.WriteFile(filepath.Join(kdir, KeyFileName(role, k))); err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 func (r *Repo) expires(role string, now time.Time) time.Time {
@@ -548,6 +577,26 @@ func (r *Repo) Publish(ctx context.Context) error {
 	if err := r.checkUnchanged(); err != nil {
 		return err
 	}
+	if err := r.signChangedTargets(); err != nil {
+		return err
+	}
+	snapBytes, err := r.signSnapshot()
+	if err != nil {
+		return err
+	}
+	if err := r.signTimestamp(snapBytes); err != nil {
+		return err
+	}
+	if err := r.writeChanged(snapBytes); err != nil {
+		return err
+	}
+	return r.markPublished()
+}
+
+// signChangedTargets signs root, targets and the delegated roles that
+// changed; if any falls short of its threshold, they are staged and the
+// error wraps ErrThreshold.
+func (r *Repo) signChangedTargets() error {
 	var errs []error
 	for _, role := range append([]string{RoleRoot, RoleTargets}, r.delegatedNames()...) {
 		if !r.dirty[role] {
@@ -563,7 +612,27 @@ func (r *Repo) Publish(ctx context.Context) error {
 	if len(errs) > 0 {
 		return r.stageFail(errs)
 	}
+	return nil
+}
 
+// signIfChanged signs role when it changed, staging it if it falls short
+// of its threshold.
+func (r *Repo) signIfChanged(role string) error {
+	if !r.dirty[role] {
+		return nil
+	}
+	if err := r.signAvailable(role); err != nil {
+		return err
+	}
+	if err := r.checkSigned(role); err != nil {
+		return r.stageFail([]error{err})
+	}
+	return nil
+}
+
+// signSnapshot updates and signs snapshot when the versions it lists
+// changed, and returns its bytes: the new ones, or the published ones.
+func (r *Repo) signSnapshot() ([]byte, error) {
 	// Snapshot lists the targets version; consistent snapshots make the
 	// hashes unnecessary, as the version is in the file name.
 	snap := r.snapshot()
@@ -571,49 +640,38 @@ func (r *Repo) Publish(ctx context.Context) error {
 		r.touch(RoleSnapshot)
 		snap.Signed.Meta = want
 	}
-	if r.dirty[RoleSnapshot] {
-		if err := r.signAvailable(RoleSnapshot); err != nil {
-			return err
-		}
-		if err := r.checkSigned(RoleSnapshot); err != nil {
-			return r.stageFail([]error{err})
-		}
+	if err := r.signIfChanged(RoleSnapshot); err != nil {
+		return nil, err
 	}
-	var snapBytes []byte
 	if r.dirty[RoleSnapshot] {
-		b, err := toBytes(snap)
-		if err != nil {
-			return err
-		}
-		snapBytes = b
-	} else {
-		b, err := os.ReadFile(filepath.Join(r.MetadataDir(), fmt.Sprintf("%d.snapshot.json", versionOf(snap))))
-		if err != nil {
-			return fmt.Errorf("repository: published snapshot: %w", err)
-		}
-		snapBytes = b
+		return toBytes(snap)
 	}
+	b, err := os.ReadFile(filepath.Join(r.MetadataDir(), fmt.Sprintf("%d.snapshot.json", versionOf(snap))))
+	if err != nil {
+		return nil, fmt.Errorf("repository: published snapshot: %w", err)
+	}
+	return b, nil
+}
 
+// signTimestamp updates and signs timestamp when the snapshot it pins
+// changed.
+func (r *Repo) signTimestamp(snapBytes []byte) error {
 	// Timestamp pins the snapshot's length and hash too, so a snapshot
 	// swapped on the server is caught before it is parsed.
 	ts := r.timestamp()
-	want := metadata.MetaFile(versionOf(snap))
+	want := metadata.MetaFile(versionOf(r.snapshot()))
 	want.Length = int64(len(snapBytes))
 	want.Hashes = metadata.Hashes{"sha256": sha256Sum(snapBytes)}
 	if cur := ts.Signed.Meta["snapshot.json"]; cur == nil || !sameMetaFile(cur, want) {
 		r.touch(RoleTimestamp)
 		ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": want}
 	}
-	if r.dirty[RoleTimestamp] {
-		if err := r.signAvailable(RoleTimestamp); err != nil {
-			return err
-		}
-		if err := r.checkSigned(RoleTimestamp); err != nil {
-			return r.stageFail([]error{err})
-		}
-	}
+	return r.signIfChanged(RoleTimestamp)
+}
 
-	// Everything is signed: write the files a device reads last, last.
+// writeChanged writes the metadata files of the changed roles, the files a
+// device reads last, last.
+func (r *Repo) writeChanged(snapBytes []byte) error {
 	for _, role := range append(r.delegatedNames(), RoleTargets, RoleSnapshot, RoleRoot, RoleTimestamp) {
 		if !r.dirty[role] {
 			continue
@@ -639,6 +697,12 @@ func (r *Repo) Publish(ctx context.Context) error {
 			r.log.Info("published", "file", n)
 		}
 	}
+	return nil
+}
+
+// markPublished records the changed roles as published and removes their
+// staged copies.
+func (r *Repo) markPublished() error {
 	for _, role := range r.allRoles() {
 		if !r.dirty[role] {
 			continue

@@ -211,6 +211,8 @@ func cleanName(name string) (string, error) {
 	return path.Clean(name), nil
 }
 
+// entry unpacks one archive entry, r its content, refusing what is unsafe
+// or over the limits.
 func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil // PAX metadata for what follows, not an entry
@@ -229,6 +231,33 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 		}
 		return unsafeErr(hdr.Name, "the archive's root must be a directory")
 	}
+	if err := u.checkPlace(hdr, name); err != nil {
+		return err
+	}
+	perm := fs.FileMode(hdr.Mode).Perm()
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := u.mkdirs(name); err != nil {
+			return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+		}
+		return u.root.Chmod(name, perm|0o700)
+	case tar.TypeReg:
+		return u.regular(ctx, hdr, name, perm, r)
+	case tar.TypeSymlink:
+		return u.symlink(hdr, name)
+	case tar.TypeLink:
+		return u.hardLink(hdr, name)
+	case tar.TypeChar, tar.TypeBlock:
+		return unsafeErr(hdr.Name, "device node")
+	case tar.TypeFifo:
+		return unsafeErr(hdr.Name, "fifo")
+	}
+	return unsafeErr(hdr.Name, "entry type %q not allowed", hdr.Typeflag)
+}
+
+// checkPlace refuses an entry whose place, name, is below a symlink of
+// the archive or already taken (a directory may be repeated).
+func (u *unpacker) checkPlace(hdr *tar.Header, name string) error {
 	// No component above name may be a symlink of the archive: writing
 	// through it could land anywhere it points.
 	for p := path.Dir(name); p != "."; p = path.Dir(p) {
@@ -243,62 +272,61 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
 	}
-	perm := fs.FileMode(hdr.Mode).Perm()
-	switch hdr.Typeflag {
-	case tar.TypeDir:
-		if err := u.mkdirs(name); err != nil {
-			return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
-		}
-		return u.root.Chmod(name, perm|0o700)
-	case tar.TypeReg:
-		if hdr.Size < 0 || hdr.Size > u.lim.MaxFileSize {
-			return unsafeErr(hdr.Name, "size %d over the limit of %d bytes per file", hdr.Size, u.lim.MaxFileSize)
-		}
-		u.total += hdr.Size
-		if u.total > u.lim.MaxTotalSize {
-			return unsafeErr(hdr.Name, "total size over the limit of %d bytes", u.lim.MaxTotalSize)
-		}
-		if err := u.mkdirs(path.Dir(name)); err != nil {
-			return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
-		}
-		if err := u.writeFile(ctx, name, perm, hdr.Size, r); err != nil {
-			return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
-		}
-		u.files[name] = true
-		return nil
-	case tar.TypeSymlink:
-		if hdr.Linkname == "" || strings.ContainsRune(hdr.Linkname, 0) || len(hdr.Linkname) > maxNameLen {
-			return unsafeErr(hdr.Name, "invalid symlink target %q", hdr.Linkname)
-		}
-		if err := u.mkdirs(path.Dir(name)); err != nil {
-			return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
-		}
-		if err := u.root.Symlink(hdr.Linkname, name); err != nil {
-			return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
-		}
-		u.symlinks[name] = true
-		return nil
-	case tar.TypeLink:
-		target, err := cleanName(hdr.Linkname)
-		if err != nil {
-			return unsafeErr(hdr.Name, "hard link target: %v", err)
-		}
-		if !u.files[target] {
-			return unsafeErr(hdr.Name, "hard link to %q, not a regular file earlier in the archive", hdr.Linkname)
-		}
-		if err := u.mkdirs(path.Dir(name)); err != nil {
-			return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
-		}
-		if err := u.root.Link(target, name); err != nil {
-			return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
-		}
-		return nil
-	case tar.TypeChar, tar.TypeBlock:
-		return unsafeErr(hdr.Name, "device node")
-	case tar.TypeFifo:
-		return unsafeErr(hdr.Name, "fifo")
+	return nil
+}
+
+// regular writes a regular file entry, within the size limits.
+func (u *unpacker) regular(ctx context.Context, hdr *tar.Header, name string, perm fs.FileMode, r io.Reader) error {
+	if hdr.Size < 0 || hdr.Size > u.lim.MaxFileSize {
+		return unsafeErr(hdr.Name, "size %d over the limit of %d bytes per file", hdr.Size, u.lim.MaxFileSize)
 	}
-	return unsafeErr(hdr.Name, "entry type %q not allowed", hdr.Typeflag)
+	u.total += hdr.Size
+	if u.total > u.lim.MaxTotalSize {
+		return unsafeErr(hdr.Name, "total size over the limit of %d bytes", u.lim.MaxTotalSize)
+	}
+	if err := u.mkdirs(path.Dir(name)); err != nil {
+		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+	}
+	if err := u.writeFile(ctx, name, perm, hdr.Size, r); err != nil {
+		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+	}
+	u.files[name] = true
+	return nil
+}
+
+// symlink creates a symlink entry and records it, so that no later entry
+// is written through it.
+func (u *unpacker) symlink(hdr *tar.Header, name string) error {
+	if hdr.Linkname == "" || strings.ContainsRune(hdr.Linkname, 0) || len(hdr.Linkname) > maxNameLen {
+		return unsafeErr(hdr.Name, "invalid symlink target %q", hdr.Linkname)
+	}
+	if err := u.mkdirs(path.Dir(name)); err != nil {
+		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+	}
+	if err := u.root.Symlink(hdr.Linkname, name); err != nil {
+		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+	}
+	u.symlinks[name] = true
+	return nil
+}
+
+// hardLink creates a hard link entry, only to a regular file written
+// earlier from the archive.
+func (u *unpacker) hardLink(hdr *tar.Header, name string) error {
+	target, err := cleanName(hdr.Linkname)
+	if err != nil {
+		return unsafeErr(hdr.Name, "hard link target: %v", err)
+	}
+	if !u.files[target] {
+		return unsafeErr(hdr.Name, "hard link to %q, not a regular file earlier in the archive", hdr.Linkname)
+	}
+	if err := u.mkdirs(path.Dir(name)); err != nil {
+		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+	}
+	if err := u.root.Link(target, name); err != nil {
+		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+	}
+	return nil
 }
 
 // mkdirs creates dir and its missing parents, recording them for fsync.

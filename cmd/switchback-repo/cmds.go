@@ -480,81 +480,106 @@ func cmdSign(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "export":
-		fs, g := newFlags("sign export", "", stderr)
-		role := fs.String("role", "", "role to export (required)")
-		out := fs.String("o", "", "output `file` (default stdout)")
-		if code := parseFlags(fs, args[1:], exactly(0)); code >= 0 {
-			return code
-		}
-		r, err := g.open()
-		if err != nil {
-			return fail(stderr, "sign export", err)
-		}
-		b, err := r.Export(*role)
-		if err != nil {
-			return fail(stderr, "sign export", err)
-		}
-		return writeOut(stdout, stderr, "sign export", *out, b)
+		return cmdSignExport(args[1:], stdout, stderr)
 	case "sign":
-		fs, _ := newFlags("sign sign", "FILE", stderr)
-		var keyFiles list
-		fs.Var(&keyFiles, "key", "private key `file` to sign with (repeatable)")
-		out := fs.String("o", "", "output `file` (default: overwrite FILE)")
-		if code := parseFlags(fs, args[1:], exactly(1)); code >= 0 {
-			return code
-		}
-		if len(keyFiles) == 0 {
-			return fail(stderr, "sign sign", fmt.Errorf("%w: -key is required", errUsage))
-		}
-		var keys []*repository.Key
-		for _, f := range keyFiles {
-			k, err := repository.LoadKeyFile(f)
-			if err != nil {
-				return fail(stderr, "sign sign", err)
-			}
-			keys = append(keys, k)
-		}
-		in, err := os.ReadFile(fs.Arg(0))
-		if err != nil {
-			return fail(stderr, "sign sign", err)
-		}
-		b, err := repository.SignExported(in, keys...)
-		if err != nil {
-			return fail(stderr, "sign sign", err)
-		}
-		dst := *out
-		if dst == "" {
-			dst = fs.Arg(0)
-		}
-		return writeOut(stdout, stderr, "sign sign", dst, b)
+		return cmdSignSign(args[1:], stdout, stderr)
 	case "merge":
-		fs, g := newFlags("sign merge", "FILE...", stderr)
-		noPublish := fs.Bool("no-publish", false, "merge only")
-		if code := parseFlags(fs, args[1:], atLeast(1)); code >= 0 {
-			return code
-		}
-		r, err := g.open()
-		if err != nil {
-			return fail(stderr, "sign merge", err)
-		}
-		for _, f := range fs.Args() {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return fail(stderr, "sign merge", err)
-			}
-			role, n, err := r.MergeSignatures(b)
-			if err != nil {
-				return fail(stderr, "sign merge", fmt.Errorf("%s: %w", f, err))
-			}
-			fmt.Fprintf(stdout, "%s: %d new signature(s) on %s\n", f, n, role)
-		}
-		if *noPublish {
-			return exitOK
-		}
-		return publish(ctx, r, "sign merge", stdout, stderr)
+		return cmdSignMerge(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "switchback-repo sign: unknown subcommand %q\n%s", args[0], subUsage)
 	return exitUsage
+}
+
+// cmdSignExport writes the staged metadata of a role for offline signing.
+func cmdSignExport(args []string, stdout, stderr io.Writer) int {
+	fs, g := newFlags("sign export", "", stderr)
+	role := fs.String("role", "", "role to export (required)")
+	out := fs.String("o", "", "output `file` (default stdout)")
+	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
+		return code
+	}
+	r, err := g.open()
+	if err != nil {
+		return fail(stderr, "sign export", err)
+	}
+	b, err := r.Export(*role)
+	if err != nil {
+		return fail(stderr, "sign export", err)
+	}
+	return writeOut(stdout, stderr, "sign export", *out, b)
+}
+
+// cmdSignSign adds signatures to an exported file; it needs no repository.
+func cmdSignSign(args []string, stdout, stderr io.Writer) int {
+	fs, _ := newFlags("sign sign", "FILE", stderr)
+	var keyFiles list
+	fs.Var(&keyFiles, "key", "private key `file` to sign with (repeatable)")
+	out := fs.String("o", "", "output `file` (default: overwrite FILE)")
+	if code := parseFlags(fs, args, exactly(1)); code >= 0 {
+		return code
+	}
+	if len(keyFiles) == 0 {
+		return fail(stderr, "sign sign", fmt.Errorf("%w: -key is required", errUsage))
+	}
+	keys, err := loadKeyFiles(keyFiles)
+	if err != nil {
+		return fail(stderr, "sign sign", err)
+	}
+	in, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return fail(stderr, "sign sign", err)
+	}
+	b, err := repository.SignExported(in, keys...)
+	if err != nil {
+		return fail(stderr, "sign sign", err)
+	}
+	dst := *out
+	if dst == "" {
+		dst = fs.Arg(0)
+	}
+	return writeOut(stdout, stderr, "sign sign", dst, b)
+}
+
+// cmdSignMerge merges the signatures of signed files into the staged
+// metadata and publishes.
+func cmdSignMerge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, g := newFlags("sign merge", "FILE...", stderr)
+	noPublish := fs.Bool("no-publish", false, "merge only")
+	if code := parseFlags(fs, args, atLeast(1)); code >= 0 {
+		return code
+	}
+	r, err := g.open()
+	if err != nil {
+		return fail(stderr, "sign merge", err)
+	}
+	for _, f := range fs.Args() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fail(stderr, "sign merge", err)
+		}
+		role, n, err := r.MergeSignatures(b)
+		if err != nil {
+			return fail(stderr, "sign merge", fmt.Errorf("%s: %w", f, err))
+		}
+		fmt.Fprintf(stdout, "%s: %d new signature(s) on %s\n", f, n, role)
+	}
+	if *noPublish {
+		return exitOK
+	}
+	return publish(ctx, r, "sign merge", stdout, stderr)
+}
+
+// loadKeyFiles loads the private keys in files.
+func loadKeyFiles(files []string) ([]*repository.Key, error) {
+	var keys []*repository.Key
+	for _, f := range files {
+		k, err := repository.LoadKeyFile(f)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 func writeOut(stdout, stderr io.Writer, cmd, file string, b []byte) int {

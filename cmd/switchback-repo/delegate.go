@@ -70,13 +70,9 @@ func cmdDelegate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 // delegationKeys loads the key files and generates count new keys, written
 // to dir.
 func delegationKeys(role string, files []string, count int, kt repository.KeyType, dir string, stdout io.Writer) ([]*repository.Key, error) {
-	var keys []*repository.Key
-	for _, f := range files {
-		k, err := repository.LoadKeyFile(f)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, k)
+	keys, err := loadKeyFiles(files)
+	if err != nil {
+		return nil, err
 	}
 	for range count {
 		k, err := repository.GenerateKey(kt)

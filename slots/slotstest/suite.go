@@ -43,223 +43,250 @@ import (
 // Other concurrent use is not checked: the contract does not require it.
 func TestSlot(t *testing.T, newSlot func(t *testing.T) slots.Slot) {
 	t.Helper()
-	ctx := context.Background()
-
-	run(t, "Name", func(t *testing.T) {
-		s := newSlot(t)
-		n := s.Name()
-		if n == "" {
-			t.Errorf("Name() = %q, want a non-empty name", n)
-		}
-		if n2 := s.Name(); n2 != n {
-			t.Errorf("Name() = %q, then %q: want a stable name", n, n2)
-		}
-	})
-
-	run(t, "Empty", func(t *testing.T) {
-		s := newSlot(t)
-		r, err := s.Reader(ctx)
-		if err == nil {
-			r.Close()
-			t.Errorf("Reader of an empty slot: got nil error, want one wrapping slots.ErrEmpty")
-		} else if !errors.Is(err, slots.ErrEmpty) {
-			t.Errorf("Reader of an empty slot: got %v, want an error wrapping slots.ErrEmpty", err)
-		}
-	})
-
+	run(t, "Name", func(t *testing.T) { checkName(t, newSlot(t)) })
+	run(t, "Empty", func(t *testing.T) { checkEmpty(t, newSlot(t)) })
 	for _, size := range []int64{0, 1, 4099, 65536 + 3, 3<<20 + 5} {
-		run(t, fmt.Sprintf("RoundTrip/%d", size), func(t *testing.T) {
-			s := newSlot(t)
-			want := pattern(size, uint64(size))
-			chunk := int64(32 << 10)
-			if size > 1<<20 {
-				chunk = 1 << 20
-			}
-			w := openWriter(t, s, size)
-			if w == nil {
-				return
-			}
-			for off := int64(0); off < size; off += chunk {
-				writeAt(t, w, want[off:min(off+chunk, size)], off)
-			}
-			finish(t, w)
-			checkImage(t, s, want)
-		})
+		run(t, fmt.Sprintf("RoundTrip/%d", size), func(t *testing.T) { checkRoundTrip(t, newSlot(t), size) })
 	}
-
-	run(t, "OutOfOrder", func(t *testing.T) {
-		s := newSlot(t)
-		const size, chunk = 200_003, 4096
-		want := pattern(size, 7)
-		garbage := pattern(size, 8)
-		w := openWriter(t, s, size)
-		if w == nil {
-			return
-		}
-		n := (size + chunk - 1) / chunk
-		// Garbage first, in order; then the real bytes in a shuffled order,
-		// some chunks twice, so that every chunk is overwritten.
-		for i := range n {
-			off := int64(i * chunk)
-			writeAt(t, w, garbage[off:min(off+chunk, size)], off)
-		}
-		order := rand.New(rand.NewPCG(1, 2)).Perm(n)
-		order = append(order, order[:n/3]...)
-		for _, i := range order {
-			off := int64(i * chunk)
-			writeAt(t, w, want[off:min(off+chunk, size)], off)
-		}
-		// Unaligned writes straddling chunk boundaries.
-		for off := int64(chunk - 100); off+300 < size; off += 5 * chunk {
-			writeAt(t, w, want[off:off+300], off)
-		}
-		finish(t, w)
-		checkImage(t, s, want)
-	})
-
-	run(t, "Resume", func(t *testing.T) {
-		s := newSlot(t)
-		const size = 150_001
-		want := pattern(size, 9)
-		half := int64(size / 2)
-		w := openWriter(t, s, size)
-		if w == nil {
-			return
-		}
-		writeAt(t, w, want[:half], 0)
-		finish(t, w)
-		w = openWriter(t, s, size)
-		if w == nil {
-			return
-		}
-		writeAt(t, w, want[half:], half)
-		finish(t, w)
-		checkImage(t, s, want)
-	})
-
-	run(t, "Rewrite", func(t *testing.T) {
-		s := newSlot(t)
-		first := pattern(100_000, 10)
-		w := openWriter(t, s, int64(len(first)))
-		if w == nil {
-			return
-		}
-		writeAt(t, w, first, 0)
-		finish(t, w)
-		want := pattern(40_000, 11)
-		w = openWriter(t, s, int64(len(want)))
-		if w == nil {
-			return
-		}
-		writeAt(t, w, want, 0)
-		finish(t, w)
-		checkImage(t, s, want)
-	})
-
-	run(t, "WriteOutOfRange", func(t *testing.T) {
-		s := newSlot(t)
-		const size = 1000
-		want := pattern(size, 12)
-		w := openWriter(t, s, size)
-		if w == nil {
-			return
-		}
-		for _, c := range []struct {
-			n   int
-			off int64
-		}{{10, size - 5}, {1, size}, {1, size + 4096}, {1, -1}, {10, -5}} {
-			n, err := safeWriteAt(w, make([]byte, c.n), c.off)
-			if err == nil {
-				t.Errorf("WriteAt(%d bytes, offset %d) into an image of %d bytes = %d, nil; want an error", c.n, c.off, size, n)
-			}
-		}
-		writeAt(t, w, want, 0)
-		finish(t, w)
-		checkImage(t, s, want)
-	})
-
-	run(t, "TooLarge", func(t *testing.T) {
-		s := newSlot(t)
-		w, err := s.Writer(ctx, 1<<62)
-		if err == nil {
-			w.Close()
-			t.Errorf("Writer(4 EiB): got nil error, want one wrapping slots.ErrTooLarge")
-		} else if !errors.Is(err, slots.ErrTooLarge) {
-			t.Errorf("Writer(4 EiB): got %v, want an error wrapping slots.ErrTooLarge", err)
-		}
-	})
-
-	run(t, "NegativeSize", func(t *testing.T) {
-		s := newSlot(t)
-		w, err := s.Writer(ctx, -1)
-		if err == nil {
-			w.Close()
-			t.Errorf("Writer(-1): got nil error, want one")
-		}
-	})
-
-	run(t, "Canceled", func(t *testing.T) {
-		s := newSlot(t)
-		want := pattern(10, 13)
-		if w := openWriter(t, s, 10); w != nil {
-			writeAt(t, w, want, 0)
-			finish(t, w)
-		}
-		cctx, cancel := context.WithCancel(ctx)
-		cancel()
-		if w, err := s.Writer(cctx, 10); err == nil {
-			w.Close()
-			t.Errorf("Writer with a cancelled context: got nil error, want context.Canceled")
-		} else if !errors.Is(err, context.Canceled) {
-			t.Errorf("Writer with a cancelled context: got %v, want an error wrapping context.Canceled", err)
-		}
-		if r, err := s.Reader(cctx); err == nil {
-			r.Close()
-			t.Errorf("Reader with a cancelled context: got nil error, want context.Canceled")
-		} else if !errors.Is(err, context.Canceled) {
-			t.Errorf("Reader with a cancelled context: got %v, want an error wrapping context.Canceled", err)
-		}
-		checkImage(t, s, want)
-	})
-
-	run(t, "UseAfterClose", func(t *testing.T) {
-		s := newSlot(t)
-		want := pattern(100, 14)
-		w := openWriter(t, s, 100)
-		if w == nil {
-			return
-		}
-		writeAt(t, w, want, 0)
-		finish(t, w)
-		if err := safe(w.Close); errors.Is(err, errPanic) {
-			t.Errorf("second Writer.Close: %v", err)
-		}
-		if _, err := safeWriteAt(w, []byte{1}, 0); err == nil {
-			t.Errorf("WriteAt after Close: got nil error, want one")
-		} else if errors.Is(err, errPanic) {
-			t.Errorf("WriteAt after Close: %v", err)
-		}
-		r, err := s.Reader(ctx)
-		if err != nil {
-			t.Errorf("Reader: %v", err)
-			return
-		}
-		if err := r.Close(); err != nil {
-			t.Errorf("Reader.Close: %v", err)
-		}
-		if err := safe(r.Close); errors.Is(err, errPanic) {
-			t.Errorf("second Reader.Close: %v", err)
-		}
-		if _, err := safeReadAt(r, make([]byte, 1), 0); err == nil {
-			t.Errorf("ReadAt after Close: got nil error, want one")
-		} else if errors.Is(err, errPanic) {
-			t.Errorf("ReadAt after Close: %v", err)
-		}
-		checkImage(t, s, want)
-	})
+	for _, c := range []struct {
+		name  string
+		check func(t *testing.T, s slots.Slot)
+	}{
+		{"OutOfOrder", checkOutOfOrder},
+		{"Resume", checkResume},
+		{"Rewrite", checkRewrite},
+		{"WriteOutOfRange", checkWriteOutOfRange},
+		{"TooLarge", checkTooLarge},
+		{"NegativeSize", checkNegativeSize},
+		{"Canceled", checkCanceled},
+		{"UseAfterClose", checkUseAfterClose},
+	} {
+		run(t, c.name, func(t *testing.T) { c.check(t, newSlot(t)) })
+	}
 
 	testKernelBuffered(t, newSlot)
 	testBlockSizer(t, newSlot)
+}
+
+// checkName checks that the slot has a stable, non-empty name.
+func checkName(t *testing.T, s slots.Slot) {
+	n := s.Name()
+	if n == "" {
+		t.Errorf("Name() = %q, want a non-empty name", n)
+	}
+	if n2 := s.Name(); n2 != n {
+		t.Errorf("Name() = %q, then %q: want a stable name", n, n2)
+	}
+}
+
+// checkEmpty checks that Reader of an empty slot fails with [slots.ErrEmpty].
+func checkEmpty(t *testing.T, s slots.Slot) {
+	ctx := context.Background()
+	r, err := s.Reader(ctx)
+	if err == nil {
+		r.Close()
+		t.Errorf("Reader of an empty slot: got nil error, want one wrapping slots.ErrEmpty")
+	} else if !errors.Is(err, slots.ErrEmpty) {
+		t.Errorf("Reader of an empty slot: got %v, want an error wrapping slots.ErrEmpty", err)
+	}
+}
+
+// checkRoundTrip writes an image of size bytes in order and reads it back.
+func checkRoundTrip(t *testing.T, s slots.Slot, size int64) {
+	want := pattern(size, uint64(size))
+	chunk := int64(32 << 10)
+	if size > 1<<20 {
+		chunk = 1 << 20
+	}
+	w := openWriter(t, s, size)
+	if w == nil {
+		return
+	}
+	for off := int64(0); off < size; off += chunk {
+		writeAt(t, w, want[off:min(off+chunk, size)], off)
+	}
+	finish(t, w)
+	checkImage(t, s, want)
+}
+
+// checkOutOfOrder writes garbage, then the image in a shuffled order with
+// repeated and unaligned chunks, and checks the image reads back intact.
+func checkOutOfOrder(t *testing.T, s slots.Slot) {
+	const size, chunk = 200_003, 4096
+	want := pattern(size, 7)
+	garbage := pattern(size, 8)
+	w := openWriter(t, s, size)
+	if w == nil {
+		return
+	}
+	n := (size + chunk - 1) / chunk
+	// Garbage first, in order; then the real bytes in a shuffled order,
+	// some chunks twice, so that every chunk is overwritten.
+	for i := range n {
+		off := int64(i * chunk)
+		writeAt(t, w, garbage[off:min(off+chunk, size)], off)
+	}
+	order := rand.New(rand.NewPCG(1, 2)).Perm(n)
+	order = append(order, order[:n/3]...)
+	for _, i := range order {
+		off := int64(i * chunk)
+		writeAt(t, w, want[off:min(off+chunk, size)], off)
+	}
+	// Unaligned writes straddling chunk boundaries.
+	for off := int64(chunk - 100); off+300 < size; off += 5 * chunk {
+		writeAt(t, w, want[off:off+300], off)
+	}
+	finish(t, w)
+	checkImage(t, s, want)
+}
+
+// checkResume writes half an image, closes the writer and finishes the
+// image with a new writer of the same size.
+func checkResume(t *testing.T, s slots.Slot) {
+	const size = 150_001
+	want := pattern(size, 9)
+	half := int64(size / 2)
+	w := openWriter(t, s, size)
+	if w == nil {
+		return
+	}
+	writeAt(t, w, want[:half], 0)
+	finish(t, w)
+	w = openWriter(t, s, size)
+	if w == nil {
+		return
+	}
+	writeAt(t, w, want[half:], half)
+	finish(t, w)
+	checkImage(t, s, want)
+}
+
+// checkRewrite writes an image, then a smaller one over it.
+func checkRewrite(t *testing.T, s slots.Slot) {
+	first := pattern(100_000, 10)
+	w := openWriter(t, s, int64(len(first)))
+	if w == nil {
+		return
+	}
+	writeAt(t, w, first, 0)
+	finish(t, w)
+	want := pattern(40_000, 11)
+	w = openWriter(t, s, int64(len(want)))
+	if w == nil {
+		return
+	}
+	writeAt(t, w, want, 0)
+	finish(t, w)
+	checkImage(t, s, want)
+}
+
+// checkWriteOutOfRange checks that writes outside the image are refused
+// without damaging it.
+func checkWriteOutOfRange(t *testing.T, s slots.Slot) {
+	const size = 1000
+	want := pattern(size, 12)
+	w := openWriter(t, s, size)
+	if w == nil {
+		return
+	}
+	for _, c := range []struct {
+		n   int
+		off int64
+	}{{10, size - 5}, {1, size}, {1, size + 4096}, {1, -1}, {10, -5}} {
+		n, err := safeWriteAt(w, make([]byte, c.n), c.off)
+		if err == nil {
+			t.Errorf("WriteAt(%d bytes, offset %d) into an image of %d bytes = %d, nil; want an error", c.n, c.off, size, n)
+		}
+	}
+	writeAt(t, w, want, 0)
+	finish(t, w)
+	checkImage(t, s, want)
+}
+
+// checkTooLarge checks that an impossible size fails with [slots.ErrTooLarge].
+func checkTooLarge(t *testing.T, s slots.Slot) {
+	ctx := context.Background()
+	w, err := s.Writer(ctx, 1<<62)
+	if err == nil {
+		w.Close()
+		t.Errorf("Writer(4 EiB): got nil error, want one wrapping slots.ErrTooLarge")
+	} else if !errors.Is(err, slots.ErrTooLarge) {
+		t.Errorf("Writer(4 EiB): got %v, want an error wrapping slots.ErrTooLarge", err)
+	}
+}
+
+// checkNegativeSize checks that a negative size is refused.
+func checkNegativeSize(t *testing.T, s slots.Slot) {
+	ctx := context.Background()
+	w, err := s.Writer(ctx, -1)
+	if err == nil {
+		w.Close()
+		t.Errorf("Writer(-1): got nil error, want one")
+	}
+}
+
+// checkCanceled checks that Writer and Reader honour a cancelled context
+// and leave the image alone.
+func checkCanceled(t *testing.T, s slots.Slot) {
+	ctx := context.Background()
+	want := pattern(10, 13)
+	if w := openWriter(t, s, 10); w != nil {
+		writeAt(t, w, want, 0)
+		finish(t, w)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if w, err := s.Writer(cctx, 10); err == nil {
+		w.Close()
+		t.Errorf("Writer with a cancelled context: got nil error, want context.Canceled")
+	} else if !errors.Is(err, context.Canceled) {
+		t.Errorf("Writer with a cancelled context: got %v, want an error wrapping context.Canceled", err)
+	}
+	if r, err := s.Reader(cctx); err == nil {
+		r.Close()
+		t.Errorf("Reader with a cancelled context: got nil error, want context.Canceled")
+	} else if !errors.Is(err, context.Canceled) {
+		t.Errorf("Reader with a cancelled context: got %v, want an error wrapping context.Canceled", err)
+	}
+	checkImage(t, s, want)
+}
+
+// checkUseAfterClose checks that use after Close fails rather than panics,
+// and that a second Close does not panic.
+func checkUseAfterClose(t *testing.T, s slots.Slot) {
+	ctx := context.Background()
+	want := pattern(100, 14)
+	w := openWriter(t, s, 100)
+	if w == nil {
+		return
+	}
+	writeAt(t, w, want, 0)
+	finish(t, w)
+	if err := safe(w.Close); errors.Is(err, errPanic) {
+		t.Errorf("second Writer.Close: %v", err)
+	}
+	if _, err := safeWriteAt(w, []byte{1}, 0); err == nil {
+		t.Errorf("WriteAt after Close: got nil error, want one")
+	} else if errors.Is(err, errPanic) {
+		t.Errorf("WriteAt after Close: %v", err)
+	}
+	r, err := s.Reader(ctx)
+	if err != nil {
+		t.Errorf("Reader: %v", err)
+		return
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("Reader.Close: %v", err)
+	}
+	if err := safe(r.Close); errors.Is(err, errPanic) {
+		t.Errorf("second Reader.Close: %v", err)
+	}
+	if _, err := safeReadAt(r, make([]byte, 1), 0); err == nil {
+		t.Errorf("ReadAt after Close: got nil error, want one")
+	} else if errors.Is(err, errPanic) {
+		t.Errorf("ReadAt after Close: %v", err)
+	}
+	checkImage(t, s, want)
 }
 
 var errPanic = errors.New("panicked")
@@ -425,302 +452,316 @@ type Rebooter interface {
 // to the primary.
 func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootControl, []string)) {
 	t.Helper()
-	ctx := context.Background()
-
-	// setup returns a control, its first status and a slot that is not
-	// booted.
-	setup := func(t *testing.T) (slots.BootControl, slots.BootStatus, string, bool) {
-		t.Helper()
-		c, names := newControl(t)
-		if len(names) < 2 {
-			t.Errorf("newControl returned %d slot names, want at least 2", len(names))
-			return nil, slots.BootStatus{}, "", false
-		}
-		st, ok := status(t, c)
-		if !ok {
-			return nil, st, "", false
-		}
-		for _, n := range names {
-			if n != st.Booted {
-				return c, st, n, true
-			}
-		}
-		t.Errorf("booted slot %q: no other slot among %q", st.Booted, names)
-		return nil, st, "", false
-	}
-
 	run(t, "Status", func(t *testing.T) {
 		c, names := newControl(t)
-		st, ok := status(t, c)
-		if !ok {
-			return
-		}
-		if !slices.Contains(names, st.Booted) {
-			t.Errorf("Status().Booted = %q, want one of %q", st.Booted, names)
-		}
-		if st.Primary != st.Booted {
-			t.Errorf("fresh control: Status().Primary = %q, Booted = %q; want them equal", st.Primary, st.Booted)
-		}
-		if st.Trial != "" {
-			t.Errorf("fresh control: Status().Trial = %q, want none", st.Trial)
-		}
-		if len(st.Bad) != 0 {
-			t.Errorf("fresh control: Status().Bad = %q, want none", st.Bad)
-		}
-		cctx, cancel := context.WithCancel(ctx)
-		cancel()
-		if _, err := c.Status(cctx); !errors.Is(err, context.Canceled) {
-			t.Errorf("Status with a cancelled context: got %v, want an error wrapping context.Canceled", err)
-		}
+		checkStatus(t, c, names)
 	})
-
-	run(t, "UnknownSlot", func(t *testing.T) {
-		c, st, _, ok := setup(t)
-		if !ok {
-			return
-		}
-		const bogus = "no-such-slot"
-		ops := map[string]func() error{
-			"Arm":     func() error { return c.Arm(ctx, bogus, 3) },
-			"Commit":  func() error { return c.Commit(ctx, bogus) },
-			"MarkBad": func() error { return c.MarkBad(ctx, bogus) },
-		}
-		for _, name := range []string{"Arm", "Commit", "MarkBad"} {
-			if err := ops[name](); !errors.Is(err, slots.ErrUnknownSlot) {
-				t.Errorf("%s(%q): got %v, want an error wrapping slots.ErrUnknownSlot", name, bogus, err)
+	for _, tc := range []struct {
+		name  string
+		check func(t *testing.T, c slots.BootControl, st0 slots.BootStatus, other string)
+	}{
+		{"UnknownSlot", checkUnknownSlot},
+		{"ArmBooted", checkArmBooted},
+		{"ArmNoTries", checkArmNoTries},
+		{"CommitNotRunning", checkCommitNotRunning},
+		{"Arm", checkArm},
+		{"MarkBadRearm", checkMarkBadRearm},
+		// These need a way to start the next boot.
+		{"TrialCommit", checkTrialCommit},
+		{"TrialExhausted", checkTrialExhausted},
+		{"TrialRollback", checkTrialRollback},
+	} {
+		run(t, tc.name, func(t *testing.T) {
+			c, st0, other, ok := setupControl(t, newControl)
+			if !ok {
+				return
 			}
-		}
-		expectStatus(t, c, st)
-	})
-
-	run(t, "ArmBooted", func(t *testing.T) {
-		c, st, _, ok := setup(t)
-		if !ok {
-			return
-		}
-		if err := c.Arm(ctx, st.Booted, 3); !errors.Is(err, slots.ErrSlotActive) {
-			t.Errorf("Arm(booted %q): got %v, want an error wrapping slots.ErrSlotActive", st.Booted, err)
-		}
-		expectStatus(t, c, st)
-	})
-
-	run(t, "ArmNoTries", func(t *testing.T) {
-		c, st, other, ok := setup(t)
-		if !ok {
-			return
-		}
-		for _, tries := range []int{0, -1} {
-			if err := c.Arm(ctx, other, tries); err == nil {
-				t.Errorf("Arm(%q, %d): got nil error, want one", other, tries)
-			}
-		}
-		expectStatus(t, c, st)
-	})
-
-	run(t, "CommitNotRunning", func(t *testing.T) {
-		c, st, other, ok := setup(t)
-		if !ok {
-			return
-		}
-		if err := c.Commit(ctx, other); !errors.Is(err, slots.ErrNotRunning) {
-			t.Errorf("Commit(%q) while %q runs: got %v, want an error wrapping slots.ErrNotRunning", other, st.Booted, err)
-		}
-		expectStatus(t, c, st)
-		if err := c.Commit(ctx, st.Booted); err != nil {
-			t.Errorf("Commit(%q) of the running primary: %v", st.Booted, err)
-		}
-		expectStatus(t, c, st)
-	})
-
-	run(t, "Arm", func(t *testing.T) {
-		c, st0, other, ok := setup(t)
-		if !ok {
-			return
-		}
-		if err := c.Arm(ctx, other, 3); err != nil {
-			t.Errorf("Arm(%q, 3): %v", other, err)
-			return
-		}
-		st, ok := status(t, c)
-		if !ok {
-			return
-		}
-		if st.Trial != other || st.TriesLeft != 3 || st.Primary != st0.Primary {
-			t.Errorf("after Arm(%q, 3): got %s, want trial %q, 3 tries left, primary %q", other, fmtStatus(st), other, st0.Primary)
-		}
-		if st.Booted != st0.Booted && st.Booted != other {
-			t.Errorf("after Arm(%q, 3): booted %q, want %q or %q", other, st.Booted, st0.Booted, other)
-		}
-		if st.Booted != other {
-			if err := c.Commit(ctx, other); !errors.Is(err, slots.ErrNotRunning) {
-				t.Errorf("Commit(%q) of an armed trial not yet booted: got %v, want an error wrapping slots.ErrNotRunning", other, err)
-			}
-		}
-	})
-
-	run(t, "MarkBadRearm", func(t *testing.T) {
-		c, st0, other, ok := setup(t)
-		if !ok {
-			return
-		}
-		if err := c.Arm(ctx, other, 3); err != nil {
-			t.Errorf("Arm(%q, 3): %v", other, err)
-			return
-		}
-		if err := c.MarkBad(ctx, other); err != nil {
-			t.Errorf("MarkBad(%q): %v", other, err)
-			return
-		}
-		st, ok := status(t, c)
-		if !ok {
-			return
-		}
-		if st.Trial != "" || st.Primary != st0.Primary || !slices.Contains(st.Bad, other) {
-			t.Errorf("after Arm(%q) and MarkBad(%q): got %s, want no trial, primary %q, %q bad", other, other, fmtStatus(st), st0.Primary, other)
-		}
-		if err := c.Arm(ctx, other, 2); err != nil {
-			t.Errorf("Arm(%q, 2) after MarkBad: %v", other, err)
-			return
-		}
-		st, ok = status(t, c)
-		if !ok {
-			return
-		}
-		if st.Trial != other || st.TriesLeft != 2 || slices.Contains(st.Bad, other) {
-			t.Errorf("after re-Arm(%q, 2): got %s, want trial %q, 2 tries left, not bad", other, fmtStatus(st), other)
-		}
-	})
-
-	// The rest needs a way to start the next boot.
-	start := func(c slots.BootControl) func() error {
-		switch c := c.(type) {
-		case Rebooter:
-			return c.Reboot
-		case slots.StartCounter:
-			return func() error { _, err := c.CountStart(ctx); return err }
-		}
-		return nil
+			tc.check(t, c, st0, other)
+		})
 	}
-	run(t, "TrialCommit", func(t *testing.T) {
-		c, st0, other, ok := setup(t)
-		if !ok {
-			return
+}
+
+// setupControl returns a fresh control, its first status and a slot that
+// is not booted.
+func setupControl(t *testing.T, newControl func(t *testing.T) (slots.BootControl, []string)) (slots.BootControl, slots.BootStatus, string, bool) {
+	t.Helper()
+	c, names := newControl(t)
+	if len(names) < 2 {
+		t.Errorf("newControl returned %d slot names, want at least 2", len(names))
+		return nil, slots.BootStatus{}, "", false
+	}
+	st, ok := status(t, c)
+	if !ok {
+		return nil, st, "", false
+	}
+	for _, n := range names {
+		if n != st.Booted {
+			return c, st, n, true
 		}
-		boot := start(c)
-		if boot == nil {
-			t.Skip("control implements neither slotstest.Rebooter nor slots.StartCounter")
+	}
+	t.Errorf("booted slot %q: no other slot among %q", st.Booted, names)
+	return nil, st, "", false
+}
+
+// startNext returns a function that starts the next boot of c, or skips
+// the test when c implements neither [Rebooter] nor [slots.StartCounter].
+func startNext(t *testing.T, c slots.BootControl) func() error {
+	t.Helper()
+	switch c := c.(type) {
+	case Rebooter:
+		return c.Reboot
+	case slots.StartCounter:
+		return func() error { _, err := c.CountStart(context.Background()); return err }
+	}
+	t.Skip("control implements neither slotstest.Rebooter nor slots.StartCounter")
+	return nil
+}
+
+// checkStatus checks the status of a fresh control and that Status
+// honours a cancelled context.
+func checkStatus(t *testing.T, c slots.BootControl, names []string) {
+	ctx := context.Background()
+	st, ok := status(t, c)
+	if !ok {
+		return
+	}
+	if !slices.Contains(names, st.Booted) {
+		t.Errorf("Status().Booted = %q, want one of %q", st.Booted, names)
+	}
+	if st.Primary != st.Booted {
+		t.Errorf("fresh control: Status().Primary = %q, Booted = %q; want them equal", st.Primary, st.Booted)
+	}
+	if st.Trial != "" {
+		t.Errorf("fresh control: Status().Trial = %q, want none", st.Trial)
+	}
+	if len(st.Bad) != 0 {
+		t.Errorf("fresh control: Status().Bad = %q, want none", st.Bad)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.Status(cctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Status with a cancelled context: got %v, want an error wrapping context.Canceled", err)
+	}
+}
+
+// checkUnknownSlot checks that Arm, Commit and MarkBad of an unknown slot
+// fail with [slots.ErrUnknownSlot] and change nothing.
+func checkUnknownSlot(t *testing.T, c slots.BootControl, st slots.BootStatus, _ string) {
+	ctx := context.Background()
+	const bogus = "no-such-slot"
+	ops := map[string]func() error{
+		"Arm":     func() error { return c.Arm(ctx, bogus, 3) },
+		"Commit":  func() error { return c.Commit(ctx, bogus) },
+		"MarkBad": func() error { return c.MarkBad(ctx, bogus) },
+	}
+	for _, name := range []string{"Arm", "Commit", "MarkBad"} {
+		if err := ops[name](); !errors.Is(err, slots.ErrUnknownSlot) {
+			t.Errorf("%s(%q): got %v, want an error wrapping slots.ErrUnknownSlot", name, bogus, err)
 		}
-		if err := c.Arm(ctx, other, 2); err != nil {
-			t.Errorf("Arm(%q, 2): %v", other, err)
-			return
+	}
+	expectStatus(t, c, st)
+}
+
+// checkArmBooted checks that arming the booted slot fails with
+// [slots.ErrSlotActive].
+func checkArmBooted(t *testing.T, c slots.BootControl, st slots.BootStatus, _ string) {
+	ctx := context.Background()
+	if err := c.Arm(ctx, st.Booted, 3); !errors.Is(err, slots.ErrSlotActive) {
+		t.Errorf("Arm(booted %q): got %v, want an error wrapping slots.ErrSlotActive", st.Booted, err)
+	}
+	expectStatus(t, c, st)
+}
+
+// checkArmNoTries checks that Arm with fewer than one try is refused.
+func checkArmNoTries(t *testing.T, c slots.BootControl, st slots.BootStatus, other string) {
+	ctx := context.Background()
+	for _, tries := range []int{0, -1} {
+		if err := c.Arm(ctx, other, tries); err == nil {
+			t.Errorf("Arm(%q, %d): got nil error, want one", other, tries)
 		}
+	}
+	expectStatus(t, c, st)
+}
+
+// checkCommitNotRunning checks that Commit of a slot not running fails
+// with [slots.ErrNotRunning] and that committing the running primary is a
+// no-op.
+func checkCommitNotRunning(t *testing.T, c slots.BootControl, st slots.BootStatus, other string) {
+	ctx := context.Background()
+	if err := c.Commit(ctx, other); !errors.Is(err, slots.ErrNotRunning) {
+		t.Errorf("Commit(%q) while %q runs: got %v, want an error wrapping slots.ErrNotRunning", other, st.Booted, err)
+	}
+	expectStatus(t, c, st)
+	if err := c.Commit(ctx, st.Booted); err != nil {
+		t.Errorf("Commit(%q) of the running primary: %v", st.Booted, err)
+	}
+	expectStatus(t, c, st)
+}
+
+// checkArm checks the status after Arm, and that a trial not yet booted
+// cannot be committed.
+func checkArm(t *testing.T, c slots.BootControl, st0 slots.BootStatus, other string) {
+	ctx := context.Background()
+	if err := c.Arm(ctx, other, 3); err != nil {
+		t.Errorf("Arm(%q, 3): %v", other, err)
+		return
+	}
+	st, ok := status(t, c)
+	if !ok {
+		return
+	}
+	if st.Trial != other || st.TriesLeft != 3 || st.Primary != st0.Primary {
+		t.Errorf("after Arm(%q, 3): got %s, want trial %q, 3 tries left, primary %q", other, fmtStatus(st), other, st0.Primary)
+	}
+	if st.Booted != st0.Booted && st.Booted != other {
+		t.Errorf("after Arm(%q, 3): booted %q, want %q or %q", other, st.Booted, st0.Booted, other)
+	}
+	if st.Booted != other {
+		if err := c.Commit(ctx, other); !errors.Is(err, slots.ErrNotRunning) {
+			t.Errorf("Commit(%q) of an armed trial not yet booted: got %v, want an error wrapping slots.ErrNotRunning", other, err)
+		}
+	}
+}
+
+// checkMarkBadRearm checks that MarkBad cancels a trial and that the slot
+// can be armed again.
+func checkMarkBadRearm(t *testing.T, c slots.BootControl, st0 slots.BootStatus, other string) {
+	ctx := context.Background()
+	if err := c.Arm(ctx, other, 3); err != nil {
+		t.Errorf("Arm(%q, 3): %v", other, err)
+		return
+	}
+	if err := c.MarkBad(ctx, other); err != nil {
+		t.Errorf("MarkBad(%q): %v", other, err)
+		return
+	}
+	st, ok := status(t, c)
+	if !ok {
+		return
+	}
+	if st.Trial != "" || st.Primary != st0.Primary || !slices.Contains(st.Bad, other) {
+		t.Errorf("after Arm(%q) and MarkBad(%q): got %s, want no trial, primary %q, %q bad", other, other, fmtStatus(st), st0.Primary, other)
+	}
+	if err := c.Arm(ctx, other, 2); err != nil {
+		t.Errorf("Arm(%q, 2) after MarkBad: %v", other, err)
+		return
+	}
+	st, ok = status(t, c)
+	if !ok {
+		return
+	}
+	if st.Trial != other || st.TriesLeft != 2 || slices.Contains(st.Bad, other) {
+		t.Errorf("after re-Arm(%q, 2): got %s, want trial %q, 2 tries left, not bad", other, fmtStatus(st), other)
+	}
+}
+
+// checkTrialCommit boots the trial once, commits it and checks it stays
+// primary across the next boot.
+func checkTrialCommit(t *testing.T, c slots.BootControl, st0 slots.BootStatus, other string) {
+	ctx := context.Background()
+	boot := startNext(t, c)
+	if err := c.Arm(ctx, other, 2); err != nil {
+		t.Errorf("Arm(%q, 2): %v", other, err)
+		return
+	}
+	if err := boot(); err != nil {
+		t.Errorf("first start of the trial: %v", err)
+		return
+	}
+	want := slots.BootStatus{Booted: other, Primary: st0.Primary, Trial: other, TriesLeft: 1}
+	if !expectStatus(t, c, want) {
+		return
+	}
+	if err := c.Commit(ctx, other); err != nil {
+		t.Errorf("Commit(%q) of the running trial: %v", other, err)
+		return
+	}
+	want = slots.BootStatus{Booted: other, Primary: other}
+	expectStatus(t, c, want)
+	if err := boot(); err != nil {
+		t.Errorf("start after commit: %v", err)
+		return
+	}
+	expectStatus(t, c, want)
+}
+
+// checkTrialExhausted boots the trial until its tries run out and checks
+// the control falls back to the primary.
+func checkTrialExhausted(t *testing.T, c slots.BootControl, st0 slots.BootStatus, other string) {
+	ctx := context.Background()
+	boot := startNext(t, c)
+	if err := c.Arm(ctx, other, 2); err != nil {
+		t.Errorf("Arm(%q, 2): %v", other, err)
+		return
+	}
+	for i, left := range []int{1, 0} {
 		if err := boot(); err != nil {
-			t.Errorf("first start of the trial: %v", err)
+			t.Errorf("start %d of the trial: %v", i+1, err)
 			return
 		}
-		want := slots.BootStatus{Booted: other, Primary: st0.Primary, Trial: other, TriesLeft: 1}
+		want := slots.BootStatus{Booted: other, Primary: st0.Primary, Trial: other, TriesLeft: left}
 		if !expectStatus(t, c, want) {
 			return
 		}
-		if err := c.Commit(ctx, other); err != nil {
-			t.Errorf("Commit(%q) of the running trial: %v", other, err)
-			return
-		}
-		want = slots.BootStatus{Booted: other, Primary: other}
-		expectStatus(t, c, want)
-		if err := boot(); err != nil {
-			t.Errorf("start after commit: %v", err)
-			return
-		}
-		expectStatus(t, c, want)
-	})
+	}
+	if err := boot(); err != nil {
+		t.Errorf("start after the last try: %v", err)
+		return
+	}
+	st, ok := status(t, c)
+	if !ok {
+		return
+	}
+	// A bootloader leaves the exhausted trial for userspace to mark bad;
+	// a start counter marks it bad itself.
+	if st.Booted != st0.Primary || st.Primary != st0.Primary || (st.Trial != "" && st.TriesLeft != 0) {
+		t.Errorf("after the tries ran out: got %s, want booted and primary %q, no try left", fmtStatus(st), st0.Primary)
+	}
+	if err := c.Commit(ctx, other); !errors.Is(err, slots.ErrNotRunning) {
+		t.Errorf("Commit(%q) of an exhausted trial: got %v, want an error wrapping slots.ErrNotRunning", other, err)
+	}
+	if err := c.MarkBad(ctx, other); err != nil {
+		t.Errorf("MarkBad(%q): %v", other, err)
+		return
+	}
+	want := slots.BootStatus{Booted: st0.Primary, Primary: st0.Primary, Bad: []string{other}}
+	expectStatus(t, c, want)
+	if err := boot(); err != nil {
+		t.Errorf("start after MarkBad: %v", err)
+		return
+	}
+	expectStatus(t, c, want)
+}
 
-	run(t, "TrialExhausted", func(t *testing.T) {
-		c, st0, other, ok := setup(t)
-		if !ok {
-			return
-		}
-		boot := start(c)
-		if boot == nil {
-			t.Skip("control implements neither slotstest.Rebooter nor slots.StartCounter")
-		}
-		if err := c.Arm(ctx, other, 2); err != nil {
-			t.Errorf("Arm(%q, 2): %v", other, err)
-			return
-		}
-		for i, left := range []int{1, 0} {
-			if err := boot(); err != nil {
-				t.Errorf("start %d of the trial: %v", i+1, err)
-				return
-			}
-			want := slots.BootStatus{Booted: other, Primary: st0.Primary, Trial: other, TriesLeft: left}
-			if !expectStatus(t, c, want) {
-				return
-			}
-		}
-		if err := boot(); err != nil {
-			t.Errorf("start after the last try: %v", err)
-			return
-		}
-		st, ok := status(t, c)
-		if !ok {
-			return
-		}
-		// A bootloader leaves the exhausted trial for userspace to mark bad;
-		// a start counter marks it bad itself.
-		if st.Booted != st0.Primary || st.Primary != st0.Primary || (st.Trial != "" && st.TriesLeft != 0) {
-			t.Errorf("after the tries ran out: got %s, want booted and primary %q, no try left", fmtStatus(st), st0.Primary)
-		}
-		if err := c.Commit(ctx, other); !errors.Is(err, slots.ErrNotRunning) {
-			t.Errorf("Commit(%q) of an exhausted trial: got %v, want an error wrapping slots.ErrNotRunning", other, err)
-		}
-		if err := c.MarkBad(ctx, other); err != nil {
-			t.Errorf("MarkBad(%q): %v", other, err)
-			return
-		}
-		want := slots.BootStatus{Booted: st0.Primary, Primary: st0.Primary, Bad: []string{other}}
-		expectStatus(t, c, want)
-		if err := boot(); err != nil {
-			t.Errorf("start after MarkBad: %v", err)
-			return
-		}
-		expectStatus(t, c, want)
-	})
-
-	run(t, "TrialRollback", func(t *testing.T) {
-		c, st0, other, ok := setup(t)
-		if !ok {
-			return
-		}
-		boot := start(c)
-		if boot == nil {
-			t.Skip("control implements neither slotstest.Rebooter nor slots.StartCounter")
-		}
-		if err := c.Arm(ctx, other, 3); err != nil {
-			t.Errorf("Arm(%q, 3): %v", other, err)
-			return
-		}
-		if err := boot(); err != nil {
-			t.Errorf("start of the trial: %v", err)
-			return
-		}
-		if err := c.MarkBad(ctx, other); err != nil {
-			t.Errorf("MarkBad(%q) of the running trial: %v", other, err)
-			return
-		}
-		st, ok := status(t, c)
-		if !ok {
-			return
-		}
-		if st.Trial != "" || st.Primary != st0.Primary || !slices.Contains(st.Bad, other) {
-			t.Errorf("after MarkBad(%q) of the running trial: got %s, want no trial, primary %q, %q bad", other, fmtStatus(st), st0.Primary, other)
-		}
-		if err := boot(); err != nil {
-			t.Errorf("start after rollback: %v", err)
-			return
-		}
-		expectStatus(t, c, slots.BootStatus{Booted: st0.Primary, Primary: st0.Primary, Bad: []string{other}})
-	})
+// checkTrialRollback marks the running trial bad and checks the next boot
+// is the primary.
+func checkTrialRollback(t *testing.T, c slots.BootControl, st0 slots.BootStatus, other string) {
+	ctx := context.Background()
+	boot := startNext(t, c)
+	if err := c.Arm(ctx, other, 3); err != nil {
+		t.Errorf("Arm(%q, 3): %v", other, err)
+		return
+	}
+	if err := boot(); err != nil {
+		t.Errorf("start of the trial: %v", err)
+		return
+	}
+	if err := c.MarkBad(ctx, other); err != nil {
+		t.Errorf("MarkBad(%q) of the running trial: %v", other, err)
+		return
+	}
+	st, ok := status(t, c)
+	if !ok {
+		return
+	}
+	if st.Trial != "" || st.Primary != st0.Primary || !slices.Contains(st.Bad, other) {
+		t.Errorf("after MarkBad(%q) of the running trial: got %s, want no trial, primary %q, %q bad", other, fmtStatus(st), st0.Primary, other)
+	}
+	if err := boot(); err != nil {
+		t.Errorf("start after rollback: %v", err)
+		return
+	}
+	expectStatus(t, c, slots.BootStatus{Booted: st0.Primary, Primary: st0.Primary, Bad: []string{other}})
 }
 
 func status(t *testing.T, c slots.BootControl) (slots.BootStatus, bool) {
