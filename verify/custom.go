@@ -57,6 +57,12 @@ type Custom struct {
 	// Uncompressed describes the image after decompression or patching:
 	// required when Compression is set, and for patches.
 	Uncompressed *Digest `json:"uncompressed,omitempty"`
+	// Channels lists the channels the release is published on ("stable",
+	// "beta", a customer's name). Empty: every channel. A device follows
+	// one channel (see [Policy].Channel).
+	Channels []string `json:"channels,omitempty"`
+	// Rollout, when set, stages the release over time (see [Rollout]).
+	Rollout *Rollout `json:"rollout,omitempty"`
 }
 
 // Digest is the length and SHA-256 of a byte stream.
@@ -136,6 +142,16 @@ func (c Custom) Validate() error {
 	default:
 		bad("unknown compression %q", c.Compression)
 	}
+	for _, ch := range c.Channels {
+		if !validChannel(ch) {
+			bad("channel %q must be 1 to 64 of [a-z0-9._-]", ch)
+		}
+	}
+	if c.Rollout != nil {
+		if err := c.Rollout.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if d := c.Uncompressed; d != nil {
 		if d.Length < 0 {
 			bad("negative uncompressed length")
@@ -145,6 +161,20 @@ func (c Custom) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validChannel reports whether ch is a channel name: 1 to 64 lower-case
+// letters, digits, '.', '_' or '-'.
+func validChannel(ch string) bool {
+	if ch == "" || len(ch) > 64 {
+		return false
+	}
+	for _, r := range ch {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func isSHA256Hex(s string) bool {
