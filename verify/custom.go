@@ -143,7 +143,7 @@ func (c Custom) Validate() error {
 		bad("unknown compression %q", c.Compression)
 	}
 	for _, ch := range c.Channels {
-		if !validChannel(ch) {
+		if !ValidChannel(ch) {
 			bad("channel %q must be 1 to 64 of [a-z0-9._-]", ch)
 		}
 	}
@@ -163,9 +163,9 @@ func (c Custom) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validChannel reports whether ch is a channel name: 1 to 64 lower-case
+// ValidChannel reports whether ch is a channel name: 1 to 64 lower-case
 // letters, digits, '.', '_' or '-'.
-func validChannel(ch string) bool {
+func ValidChannel(ch string) bool {
 	if ch == "" || len(ch) > 64 {
 		return false
 	}
