@@ -68,6 +68,8 @@ const exitHelp = `exit status:
 const configHelp = `configuration file (-config, default ` + defaultConfigPath + `), JSON; unknown fields are errors:
   {
     "hardware": "gw-x86-v2",                 // this device's hardware id
+    "device_id_file": "/etc/machine-id",      // default; decides the rollout cohort, never sent ("device_id" overrides)
+    "channel": "stable",                      // default; releases listing no channel are on every channel
     "state_dir": "/var/lib/switchback",       // default; on persistent local storage
     "root": "/etc/switchback/root.json",      // trusted TUF root shipped with the image
     "metadata_url": "https://updates.example.com/metadata/",
@@ -83,9 +85,11 @@ const configHelp = `configuration file (-config, default ` + defaultConfigPath +
     "ca_file": "/etc/switchback/ca.pem",      // trusted CAs for the update server (default: system roots)
     "cert_file": "/etc/switchback/device.pem", "key_file": "/etc/switchback/device.key", // mutual TLS, reloaded on change
     "stall_timeout": "30s", "rate_limit": 0,  // reconnect after 30 s without a byte; bytes/s cap (0: none)
+    "low_speed_limit": 1024, "low_speed_time": "30s", // reconnect below 1 KiB/s over 30 s (-1: never)
+    "metadata_timeout": "5m",                 // most one metadata file may take per mirror
     "full_refresh_interval": "24h",           // unchanged timestamp: skip the root walk this long ("-1s": never)
     "components": [
-      {"name": "rootfs", "type": "ab", "factory_version": "1.0.0",
+      {"name": "rootfs", "type": "ab", "factory_version": "1.0.0", "pin": "", // "pin": hold at this version
        "slots": {"a": "PARTLABEL=rootfs-a", "b": "PARTLABEL=rootfs-b"},
        "boot": {"type": "grub", "path": "/boot/grub/grubenv"}},
       {"name": "app", "type": "file", "path": "/opt/gw/bin/gateway", "mode": "0755"},
