@@ -54,13 +54,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 	var errs, waiting []error
 	for _, c := range u.cfg.Components {
 		cs := u.st.component(c.Name)
-		t, err := verify.Select(ts.Targets, verify.Policy{
-			Component:      c.Name,
-			Hardware:       u.cfg.Hardware,
-			Installed:      cs.Installed,
-			AllowDowngrade: u.cfg.AllowDowngrade,
-			Blocked:        u.st.blocked,
-		})
+		t, err := verify.Select(ts.Targets, u.policy(&c, cs.Installed))
 		switch {
 		case errors.Is(err, verify.ErrNoUpdate) && !errors.Is(err, verify.ErrNotPublished):
 			continue

@@ -27,6 +27,11 @@ type Component struct {
 	// FactoryVersion is the version installed before switchback's first
 	// update (the state file has none yet).
 	FactoryVersion string
+	// Pin holds the component at one version (the operator's "hold"):
+	// only the release of exactly this version is installed, none newer.
+	// A pin below the installed version is installed only with
+	// AllowDowngrade. "" follows the channel.
+	Pin string
 }
 
 // Config configures an Updater. The zero value of every optional field is
@@ -37,6 +42,18 @@ type Config struct {
 	// Hardware is the device's hardware id; only targets listing it (or
 	// "*") are installed. Required.
 	Hardware string
+	// DeviceID is the device's stable id; it decides the device's cohort
+	// in staged rollouts (verify.Rollout) and is never sent anywhere. ""
+	// reads DeviceIDFile. A device without an id takes a release under a
+	// rollout only once the rollout reaches 100 %.
+	DeviceID string
+	// DeviceIDFile is read for the id when DeviceID is "" (surrounding
+	// white space trimmed); default /etc/machine-id.
+	DeviceIDFile string
+	// Channel is the release channel the device follows ("stable",
+	// "beta", a customer's name); "" is verify.DefaultChannel. Releases
+	// that list no channel are on every channel.
+	Channel string
 	// StateDir holds the state file and the trusted TUF metadata. Required;
 	// it must be on a local filesystem that survives reboots.
 	StateDir string
@@ -181,6 +198,9 @@ func (c *Config) validate() error {
 	if c.MetadataURL == "" || c.TargetsURL == "" {
 		errs = append(errs, errors.New("MetadataURL and TargetsURL are required"))
 	}
+	if c.Channel != "" && !verify.ValidChannel(c.Channel) {
+		errs = append(errs, fmt.Errorf("Channel %q must be 1 to 64 of [a-z0-9._-]", c.Channel))
+	}
 	if len(c.Components) == 0 {
 		errs = append(errs, errors.New("at least one Component is required"))
 	}
@@ -195,6 +215,9 @@ func (c *Config) validate() error {
 		seen[comp.Name] = true
 		if len(comp.Slots) < 2 {
 			errs = append(errs, fmt.Errorf("component %q: at least two slots are required", comp.Name))
+		}
+		if comp.Pin != "" && !verify.ValidVersion(comp.Pin) {
+			errs = append(errs, fmt.Errorf("component %q: Pin %q is not a semantic version", comp.Name, comp.Pin))
 		}
 		if comp.Boot == nil {
 			errs = append(errs, fmt.Errorf("component %q: Boot is required", comp.Name))

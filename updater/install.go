@@ -148,8 +148,7 @@ func (u *Updater) trustedTarget(ctx context.Context, c *Component, up Update) (v
 	if t.Custom.Component != c.Name {
 		return t, fmt.Errorf("updater: install %s: target %s is for component %q: %w", c.Name, t.Path, t.Custom.Component, verify.ErrIncompatible)
 	}
-	if _, err := verify.Select([]verify.Target{t}, verify.Policy{Component: c.Name, Hardware: u.cfg.Hardware,
-		Installed: u.st.component(c.Name).Installed, AllowDowngrade: u.cfg.AllowDowngrade, Blocked: u.st.blocked}); err != nil {
+	if _, err := verify.Select([]verify.Target{t}, u.policy(c, u.st.component(c.Name).Installed)); err != nil {
 		return t, fmt.Errorf("updater: install %s %s: %w", c.Name, t.Custom.Version, err)
 	}
 	return t, nil

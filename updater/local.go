@@ -127,8 +127,7 @@ func (u *Updater) InstallFile(ctx context.Context, path string) error {
 		return fmt.Errorf("updater: install file %s: component %q is not configured on this device: %w", path, comp, verify.ErrIncompatible)
 	}
 	cs := u.st.component(c.Name)
-	t, err := verify.Select(match, verify.Policy{Component: comp, Hardware: u.cfg.Hardware, Installed: cs.Installed,
-		AllowDowngrade: u.cfg.AllowDowngrade, Blocked: u.st.blocked})
+	t, err := verify.Select(match, u.policy(c, cs.Installed))
 	if err != nil {
 		return fmt.Errorf("updater: install file %s: %w", path, err)
 	}

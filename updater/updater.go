@@ -36,8 +36,10 @@ type Updater struct {
 	cfg Config
 	log *slog.Logger
 	now func() time.Time
-	dl  *download.Client
-	tuf *verify.Client
+	// deviceID is the device's stable id for staged rollouts.
+	deviceID string
+	dl       *download.Client
+	tuf      *verify.Client
 	// mu makes the methods that act run one at a time. Status does not
 	// take it: it reads the state as last saved (store.snapshot).
 	mu     sync.Mutex
@@ -126,7 +128,7 @@ func New(cfg Config) (u *Updater, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
 	}
-	u = &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{},
+	u = &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{}, deviceID: deviceID(cfg, log),
 		events: newEventQueue(cfg.Events), stateLock: lock}
 	for i := range cfg.Components {
 		c := &u.cfg.Components[i]

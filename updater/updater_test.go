@@ -57,7 +57,14 @@ type device struct {
 
 func newDevice(t *testing.T, repo *tuftest.Repo) *device {
 	t.Helper()
-	d := &device{t: t, repo: repo, stateDir: t.TempDir(), pc: slotstest.NewPowerCut()}
+	return newDeviceWith(t, repo, nil)
+}
+
+// newDeviceWith is newDevice with cfg applied to the configuration from
+// the first start on.
+func newDeviceWith(t *testing.T, repo *tuftest.Repo, cfg func(*Config)) *device {
+	t.Helper()
+	d := &device{t: t, repo: repo, stateDir: t.TempDir(), pc: slotstest.NewPowerCut(), cfg: cfg}
 	d.boot = slotstest.NewFakeBoot("a", "b")
 	d.boot.SetPowerCut(d.pc)
 	d.a = slotstest.NewMemSlot("a", 64<<20, slotstest.WithBoot(d.boot), slotstest.WithPowerCut(d.pc))

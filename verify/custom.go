@@ -61,6 +61,12 @@ type Custom struct {
 	// OCI marks a container image: the target's bytes are its OCI
 	// manifest or index, exactly as the registry serves them.
 	OCI *OCI `json:"oci,omitempty"`
+	// Channels lists the channels the release is published on ("stable",
+	// "beta", a customer's name). Empty: every channel. A device follows
+	// one channel (see [Policy].Channel).
+	Channels []string `json:"channels,omitempty"`
+	// Rollout, when set, stages the release over time (see [Rollout]).
+	Rollout *Rollout `json:"rollout,omitempty"`
 }
 
 // OCI is the custom metadata of a container image target. Signing the
@@ -167,6 +173,16 @@ func (c Custom) Validate() error {
 	default:
 		bad("unknown compression %q", c.Compression)
 	}
+	for _, ch := range c.Channels {
+		if !ValidChannel(ch) {
+			bad("channel %q must be 1 to 64 of [a-z0-9._-]", ch)
+		}
+	}
+	if c.Rollout != nil {
+		if err := c.Rollout.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if d := c.Uncompressed; d != nil {
 		if d.Length < 0 {
 			bad("negative uncompressed length")
@@ -179,6 +195,20 @@ func (c Custom) Validate() error {
 		c.OCI.validate(bad)
 	}
 	return errors.Join(errs...)
+}
+
+// ValidChannel reports whether ch is a channel name: 1 to 64 lower-case
+// letters, digits, '.', '_' or '-'.
+func ValidChannel(ch string) bool {
+	if ch == "" || len(ch) > 64 {
+		return false
+	}
+	for _, r := range ch {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func isSHA256Hex(s string) bool {

@@ -37,6 +37,19 @@ var customSeeds = []struct {
 	{"zstd without digest", `{"component":"a","version":"1.2.0","hardware":["a"],"compression":"zstd"}`, "without uncompressed"},
 	{"unknown compression", `{"component":"a","version":"1.2.0","hardware":["a"],"compression":"xz"}`, "unknown compression"},
 	{"negative uncompressed", `{"component":"a","version":"1.2.0","hardware":["a"],"compression":"zstd","uncompressed":{"length":-1,"sha256":"` + sumA + `"}}`, "negative"},
+	{"rollout and channels", `{"component":"a","version":"1.2.0","hardware":["a"],"channels":["beta","stable"],"rollout":{"start":"2026-12-07T00:00:00Z","salt":"s1","ramp":[{"after":"0s","percent":1},{"after":"24h","percent":10},{"after":"72h","percent":100}]}}`, ""},
+	{"halted rollout", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"start":"2026-12-07T00:00:00Z","salt":"s","ramp":[{"after":"0s","percent":100}],"halted":true}}`, ""},
+	{"rollout unknown field", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"start":"2026-12-07T00:00:00Z","salt":"s","ramp":[{"after":"0s","percent":100}],"halt":true}}`, "unknown field"},
+	{"rollout no start", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"salt":"s","ramp":[{"after":"0s","percent":100}]}}`, "start missing"},
+	{"rollout no salt", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"start":"2026-12-07T00:00:00Z","ramp":[{"after":"0s","percent":100}]}}`, "salt"},
+	{"rollout no ramp", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"start":"2026-12-07T00:00:00Z","salt":"s"}}`, "ramp must have"},
+	{"rollout bad after", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"start":"2026-12-07T00:00:00Z","salt":"s","ramp":[{"after":"1 day","percent":100}]}}`, "after"},
+	{"rollout after not increasing", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"start":"2026-12-07T00:00:00Z","salt":"s","ramp":[{"after":"1h","percent":1},{"after":"1h","percent":2}]}}`, "not after"},
+	{"rollout percent decreasing", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"start":"2026-12-07T00:00:00Z","salt":"s","ramp":[{"after":"0s","percent":50},{"after":"1h","percent":2}]}}`, "decreases"},
+	{"rollout percent over 100", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"start":"2026-12-07T00:00:00Z","salt":"s","ramp":[{"after":"0s","percent":101}]}}`, "not in [0, 100]"},
+	{"rollout negative after", `{"component":"a","version":"1.2.0","hardware":["a"],"rollout":{"start":"2026-12-07T00:00:00Z","salt":"s","ramp":[{"after":"-1h","percent":1}]}}`, "negative"},
+	{"bad channel", `{"component":"a","version":"1.2.0","hardware":["a"],"channels":["Beta"]}`, "channel"},
+	{"empty channel", `{"component":"a","version":"1.2.0","hardware":["a"],"channels":[""]}`, "channel"},
 }
 
 func TestParseCustom(t *testing.T) {

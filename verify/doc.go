@@ -63,6 +63,15 @@
 // TUF workflow (one request; a root published without a new timestamp is
 // seen only after the interval).
 //
+// # Staged rollouts, channels and pins
+//
+// A release's custom metadata may carry a [Rollout] (start, salt, ramp,
+// halt) and a list of channels; [Policy] carries the device's id, trusted
+// time, channel and pin, and [Select] applies them. The policy is signed
+// with the targets role, so a mirror can neither speed a rollout up nor
+// aim it at a device (an older ramp is an older targets version, which TUF
+// refuses), and the device id never leaves the device.
+//
 // # Delegations
 //
 // Delegated roles are fetched lazily: only those a lookup visits. A target

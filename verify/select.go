@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Target is one trusted TUF target with its parsed switchback metadata.
@@ -66,7 +67,25 @@ type Policy struct {
 	// Blocked reports whether the release with this hex SHA-256 failed
 	// before and must not be retried; nil blocks nothing.
 	Blocked func(sha256hex string) bool
+	// DeviceID is the device's stable id, used only to compute its
+	// [Bucket] in a staged [Rollout]; it is never sent anywhere.
+	DeviceID string
+	// Now is the trusted current time for staged rollouts: the device
+	// clock once checked against the MinTime. Zero (clock unset) takes no
+	// release that has a rollout.
+	Now time.Time
+	// Channel is the channel the device follows; "" means "stable". A
+	// release that lists channels is taken only by devices following one
+	// of them; a release that lists none is on every channel.
+	Channel string
+	// Pin, when set, holds the device at this version: only a release of
+	// exactly this version is chosen; every other is not an update. A pin
+	// below the installed version is reached only with AllowDowngrade.
+	Pin string
 }
+
+// DefaultChannel is the channel of a device whose [Policy].Channel is "".
+const DefaultChannel = "stable"
 
 // Select picks the newest full image (Kind "" or [KindImage]) of
 // p.Component that fits the policy: its hardware list holds p.Hardware or
@@ -88,7 +107,11 @@ func Select(targets []Target, p Policy) (Target, error) {
 	if p.Installed != "" && !ValidVersion(p.Installed) {
 		return Target{}, fmt.Errorf("verify: installed version %q of %s is %w", p.Installed, p.Component, ErrBadVersion)
 	}
-	downgrade := p.AllowDowngrade && p.Installed != "" && !publishedAtOrAbove(targets, p)
+	if p.Pin != "" && !ValidVersion(p.Pin) {
+		return Target{}, fmt.Errorf("verify: pinned version %q of %s is %w", p.Pin, p.Component, ErrBadVersion)
+	}
+	downgrade := p.AllowDowngrade && p.Installed != "" &&
+		(!publishedAtOrAbove(targets, p) || (p.Pin != "" && CompareVersions(p.Pin, p.Installed) < 0))
 	var (
 		best     *Target
 		refused  refusals
@@ -104,6 +127,9 @@ func Select(targets []Target, p Policy) (Target, error) {
 		numImage++
 		if newest == "" || CompareVersions(c.Version, newest) > 0 {
 			newest = c.Version
+		}
+		if p.Pin != "" && CompareVersions(c.Version, p.Pin) != 0 {
+			continue // held at the pin: not an update
 		}
 		if p.Installed != "" {
 			cmp := CompareVersions(c.Version, p.Installed)
@@ -179,6 +205,23 @@ func refuse(t Target, p Policy) error {
 		}
 		if CompareVersions(p.Installed, c.MinVersion) < 0 {
 			return fmt.Errorf("installed %s is below min_version %s", p.Installed, c.MinVersion)
+		}
+	}
+	if len(c.Channels) > 0 {
+		ch := p.Channel
+		if ch == "" {
+			ch = DefaultChannel
+		}
+		if !slices.Contains(c.Channels, ch) {
+			return fmt.Errorf("channel %q not in %q", ch, c.Channels)
+		}
+	}
+	if r := c.Rollout; r != nil {
+		if r.Halted {
+			return ErrHalted
+		}
+		if !r.Offered(p.DeviceID, p.Now) {
+			return fmt.Errorf("%w (share %.2f%% at %s)", ErrNotYet, r.Share(p.Now), p.Now.UTC().Format(time.RFC3339))
 		}
 	}
 	if p.Blocked != nil {

@@ -71,6 +71,8 @@ commands:
   refresh   re-sign snapshot and timestamp with fresh expiry (run from cron)
   rotate    replace a role's keys
   delegate  delegate target paths to a role with its own keys (per hardware, per vendor)
+  rollout   stage a release over time (ramp), halt or resume it
+  channels  set the channels a release is published on
   prune     delete targets and metadata no device can still ask for
   prune-chunks  delete chunk store files no live chunk index names (after prune)
   sign      export | sign | merge: threshold and offline signing
@@ -101,6 +103,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmds["prune-chunks"] = cmdPruneChunks
 	cmds["add-oci"] = cmdAddOCI
+	cmds["rollout"] = cmdRollout
+	cmds["channels"] = cmdChannels
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)

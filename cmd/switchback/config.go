@@ -27,6 +27,9 @@ import (
 // fileConfig is the configuration file, JSON. See doc.go for the format.
 type fileConfig struct {
 	Hardware             string            `json:"hardware"`
+	DeviceID             string            `json:"device_id"`
+	DeviceIDFile         string            `json:"device_id_file"`
+	Channel              string            `json:"channel"`
 	StateDir             string            `json:"state_dir"`
 	Root                 string            `json:"root"`
 	MetadataURL          string            `json:"metadata_url"`
@@ -57,6 +60,8 @@ type fileConfig struct {
 type componentConfig struct {
 	Name           string `json:"name"`
 	FactoryVersion string `json:"factory_version"`
+	// Pin holds the component at this version.
+	Pin string `json:"pin"`
 	// Type is "file", "dir" or "ab" (A/B partitions with a bootloader).
 	Type string `json:"type"`
 	// Path is the file or directory, for "file" and "dir".
@@ -135,6 +140,9 @@ func parseConfig(b []byte) (*fileConfig, error) {
 			errs = append(errs, fmt.Errorf("min_time: %w", err))
 		}
 	}
+	if c.Channel != "" && !verify.ValidChannel(c.Channel) {
+		errs = append(errs, fmt.Errorf("channel %q must be 1 to 64 of [a-z0-9._-]", c.Channel))
+	}
 	for i, comp := range c.Components {
 		switch comp.Type {
 		case "file", "dir":
@@ -154,6 +162,9 @@ func parseConfig(b []byte) (*fileConfig, error) {
 			}
 		default:
 			errs = append(errs, fmt.Errorf("component %d (%s): type %q is not file, dir or ab", i, comp.Name, comp.Type))
+		}
+		if comp.Pin != "" && !verify.ValidVersion(comp.Pin) {
+			errs = append(errs, fmt.Errorf("component %d (%s): pin %q is not a semantic version", i, comp.Name, comp.Pin))
 		}
 		if comp.FactoryVersion != "" && !verify.ValidVersion(comp.FactoryVersion) {
 			errs = append(errs, fmt.Errorf("component %d (%s): factory_version %q is not a semantic version", i, comp.Name, comp.FactoryVersion))
@@ -243,6 +254,7 @@ func build(c *fileConfig) (*device, error) {
 	d := &device{cfg: c, boots: map[string]slots.BootControl{}}
 	u := updater.Config{
 		Hardware: c.Hardware, StateDir: c.StateDir, TrustedRoot: root,
+		DeviceID: c.DeviceID, DeviceIDFile: c.DeviceIDFile, Channel: c.Channel,
 		MetadataURL: c.MetadataURL, TargetsURL: c.TargetsURL,
 		MetadataMirrors: c.MetadataMirrors, TargetsMirrors: c.TargetsMirrors,
 		Tries: c.Tries, ConfirmTimeout: time.Duration(c.ConfirmTimeout),
@@ -274,7 +286,7 @@ func build(c *fileConfig) (*device, error) {
 }
 
 func buildComponent(cc componentConfig) (updater.Component, slots.BootControl, error) {
-	comp := updater.Component{Name: cc.Name, FactoryVersion: cc.FactoryVersion}
+	comp := updater.Component{Name: cc.Name, FactoryVersion: cc.FactoryVersion, Pin: cc.Pin}
 	switch cc.Type {
 	case "file":
 		var opts []slots.FileOption

@@ -68,6 +68,8 @@ const exitHelp = `exit status:
 const configHelp = `configuration file (-config, default ` + defaultConfigPath + `), JSON; unknown fields are errors:
   {
     "hardware": "gw-x86-v2",                 // this device's hardware id
+    "device_id_file": "/etc/machine-id",      // default; decides the rollout cohort, never sent ("device_id" overrides)
+    "channel": "stable",                      // default; releases listing no channel are on every channel
     "state_dir": "/var/lib/switchback",       // default; on persistent local storage
     "root": "/etc/switchback/root.json",      // trusted TUF root shipped with the image
     "metadata_url": "https://updates.example.com/metadata/",
@@ -88,7 +90,7 @@ const configHelp = `configuration file (-config, default ` + defaultConfigPath +
     "full_refresh_interval": "0s",            // opt-in, not TUF: while the timestamp is unchanged skip the root walk this long
     "target_prefixes": ["rootfs/gw-x86-v2/"], // only targets under these paths: only this device's delegated roles are fetched
     "components": [
-      {"name": "rootfs", "type": "ab", "factory_version": "1.0.0",
+      {"name": "rootfs", "type": "ab", "factory_version": "1.0.0", "pin": "", // "pin": hold at this version
        "slots": {"a": "PARTLABEL=rootfs-a", "b": "PARTLABEL=rootfs-b"},
        "boot": {"type": "grub", "path": "/boot/grub/grubenv"}},
       {"name": "app", "type": "file", "path": "/opt/gw/bin/gateway", "mode": "0755"},
