@@ -30,9 +30,14 @@ var checkpointEvery int64 = 4 << 20
 const maxFrameWindow = 64 << 20
 
 // pipeline is the download sink: bytes flow network → wire verifier (the
-// TUF hashes) → [zstd decoder → image verifier] → slot writer. It keeps no
-// more than a buffer of bytes in memory, whatever the image size (plus, for
-// compressed targets, the decoder's window: at most maxFrameWindow).
+// TUF hashes) → [zstd decoder → image verifier] → slot writer, in stages
+// that run on goroutines of their own and pass buffers of a shared pool
+// (see writeBehind and hashStage): receiving, decompressing, hashing and
+// writing overlap, and the bytes are hashed once for each digest the target
+// has (the wire bytes for TUF, the image for its own digest when it is
+// compressed). It keeps no more than the pool's buffers in memory, whatever
+// the image size (plus, for compressed targets, the decoder's window: at
+// most maxFrameWindow).
 //
 // A compressed target is a sequence of zstd frames. The pipeline finds the
 // frame boundaries itself as the bytes pass (frameScanner) and decodes each
@@ -54,8 +59,11 @@ type pipeline struct {
 	lastCk    int64
 	validator string // of the bytes being received
 
-	// The slot is written through wb; the plain path fills cur, which
-	// holds the bytes from curOff, a buffer at a time.
+	// The slot is written through hs, which hashes (the wire verifier
+	// for plain targets, the image one for compressed targets) and passes
+	// on to wb; the plain path fills cur, which holds the bytes from
+	// curOff, a buffer at a time.
+	hs        *hashStage
 	wb        *writeBehind
 	light     *lightLog
 	blockSize int
@@ -63,10 +71,10 @@ type pipeline struct {
 	curOff    int64
 
 	// Compressed targets only. The decoder goroutine of the current frame
-	// owns dec, buf, img and imgOff until it sends on done.
+	// owns dec and imgOff until it sends on done; hs's goroutine owns img
+	// while items are queued.
 	img        *verify.Verifier
 	dec        *zstd.Decoder
-	buf        []byte
 	frames     frameScanner
 	pw         *io.PipeWriter // nil between frames
 	done       chan error
@@ -109,6 +117,11 @@ func newPipeline(t verify.Target, w slots.Writer, blockSize int, pd *pending, st
 	pd.WireOffset, pd.ImageHashState = saved.WireOffset, saved.ImageHashState
 	p.light = openLight(dir, t.SHA256(), pd.Slot, w)
 	p.wb = newWriteBehind(w, p.blockSize, p.saveCheckpoint, p.light)
+	if p.img != nil {
+		p.hs = newHashStage(p.wb, func() *verify.Verifier { return p.img }, true, "target "+t.Path+", decompressed")
+	} else {
+		p.hs = newHashStage(p.wb, func() *verify.Verifier { return p.wire }, false, "target "+t.Path)
+	}
 	return p, nil
 }
 
@@ -163,7 +176,7 @@ func (p *pipeline) reset() error {
 			p.wb.free <- p.cur
 			p.cur = nil
 		}
-		if err := p.wb.flush(); err != nil {
+		if err := p.hs.flush(); err != nil {
 			return err
 		}
 		p.light.clear()
@@ -197,7 +210,6 @@ func (p *pipeline) reset() error {
 			if err != nil {
 				return err
 			}
-			p.buf = make([]byte, 256<<10)
 		}
 	default:
 		return fmt.Errorf("target %s: unsupported compression %q", p.t.Path, p.t.Custom.Compression)
@@ -221,19 +233,19 @@ func (p *pipeline) startFrame() {
 	}()
 }
 
-// decodeFrame decodes one frame (or skips a skippable one) into the image
-// verifier and the slot.
+// decodeFrame decodes one frame (or skips a skippable one) into buffers
+// that go to the image verifier and the slot.
 func (p *pipeline) decodeFrame(r io.Reader) error {
 	if err := p.dec.Reset(r); err != nil {
 		return fmt.Errorf("zstd decoder: %w", err)
 	}
 	for {
-		n, rerr := p.dec.Read(p.buf)
-		if n > 0 {
-			if _, err := p.img.Write(p.buf[:n]); err != nil {
-				return fmt.Errorf("target %s, decompressed: %w", p.t.Path, err)
-			}
-			if err := p.wb.writeAt(p.buf[:n], p.imgOff); err != nil {
+		buf := p.wb.buffer()
+		n, rerr := fill(p.dec, buf[:cap(buf)])
+		if n == 0 {
+			p.wb.free <- buf
+		} else {
+			if err := p.hs.send(hsItem{buf: buf[:n], off: p.imgOff}); err != nil {
 				return err
 			}
 			p.imgOff += int64(n)
@@ -249,6 +261,19 @@ func (p *pipeline) decodeFrame(r io.Reader) error {
 			return fmt.Errorf("%w: target %s: zstd frame at byte %d: %w", verify.ErrVerification, p.t.Path, p.frameStart, rerr)
 		}
 	}
+}
+
+// fill reads into buf until it is full or r fails (io.EOF included).
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // endFrame waits for the decoder to finish the frame.
@@ -289,8 +314,8 @@ func (p *pipeline) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// writePlain hashes b and passes it to the slot a buffer at a time. A
-// full buffer carries a light checkpoint; a durable one is taken at the
+// writePlain passes b to the hash stage and the slot a buffer at a time.
+// A full buffer carries a light checkpoint; a durable one is taken at the
 // first block boundary checkpointEvery bytes after the last.
 func (p *pipeline) writePlain(b []byte) error {
 	for len(b) > 0 {
@@ -298,8 +323,10 @@ func (p *pipeline) writePlain(b []byte) error {
 			p.cur, p.curOff = p.wb.buffer(), p.off
 		}
 		n := min(len(b), cap(p.cur)-len(p.cur))
-		if _, err := p.wire.Write(b[:n]); err != nil {
-			return err
+		if room := p.t.Length - p.off; int64(n) > room {
+			// The wire verifier, on the hash stage, would fail anyway:
+			// refuse at once, without queueing the bytes.
+			return fmt.Errorf("target %s: %w: stream longer than the expected %d bytes", p.t.Path, verify.ErrVerification, p.t.Length)
 		}
 		p.cur = append(p.cur, b[:n]...)
 		p.off += int64(n)
@@ -315,23 +342,17 @@ func (p *pipeline) writePlain(b []byte) error {
 }
 
 // pushPlain queues the current buffer with a durable or a light
-// checkpoint at its end.
+// checkpoint at its end; the hash stage completes it with the hash state.
 func (p *pipeline) pushPlain(durable bool) error {
-	it := wbItem{buf: p.cur, off: p.curOff}
+	it := hsItem{buf: p.cur, off: p.curOff}
 	p.cur = nil
 	if durable || p.light != nil {
-		hs, err := p.wire.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		ck := &ckRecord{Offset: p.off, HashState: hs, Validator: p.validator}
+		it.ck, it.durable = &ckRecord{Offset: p.off, Validator: p.validator}, durable
 		if durable {
-			it.ck, p.lastCk = ck, p.off
-		} else {
-			it.lt = ck
+			p.lastCk = p.off
 		}
 	}
-	return p.wb.send(it)
+	return p.hs.send(it)
 }
 
 // writeFrames passes compressed bytes to the decoder frame by frame and
@@ -386,24 +407,18 @@ func (p *pipeline) writeFrames(b []byte) error {
 // boundary, where the image so far is exactly the decoded complete frames:
 // durable (the write-behind goroutine syncs the slot, then saves the state:
 // the state never claims bytes the slot might have lost) or, if durable is
-// false, light.
+// false, light. The hash stage adds the image verifier's state once it has
+// hashed the frames' bytes.
 func (p *pipeline) checkpoint(durable bool) error {
 	hs, err := p.wire.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	is, err := p.img.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	ck := &ckRecord{Offset: p.imgOff, WireOffset: p.off, HashState: hs, ImageHashState: is, Validator: p.validator}
-	it := wbItem{}
+	ck := &ckRecord{Offset: p.imgOff, WireOffset: p.off, HashState: hs, Validator: p.validator}
 	if durable {
-		it.ck, p.lastCk = ck, p.off
-	} else {
-		it.lt = ck
+		p.lastCk = p.off
 	}
-	return p.wb.send(it)
+	return p.hs.send(hsItem{ck: ck, durable: durable})
 }
 
 // SetValidator implements download.ValidatorSink: the validator goes with
@@ -425,13 +440,13 @@ func (p *pipeline) Restart() error { return p.reset() }
 func (p *pipeline) close() error {
 	err := p.closeDecoder()
 	if p.cur != nil {
-		it := wbItem{buf: p.cur, off: p.curOff}
+		it := hsItem{buf: p.cur, off: p.curOff}
 		p.cur = nil
-		if serr := p.wb.send(it); err == nil {
+		if serr := p.hs.send(it); err == nil {
 			err = serr
 		}
 	}
-	if werr := p.wb.close(); err == nil {
+	if werr := p.hs.close(); err == nil {
 		err = werr
 	}
 	p.light.close()
