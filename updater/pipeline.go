@@ -1,6 +1,7 @@
 package updater
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -483,6 +484,72 @@ func (p *pipeline) verify() error {
 	p.light.remove()
 	return nil
 }
+
+// readAhead writes the first length bytes of r to w (a verifier), reading
+// on a goroutine of its own up to readAheadBuffers buffers ahead, so that a
+// read-back runs at the speed of the slot or of the hash, whichever is
+// slower, not of both added. A reader that ends early ends the copy without
+// error (the verifier reports the missing bytes); any other read error is
+// returned.
+func readAhead(ctx context.Context, w io.Writer, r io.ReaderAt, length int64) error {
+	type chunk struct {
+		b   []byte
+		err error
+	}
+	full := make(chan chunk, readAheadBuffers)
+	free := make(chan []byte, readAheadBuffers+1)
+	for range readAheadBuffers + 1 {
+		free <- nil // allocated on first use
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(full)
+		for off := int64(0); off < length; {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			if b == nil {
+				b = make([]byte, min(readAheadSize, length))
+			}
+			n, err := r.ReadAt(b[:min(int64(len(b)), length-off)], off)
+			select {
+			case full <- chunk{b[:n], err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+			off += int64(n)
+		}
+	}()
+	for c := range full {
+		if _, err := w.Write(c.b); err != nil {
+			return err
+		}
+		if c.err == io.EOF {
+			return nil
+		}
+		if c.err != nil {
+			return c.err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		free <- c.b[:cap(c.b)]
+	}
+	return nil
+}
+
+// The read-ahead of a read-back: 4 MiB in flight at most.
+const (
+	readAheadBuffers = 3
+	readAheadSize    = 1 << 20
+)
 
 // frameScanner finds the boundaries of zstd frames (RFC 8878) in a stream
 // fed in pieces of any size, reading only headers: the magic number, the
