@@ -26,10 +26,10 @@ import (
 // network, the transfer waits for a free buffer (and TCP for the transfer),
 // so memory stays bounded and a killed process loses at most those buffers.
 // They are shared by every stage of the pipeline (receive or decode, hash,
-// write): 2 MiB in flight, enough for each stage to work on one buffer while
-// the next waits for it.
+// write): 1 MiB in flight, enough for each of the three stages to work on a
+// buffer of its own, with one to spare.
 const (
-	wbBuffers = 8
+	wbBuffers = 4
 	wbBufSize = 256 << 10
 )
 
