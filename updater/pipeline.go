@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -77,7 +78,7 @@ type pipeline struct {
 	img        *verify.Verifier
 	dec        *zstd.Decoder
 	frames     frameScanner
-	pw         *io.PipeWriter // nil between frames
+	pw         *framePipe // nil between frames
 	done       chan error
 	imgOff     int64 // image bytes written, complete frames only between frames
 	frameStart int64 // wire offset of the current frame
@@ -223,13 +224,13 @@ var errRestarted = errors.New("transfer restarted")
 // startFrame starts decoding a frame whose bytes the pipeline then writes
 // into pw.
 func (p *pipeline) startFrame() {
-	pr, pw := io.Pipe()
-	p.pw, p.done = pw, make(chan error, 1)
+	pr := newFramePipe()
+	p.pw, p.done = pr, make(chan error, 1)
 	p.frameStart = p.off
 	p.frames.limit, p.frames.limited = p.img.Length()-p.imgOff, true
 	go func() {
 		err := p.decodeFrame(pr)
-		pr.CloseWithError(err)
+		pr.closeRead(err)
 		p.done <- err
 	}()
 }
@@ -277,9 +278,105 @@ func fill(r io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
+// framePipe passes the compressed bytes of a frame to the decoder
+// goroutine through a few buffers (unlike io.Pipe, whose writer waits for
+// the reader): the sender hashes and scans the next bytes while the
+// decoder decodes the ones before. Up to framePipeDepth buffers of at most
+// framePipeBuf bytes are in flight.
+type framePipe struct {
+	ch    chan []byte
+	rdone chan struct{}
+	werr  error // set before ch is closed
+	rerr  error // set before rdone is closed
+	cur   []byte
+	buf   []byte // the buffer cur is in, returned once read
+}
+
+const (
+	framePipeDepth = 4
+	framePipeBuf   = 256 << 10
+)
+
+var framePipeBufs = sync.Pool{New: func() any { b := make([]byte, framePipeBuf); return &b }}
+
+func newFramePipe() *framePipe {
+	return &framePipe{ch: make(chan []byte, framePipeDepth), rdone: make(chan struct{})}
+}
+
+// Write queues a copy of b; it fails with the reader's error once the
+// reader is closed.
+func (fp *framePipe) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		select {
+		case <-fp.rdone:
+			return n, fp.rerr
+		default:
+		}
+		bp := framePipeBufs.Get().(*[]byte)
+		k := copy(*bp, b[n:])
+		select {
+		case fp.ch <- (*bp)[:k]:
+			n += k
+		case <-fp.rdone:
+			return n, fp.rerr
+		}
+	}
+	return n, nil
+}
+
+// closeWrite ends the stream: the reader gets io.EOF after the bytes
+// queued when err is nil; otherwise the bytes still queued are dropped and
+// the reader gets err next, as from io.PipeWriter.CloseWithError. Called
+// once.
+func (fp *framePipe) closeWrite(err error) {
+	if err == nil {
+		err = io.EOF
+	} else {
+		for drained := false; !drained; {
+			select {
+			case <-fp.ch:
+			default:
+				drained = true
+			}
+		}
+	}
+	fp.werr = err
+	close(fp.ch)
+}
+
+// Read is the decoder's end.
+func (fp *framePipe) Read(p []byte) (int, error) {
+	for len(fp.cur) == 0 {
+		if fp.buf != nil {
+			b := fp.buf[:cap(fp.buf)]
+			framePipeBufs.Put(&b)
+			fp.buf = nil
+		}
+		b, ok := <-fp.ch
+		if !ok {
+			return 0, fp.werr
+		}
+		fp.cur, fp.buf = b, b
+	}
+	n := copy(p, fp.cur)
+	fp.cur = fp.cur[n:]
+	return n, nil
+}
+
+// closeRead ends the reader: later writes fail with err (io.ErrClosedPipe
+// when nil). Called once.
+func (fp *framePipe) closeRead(err error) {
+	if err == nil {
+		err = io.ErrClosedPipe
+	}
+	fp.rerr = err
+	close(fp.rdone)
+}
+
 // endFrame waits for the decoder to finish the frame.
 func (p *pipeline) endFrame() error {
-	p.pw.Close()
+	p.pw.closeWrite(nil)
 	err := <-p.done
 	p.pw, p.done = nil, nil
 	return err
@@ -291,7 +388,7 @@ func (p *pipeline) stopFrame(cause error) error {
 	if p.pw == nil {
 		return nil
 	}
-	p.pw.CloseWithError(cause)
+	p.pw.closeWrite(cause)
 	err := <-p.done
 	p.pw, p.done = nil, nil
 	return err
