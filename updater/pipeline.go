@@ -208,7 +208,10 @@ func (p *pipeline) reset() error {
 			return err
 		}
 		if p.dec == nil {
-			p.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxFrameWindow))
+			// Frame checksums (xxhash) are not checked: the image's
+			// SHA-256 and the TUF hashes of the frames are.
+			p.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxFrameWindow),
+				zstd.IgnoreChecksum(true))
 			if err != nil {
 				return err
 			}
