@@ -24,6 +24,9 @@ type raucBench struct {
 
 // newRAUC prepares RAUC for image, or says why it cannot.
 func newRAUC(work, image string) (*raucBench, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("rauc install needs root (it loop-mounts the bundle)")
+	}
 	for _, t := range []string{"rauc", "openssl", "mksquashfs", "dbus-daemon"} {
 		if !tool(t) {
 			return nil, fmt.Errorf("no %s command (apt-get install rauc squashfs-tools openssl dbus-daemon)", t)
