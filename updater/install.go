@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
@@ -379,7 +378,7 @@ func readBack(ctx context.Context, slot slots.Slot, t verify.Target, length int6
 	if err != nil {
 		return err
 	}
-	if _, err := io.CopyBuffer(v, io.NewSectionReader(r, 0, length), make([]byte, 1<<20)); err != nil {
+	if err := readAhead(ctx, v, r, length); err != nil {
 		return fmt.Errorf("read back slot %s: %w", slot.Name(), err)
 	}
 	if err := v.Verify(); err != nil {

@@ -1,9 +1,11 @@
 package updater
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -84,57 +86,227 @@ func fetchFile(ctx context.Context, req download.Request, sink download.Sink) (d
 // file:// directory), and the same rules as for Check apply — hardware,
 // version, minimum installed version, blocklist. It then installs and arms
 // it like Install.
+//
+// The file is read once: its target is found without reading it (by its
+// length and, for a file keeping its published consistent-snapshot name,
+// the hash in that name) or from its first block, and it is verified while
+// it streams into the slot, as a download is. Only when several targets
+// share its length and first block is it hashed first. A file that is no
+// target is refused after one pass at most, with an error wrapping
+// verify.ErrVerification; it is not counted against any release.
 func (u *Updater) InstallFile(ctx context.Context, path string) error {
-	unlock, err := u.lock()
+	var comp string
+	err := u.locked(func() error {
+		var err error
+		comp, err = u.installFile(ctx, path)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	return u.restart(ctx, comp)
+}
+
+// installFile is InstallFile under the lock, up to the armed trial; it
+// returns the component installed.
+func (u *Updater) installFile(ctx context.Context, path string) (string, error) {
 	// The path becomes a file:// URL: it must be absolute.
-	path, err = filepath.Abs(path)
+	path, err := filepath.Abs(path)
 	if err != nil {
-		return fmt.Errorf("updater: install file: %w", err)
+		return "", fmt.Errorf("updater: install file: %w", err)
 	}
-	f, err := os.Open(path)
+	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("updater: install file: %w", err)
+		return "", fmt.Errorf("updater: install file: %w", err)
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("updater: install file: %w", err)
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("updater: install file %s: not a regular file", path)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	ts, err := u.tuf.Refresh(ctx)
 	if err != nil {
-		return fmt.Errorf("updater: install file: %w", err)
+		return "", fmt.Errorf("updater: install file: %w", err)
 	}
 	u.remember(ts)
 	u.rebuild(ctx)
-	var match []verify.Target
-	for _, t := range ts.Targets {
-		if t.SHA256() == sum && t.Length == n {
-			match = append(match, t)
-		}
-	}
-	if len(match) == 0 {
-		return fmt.Errorf("updater: install file %s (sha256 %s): not a target of the trusted metadata: %w", path, sum, verify.ErrVerification)
+	match, err := u.matchLocal(ctx, path, fi.Size(), ts.Targets)
+	if err != nil {
+		return "", fmt.Errorf("updater: install file %s: %w", path, err)
 	}
 	comp := match[0].Custom.Component
 	c, ok := u.comp[comp]
 	if !ok {
-		return fmt.Errorf("updater: install file %s: component %q is not configured on this device: %w", path, comp, verify.ErrIncompatible)
+		return "", fmt.Errorf("updater: install file %s: component %q is not configured on this device: %w", path, comp, verify.ErrIncompatible)
 	}
 	cs := u.st.component(c.Name)
 	t, err := verify.Select(match, u.policy(c, cs.Installed))
 	if err != nil {
-		return fmt.Errorf("updater: install file %s: %w", path, err)
+		return "", fmt.Errorf("updater: install file %s: %w", path, err)
 	}
 	t.URL = (&url.URL{Scheme: "file", Path: path}).String()
 	up := Update{Component: comp, From: cs.Installed, To: t.Custom.Version, Target: t}
+	forgive := u.st.forgiver(t.SHA256())
 	if err := u.install(ctx, up); err != nil {
-		return err
+		if errors.Is(err, verify.ErrVerification) {
+			// A damaged copy on a stick is a bad transfer, not a bad
+			// release, and says nothing about the network: neither a
+			// blocklist entry nor a transit backoff comes of it.
+			forgive()
+		}
+		return "", err
 	}
-	return u.restart(ctx, comp)
+	return comp, nil
+}
+
+// forgiver returns a func that puts the transit backoff and the blocklist
+// entry of sha back as they are now.
+func (s *store) forgiver(sha string) func() {
+	backoff, backingOff := s.backoff(sha)
+	blocked := s.blocked(sha)
+	return func() {
+		if b, ok := s.backoff(sha); ok == backingOff && b == backoff && s.blocked(sha) == blocked {
+			return
+		}
+		if backingOff {
+			s.setBackoff(sha, backoff)
+		} else {
+			s.clearBackoff(sha)
+		}
+		if !blocked {
+			delete(s.p.Blocklist, sha)
+		}
+		_ = s.save() // at worst the backoff stays
+	}
+}
+
+// firstBlock is how much of a local file is read to tell apart targets of
+// the same length.
+const firstBlock = 64 << 10
+
+// matchLocal returns the targets the file at path (size bytes) can be, all
+// with the same content hash; the install verifies that it is. It narrows
+// by length, then by the hash in a consistent-snapshot name
+// ("<sha256>.<name>"), then by the first block compared with each
+// candidate's, and only then hashes the file.
+func (u *Updater) matchLocal(ctx context.Context, path string, size int64, targets []verify.Target) ([]verify.Target, error) {
+	var cands []verify.Target
+	for _, t := range targets {
+		if t.Length == size && t.SHA256() != "" {
+			cands = append(cands, t)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("no target of the trusted metadata has its length (%d bytes): %w", size, verify.ErrVerification)
+	}
+	if named := bySHA(cands, nameHash(filepath.Base(path))); len(named) > 0 {
+		return named, nil
+	}
+	if distinct(cands) == 1 {
+		return cands, nil
+	}
+	head, err := readHead(path, min(size, firstBlock))
+	if err != nil {
+		return nil, err
+	}
+	var same []verify.Target
+	for _, t := range cands {
+		if th, err := u.targetHead(ctx, t, int64(len(head))); err == nil && bytes.Equal(th, head) {
+			same = append(same, t)
+		}
+	}
+	if len(same) > 0 && distinct(same) == 1 {
+		return same, nil
+	}
+	// Same first block (or the targets' could not be read): one pass.
+	sum, err := hashFile(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if match := bySHA(cands, sum); len(match) > 0 {
+		return match, nil
+	}
+	return nil, fmt.Errorf("sha256 %s: not a target of the trusted metadata: %w", sum, verify.ErrVerification)
+}
+
+// nameHash returns the hash prefix of a consistent-snapshot target file
+// name, or "".
+func nameHash(name string) string {
+	h, _, ok := strings.Cut(name, ".")
+	if !ok || len(h) != 2*sha256.Size {
+		return ""
+	}
+	if _, err := hex.DecodeString(h); err != nil {
+		return ""
+	}
+	return strings.ToLower(h)
+}
+
+// bySHA returns the targets whose sha256 is sum.
+func bySHA(ts []verify.Target, sum string) []verify.Target {
+	var out []verify.Target
+	for _, t := range ts {
+		if sum != "" && t.SHA256() == sum {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// distinct counts the different contents (sha256) among ts.
+func distinct(ts []verify.Target) int {
+	seen := map[string]bool{}
+	for _, t := range ts {
+		seen[t.SHA256()] = true
+	}
+	return len(seen)
+}
+
+func readHead(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// targetHead reads the first n bytes of target t from the repository.
+func (u *Updater) targetHead(ctx context.Context, t verify.Target, n int64) ([]byte, error) {
+	rc, err := u.rangeFunc(t.URL)(ctx, 0, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// hashFile returns the hex sha256 of the file at path.
+func hashFile(ctx context.Context, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, rerr := f.Read(buf)
+		h.Write(buf[:n])
+		if rerr == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if rerr != nil {
+			return "", rerr
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package updater
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -30,9 +32,14 @@ var checkpointEvery int64 = 4 << 20
 const maxFrameWindow = 64 << 20
 
 // pipeline is the download sink: bytes flow network → wire verifier (the
-// TUF hashes) → [zstd decoder → image verifier] → slot writer. It keeps no
-// more than a buffer of bytes in memory, whatever the image size (plus, for
-// compressed targets, the decoder's window: at most maxFrameWindow).
+// TUF hashes) → [zstd decoder → image verifier] → slot writer, in stages
+// that run on goroutines of their own and pass buffers of a shared pool
+// (see writeBehind and hashStage): receiving, decompressing, hashing and
+// writing overlap, and the bytes are hashed once for each digest the target
+// has (the wire bytes for TUF, the image for its own digest when it is
+// compressed). It keeps no more than the pool's buffers in memory, whatever
+// the image size (plus, for compressed targets, the decoder's window: at
+// most maxFrameWindow).
 //
 // A compressed target is a sequence of zstd frames. The pipeline finds the
 // frame boundaries itself as the bytes pass (frameScanner) and decodes each
@@ -54,8 +61,11 @@ type pipeline struct {
 	lastCk    int64
 	validator string // of the bytes being received
 
-	// The slot is written through wb; the plain path fills cur, which
-	// holds the bytes from curOff, a buffer at a time.
+	// The slot is written through hs, which hashes (the wire verifier
+	// for plain targets, the image one for compressed targets) and passes
+	// on to wb; the plain path fills cur, which holds the bytes from
+	// curOff, a buffer at a time.
+	hs        *hashStage
 	wb        *writeBehind
 	light     *lightLog
 	blockSize int
@@ -63,12 +73,12 @@ type pipeline struct {
 	curOff    int64
 
 	// Compressed targets only. The decoder goroutine of the current frame
-	// owns dec, buf, img and imgOff until it sends on done.
+	// owns dec and imgOff until it sends on done; hs's goroutine owns img
+	// while items are queued.
 	img        *verify.Verifier
 	dec        *zstd.Decoder
-	buf        []byte
 	frames     frameScanner
-	pw         *io.PipeWriter // nil between frames
+	pw         *framePipe // nil between frames
 	done       chan error
 	imgOff     int64 // image bytes written, complete frames only between frames
 	frameStart int64 // wire offset of the current frame
@@ -109,6 +119,11 @@ func newPipeline(t verify.Target, w slots.Writer, blockSize int, pd *pending, st
 	pd.WireOffset, pd.ImageHashState = saved.WireOffset, saved.ImageHashState
 	p.light = openLight(dir, t.SHA256(), pd.Slot, w)
 	p.wb = newWriteBehind(w, p.blockSize, p.saveCheckpoint, p.light)
+	if p.img != nil {
+		p.hs = newHashStage(p.wb, func() *verify.Verifier { return p.img }, true, "target "+t.Path+", decompressed")
+	} else {
+		p.hs = newHashStage(p.wb, func() *verify.Verifier { return p.wire }, false, "target "+t.Path)
+	}
 	return p, nil
 }
 
@@ -163,7 +178,7 @@ func (p *pipeline) reset() error {
 			p.wb.free <- p.cur
 			p.cur = nil
 		}
-		if err := p.wb.flush(); err != nil {
+		if err := p.hs.flush(); err != nil {
 			return err
 		}
 		p.light.clear()
@@ -193,11 +208,13 @@ func (p *pipeline) reset() error {
 			return err
 		}
 		if p.dec == nil {
-			p.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxFrameWindow))
+			// Frame checksums (xxhash) are not checked: the image's
+			// SHA-256 and the TUF hashes of the frames are.
+			p.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxFrameWindow),
+				zstd.IgnoreChecksum(true))
 			if err != nil {
 				return err
 			}
-			p.buf = make([]byte, 256<<10)
 		}
 	default:
 		return fmt.Errorf("target %s: unsupported compression %q", p.t.Path, p.t.Custom.Compression)
@@ -210,30 +227,30 @@ var errRestarted = errors.New("transfer restarted")
 // startFrame starts decoding a frame whose bytes the pipeline then writes
 // into pw.
 func (p *pipeline) startFrame() {
-	pr, pw := io.Pipe()
-	p.pw, p.done = pw, make(chan error, 1)
+	pr := newFramePipe()
+	p.pw, p.done = pr, make(chan error, 1)
 	p.frameStart = p.off
 	p.frames.limit, p.frames.limited = p.img.Length()-p.imgOff, true
 	go func() {
 		err := p.decodeFrame(pr)
-		pr.CloseWithError(err)
+		pr.closeRead(err)
 		p.done <- err
 	}()
 }
 
-// decodeFrame decodes one frame (or skips a skippable one) into the image
-// verifier and the slot.
+// decodeFrame decodes one frame (or skips a skippable one) into buffers
+// that go to the image verifier and the slot.
 func (p *pipeline) decodeFrame(r io.Reader) error {
 	if err := p.dec.Reset(r); err != nil {
 		return fmt.Errorf("zstd decoder: %w", err)
 	}
 	for {
-		n, rerr := p.dec.Read(p.buf)
-		if n > 0 {
-			if _, err := p.img.Write(p.buf[:n]); err != nil {
-				return fmt.Errorf("target %s, decompressed: %w", p.t.Path, err)
-			}
-			if err := p.wb.writeAt(p.buf[:n], p.imgOff); err != nil {
+		buf := p.wb.buffer()
+		n, rerr := fill(p.dec, buf[:cap(buf)])
+		if n == 0 {
+			p.wb.free <- buf
+		} else {
+			if err := p.hs.send(hsItem{buf: buf[:n], off: p.imgOff}); err != nil {
 				return err
 			}
 			p.imgOff += int64(n)
@@ -251,9 +268,118 @@ func (p *pipeline) decodeFrame(r io.Reader) error {
 	}
 }
 
+// fill reads into buf until it is full or r fails (io.EOF included).
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// framePipe passes the compressed bytes of a frame to the decoder
+// goroutine through a few buffers (unlike io.Pipe, whose writer waits for
+// the reader): the sender hashes and scans the next bytes while the
+// decoder decodes the ones before. Up to framePipeDepth buffers of at most
+// framePipeBuf bytes are in flight.
+type framePipe struct {
+	ch    chan []byte
+	rdone chan struct{}
+	werr  error // set before ch is closed
+	rerr  error // set before rdone is closed
+	cur   []byte
+	buf   []byte // the buffer cur is in, returned once read
+}
+
+const (
+	framePipeDepth = 4
+	framePipeBuf   = 256 << 10
+)
+
+var framePipeBufs = sync.Pool{New: func() any { b := make([]byte, framePipeBuf); return &b }}
+
+func newFramePipe() *framePipe {
+	return &framePipe{ch: make(chan []byte, framePipeDepth), rdone: make(chan struct{})}
+}
+
+// Write queues a copy of b; it fails with the reader's error once the
+// reader is closed.
+func (fp *framePipe) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		select {
+		case <-fp.rdone:
+			return n, fp.rerr
+		default:
+		}
+		bp := framePipeBufs.Get().(*[]byte)
+		k := copy(*bp, b[n:])
+		select {
+		case fp.ch <- (*bp)[:k]:
+			n += k
+		case <-fp.rdone:
+			return n, fp.rerr
+		}
+	}
+	return n, nil
+}
+
+// closeWrite ends the stream: the reader gets io.EOF after the bytes
+// queued when err is nil; otherwise the bytes still queued are dropped and
+// the reader gets err next, as from io.PipeWriter.CloseWithError. Called
+// once.
+func (fp *framePipe) closeWrite(err error) {
+	if err == nil {
+		err = io.EOF
+	} else {
+		for drained := false; !drained; {
+			select {
+			case <-fp.ch:
+			default:
+				drained = true
+			}
+		}
+	}
+	fp.werr = err
+	close(fp.ch)
+}
+
+// Read is the decoder's end.
+func (fp *framePipe) Read(p []byte) (int, error) {
+	for len(fp.cur) == 0 {
+		if fp.buf != nil {
+			b := fp.buf[:cap(fp.buf)]
+			framePipeBufs.Put(&b)
+			fp.buf = nil
+		}
+		b, ok := <-fp.ch
+		if !ok {
+			return 0, fp.werr
+		}
+		fp.cur, fp.buf = b, b
+	}
+	n := copy(p, fp.cur)
+	fp.cur = fp.cur[n:]
+	return n, nil
+}
+
+// closeRead ends the reader: later writes fail with err (io.ErrClosedPipe
+// when nil). Called once.
+func (fp *framePipe) closeRead(err error) {
+	if err == nil {
+		err = io.ErrClosedPipe
+	}
+	fp.rerr = err
+	close(fp.rdone)
+}
+
 // endFrame waits for the decoder to finish the frame.
 func (p *pipeline) endFrame() error {
-	p.pw.Close()
+	p.pw.closeWrite(nil)
 	err := <-p.done
 	p.pw, p.done = nil, nil
 	return err
@@ -265,7 +391,7 @@ func (p *pipeline) stopFrame(cause error) error {
 	if p.pw == nil {
 		return nil
 	}
-	p.pw.CloseWithError(cause)
+	p.pw.closeWrite(cause)
 	err := <-p.done
 	p.pw, p.done = nil, nil
 	return err
@@ -289,8 +415,8 @@ func (p *pipeline) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// writePlain hashes b and passes it to the slot a buffer at a time. A
-// full buffer carries a light checkpoint; a durable one is taken at the
+// writePlain passes b to the hash stage and the slot a buffer at a time.
+// A full buffer carries a light checkpoint; a durable one is taken at the
 // first block boundary checkpointEvery bytes after the last.
 func (p *pipeline) writePlain(b []byte) error {
 	for len(b) > 0 {
@@ -298,8 +424,10 @@ func (p *pipeline) writePlain(b []byte) error {
 			p.cur, p.curOff = p.wb.buffer(), p.off
 		}
 		n := min(len(b), cap(p.cur)-len(p.cur))
-		if _, err := p.wire.Write(b[:n]); err != nil {
-			return err
+		if room := p.t.Length - p.off; int64(n) > room {
+			// The wire verifier, on the hash stage, would fail anyway:
+			// refuse at once, without queueing the bytes.
+			return fmt.Errorf("target %s: %w: stream longer than the expected %d bytes", p.t.Path, verify.ErrVerification, p.t.Length)
 		}
 		p.cur = append(p.cur, b[:n]...)
 		p.off += int64(n)
@@ -315,23 +443,17 @@ func (p *pipeline) writePlain(b []byte) error {
 }
 
 // pushPlain queues the current buffer with a durable or a light
-// checkpoint at its end.
+// checkpoint at its end; the hash stage completes it with the hash state.
 func (p *pipeline) pushPlain(durable bool) error {
-	it := wbItem{buf: p.cur, off: p.curOff}
+	it := hsItem{buf: p.cur, off: p.curOff}
 	p.cur = nil
 	if durable || p.light != nil {
-		hs, err := p.wire.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		ck := &ckRecord{Offset: p.off, HashState: hs, Validator: p.validator}
+		it.ck, it.durable = &ckRecord{Offset: p.off, Validator: p.validator}, durable
 		if durable {
-			it.ck, p.lastCk = ck, p.off
-		} else {
-			it.lt = ck
+			p.lastCk = p.off
 		}
 	}
-	return p.wb.send(it)
+	return p.hs.send(it)
 }
 
 // writeFrames passes compressed bytes to the decoder frame by frame and
@@ -386,24 +508,18 @@ func (p *pipeline) writeFrames(b []byte) error {
 // boundary, where the image so far is exactly the decoded complete frames:
 // durable (the write-behind goroutine syncs the slot, then saves the state:
 // the state never claims bytes the slot might have lost) or, if durable is
-// false, light.
+// false, light. The hash stage adds the image verifier's state once it has
+// hashed the frames' bytes.
 func (p *pipeline) checkpoint(durable bool) error {
 	hs, err := p.wire.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	is, err := p.img.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	ck := &ckRecord{Offset: p.imgOff, WireOffset: p.off, HashState: hs, ImageHashState: is, Validator: p.validator}
-	it := wbItem{}
+	ck := &ckRecord{Offset: p.imgOff, WireOffset: p.off, HashState: hs, Validator: p.validator}
 	if durable {
-		it.ck, p.lastCk = ck, p.off
-	} else {
-		it.lt = ck
+		p.lastCk = p.off
 	}
-	return p.wb.send(it)
+	return p.hs.send(hsItem{ck: ck, durable: durable})
 }
 
 // SetValidator implements download.ValidatorSink: the validator goes with
@@ -425,13 +541,13 @@ func (p *pipeline) Restart() error { return p.reset() }
 func (p *pipeline) close() error {
 	err := p.closeDecoder()
 	if p.cur != nil {
-		it := wbItem{buf: p.cur, off: p.curOff}
+		it := hsItem{buf: p.cur, off: p.curOff}
 		p.cur = nil
-		if serr := p.wb.send(it); err == nil {
+		if serr := p.hs.send(it); err == nil {
 			err = serr
 		}
 	}
-	if werr := p.wb.close(); err == nil {
+	if werr := p.hs.close(); err == nil {
 		err = werr
 	}
 	p.light.close()
@@ -468,6 +584,72 @@ func (p *pipeline) verify() error {
 	p.light.remove()
 	return nil
 }
+
+// readAhead writes the first length bytes of r to w (a verifier), reading
+// on a goroutine of its own up to readAheadBuffers buffers ahead, so that a
+// read-back runs at the speed of the slot or of the hash, whichever is
+// slower, not of both added. A reader that ends early ends the copy without
+// error (the verifier reports the missing bytes); any other read error is
+// returned.
+func readAhead(ctx context.Context, w io.Writer, r io.ReaderAt, length int64) error {
+	type chunk struct {
+		b   []byte
+		err error
+	}
+	full := make(chan chunk, readAheadBuffers)
+	free := make(chan []byte, readAheadBuffers+1)
+	for range readAheadBuffers + 1 {
+		free <- nil // allocated on first use
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(full)
+		for off := int64(0); off < length; {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			if b == nil {
+				b = make([]byte, min(readAheadSize, length))
+			}
+			n, err := r.ReadAt(b[:min(int64(len(b)), length-off)], off)
+			select {
+			case full <- chunk{b[:n], err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+			off += int64(n)
+		}
+	}()
+	for c := range full {
+		if _, err := w.Write(c.b); err != nil {
+			return err
+		}
+		if c.err == io.EOF {
+			return nil
+		}
+		if c.err != nil {
+			return c.err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		free <- c.b[:cap(c.b)]
+	}
+	return nil
+}
+
+// The read-ahead of a read-back: 4 MiB in flight at most.
+const (
+	readAheadBuffers = 3
+	readAheadSize    = 1 << 20
+)
 
 // frameScanner finds the boundaries of zstd frames (RFC 8878) in a stream
 // fed in pieces of any size, reading only headers: the magic number, the

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/verify"
 )
 
 // Write-behind: the slot is written, synced and checkpointed from a
@@ -24,6 +25,9 @@ import (
 // At most wbBuffers buffers are in flight: when the slot is slower than the
 // network, the transfer waits for a free buffer (and TCP for the transfer),
 // so memory stays bounded and a killed process loses at most those buffers.
+// They are shared by every stage of the pipeline (receive or decode, hash,
+// write): 1 MiB in flight, enough for each of the three stages to work on a
+// buffer of its own, with one to spare.
 const (
 	wbBuffers = 4
 	wbBufSize = 256 << 10
@@ -52,23 +56,26 @@ type wbItem struct {
 type writeBehind struct {
 	w       slots.Writer
 	bufSize int
-	// direct: the writer is kernel-buffered, so writes are made at once by
-	// the caller (nothing received is lost with the process) and only the
-	// durable checkpoints (Sync, then save) run on the goroutine, which
-	// skips to the newest checkpoint when it falls behind.
+	// direct: the writer is kernel-buffered, so a write holds once WriteAt
+	// returns (nothing written is lost with the process), and the durable
+	// checkpoints (Sync, then save) run on a goroutine of their own, the
+	// syncer, which skips to the newest checkpoint when it falls behind:
+	// writes go on during an fsync.
 	direct   bool
 	syncReq  chan *ckRecord
 	syncing  bool
 	deferred *ckRecord
 	idle     *sync.Cond // signalled when syncing ends
 	// durable records a checkpoint once the slot is synced. It runs on the
-	// writer goroutine, which owns the state store while items are queued.
+	// writer goroutine (the syncer for direct writers), which owns the
+	// state store while items are queued.
 	durable func(*ckRecord) error
 	light   *lightLog // nil: no light checkpoints
 
-	items chan wbItem
-	free  chan []byte
-	done  chan struct{}
+	items    chan wbItem
+	free     chan []byte
+	done     chan struct{} // closed when run returns
+	syncDone chan struct{} // closed when syncer returns (direct only)
 
 	mu  sync.Mutex
 	err error
@@ -91,18 +98,17 @@ func newWriteBehind(w slots.Writer, blockSize int, durable func(*ckRecord) error
 		wb.free <- nil // allocated on first use
 	}
 	if wb.direct {
-		wb.syncReq = make(chan *ckRecord, 1)
+		wb.syncReq, wb.syncDone = make(chan *ckRecord, 1), make(chan struct{})
 		go wb.syncer()
-	} else {
-		go wb.run()
 	}
+	go wb.run()
 	return wb
 }
 
 // syncer takes the durable checkpoints of a direct writer, the newest
 // one waiting each time it is done with one.
 func (wb *writeBehind) syncer() {
-	defer close(wb.done)
+	defer close(wb.syncDone)
 	for ck := range wb.syncReq {
 		for ck != nil {
 			err := wb.w.Sync()
@@ -126,37 +132,27 @@ func (wb *writeBehind) syncer() {
 	}
 }
 
-// sendDirect writes at once and hands a durable checkpoint to the syncer.
-func (wb *writeBehind) sendDirect(it wbItem) error {
-	if it.buf != nil {
-		_, err := wb.w.WriteAt(it.buf, it.off)
-		wb.free <- it.buf
-		if err != nil {
-			err = fmt.Errorf("write slot: %w", err)
-			wb.fail(err)
-			return err
-		}
-	}
-	rec := it.ck
-	if rec == nil {
-		rec = it.lt
-	}
-	if rec != nil {
-		// The bytes are in the kernel: a light checkpoint holds at once.
-		wb.light.write(rec)
-	}
-	if it.ck != nil {
-		wb.mu.Lock()
-		if wb.syncing {
-			wb.deferred = it.ck
-			wb.mu.Unlock()
-			return nil
-		}
-		wb.syncing = true
+// requestSync hands a durable checkpoint to the syncer, or, while it is
+// busy, leaves it as the next one (replacing an older one waiting).
+func (wb *writeBehind) requestSync(ck *ckRecord) {
+	wb.mu.Lock()
+	if wb.syncing {
+		wb.deferred = ck
 		wb.mu.Unlock()
-		wb.syncReq <- it.ck
+		return
 	}
-	return nil
+	wb.syncing = true
+	wb.mu.Unlock()
+	wb.syncReq <- ck
+}
+
+// waitSynced waits until the syncer is idle.
+func (wb *writeBehind) waitSynced() {
+	wb.mu.Lock()
+	for wb.syncing {
+		wb.idle.Wait()
+	}
+	wb.mu.Unlock()
 }
 
 // buffer returns an empty buffer of capacity bufSize, waiting for the
@@ -169,6 +165,8 @@ func (wb *writeBehind) buffer() []byte {
 	return b[:0]
 }
 
+// run is the writer goroutine: it writes the queued buffers in order and
+// takes their checkpoints.
 func (wb *writeBehind) run() {
 	defer close(wb.done)
 	for it := range wb.items {
@@ -181,27 +179,50 @@ func (wb *writeBehind) run() {
 		if it.buf != nil {
 			wb.free <- it.buf
 		}
-		if err == nil && it.ck != nil {
-			if serr := wb.w.Sync(); serr != nil {
-				err = fmt.Errorf("sync slot: %w", serr)
-			} else {
-				err = wb.durable(it.ck)
-			}
-		}
-		if err == nil && wb.light != nil && (it.lt != nil || it.ck != nil) {
-			rec := it.lt
-			if rec == nil {
-				rec = it.ck
-			}
-			wb.light.write(rec)
+		if err == nil {
+			err = wb.checkpoint(it)
 		}
 		if err != nil {
 			wb.fail(err)
 		}
 		if it.flushed != nil {
+			if wb.direct {
+				wb.waitSynced()
+			}
 			close(it.flushed)
 		}
 	}
+}
+
+// checkpoint takes the checkpoints of an item whose bytes are written.
+func (wb *writeBehind) checkpoint(it wbItem) error {
+	rec := it.lt
+	if rec == nil {
+		rec = it.ck
+	}
+	if wb.direct {
+		// The bytes are in the kernel: a light checkpoint holds at once,
+		// and the fsync goes on beside the next writes.
+		if rec != nil {
+			wb.light.write(rec)
+		}
+		if it.ck != nil {
+			wb.requestSync(it.ck)
+		}
+		return nil
+	}
+	if it.ck != nil {
+		if err := wb.w.Sync(); err != nil {
+			return fmt.Errorf("sync slot: %w", err)
+		}
+		if err := wb.durable(it.ck); err != nil {
+			return err
+		}
+	}
+	if rec != nil {
+		wb.light.write(rec)
+	}
+	return nil
 }
 
 func (wb *writeBehind) fail(err error) {
@@ -228,21 +249,131 @@ func (wb *writeBehind) send(it wbItem) error {
 		}
 		return err
 	}
-	if wb.direct {
-		return wb.sendDirect(it)
-	}
 	wb.items <- it
 	return nil
 }
 
-// writeAt copies b into buffers and queues them, for writers that do not
+// flush waits until everything queued is written and synced.
+func (wb *writeBehind) flush() error {
+	ch := make(chan struct{})
+	wb.items <- wbItem{flushed: ch}
+	<-ch
+	return wb.failed()
+}
+
+// close finishes what is queued and stops the goroutines.
+func (wb *writeBehind) close() error {
+	close(wb.items)
+	<-wb.done
+	if wb.direct {
+		wb.waitSynced()
+		close(wb.syncReq)
+		<-wb.syncDone
+	}
+	return wb.failed()
+}
+
+// hashStage hashes the bytes bound for the slot on a goroutine of its own,
+// between the stage that produces them (the download, or the zstd decoder)
+// and the writer: on two cores, hashing one buffer overlaps writing the one
+// before and receiving or decoding the one after. Items keep their order
+// through every stage, so a checkpoint is completed here with the hash
+// state at its offset, after every byte before it was hashed, and taken by
+// the writer after every byte before it was written: the same checkpoints,
+// in the same order, as when one goroutine did everything.
+type hashStage struct {
+	// v is the verifier the stage feeds (the wire one for plain targets,
+	// the image one for compressed targets); it is called on the stage's
+	// goroutine, which owns that verifier while items are queued.
+	v func() *verify.Verifier
+	// image: the state completes ckRecord.ImageHashState, not HashState.
+	image bool
+	what  string // for errors: the target and the stream hashed
+	wb    *writeBehind
+	items chan hsItem
+	done  chan struct{}
+}
+
+// hsItem is a buffer to hash and write at off (if any), then a checkpoint
+// at its end to complete (if any: durable or light), then a flush.
+type hsItem struct {
+	buf     []byte
+	off     int64
+	ck      *ckRecord
+	durable bool
+	flushed chan struct{}
+}
+
+func newHashStage(wb *writeBehind, v func() *verify.Verifier, image bool, what string) *hashStage {
+	hs := &hashStage{v: v, image: image, what: what, wb: wb, items: make(chan hsItem, wbBuffers), done: make(chan struct{})}
+	go hs.run()
+	return hs
+}
+
+func (hs *hashStage) run() {
+	defer close(hs.done)
+	for it := range hs.items {
+		w := wbItem{buf: it.buf, off: it.off, flushed: it.flushed}
+		if err := hs.hash(it, &w); err != nil {
+			hs.wb.fail(err)
+		}
+		if err := hs.wb.send(w); err != nil && w.flushed != nil {
+			close(w.flushed)
+		}
+	}
+}
+
+// hash hashes it.buf and completes its checkpoint into w.
+func (hs *hashStage) hash(it hsItem, w *wbItem) error {
+	if hs.wb.failed() != nil {
+		return nil // send frees the buffer
+	}
+	v := hs.v()
+	if it.buf != nil {
+		if _, err := v.Write(it.buf); err != nil {
+			return fmt.Errorf("%s: %w", hs.what, err)
+		}
+	}
+	if it.ck == nil {
+		return nil
+	}
+	st, err := v.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	if hs.image {
+		it.ck.ImageHashState = st
+	} else {
+		it.ck.HashState = st
+	}
+	if it.durable {
+		w.ck = it.ck
+	} else {
+		w.lt = it.ck
+	}
+	return nil
+}
+
+// send queues an item; it returns the first error of any later stage.
+func (hs *hashStage) send(it hsItem) error {
+	if err := hs.wb.failed(); err != nil {
+		if it.buf != nil {
+			hs.wb.free <- it.buf
+		}
+		return err
+	}
+	hs.items <- it
+	return nil
+}
+
+// write copies b into buffers and queues them, for producers that do not
 // checkpoint within b (the zstd decoder).
-func (wb *writeBehind) writeAt(b []byte, off int64) error {
+func (hs *hashStage) write(b []byte, off int64) error {
 	for len(b) > 0 {
-		buf := wb.buffer()
-		n := min(len(b), wb.bufSize)
+		buf := hs.wb.buffer()
+		n := min(len(b), hs.wb.bufSize)
 		buf = append(buf, b[:n]...)
-		if err := wb.send(wbItem{buf: buf, off: off}); err != nil {
+		if err := hs.send(hsItem{buf: buf, off: off}); err != nil {
 			return err
 		}
 		b, off = b[n:], off+int64(n)
@@ -250,35 +381,19 @@ func (wb *writeBehind) writeAt(b []byte, off int64) error {
 	return nil
 }
 
-// flush waits until everything queued is done.
-func (wb *writeBehind) flush() error {
-	if wb.direct {
-		wb.mu.Lock()
-		for wb.syncing {
-			wb.idle.Wait()
-		}
-		wb.mu.Unlock()
-		return wb.failed()
-	}
+// flush waits until everything queued is hashed, written and synced.
+func (hs *hashStage) flush() error {
 	ch := make(chan struct{})
-	if err := wb.send(wbItem{flushed: ch}); err != nil {
-		return err
-	}
+	hs.items <- hsItem{flushed: ch}
 	<-ch
-	return wb.failed()
+	return hs.wb.failed()
 }
 
-// close finishes what is queued and stops the goroutine.
-func (wb *writeBehind) close() error {
-	if wb.direct {
-		err := wb.flush()
-		close(wb.syncReq)
-		<-wb.done
-		return err
-	}
-	close(wb.items)
-	<-wb.done
-	return wb.failed()
+// close finishes what is queued, then the writer.
+func (hs *hashStage) close() error {
+	close(hs.items)
+	<-hs.done
+	return hs.wb.close()
 }
 
 // A light checkpoint is a ckRecord written into a small file with one

@@ -4,9 +4,19 @@
 //   - install of a 1 GiB image over loopback, through the public updater API
 //     into a file slot (with its fsyncs), in MB/s, and the ratio to a baseline
 //     measured in the same run: a plain net/http GET copied to a file through
-//     SHA-256, then fsync (goal ≥ 0.90); and the transfer layer alone
+//     SHA-256, then fsync (goal ≥ 1.0); and the transfer layer alone
 //     (download.Client.Fetch into the same kind of file, no checkpoints)
 //     against the same baseline;
+//   - the physical stages the install is made of, each alone, in the same
+//     run: SHA-256 of the image's length (one core), a loopback HTTP GET to
+//     nowhere, and writing a new file of that length with fsync; and the
+//     install against the slowest of them (goal ≥ 0.8);
+//   - a local file (the USB-stick case, 256 MiB of a file-system-like image
+//     published raw and zstd-compressed in a file:// repository) installed
+//     with updater.InstallFile, against dd conv=fsync and zstd -dc | dd
+//     conv=fsync of the same files into the same directory (goals ≤ 2.0 and
+//     ≤ 1.2), and RAUC installing a plain bundle of the same image when
+//     rauc is installed (bootloader=noop, on a private dbus-daemon);
 //   - peak RSS (VmHWM) of the installing process for 256 MiB and 1 GiB images
 //     (goal ≤ 48 MiB, not growing with the image);
 //   - bytes downloaded twice after the installing process is killed with
@@ -26,12 +36,17 @@
 //
 // Usage:
 //
-//	go run ./examples/bench [-runs 3] [-size 1024] [-small 256]
+//	go run ./examples/bench [-runs 3] [-size 1024] [-small 256] [-local 256] [-cpuprofile PREFIX]
+//
+// With -cpuprofile, the last network install and the last local installs
+// write CPU profiles to PREFIX.net, PREFIX.local-raw and PREFIX.local-zstd
+// (go tool pprof reads them).
 //
 // The server is another process (the command re-executes itself), as is
 // every installing device, so that RSS and SIGKILL are those of a real
 // installer. Everything is written under a temporary directory in /tmp,
-// removed at the end. Figures are medians over -runs runs.
+// removed at the end. Figures are medians over -runs runs, with their
+// range (min–max) where the machine's noise matters.
 package main
 
 import (
@@ -62,7 +77,6 @@ import (
 
 	"github.com/switchback-ota/switchback/internal/download"
 	"github.com/switchback-ota/switchback/repository"
-	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/updater"
 	"github.com/switchback-ota/switchback/verify"
 )
@@ -80,6 +94,10 @@ func main() {
 		err = serve(os.Getenv("BENCH_DIR"))
 	case "install":
 		err = install(os.Getenv("BENCH_DEVICE"), os.Getenv("BENCH_URL"), os.Getenv("BENCH_ROOT"), os.Getenv("BENCH_FACTORY"), os.Getenv("BENCH_MODE"))
+	case "installfile":
+		err = installFile(os.Getenv("BENCH_DEVICE"), os.Getenv("BENCH_STICK"), os.Getenv("BENCH_ROOT"), os.Getenv("BENCH_FILE"), os.Getenv("BENCH_CPUPROFILE"))
+	case "get":
+		err = getOnly(os.Getenv("BENCH_URL"))
 	case "baseline":
 		err = baseline(os.Getenv("BENCH_URL"), os.Getenv("BENCH_OUT"), os.Getenv("BENCH_SHA256"))
 	case "fetch":
@@ -127,11 +145,20 @@ func orchestrate(args []string, out io.Writer) error {
 	runs := fl.Int("runs", 3, "runs per figure (medians are printed)")
 	sizeMiB := fl.Int64("size", 1024, "image size in MiB for throughput and kills")
 	smallMiB := fl.Int64("small", 256, "smaller image size in MiB for the RSS comparison")
+	localMiB := fl.Int64("local", 256, "image size in MiB for the local-file installs")
+	profile := fl.String("cpuprofile", "", "write CPU profiles of the last installs to `PREFIX`.net, .local-raw, .local-zstd")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
-	if *runs < 1 || *sizeMiB < 4 || *smallMiB < 4 {
-		return errors.New("-runs ≥ 1, -size and -small ≥ 4")
+	if *runs < 1 || *sizeMiB < 4 || *smallMiB < 4 || *localMiB < 4 {
+		return errors.New("-runs ≥ 1, -size, -small and -local ≥ 4")
+	}
+	if *profile != "" {
+		abs, err := filepath.Abs(*profile)
+		if err != nil {
+			return err
+		}
+		*profile = abs
 	}
 	work, err := os.MkdirTemp("/tmp", "switchback-bench-")
 	if err != nil {
@@ -160,7 +187,11 @@ func orchestrate(args []string, out io.Writer) error {
 	// same page-cache and disk conditions.
 	var base, fetched, inst, armPlain []float64
 	var hwmBig []int64
+	var phys physical
 	for i := 0; i < *runs; i++ {
+		if err := phys.measure(big, work); err != nil {
+			return err
+		}
 		out := filepath.Join(work, "baseline.img")
 		r, err := runRole("baseline", map[string]string{"BENCH_URL": big.url + "/targets/" + big.target.File, "BENCH_OUT": out, "BENCH_SHA256": big.target.SHA256})
 		os.Remove(out)
@@ -175,7 +206,12 @@ func orchestrate(args []string, out io.Writer) error {
 		}
 		fetched = append(fetched, float64(big.size)/1e6/r.Seconds)
 		dev := filepath.Join(work, "device")
-		r, err = runInstall(big, dev, "install")
+		prof := ""
+		if *profile != "" && i == *runs-1 {
+			prof = *profile + ".net"
+		}
+		r, err = runRole("install", map[string]string{"BENCH_DEVICE": dev, "BENCH_URL": big.url, "BENCH_ROOT": big.root,
+			"BENCH_FACTORY": factoryFor("install"), "BENCH_MODE": "install", "BENCH_CPUPROFILE": prof})
 		os.RemoveAll(dev)
 		if err != nil {
 			return fmt.Errorf("install: %w", err)
@@ -185,10 +221,11 @@ func orchestrate(args []string, out io.Writer) error {
 		hwmBig = append(hwmBig, r.HWMKiB)
 	}
 	mb, mi := median(base), median(inst)
-	fmt.Fprintf(out, "baseline (net/http GET → SHA-256 → file → fsync), %s: %.1f MB/s\n", human(big.size), mb)
+	fmt.Fprintf(out, "baseline (net/http GET → SHA-256 → file → fsync), %s: %.1f MB/s (range %s)\n", human(big.size), mb, span(base))
 	fmt.Fprintf(out, "transfer layer alone (download.Client.Fetch → SHA-256 → file → fsync, no checkpoints), %s: %.1f MB/s, ratio %.2f\n", human(big.size), median(fetched), median(fetched)/mb)
-	fmt.Fprintf(out, "install through updater.Install into a file slot (fsync), %s: %.1f MB/s\n", human(big.size), mi)
-	fmt.Fprintf(out, "install/baseline throughput ratio: %.2f (goal ≥ 0.90)\n", mi/mb)
+	fmt.Fprintf(out, "install through updater.Install into a file slot (fsync), %s: %.1f MB/s (range %s)\n", human(big.size), mi, span(inst))
+	fmt.Fprintf(out, "install/baseline throughput ratio: %.2f (goal ≥ 1.0)\n", mi/mb)
+	phys.print(out, big.size, mi)
 
 	// 2. Peak RSS for a smaller image.
 	small, err := newRepo(ctx, filepath.Join(work, "small"), *smallMiB<<20)
@@ -218,7 +255,15 @@ func orchestrate(args []string, out io.Writer) error {
 	}
 
 	// 4. Idle check: a device that is up to date checks again.
-	return idleCheck(out, big, filepath.Join(work, "device"))
+	if err := idleCheck(out, big, filepath.Join(work, "device")); err != nil {
+		return err
+	}
+	big.server.Process.Kill()
+	big.server.Wait()
+	os.RemoveAll(big.dir)
+
+	// 5. The local file, against dd (and RAUC).
+	return localFigures(ctx, out, work, *localMiB, *runs, *profile)
 }
 
 // killFigures kills installs at 25, 50 and 75 % and restarts them, and
@@ -434,6 +479,16 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// span is the range of xs, "min–max".
+func span(xs []float64) string {
+	return fmt.Sprintf("%.3g–%.3g", slices.Min(xs), slices.Max(xs))
+}
+
+// spread prints seconds: the median and the range.
+func spread(xs []float64) string {
+	return fmt.Sprintf("%.3f s (range %.3f–%.3f)", median(xs), slices.Min(xs), slices.Max(xs))
+}
+
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
@@ -554,20 +609,18 @@ func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 // Install of what was found. It prints a report on stdout.
 func install(device, base, rootFile, factory, mode string) error {
 	ctx := context.Background()
+	if prof := os.Getenv("BENCH_CPUPROFILE"); prof != "" {
+		stop, err := startProfile(prof)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	root, err := os.ReadFile(rootFile)
 	if err != nil {
 		return err
 	}
-	appPath := filepath.Join(device, "app", "image")
-	if _, err := os.Stat(appPath); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(appPath), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(appPath, []byte("factory image "+factory+"\n"), 0o644); err != nil {
-			return err
-		}
-	}
-	slot, err := slots.NewFile(appPath)
+	slot, err := factorySlot(device, factory)
 	if err != nil {
 		return err
 	}

@@ -27,8 +27,11 @@ func TestMain(m *testing.M) {
 // resumed with a Range request and received at most one durable
 // checkpoint interval twice, the idle check two requests (next root 404, timestamp 304).
 // Every byte was verified: the baseline and fetch roles check the image's
-// SHA-256 and updater.Install its signed hashes, or orchestrate fails. No
-// figure is judged against a speed (this is not a benchmark).
+// SHA-256 and updater.Install its signed hashes, or orchestrate fails. The
+// physical stages are printed with the install against the slowest, the
+// local-file installs with dd and zstd -dc | dd (zstd is required under
+// CI) and RAUC or the reason it was skipped. No figure is judged against a
+// speed (this is not a benchmark).
 func TestBenchSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs several processes and writes 20 MiB to /tmp")
@@ -37,7 +40,7 @@ func TestBenchSmall(t *testing.T) {
 	// 50 and 75 % even on a fast machine.
 	t.Setenv("BENCH_SERVER_RATE", "40000000")
 	var out bytes.Buffer
-	if err := orchestrate([]string{"-runs", "1", "-size", "16", "-small", "4"}, &out); err != nil {
+	if err := orchestrate([]string{"-runs", "1", "-size", "16", "-small", "4", "-local", "8"}, &out); err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	t.Log("\n" + out.String())
@@ -84,11 +87,63 @@ func checkFigures(t *testing.T, out string) {
 	if !strings.Contains(out, "resume read-back, 16.00 MiB: verified→armed") {
 		t.Errorf("output lacks the resume read-back figure")
 	}
+	checkPhysical(t, out, inst)
+	checkLocal(t, out)
 	m := regexp.MustCompile(`idle check \(nothing changed\): (\d+) requests, (\d+) response body bytes`).FindStringSubmatch(out)
 	// The TUF workflow: the next root (404, whose page is the only body:
 	// 19 bytes from Go's file server) and the timestamp (304, no body).
 	if m == nil || m[1] != "2" || len(m[2]) > 2 {
 		t.Errorf("idle check: %q, want 2 requests and no body beyond a 404 page", m)
+	}
+}
+
+// checkPhysical judges the physical stages and the install (MB/s) against
+// the slowest.
+func checkPhysical(t *testing.T, out string, inst float64) {
+	t.Helper()
+	slowest := math.Inf(1)
+	for _, stage := range []string{`SHA-256 \(one core\)`, `loopback HTTP GET`, `write\+fsync of a new file`} {
+		v := figure(t, out, `physical stage alone, `+stage+`, 16\.00 MiB: ([0-9.]+) MB/s \(range [0-9.e+]+–[0-9.e+]+\)`)
+		if !(v > 0) {
+			t.Errorf("physical stage %s: %v MB/s, want a positive figure", stage, v)
+		}
+		slowest = min(slowest, v)
+	}
+	ratio := figure(t, out, `install/slowest physical stage \([^)]*\) throughput ratio: ([0-9.]+)`)
+	if want := inst / slowest; math.Abs(ratio-want) > 0.01+want*0.01 {
+		t.Errorf("install/slowest stage ratio %.2f, but %.1f / %.1f = %.2f", ratio, inst, slowest, want)
+	}
+}
+
+// checkLocal judges the local-file figures: seconds, ratios and RSS.
+func checkLocal(t *testing.T, out string) {
+	t.Helper()
+	secs := `([0-9.]+) s \(range [0-9.]+–[0-9.]+\)`
+	dd := figure(t, out, `dd conv=fsync: `+secs)
+	raw := figure(t, out, `updater\.InstallFile raw: `+secs)
+	ratio := figure(t, out, `updater\.InstallFile raw: .*ratio to dd ([0-9.]+)`)
+	if !(dd > 0) || !(raw > 0) || math.Abs(ratio-raw/dd) > 0.01+ratio*0.01 {
+		t.Errorf("local raw: dd %.3f s, InstallFile %.3f s, ratio %.2f", dd, raw, ratio)
+	}
+	if strings.Contains(out, "zstd -dc | dd skipped") {
+		if os.Getenv("CI") == "true" {
+			t.Errorf("zstd -dc | dd skipped under CI: install zstd (.ci/packages)")
+		}
+	} else {
+		zdd := figure(t, out, `zstd -dc \| dd conv=fsync: `+secs)
+		zst := figure(t, out, `updater\.InstallFile zstd: `+secs)
+		zr := figure(t, out, `updater\.InstallFile zstd: .*ratio to zstd -dc \| dd ([0-9.]+)`)
+		if !(zdd > 0) || !(zst > 0) || math.Abs(zr-zst/zdd) > 0.01+zr*0.01 {
+			t.Errorf("local zstd: zstd | dd %.3f s, InstallFile %.3f s, ratio %.2f", zdd, zst, zr)
+		}
+	}
+	if !strings.Contains(out, "RAUC: skipped: ") {
+		if r := figure(t, out, `rauc install: `+secs); !(r > 0) {
+			t.Errorf("rauc install: %v s, want a positive figure", r)
+		}
+	}
+	if rss := figure(t, out, `peak RSS \(VmHWM\) of InstallFile, 8\.00 MiB image: ([0-9.]+) MiB`); rss < 1 || rss > 1024 {
+		t.Errorf("peak RSS of InstallFile: %.1f MiB, want a figure between 1 MiB and 1 GiB", rss)
 	}
 }
 
