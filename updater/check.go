@@ -44,6 +44,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 		u.log.Warn("target rejected", "target", r.Path, "err", r.Err)
 	}
 	u.remember(ts)
+	u.pruneStaging()
 	u.rebuild(ctx)
 	if u.st.resetBackoffs(ts.TargetsVersion, u.trusted) {
 		if err := u.st.save(); err != nil {
@@ -55,11 +56,11 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 	for _, c := range u.cfg.Components {
 		cs := u.st.component(c.Name)
 		t, err := verify.Select(ts.Targets, verify.Policy{
-			Component:      c.Name,
-			Hardware:       u.cfg.Hardware,
+			Component:      c.release(),
+			Hardware:       c.hardware(&u.cfg),
 			Installed:      cs.Installed,
 			AllowDowngrade: u.cfg.AllowDowngrade,
-			Blocked:        u.st.blocked,
+			Blocked:        u.st.blockedFor(c.Name),
 		})
 		switch {
 		case errors.Is(err, verify.ErrNoUpdate) && !errors.Is(err, verify.ErrNotPublished):

@@ -125,7 +125,7 @@ func (u *Updater) trustedTarget(ctx context.Context, c *Component, up Update) (v
 	if sha == "" {
 		return t, fmt.Errorf("updater: install %s: target %s lists no sha256: %w", c.Name, t.Path, verify.ErrVerification)
 	}
-	if u.st.blocked(sha) {
+	if u.st.blockedFor(c.Name)(sha) {
 		return t, fmt.Errorf("updater: install %s %s: release is blocklisted after an earlier failure", c.Name, up.To)
 	}
 	if u.trusted[t.Path] != sha {
@@ -148,11 +148,11 @@ func (u *Updater) trustedTarget(ctx context.Context, c *Component, up Update) (v
 	if strings.HasPrefix(up.Target.URL, "file://") {
 		t.URL = up.Target.URL
 	}
-	if t.Custom.Component != c.Name {
+	if t.Custom.Component != c.release() {
 		return t, fmt.Errorf("updater: install %s: target %s is for component %q: %w", c.Name, t.Path, t.Custom.Component, verify.ErrIncompatible)
 	}
-	if _, err := verify.Select([]verify.Target{t}, verify.Policy{Component: c.Name, Hardware: u.cfg.Hardware,
-		Installed: u.st.component(c.Name).Installed, AllowDowngrade: u.cfg.AllowDowngrade, Blocked: u.st.blocked}); err != nil {
+	if _, err := verify.Select([]verify.Target{t}, verify.Policy{Component: c.release(), Hardware: c.hardware(&u.cfg),
+		Installed: u.st.component(c.Name).Installed, AllowDowngrade: u.cfg.AllowDowngrade, Blocked: u.st.blockedFor(c.Name)}); err != nil {
 		return t, fmt.Errorf("updater: install %s %s: %w", c.Name, t.Custom.Version, err)
 	}
 	return t, nil
@@ -210,6 +210,13 @@ func (u *Updater) beginPending(c *Component, slot slots.Slot, t verify.Target) (
 func (u *Updater) download(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending, bs slots.BootStatus) error {
 	version := t.Custom.Version
 	u.changed(c.Name, StateIdle, StateDownloading, version, t.Path, "")
+	t, err := u.staged(ctx, c, t)
+	if err != nil {
+		if errors.Is(err, verify.ErrVerification) {
+			u.transitFailed(c, t, err)
+		}
+		return fmt.Errorf("updater: install %s %s: %w", c.Name, version, err)
+	}
 	if err := u.transferMirrors(ctx, c, slot, t, pd, bs); err != nil {
 		if errors.Is(err, verify.ErrVerification) {
 			u.transitFailed(c, t, err)
