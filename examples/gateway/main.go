@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -40,11 +41,14 @@ func main() {
 
 // transcript prints timed lines.
 type transcript struct {
+	mu    sync.Mutex // events arrive from the updaters' goroutines
 	w     io.Writer
 	start time.Time
 }
 
 func (t *transcript) say(format string, a ...any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	fmt.Fprintf(t.w, "[%6.2fs] %s\n", time.Since(t.start).Seconds(), fmt.Sprintf(format, a...))
 }
 

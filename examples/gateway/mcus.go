@@ -46,6 +46,11 @@ func (w *world) startMCUs(context.Context) error {
 		MetadataURL: w.relayURL + relay.MetadataPrefix, TargetsURL: w.relayURL + relay.TargetsPrefix, CAFile: w.caFile,
 		Components: comps, HealthChecks: checks, ConfirmTimeout: 30 * time.Second,
 		Restart: func(ctx context.Context, comp string) error { return byName[comp].Reset(ctx) },
+		Events: func(e updater.Event) {
+			if sc, ok := e.(updater.StateChanged); ok && sc.From != sc.To {
+				w.tr.say("  %s: sensor-fw %s %s → %s", sc.Component, sc.Version, sc.From, sc.To)
+			}
+		},
 	})
 	w.mcuUp = u
 	w.tr.say("gateway: MCUs sensor-a1, sensor-a2 (kind sensor-a) and sensor-b1 (kind sensor-b) over SMP on DTLS, release line sensor-fw")
