@@ -3,6 +3,7 @@ package updater
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path"
@@ -41,37 +42,7 @@ func sensorComponents(sensors []sensor) []Component {
 func TestSharedReleaseLine(t *testing.T) {
 	for _, n := range []int{1, 10, 50} {
 		t.Run(fmt.Sprintf("%d kind-a sensors", n), func(t *testing.T) {
-			repo := tuftest.New(t)
-			imgA, imgB := image("a 1.1.0", 70_000), image("b 1.1.0", 50_000)
-			repo.AddTarget("sensor/a-1.1.0.bin", imgA, verify.Custom{Component: "sensor-fw", Version: "1.1.0", Hardware: []string{"kind-a"}})
-			repo.AddTarget("sensor/b-1.1.0.bin", imgB, verify.Custom{Component: "sensor-fw", Version: "1.1.0", Hardware: []string{"kind-b"}})
-			repo.Publish()
-			var mu sync.Mutex
-			gets := map[string]int{}
-			repo.Wrap(func(h http.Handler) http.Handler {
-				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					mu.Lock()
-					if strings.HasPrefix(r.URL.Path, "/targets/") {
-						_, file, _ := strings.Cut(path.Base(r.URL.Path), ".") // "<sha>.a-1.1.0.bin"
-						gets[file]++
-					}
-					mu.Unlock()
-					h.ServeHTTP(w, r)
-				})
-			})
-			var sensors []sensor
-			for i := range n {
-				sensors = append(sensors, sensor{name: fmt.Sprintf("sensor-%02d", i+1), hardware: "kind-a", boot: slotstest.NewFakeBoot("a", "b")})
-			}
-			sensors = append(sensors, sensor{name: "sensor-b", hardware: "kind-b", boot: slotstest.NewFakeBoot("a", "b")})
-			dir := t.TempDir()
-			u, err := New(Config{Hardware: hw, StateDir: dir, TrustedRoot: repo.Root(),
-				MetadataURL: repo.MetadataURL(), TargetsURL: repo.TargetsURL(), Components: sensorComponents(sensors),
-				Restart: func(context.Context, string) error { return nil }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer u.Close()
+			u, sensors, targetGets := newSensorFleet(t, n)
 			ctx := context.Background()
 			ups, err := u.Check(ctx)
 			if err != nil {
@@ -92,9 +63,7 @@ func TestSharedReleaseLine(t *testing.T) {
 					t.Fatalf("install %s: %v", up.Component, err)
 				}
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if len(gets) != 2 || gets["a-1.1.0.bin"] != 1 || gets["b-1.1.0.bin"] != 1 {
+			if gets := targetGets(); len(gets) != 2 || gets["a-1.1.0.bin"] != 1 || gets["b-1.1.0.bin"] != 1 {
 				t.Errorf("target requests %v, want one per image", gets)
 			}
 			for _, s := range sensors {
@@ -102,6 +71,78 @@ func TestSharedReleaseLine(t *testing.T) {
 					t.Errorf("%s: boot status %+v, want slot b armed", s.name, bs)
 				}
 			}
+		})
+	}
+}
+
+// newSensorFleet is an updater of n kind-a sensors and one kind-b sensor
+// on the release line "sensor-fw", and a count of the target requests
+// its server answered, by file name.
+func newSensorFleet(tb testing.TB, n int) (*Updater, []sensor, func() map[string]int) {
+	tb.Helper()
+	repo := tuftest.New(tb)
+	imgA, imgB := image("a 1.1.0", 70_000), image("b 1.1.0", 50_000)
+	repo.AddTarget("sensor/a-1.1.0.bin", imgA, verify.Custom{Component: "sensor-fw", Version: "1.1.0", Hardware: []string{"kind-a"}})
+	repo.AddTarget("sensor/b-1.1.0.bin", imgB, verify.Custom{Component: "sensor-fw", Version: "1.1.0", Hardware: []string{"kind-b"}})
+	repo.Publish()
+	var mu sync.Mutex
+	gets := map[string]int{}
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			if strings.HasPrefix(r.URL.Path, "/targets/") {
+				_, file, _ := strings.Cut(path.Base(r.URL.Path), ".") // "<sha>.a-1.1.0.bin"
+				gets[file]++
+			}
+			mu.Unlock()
+			h.ServeHTTP(w, r)
+		})
+	})
+	var sensors []sensor
+	for i := range n {
+		sensors = append(sensors, sensor{name: fmt.Sprintf("sensor-%02d", i+1), hardware: "kind-a", boot: slotstest.NewFakeBoot("a", "b")})
+	}
+	sensors = append(sensors, sensor{name: "sensor-b", hardware: "kind-b", boot: slotstest.NewFakeBoot("a", "b")})
+	u, err := New(Config{Hardware: hw, StateDir: tb.TempDir(), TrustedRoot: repo.Root(),
+		MetadataURL: repo.MetadataURL(), TargetsURL: repo.TargetsURL(), Components: sensorComponents(sensors),
+		Restart: func(context.Context, string) error { return nil }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { u.Close() })
+	return u, sensors, func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(gets)
+	}
+}
+
+// BenchmarkSharedReleaseLine installs one release into N+1 components of
+// two kinds and reports the target requests the server answered (goal: 2,
+// one per image, whatever N).
+func BenchmarkSharedReleaseLine(b *testing.B) {
+	for _, n := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			var requests int
+			for b.Loop() {
+				b.StopTimer()
+				u, _, targetGets := newSensorFleet(b, n)
+				b.StartTimer()
+				ups, err := u.Check(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, up := range ups {
+					if err := u.Install(context.Background(), up); err != nil {
+						b.Fatal(err)
+					}
+				}
+				requests = 0
+				for _, c := range targetGets() {
+					requests += c
+				}
+			}
+			b.ReportMetric(float64(requests), "target-GETs")
 		})
 	}
 }
