@@ -44,6 +44,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 		u.log.Warn("target rejected", "target", r.Path, "err", r.Err)
 	}
 	u.remember(ts)
+	u.pruneStaging()
 	u.rebuild(ctx)
 	if u.st.resetBackoffs(ts.TargetsVersion, u.trusted) {
 		if err := u.st.save(); err != nil {

@@ -17,8 +17,21 @@ import (
 // Component is one updatable part of the device: a root filesystem on A/B
 // partitions, an application binary, a configuration directory.
 type Component struct {
-	// Name matches the "component" of the TUF targets that update it.
+	// Name matches the "component" of the TUF targets that update it,
+	// unless Release is set. It names the component in the state, events
+	// and errors, and is unique on the device.
 	Name string
+	// Release, when set, is the "component" of the TUF targets that update
+	// it, so that several components (sensor-01 … sensor-50 behind a
+	// gateway) follow one release line while their state — installed
+	// version, trial, blocklist — stays their own. A target that several
+	// components install is fetched from the network once (see
+	// "Heterogeneous devices" in the package doc).
+	Release string
+	// Hardware, when set, is this component's hardware id, replacing
+	// Config.Hardware in its selection: a gateway updates microcontrollers
+	// of other kinds than its own.
+	Hardware string
 	// Slots are the places the component's images are written, at least
 	// two (A/B). Images go to a slot that is not running.
 	Slots []slots.Slot
@@ -34,13 +47,42 @@ type Component struct {
 	Pin string
 }
 
+// release is the TUF component name of c's targets.
+func (c *Component) release() string {
+	if c.Release != "" {
+		return c.Release
+	}
+	return c.Name
+}
+
+// hardware is the hardware id c's targets must list.
+func (c *Component) hardware(cfg *Config) string {
+	if c.Hardware != "" {
+		return c.Hardware
+	}
+	return cfg.Hardware
+}
+
+// shared reports whether another component of cfg follows c's release
+// line: its targets are then staged (see staging.go).
+func (c *Component) shared(cfg *Config) bool {
+	for i := range cfg.Components {
+		o := &cfg.Components[i]
+		if o.Name != c.Name && o.release() == c.release() {
+			return true
+		}
+	}
+	return false
+}
+
 // Config configures an Updater. The zero value of every optional field is
 // a sensible default. New refuses negative durations and limits (except
 // FullRefreshInterval, see there) and a FactoryVersion that is not a
 // semantic version.
 type Config struct {
 	// Hardware is the device's hardware id; only targets listing it (or
-	// "*") are installed. Required.
+	// "*") are installed, except for a Component with its own Hardware.
+	// Required.
 	Hardware string
 	// DeviceID is the device's stable id; it decides the device's cohort
 	// in staged rollouts (verify.Rollout) and is never sent anywhere. ""

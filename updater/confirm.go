@@ -126,7 +126,7 @@ func (u *Updater) confirm(ctx context.Context, c *Component) (restart bool, err 
 }
 
 func (u *Updater) rolledBack(c *Component, cs *componentState, pd *pending, from State, reason string) {
-	u.st.block(pd.TargetSHA256, BlockedRelease{Component: c.Name, Version: pd.Version, Reason: reason, At: u.now()})
+	u.st.block(c.Name, pd.TargetSHA256, BlockedRelease{Component: c.Name, Version: pd.Version, Reason: reason, At: u.now()})
 	cs.Pending = nil
 	cs.LastResult = fmt.Sprintf("%s rolled back: %s", pd.Version, reason)
 	if err := u.st.save(); err != nil {

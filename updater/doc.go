@@ -85,6 +85,18 @@
 // New stays cheap: it reads no slot, and a device with a valid state file
 // never hashes one.
 //
+// # Heterogeneous devices
+//
+// A gateway updates devices that are not itself: each Component may carry
+// its own Hardware id, and several components — sensor-01 … sensor-50 —
+// may follow one release line (Component.Release, the targets' custom
+// "component") while their Names stay unique. Each keeps its own installed
+// version, trial and blocklist: a release that failed on sensor-07 is
+// still offered to sensor-08. A target that several components install is
+// fetched once into <StateDir>/staging/<sha256>, verified, and every
+// component's transfer reads that copy (checked again before each use);
+// staged files no trusted target names are removed at the next Check.
+//
 // Every method of Updater is safe for concurrent use; they run one at a
 // time, except Status, which reads the state as last saved and never waits
 // for a running download. Events are delivered outside the updater's lock,

@@ -121,7 +121,7 @@ func (u *Updater) trustedTarget(ctx context.Context, c *Component, up Update) (v
 	if sha == "" {
 		return t, fmt.Errorf("updater: install %s: target %s lists no sha256: %w", c.Name, t.Path, verify.ErrVerification)
 	}
-	if u.st.blocked(sha) {
+	if u.st.blockedFor(c.Name)(sha) {
 		return t, fmt.Errorf("updater: install %s %s: release is blocklisted after an earlier failure", c.Name, up.To)
 	}
 	if u.trusted[t.Path] != sha {
@@ -144,7 +144,7 @@ func (u *Updater) trustedTarget(ctx context.Context, c *Component, up Update) (v
 	if strings.HasPrefix(up.Target.URL, "file://") {
 		t.URL = up.Target.URL
 	}
-	if t.Custom.Component != c.Name {
+	if t.Custom.Component != c.release() {
 		return t, fmt.Errorf("updater: install %s: target %s is for component %q: %w", c.Name, t.Path, t.Custom.Component, verify.ErrIncompatible)
 	}
 	if _, err := verify.Select([]verify.Target{t}, u.policy(c, u.st.component(c.Name).Installed)); err != nil {
@@ -205,6 +205,13 @@ func (u *Updater) beginPending(c *Component, slot slots.Slot, t verify.Target) (
 func (u *Updater) download(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending, bs slots.BootStatus) error {
 	version := t.Custom.Version
 	u.changed(c.Name, StateIdle, StateDownloading, version, t.Path, "")
+	t, err := u.staged(ctx, c, t)
+	if err != nil {
+		if errors.Is(err, verify.ErrVerification) {
+			u.transitFailed(c, t, err)
+		}
+		return fmt.Errorf("updater: install %s %s: %w", c.Name, version, err)
+	}
 	if err := u.transferMirrors(ctx, c, slot, t, pd, bs); err != nil {
 		err = fmt.Errorf("updater: install %s %s: %w", c.Name, version, err)
 		switch {
@@ -260,7 +267,7 @@ func (u *Updater) badImage(c *Component, t verify.Target, err error) {
 	cs := u.st.component(c.Name)
 	cs.Pending = nil
 	reason := err.Error()
-	u.st.block(t.SHA256(), BlockedRelease{Component: c.Name, Version: t.Custom.Version, Reason: reason, At: u.now()})
+	u.st.block(c.Name, t.SHA256(), BlockedRelease{Component: c.Name, Version: t.Custom.Version, Reason: reason, At: u.now()})
 	cs.LastResult = fmt.Sprintf("%s refused by its slot: %s", t.Custom.Version, reason)
 	if serr := u.st.save(); serr != nil {
 		u.log.Error("save state after a refused image", "err", serr)

@@ -148,8 +148,8 @@ func (u *Updater) installFile(ctx context.Context, path string) (string, error) 
 	if err := u.install(ctx, up); err != nil {
 		if errors.Is(err, verify.ErrVerification) {
 			// A damaged copy on a stick is a bad transfer, not a bad
-			// release, and says nothing about the network: neither a
-			// blocklist entry nor a transit backoff comes of it.
+			// release, and says nothing about the network: no transit
+			// backoff comes of it.
 			forgive()
 		}
 		return "", err
@@ -157,22 +157,18 @@ func (u *Updater) installFile(ctx context.Context, path string) (string, error) 
 	return comp, nil
 }
 
-// forgiver returns a func that puts the transit backoff and the blocklist
-// entry of sha back as they are now.
+// forgiver returns a func that puts the transit backoff of sha back as it
+// is now. (A verification failure never blocklists a release.)
 func (s *store) forgiver(sha string) func() {
 	backoff, backingOff := s.backoff(sha)
-	blocked := s.blocked(sha)
 	return func() {
-		if b, ok := s.backoff(sha); ok == backingOff && b == backoff && s.blocked(sha) == blocked {
+		if b, ok := s.backoff(sha); ok == backingOff && b == backoff {
 			return
 		}
 		if backingOff {
 			s.setBackoff(sha, backoff)
 		} else {
 			s.clearBackoff(sha)
-		}
-		if !blocked {
-			delete(s.p.Blocklist, sha)
 		}
 		_ = s.save() // at worst the backoff stays
 	}

@@ -19,11 +19,11 @@ const DefaultDeviceIDFile = "/etc/machine-id"
 // refresh has checked against MinTime).
 func (u *Updater) policy(c *Component, installed string) verify.Policy {
 	return verify.Policy{
-		Component:      c.Name,
-		Hardware:       u.cfg.Hardware,
+		Component:      c.release(),
+		Hardware:       c.hardware(&u.cfg),
 		Installed:      installed,
 		AllowDowngrade: u.cfg.AllowDowngrade,
-		Blocked:        u.st.blocked,
+		Blocked:        u.st.blockedFor(c.Name),
 		DeviceID:       u.deviceID,
 		Now:            u.trustedNow(),
 		Channel:        u.cfg.Channel,

@@ -98,7 +98,7 @@ func (u *Updater) rebuildComponent(ctx context.Context, c *Component) error {
 		return fmt.Errorf("boot status: %w", err)
 	}
 	cs := u.st.component(c.Name)
-	candidates := imageTargets(u.targets, c.Name)
+	candidates := imageTargets(u.targets, c.release())
 	for _, s := range c.Slots {
 		if pd := cs.Pending; pd != nil && pd.Slot == s.Name() {
 			continue // its record is being written
@@ -136,7 +136,7 @@ func (u *Updater) unknownTrial(ctx context.Context, c *Component, slot string) *
 		return pd
 	}
 	u.remember(ts)
-	t, ok, err := identify(ctx, s, imageTargets(u.targets, c.Name))
+	t, ok, err := identify(ctx, s, imageTargets(u.targets, c.release()))
 	if err != nil || !ok {
 		u.log.Warn("state: the running trial matches no trusted target", "component", c.Name, "slot", slot, "err", err)
 		return pd

@@ -42,8 +42,10 @@ const (
 type persisted struct {
 	Version    int                        `json:"version"`
 	Components map[string]*componentState `json:"components"`
-	// Blocklist holds releases that failed, by target sha256. They are
-	// never installed again; a newer release is.
+	// Blocklist holds releases that failed, by "<component>/<target
+	// sha256>" (by the sha256 alone in files of earlier builds, whose
+	// entries name their component). They are never installed again on
+	// that component; a newer release is.
 	Blocklist map[string]BlockedRelease `json:"blocklist,omitempty"`
 	// Failures counted verification failures per target sha256 in earlier
 	// builds (three blocklisted the release); no longer written.
@@ -284,16 +286,38 @@ func (s *store) snapshot() (*store, error) {
 	return &store{p: p}, nil
 }
 
+// blocked reports whether the release is blocklisted for any component.
 func (s *store) blocked(sha string) bool {
-	_, ok := s.p.Blocklist[sha]
-	return ok
+	for k, b := range s.p.Blocklist {
+		if k == sha || k == blockKey(b.Component, sha) {
+			return true
+		}
+	}
+	return false
 }
 
-func (s *store) block(sha string, br BlockedRelease) {
+// blockedFor returns the blocklist of one component, as verify.Policy
+// takes it: a release that failed on sensor-07 is still tried on
+// sensor-08. Entries of earlier builds are keyed by the sha256 alone and
+// name their component.
+func (s *store) blockedFor(comp string) func(sha string) bool {
+	return func(sha string) bool {
+		if _, ok := s.p.Blocklist[blockKey(comp, sha)]; ok {
+			return true
+		}
+		b, ok := s.p.Blocklist[sha]
+		return ok && (b.Component == comp || b.Component == "")
+	}
+}
+
+// blockKey is the Blocklist key of a release that failed on a component.
+func blockKey(comp, sha string) string { return comp + "/" + sha }
+
+func (s *store) block(comp, sha string, br BlockedRelease) {
 	if sha == "" {
 		return
 	}
-	s.p.Blocklist[sha] = br
+	s.p.Blocklist[blockKey(comp, sha)] = br
 	delete(s.p.Failures, sha)
 }
 
