@@ -50,7 +50,10 @@ type scenario struct {
 	f      *factory
 	repo   *repository.Repo
 	srv    *hostServer
-	disk   string
+	disk   string // what QEMU opens: a qcow2 overlay, or the NBD server's URL
+	format string // "qcow2", or "raw" over NBD
+	nbd    *nbdServer
+	raw    string // the raw disk the NBD server serves ("" without NBD)
 	v      *vm
 	marker string // the data partition's token, from the first boot
 	steps  []stepTime
@@ -83,7 +86,7 @@ func (s *scenario) step(name string, fn func() error) error {
 func (s *scenario) start(ctx context.Context) error {
 	var dlStart time.Time
 	v, err := startVM(ctx, vmConfig{
-		Disk: s.disk, Busybox: s.f.Assets.Busybox, Port: s.srv.port, WorkDir: s.dir,
+		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.Busybox, Port: s.srv.port, WorkDir: s.dir,
 		Console: s.e.consoleWriter(s.dir),
 		Echo: func(line string) {
 			if echoRE.MatchString(line) {
@@ -110,7 +113,18 @@ func (s *scenario) start(ctx context.Context) error {
 }
 
 // powerCut kills QEMU: what the guest had not written to its disk is lost.
+// Over NBD the server first drops every write the guest had not flushed,
+// as a drive's volatile cache loses it.
 func (s *scenario) powerCut() {
+	if s.nbd != nil {
+		n, err := s.nbd.Cut()
+		if err != nil {
+			s.e.logf("NBD cut: %v", err)
+		}
+		s.v.kill()
+		s.e.logf("POWER CUT: %d unflushed writes dropped, QEMU killed", n)
+		return
+	}
 	s.v.kill()
 	s.e.logf("POWER CUT: QEMU killed")
 }
@@ -300,11 +314,42 @@ func (e *env) newScenario(ctx context.Context) (*scenario, error) {
 		return nil, err
 	}
 	e.logf("update server: http://127.0.0.1:%d (the guest sees it as http://%s)", s.srv.port, guestServer)
-	s.disk = filepath.Join(f.Dir, "device.qcow2")
+	if e.Record != "" {
+		return s, s.serveNBD(ctx, e.Record)
+	}
+	s.disk, s.format = filepath.Join(f.Dir, "device.qcow2"), "qcow2"
 	if err := overlay(ctx, f.Disk, s.disk); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// serveNBD puts the device's disk behind the NBD server, recording every
+// write, flush and FUA to logPath; the disk as it was before the first
+// write is kept next to the log (logPath + ".base") for the replay, and
+// the release images' paths in logPath + ".releases".
+func (s *scenario) serveNBD(ctx context.Context, logPath string) error {
+	s.raw = filepath.Join(s.dir, "device.raw")
+	if _, err := run(ctx, "", nil, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", s.f.Disk, s.raw); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "", nil, "cp", "--sparse=always", s.raw, logPath+".base"); err != nil {
+		return err
+	}
+	var rel strings.Builder
+	for v, p := range s.images {
+		fmt.Fprintf(&rel, "%s %s\n", v, p)
+	}
+	if err := os.WriteFile(logPath+".releases", []byte(rel.String()), 0o644); err != nil {
+		return err
+	}
+	var err error
+	if s.nbd, err = startNBD(s.raw, logPath); err != nil {
+		return err
+	}
+	s.disk, s.format = s.nbd.URL(), "raw"
+	s.e.logf("device disk served over NBD at %s, writes logged to %s", s.disk, logPath)
+	return nil
 }
 
 func (s *scenario) close() {
@@ -313,6 +358,12 @@ func (s *scenario) close() {
 	}
 	if s.srv != nil {
 		s.srv.close()
+	}
+	if s.nbd != nil {
+		st := s.nbd.Stats()
+		s.e.logf("NBD: %d writes (%d with FUA, %d MiB), %d flushes, %d trims, %d faults",
+			st.Writes, st.FUAs, st.Bytes>>20, st.Flushes, st.Trims, st.Faults)
+		s.nbd.Close()
 	}
 }
 
@@ -614,10 +665,13 @@ func (s *scenario) noRetry(ctx context.Context) error {
 
 // finalEnv reads grubenv from the device's disk after the run.
 func (s *scenario) finalEnv(ctx context.Context) error {
-	raw := filepath.Join(s.dir, "final.raw")
-	defer os.Remove(raw)
-	if _, err := run(ctx, "", nil, "qemu-img", "convert", "-O", "raw", s.disk, raw); err != nil {
-		return err
+	raw := s.raw
+	if raw == "" {
+		raw = filepath.Join(s.dir, "final.raw")
+		defer os.Remove(raw)
+		if _, err := run(ctx, "", nil, "qemu-img", "convert", "-O", "raw", s.disk, raw); err != nil {
+			return err
+		}
 	}
 	vars, err := readDiskEnv(ctx, raw)
 	if err != nil {
