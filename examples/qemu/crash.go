@@ -99,7 +99,17 @@ func runReplay(ctx context.Context, cfg replayConfig) (*replayResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &replay{cfg: cfg, log: lf, disk: disk, releases: map[string]string{}, seed: maphash.MakeSeed(),
+	r, err := newReplay(cfg, disk)
+	if err != nil {
+		return nil, err
+	}
+	r.log = lf
+	return &r.res, r.run(ctx, entries)
+}
+
+// newReplay makes a replay of disk, knowing the release images.
+func newReplay(cfg replayConfig, disk []byte) (*replay, error) {
+	r := &replay{cfg: cfg, disk: disk, releases: map[string]string{}, seed: maphash.MakeSeed(),
 		bootRes: map[uint64]bootCheck{}, dataRes: map[uint64]dataCheck{}, slotRes: map[string]string{}}
 	r.res.Outcomes = map[string]int{}
 	for version, path := range cfg.Releases {
@@ -110,7 +120,7 @@ func runReplay(ctx context.Context, cfg replayConfig) (*replayResult, error) {
 		sum := sha256.Sum256(b)
 		r.releases[hex.EncodeToString(sum[:])] = version
 	}
-	return &r.res, r.run(ctx, entries)
+	return r, nil
 }
 
 // run walks the log flush interval by flush interval.

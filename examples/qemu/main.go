@@ -29,7 +29,7 @@ import (
 )
 
 func usage() {
-	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run|replay
+	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run|replay|powercut
 
   build  build the factory disk (pristine qcow2), a signed repository whose
          root it trusts, and the release images; print where they are
@@ -37,6 +37,9 @@ func usage() {
          check that it reaches userspace and the host over guestfwd
   replay check the crash states of a log recorded by run -record LOG:
          go run ./examples/qemu -record LOG -n 3000 -seed 1 replay
+  powercut  N cycles (-n N -seed S) of a fresh device updating to v2.0.0
+         over NBD, cut at a random moment (unflushed writes dropped),
+         checked offline, booted again and followed to the commit
   run    build, publish releases v2 (good), v3 (fails health), v4 (panics)
          and run the whole A/B scenario; exit status 0 only if every step
          happened
@@ -50,7 +53,7 @@ func main() {
 	cache := flag.String("cache", defaultCacheDir(), "cache for .debs, unpacked packages and images (env SWITCHBACK_QEMU_CACHE)")
 	checkout := flag.String("checkout", "", "switchback checkout (default: found from the working directory)")
 	console := flag.Bool("console", false, "also print every console line")
-	max := flag.Int("n", 0, "replay: check about this many crash states (0: every one generated)")
+	max := flag.Int("n", 0, "replay: check about this many crash states (0: every one generated); powercut: cycles")
 	perEpoch := flag.Int("per-epoch", 3, "replay: random subsets of the unflushed writes per flush interval")
 	seed := flag.Uint64("seed", 1, "replay: seed of the random subsets")
 	record := flag.String("record", "", "serve the device's disk over NBD and log every write, flush and FUA to this file (run)")
@@ -86,6 +89,8 @@ func main() {
 		err = e.bootOnce(ctx)
 	case "run":
 		err = e.runScenario(ctx)
+	case "powercut":
+		err = e.runPowercut(ctx, *max, *seed)
 	case "replay":
 		if *record == "" {
 			fatal(fmt.Errorf("replay needs -record LOG, the log of a run made with -record"))

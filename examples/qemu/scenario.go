@@ -217,6 +217,38 @@ func (s *scenario) expectState(ctx context.Context, timeout time.Duration, to, v
 	}
 }
 
+// armedRebootRE is either line expectArmedReboot waits for.
+var armedRebootRE = regexp.MustCompile(agentStateRE.String() + "|" + agentRebootRE.String())
+
+// expectArmedReboot waits for version's transition to armed and for the
+// agent's reboot line, in either order: the agent may print the reboot
+// before its event handler prints the transition.
+func (s *scenario) expectArmedReboot(ctx context.Context, timeout time.Duration, version string, failOn ...string) error {
+	deadline := time.Now().Add(timeout)
+	armed, reboot := false, false
+	for !armed || !reboot {
+		m, err := s.expect(ctx, time.Until(deadline), armedRebootRE)
+		if err != nil {
+			return err
+		}
+		if agentRebootRE.MatchString(m[0]) {
+			reboot = true
+			continue
+		}
+		st := agentStateRE.FindStringSubmatch(m[0])
+		if st[3] != version {
+			continue
+		}
+		armed = armed || st[2] == "armed"
+		for _, f := range failOn {
+			if st[2] == f {
+				return fmt.Errorf("agent went to state %s for %s, want armed (reason: %s)", st[2], version, st[4])
+			}
+		}
+	}
+	return nil
+}
+
 // publish adds a release to the repository and publishes new metadata.
 // tamper, when not nil, is called between adding the file and publishing
 // the metadata that names it.
@@ -476,11 +508,7 @@ func (s *scenario) v2Resume(ctx context.Context) error {
 		return err
 	}
 	s.e.logf("download, write and verification of the rest took %.1fs", time.Since(dl).Seconds())
-	if _, err := s.expectState(ctx, stepTimeout, "armed", "2.0.0", "failed"); err != nil {
-		return err
-	}
-	_, err = s.expect(ctx, stepTimeout, agentRebootRE)
-	return err
+	return s.expectArmedReboot(ctx, stepTimeout, "2.0.0", "failed")
 }
 
 // v2PowerCutConfirm cuts the power as the last health check reports
@@ -589,10 +617,7 @@ func (s *scenario) v3Rollback(ctx context.Context) error {
 	// A retry that started before the repair fails verification once
 	// more; that is fine (three failures would blocklist the release, and
 	// "armed" would never come).
-	if _, err := s.expectState(ctx, 2*downloadTimeout, "armed", "3.0.0"); err != nil {
-		return err
-	}
-	if _, err := s.expect(ctx, stepTimeout, agentRebootRE); err != nil {
+	if err := s.expectArmedReboot(ctx, 2*downloadTimeout, "3.0.0"); err != nil {
 		return err
 	}
 	if err := s.expectBoot(ctx, "a", "3.0.0"); err != nil {
@@ -614,10 +639,7 @@ func (s *scenario) v4Panic(ctx context.Context) error {
 	if _, err := s.publish(ctx, "4.0.0", nil); err != nil {
 		return err
 	}
-	if _, err := s.expectState(ctx, downloadTimeout, "armed", "4.0.0", "failed"); err != nil {
-		return err
-	}
-	if _, err := s.expect(ctx, stepTimeout, agentRebootRE); err != nil {
+	if err := s.expectArmedReboot(ctx, downloadTimeout, "4.0.0", "failed"); err != nil {
 		return err
 	}
 	// Tries=2: GRUB boots slot a twice, the kernel panics twice.
