@@ -29,7 +29,7 @@ import (
 )
 
 func usage() {
-	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run|replay|powercut
+	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run|replay|powercut|faults
 
   build  build the factory disk (pristine qcow2), a signed repository whose
          root it trusts, and the release images; print where they are
@@ -40,6 +40,9 @@ func usage() {
   powercut  N cycles (-n N -seed S) of a fresh device updating to v2.0.0
          over NBD, cut at a random moment (unflushed writes dropped),
          checked offline, booted again and followed to the commit
+  faults EIO and ENOSPC under the guest during the download, the slot
+         write, the state write and the boot-environment write: an error
+         reported, v1.0.0 still running, v2.0.0 committed once it clears
   run    build, publish releases v2 (good), v3 (fails health), v4 (panics)
          and run the whole A/B scenario; exit status 0 only if every step
          happened
@@ -89,6 +92,8 @@ func main() {
 		err = e.bootOnce(ctx)
 	case "run":
 		err = e.runScenario(ctx)
+	case "faults":
+		err = e.runFaults(ctx)
 	case "powercut":
 		err = e.runPowercut(ctx, *max, *seed)
 	case "replay":

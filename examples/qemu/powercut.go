@@ -28,20 +28,12 @@ type powercutResult struct {
 // random moment (dropping the writes not flushed), checked offline, booted
 // again and followed until v2.0.0 is committed.
 func (e *env) runPowercut(ctx context.Context, n int, seed uint64) error {
-	dir, err := os.MkdirTemp("", "switchback-powercut-")
+	dir, s, err := e.nbdScenario(ctx)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	e.Record = dir + "/writes.log"
-	s, err := e.newScenario(ctx)
-	if err != nil {
-		return err
-	}
 	defer s.close()
-	if _, err := s.publish(ctx, "2.0.0", nil); err != nil {
-		return err
-	}
 	rng := rand.New(rand.NewPCG(seed, 0xc07))
 	var results []powercutResult
 	failed := 0
@@ -123,15 +115,31 @@ func phaseName(line string) string {
 func (s *scenario) followToCommit(ctx context.Context) string {
 	deadline := time.Now().Add(powercutTimeout)
 	for {
-		m, err := s.expect(ctx, time.Until(deadline), agentStatusRE, agentStartedRE, panicRE)
+		m, err := s.expect(ctx, time.Until(deadline), followRE, panicRE)
 		if err != nil {
 			return "no commit: " + err.Error()
 		}
-		if m[1] == "2.0.0" && m[3] == "b" && m[4] == "" {
+		if st := agentStartedRE.FindStringSubmatch(m[0]); st != nil {
+			if st[1] != "1.0.0" && st[1] != "2.0.0" {
+				return "booted " + st[1]
+			}
+			continue
+		}
+		if d := agentDataRE.FindStringSubmatch(m[0]); d != nil {
+			if s.marker != "" && d[1] != s.marker {
+				return fmt.Sprintf("data marker %s, was %s: data lost", d[1], s.marker)
+			}
+			s.marker = d[1]
+			continue
+		}
+		if st := agentStatusRE.FindStringSubmatch(m[0]); st[1] == "2.0.0" && st[3] == "b" && st[4] == "" {
 			return "committed 2.0.0"
 		}
 	}
 }
+
+// followRE is what followToCommit reads: starts, markers and statuses.
+var followRE = regexp.MustCompile(agentStartedRE.String() + "|" + agentDataRE.String() + "|" + agentStatusRE.String())
 
 // resetDevice puts the factory disk back under the NBD server.
 func (s *scenario) resetDevice(ctx context.Context, dir string) error {
