@@ -235,6 +235,9 @@ func (r *replay) part(start, size int64) []byte {
 // a failure, an error of the tools ends the replay.
 func (r *replay) check(ctx context.Context, name string) error {
 	r.res.Checked++
+	if r.cfg.Logf != nil && r.res.Checked%200 == 0 {
+		r.cfg.Logf("replay: %d states checked of %d generated, %d failed", r.res.Checked, r.res.Generated, len(r.res.Failures))
+	}
 	outcome, err := r.invariants(ctx)
 	if err != nil {
 		r.res.Failures = append(r.res.Failures, name+": "+err.Error())
