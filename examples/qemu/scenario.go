@@ -217,17 +217,23 @@ func (s *scenario) expectState(ctx context.Context, timeout time.Duration, to, v
 	}
 }
 
-// armedRebootRE is either line expectArmedReboot waits for.
-var armedRebootRE = regexp.MustCompile(agentStateRE.String() + "|" + agentRebootRE.String())
+// stateRebootRE is either line expectStateReboot waits for.
+var stateRebootRE = regexp.MustCompile(agentStateRE.String() + "|" + agentRebootRE.String())
 
 // expectArmedReboot waits for version's transition to armed and for the
-// agent's reboot line, in either order: the agent may print the reboot
-// before its event handler prints the transition.
+// agent's reboot line.
 func (s *scenario) expectArmedReboot(ctx context.Context, timeout time.Duration, version string, failOn ...string) error {
+	return s.expectStateReboot(ctx, timeout, "armed", version, failOn...)
+}
+
+// expectStateReboot waits for version's transition to state to and for
+// the agent's reboot line, in either order: the agent may print the reboot
+// before its event handler prints the transition.
+func (s *scenario) expectStateReboot(ctx context.Context, timeout time.Duration, to, version string, failOn ...string) error {
 	deadline := time.Now().Add(timeout)
 	armed, reboot := false, false
 	for !armed || !reboot {
-		m, err := s.expect(ctx, time.Until(deadline), armedRebootRE)
+		m, err := s.expect(ctx, time.Until(deadline), stateRebootRE)
 		if err != nil {
 			return err
 		}
@@ -239,10 +245,10 @@ func (s *scenario) expectArmedReboot(ctx context.Context, timeout time.Duration,
 		if st[3] != version {
 			continue
 		}
-		armed = armed || st[2] == "armed"
+		armed = armed || st[2] == to
 		for _, f := range failOn {
 			if st[2] == f {
-				return fmt.Errorf("agent went to state %s for %s, want armed (reason: %s)", st[2], version, st[4])
+				return fmt.Errorf("agent went to state %s for %s, want %s (reason: %s)", st[2], version, to, st[4])
 			}
 		}
 	}
@@ -623,10 +629,7 @@ func (s *scenario) v3Rollback(ctx context.Context) error {
 	if err := s.expectBoot(ctx, "a", "3.0.0"); err != nil {
 		return err
 	}
-	if _, err := s.expectState(ctx, stepTimeout, "rolled-back", "3.0.0", "committed"); err != nil {
-		return err
-	}
-	if _, err := s.expect(ctx, stepTimeout, agentRebootRE); err != nil {
+	if err := s.expectStateReboot(ctx, stepTimeout, "rolled-back", "3.0.0", "committed"); err != nil {
 		return err
 	}
 	if err := s.expectBoot(ctx, "b", "2.0.0"); err != nil {
