@@ -68,6 +68,7 @@ func (s *scenario) faultCycle(ctx context.Context, f faultSite, dir string) stri
 	if err := s.resetDevice(ctx, dir); err != nil {
 		return "reset: " + err.Error()
 	}
+	s.marker = "" // a fresh device makes a new data marker
 	if err := s.start(ctx); err != nil {
 		return "start: " + err.Error()
 	}
