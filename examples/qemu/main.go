@@ -29,12 +29,20 @@ import (
 )
 
 func usage() {
-	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run
+	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run|replay|powercut|faults
 
   build  build the factory disk (pristine qcow2), a signed repository whose
          root it trusts, and the release images; print where they are
   boot   build a disk without the agent, boot it once on an overlay, and
          check that it reaches userspace and the host over guestfwd
+  replay check the crash states of a log recorded by run -record LOG:
+         go run ./examples/qemu -record LOG -n 3000 -seed 1 replay
+  powercut  N cycles (-n N -seed S) of a fresh device updating to v2.0.0
+         over NBD, cut at a random moment (unflushed writes dropped),
+         checked offline, booted again and followed to the commit
+  faults EIO and ENOSPC under the guest during the download, the slot
+         write, the state write and the boot-environment write: an error
+         reported, v1.0.0 still running, v2.0.0 committed once it clears
   run    build, publish releases v2 (good), v3 (fails health), v4 (panics)
          and run the whole A/B scenario; exit status 0 only if every step
          happened
@@ -48,6 +56,10 @@ func main() {
 	cache := flag.String("cache", defaultCacheDir(), "cache for .debs, unpacked packages and images (env SWITCHBACK_QEMU_CACHE)")
 	checkout := flag.String("checkout", "", "switchback checkout (default: found from the working directory)")
 	console := flag.Bool("console", false, "also print every console line")
+	max := flag.Int("n", 0, "replay: check about this many crash states (0: every one generated); powercut: cycles")
+	perEpoch := flag.Int("per-epoch", 3, "replay: random subsets of the unflushed writes per flush interval")
+	seed := flag.Uint64("seed", 1, "replay: seed of the random subsets")
+	record := flag.String("record", "", "serve the device's disk over NBD and log every write, flush and FUA to this file (run)")
 	flag.Usage = usage
 	flag.Parse()
 	if flag.NArg() != 1 {
@@ -63,7 +75,7 @@ func main() {
 			fatal(err)
 		}
 	}
-	e := &env{CacheDir: *cache, Checkout: root, Out: os.Stdout}
+	e := &env{CacheDir: *cache, Checkout: root, Out: os.Stdout, Record: *record}
 	if *console {
 		e.Console = os.Stdout
 	}
@@ -80,6 +92,15 @@ func main() {
 		err = e.bootOnce(ctx)
 	case "run":
 		err = e.runScenario(ctx)
+	case "faults":
+		err = e.runFaults(ctx)
+	case "powercut":
+		err = e.runPowercut(ctx, *max, *seed)
+	case "replay":
+		if *record == "" {
+			fatal(fmt.Errorf("replay needs -record LOG, the log of a run made with -record"))
+		}
+		err = e.replayLog(ctx, *record, replayConfig{Max: *max, PerEpoch: *perEpoch, Seed: *seed})
 	default:
 		usage()
 		os.Exit(2)
@@ -131,6 +152,9 @@ type env struct {
 	Checkout string
 	Out      io.Writer // the timestamped transcript
 	Console  io.Writer // every console line, when not nil
+	// Record, when not "", runs the device's disk over our NBD server and
+	// logs every write, flush and FUA there (see nbd.go).
+	Record string
 
 	mu    sync.Mutex
 	start time.Time

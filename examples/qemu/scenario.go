@@ -50,7 +50,10 @@ type scenario struct {
 	f      *factory
 	repo   *repository.Repo
 	srv    *hostServer
-	disk   string
+	disk   string // what QEMU opens: a qcow2 overlay, or the NBD server's URL
+	format string // "qcow2", or "raw" over NBD
+	nbd    *nbdServer
+	raw    string // the raw disk the NBD server serves ("" without NBD)
 	v      *vm
 	marker string // the data partition's token, from the first boot
 	steps  []stepTime
@@ -83,7 +86,7 @@ func (s *scenario) step(name string, fn func() error) error {
 func (s *scenario) start(ctx context.Context) error {
 	var dlStart time.Time
 	v, err := startVM(ctx, vmConfig{
-		Disk: s.disk, Busybox: s.f.Assets.Busybox, Port: s.srv.port, WorkDir: s.dir,
+		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.Busybox, Port: s.srv.port, WorkDir: s.dir,
 		Console: s.e.consoleWriter(s.dir),
 		Echo: func(line string) {
 			if echoRE.MatchString(line) {
@@ -110,7 +113,18 @@ func (s *scenario) start(ctx context.Context) error {
 }
 
 // powerCut kills QEMU: what the guest had not written to its disk is lost.
+// Over NBD the server first drops every write the guest had not flushed,
+// as a drive's volatile cache loses it.
 func (s *scenario) powerCut() {
+	if s.nbd != nil {
+		n, err := s.nbd.Cut()
+		if err != nil {
+			s.e.logf("NBD cut: %v", err)
+		}
+		s.v.kill()
+		s.e.logf("POWER CUT: %d unflushed writes dropped, QEMU killed", n)
+		return
+	}
 	s.v.kill()
 	s.e.logf("POWER CUT: QEMU killed")
 }
@@ -201,6 +215,44 @@ func (s *scenario) expectState(ctx context.Context, timeout time.Duration, to, v
 			}
 		}
 	}
+}
+
+// stateRebootRE is either line expectStateReboot waits for.
+var stateRebootRE = regexp.MustCompile(agentStateRE.String() + "|" + agentRebootRE.String())
+
+// expectArmedReboot waits for version's transition to armed and for the
+// agent's reboot line.
+func (s *scenario) expectArmedReboot(ctx context.Context, timeout time.Duration, version string, failOn ...string) error {
+	return s.expectStateReboot(ctx, timeout, "armed", version, failOn...)
+}
+
+// expectStateReboot waits for version's transition to state to and for
+// the agent's reboot line, in either order: the agent may print the reboot
+// before its event handler prints the transition.
+func (s *scenario) expectStateReboot(ctx context.Context, timeout time.Duration, to, version string, failOn ...string) error {
+	deadline := time.Now().Add(timeout)
+	armed, reboot := false, false
+	for !armed || !reboot {
+		m, err := s.expect(ctx, time.Until(deadline), stateRebootRE)
+		if err != nil {
+			return err
+		}
+		if agentRebootRE.MatchString(m[0]) {
+			reboot = true
+			continue
+		}
+		st := agentStateRE.FindStringSubmatch(m[0])
+		if st[3] != version {
+			continue
+		}
+		armed = armed || st[2] == to
+		for _, f := range failOn {
+			if st[2] == f {
+				return fmt.Errorf("agent went to state %s for %s, want %s (reason: %s)", st[2], version, to, st[4])
+			}
+		}
+	}
+	return nil
 }
 
 // publish adds a release to the repository and publishes new metadata.
@@ -300,11 +352,42 @@ func (e *env) newScenario(ctx context.Context) (*scenario, error) {
 		return nil, err
 	}
 	e.logf("update server: http://127.0.0.1:%d (the guest sees it as http://%s)", s.srv.port, guestServer)
-	s.disk = filepath.Join(f.Dir, "device.qcow2")
+	if e.Record != "" {
+		return s, s.serveNBD(ctx, e.Record)
+	}
+	s.disk, s.format = filepath.Join(f.Dir, "device.qcow2"), "qcow2"
 	if err := overlay(ctx, f.Disk, s.disk); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// serveNBD puts the device's disk behind the NBD server, recording every
+// write, flush and FUA to logPath; the disk as it was before the first
+// write is kept next to the log (logPath + ".base") for the replay, and
+// the release images' paths in logPath + ".releases".
+func (s *scenario) serveNBD(ctx context.Context, logPath string) error {
+	s.raw = filepath.Join(s.dir, "device.raw")
+	if _, err := run(ctx, "", nil, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", s.f.Disk, s.raw); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "", nil, "cp", "--sparse=always", s.raw, logPath+".base"); err != nil {
+		return err
+	}
+	var rel strings.Builder
+	for v, p := range s.images {
+		fmt.Fprintf(&rel, "%s %s\n", v, p)
+	}
+	if err := os.WriteFile(logPath+".releases", []byte(rel.String()), 0o644); err != nil {
+		return err
+	}
+	var err error
+	if s.nbd, err = startNBD(s.raw, logPath); err != nil {
+		return err
+	}
+	s.disk, s.format = s.nbd.URL(), "raw"
+	s.e.logf("device disk served over NBD at %s, writes logged to %s", s.disk, logPath)
+	return nil
 }
 
 func (s *scenario) close() {
@@ -313,6 +396,12 @@ func (s *scenario) close() {
 	}
 	if s.srv != nil {
 		s.srv.close()
+	}
+	if s.nbd != nil {
+		st := s.nbd.Stats()
+		s.e.logf("NBD: %d writes (%d with FUA, %d MiB), %d flushes, %d trims, %d faults",
+			st.Writes, st.FUAs, st.Bytes>>20, st.Flushes, st.Trims, st.Faults)
+		s.nbd.Close()
 	}
 }
 
@@ -425,11 +514,7 @@ func (s *scenario) v2Resume(ctx context.Context) error {
 		return err
 	}
 	s.e.logf("download, write and verification of the rest took %.1fs", time.Since(dl).Seconds())
-	if _, err := s.expectState(ctx, stepTimeout, "armed", "2.0.0", "failed"); err != nil {
-		return err
-	}
-	_, err = s.expect(ctx, stepTimeout, agentRebootRE)
-	return err
+	return s.expectArmedReboot(ctx, stepTimeout, "2.0.0", "failed")
 }
 
 // v2PowerCutConfirm cuts the power as the last health check reports
@@ -538,19 +623,13 @@ func (s *scenario) v3Rollback(ctx context.Context) error {
 	// A retry that started before the repair fails verification once
 	// more; that is fine (three failures would blocklist the release, and
 	// "armed" would never come).
-	if _, err := s.expectState(ctx, 2*downloadTimeout, "armed", "3.0.0"); err != nil {
-		return err
-	}
-	if _, err := s.expect(ctx, stepTimeout, agentRebootRE); err != nil {
+	if err := s.expectArmedReboot(ctx, 2*downloadTimeout, "3.0.0"); err != nil {
 		return err
 	}
 	if err := s.expectBoot(ctx, "a", "3.0.0"); err != nil {
 		return err
 	}
-	if _, err := s.expectState(ctx, stepTimeout, "rolled-back", "3.0.0", "committed"); err != nil {
-		return err
-	}
-	if _, err := s.expect(ctx, stepTimeout, agentRebootRE); err != nil {
+	if err := s.expectStateReboot(ctx, stepTimeout, "rolled-back", "3.0.0", "committed"); err != nil {
 		return err
 	}
 	if err := s.expectBoot(ctx, "b", "2.0.0"); err != nil {
@@ -563,10 +642,7 @@ func (s *scenario) v4Panic(ctx context.Context) error {
 	if _, err := s.publish(ctx, "4.0.0", nil); err != nil {
 		return err
 	}
-	if _, err := s.expectState(ctx, downloadTimeout, "armed", "4.0.0", "failed"); err != nil {
-		return err
-	}
-	if _, err := s.expect(ctx, stepTimeout, agentRebootRE); err != nil {
+	if err := s.expectArmedReboot(ctx, downloadTimeout, "4.0.0", "failed"); err != nil {
 		return err
 	}
 	// Tries=2: GRUB boots slot a twice, the kernel panics twice.
@@ -614,10 +690,13 @@ func (s *scenario) noRetry(ctx context.Context) error {
 
 // finalEnv reads grubenv from the device's disk after the run.
 func (s *scenario) finalEnv(ctx context.Context) error {
-	raw := filepath.Join(s.dir, "final.raw")
-	defer os.Remove(raw)
-	if _, err := run(ctx, "", nil, "qemu-img", "convert", "-O", "raw", s.disk, raw); err != nil {
-		return err
+	raw := s.raw
+	if raw == "" {
+		raw = filepath.Join(s.dir, "final.raw")
+		defer os.Remove(raw)
+		if _, err := run(ctx, "", nil, "qemu-img", "convert", "-O", "raw", s.disk, raw); err != nil {
+			return err
+		}
 	}
 	vars, err := readDiskEnv(ctx, raw)
 	if err != nil {

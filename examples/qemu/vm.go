@@ -61,7 +61,10 @@ func qemuArgs(disk, format, script string, memMB int) []string {
 	return []string{
 		"-accel", "tcg", "-machine", "pc", "-smp", "1", "-m", fmt.Sprint(memMB),
 		"-nodefaults", "-no-user-config", "-display", "none",
-		"-drive", "file=" + disk + ",format=" + format + ",if=virtio,cache=writeback",
+		// werror/rerror=report: a write error (ENOSPC included, which QEMU
+		// would otherwise answer by pausing the guest) reaches the guest
+		// as an I/O error, as on a real disk.
+		"-drive", "file=" + disk + ",format=" + format + ",if=virtio,cache=writeback,werror=report,rerror=report",
 		"-netdev", "user,id=n0,restrict=on,guestfwd=tcp:" + guestServer + "-cmd:" + script,
 		"-device", "virtio-net-pci,netdev=n0",
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",

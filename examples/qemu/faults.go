@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// faultSite is where, on the disk, and when in the update a storage fault
+// is injected under the guest.
+type faultSite struct {
+	Name       string
+	Start, End int64          // byte range of the disk whose writes fail
+	After      *regexp.Regexp // the console line that turns the fault on
+	Code       uint32         // nbdEIO or nbdENOSPC
+}
+
+var (
+	downloadingRE = regexp.MustCompile(`^agent: state: rootfs \S+ -> downloading version 2\.0\.0`)
+	verifiedRE    = regexp.MustCompile(`^agent: state: rootfs \S+ -> verified version 2\.0\.0`)
+	agentErrorRE  = regexp.MustCompile(`^agent: (state: rootfs \S+ -> failed|.*(error|input/output|no space))`)
+)
+
+// faultSites are the four the campaign covers: the download's writes to
+// the slot (ENOSPC, then EIO on the slot as a whole), the state file on the
+// data partition, and the boot environment when the update is armed.
+func faultSites() []faultSite {
+	slotB := [2]int64{slotBStart * sector, (slotBStart + slotSize) * sector}
+	return []faultSite{
+		{"download (slot b, ENOSPC)", slotB[0], slotB[1], downloadingRE, nbdENOSPC},
+		{"slot write (slot b, EIO)", slotB[0], slotB[1], downloadingRE, nbdEIO},
+		{"state write (data partition, EIO)", dataStart * sector, (dataStart + dataSize) * sector, downloadingRE, nbdEIO},
+		{"bootenv write (boot partition, EIO)", bootStart * sector, (bootStart + bootSize) * sector, verifiedRE, nbdEIO},
+	}
+}
+
+// runFaults is `go run ./examples/qemu faults`: for each site, a fresh
+// device starts updating to v2.0.0, writes to the site fail, and the
+// device must report an error, keep running v1.0.0 from slot a, and commit
+// v2.0.0 once the fault is cleared.
+func (e *env) runFaults(ctx context.Context) error {
+	dir, s, err := e.nbdScenario(ctx)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	defer s.close()
+	var failed []string
+	var table strings.Builder
+	for _, f := range faultSites() {
+		out := s.faultCycle(ctx, f, dir)
+		fmt.Fprintf(&table, "  %-38s %s\n", f.Name, out)
+		if !strings.HasPrefix(out, "ok") {
+			failed = append(failed, f.Name)
+		}
+	}
+	fmt.Fprintf(e.Out, "storage faults:\n%s", table.String())
+	if len(failed) > 0 {
+		return fmt.Errorf("storage faults failed: %s", strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// faultCycle runs one site; it returns "ok: …" or what went wrong.
+func (s *scenario) faultCycle(ctx context.Context, f faultSite, dir string) string {
+	if err := s.resetDevice(ctx, dir); err != nil {
+		return "reset: " + err.Error()
+	}
+	s.marker = "" // a fresh device makes a new data marker
+	if err := s.start(ctx); err != nil {
+		return "start: " + err.Error()
+	}
+	defer s.v.kill()
+	if _, err := s.expect(ctx, downloadTimeout, f.After); err != nil {
+		return "before the fault: " + err.Error()
+	}
+	s.nbd.SetFault(func(r nbdRequest) uint32 {
+		off := int64(r.Offset)
+		if r.Type == nbdCmdWrite && off < f.End && off+int64(r.Length) > f.Start {
+			return f.Code
+		}
+		return 0
+	})
+	m, err := s.expect(ctx, downloadTimeout, agentErrorRE, agentRebootRE)
+	if err != nil || agentRebootRE.MatchString(m[0]) {
+		s.nbd.SetFault(nil)
+		return fmt.Sprintf("no error reported (%v)", err)
+	}
+	report := m[0]
+	faults := s.nbd.Stats().Faults
+	s.nbd.SetFault(nil)
+	// Whatever the update does next, a boot must come up on a good
+	// version and end with v2.0.0 committed.
+	if out := s.followToCommit(ctx); out != "committed 2.0.0" {
+		return fmt.Sprintf("reported %q, then after the fault cleared: %s", report, out)
+	}
+	return fmt.Sprintf("ok: %d writes failed, agent said %q, v2.0.0 committed after the fault cleared", faults, report)
+}
+
+// nbdScenario builds the scenario over the NBD server, v2.0.0 published,
+// for the powercut and faults commands.
+func (e *env) nbdScenario(ctx context.Context) (string, *scenario, error) {
+	dir, err := os.MkdirTemp("", "switchback-nbd-")
+	if err != nil {
+		return "", nil, err
+	}
+	e.Record = dir + "/writes.log"
+	s, err := e.newScenario(ctx)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	if _, err := s.publish(ctx, "2.0.0", nil); err != nil {
+		s.close()
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	// The log holds nothing (no guest ran yet): the cycles reset the disk
+	// to the .base copy and serve it without a log.
+	return dir, s, nil
+}
