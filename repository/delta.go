@@ -114,7 +114,9 @@ func checkImage(p string, got, want verify.Digest) error {
 // AddChunkIndex adds the chunk index of the full image target imagePath,
 // already added, as target "<imagePath>.idx" of kind chunk-index (same
 // component, version and hardware as the image; of = imagePath; format =
-// delta.IndexFormat). image is the uncompressed release image, read once
+// delta.IndexFormat), zstd-compressed (compression and uncompressed set,
+// as for a compressed image; devices from before it fall back to the
+// full image). image is the uncompressed release image, read once
 // as a stream; it must match the target's signed digest (for a zstd
 // target, its uncompressed digest), or ErrImageMismatch is returned and
 // nothing is added.
@@ -174,12 +176,19 @@ func (r *Repo) AddChunkIndex(ctx context.Context, imagePath string, image io.Rea
 	if err != nil {
 		return Target{}, fmt.Errorf("repository: chunk index of %s: %w", imagePath, err)
 	}
+	// The index is published zstd-compressed, as one frame (about 2.4x
+	// smaller on ext4). Its pack is named by the signed digest of the
+	// target bytes, so compress first, the same way AddTarget will.
+	var z bytes.Buffer
+	if _, err := compressFrames(ctx, &z, bytes.NewReader(b), len(b)); err != nil {
+		return Target{}, err
+	}
+	zsum := sha256.Sum256(z.Bytes())
 	if store || c.Compression != "" {
 		if _, err := r.writeChunkStore(ctx, imagePath, c, ix); err != nil {
 			return Target{}, err
 		}
-		sum := sha256.Sum256(b)
-		if err := r.writePack(ctx, imagePath, c, ix, hex.EncodeToString(sum[:])); err != nil {
+		if err := r.writePack(ctx, imagePath, c, ix, hex.EncodeToString(zsum[:])); err != nil {
 			return Target{}, err
 		}
 	}
@@ -187,7 +196,13 @@ func (r *Repo) AddChunkIndex(ctx context.Context, imagePath string, image io.Rea
 		Component: c.Component, Version: c.Version, Hardware: c.Hardware,
 		Kind: verify.KindChunkIndex, Of: imagePath, Format: delta.IndexFormat,
 	}
-	return r.AddTarget(ctx, imagePath+".idx", bytes.NewReader(b), ic, AddOptions{})
+	t, err := r.AddTarget(ctx, imagePath+".idx", bytes.NewReader(b), ic, AddOptions{Zstd: true, FrameSize: len(b)})
+	if err == nil && t.SHA256 != hex.EncodeToString(zsum[:]) {
+		// Cannot happen while compressFrames is deterministic; the pack
+		// would be under another name.
+		err = fmt.Errorf("repository: chunk index of %s compressed twice to different bytes", imagePath)
+	}
+	return t, err
 }
 
 // openImage opens the image of target p, read back from its target file

@@ -384,7 +384,9 @@ func TestPatchV1Installs(t *testing.T) {
 	base, next := patchPair(256 << 10)
 	repo, d, served := deltaDevice(t, base)
 	repo.AddTarget("rootfs/1.2.0.img", next, custom("1.2.0"))
-	// A version 1 patch by hand: one record, the whole image as a literal.
+	// A version 1 patch by hand, with the records patchPair implies
+	// (smaller than the full image, or the updater would not use it).
+	n := len(base)
 	hdr := make([]byte, 56)
 	copy(hdr, "SBPT")
 	hdr[4] = 1
@@ -392,8 +394,13 @@ func TestPatchV1Installs(t *testing.T) {
 	binary.BigEndian.PutUint64(hdr[16:], uint64(len(next)))
 	sum := sha256.Sum256(next)
 	copy(hdr[24:], sum[:])
-	rec := binary.AppendUvarint(nil, uint64(len(next)))
-	rec = binary.AppendVarint(binary.AppendUvarint(append(rec, next...), 0), 0)
+	record := func(b []byte, lit []byte, c, d int) []byte {
+		b = append(binary.AppendUvarint(b, uint64(len(lit))), lit...)
+		return binary.AppendVarint(binary.AppendUvarint(b, uint64(c)), int64(d))
+	}
+	rec := record(nil, nil, n/4, 0)                         // base[:n/4]
+	rec = record(rec, next[n/4:n/2], 1000, n/4)             // new bytes, base[n/2:n/2+1000]
+	rec = record(rec, next[n/2+1000:n/2+1900], n/2-1000, 0) // inserted, the rest
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)
