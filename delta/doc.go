@@ -70,8 +70,10 @@
 //
 // Publisher: [Diff] turns one base (the exact image of a release devices
 // run) and the new image into a patch (format [PatchFormat], documented
-// in patch.go): copies from anywhere in the base and zstd-compressed
-// literals, in frames of about 1 MiB that each decode on their own. The
+// in patch.go): copies from anywhere in the base, exact or approximate
+// (base bytes plus byte differences, bsdiff-style, for code whose
+// addresses moved), and zstd-compressed literals, in frames of about
+// 1 MiB that each decode on their own. The
 // repository tool publishes it as a TUF target of kind "patch" with of =
 // the image target, base = the base image's sha256, format =
 // [PatchFormat] and uncompressed = the new image's digest.
@@ -91,9 +93,11 @@
 // using the image. [ApplyPatch] checks its output against the hash in the
 // patch ([ErrCorruptPatch]) and a short base ([ErrBaseMismatch]); on any
 // error fall back to the adaptive delta or the full image. Patches of the
-// earlier format [PatchFormatV1] still apply, from their start only.
-// Memory is bounded by [PatchMaxWindow], one frame's instructions
-// ([PatchMaxInstructions]) and small buffers.
+// earlier formats still apply: [PatchFormatV2] resumes like version 3,
+// [PatchFormatV1] from its start only. Memory is bounded by two zstd
+// decoders of [PatchMaxWindow], one frame's instructions
+// ([PatchMaxInstructions]) and compressed differences (at most
+// [PatchMaxFrame]) and small buffers: under 64 MiB.
 //
 // Concurrency: indexes and plans are immutable and may be shared;
 // IndexWriter is for one goroutine; Apply, Patch, ApplyPatch and Diff use

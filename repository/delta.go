@@ -324,9 +324,10 @@ func PatchPath(newPath, baseSHA256 string) string {
 // bases stay. Diff holds both images in memory. The change is staged;
 // Publish makes it visible.
 //
-// The patch has the resumable format switchback-patch-v2; devices running
-// an updater from before it know only switchback-patch-v1, skip the patch
-// and take the adaptive delta or the full image instead.
+// The patch has the resumable format switchback-patch-v3 (approximate
+// copies, for executables whose code moved); devices running an
+// updater from before it know only switchback-patch-v2 or -v1, skip the
+// patch and take the adaptive delta or the full image instead.
 func (r *Repo) AddPatch(ctx context.Context, newPath string, base io.ReaderAt, baseSize int64, newImage io.Reader) (Target, error) {
 	c, want, err := r.imageOf(newPath)
 	if err != nil {

@@ -97,7 +97,9 @@ func (u *Updater) deltaMethods(ctx context.Context, c *Component, slot slots.Slo
 	var patchLen int64
 	base := u.st.component(c.Name).Slots[running.Name()]
 	if base.Complete && base.Image != "" {
-		if p, ok := verify.SelectPatch(u.targets, t, base.Image, func(f string) bool { return f == delta.PatchFormat || f == delta.PatchFormatV1 }); ok {
+		if p, ok := verify.SelectPatch(u.targets, t, base.Image, func(f string) bool {
+			return f == delta.PatchFormat || f == delta.PatchFormatV2 || f == delta.PatchFormatV1
+		}); ok {
 			patchLen = p.Length
 			ms = append(ms, deltaMethod{methodPatch, p.Length, func() error { return u.transferPatch(ctx, slot, running, t, p, pd) }})
 		}
@@ -213,7 +215,7 @@ func imageVerifier(t verify.Target) (*verify.Verifier, int64, error) {
 
 // transferPatch applies the static patch p to the running slot's image,
 // streaming: network → patch verifier → patch decoder → image verifier →
-// slot. A patch of format delta.PatchFormat is a sequence of frames that
+// slot. A patch of format delta.PatchFormat (or V2) is a sequence of frames that
 // each decode on their own: at frame boundaries the slot is synced and a
 // checkpoint saved (patch offset, image offset, both hash states and the
 // decoder's checkpoint), and an interrupted install resumes there with a

@@ -83,6 +83,9 @@ func publishPatch(t *testing.T, repo *tuftest.Repo, of string, base, img []byte,
 	}
 	c := custom(version)
 	c.Kind, c.Of, c.Base, c.Format = verify.KindPatch, of, sha(base), delta.PatchFormat
+	if opts.Format != "" {
+		c.Format = opts.Format
+	}
 	c.Uncompressed = &verify.Digest{Length: int64(len(img)), SHA256: sha(img)}
 	repo.AddTarget(of+".patch", patch.Bytes(), c)
 	return patch.Bytes()
@@ -372,15 +375,17 @@ func TestAdaptivePack(t *testing.T) {
 func TestChooseByExpectedBytes(t *testing.T) {
 	base := image("1.1.0", 1<<20)
 	tests := []struct {
-		name       string
-		next       []byte
-		patch      bool
-		index      string // "", "raw" or "zstd"
-		wantMethod string
-		wantPatch  bool  // patch bytes fetched
-		wantIndex  int64 // index requests (a full install keeps the index: 1)
+		name        string
+		next        []byte
+		patch       bool
+		patchFormat string // of Diff; "" for delta.PatchFormat
+		index       string // "", "raw" or "zstd"
+		wantMethod  string
+		wantPatch   bool  // patch bytes fetched
+		wantIndex   int64 // index requests (a full install keeps the index: 1)
 	}{
 		{name: "patch cheaper than adaptive", next: edit(base), patch: true, index: "zstd", wantMethod: methodPatch, wantPatch: true},
+		{name: "version 2 patch", next: edit(base), patch: true, patchFormat: delta.PatchFormatV2, wantMethod: methodPatch, wantPatch: true},
 		{name: "compressed index", next: edit(base), index: "zstd", wantMethod: methodAdaptive, wantIndex: 1},
 		{name: "uncompressed index still read", next: edit(base), index: "raw", wantMethod: methodAdaptive, wantIndex: 1},
 		// All new (random) bytes: the patch is larger than the image, and
@@ -395,7 +400,7 @@ func TestChooseByExpectedBytes(t *testing.T) {
 			repo, d, served := deltaDevice(t, base)
 			repo.AddTarget("rootfs/1.2.0.img", tt.next, custom("1.2.0"))
 			if tt.patch {
-				p := publishPatch(t, repo, "rootfs/1.2.0.img", base, tt.next, "1.2.0", delta.DiffOptions{})
+				p := publishPatch(t, repo, "rootfs/1.2.0.img", base, tt.next, "1.2.0", delta.DiffOptions{Format: tt.patchFormat})
 				t.Logf("patch %d bytes, image %d", len(p), len(tt.next))
 			}
 			switch tt.index {

@@ -34,14 +34,21 @@ func patchPair(n int) (base, next []byte) {
 var patchFrameOpts = delta.DiffOptions{FrameSize: 8 << 10}
 
 // frameBoundaries lists the patch offsets where frames of a version 2
-// patch start, and its end.
+// or 3 patch start, and its end.
 func frameBoundaries(t *testing.T, p []byte) map[int64]bool {
 	t.Helper()
 	b := map[int64]bool{}
-	off := 56
-	for off+12 <= len(p) {
+	off, hs := 56, 12
+	if p[4] == 3 {
+		hs = 16 // and a difference section
+	}
+	for off+hs <= len(p) {
 		b[int64(off)] = true
-		off += 12 + int(binary.BigEndian.Uint32(p[off:])) + int(binary.BigEndian.Uint32(p[off+4:]))
+		n := int(binary.BigEndian.Uint32(p[off:])) + int(binary.BigEndian.Uint32(p[off+4:]))
+		if hs == 16 {
+			n += int(binary.BigEndian.Uint32(p[off+12:]))
+		}
+		off += hs + n
 	}
 	if off != len(p) {
 		t.Fatalf("frames end at %d of a %d-byte patch", off, len(p))
