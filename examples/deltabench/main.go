@@ -378,9 +378,9 @@ type deviceResult struct {
 	// Bytes are the bytes asked for; Read those read from the responses
 	// (range responses are read to their end unless Apply fails).
 	Bytes, Read, Requests int64
-	Fetched         int
-	Frames          int // of a static patch
-	Elapsed         time.Duration
+	Fetched               int
+	Frames                int // of a static patch
+	Elapsed               time.Duration
 	// PeakKiB is VmHWM of the device process: its peak RSS since exec.
 	PeakKiB int64
 }
