@@ -95,7 +95,7 @@ func TestPatchRoundTrip(t *testing.T) {
 			if !bytes.Equal(out.Bytes(), pair.new) {
 				t.Errorf("%s %+v: got %d bytes, want %d (differ)", pair.name, o, out.Len(), len(pair.new))
 			}
-			if o == (DiffOptions{}) && len(pair.new) > 1000 && pair.name != "all new" && pair.name != "empty base" && pair.name != "inserted, deleted and new" && len(patch) > len(pair.new)/8 {
+			if o.BlockSize == 0 && o.Level == 0 && o.FrameSize == 0 && o.Format == "" && len(pair.new) > 1000 && pair.name != "all new" && pair.name != "empty base" && pair.name != "inserted, deleted and new" && len(patch) > len(pair.new)/8 {
 				t.Errorf("%s: patch of %d bytes for a %d-byte image, want at most 1/8", pair.name, len(patch), len(pair.new))
 			}
 			total := 0
@@ -630,4 +630,43 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	}
 	l.n -= len(p)
 	return l.w.Write(p)
+}
+
+// TestDiffCompress: DiffOptions.Compress output is kept only where it is
+// smaller, its errors end Diff, and ZstdCommand's patches apply.
+func TestDiffCompress(t *testing.T) {
+	base := randBytes(70, 64<<10)
+	sparse := bytes.Clone(base[20000:40000])
+	for i := 0; i < len(sparse); i += 37 {
+		sparse[i] ^= 0x20
+	}
+	cur := cat(base[:20000], []byte(strings.Repeat("new text, compressible. ", 400)), sparse, base[40000:])
+	plain := mustDiff(t, base, cur, DiffOptions{FrameSize: 4 << 10})
+	larger := func(src []byte) ([]byte, error) { return make([]byte, len(src)+100), nil }
+	if got := mustDiff(t, base, cur, DiffOptions{FrameSize: 4 << 10, Compress: larger}); !bytes.Equal(got, plain) {
+		t.Error("a larger Compress output was used")
+	}
+	boom := errors.New("boom")
+	failing := func([]byte) ([]byte, error) { return nil, boom }
+	if err := Diff(bytes.NewReader(base), int64(len(base)), bytes.NewReader(cur), io.Discard, DiffOptions{Compress: failing}); !errors.Is(err, boom) {
+		t.Errorf("Diff with a failing Compress: got %v, want %v", err, boom)
+	}
+	zc, err := ZstdCommand(19)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("zstd program missing in CI: %v", err)
+		}
+		t.Skipf("zstd program missing: %v", err)
+	}
+	p := mustDiff(t, base, cur, DiffOptions{FrameSize: 4 << 10, Compress: zc})
+	var out bytes.Buffer
+	if err := Patch(bytes.NewReader(base), bytes.NewReader(p), &out); err != nil || !bytes.Equal(out.Bytes(), cur) {
+		t.Fatalf("patch made with the zstd program: %v", err)
+	}
+	if len(p) > len(plain) {
+		t.Errorf("patch with the zstd program %d bytes, larger than without (%d)", len(p), len(plain))
+	}
+	if _, err := ZstdCommand(20); err == nil {
+		t.Error("ZstdCommand(20): no error")
+	}
 }

@@ -325,9 +325,10 @@ func PatchPath(newPath, baseSHA256 string) string {
 // Publish makes it visible.
 //
 // The patch has the resumable format switchback-patch-v3 (approximate
-// copies, for executables whose code moved); devices running an
-// updater from before it know only switchback-patch-v2 or -v1, skip the
-// patch and take the adaptive delta or the full image instead.
+// copies, for executables whose code moved), its sections compressed by
+// the zstd program too when it is installed (delta.ZstdCommand). Devices
+// running an updater from before it know only switchback-patch-v2 or -v1,
+// skip the patch and take the adaptive delta or the full image instead.
 func (r *Repo) AddPatch(ctx context.Context, newPath string, base io.ReaderAt, baseSize int64, newImage io.Reader) (Target, error) {
 	c, want, err := r.imageOf(newPath)
 	if err != nil {
@@ -349,7 +350,13 @@ func (r *Repo) AddPatch(ctx context.Context, newPath string, base io.ReaderAt, b
 	dr := newDigestReader(ctx, newImage)
 	dr.size = want.Length
 	var patch bytes.Buffer
-	if err := delta.Diff(base, baseSize, dr, &patch, delta.DiffOptions{}); err != nil {
+	var opts delta.DiffOptions
+	// The C encoder, when installed, makes smaller patches (2% on a Go
+	// executable; see examples/deltabench).
+	if zc, err := delta.ZstdCommand(19); err == nil {
+		opts.Compress = zc
+	}
+	if err := delta.Diff(base, baseSize, dr, &patch, opts); err != nil {
 		if ctx.Err() != nil {
 			return Target{}, ctx.Err()
 		}

@@ -314,21 +314,30 @@ func measureOurs(kind, work, base, cur string) ([]row, error) {
 				note: note})
 		}
 	}
-	// Static patch.
-	patch := filepath.Join(work, kind+".sbpatch")
-	t0 := time.Now()
-	dres, _, err := runDevice(deviceJob{Mode: "diff", Base: base, New: cur, Patch: patch})
-	if err != nil {
-		return nil, err
+	// Static patch: the pure-Go encoder, and the zstd program's on the
+	// sections (what the repository tool uses when it is installed).
+	for _, cli := range []bool{false, true} {
+		if cli && !have("zstd") {
+			continue
+		}
+		method, patch := "switchback static patch", filepath.Join(work, kind+".sbpatch")
+		if cli {
+			method, patch = "switchback static patch, zstd -19 program", filepath.Join(work, kind+".cli.sbpatch")
+		}
+		t0 := time.Now()
+		dres, _, err := runDevice(deviceJob{Mode: "diff", Base: base, New: cur, Patch: patch, ZstdCLI: cli})
+		if err != nil {
+			return nil, err
+		}
+		rss := dres.PeakKiB
+		produce := time.Since(t0)
+		res, arss, err := runDevice(deviceJob{Mode: "patch", Base: base, Patch: patch, Want: fileSHA(cur)})
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row{pair: kind, method: method, bytes: size(patch), requests: 1,
+			produce: produce, apply: res.Elapsed, rssKiB: arss, note: fmt.Sprintf("diff peak RSS %d MiB; %d frames", rss>>10, res.Frames)})
 	}
-	rss := dres.PeakKiB
-	produce := time.Since(t0)
-	res, arss, err := runDevice(deviceJob{Mode: "patch", Base: base, Patch: patch, Want: fileSHA(cur)})
-	if err != nil {
-		return nil, err
-	}
-	rows = append(rows, row{pair: kind, method: "switchback static patch", bytes: size(patch), requests: 1,
-		produce: produce, apply: res.Elapsed, rssKiB: arss, note: fmt.Sprintf("diff peak RSS %d MiB; %d frames", rss>>10, res.Frames)})
 	return rows, nil
 }
 
@@ -371,6 +380,7 @@ type deviceJob struct {
 	Mode                               string
 	Index, BaseIndex, Base, New, Store string
 	Patch, Want                        string
+	ZstdCLI                            bool // diff: sections by the zstd program too
 }
 
 // deviceResult is what it reports on stdout.
@@ -420,7 +430,13 @@ func device(arg string) error {
 		if err != nil {
 			return err
 		}
-		if err := delta.Diff(b, fi.Size(), n, out, delta.DiffOptions{}); err != nil {
+		var opts delta.DiffOptions
+		if j.ZstdCLI {
+			if opts.Compress, err = delta.ZstdCommand(19); err != nil {
+				return err
+			}
+		}
+		if err := delta.Diff(b, fi.Size(), n, out, opts); err != nil {
 			return err
 		}
 		if err := out.Close(); err != nil {
@@ -558,8 +574,10 @@ func chosen(kind string, rows []row) row {
 	for _, r := range rows {
 		switch {
 		case r.pair != kind || r.bytes < 0:
-		case r.method == "switchback static patch":
-			patch = r.bytes
+		case strings.HasPrefix(r.method, "switchback static patch"):
+			if patch < 0 || r.bytes < patch {
+				patch = r.bytes
+			}
 		case strings.HasPrefix(r.method, "switchback adaptive") && strings.HasSuffix(r.method, " pack"):
 			if adaptive < 0 || r.bytes < adaptive {
 				adaptive = r.bytes
