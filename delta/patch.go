@@ -174,6 +174,33 @@ type DiffOptions struct {
 	Compress func(src []byte) ([]byte, error)
 }
 
+// check fills in the defaults of o and returns the patch version it
+// asks for.
+func (o *DiffOptions) check() (version byte, err error) {
+	if o.BlockSize == 0 {
+		o.BlockSize = 32
+	}
+	if o.BlockSize < 8 {
+		return 0, fmt.Errorf("delta: diff block size %d below 8", o.BlockSize)
+	}
+	if o.Level == 0 {
+		o.Level = zstd.SpeedBestCompression
+	}
+	if o.FrameSize == 0 {
+		o.FrameSize = DefaultFrameSize
+	}
+	if o.FrameSize < 1<<10 || o.FrameSize > PatchMaxFrame/2 {
+		return 0, fmt.Errorf("delta: diff frame size %d outside [1 KiB, %d]", o.FrameSize, PatchMaxFrame/2)
+	}
+	switch o.Format {
+	case "", PatchFormat:
+		return 3, nil
+	case PatchFormatV2:
+		return 2, nil
+	}
+	return 0, fmt.Errorf("delta: diff cannot write format %q", o.Format)
+}
+
 // ZstdCommand returns a [DiffOptions].Compress that runs the zstd
 // program at level (1 to 19; the C encoder at 19 makes patches smaller
 // than the pure-Go one: measured in examples/deltabench), with its
@@ -212,31 +239,12 @@ func ZstdCommand(level int) (func(src []byte) ([]byte, error), error) {
 // and one frame of the patch. Publishers have memory; devices only run
 // [Patch].
 func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opts DiffOptions) error {
-	if opts.BlockSize == 0 {
-		opts.BlockSize = 32
-	}
-	if opts.BlockSize < 8 {
-		return fmt.Errorf("delta: diff block size %d below 8", opts.BlockSize)
-	}
-	if opts.Level == 0 {
-		opts.Level = zstd.SpeedBestCompression
-	}
-	if opts.FrameSize == 0 {
-		opts.FrameSize = DefaultFrameSize
-	}
-	if opts.FrameSize < 1<<10 || opts.FrameSize > PatchMaxFrame/2 {
-		return fmt.Errorf("delta: diff frame size %d outside [1 KiB, %d]", opts.FrameSize, PatchMaxFrame/2)
+	version, err := opts.check()
+	if err != nil {
+		return err
 	}
 	if baseSize < 0 || baseSize > MaxImageSize {
 		return fmt.Errorf("delta: base size %d out of range", baseSize)
-	}
-	version := byte(3)
-	switch opts.Format {
-	case "", PatchFormat:
-	case PatchFormatV2:
-		version = 2
-	default:
-		return fmt.Errorf("delta: diff cannot write format %q", opts.Format)
 	}
 	old := make([]byte, baseSize)
 	if n, err := base.ReadAt(old, 0); n < len(old) {
@@ -502,25 +510,8 @@ func diff(old, cur []byte, B int, fw *frameWriter) error {
 			}
 		}
 		if ok {
-			s, bs := i, cand
-			for s > lit && bs > 0 && cur[s-1] == old[bs-1] {
-				s--
-				bs--
-			}
-			e, be := i, cand
-			for e < len(cur) && be < len(old) && cur[e] == old[be] {
-				e++
-				be++
-			}
-			if fw.v3 {
-				// Through small differences on both sides, bsdiff-style.
-				back := approxExtent(cur, old, s-1, bs-1, -1, s-lit)
-				fwd := approxExtent(cur, old, e, be, 1, len(cur)-e)
-				if err := fw.addApprox(cur, old, lit, s-back, bs-back, s, e, e+fwd); err != nil {
-					return err
-				}
-				e, be = e+fwd, be+fwd
-			} else if err := fw.add(cur[lit:s], bs, e-s, nil); err != nil {
+			e, be, err := fw.match(cur, old, lit, i, cand)
+			if err != nil {
 				return err
 			}
 			prev = be
@@ -539,6 +530,29 @@ func diff(old, cur []byte, B int, fw *frameWriter) error {
 		return fw.add(cur[lit:], 0, 0, nil)
 	}
 	return nil
+}
+
+// match writes the literal cur[lit:i] and a copy of the match of cur[i:]
+// at old[cand:], extended both ways: exactly, then (version 3) through
+// small differences, bsdiff-style. It returns where the copy ends in cur
+// and in old.
+func (f *frameWriter) match(cur, old []byte, lit, i, cand int) (e, be int, err error) {
+	s, bs := i, cand
+	for s > lit && bs > 0 && cur[s-1] == old[bs-1] {
+		s--
+		bs--
+	}
+	e, be = i, cand
+	for e < len(cur) && be < len(old) && cur[e] == old[be] {
+		e++
+		be++
+	}
+	if !f.v3 {
+		return e, be, f.add(cur[lit:s], bs, e-s, nil)
+	}
+	back := approxExtent(cur, old, s-1, bs-1, -1, s-lit)
+	fwd := approxExtent(cur, old, e, be, 1, len(cur)-e)
+	return e + fwd, be + fwd, f.addApprox(cur, old, lit, s-back, bs-back, s, e, e+fwd)
 }
 
 // approxExtent returns how far, from cur[i] and old[j] in direction dir
@@ -866,24 +880,11 @@ func (a *patchApplier) sectionEnd(lr *io.LimitedReader, what string) error {
 
 // frames applies the frames of a version 2 patch from a.patchOff on.
 func (a *patchApplier) frames(patch io.Reader, ck func(PatchCheckpoint) error) error {
-	var fh [frameHeaderSizeV3]byte
-	hs := frameHeaderSize
-	if a.hdr.version == 3 {
-		hs = frameHeaderSizeV3
-	}
 	var ins bytes.Buffer
 	for a.done < a.hdr.newLen {
-		if _, err := io.ReadFull(patch, fh[:hs]); err != nil {
-			return a.bad("patch byte %d, output %d: frame header: %w", a.patchOff, a.done, err)
-		}
-		na, nb := binary.BigEndian.Uint32(fh[0:]), binary.BigEndian.Uint32(fh[4:])
-		m := uint64(binary.BigEndian.Uint32(fh[8:]))
-		nx := binary.BigEndian.Uint32(fh[12:]) // 0 before version 3
-		if na == 0 || uint64(na)+uint64(nb)+uint64(nx) > PatchMaxFrame {
-			return a.bad("patch byte %d: frame of %d+%d+%d bytes, want 1 to %d", a.patchOff, na, nb, nx, PatchMaxFrame)
-		}
-		if m == 0 || m > a.hdr.newLen-a.done {
-			return a.bad("patch byte %d: frame writes %d bytes at output %d of %d", a.patchOff, m, a.done, a.hdr.newLen)
+		hs, na, nb, nx, m, err := a.frameHeader(patch)
+		if err != nil {
+			return err
 		}
 		lr, err := a.section(patch, na, "instructions")
 		if err != nil {
@@ -929,11 +930,11 @@ func (a *patchApplier) frames(patch io.Reader, ck func(PatchCheckpoint) error) e
 		if ck == nil {
 			continue
 		}
-		hs, err := a.h.(encoding.BinaryMarshaler).MarshalBinary()
+		state, err := a.h.(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil {
 			return err
 		}
-		if err := ck(PatchCheckpoint{PatchOffset: int64(a.patchOff), OutputOffset: int64(a.done), hdr: a.hdr, hash: hs}); err != nil {
+		if err := ck(PatchCheckpoint{PatchOffset: int64(a.patchOff), OutputOffset: int64(a.done), hdr: a.hdr, hash: state}); err != nil {
 			return err
 		}
 	}
@@ -942,6 +943,29 @@ func (a *patchApplier) frames(patch io.Reader, ck func(PatchCheckpoint) error) e
 		return a.bad("data after the last frame (%v)", err)
 	}
 	return nil
+}
+
+// frameHeader reads and checks the next frame header: its size, the
+// lengths of the instruction, literal and difference sections (0 before
+// version 3) and the frame's output bytes.
+func (a *patchApplier) frameHeader(patch io.Reader) (hs int, na, nb, nx uint32, m uint64, err error) {
+	var fh [frameHeaderSizeV3]byte
+	hs = frameHeaderSize
+	if a.hdr.version == 3 {
+		hs = frameHeaderSizeV3
+	}
+	if _, err := io.ReadFull(patch, fh[:hs]); err != nil {
+		return 0, 0, 0, 0, 0, a.bad("patch byte %d, output %d: frame header: %w", a.patchOff, a.done, err)
+	}
+	na, nb = binary.BigEndian.Uint32(fh[0:]), binary.BigEndian.Uint32(fh[4:])
+	m, nx = uint64(binary.BigEndian.Uint32(fh[8:])), binary.BigEndian.Uint32(fh[12:])
+	if na == 0 || uint64(na)+uint64(nb)+uint64(nx) > PatchMaxFrame {
+		return 0, 0, 0, 0, 0, a.bad("patch byte %d: frame of %d+%d+%d bytes, want 1 to %d", a.patchOff, na, nb, nx, PatchMaxFrame)
+	}
+	if m == 0 || m > a.hdr.newLen-a.done {
+		return 0, 0, 0, 0, 0, a.bad("patch byte %d: frame writes %d bytes at output %d of %d", a.patchOff, m, a.done, a.hdr.newLen)
+	}
+	return hs, na, nb, nx, m, nil
 }
 
 // differences reads the n-byte difference section of a version 3 frame
@@ -1015,24 +1039,33 @@ func (a *patchApplier) records(ins io.ByteReader, lits io.Reader, end uint64) er
 		if start < 0 || uint64(start) > a.hdr.baseLen || copyLen > a.hdr.baseLen-uint64(start) {
 			return a.bad("at output %d: copy of base bytes [%d, +%d) outside a %d-byte base", a.done, start, copyLen, a.hdr.baseLen)
 		}
-		for off, e := start, start+int64(copyLen); off < e; {
-			n := min(int64(len(a.buf)), e-off)
-			m, err := a.base.ReadAt(a.buf[:n], off)
-			if int64(m) < n {
-				return fmt.Errorf("%w: reading base at %d: %v", ErrBaseMismatch, off, err)
-			}
-			if approx {
-				if err := a.addDifferences(a.buf[:n]); err != nil {
-					return err
-				}
-			}
-			if _, err := a.out.Write(a.buf[:n]); err != nil {
-				return err
-			}
-			off += n
+		if err := a.copyBase(start, int64(copyLen), approx); err != nil {
+			return err
 		}
 		prev = uint64(start) + copyLen
 		a.done += copyLen
+	}
+	return nil
+}
+
+// copyBase writes base bytes [start, start+n) to the output, plus the
+// next n difference bytes when approx.
+func (a *patchApplier) copyBase(start, n int64, approx bool) error {
+	for off, e := start, start+n; off < e; {
+		k := min(int64(len(a.buf)), e-off)
+		m, err := a.base.ReadAt(a.buf[:k], off)
+		if int64(m) < k {
+			return fmt.Errorf("%w: reading base at %d: %v", ErrBaseMismatch, off, err)
+		}
+		if approx {
+			if err := a.addDifferences(a.buf[:k]); err != nil {
+				return err
+			}
+		}
+		if _, err := a.out.Write(a.buf[:k]); err != nil {
+			return err
+		}
+		off += k
 	}
 	return nil
 }
