@@ -46,15 +46,20 @@
 //     ([ErrIndexMismatch] from [NewPlan]), or when a write was resumed
 //     without feeding the IndexWriter the bytes before the resume point;
 //     then recompute it once with [BuildIndex] over the slot reader.
-//  2. Download X through TUF (length and hash verified) and [ParseIndex]
-//     it. Make a [Plan] with [NewPlan]: bases are the running slot, then
+//  2. Download X through TUF (length and hash verified; the repository
+//     tool publishes it zstd-compressed, with the uncompressed digest in
+//     its custom metadata) and [ParseIndex] it. Make a [Plan] with [NewPlan]: bases are the running slot, then
 //     the inactive slot (holding the release before) with InPlace set,
 //     since the new image is written over it.
 //  3. Open the inactive slot for writing and call [Apply] with the base
-//     readers in the same order, a [Source] (Range: [HTTPRange] over the
-//     uncompressed image URL, or Store: [HTTPStore] over the chunk store
-//     URL), and a writer that writes the slot in order and hashes for
-//     the TUF check. Every chunk is checked as it arrives. To resume
+//     readers in the same order, a [Source] (Pack: the chunk pack's
+//     table and [HTTPRange] over its URL; Range: [HTTPRange] over the
+//     uncompressed image URL; or Store: [HTTPStore] over the chunk store
+//     URL; with a pack or store, Written: a reader of the slot being
+//     written, so that chunks repeated in the image are copied, not
+//     fetched again), and a writer that writes the slot in order and
+//     hashes for the TUF check. Every pack response is read to its end:
+//     servers send what was asked whether it is read or not. Every chunk is checked as it arrives. To resume
 //     after an interruption, apply [Plan.From] at the offset durably
 //     written (re-hash the slot's bytes before it for the TUF check).
 //  4. Verify the whole image against T. On [ErrNoRange] (a server that
