@@ -84,7 +84,7 @@ func TestPatchRoundTrip(t *testing.T) {
 		imagePair{"inserted, deleted and new", base, cat(base[:9000], randBytes(37, 20000), base[12000:50000], base[55000:])},
 	)
 	opts := []DiffOptions{{}, {BlockSize: 8, Level: zstd.SpeedFastest}, {BlockSize: 64, Level: zstd.SpeedFastest}, {FrameSize: 1 << 10},
-		{Format: PatchFormatV2}, {Format: PatchFormatV2, FrameSize: 1 << 10}}
+		{Format: PatchFormatV2, FrameSize: 1 << 10}}
 	for _, o := range opts {
 		for _, pair := range pairs {
 			patch := mustDiff(t, pair.base, pair.new, o)
