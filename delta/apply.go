@@ -44,6 +44,14 @@ type Source struct {
 	Range RangeFunc
 	Store StoreFunc
 	Pack  *PackSource
+	// Written, optional, reads back the image already written to the
+	// output (by this Apply and by the earlier runs it resumes). With a
+	// Store or a Pack, a missing chunk that appeared earlier in the image
+	// is then copied from there instead of fetched again, so a pack
+	// request already open is never left for it. What it reads is checked
+	// against the chunk's hash like anything else; on a mismatch the chunk
+	// is fetched. Unused with Range, whose requests cover repeats anyway.
+	Written io.ReaderAt
 }
 
 // PackSource is a chunk pack published for the target index: its table
@@ -95,6 +103,9 @@ func Apply(ctx context.Context, p *Plan, bases []io.ReaderAt, src Source, w io.W
 		}
 	}
 	a := &applier{p: p, bases: bases, src: src, w: w, buf: make([]byte, p.target.opts.MaxSize)}
+	if src.Written != nil && src.Range == nil {
+		a.firstAt = firstOccurrences(p.target)
+	}
 	if src.Pack != nil {
 		a.entry = PackEntries(p.target)
 		a.last, a.lastEntry = make([]byte, 0, p.target.opts.MaxSize), -1
@@ -128,6 +139,25 @@ type applier struct {
 	rcPos, rcEnd int64
 	last         []byte // the chunk fetched last, entry lastEntry (-1: none)
 	lastEntry    int
+
+	// With src.Written: per target chunk, the first chunk with its hash.
+	firstAt []int32
+}
+
+// firstOccurrences returns, for each chunk of ix, the index of the first
+// chunk with the same hash.
+func firstOccurrences(ix *Index) []int32 {
+	f := make([]int32, len(ix.chunks))
+	first := make(map[[32]byte]int32, len(ix.chunks))
+	for i, c := range ix.chunks {
+		j, ok := first[c.Hash]
+		if !ok {
+			j = int32(i)
+			first[c.Hash] = j
+		}
+		f[i] = j
+	}
+	return f
 }
 
 func (a *applier) run(ctx context.Context) error {
@@ -156,7 +186,7 @@ func (a *applier) run(ctx context.Context) error {
 			continue
 		}
 		if a.src.Store != nil || a.src.Pack != nil {
-			if err := a.fetchOne(ctx, i); err != nil {
+			if err := a.fetchMissing(ctx, i); err != nil {
 				return err
 			}
 			i++
@@ -222,6 +252,21 @@ func (a *applier) fetchRange(ctx context.Context, first, end int) error {
 		}
 	}
 	return nil
+}
+
+// fetchMissing writes missing chunk i: copied from the output written so
+// far when it appeared earlier in the image (see [Source].Written), else
+// fetched.
+func (a *applier) fetchMissing(ctx context.Context, i int) error {
+	if a.firstAt != nil && int(a.firstAt[i]) < i && (a.src.Pack == nil || a.entry[i] != a.lastEntry) {
+		cs := a.p.target.chunks
+		c := cs[i]
+		b := a.buf[:c.Size]
+		if n, _ := a.src.Written.ReadAt(b, cs[a.firstAt[i]].Offset); n == len(b) && a.check(c, b) {
+			return a.write(c, b)
+		}
+	}
+	return a.fetchOne(ctx, i)
 }
 
 // fetchOne fetches chunk i alone, from whichever source there is.

@@ -46,18 +46,24 @@
 //     ([ErrIndexMismatch] from [NewPlan]), or when a write was resumed
 //     without feeding the IndexWriter the bytes before the resume point;
 //     then recompute it once with [BuildIndex] over the slot reader.
-//  2. Download X through TUF (length and hash verified) and [ParseIndex]
-//     it. Make a [Plan] with [NewPlan]: bases are the running slot, then
+//  2. Download X through TUF (length and hash verified; the repository
+//     tool publishes it zstd-compressed, with the uncompressed digest in
+//     its custom metadata) and [ParseIndex] it. Make a [Plan] with [NewPlan]: bases are the running slot, then
 //     the inactive slot (holding the release before) with InPlace set,
 //     since the new image is written over it.
 //  3. Open the inactive slot for writing and call [Apply] with the base
-//     readers in the same order, a [Source] (Range: byte ranges of the
-//     uncompressed image URL, or Store: files of the chunk store URL,
-//     both fetched by the device's download client with its stall and
-//     low-speed limits, retries, rate limit, pause and mirrors;
-//     [HTTPRange] and [HTTPStore] are plain versions for tools and
-//     tests), and a writer that writes the slot in order and hashes for
-//     the TUF check. Every chunk is checked as it arrives. To resume
+//     readers in the same order, a [Source] (Pack: the chunk pack's
+//     table and a RangeFunc over its URL; Range: a RangeFunc over the
+//     uncompressed image URL; or Store: a StoreFunc over the chunk store
+//     URL — on a device, all fetched by its download client with its
+//     stall and low-speed limits, retries, rate limit, pause and mirrors;
+//     [HTTPRange] and [HTTPStore] are plain versions for tools and tests;
+//     with a pack or store, Written: a reader of the slot being written,
+//     so that chunks repeated in the image are copied, not fetched
+//     again), and a writer that writes the slot in order and hashes for
+//     the TUF check. Every pack response is read to its end: servers send
+//     what was asked whether it is read or not. Every chunk is checked as
+//     it arrives. To resume
 //     after an interruption, apply [Plan.From] at the offset durably
 //     written (re-hash the slot's bytes before it for the TUF check).
 //  4. Verify the whole image against T. On [ErrNoRange] (a server that
@@ -73,8 +79,10 @@
 //
 // Publisher: [Diff] turns one base (the exact image of a release devices
 // run) and the new image into a patch (format [PatchFormat], documented
-// in patch.go): copies from anywhere in the base and zstd-compressed
-// literals, in frames of about 1 MiB that each decode on their own. The
+// in patch.go): copies from anywhere in the base, exact or approximate
+// (base bytes plus byte differences, bsdiff-style, for code whose
+// addresses moved), and zstd-compressed literals, in frames of about
+// 1 MiB that each decode on their own. The
 // repository tool publishes it as a TUF target of kind "patch" with of =
 // the image target, base = the base image's sha256, format =
 // [PatchFormat] and uncompressed = the new image's digest.
@@ -94,9 +102,11 @@
 // using the image. [ApplyPatch] checks its output against the hash in the
 // patch ([ErrCorruptPatch]) and a short base ([ErrBaseMismatch]); on any
 // error fall back to the adaptive delta or the full image. Patches of the
-// earlier format [PatchFormatV1] still apply, from their start only.
-// Memory is bounded by [PatchMaxWindow], one frame's instructions
-// ([PatchMaxInstructions]) and small buffers.
+// earlier formats still apply: [PatchFormatV2] resumes like version 3,
+// [PatchFormatV1] from its start only. Memory is bounded by two zstd
+// decoders of [PatchMaxWindow], one frame's instructions
+// ([PatchMaxInstructions]) and compressed differences (at most
+// [PatchMaxFrame]) and small buffers: under 64 MiB.
 //
 // Concurrency: indexes and plans are immutable and may be shared;
 // IndexWriter is for one goroutine; Apply, Patch, ApplyPatch and Diff use

@@ -200,52 +200,87 @@ func distinctChunks(ix *Index) int {
 const packScanLimit = 4096
 
 // fetchPacked fetches chunk i from the pack (or repeats the chunk it
-// fetched last, when i is the same chunk), through the open range
-// response when it covers the chunk's frame, else through a new request
-// that also covers the frames of the next missing chunks, within the
-// plan's MaxGap and MaxRequestBytes.
+// fetched last, when i is the same chunk). Every range response is read
+// to its end, since servers send (and bill) what was asked whether it is
+// read or not: a chunk whose frame lies in the open response is read
+// from it; a repeat of a chunk fetched earlier (its frame lies before the
+// open response's position), while that response still has frames to
+// come, is fetched by a request of its own; otherwise a new request
+// covers the chunk's frame and those of the next missing chunks (see
+// packRequestEnd).
 func (a *applier) fetchPacked(ctx context.Context, i int) error {
-	cs := a.p.target.chunks
 	t := a.src.Pack.Table
 	off, n := t.Span(a.entry[i])
 	if a.entry[i] == a.lastEntry {
 		// A run of one repeated chunk (zero blocks): no request.
-		return a.write(cs[i], a.last)
+		return a.write(a.p.target.chunks[i], a.last)
 	}
-	if a.rc == nil || off < a.rcPos || off+n > a.rcEnd {
-		a.closePack()
-		end := off + n
-		opts := a.p.opts
-		gap := a.src.Pack.MaxGap
-		if gap == 0 {
-			gap = 1 << 10
-		}
-		for k, scanned := i+1, 0; k < len(cs) && scanned < packScanLimit; k, scanned = k+1, scanned+1 {
-			if a.p.from[k].base >= 0 {
-				continue
-			}
-			o2, n2 := t.Span(a.entry[k])
-			if o2 < end {
-				continue // a repeat of an earlier chunk: fetched on its own
-			}
-			if o2-end > gap || o2+n2-off > opts.MaxRequestBytes {
-				break
-			}
-			end = o2 + n2
-		}
-		rc, err := a.src.Pack.Range(ctx, off, end-off)
+	if a.rc != nil && off >= a.rcPos && off+n <= a.rcEnd {
+		return a.readPacked(i, a.rc, true, off-a.rcPos, n)
+	}
+	if a.rc != nil && off < a.rcPos && a.rcPos < a.rcEnd {
+		rc, err := a.src.Pack.Range(ctx, off, n)
 		if err != nil {
-			return fmt.Errorf("delta: fetching pack bytes %d-%d: %w", off, end-1, err)
+			return fmt.Errorf("delta: fetching pack bytes %d-%d: %w", off, off+n-1, err)
 		}
-		a.rc, a.rcPos, a.rcEnd = rc, off, end
+		defer rc.Close()
+		return a.readPacked(i, rc, false, 0, n)
 	}
-	if skip := off - a.rcPos; skip > 0 {
-		if _, err := io.CopyN(io.Discard, a.rc, skip); err != nil {
+	a.closePack()
+	end := a.packRequestEnd(i, off+n)
+	rc, err := a.src.Pack.Range(ctx, off, end-off)
+	if err != nil {
+		return fmt.Errorf("delta: fetching pack bytes %d-%d: %w", off, end-1, err)
+	}
+	a.rc, a.rcPos, a.rcEnd = rc, off, end
+	return a.readPacked(i, a.rc, true, 0, n)
+}
+
+// packRequestEnd returns where a pack request that starts with the frame
+// of missing chunk i, ending at end, should end: it also covers the
+// frames of the next missing chunks while the unneeded bytes between
+// two of them stay within MaxGap and the request within the plan's
+// MaxRequestBytes. Repeats of chunks earlier in the pack are left out.
+func (a *applier) packRequestEnd(i int, end int64) int64 {
+	cs, t := a.p.target.chunks, a.src.Pack.Table
+	off, _ := t.Span(a.entry[i])
+	gap := a.src.Pack.MaxGap
+	if gap == 0 {
+		gap = 1 << 10
+	}
+	for k, scanned := i+1, 0; k < len(cs) && scanned < packScanLimit; k, scanned = k+1, scanned+1 {
+		if a.p.from[k].base >= 0 {
+			continue
+		}
+		o2, n2 := t.Span(a.entry[k])
+		if o2 < end {
+			continue // a repeat of an earlier chunk
+		}
+		if o2-end > gap || o2+n2-off > a.p.opts.MaxRequestBytes {
+			break
+		}
+		end = o2 + n2
+	}
+	return end
+}
+
+// readPacked skips skip bytes of r, then reads the n-byte frame of chunk
+// i, decodes, checks and writes it. When r is the open response (open),
+// its position advances; on a read error it is closed.
+func (a *applier) readPacked(i int, r io.Reader, open bool, skip, n int64) error {
+	c := a.p.target.chunks[i]
+	off, _ := a.src.Pack.Table.Span(a.entry[i])
+	fail := func(from, to int64, err error) error {
+		if open {
 			a.closePack()
-			return fmt.Errorf("delta: reading pack bytes %d-%d: %w", a.rcPos, off-1, err)
+		}
+		return fmt.Errorf("delta: reading pack bytes %d-%d: %w", from, to, err)
+	}
+	if skip > 0 {
+		if _, err := io.CopyN(io.Discard, r, skip); err != nil {
+			return fail(off-skip, off-1, err)
 		}
 	}
-	c := cs[i]
 	if n > packFrameLimit(c.Size) {
 		return fmt.Errorf("%w: pack frame of %d bytes for a %d-byte chunk", ErrCorruptChunk, n, c.Size)
 	}
@@ -253,11 +288,12 @@ func (a *applier) fetchPacked(ctx context.Context, i int) error {
 		a.cbuf = make([]byte, n)
 	}
 	frame := a.cbuf[:n]
-	if _, err := io.ReadFull(a.rc, frame); err != nil {
-		a.closePack()
-		return fmt.Errorf("delta: reading pack bytes %d-%d: %w", off, off+n-1, err)
+	if _, err := io.ReadFull(r, frame); err != nil {
+		return fail(off, off+n-1, err)
 	}
-	a.rcPos = off + n
+	if open {
+		a.rcPos = off + n
+	}
 	out, err := DecodePackChunk(a.dec, a.p.target, c, frame, a.last[:0])
 	if err != nil {
 		a.lastEntry = -1

@@ -2,6 +2,7 @@ package delta
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -233,4 +234,100 @@ func newNoRangeServer(t *testing.T, b []byte) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(b) }))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/pack"
+}
+
+// countingRange serves byte ranges of b and records, per response, the
+// bytes asked for and the bytes read before Close.
+type countingRange struct {
+	b           []byte
+	asked, read atomic.Int64
+	requests    atomic.Int64
+	shortClosed atomic.Int64 // responses closed before their end
+}
+
+func (c *countingRange) Range(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+	if off < 0 || n <= 0 || off+n > int64(len(c.b)) {
+		return nil, fmt.Errorf("range %d+%d outside %d bytes", off, n, len(c.b))
+	}
+	c.requests.Add(1)
+	c.asked.Add(n)
+	return &countedBody{r: bytes.NewReader(c.b[off : off+n]), c: c, n: n}, nil
+}
+
+type countedBody struct {
+	r    *bytes.Reader
+	c    *countingRange
+	n    int64
+	done int64
+}
+
+func (b *countedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.done += int64(n)
+	b.c.read.Add(int64(n))
+	return n, err
+}
+
+func (b *countedBody) Close() error {
+	if b.done < b.n {
+		b.c.shortClosed.Add(1)
+	}
+	return nil
+}
+
+// TestApplyPackReadsWhatItAsks checks that every pack response is read to
+// its end when the new image repeats chunks that appeared earlier in it
+// (the look-ahead leaves repeats out of a request): servers send what
+// was asked whether it is read or not. Before the fix, a repeat closed
+// the open response and its remaining frames were asked for again.
+// With Written, repeats are copied from the output: fewer requests.
+func TestApplyPackReadsWhatItAsks(t *testing.T) {
+	blocks := make([][]byte, 8)
+	for i := range blocks {
+		blocks[i] = randBytes(uint64(40+i), 1024)
+	}
+	base := randBytes(39, 4096)
+	// Missing blocks 0..7, with repeats of 1 and 3 far from their first
+	// appearance, and a base block between them (its frame, over the
+	// 1 KiB gap, splits the requests in two).
+	img := cat(blocks[0], blocks[1], blocks[2], blocks[3], blocks[4], blocks[1], blocks[5],
+		base[:1024], blocks[6], blocks[3], blocks[7], blocks[1])
+	ni := mustIndex(t, img, IndexOptions{BlockSize: 1024})
+	p, err := NewPlan(ni, []Base{{Index: mustIndex(t, base, ni.Options())}}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack, tab := mustPack(t, ni, img)
+	for _, tt := range []struct {
+		name         string
+		written      bool
+		wantRequests int64
+	}{
+		{"without written", false, 5},
+		{"with written", true, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cr := &countingRange{b: pack}
+			out := &slotBuf{}
+			src := Source{Pack: &PackSource{Table: tab, Range: cr.Range}}
+			if tt.written {
+				src.Written = out
+			}
+			if err := Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(base)}, src, out); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.b, img) {
+				t.Fatal("output differs")
+			}
+			if got := cr.shortClosed.Load(); got != 0 {
+				t.Errorf("responses closed before their end: got %d, want 0", got)
+			}
+			if asked, read := cr.asked.Load(), cr.read.Load(); asked != read {
+				t.Errorf("bytes asked %d, read %d: want equal", asked, read)
+			}
+			if got := cr.requests.Load(); got != tt.wantRequests {
+				t.Errorf("requests: got %d, want %d", got, tt.wantRequests)
+			}
+		})
+	}
 }

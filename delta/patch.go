@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"math/bits"
+	"os/exec"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -19,8 +20,13 @@ import (
 // Patch formats: the values of the TUF custom "format" field for patches.
 const (
 	// PatchFormat is the format [Diff] writes: frames that can be applied
-	// from any frame boundary, so that an interrupted install resumes.
-	PatchFormat = "switchback-patch-v2"
+	// from any frame boundary, so that an interrupted install resumes,
+	// and copies that may carry byte differences (approximate matches).
+	PatchFormat = "switchback-patch-v3"
+	// PatchFormatV2 is version 2: the same frames with exact copies only.
+	// [Diff] writes it when asked ([DiffOptions].Format), for devices
+	// whose updater predates version 3; [Patch] and [ApplyPatch] read it.
+	PatchFormatV2 = "switchback-patch-v2"
 	// PatchFormatV1 is the format of earlier releases of this package: one
 	// zstd stream, applied from its start only. [Patch] and [ApplyPatch]
 	// still read it.
@@ -89,6 +95,29 @@ var (
 // coder doing the rest: delta offsets of consecutive copies are small and
 // literals compress.
 //
+// Version 3 ([PatchFormat]) is version 2 with version byte 3, approximate
+// copies and a third section per frame, in this order on the wire:
+//
+//	frame, integers big endian:
+//	0   4   A: length of the instruction section, at least 1
+//	4   4   B: length of the literal section (0 if none)
+//	8   4   M: output bytes of the frame, at least 1
+//	12  4   X: length of the difference section (0 if no record of the
+//	        frame is approximate); A+B+X at most PatchMaxFrame
+//	16  A   instructions
+//	16+A X  differences: one zstd frame, decoding to the difference bytes
+//	        of the frame's approximate copies, in order
+//	16+A+X B literals
+//
+// A record's copy length field is 2C+a: C the copy length, a = 1 for an
+// approximate copy, whose output bytes are the base bytes plus the next C
+// difference bytes, byte by byte modulo 256 (bsdiff's idea: code moved
+// by a few bytes differs from its old copy in the addresses it holds, and
+// those differences are mostly zeros, which compress to almost nothing).
+// The difference section is used up exactly, like the others. A device
+// holds a frame's compressed differences (at most PatchMaxFrame) while it
+// streams its literals.
+//
 // Version 1 ([PatchFormatV1]) has the same header with version 1, followed
 // by one zstd stream holding, for each record of the whole image in turn,
 // L, the L literal bytes, C and D (p running across all records); the
@@ -97,6 +126,8 @@ const (
 	patchMagic      = "SBPT"
 	patchHeaderSize = 56
 	frameHeaderSize = 12
+	// frameHeaderSizeV3 is the frame header of version 3.
+	frameHeaderSizeV3 = 16
 	// PatchMaxWindow is the largest zstd window a patch may use; it
 	// bounds the memory [Patch] needs, with its buffers, to about
 	// 2*PatchMaxWindow.
@@ -132,6 +163,69 @@ type DiffOptions struct {
 	// most, when it resumes. Smaller frames compress a little worse.
 	// Default [DefaultFrameSize]; from 1 KiB to PatchMaxFrame/2.
 	FrameSize int
+	// Format is the patch format written: [PatchFormat] (the default) or
+	// [PatchFormatV2], exact copies only, for older updaters.
+	Format string
+	// Compress, if set, also compresses every section of every frame,
+	// and its output is kept where it is smaller than the pure-Go
+	// encoder's (which still decides where frames end). It must return
+	// zstd data decoding to src with a window of at most PatchMaxWindow.
+	// [ZstdCommand] makes one that runs the zstd program.
+	Compress func(src []byte) ([]byte, error)
+}
+
+// check fills in the defaults of o and returns the patch version it
+// asks for.
+func (o *DiffOptions) check() (version byte, err error) {
+	if o.BlockSize == 0 {
+		o.BlockSize = 32
+	}
+	if o.BlockSize < 8 {
+		return 0, fmt.Errorf("delta: diff block size %d below 8", o.BlockSize)
+	}
+	if o.Level == 0 {
+		o.Level = zstd.SpeedBestCompression
+	}
+	if o.FrameSize == 0 {
+		o.FrameSize = DefaultFrameSize
+	}
+	if o.FrameSize < 1<<10 || o.FrameSize > PatchMaxFrame/2 {
+		return 0, fmt.Errorf("delta: diff frame size %d outside [1 KiB, %d]", o.FrameSize, PatchMaxFrame/2)
+	}
+	switch o.Format {
+	case "", PatchFormat:
+		return 3, nil
+	case PatchFormatV2:
+		return 2, nil
+	}
+	return 0, fmt.Errorf("delta: diff cannot write format %q", o.Format)
+}
+
+// ZstdCommand returns a [DiffOptions].Compress that runs the zstd
+// program at level (1 to 19; the C encoder at 19 makes patches smaller
+// than the pure-Go one: measured in examples/deltabench), with its
+// window bounded by PatchMaxWindow. It fails when zstd is not installed.
+// Publisher side; devices never need it.
+func ZstdCommand(level int) (func(src []byte) ([]byte, error), error) {
+	if level < 1 || level > 19 {
+		return nil, fmt.Errorf("delta: zstd level %d outside 1 to 19", level)
+	}
+	path, err := exec.LookPath("zstd")
+	if err != nil {
+		return nil, fmt.Errorf("delta: %w", err)
+	}
+	wlog := bits.Len(uint(PatchMaxWindow)) - 1
+	args := []string{"-q", "-c", fmt.Sprintf("-%d", level), fmt.Sprintf("--zstd=wlog=%d", wlog), "--no-check", "--single-thread"}
+	return func(src []byte) ([]byte, error) {
+		cmd := exec.Command(path, args...)
+		cmd.Stdin = bytes.NewReader(src)
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("delta: zstd: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		}
+		return out.Bytes(), nil
+	}, nil
 }
 
 // Diff writes to w a patch (format [PatchFormat]) that turns base (its
@@ -145,20 +239,9 @@ type DiffOptions struct {
 // and one frame of the patch. Publishers have memory; devices only run
 // [Patch].
 func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opts DiffOptions) error {
-	if opts.BlockSize == 0 {
-		opts.BlockSize = 32
-	}
-	if opts.BlockSize < 8 {
-		return fmt.Errorf("delta: diff block size %d below 8", opts.BlockSize)
-	}
-	if opts.Level == 0 {
-		opts.Level = zstd.SpeedBestCompression
-	}
-	if opts.FrameSize == 0 {
-		opts.FrameSize = DefaultFrameSize
-	}
-	if opts.FrameSize < 1<<10 || opts.FrameSize > PatchMaxFrame/2 {
-		return fmt.Errorf("delta: diff frame size %d outside [1 KiB, %d]", opts.FrameSize, PatchMaxFrame/2)
+	version, err := opts.check()
+	if err != nil {
+		return err
 	}
 	if baseSize < 0 || baseSize > MaxImageSize {
 		return fmt.Errorf("delta: base size %d out of range", baseSize)
@@ -185,7 +268,7 @@ func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opt
 	if len(cur) > MaxImageSize {
 		return fmt.Errorf("delta: new image larger than %d bytes", int64(MaxImageSize))
 	}
-	h := patchHeader{version: 2, baseLen: uint64(baseSize), newLen: uint64(len(cur)), sum: sha256.Sum256(cur)}
+	h := patchHeader{version: version, baseLen: uint64(baseSize), newLen: uint64(len(cur)), sum: sha256.Sum256(cur)}
 	if _, err := w.Write(h.marshal()); err != nil {
 		return err
 	}
@@ -199,7 +282,7 @@ func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opt
 	if err != nil {
 		return err
 	}
-	fw := &frameWriter{w: w, enc: enc, insEnc: insEnc, size: opts.FrameSize, maxOut: frameMaxOutput}
+	fw := &frameWriter{w: w, enc: enc, insEnc: insEnc, size: opts.FrameSize, maxOut: frameMaxOutput, v3: version == 3, compress: opts.Compress}
 	fw.enc.Reset(&fw.buf)
 	if err := diff(old, cur, opts.BlockSize, fw); err != nil {
 		enc.Close()
@@ -226,6 +309,29 @@ type frameWriter struct {
 	// counted as if it did not compress, and seen the output length then.
 	pending, seen int
 	sec           []byte
+	// Version 3: the difference bytes of the frame's approximate copies.
+	v3    bool
+	diffs []byte
+	dsec  []byte
+	// With DiffOptions.Compress: the frame's literal bytes.
+	compress func([]byte) ([]byte, error)
+	rawLits  []byte
+}
+
+// smaller returns what f.compress makes of raw when that is smaller
+// than z, else z.
+func (f *frameWriter) smaller(raw, z []byte) ([]byte, error) {
+	if f.compress == nil || len(raw) == 0 {
+		return z, nil
+	}
+	alt, err := f.compress(raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(alt) < len(z) {
+		return alt, nil
+	}
+	return z, nil
 }
 
 // weight estimates the zstd data of the frame so far, from above for the
@@ -234,17 +340,19 @@ func (f *frameWriter) weight() int {
 	if f.buf.Len() != f.seen {
 		f.seen, f.pending = f.buf.Len(), 0
 	}
-	return f.buf.Len() + f.pending + len(f.ins)/8
+	// Differences are mostly zeros: they compress at least tenfold.
+	return f.buf.Len() + f.pending + len(f.ins)/8 + len(f.diffs)/16
 }
 
 // full reports whether the frame should end before the next record.
 func (f *frameWriter) full() bool {
-	return f.weight() >= f.size || f.out >= f.maxOut || len(f.ins) > PatchMaxInstructions-3*binary.MaxVarintLen64
+	return f.weight() >= f.size || f.out >= f.maxOut || len(f.ins) > PatchMaxInstructions-3*binary.MaxVarintLen64 ||
+		len(f.diffs) >= PatchMaxFrame/4
 }
 
 // add writes the record (lit, copy base[off:off+n]), split across frames
-// where a frame ends.
-func (f *frameWriter) add(lit []byte, off, n int) error {
+// where a frame ends. A copy with diff (len n) is approximate.
+func (f *frameWriter) add(lit []byte, off, n int, diff []byte) error {
 	for len(lit) > 0 || n > 0 {
 		if f.full() {
 			if err := f.endFrame(); err != nil {
@@ -259,7 +367,11 @@ func (f *frameWriter) add(lit []byte, off, n int) error {
 		if l == len(lit) {
 			c = int(min(int64(n), room-int64(l)))
 		}
-		if err := f.put(lit[:l], off, c); err != nil {
+		var d []byte
+		if diff != nil {
+			d, diff = diff[:c], diff[c:]
+		}
+		if err := f.put(lit[:l], off, c, d); err != nil {
 			return err
 		}
 		lit, off, n = lit[l:], off+c, n-c
@@ -267,10 +379,14 @@ func (f *frameWriter) add(lit []byte, off, n int) error {
 	return nil
 }
 
-// put adds one record to the current frame.
-func (f *frameWriter) put(lit []byte, off, n int) error {
+// put adds one record to the current frame; diff, when not nil, makes
+// the copy approximate.
+func (f *frameWriter) put(lit []byte, off, n int, diff []byte) error {
 	if _, err := f.enc.Write(lit); err != nil {
 		return err
+	}
+	if f.compress != nil {
+		f.rawLits = append(f.rawLits, lit...)
 	}
 	d := 0
 	if n > 0 {
@@ -278,7 +394,15 @@ func (f *frameWriter) put(lit []byte, off, n int) error {
 		f.p = off + n
 	}
 	f.ins = binary.AppendUvarint(f.ins, uint64(len(lit)))
-	f.ins = binary.AppendUvarint(f.ins, uint64(n))
+	switch {
+	case !f.v3:
+		f.ins = binary.AppendUvarint(f.ins, uint64(n))
+	case diff != nil && n > 0:
+		f.ins = binary.AppendUvarint(f.ins, uint64(n)<<1|1)
+		f.diffs = append(f.diffs, diff...)
+	default:
+		f.ins = binary.AppendUvarint(f.ins, uint64(n)<<1)
+	}
 	f.ins = binary.AppendVarint(f.ins, int64(d))
 	f.out += int64(len(lit) + n)
 	f.lits += int64(len(lit))
@@ -292,19 +416,40 @@ func (f *frameWriter) endFrame() error {
 		return err
 	}
 	f.sec = f.insEnc.EncodeAll(f.ins, f.sec[:0])
+	sec, err := f.smaller(f.ins, f.sec)
+	if err != nil {
+		return err
+	}
 	lits := f.buf.Bytes()
 	if f.lits == 0 {
 		lits = nil
 	}
-	var hdr [frameHeaderSize]byte
-	binary.BigEndian.PutUint32(hdr[0:], uint32(len(f.sec)))
+	if lits, err = f.smaller(f.rawLits, lits); err != nil {
+		return err
+	}
+	var hdr [frameHeaderSizeV3]byte
+	binary.BigEndian.PutUint32(hdr[0:], uint32(len(sec)))
 	binary.BigEndian.PutUint32(hdr[4:], uint32(len(lits)))
 	binary.BigEndian.PutUint32(hdr[8:], uint32(f.out))
-	for _, b := range [][]byte{hdr[:], f.sec, lits} {
+	parts := [][]byte{hdr[:frameHeaderSize], sec, lits}
+	if f.v3 {
+		f.dsec = f.dsec[:0]
+		dsec := f.dsec
+		if len(f.diffs) > 0 {
+			f.dsec = f.insEnc.EncodeAll(f.diffs, f.dsec)
+			if dsec, err = f.smaller(f.diffs, f.dsec); err != nil {
+				return err
+			}
+		}
+		binary.BigEndian.PutUint32(hdr[12:], uint32(len(dsec)))
+		parts = [][]byte{hdr[:], sec, dsec, lits}
+	}
+	for _, b := range parts {
 		if _, err := f.w.Write(b); err != nil {
 			return err
 		}
 	}
+	f.diffs, f.rawLits = f.diffs[:0], f.rawLits[:0]
 	f.buf.Reset()
 	f.enc.Reset(&f.buf)
 	f.ins = f.ins[:0]
@@ -365,17 +510,8 @@ func diff(old, cur []byte, B int, fw *frameWriter) error {
 			}
 		}
 		if ok {
-			s, bs := i, cand
-			for s > lit && bs > 0 && cur[s-1] == old[bs-1] {
-				s--
-				bs--
-			}
-			e, be := i, cand
-			for e < len(cur) && be < len(old) && cur[e] == old[be] {
-				e++
-				be++
-			}
-			if err := fw.add(cur[lit:s], bs, e-s); err != nil {
+			e, be, err := fw.match(cur, old, lit, i, cand)
+			if err != nil {
 				return err
 			}
 			prev = be
@@ -391,9 +527,93 @@ func diff(old, cur []byte, B int, fw *frameWriter) error {
 		i++
 	}
 	if lit < len(cur) {
-		return fw.add(cur[lit:], 0, 0)
+		return fw.add(cur[lit:], 0, 0, nil)
 	}
 	return nil
+}
+
+// match writes the literal cur[lit:i] and a copy of the match of cur[i:]
+// at old[cand:], extended both ways: exactly, then (version 3) through
+// small differences, bsdiff-style. It returns where the copy ends in cur
+// and in old.
+func (f *frameWriter) match(cur, old []byte, lit, i, cand int) (e, be int, err error) {
+	s, bs := i, cand
+	for s > lit && bs > 0 && cur[s-1] == old[bs-1] {
+		s--
+		bs--
+	}
+	e, be = i, cand
+	for e < len(cur) && be < len(old) && cur[e] == old[be] {
+		e++
+		be++
+	}
+	if !f.v3 {
+		return e, be, f.add(cur[lit:s], bs, e-s, nil)
+	}
+	back := approxExtent(cur, old, s-1, bs-1, -1, s-lit)
+	fwd := approxExtent(cur, old, e, be, 1, len(cur)-e)
+	return e + fwd, be + fwd, f.addApprox(cur, old, lit, s-back, bs-back, s, e, e+fwd)
+}
+
+// approxExtent returns how far, from cur[i] and old[j] in direction dir
+// (1 or -1) and at most limit bytes, an approximate copy should reach:
+// the length where matching bytes most outnumber differing ones (bsdiff's
+// rule), scanning until the differences lead by approxSlack.
+func approxExtent(cur, old []byte, i, j, dir, limit int) int {
+	best, bestLen, score := 0, 0, 0
+	for k := 0; k < limit && i >= 0 && j >= 0 && i < len(cur) && j < len(old); k++ {
+		if cur[i] == old[j] {
+			score++
+		} else {
+			score--
+		}
+		if score > best {
+			best, bestLen = score, k+1
+		}
+		if score < best-approxSlack {
+			break
+		}
+		i, j = i+dir, j+dir
+	}
+	return bestLen
+}
+
+// approxSlack is how far differences may lead matches before an
+// approximate extension stops looking.
+const approxSlack = 16
+
+// minExactInApprox is the shortest exact match kept as an exact copy
+// inside an approximate one; shorter ones travel as zero differences.
+const minExactInApprox = 64
+
+// addApprox writes the literal cur[lit:as], then cur[as:ae] as copies
+// from old at ab: exact for [s, e) when that is long, approximate around
+// it (and through it when short).
+func (f *frameWriter) addApprox(cur, old []byte, lit, as, ab, s, e, ae int) error {
+	diffOf := func(from, to int) []byte {
+		d := make([]byte, to-from)
+		for k := range d {
+			d[k] = cur[from+k] - old[ab+from-as+k]
+		}
+		return d
+	}
+	if e-s >= minExactInApprox || (as == s && ae == e) {
+		var d []byte
+		if as < s {
+			d = diffOf(as, s)
+		}
+		if err := f.add(cur[lit:as], ab, s-as, d); err != nil {
+			return err
+		}
+		if err := f.add(nil, ab+s-as, e-s, nil); err != nil {
+			return err
+		}
+		if ae > e {
+			return f.add(nil, ab+e-as, ae-e, diffOf(e, ae))
+		}
+		return nil
+	}
+	return f.add(cur[lit:as], ab, ae-as, diffOf(as, ae))
 }
 
 // patchHeader is the header of a patch, either version.
@@ -419,7 +639,7 @@ func parsePatchHeader(b []byte) (patchHeader, error) {
 	if string(b[:4]) != patchMagic {
 		return h, fmt.Errorf("bad magic %q", b[:4])
 	}
-	if h.version = b[4]; h.version != 1 && h.version != 2 {
+	if h.version = b[4]; h.version < 1 || h.version > 3 {
 		return h, fmt.Errorf("unsupported version %d", b[4])
 	}
 	if b[5]|b[6]|b[7] != 0 {
@@ -457,7 +677,7 @@ const (
 
 // MarshalBinary encodes the checkpoint (about 200 bytes).
 func (c PatchCheckpoint) MarshalBinary() ([]byte, error) {
-	if c.hdr.version != 2 || len(c.hash) == 0 {
+	if c.hdr.version < 2 || len(c.hash) == 0 {
 		return nil, fmt.Errorf("%w: not a checkpoint", ErrBadCheckpoint)
 	}
 	b := make([]byte, 0, checkpointFixed+len(c.hash))
@@ -485,7 +705,7 @@ func (c *PatchCheckpoint) UnmarshalBinary(b []byte) error {
 	if err != nil {
 		return bad("%v", err)
 	}
-	if h.version != 2 {
+	if h.version < 2 {
 		return bad("patch version %d does not resume", h.version)
 	}
 	po := binary.BigEndian.Uint64(b[5+patchHeaderSize:])
@@ -543,7 +763,7 @@ func ApplyPatch(base io.ReaderAt, patch io.Reader, w io.Writer, opts PatchOption
 	a := &patchApplier{base: base, w: w, buf: make([]byte, 64<<10)}
 	if opts.From != nil {
 		c := opts.From
-		if c.hdr.version != 2 || len(c.hash) == 0 {
+		if c.hdr.version < 2 || len(c.hash) == 0 {
 			return fmt.Errorf("%w: not a checkpoint", ErrBadCheckpoint)
 		}
 		a.hdr, a.patchOff, a.done = c.hdr, uint64(c.PatchOffset), uint64(c.OutputOffset)
@@ -571,6 +791,16 @@ func ApplyPatch(base io.ReaderAt, patch io.Reader, w io.Writer, opts PatchOption
 	defer dec.Close()
 	a.dec = dec
 	a.r = bufio.NewReaderSize(nil, 64<<10)
+	if a.hdr.version == 3 {
+		// The differences stream beside the literals: a second decoder.
+		ddec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(PatchMaxWindow), zstd.WithDecoderMaxMemory(MaxImageSize))
+		if err != nil {
+			return err
+		}
+		defer ddec.Close()
+		a.ddec, a.dr, a.dbuf = ddec, bufio.NewReaderSize(nil, 64<<10), make([]byte, len(a.buf))
+	}
 	if a.hdr.version == 1 {
 		err = a.stream(patch)
 	} else {
@@ -597,6 +827,14 @@ type patchApplier struct {
 	buf      []byte
 	patchOff uint64 // patch bytes consumed (version 2, between frames)
 	done     uint64 // output bytes written, this run's and before
+
+	// Version 3: the difference section's decoder, its compressed bytes
+	// and decoded stream, and a buffer of difference bytes.
+	ddec  *zstd.Decoder
+	dsec  []byte
+	dr    *bufio.Reader
+	dbuf  []byte
+	diffs io.Reader // the current frame's differences; nil: none
 }
 
 func (a *patchApplier) bad(format string, args ...any) error {
@@ -642,19 +880,11 @@ func (a *patchApplier) sectionEnd(lr *io.LimitedReader, what string) error {
 
 // frames applies the frames of a version 2 patch from a.patchOff on.
 func (a *patchApplier) frames(patch io.Reader, ck func(PatchCheckpoint) error) error {
-	var fh [frameHeaderSize]byte
 	var ins bytes.Buffer
 	for a.done < a.hdr.newLen {
-		if _, err := io.ReadFull(patch, fh[:]); err != nil {
-			return a.bad("patch byte %d, output %d: frame header: %w", a.patchOff, a.done, err)
-		}
-		na, nb := binary.BigEndian.Uint32(fh[0:]), binary.BigEndian.Uint32(fh[4:])
-		m := uint64(binary.BigEndian.Uint32(fh[8:]))
-		if na == 0 || uint64(na)+uint64(nb) > PatchMaxFrame {
-			return a.bad("patch byte %d: frame of %d+%d bytes, want 1 to %d", a.patchOff, na, nb, PatchMaxFrame)
-		}
-		if m == 0 || m > a.hdr.newLen-a.done {
-			return a.bad("patch byte %d: frame writes %d bytes at output %d of %d", a.patchOff, m, a.done, a.hdr.newLen)
+		hs, na, nb, nx, m, err := a.frameHeader(patch)
+		if err != nil {
+			return err
 		}
 		lr, err := a.section(patch, na, "instructions")
 		if err != nil {
@@ -668,6 +898,9 @@ func (a *patchApplier) frames(patch io.Reader, ck func(PatchCheckpoint) error) e
 			return a.bad("patch byte %d: instructions over %d bytes", a.patchOff, PatchMaxInstructions)
 		}
 		if err := a.sectionEnd(lr, "instructions"); err != nil {
+			return err
+		}
+		if err := a.differences(patch, nx); err != nil {
 			return err
 		}
 		var lits io.Reader = bytes.NewReader(nil)
@@ -688,15 +921,20 @@ func (a *patchApplier) frames(patch io.Reader, ck func(PatchCheckpoint) error) e
 				return err
 			}
 		}
-		a.patchOff += frameHeaderSize + uint64(na) + uint64(nb)
+		if a.diffs != nil {
+			if _, err := a.dr.ReadByte(); err != io.EOF {
+				return a.bad("patch byte %d: differences: data after the frame's copies (%v)", a.patchOff, err)
+			}
+		}
+		a.patchOff += uint64(hs) + uint64(na) + uint64(nb) + uint64(nx)
 		if ck == nil {
 			continue
 		}
-		hs, err := a.h.(encoding.BinaryMarshaler).MarshalBinary()
+		state, err := a.h.(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil {
 			return err
 		}
-		if err := ck(PatchCheckpoint{PatchOffset: int64(a.patchOff), OutputOffset: int64(a.done), hdr: a.hdr, hash: hs}); err != nil {
+		if err := ck(PatchCheckpoint{PatchOffset: int64(a.patchOff), OutputOffset: int64(a.done), hdr: a.hdr, hash: state}); err != nil {
 			return err
 		}
 	}
@@ -704,6 +942,51 @@ func (a *patchApplier) frames(patch io.Reader, ck func(PatchCheckpoint) error) e
 	if n, err := io.ReadFull(patch, b[:]); n > 0 || err != io.EOF {
 		return a.bad("data after the last frame (%v)", err)
 	}
+	return nil
+}
+
+// frameHeader reads and checks the next frame header: its size, the
+// lengths of the instruction, literal and difference sections (0 before
+// version 3) and the frame's output bytes.
+func (a *patchApplier) frameHeader(patch io.Reader) (hs int, na, nb, nx uint32, m uint64, err error) {
+	var fh [frameHeaderSizeV3]byte
+	hs = frameHeaderSize
+	if a.hdr.version == 3 {
+		hs = frameHeaderSizeV3
+	}
+	if _, err := io.ReadFull(patch, fh[:hs]); err != nil {
+		return 0, 0, 0, 0, 0, a.bad("patch byte %d, output %d: frame header: %w", a.patchOff, a.done, err)
+	}
+	na, nb = binary.BigEndian.Uint32(fh[0:]), binary.BigEndian.Uint32(fh[4:])
+	m, nx = uint64(binary.BigEndian.Uint32(fh[8:])), binary.BigEndian.Uint32(fh[12:])
+	if na == 0 || uint64(na)+uint64(nb)+uint64(nx) > PatchMaxFrame {
+		return 0, 0, 0, 0, 0, a.bad("patch byte %d: frame of %d+%d+%d bytes, want 1 to %d", a.patchOff, na, nb, nx, PatchMaxFrame)
+	}
+	if m == 0 || m > a.hdr.newLen-a.done {
+		return 0, 0, 0, 0, 0, a.bad("patch byte %d: frame writes %d bytes at output %d of %d", a.patchOff, m, a.done, a.hdr.newLen)
+	}
+	return hs, na, nb, nx, m, nil
+}
+
+// differences reads the n-byte difference section of a version 3 frame
+// into memory and starts decoding it into a.dr (a.diffs); n = 0: none.
+func (a *patchApplier) differences(patch io.Reader, n uint32) error {
+	a.diffs = nil
+	if n == 0 {
+		return nil
+	}
+	if cap(a.dsec) < int(n) {
+		a.dsec = make([]byte, n)
+	}
+	a.dsec = a.dsec[:n]
+	if _, err := io.ReadFull(patch, a.dsec); err != nil {
+		return a.bad("patch byte %d: differences: %w", a.patchOff, err)
+	}
+	if err := a.ddec.Reset(bytes.NewReader(a.dsec)); err != nil {
+		return a.bad("patch byte %d: differences: zstd: %w", a.patchOff, err)
+	}
+	a.dr.Reset(corruptReader{a.ddec})
+	a.diffs = a.dr
 	return nil
 }
 
@@ -732,6 +1015,13 @@ func (a *patchApplier) records(ins io.ByteReader, lits io.Reader, end uint64) er
 		if err != nil {
 			return a.bad("at output %d: copy length: %w", a.done, err)
 		}
+		approx := false
+		if a.hdr.version == 3 {
+			approx, copyLen = copyLen&1 == 1, copyLen>>1
+			if approx && (a.diffs == nil || copyLen == 0) {
+				return a.bad("at output %d: approximate copy without differences", a.done)
+			}
+		}
 		d, err := binary.ReadVarint(ins)
 		if err != nil {
 			return a.bad("at output %d: copy offset: %w", a.done, err)
@@ -749,19 +1039,45 @@ func (a *patchApplier) records(ins io.ByteReader, lits io.Reader, end uint64) er
 		if start < 0 || uint64(start) > a.hdr.baseLen || copyLen > a.hdr.baseLen-uint64(start) {
 			return a.bad("at output %d: copy of base bytes [%d, +%d) outside a %d-byte base", a.done, start, copyLen, a.hdr.baseLen)
 		}
-		for off, e := start, start+int64(copyLen); off < e; {
-			n := min(int64(len(a.buf)), e-off)
-			m, err := a.base.ReadAt(a.buf[:n], off)
-			if int64(m) < n {
-				return fmt.Errorf("%w: reading base at %d: %v", ErrBaseMismatch, off, err)
-			}
-			if _, err := a.out.Write(a.buf[:n]); err != nil {
-				return err
-			}
-			off += n
+		if err := a.copyBase(start, int64(copyLen), approx); err != nil {
+			return err
 		}
 		prev = uint64(start) + copyLen
 		a.done += copyLen
+	}
+	return nil
+}
+
+// copyBase writes base bytes [start, start+n) to the output, plus the
+// next n difference bytes when approx.
+func (a *patchApplier) copyBase(start, n int64, approx bool) error {
+	for off, e := start, start+n; off < e; {
+		k := min(int64(len(a.buf)), e-off)
+		m, err := a.base.ReadAt(a.buf[:k], off)
+		if int64(m) < k {
+			return fmt.Errorf("%w: reading base at %d: %v", ErrBaseMismatch, off, err)
+		}
+		if approx {
+			if err := a.addDifferences(a.buf[:k]); err != nil {
+				return err
+			}
+		}
+		if _, err := a.out.Write(a.buf[:k]); err != nil {
+			return err
+		}
+		off += k
+	}
+	return nil
+}
+
+// addDifferences adds the next len(b) difference bytes to b.
+func (a *patchApplier) addDifferences(b []byte) error {
+	d := a.dbuf[:len(b)]
+	if _, err := io.ReadFull(a.diffs, d); err != nil {
+		return a.bad("at output %d: differences: %w", a.done, err)
+	}
+	for k := range b {
+		b[k] += d[k]
 	}
 	return nil
 }

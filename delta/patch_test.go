@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -22,24 +23,33 @@ func mustDiff(t testing.TB, base, cur []byte, opts DiffOptions) []byte {
 	return p.Bytes()
 }
 
-// frameInfo is one frame of a version 2 patch.
+// frameInfo is one frame of a version 2 or 3 patch.
 type frameInfo struct {
-	off    int // patch offset of its header
-	a, b   int // instruction and literal sections
-	n, out int // zstd data (a+b) and output bytes
+	off     int // patch offset of its header
+	a, b, x int // instruction, literal and difference sections
+	n, out  int // zstd data (a+b+x) and output bytes
+	hs      int // header size
 }
 
-// patchFrames lists the frames of a well-formed version 2 patch.
+// patchFrames lists the frames of a well-formed version 2 or 3 patch.
 func patchFrames(t testing.TB, p []byte) []frameInfo {
 	t.Helper()
+	hs := frameHeaderSize
+	if p[4] == 3 {
+		hs = frameHeaderSizeV3
+	}
 	var fs []frameInfo
 	for off := patchHeaderSize; off < len(p); {
-		if off+frameHeaderSize > len(p) {
+		if off+hs > len(p) {
 			t.Fatalf("frame header at %d past the end of a %d-byte patch", off, len(p))
 		}
 		a, b := int(binary.BigEndian.Uint32(p[off:])), int(binary.BigEndian.Uint32(p[off+4:]))
-		fs = append(fs, frameInfo{off, a, b, a + b, int(binary.BigEndian.Uint32(p[off+8:]))})
-		off += frameHeaderSize + a + b
+		x := 0
+		if hs == frameHeaderSizeV3 {
+			x = int(binary.BigEndian.Uint32(p[off+12:]))
+		}
+		fs = append(fs, frameInfo{off, a, b, x, a + b + x, int(binary.BigEndian.Uint32(p[off+8:])), hs})
+		off += hs + a + b + x
 	}
 	return fs
 }
@@ -73,7 +83,8 @@ func TestPatchRoundTrip(t *testing.T) {
 		imagePair{"reordered", base, cat(base[40000:], base[:40000])},
 		imagePair{"inserted, deleted and new", base, cat(base[:9000], randBytes(37, 20000), base[12000:50000], base[55000:])},
 	)
-	opts := []DiffOptions{{}, {BlockSize: 8, Level: zstd.SpeedFastest}, {BlockSize: 64, Level: zstd.SpeedFastest}, {FrameSize: 1 << 10}}
+	opts := []DiffOptions{{}, {BlockSize: 8, Level: zstd.SpeedFastest}, {BlockSize: 64, Level: zstd.SpeedFastest}, {FrameSize: 1 << 10},
+		{Format: PatchFormatV2, FrameSize: 1 << 10}}
 	for _, o := range opts {
 		for _, pair := range pairs {
 			patch := mustDiff(t, pair.base, pair.new, o)
@@ -84,7 +95,7 @@ func TestPatchRoundTrip(t *testing.T) {
 			if !bytes.Equal(out.Bytes(), pair.new) {
 				t.Errorf("%s %+v: got %d bytes, want %d (differ)", pair.name, o, out.Len(), len(pair.new))
 			}
-			if o == (DiffOptions{}) && len(pair.new) > 1000 && pair.name != "all new" && pair.name != "empty base" && pair.name != "inserted, deleted and new" && len(patch) > len(pair.new)/8 {
+			if o.BlockSize == 0 && o.Level == 0 && o.FrameSize == 0 && o.Format == "" && len(pair.new) > 1000 && pair.name != "all new" && pair.name != "empty base" && pair.name != "inserted, deleted and new" && len(patch) > len(pair.new)/8 {
 				t.Errorf("%s: patch of %d bytes for a %d-byte image, want at most 1/8", pair.name, len(patch), len(pair.new))
 			}
 			total := 0
@@ -184,7 +195,7 @@ func TestApplyPatchResume(t *testing.T) {
 		name  string
 		patch []byte
 	}{
-		{"patch from a frame too early", patch[c.PatchOffset-int64(fs[2].n)-frameHeaderSize:]},
+		{"patch from a frame too early", patch[c.PatchOffset-int64(fs[2].n)-int64(fs[2].hs):]},
 		{"patch from the middle of a frame", patch[c.PatchOffset+3:]},
 		{"patch from its start", patch},
 	}
@@ -272,16 +283,28 @@ func TestPatchV1(t *testing.T) {
 }
 
 func TestPatchRejects(t *testing.T) {
+	for _, format := range []string{PatchFormatV2, PatchFormat} {
+		t.Run(format, func(t *testing.T) { testPatchRejects(t, format) })
+	}
+}
+
+func testPatchRejects(t *testing.T, format string) {
 	base := randBytes(31, 20000)
-	cur := cat(base[:5000], randBytes(32, 3000), base[6000:])
-	good := mustDiff(t, base, cur, DiffOptions{FrameSize: 1 << 10})
+	// A replaced run, and a run with a byte changed every 40 (an
+	// approximate copy in version 3).
+	sparse := bytes.Clone(base[6000:9000])
+	for i := 0; i < len(sparse); i += 40 {
+		sparse[i]++
+	}
+	cur := cat(base[:5000], randBytes(32, 3000), sparse, base[9000:])
+	good := mustDiff(t, base, cur, DiffOptions{FrameSize: 1 << 10, Format: format})
 	fs := patchFrames(t, good)
 	if len(fs) < 2 {
 		t.Fatalf("%d frames, want several", len(fs))
 	}
 	set := func(i int, v ...byte) []byte { b := bytes.Clone(good); copy(b[i:], v); return b }
 	put32 := func(i, v int) []byte { return set(i, binary.BigEndian.AppendUint32(nil, uint32(v))...) }
-	f1 := fs[1].off
+	f1, hs, lit1 := fs[1].off, fs[1].hs, fs[1].off+fs[1].hs+fs[1].a+fs[1].x
 	if fs[1].b == 0 {
 		t.Fatal("frame 1 has no literals")
 	}
@@ -300,11 +323,11 @@ func TestPatchRejects(t *testing.T) {
 		{"wrong hash", base, set(30, good[30]^1), ErrCorruptPatch},
 		{"no frames", base, good[:patchHeaderSize], ErrCorruptPatch},
 		{"truncated frame header", base, good[:f1+5], ErrCorruptPatch},
-		{"truncated frame", base, good[:f1+frameHeaderSize+fs[1].n/2], ErrCorruptPatch},
+		{"truncated frame", base, good[:f1+hs+fs[1].n/2], ErrCorruptPatch},
 		{"truncated stream", base, good[:len(good)-5], ErrCorruptPatch},
 		{"trailing garbage", base, append(bytes.Clone(good), 1, 2, 3), ErrCorruptPatch},
-		{"trailing frame", base, append(bytes.Clone(good), good[f1:f1+frameHeaderSize+fs[1].n]...), ErrCorruptPatch},
-		{"flipped stream byte", base, set(f1+frameHeaderSize+20, good[f1+frameHeaderSize+20]^0x40), ErrCorruptPatch},
+		{"trailing frame", base, append(bytes.Clone(good), good[f1:f1+hs+fs[1].n]...), ErrCorruptPatch},
+		{"flipped stream byte", base, set(f1+hs+20, good[f1+hs+20]^0x40), ErrCorruptPatch},
 		{"frame of no bytes", base, put32(f1, 0), ErrCorruptPatch},
 		{"frame over the limit", base, set(f1, 0x7f), ErrCorruptPatch},
 		{"instructions shorter than their data", base, put32(f1, fs[1].a-1), ErrCorruptPatch},
@@ -312,14 +335,33 @@ func TestPatchRejects(t *testing.T) {
 		{"literals shorter than their data", base, put32(f1+4, fs[1].b-1), ErrCorruptPatch},
 		{"literals longer than their data", base, put32(f1+4, fs[1].b+1), ErrCorruptPatch},
 		{"literals missing", base, put32(f1+4, 0), ErrCorruptPatch},
-		{"flipped literal byte", base, set(f1+frameHeaderSize+fs[1].a+20, good[f1+frameHeaderSize+fs[1].a+20]^0x40), ErrCorruptPatch},
+		{"flipped literal byte", base, set(lit1+20, good[lit1+20]^0x40), ErrCorruptPatch},
 		{"frame of no output", base, put32(f1+8, 0), ErrCorruptPatch},
 		{"frame output past the image", base, put32(f1+8, 1<<24), ErrCorruptPatch},
 		{"frame output short of its records", base, put32(f1+8, fs[1].out-1), ErrCorruptPatch},
 		{"frame output beyond its records", base, put32(f1+8, fs[1].out+1), ErrCorruptPatch},
-		{"frames swapped", base, cat(good[:fs[0].off], good[f1:f1+frameHeaderSize+fs[1].n], good[fs[0].off:f1], good[f1+frameHeaderSize+fs[1].n:]), ErrCorruptPatch},
+		{"frames swapped", base, cat(good[:fs[0].off], good[f1:f1+hs+fs[1].n], good[fs[0].off:f1], good[f1+hs+fs[1].n:]), ErrCorruptPatch},
 		{"wrong base", randBytes(33, 20000), good, ErrCorruptPatch},
 		{"short base", base[:10000], good, ErrBaseMismatch},
+	}
+	if format == PatchFormat {
+		fx := slices.IndexFunc(fs, func(f frameInfo) bool { return f.x > 0 })
+		if fx < 0 {
+			t.Fatal("no frame with differences")
+		}
+		x, dOff := fs[fx].off, fs[fx].off+fs[fx].hs+fs[fx].a
+		tests = append(tests, []struct {
+			name  string
+			base  []byte
+			patch []byte
+			want  error
+		}{
+			{"differences shorter than their data", base, put32(x+12, fs[fx].x-1), ErrCorruptPatch},
+			{"differences longer than their data", base, put32(x+12, fs[fx].x+1), ErrCorruptPatch},
+			{"differences missing", base, put32(x+12, 0), ErrCorruptPatch},
+			{"differences over the limit", base, put32(x+12, PatchMaxFrame), ErrCorruptPatch},
+			{"flipped difference byte", base, set(dOff+fs[fx].x/2, good[dOff+fs[fx].x/2]^0x40), ErrCorruptPatch},
+		}...)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -346,6 +388,26 @@ func handPatch(t testing.TB, baseLen, newLen uint64, ins, lits []byte) []byte {
 	p = binary.BigEndian.AppendUint32(p, uint32(len(zl)))
 	p = binary.BigEndian.AppendUint32(p, uint32(newLen))
 	return append(append(p, zi...), zl...)
+}
+
+// handPatchV3 builds a version 3 patch of one frame from raw
+// instructions, literals and differences (nil: no section).
+func handPatchV3(t testing.TB, baseLen, newLen uint64, ins, lits, diffs []byte) []byte {
+	t.Helper()
+	h := patchHeader{version: 3, baseLen: baseLen, newLen: newLen}
+	zi := mustZstd(t, ins)
+	var zl, zd []byte
+	if lits != nil {
+		zl = mustZstd(t, lits)
+	}
+	if diffs != nil {
+		zd = mustZstd(t, diffs)
+	}
+	p := h.marshal()
+	for _, v := range []int{len(zi), len(zl), int(newLen), len(zd)} {
+		p = binary.BigEndian.AppendUint32(p, uint32(v))
+	}
+	return cat(p, zi, zd, zl)
 }
 
 // handPatchV1 builds a version 1 patch from raw records.
@@ -427,6 +489,40 @@ func TestPatchRejectsRecords(t *testing.T) {
 			}
 		})
 	}
+	// Version 3 copies and differences that do not match.
+	approx := func(c uint64) []byte {
+		return binary.AppendVarint(binary.AppendUvarint(binary.AppendUvarint(nil, 0), c), 0)
+	}
+	for _, tt := range []struct {
+		name  string
+		ins   []byte
+		diffs []byte
+	}{
+		{"approximate copy without differences", approx(10<<1 | 1), nil},
+		{"differences left over", approx(10<<1 | 1), make([]byte, 11)},
+		{"differences missing", approx(10<<1 | 1), make([]byte, 9)},
+		{"differences for an exact copy", approx(10 << 1), make([]byte, 10)},
+		{"approximate copy of nothing", append(approx(1), approx(10<<1|1)...), make([]byte, 10)},
+	} {
+		t.Run("v3 "+tt.name, func(t *testing.T) {
+			p := handPatchV3(t, uint64(len(base)), 10, tt.ins, nil, tt.diffs)
+			if err := Patch(bytes.NewReader(base), bytes.NewReader(p), io.Discard); !errors.Is(err, ErrCorruptPatch) {
+				t.Errorf("got %v, want ErrCorruptPatch", err)
+			}
+		})
+	}
+	// A well-formed version 3 patch: base bytes plus differences.
+	want := bytes.Clone(base[:10])
+	d := make([]byte, 10)
+	d[3], d[7] = 5, 250
+	want[3] += 5
+	want[7] += 250
+	var got bytes.Buffer
+	if err := Patch(bytes.NewReader(base), bytes.NewReader(handPatchV3(t, uint64(len(base)), 10, approx(10<<1|1), nil, d)), &got); err == nil || !strings.Contains(err.Error(), "hashes to") {
+		t.Errorf("hand-made v3 patch: got %v, want a hash mismatch", err)
+	} else if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("hand-made v3 patch wrote %x, want %x", got.Bytes(), want)
+	}
 	// The same sections that match: the hash is all that is wrong.
 	p := handPatch(t, uint64(len(base)), 10, ins, []byte("abc"))
 	if err := Patch(bytes.NewReader(base), bytes.NewReader(p), io.Discard); err == nil || !strings.Contains(err.Error(), "hashes to") {
@@ -461,6 +557,14 @@ func FuzzPatch(f *testing.F) {
 	f.Add(mustDiff(f, base, cat(base[:1000], []byte("hello"), base[1200:]), DiffOptions{}))
 	f.Add(mustDiff(f, base, cat(randBytes(37, 3000), base[:1000], base[3000:]), DiffOptions{FrameSize: 1 << 10}))
 	f.Add(mustDiff(f, base, nil, DiffOptions{}))
+	sparse := bytes.Clone(base)
+	for i := 10; i < len(sparse); i += 50 {
+		sparse[i] += 3
+	}
+	f.Add(mustDiff(f, base, sparse, DiffOptions{}))                      // v3, differences
+	f.Add(mustDiff(f, base, sparse, DiffOptions{Format: PatchFormatV2})) // v2
+	f.Add(mustDiff(f, base, cat(base[:1000], []byte("hello"), base[1200:]), DiffOptions{Format: PatchFormatV2}))
+	f.Add(handPatchV3(f, 4096, 20, binary.AppendVarint(binary.AppendUvarint(binary.AppendUvarint(nil, 0), 20<<1|1), 100), nil, make([]byte, 20)))
 	f.Add(mustDiff(f, nil, []byte("literal only"), DiffOptions{}))
 	f.Add(handPatch(f, 4096, 20, binary.AppendVarint(binary.AppendUvarint(binary.AppendUvarint(nil, 0), 20), 100), nil))
 	f.Add(handPatch(f, 4096, 25, binary.AppendVarint(binary.AppendUvarint(binary.AppendUvarint(nil, 5), 20), 100), []byte("hello")))
@@ -526,4 +630,43 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	}
 	l.n -= len(p)
 	return l.w.Write(p)
+}
+
+// TestDiffCompress: DiffOptions.Compress output is kept only where it is
+// smaller, its errors end Diff, and ZstdCommand's patches apply.
+func TestDiffCompress(t *testing.T) {
+	base := randBytes(70, 64<<10)
+	sparse := bytes.Clone(base[20000:40000])
+	for i := 0; i < len(sparse); i += 37 {
+		sparse[i] ^= 0x20
+	}
+	cur := cat(base[:20000], []byte(strings.Repeat("new text, compressible. ", 400)), sparse, base[40000:])
+	plain := mustDiff(t, base, cur, DiffOptions{FrameSize: 4 << 10})
+	larger := func(src []byte) ([]byte, error) { return make([]byte, len(src)+100), nil }
+	if got := mustDiff(t, base, cur, DiffOptions{FrameSize: 4 << 10, Compress: larger}); !bytes.Equal(got, plain) {
+		t.Error("a larger Compress output was used")
+	}
+	boom := errors.New("boom")
+	failing := func([]byte) ([]byte, error) { return nil, boom }
+	if err := Diff(bytes.NewReader(base), int64(len(base)), bytes.NewReader(cur), io.Discard, DiffOptions{Compress: failing}); !errors.Is(err, boom) {
+		t.Errorf("Diff with a failing Compress: got %v, want %v", err, boom)
+	}
+	zc, err := ZstdCommand(19)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("zstd program missing in CI: %v", err)
+		}
+		t.Skipf("zstd program missing: %v", err)
+	}
+	p := mustDiff(t, base, cur, DiffOptions{FrameSize: 4 << 10, Compress: zc})
+	var out bytes.Buffer
+	if err := Patch(bytes.NewReader(base), bytes.NewReader(p), &out); err != nil || !bytes.Equal(out.Bytes(), cur) {
+		t.Fatalf("patch made with the zstd program: %v", err)
+	}
+	if len(p) > len(plain) {
+		t.Errorf("patch with the zstd program %d bytes, larger than without (%d)", len(p), len(plain))
+	}
+	if _, err := ZstdCommand(20); err == nil {
+		t.Error("ZstdCommand(20): no error")
+	}
 }

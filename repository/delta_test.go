@@ -62,6 +62,31 @@ func targetBytes(t *testing.T, r *Repo, tg Target) []byte {
 	return b
 }
 
+// indexOf returns the chunk index published as tg, after checking that it
+// is zstd-compressed with a matching signed uncompressed digest.
+func indexOf(t *testing.T, r *Repo, tg Target) *delta.Index {
+	t.Helper()
+	c := customOf(t, tg)
+	if c.Compression != verify.CompressionZstd || c.Uncompressed == nil {
+		t.Fatalf("index %s: compression %q, uncompressed %v; want zstd", tg.Path, c.Compression, c.Uncompressed)
+	}
+	dec, _ := zstd.NewReader(nil)
+	defer dec.Close()
+	b, err := dec.DecodeAll(targetBytes(t, r, tg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	if got := (verify.Digest{Length: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}); got != *c.Uncompressed {
+		t.Fatalf("index %s: uncompressed %+v, signed %+v", tg.Path, got, *c.Uncompressed)
+	}
+	ix, err := delta.ParseIndex(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
 func TestAddChunkIndex(t *testing.T) {
 	img := release(1, 200_000)
 	tests := []struct {
@@ -95,10 +120,7 @@ func TestAddChunkIndex(t *testing.T) {
 				c.Component != "rootfs" || c.Version != "1.2.0" || len(c.Hardware) != 1 || c.Hardware[0] != "board-a" {
 				t.Errorf("custom = %+v", c)
 			}
-			ix, err := delta.ParseIndex(targetBytes(t, r, tg))
-			if err != nil {
-				t.Fatal(err)
-			}
+			ix := indexOf(t, r, tg)
 			want, _ := delta.BuildIndex(bytes.NewReader(img), tt.opts)
 			wb, _ := want.MarshalBinary()
 			if gb, _ := ix.MarshalBinary(); !bytes.Equal(gb, wb) {
@@ -108,6 +130,12 @@ func TestAddChunkIndex(t *testing.T) {
 			_, err = os.Stat(storeDir)
 			if got := err == nil; got != tt.wantStore {
 				t.Fatalf("chunk store written = %v, want %v", got, tt.wantStore)
+			}
+			pack, tab := PackPaths(tg.SHA256)
+			for _, f := range []string{pack, tab} {
+				if _, err := os.Stat(filepath.Join(storeDir, filepath.FromSlash(f))); (err == nil) != tt.wantStore {
+					t.Errorf("%s (named by the signed index digest): %v, want written %v", f, err, tt.wantStore)
+				}
 			}
 			if tt.wantStore {
 				dec, _ := zstd.NewReader(nil)
@@ -312,7 +340,7 @@ func TestPruneChunks(t *testing.T) {
 	v1 := release(5, 64<<10)
 	v2 := bytes.Clone(v1)
 	copy(v2[8192:], release(6, 4096)) // one 4 KiB block differs
-	publishRelease := func(version string, img []byte) *delta.Index {
+	publishRelease := func(version string, img []byte) (*delta.Index, string) {
 		t.Helper()
 		p := "rootfs/" + version + "/x.img"
 		if _, err := r.AddTarget(ctx, p, bytes.NewReader(img), rootfs(version), AddOptions{}); err != nil {
@@ -325,13 +353,9 @@ func TestPruneChunks(t *testing.T) {
 		if err := r.Publish(ctx); err != nil {
 			t.Fatal(err)
 		}
-		ix, err := delta.ParseIndex(targetBytes(t, r, tg))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ix
+		return indexOf(t, r, tg), tg.SHA256
 	}
-	ix1 := publishRelease("1.0.0", v1)
+	ix1, sum1 := publishRelease("1.0.0", v1)
 	stray := filepath.Join(r.TargetsDir(), ChunkStoreDir, "ab", strings.Repeat("ab", 16)+".zst")
 	if err := os.MkdirAll(filepath.Dir(stray), 0o755); err != nil {
 		t.Fatal(err)
@@ -376,7 +400,7 @@ func TestPruneChunks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ix2 := publishRelease("1.1.0", v2)
+	ix2, sum2 := publishRelease("1.1.0", v2)
 	// 1.0.0's targets metadata has not expired: its chunks stay.
 	if removed, err := r.PruneChunks(ctx); err != nil || len(removed) != 0 {
 		t.Fatalf("PruneChunks before expiry = %v, %v; want nothing", removed, err)
@@ -403,17 +427,13 @@ func TestPruneChunks(t *testing.T) {
 		}
 	}
 	// 1.0.0's pack goes with its index; 1.1.0's stays.
-	b1, _ := ix1.MarshalBinary()
-	s1 := sha256.Sum256(b1)
-	pack1, tab1 := PackPaths(hex.EncodeToString(s1[:]))
+	pack1, tab1 := PackPaths(sum1)
 	want = append(want, "targets/chunks/"+pack1, "targets/chunks/"+tab1)
 	slices.Sort(want)
 	if len(want) == 0 || strings.Join(removed, " ") != strings.Join(want, " ") {
 		t.Errorf("removed %v, want %v", removed, want)
 	}
-	b2, _ := ix2.MarshalBinary()
-	s2 := sha256.Sum256(b2)
-	pack2, tab2 := PackPaths(hex.EncodeToString(s2[:]))
+	pack2, tab2 := PackPaths(sum2)
 	for _, p := range []string{pack2, tab2} {
 		if _, err := os.Stat(filepath.Join(r.TargetsDir(), ChunkStoreDir, filepath.FromSlash(p))); err != nil {
 			t.Errorf("live pack file %s: %v", p, err)

@@ -2,13 +2,20 @@ package updater
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/download"
@@ -42,53 +49,16 @@ var errLocal = errors.New("device I/O")
 // images of several hundred GiB with 4 KiB blocks.
 const maxIndexLength = 64 << 20
 
-// transferBest writes the image of t into slot by the cheapest method that
-// works, and falls back to the next one on any failure: static patch,
-// adaptive delta, full image. Whatever the method, the result is verified
-// against the image's signed digest before Install goes on.
+// transferBest writes the image of t into slot by the method expected to
+// fetch the fewest bytes, and falls back to the next one on any failure;
+// the full image is the last, and the only one when nothing is expected
+// to cost less (see deltaMethods). Whatever the method, the result is
+// verified against the image's signed digest before Install goes on.
 func (u *Updater) transferBest(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending, bs slots.BootStatus) error {
-	cs := u.st.component(c.Name)
 	pd.resumed = false
-	running := u.slotByName(c, bs.Booted)
-	_, hasImage := t.ImageDigest()
-	try := func(method string, run func() error) (bool, error) {
-		if pd.Method != "" && pd.Method != method {
-			return false, nil
-		}
-		if pd.Method != method {
-			pd.Method = method
-			pd.resetTransfer()
-			if err := u.st.save(); err != nil {
-				return true, err
-			}
-		}
-		err := run()
-		if err == nil {
-			return true, nil
-		}
-		if ctx.Err() != nil || errors.Is(err, errLocal) || errors.Is(err, errInterrupted) {
-			// Interrupted, or the device itself failed (slot, state):
-			// not the delta's fault. Resume this method next time.
-			return true, err
-		}
-		u.log.Warn("delta failed, falling back", "component", c.Name, "method", method, "err", err)
-		u.emit(ErrorEvent{Component: c.Name, Op: method, Err: err})
-		pd.Method = ""
-		return false, nil
-	}
-	if hasImage && running != nil {
-		base := cs.Slots[running.Name()]
-		if base.Complete && base.Image != "" {
-			if p, ok := verify.SelectPatch(u.targets, t, base.Image, func(f string) bool { return f == delta.PatchFormat || f == delta.PatchFormatV1 }); ok {
-				if done, err := try(methodPatch, func() error { return u.transferPatch(ctx, slot, running, t, p, pd) }); done {
-					return err
-				}
-			}
-		}
-		if ix, ok := verify.SelectChunkIndex(u.targets, t, func(f string) bool { return f == delta.IndexFormat }); ok {
-			if done, err := try(methodAdaptive, func() error { return u.transferAdaptive(ctx, c, slot, running, t, ix, pd) }); done {
-				return err
-			}
+	for _, m := range u.deltaMethods(ctx, c, slot, t, pd, bs) {
+		if done, err := u.tryMethod(ctx, c, pd, m); done {
+			return err
 		}
 	}
 	if pd.Method != methodFull {
@@ -100,6 +70,98 @@ func (u *Updater) transferBest(ctx context.Context, c *Component, slot slots.Slo
 	}
 	return u.transfer(ctx, c, slot, t, pd)
 }
+
+// deltaMethod is a way to write the new image other than fetching it in
+// full, with the bytes it is expected to fetch.
+type deltaMethod struct {
+	name     string
+	expected int64
+	run      func() error
+}
+
+// deltaMethods returns the delta methods worth trying for t, cheapest
+// first, from sizes signed in the targets metadata: a static patch costs
+// its length; an adaptive delta its index's length plus the missing
+// chunks, which only the index tells. Before fetching the index, the
+// missing chunks are taken to cost at least what a patch from the
+// running image costs (they carry the same new content, less well
+// compressed: 1.1-3x the patch on every pair measured), so a patch comes
+// first; once the index is fetched, transferAdaptive refines the
+// estimate and gives up (errCostly) when it reaches the full image's.
+// A method expected to cost as much as the full image is left out.
+func (u *Updater) deltaMethods(ctx context.Context, c *Component, slot slots.Slot, t verify.Target, pd *pending, bs slots.BootStatus) []deltaMethod {
+	running := u.slotByName(c, bs.Booted)
+	if _, ok := t.ImageDigest(); !ok || running == nil {
+		return nil
+	}
+	full := t.Length
+	var ms []deltaMethod
+	var patchLen int64
+	base := u.st.component(c.Name).Slots[running.Name()]
+	if base.Complete && base.Image != "" {
+		if p, ok := verify.SelectPatch(u.targets, t, base.Image, func(f string) bool {
+			return f == delta.PatchFormat || f == delta.PatchFormatV2 || f == delta.PatchFormatV1
+		}); ok {
+			patchLen = p.Length
+			ms = append(ms, deltaMethod{methodPatch, p.Length, func() error { return u.transferPatch(ctx, slot, running, t, p, pd) }})
+		}
+	}
+	if ix, ok := verify.SelectChunkIndex(u.targets, t, func(f string) bool { return f == delta.IndexFormat }); ok {
+		ms = append(ms, deltaMethod{methodAdaptive, ix.Length + patchLen, func() error {
+			return u.transferAdaptive(ctx, c, slot, running, t, ix, pd, full)
+		}})
+	}
+	slices.SortStableFunc(ms, func(a, b deltaMethod) int { return cmp.Compare(a.expected, b.expected) })
+	kept := ms[:0]
+	for _, m := range ms {
+		if m.expected < full || pd.Method == m.name {
+			kept = append(kept, m)
+			continue
+		}
+		u.log.Info("delta not worth it", "component", c.Name, "method", m.name, "expected_bytes", m.expected, "full_bytes", full)
+	}
+	return kept
+}
+
+// tryMethod runs m unless the pending install already uses another
+// method. It reports done when the install should stop here: m worked,
+// or failed in a way the next method would too (the device itself, an
+// interruption). Otherwise m's failure is reported and the next method
+// gets its turn.
+func (u *Updater) tryMethod(ctx context.Context, c *Component, pd *pending, m deltaMethod) (done bool, err error) {
+	if pd.Method != "" && pd.Method != m.name {
+		return false, nil
+	}
+	if pd.Method != m.name {
+		pd.Method = m.name
+		pd.resetTransfer()
+		if err := u.st.save(); err != nil {
+			return true, err
+		}
+	}
+	u.log.Info("transfer", "component", c.Name, "method", m.name, "expected_bytes", m.expected)
+	err = m.run()
+	if err == nil {
+		return true, nil
+	}
+	if ctx.Err() != nil || errors.Is(err, errLocal) || errors.Is(err, errInterrupted) {
+		// Interrupted, or the device itself failed (slot, state):
+		// not the delta's fault. Resume this method next time.
+		return true, err
+	}
+	if errors.Is(err, errCostly) {
+		u.log.Info("delta not worth it", "component", c.Name, "method", m.name, "err", err)
+	} else {
+		u.log.Warn("delta failed, falling back", "component", c.Name, "method", m.name, "err", err)
+		u.emit(ErrorEvent{Component: c.Name, Op: m.name, Err: err})
+	}
+	pd.Method = ""
+	return false, nil
+}
+
+// errCostly is returned by a delta method that finds, once it knows more,
+// that it would fetch at least as much as the full image.
+var errCostly = errors.New("expected to fetch at least the full image's bytes")
 
 func (u *Updater) slotByName(c *Component, name string) slots.Slot {
 	for _, s := range c.Slots {
@@ -155,7 +217,7 @@ func imageVerifier(t verify.Target) (*verify.Verifier, int64, error) {
 
 // transferPatch applies the static patch p to the running slot's image,
 // streaming: network → patch verifier → patch decoder → image verifier →
-// slot. A patch of format delta.PatchFormat is a sequence of frames that
+// slot. A patch of format delta.PatchFormat (or V2) is a sequence of frames that
 // each decode on their own: at frame boundaries the slot is synced and a
 // checkpoint saved (patch offset, image offset, both hash states and the
 // decoder's checkpoint), and an interrupted install resumes there with a
@@ -393,17 +455,16 @@ func (s *patchSink) Restart() error {
 
 // transferAdaptive builds the image from chunks the device holds — in the
 // running slot and in the slot being written — and fetches the others:
-// byte ranges of the uncompressed full image, or a chunk store when the
-// image is compressed. It checkpoints like a full transfer and resumes at
-// the output offset.
-func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, running slots.Slot, t, ixT verify.Target, pd *pending) error {
-	ixBytes, err := u.fetchSmall(ctx, ixT, maxIndexLength)
+// from the chunk pack when published, else byte ranges of the
+// uncompressed full image, or the chunk store when the image is
+// compressed. Once the index is fetched and the plan made, it gives up
+// with errCostly when the missing chunks are expected to cost full bytes
+// or more (see adaptiveEstimate). It checkpoints like a full transfer
+// and resumes at the output offset.
+func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, running slots.Slot, t, ixT verify.Target, pd *pending, full int64) error {
+	ixBytes, ix, err := u.fetchIndex(ctx, ixT)
 	if err != nil {
-		return fmt.Errorf("chunk index: %w", err)
-	}
-	ix, err := delta.ParseIndex(ixBytes)
-	if err != nil {
-		return fmt.Errorf("chunk index %s: %w", ixT.Path, err)
+		return err
 	}
 	imgV, length, err := imageVerifier(t)
 	if err != nil {
@@ -412,53 +473,24 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 	if ix.Length() != length {
 		return fmt.Errorf("chunk index %s describes %d bytes, the image has %d", ixT.Path, ix.Length(), length)
 	}
-	cs := u.st.component(c.Name)
-	var bases []delta.Base
-	var readers []io.ReaderAt
-	// The running slot: its published index, or one computed once.
-	rr, err := running.Reader(ctx)
-	if err != nil {
-		return fmt.Errorf("delta base %s: %w", running.Name(), err)
-	}
-	defer rr.Close()
-	rc := cs.Slots[running.Name()]
-	rlen := rr.Size()
-	if rc.Complete && rc.Length > 0 {
-		rlen = rc.Length
-	}
-	rix, err := u.baseIndex(rc.Image, io.NewSectionReader(rr, 0, rlen), ix.Options())
-	if err != nil {
-		return fmt.Errorf("index of slot %s: %w", running.Name(), err)
-	}
-	bases = append(bases, delta.Base{Index: rix})
-	readers = append(readers, rr)
-	// The slot being written, from the release before, used in place.
-	if was := cs.Slots[slot.Name()].Was; was != "" {
-		if pix, err := u.loadIndex(was); err == nil && sameOptions(pix, ix) {
-			if sr, err := slot.Reader(ctx); err == nil {
-				defer sr.Close()
-				bases = append(bases, delta.Base{Index: pix, InPlace: true})
-				readers = append(readers, sr)
-			}
-		}
-	}
-	plan, err := delta.NewPlan(ix, bases, delta.PlanOptions{})
+	bases, err := u.adaptiveBases(ctx, c, slot, running, ix)
 	if err != nil {
 		return err
 	}
-	if pd.Offset > 0 && len(pd.HashState) > 0 {
-		if err := imgV.UnmarshalBinary(pd.HashState); err == nil && imgV.Written() == pd.Offset {
-			if plan, err = plan.From(pd.Offset); err != nil {
-				return err
-			}
-			pd.resumed = true
-		} else {
-			imgV, _, _ = imageVerifier(t)
-			pd.Offset, pd.HashState = 0, nil
-		}
+	defer bases.close()
+	plan, err := delta.NewPlan(ix, bases.bases, delta.PlanOptions{})
+	if err != nil {
+		return err
+	}
+	if plan, imgV, err = resumePlan(plan, imgV, t, pd); err != nil {
+		return err
 	}
 	st := plan.Stats()
-	u.log.Info("adaptive delta", "component", c.Name, "target", t.Path, "stats", fmt.Sprintf("%+v", st))
+	est := adaptiveEstimate(st, t, length)
+	u.log.Info("adaptive delta", "component", c.Name, "target", t.Path, "expected_bytes", est, "stats", fmt.Sprintf("%+v", st))
+	if est >= full {
+		return fmt.Errorf("%w: adaptive delta %d bytes, full image %d", errCostly, est, full)
+	}
 	w, err := slot.Writer(ctx, length)
 	if err != nil {
 		return fmt.Errorf("open slot %s: %w", slot.Name(), err)
@@ -468,32 +500,14 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 		pd.Offset, pd.HashState = off, state
 		return u.st.save()
 	}}
-	// The chunk pack first, when published: few requests, compressed
-	// bytes. On any failure of it (missing, corrupt, no byte ranges) go
-	// on from the last verified byte with the store or image ranges.
-	if ps, err := u.packSource(ctx, ixT, ix); err != nil {
-		u.log.Info("no chunk pack", "index", ixT.Path, "err", err)
-	} else if err := delta.Apply(ctx, plan, readers, delta.Source{Pack: ps}, out); err == nil {
-		plan = nil
-	} else if ctx.Err() != nil || errors.Is(err, errLocal) {
-		return err
-	} else {
-		u.log.Warn("chunk pack failed, falling back", "index", ixT.Path, "offset", out.off, "err", err)
-		u.emit(ErrorEvent{Component: c.Name, Op: methodAdaptive, Err: err})
-		if plan, err = plan.From(out.off); err != nil {
-			return err
-		}
+	// Repeated chunks are copied from what is written, read back.
+	var written io.ReaderAt
+	if sr, err := slot.Reader(ctx); err == nil {
+		defer sr.Close()
+		written = sr
 	}
-	if plan != nil {
-		var src delta.Source
-		if t.Custom.Compression == "" {
-			src.Range = u.rangeFunc(t.URL)
-		} else {
-			src.Store = u.storeFunc(joinURL(u.cfg.TargetsURL, ChunkStoreDir))
-		}
-		if err := delta.Apply(ctx, plan, readers, src, out); err != nil {
-			return err
-		}
+	if err := u.applyAdaptive(ctx, c, t, ixT, plan, bases.readers, written, out); err != nil {
+		return err
 	}
 	if err := imgV.Verify(); err != nil {
 		return fmt.Errorf("image built from chunks: %w", err)
@@ -502,6 +516,162 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 		return err
 	}
 	return u.saveIndex(t, ixBytes)
+}
+
+// adaptiveEstimate returns the bytes an adaptive delta planned as st is
+// expected to fetch: for an uncompressed image, the byte ranges planned
+// (a chunk pack, when there is one, costs less); for a compressed one,
+// the missing chunks' bytes compressed as well as the full image target
+// is (t's signed length over the image's).
+func adaptiveEstimate(st delta.PlanStats, t verify.Target, imageLength int64) int64 {
+	if t.Custom.Compression == "" || imageLength <= 0 || t.Length >= imageLength {
+		return max(st.RangeBytes, st.FetchBytes)
+	}
+	return int64(float64(st.FetchBytes) * float64(t.Length) / float64(imageLength))
+}
+
+// resumePlan resumes plan at the pending install's checkpoint when its
+// hash state is usable, and otherwise starts over (fresh verifier).
+func resumePlan(plan *delta.Plan, imgV *verify.Verifier, t verify.Target, pd *pending) (*delta.Plan, *verify.Verifier, error) {
+	if pd.Offset <= 0 || len(pd.HashState) == 0 {
+		return plan, imgV, nil
+	}
+	if err := imgV.UnmarshalBinary(pd.HashState); err == nil && imgV.Written() == pd.Offset {
+		q, err := plan.From(pd.Offset)
+		// The slot's bytes before the offset are trusted from the
+		// checkpoint: Install reads them back before arming.
+		pd.resumed = err == nil
+		return q, imgV, err
+	}
+	pd.Offset, pd.HashState = 0, nil
+	fresh, _, err := imageVerifier(t)
+	return plan, fresh, err
+}
+
+// adaptiveBaseSet is the bases of an adaptive delta and their readers,
+// open until close.
+type adaptiveBaseSet struct {
+	bases   []delta.Base
+	readers []io.ReaderAt
+	closers []io.Closer
+}
+
+func (b *adaptiveBaseSet) close() {
+	for _, c := range b.closers {
+		c.Close()
+	}
+}
+
+// adaptiveBases opens the bases of an adaptive delta: the running slot
+// (its stored index, or one computed once over it), and the slot being
+// written when it still holds the release before, used in place.
+func (u *Updater) adaptiveBases(ctx context.Context, c *Component, slot, running slots.Slot, ix *delta.Index) (*adaptiveBaseSet, error) {
+	cs := u.st.component(c.Name)
+	rr, err := running.Reader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("delta base %s: %w", running.Name(), err)
+	}
+	set := &adaptiveBaseSet{closers: []io.Closer{rr}}
+	rc := cs.Slots[running.Name()]
+	rlen := rr.Size()
+	if rc.Complete && rc.Length > 0 {
+		rlen = rc.Length
+	}
+	rix, err := u.baseIndex(rc.Image, io.NewSectionReader(rr, 0, rlen), ix.Options())
+	if err != nil {
+		set.close()
+		return nil, fmt.Errorf("index of slot %s: %w", running.Name(), err)
+	}
+	set.bases = append(set.bases, delta.Base{Index: rix})
+	set.readers = append(set.readers, rr)
+	if was := cs.Slots[slot.Name()].Was; was != "" {
+		if pix, err := u.loadIndex(was); err == nil && sameOptions(pix, ix) {
+			if sr, err := slot.Reader(ctx); err == nil {
+				set.closers = append(set.closers, sr)
+				set.bases = append(set.bases, delta.Base{Index: pix, InPlace: true})
+				set.readers = append(set.readers, sr)
+			}
+		}
+	}
+	return set, nil
+}
+
+// applyAdaptive carries out plan into out: from the chunk pack first,
+// when published (few requests, compressed bytes); on any failure of it
+// (missing, corrupt, no byte ranges) on from the last verified byte with
+// the chunk store (compressed image) or byte ranges of the image.
+func (u *Updater) applyAdaptive(ctx context.Context, c *Component, t, ixT verify.Target, plan *delta.Plan, readers []io.ReaderAt, written io.ReaderAt, out *imageWriter) error {
+	ps, err := u.packSource(ctx, ixT, plan.Target())
+	if err != nil {
+		u.log.Info("no chunk pack", "index", ixT.Path, "err", err)
+	} else {
+		err := delta.Apply(ctx, plan, readers, delta.Source{Pack: ps, Written: written}, out)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || errors.Is(err, errLocal) {
+			return err
+		}
+		u.log.Warn("chunk pack failed, falling back", "index", ixT.Path, "offset", out.off, "err", err)
+		u.emit(ErrorEvent{Component: c.Name, Op: methodAdaptive, Err: err})
+		if plan, err = plan.From(out.off); err != nil {
+			return err
+		}
+	}
+	src := delta.Source{Written: written}
+	if t.Custom.Compression == "" {
+		src.Range = u.rangeFunc(t.URL)
+	} else {
+		src.Store = u.storeFunc(joinURL(u.cfg.TargetsURL, ChunkStoreDir))
+	}
+	return delta.Apply(ctx, plan, readers, src, out)
+}
+
+// fetchIndex fetches the chunk index ixT, verified against its signed
+// digest, and parses it. An index published zstd-compressed is
+// decompressed (at most maxIndexLength bytes) and checked against its
+// signed uncompressed digest; b is the uncompressed index.
+func (u *Updater) fetchIndex(ctx context.Context, ixT verify.Target) (b []byte, ix *delta.Index, err error) {
+	b, err = u.fetchSmall(ctx, ixT, maxIndexLength)
+	if err != nil {
+		return nil, nil, fmt.Errorf("chunk index: %w", err)
+	}
+	switch ixT.Custom.Compression {
+	case "":
+	case verify.CompressionZstd:
+		if b, err = decompressIndex(b, *ixT.Custom.Uncompressed); err != nil {
+			return nil, nil, fmt.Errorf("chunk index %s: %w", ixT.Path, err)
+		}
+	default:
+		return nil, nil, fmt.Errorf("chunk index %s: unknown compression %q", ixT.Path, ixT.Custom.Compression)
+	}
+	ix, err = delta.ParseIndex(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("chunk index %s: %w", ixT.Path, err)
+	}
+	return b, ix, nil
+}
+
+// decompressIndex decompresses a zstd chunk index whose uncompressed
+// digest is want, and checks it.
+func decompressIndex(z []byte, want verify.Digest) ([]byte, error) {
+	if want.Length > maxIndexLength {
+		return nil, fmt.Errorf("%d bytes uncompressed, more than %d", want.Length, maxIndexLength)
+	}
+	// Bounded by the limit (which also caps the window), checked after.
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxIndexLength))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	b, err := d.DecodeAll(z, make([]byte, 0, want.Length))
+	if err != nil {
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	if sum := sha256.Sum256(b); int64(len(b)) != want.Length || !strings.EqualFold(hex.EncodeToString(sum[:]), want.SHA256) {
+		return nil, fmt.Errorf("%w: uncompressed index does not match its signed digest", verify.ErrVerification)
+	}
+	return b, nil
 }
 
 // PackDir is where, under the chunk store, the chunk pack of a chunk
@@ -725,10 +895,7 @@ func (u *Updater) storeIndex(ctx context.Context, t verify.Target) {
 	if !ok {
 		return
 	}
-	b, err := u.fetchSmall(ctx, ixT, maxIndexLength)
-	if err == nil {
-		_, err = delta.ParseIndex(b)
-	}
+	b, _, err := u.fetchIndex(ctx, ixT)
 	if err == nil {
 		err = u.saveIndex(t, b)
 	}

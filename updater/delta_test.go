@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/tuftest"
 	"github.com/switchback-ota/switchback/verify"
@@ -81,6 +83,9 @@ func publishPatch(t *testing.T, repo *tuftest.Repo, of string, base, img []byte,
 	}
 	c := custom(version)
 	c.Kind, c.Of, c.Base, c.Format = verify.KindPatch, of, sha(base), delta.PatchFormat
+	if opts.Format != "" {
+		c.Format = opts.Format
+	}
 	c.Uncompressed = &verify.Digest{Length: int64(len(img)), SHA256: sha(img)}
 	repo.AddTarget(of+".patch", patch.Bytes(), c)
 	return patch.Bytes()
@@ -359,6 +364,158 @@ func TestAdaptivePack(t *testing.T) {
 				t.Errorf("store requests %d, want some: %v", storeReqs.Load(), tt.wantStore)
 			}
 			t.Logf("%d pack requests, %d store requests", packReqs.Load(), storeReqs.Load())
+		})
+	}
+}
+
+// TestChooseByExpectedBytes: the updater tries delta methods by the bytes
+// they are expected to fetch, from signed sizes, and never one expected
+// to cost the full image's bytes or more. Every case ends with the new
+// image in the slot; the requests show what was fetched.
+func TestChooseByExpectedBytes(t *testing.T) {
+	base := image("1.1.0", 1<<20)
+	tests := []struct {
+		name        string
+		next        []byte
+		patch       bool
+		patchFormat string // of Diff; "" for delta.PatchFormat
+		index       string // "", "raw" or "zstd"
+		wantMethod  string
+		wantPatch   bool  // patch bytes fetched
+		wantIndex   int64 // index requests (a full install keeps the index: 1)
+	}{
+		{name: "patch cheaper than adaptive", next: edit(base), patch: true, index: "zstd", wantMethod: methodPatch, wantPatch: true},
+		{name: "version 2 patch", next: edit(base), patch: true, patchFormat: delta.PatchFormatV2, wantMethod: methodPatch, wantPatch: true},
+		{name: "compressed index", next: edit(base), index: "zstd", wantMethod: methodAdaptive, wantIndex: 1},
+		{name: "uncompressed index still read", next: edit(base), index: "raw", wantMethod: methodAdaptive, wantIndex: 1},
+		// All new (random) bytes: the patch is larger than the image, and
+		// so is index + patch; neither is fetched (the index only once the
+		// image is installed, for the next update).
+		{name: "patch above the full image", next: image("new 1.2.0", 1<<20), patch: true, index: "zstd", wantMethod: methodFull, wantIndex: 1},
+		// No patch: the index is fetched, the plan finds nothing to copy.
+		{name: "adaptive above the full image", next: image("new 1.2.0", 1<<20), index: "zstd", wantMethod: methodFull, wantIndex: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo, d, served := deltaDevice(t, base)
+			repo.AddTarget("rootfs/1.2.0.img", tt.next, custom("1.2.0"))
+			if tt.patch {
+				p := publishPatch(t, repo, "rootfs/1.2.0.img", base, tt.next, "1.2.0", delta.DiffOptions{Format: tt.patchFormat})
+				t.Logf("patch %d bytes, image %d", len(p), len(tt.next))
+			}
+			switch tt.index {
+			case "raw":
+				publishIndex(t, repo, "rootfs/1.2.0.img", tt.next, "1.2.0")
+			case "zstd":
+				publishIndexZstd(t, repo, "rootfs/1.2.0.img", tt.next, "1.2.0")
+			}
+			repo.Publish()
+			var patchReqs, indexReqs atomic.Int64
+			repo.Wrap(func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					switch {
+					case strings.HasSuffix(r.URL.Path, ".patch"):
+						patchReqs.Add(1)
+					case strings.HasSuffix(r.URL.Path, ".idx"):
+						indexReqs.Add(1)
+					}
+					h.ServeHTTP(w, r)
+				})
+			})
+			served.Store(0)
+			if err := d.update(); err != nil {
+				t.Fatalf("update: %v", err)
+			}
+			if got := d.u.st.component("rootfs").Pending.Method; got != tt.wantMethod {
+				t.Errorf("method %s, want %s", got, tt.wantMethod)
+			}
+			if got := patchReqs.Load() > 0; got != tt.wantPatch {
+				t.Errorf("patch requests %d, want some: %v", patchReqs.Load(), tt.wantPatch)
+			}
+			if got := indexReqs.Load(); got != tt.wantIndex {
+				t.Errorf("index requests %d, want %d", got, tt.wantIndex)
+			}
+			if tt.wantMethod == methodFull && served.Load() != int64(len(tt.next)) {
+				t.Errorf("image bytes sent %d, want the image once (%d)", served.Load(), len(tt.next))
+			}
+			if !bytes.Equal(d.a.Bytes()[:len(tt.next)], tt.next) {
+				t.Fatal("slot a does not hold the new image")
+			}
+		})
+	}
+}
+
+// publishIndexZstd publishes the chunk index of img zstd-compressed, as
+// the repository tool does.
+func publishIndexZstd(t *testing.T, repo *tuftest.Repo, of string, img []byte, version string) {
+	t.Helper()
+	ix, err := delta.BuildIndex(bytes.NewReader(img), delta.IndexOptions{Chunking: delta.ChunkCDC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ix.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := custom(version)
+	c.Kind, c.Of, c.Format = verify.KindChunkIndex, of, delta.IndexFormat
+	repo.AddCompressedTarget(of+".idx", b, c, len(b))
+}
+
+func TestAdaptiveEstimate(t *testing.T) {
+	st := delta.PlanStats{FetchBytes: 1000, RangeBytes: 1200}
+	tests := []struct {
+		name string
+		t    verify.Target
+		img  int64
+		want int64
+	}{
+		{"uncompressed: the ranges", verify.Target{Length: 10000}, 10000, 1200},
+		{"compressed to a quarter", verify.Target{Length: 2500, Custom: verify.Custom{Compression: verify.CompressionZstd}}, 10000, 250},
+		{"compressed larger than the image", verify.Target{Length: 12000, Custom: verify.Custom{Compression: verify.CompressionZstd}}, 10000, 1200},
+		{"empty image", verify.Target{Length: 10, Custom: verify.Custom{Compression: verify.CompressionZstd}}, 0, 1200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := adaptiveEstimate(st, tt.t, tt.img); got != tt.want {
+				t.Errorf("got %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecompressIndex(t *testing.T) {
+	ix, err := delta.BuildIndex(bytes.NewReader(image("x", 64<<10)), delta.IndexOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ix.MarshalBinary()
+	enc, _ := zstd.NewWriter(nil)
+	z := enc.EncodeAll(b, nil)
+	enc.Close()
+	good := verify.Digest{Length: int64(len(b)), SHA256: sha(b)}
+	tests := []struct {
+		name string
+		z    []byte
+		want verify.Digest
+		ok   bool
+	}{
+		{"good", z, good, true},
+		{"wrong digest", z, verify.Digest{Length: good.Length, SHA256: sha(nil)}, false},
+		{"longer than signed", z, verify.Digest{Length: good.Length - 1, SHA256: good.SHA256}, false},
+		{"beyond the limit", z, verify.Digest{Length: maxIndexLength + 1, SHA256: good.SHA256}, false},
+		{"not zstd", b, good, false},
+		{"truncated", z[:len(z)/2], good, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decompressIndex(tt.z, tt.want)
+			if (err == nil) != tt.ok {
+				t.Fatalf("err %v, want ok %v", err, tt.ok)
+			}
+			if tt.ok && !bytes.Equal(got, b) {
+				t.Error("decompressed index differs")
+			}
 		})
 	}
 }

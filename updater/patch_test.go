@@ -34,14 +34,21 @@ func patchPair(n int) (base, next []byte) {
 var patchFrameOpts = delta.DiffOptions{FrameSize: 8 << 10}
 
 // frameBoundaries lists the patch offsets where frames of a version 2
-// patch start, and its end.
+// or 3 patch start, and its end.
 func frameBoundaries(t *testing.T, p []byte) map[int64]bool {
 	t.Helper()
 	b := map[int64]bool{}
-	off := 56
-	for off+12 <= len(p) {
+	off, hs := 56, 12
+	if p[4] == 3 {
+		hs = 16 // and a difference section
+	}
+	for off+hs <= len(p) {
 		b[int64(off)] = true
-		off += 12 + int(binary.BigEndian.Uint32(p[off:])) + int(binary.BigEndian.Uint32(p[off+4:]))
+		n := int(binary.BigEndian.Uint32(p[off:])) + int(binary.BigEndian.Uint32(p[off+4:]))
+		if hs == 16 {
+			n += int(binary.BigEndian.Uint32(p[off+12:]))
+		}
+		off += hs + n
 	}
 	if off != len(p) {
 		t.Fatalf("frames end at %d of a %d-byte patch", off, len(p))
@@ -384,7 +391,9 @@ func TestPatchV1Installs(t *testing.T) {
 	base, next := patchPair(256 << 10)
 	repo, d, served := deltaDevice(t, base)
 	repo.AddTarget("rootfs/1.2.0.img", next, custom("1.2.0"))
-	// A version 1 patch by hand: one record, the whole image as a literal.
+	// A version 1 patch by hand, with the records patchPair implies
+	// (smaller than the full image, or the updater would not use it).
+	n := len(base)
 	hdr := make([]byte, 56)
 	copy(hdr, "SBPT")
 	hdr[4] = 1
@@ -392,8 +401,13 @@ func TestPatchV1Installs(t *testing.T) {
 	binary.BigEndian.PutUint64(hdr[16:], uint64(len(next)))
 	sum := sha256.Sum256(next)
 	copy(hdr[24:], sum[:])
-	rec := binary.AppendUvarint(nil, uint64(len(next)))
-	rec = binary.AppendVarint(binary.AppendUvarint(append(rec, next...), 0), 0)
+	record := func(b []byte, lit []byte, c, d int) []byte {
+		b = append(binary.AppendUvarint(b, uint64(len(lit))), lit...)
+		return binary.AppendVarint(binary.AppendUvarint(b, uint64(c)), int64(d))
+	}
+	rec := record(nil, nil, n/4, 0)                         // base[:n/4]
+	rec = record(rec, next[n/4:n/2], 1000, n/4)             // new bytes, base[n/2:n/2+1000]
+	rec = record(rec, next[n/2+1000:n/2+1900], n/2-1000, 0) // inserted, the rest
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/verify"
@@ -97,6 +99,15 @@ func TestDeltaCommand(t *testing.T) {
 		t.Errorf("published patch does not make the new image (%v)", err)
 	}
 	ib, ic := read(target + ".idx")
+	if ic.Compression != verify.CompressionZstd {
+		t.Errorf("index compression %q, want zstd", ic.Compression)
+	}
+	dec, _ := zstd.NewReader(nil)
+	defer dec.Close()
+	ib, err = dec.DecodeAll(ib, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ix, err := delta.ParseIndex(ib)
 	if err != nil {
 		t.Fatal(err)

@@ -1,31 +1,37 @@
 // Command deltabench measures switchback's delta paths against their
-// peers on a realistic pair of root file systems it builds itself.
+// peers on pairs of images it makes itself.
 //
 // It builds (once; cached) a Debian bookworm minbase root file system
 // with debootstrap, and "the next release" of it: security and point
 // upgrades applied, two small packages installed (nano, less), a few files
 // changed. Each is made into a 512 MiB ext4 image (mkfs.ext4 -d) and a
-// squashfs image (mksquashfs). For each pair it then prints bytes
-// transferred, requests, time and apply-side peak RSS for:
+// squashfs image (mksquashfs): pairs ext4 and squashfs. Pair ext4-adds is
+// that next release and the same with the files of 31 more Debian packages
+// (apt-get download, dpkg-deb -x: python3.11, curl, iproute2, vim-tiny…)
+// as ext4 images; pair exec is cmd/switchback of this repository built at
+// two commits (-exec-revs; git archive, go build -trimpath). For each pair
+// it then prints bytes transferred, requests, time and apply-side peak RSS
+// for:
 //
 //   - switchback adaptive deltas: fixed 4 KiB blocks and CDC (avg 4 KiB),
-//     each from a chunk store and from byte ranges of the raw image (index
-//     bytes included, zstd-compressed);
+//     each from a chunk store, a chunk pack (bytes asked for and read) and
+//     byte ranges of the raw image (index bytes included, zstd-compressed);
 //   - the switchback static patch (delta.Diff / delta.ApplyPatch, with a
 //     checkpoint after every frame as the updater makes);
+//   - what the updater would fetch (its choice by expected bytes);
 //   - casync (avg 16 KiB and 64 KiB; caibx included), missing 4 KiB
 //     blocks compressed together with zstd -19, xdelta3 -9, bsdiff
-//     (squashfs only), zstd -19 --long=31 --patch-from, and the full image
-//     with zstd -19.
+//     (images up to 128 MiB), zstd -19 --long=31 --patch-from, and the
+//     full image with zstd -19.
 //
 // It needs root (debootstrap, chroot) and the Debian packages debootstrap,
-// e2fsprogs, squashfs-tools, casync, xdelta3, bsdiff and zstd; it says
-// which are missing and skips what it cannot run. The root file systems
-// are cached under -cache (default /var/cache/switchback-deltabench) and
-// the images and artefacts under -work (default /tmp/deltabench): a rerun
-// only measures. The run takes about 15 minutes on two cores.
+// e2fsprogs, squashfs-tools, casync, xdelta3, bsdiff and zstd (and git and
+// go for the exec pair); it says which are missing and skips what it
+// cannot run. The root file systems and downloads are cached under -cache
+// (default /var/cache/switchback-deltabench) and the images and artefacts
+// under -work (default /tmp/deltabench): a rerun only measures.
 //
-//	go run ./examples/deltabench [-pairs ext4,squashfs] [-skip-peers]
+//	go run ./examples/deltabench [-pairs ext4,squashfs,ext4-adds,exec] [-skip-peers]
 package main
 
 import (
@@ -74,10 +80,11 @@ func main() {
 	}
 	cache := flag.String("cache", "/var/cache/switchback-deltabench", "where the root file systems are cached")
 	work := flag.String("work", "/tmp/deltabench", "where images and artefacts go (about 3 GiB)")
-	pairs := flag.String("pairs", "ext4,squashfs", "pairs to measure")
+	pairs := flag.String("pairs", "ext4,squashfs,ext4-adds,exec", "pairs to measure: ext4, squashfs, ext4-adds, exec")
+	execRevs := flag.String("exec-revs", "98008e7,53af689", "the two commits of this repository the exec pair builds cmd/switchback at")
 	skipPeers := flag.Bool("skip-peers", false, "measure switchback only")
 	flag.Parse()
-	if err := run(*cache, *work, strings.Split(*pairs, ","), *skipPeers); err != nil {
+	if err := run(*cache, *work, strings.Split(*pairs, ","), *execRevs, *skipPeers); err != nil {
 		fmt.Fprintln(os.Stderr, "deltabench:", err)
 		os.Exit(1)
 	}
@@ -99,7 +106,7 @@ var tools = map[string]string{
 
 func have(tool string) bool { _, err := exec.LookPath(tool); return err == nil }
 
-func run(cache, work string, pairs []string, skipPeers bool) error {
+func run(cache, work string, pairs []string, execRevs string, skipPeers bool) error {
 	var missing []string
 	for t, pkg := range tools {
 		if !have(t) {
@@ -112,16 +119,11 @@ func run(cache, work string, pairs []string, skipPeers bool) error {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
-	if err := buildRootfs(cache); err != nil {
-		return err
-	}
 	var rows []row
 	for _, kind := range pairs {
-		base, cur := filepath.Join(work, "base."+kind), filepath.Join(work, "new."+kind)
-		for _, v := range []struct{ dir, img string }{{"rootfs-base", base}, {"rootfs-new", cur}} {
-			if err := buildImage(kind, filepath.Join(cache, v.dir), v.img); err != nil {
-				return err
-			}
+		base, cur, err := pairFiles(kind, cache, work, execRevs)
+		if err != nil {
+			return err
 		}
 		fmt.Printf("== %s pair: %s (%d bytes) -> %s (%d bytes)\n", kind, base, size(base), cur, size(cur))
 		rs, err := measureOurs(kind, work, base, cur)
@@ -131,6 +133,7 @@ func run(cache, work string, pairs []string, skipPeers bool) error {
 		rows = append(rows, rs...)
 		if !skipPeers {
 			rows = append(rows, measurePeers(kind, work, base, cur)...)
+			rows = append(rows, chosen(kind, rows))
 		}
 	}
 	printTable(rows)
@@ -301,28 +304,40 @@ func measureOurs(kind, work, base, cur string) ([]row, error) {
 			note := fmt.Sprintf("index %d B zst; %d chunks, %d fetched; store %d B", indexZ, len(ni.Chunks()), res.Fetched, st.Bytes)
 			if src == "pack" {
 				produce += packTime
-				note = fmt.Sprintf("index %d B zst; %d chunks, %d fetched; pack %d B, table %d B", indexZ, len(ni.Chunks()), res.Fetched, pst.Bytes, len(tb))
+				// The table is read whole, as asked.
+				asked, read := res.Bytes-int64(len(tb)), res.Read
+				note = fmt.Sprintf("index %d B zst; %d chunks, %d fetched; pack %d B, table %d B; pack bytes asked %d, read %d (%.3f)",
+					indexZ, len(ni.Chunks()), res.Fetched, pst.Bytes, len(tb), asked, read, float64(asked)/float64(max(read, 1)))
 			}
 			rows = append(rows, row{pair: kind, method: fmt.Sprintf("switchback adaptive %s %s", v.name, src),
 				bytes: res.Bytes + indexZ, requests: res.Requests + 1, produce: produce, apply: res.Elapsed, rssKiB: rss,
 				note: note})
 		}
 	}
-	// Static patch.
-	patch := filepath.Join(work, kind+".sbpatch")
-	t0 := time.Now()
-	dres, _, err := runDevice(deviceJob{Mode: "diff", Base: base, New: cur, Patch: patch})
-	if err != nil {
-		return nil, err
+	// Static patch: the pure-Go encoder, and the zstd program's on the
+	// sections (what the repository tool uses when it is installed).
+	for _, cli := range []bool{false, true} {
+		if cli && !have("zstd") {
+			continue
+		}
+		method, patch := "switchback static patch", filepath.Join(work, kind+".sbpatch")
+		if cli {
+			method, patch = "switchback static patch, zstd -19 program", filepath.Join(work, kind+".cli.sbpatch")
+		}
+		t0 := time.Now()
+		dres, _, err := runDevice(deviceJob{Mode: "diff", Base: base, New: cur, Patch: patch, ZstdCLI: cli})
+		if err != nil {
+			return nil, err
+		}
+		rss := dres.PeakKiB
+		produce := time.Since(t0)
+		res, arss, err := runDevice(deviceJob{Mode: "patch", Base: base, Patch: patch, Want: fileSHA(cur)})
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row{pair: kind, method: method, bytes: size(patch), requests: 1,
+			produce: produce, apply: res.Elapsed, rssKiB: arss, note: fmt.Sprintf("diff peak RSS %d MiB; %d frames", rss>>10, res.Frames)})
 	}
-	rss := dres.PeakKiB
-	produce := time.Since(t0)
-	res, arss, err := runDevice(deviceJob{Mode: "patch", Base: base, Patch: patch, Want: fileSHA(cur)})
-	if err != nil {
-		return nil, err
-	}
-	rows = append(rows, row{pair: kind, method: "switchback static patch", bytes: size(patch), requests: 1,
-		produce: produce, apply: res.Elapsed, rssKiB: arss, note: fmt.Sprintf("diff peak RSS %d MiB; %d frames", rss>>10, res.Frames)})
 	return rows, nil
 }
 
@@ -365,14 +380,17 @@ type deviceJob struct {
 	Mode                               string
 	Index, BaseIndex, Base, New, Store string
 	Patch, Want                        string
+	ZstdCLI                            bool // diff: sections by the zstd program too
 }
 
 // deviceResult is what it reports on stdout.
 type deviceResult struct {
-	Bytes, Requests int64
-	Fetched         int
-	Frames          int // of a static patch
-	Elapsed         time.Duration
+	// Bytes are the bytes asked for; Read those read from the responses
+	// (range responses are read to their end unless Apply fails).
+	Bytes, Read, Requests int64
+	Fetched               int
+	Frames                int // of a static patch
+	Elapsed               time.Duration
 	// PeakKiB is VmHWM of the device process: its peak RSS since exec.
 	PeakKiB int64
 }
@@ -412,7 +430,13 @@ func device(arg string) error {
 		if err != nil {
 			return err
 		}
-		if err := delta.Diff(b, fi.Size(), n, out, delta.DiffOptions{}); err != nil {
+		var opts delta.DiffOptions
+		if j.ZstdCLI {
+			if opts.Compress, err = delta.ZstdCommand(19); err != nil {
+				return err
+			}
+		}
+		if err := delta.Diff(b, fi.Size(), n, out, opts); err != nil {
 			return err
 		}
 		if err := out.Close(); err != nil {
@@ -468,8 +492,9 @@ func device(arg string) error {
 			return err
 		}
 		res.Fetched = plan.Stats().Fetched
-		var nbytes, nreq atomic.Int64
+		var nbytes, nread, nreq atomic.Int64
 		var src delta.Source
+		var out io.Writer = h
 		if j.Mode == "adaptive-store" {
 			src.Store = func(ctx context.Context, name string) (io.ReadCloser, error) {
 				f, err := os.Open(filepath.Join(j.Store, name))
@@ -502,8 +527,17 @@ func device(arg string) error {
 			src.Pack = &delta.PackSource{Table: tab, Range: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 				nreq.Add(1)
 				nbytes.Add(n)
-				return io.NopCloser(io.NewSectionReader(pack, off, n)), nil
+				return io.NopCloser(countingReader{io.NewSectionReader(pack, off, n), &nread}), nil
 			}}
+			// As the updater does: repeated chunks are read back from
+			// the slot being written.
+			slot, err := os.Create(j.Store + ".slot")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(slot.Name())
+			defer slot.Close()
+			src.Written, out = slot, io.MultiWriter(h, slot)
 		} else {
 			img, err := os.Open(j.New)
 			if err != nil {
@@ -516,10 +550,10 @@ func device(arg string) error {
 				return io.NopCloser(io.NewSectionReader(img, off, n)), nil
 			}
 		}
-		if err := delta.Apply(ctx, plan, []io.ReaderAt{base}, src, h); err != nil {
+		if err := delta.Apply(ctx, plan, []io.ReaderAt{base}, src, out); err != nil {
 			return err
 		}
-		res.Bytes, res.Requests = nbytes.Load(), nreq.Load()
+		res.Bytes, res.Read, res.Requests = nbytes.Load(), nread.Load(), nreq.Load()
 	default:
 		return fmt.Errorf("unknown mode %q", j.Mode)
 	}
@@ -529,6 +563,54 @@ func device(arg string) error {
 		return fmt.Errorf("output sha256 %s, want %s", got, j.Want)
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// chosen returns the row of what the updater would fetch for the pair
+// (updater transferBest): the static patch when it costs less than the
+// full image, else the adaptive delta when it does, else the full image;
+// "full" is the smallest full image row (zstd -19).
+func chosen(kind string, rows []row) row {
+	var patch, adaptive, full int64 = -1, -1, -1
+	for _, r := range rows {
+		switch {
+		case r.pair != kind || r.bytes < 0:
+		case strings.HasPrefix(r.method, "switchback static patch"):
+			if patch < 0 || r.bytes < patch {
+				patch = r.bytes
+			}
+		case strings.HasPrefix(r.method, "switchback adaptive") && strings.HasSuffix(r.method, " pack"):
+			if adaptive < 0 || r.bytes < adaptive {
+				adaptive = r.bytes
+			}
+		case r.method == "full image zstd -19":
+			full = r.bytes
+		}
+	}
+	c := row{pair: kind, method: "switchback, as the updater chooses", bytes: full, requests: 1, note: "full image"}
+	switch {
+	case full < 0:
+		c.bytes, c.note = -1, "no full image row"
+	case patch >= 0 && patch < full:
+		c.bytes, c.note = patch, "static patch"
+	case adaptive >= 0 && adaptive < full:
+		c.bytes, c.note = adaptive, "adaptive, chunk pack"
+	}
+	if c.bytes >= 0 {
+		c.note += fmt.Sprintf("; %.3f x the full image (%d B)", float64(c.bytes)/float64(full), full)
+	}
+	return c
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // peakKiB returns this process's peak RSS since exec (VmHWM).
@@ -649,9 +731,14 @@ func measurePeers(kind, work, base, cur string) []row {
 	} else {
 		skip("xdelta3 -9", "xdelta3")
 	}
-	if kind == "squashfs" {
+	// bsdiff needs about 9x the images in memory and hours for the
+	// 512 MiB ext4 pairs (3.4 GiB for a 384 MiB pair): run it where it
+	// finishes in 10 minutes.
+	if size(cur) > 128<<20 {
+		rows = append(rows, row{pair: kind, method: "bsdiff", bytes: -1, note: "skipped: images over 128 MiB (bsdiff would not finish in 10 minutes)"})
+	} else {
 		if have("bsdiff") && have("bspatch") {
-			d, _, err := timed(fmt.Sprintf("bsdiff %s %s %s", base, cur, p("bsdiff")))
+			d, _, err := timed(fmt.Sprintf("timeout 600 bsdiff %s %s %s", base, cur, p("bsdiff")))
 			if err == nil {
 				var a time.Duration
 				var rss int64
