@@ -16,7 +16,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/relay"
 	"github.com/switchback-ota/switchback/updater"
 )

@@ -27,7 +27,7 @@ import (
 )
 
 // miniRepo is a signed TUF repository built on go-tuf's metadata package,
-// for what internal/tuftest does not publish: repositories without
+// for what internal/testkit/tuftest does not publish: repositories without
 // consistent snapshots, and delegated roles.
 type miniRepo struct {
 	t         testing.TB

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/switchback-ota/switchback/delta"
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/relay"
 	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/updater"

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/switchback-ota/switchback/delta"
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/slotstest"

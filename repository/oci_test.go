@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/verify"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/verify"
 )

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/switchback-ota/switchback/health"
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/verify"
 )
 

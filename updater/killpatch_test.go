@@ -15,7 +15,7 @@ import (
 
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/durable"
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 )
 
 // TestKillResumePatch kills a child process installing a static patch with

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 )
 
 // TestOneUpdaterPerStateDir: a second Updater on a StateDir in use fails

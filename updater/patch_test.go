@@ -17,7 +17,7 @@ import (
 
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/download"
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/verify"
 )
 

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 )
 
 var errPowerCut = errors.New("power cut")

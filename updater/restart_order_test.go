@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 )
 
 // TestEventsBeforeRestart: the application sees "armed" before Restart

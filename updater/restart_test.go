@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 )
 
 // TestNoRestartFunction: with Config.Restart nil, Install arms the release

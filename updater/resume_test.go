@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/slotstest"
 	"github.com/switchback-ota/switchback/verify"

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/switchback-ota/switchback/health"
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/slotstest"
 	"github.com/switchback-ota/switchback/verify"

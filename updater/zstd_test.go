@@ -20,7 +20,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/verify"
 )
 

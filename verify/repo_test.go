@@ -1,7 +1,7 @@
 package verify_test
 
 // A minimal signed TUF repository served by httptest, built directly on
-// go-tuf's metadata package, for the attacks internal/tuftest does not
+// go-tuf's metadata package, for the attacks internal/testkit/tuftest does not
 // script: it lets a test re-sign, tamper with and replace any file.
 
 import (

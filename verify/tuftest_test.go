@@ -1,6 +1,6 @@
 package verify_test
 
-// Tests against internal/tuftest: repositories made by package repository,
+// Tests against internal/testkit/tuftest: repositories made by package repository,
 // the code release pipelines use, so these also check that what the
 // publisher writes is what the device expects (URLs, custom metadata,
 // compression fields).
@@ -20,7 +20,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/verify"
 )

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/updater"
 	"github.com/switchback-ota/switchback/verify"
 )

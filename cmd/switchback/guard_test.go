@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/verify"
 )
 

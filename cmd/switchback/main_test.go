@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/slots/grub"
 	"github.com/switchback-ota/switchback/updater"
 	"github.com/switchback-ota/switchback/verify"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 )
 
 // cli runs the client in-process and returns its exit code.

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/switchback-ota/switchback/health"
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/slots/smp"
 	"github.com/switchback-ota/switchback/slots/smp/smptest"
 	"github.com/switchback-ota/switchback/updater"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/updater"
 	"github.com/switchback-ota/switchback/verify"

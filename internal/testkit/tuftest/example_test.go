@@ -3,7 +3,7 @@ package tuftest_test
 import (
 	"testing"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/verify"
 )

@@ -13,7 +13,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 
 	"github.com/switchback-ota/switchback/internal/download"
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/verify"
 )
 

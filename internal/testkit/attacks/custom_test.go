@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/updater"
 	"github.com/switchback-ota/switchback/verify"
 )

@@ -1,7 +1,7 @@
 // Package attacks is switchback's security suite: one named test per
 // attack TUF was designed to stop, each driving the real updater (package
 // updater: Check, Install, reboot, Confirm) end to end against a signed
-// repository the test builds and serves on 127.0.0.1 (internal/tuftest),
+// repository the test builds and serves on 127.0.0.1 (internal/testkit/tuftest),
 // into in-memory A/B slots with a fake bootloader (slots/slotstest).
 // The package has no code of its own: everything is in its tests.
 //

@@ -22,7 +22,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/switchback-ota/switchback/internal/tuftest"
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/slotstest"
 	"github.com/switchback-ota/switchback/updater"
