@@ -241,7 +241,7 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("MetadataURL and TargetsURL are required"))
 	}
 	if c.Channel != "" && !verify.ValidChannel(c.Channel) {
-		errs = append(errs, fmt.Errorf("Channel %q must be 1 to 64 of [a-z0-9._-]", c.Channel))
+		errs = append(errs, fmt.Errorf("Config.Channel %q must be 1 to 64 of [a-z0-9._-]", c.Channel))
 	}
 	if len(c.Components) == 0 {
 		errs = append(errs, errors.New("at least one Component is required"))

@@ -253,14 +253,6 @@ func (wb *writeBehind) send(it wbItem) error {
 	return nil
 }
 
-// flush waits until everything queued is written and synced.
-func (wb *writeBehind) flush() error {
-	ch := make(chan struct{})
-	wb.items <- wbItem{flushed: ch}
-	<-ch
-	return wb.failed()
-}
-
 // close finishes what is queued and stops the goroutines.
 func (wb *writeBehind) close() error {
 	close(wb.items)
@@ -363,21 +355,6 @@ func (hs *hashStage) send(it hsItem) error {
 		return err
 	}
 	hs.items <- it
-	return nil
-}
-
-// write copies b into buffers and queues them, for producers that do not
-// checkpoint within b (the zstd decoder).
-func (hs *hashStage) write(b []byte, off int64) error {
-	for len(b) > 0 {
-		buf := hs.wb.buffer()
-		n := min(len(b), hs.wb.bufSize)
-		buf = append(buf, b[:n]...)
-		if err := hs.send(hsItem{buf: buf, off: off}); err != nil {
-			return err
-		}
-		b, off = b[n:], off+int64(n)
-	}
 	return nil
 }
 

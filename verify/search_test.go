@@ -31,7 +31,7 @@ type deleg struct {
 // lookupIn publishes a repository with the delegations, target in role
 // holder at path p, runs Update, then Target(want), and returns the
 // result and the metadata requested by the lookup alone.
-func lookupIn(t *testing.T, graph []deleg, holder, p, want string) (verify.TargetInfo, error, []string) {
+func lookupIn(t *testing.T, graph []deleg, holder, p, want string) (verify.TargetInfo, []string, error) {
 	t.Helper()
 	r := newTestRepo(t, false)
 	for _, d := range graph {
@@ -48,7 +48,7 @@ func lookupIn(t *testing.T, graph []deleg, holder, p, want string) (verify.Targe
 	}
 	before := len(r.requested())
 	ti, err := tr.Target(context.Background(), want)
-	return ti, err, roleRequests(r.requested()[before:])
+	return ti, roleRequests(r.requested()[before:]), err
 }
 
 // roleRequests turns "metadata/a.json" into "a".
@@ -109,7 +109,7 @@ func TestTargetSearch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ti, err, visits := lookupIn(t, tt.graph, tt.holder, p, p)
+			ti, visits, err := lookupIn(t, tt.graph, tt.holder, p, p)
 			if !slices.Equal(visits, tt.visits) {
 				t.Errorf("roles fetched %q, want %q", visits, tt.visits)
 			}
@@ -137,7 +137,7 @@ func TestTargetSearchBound(t *testing.T) {
 		}
 		graph = append(graph, deleg{from, fmt.Sprintf("r%d", i), []string{"*"}, nil, false})
 	}
-	_, err, visits := lookupIn(t, graph, "r40", "f", "f")
+	_, visits, err := lookupIn(t, graph, "r40", "f", "f")
 	if !errors.Is(err, verify.ErrTargetNotFound) {
 		t.Errorf("Target: %v, want ErrTargetNotFound", err)
 	}

@@ -48,7 +48,9 @@ func pairFiles(kind, cache, work, execRevs string) (base, cur string, err error)
 		if err != nil {
 			return "", "", err
 		}
-		err = buildImages("ext4", filepath.Join(cache, "rootfs-new"), adds, base, cur)
+		if err := buildImages("ext4", filepath.Join(cache, "rootfs-new"), adds, base, cur); err != nil {
+			return "", "", err // was shadowed: a failed build went unnoticed
+		}
 	case "exec":
 		revs := strings.Split(execRevs, ",")
 		if len(revs) != 2 {

@@ -120,9 +120,6 @@ func (im *Image) VerifyEd25519(pub ed25519.PublicKey) error {
 	return nil
 }
 
-// maxTLVArea bounds what ParseImage reads of the TLV areas.
-const maxTLVArea = 0xffff
-
 // ParseImage parses and checks the MCUboot image of size bytes in r:
 // magic, header size, flags (no encrypted or position-independent
 // images), sizes that add up to exactly size, both TLV areas with their
