@@ -147,12 +147,15 @@ func (d *demo) cycle(ctx context.Context) (installErr, confirmErr error) {
 	if err != nil {
 		return err, nil
 	}
-	if err := u.RunOnce(ctx); err != nil {
+	err = u.RunOnce(ctx)
+	u.Close() // the process that installed ends with the restart
+	if err != nil {
 		return err, nil
 	}
 	if u, err = d.updater(); err != nil {
 		return nil, err
 	}
+	defer u.Close()
 	return nil, u.Confirm(ctx)
 }
 

@@ -96,6 +96,7 @@ func (d *demo) step4(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer u.Close()
 	if _, err := u.Check(ctx); !errors.Is(err, updater.ErrNoUpdate) {
 		return fmt.Errorf("%w: after the rollback Check says %v, want no update (v4 blocklisted)", errStep, err)
 	}
