@@ -12,24 +12,56 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/dbus"
+
 	"github.com/switchback-ota/switchback/health"
 )
 
 // The five-line way to add health checks: compose them, bound them, run
 // them. The updater does the running during confirmation; each Result is an
 // event with the check's name, error and duration.
+//
+// On a device the URL is the application's own, SystemdUnits asks systemd
+// over D-Bus and DiskFree looks at the data partition; here an httptest
+// server, a stand-in for systemd (unitsUp) and a temporary directory take
+// their places.
 func Example() {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	}))
+	defer app.Close()
+	dataDir, err := os.MkdirTemp("", "health-example") // /var/lib/gateway
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dataDir)
+
 	checks := health.All(
-		health.HTTP("http://127.0.0.1:8080/healthz", health.WithBodyContains(`"status":"ok"`)),
-		health.SystemdUnits([]string{"gateway", "mosquitto"}),
-		health.DiskFree("/var/lib/gateway", 64<<20),
+		health.HTTP(app.URL+"/healthz", health.WithBodyContains(`"status":"ok"`)),
+		health.SystemdUnits([]string{"gateway", "mosquitto"}, health.WithUnitStater(unitsUp{})),
+		health.DiskFree(dataDir, 1<<20),
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// Retry until the deadline: the new version may need a few seconds.
 	if err := health.Retry(checks, 5*time.Second).Check(ctx); err != nil {
 		log.Printf("unhealthy, rolling back: %v", err)
+		return
 	}
+	fmt.Println("healthy: commit")
+	// Output: healthy: commit
+}
+
+// unitsUp stands in for systemd in Example: every unit asked about is
+// loaded and running. On a device, leave out WithUnitStater.
+type unitsUp struct{}
+
+func (unitsUp) ListUnitsByNamesContext(ctx context.Context, names []string) ([]dbus.UnitStatus, error) {
+	out := make([]dbus.UnitStatus, len(names))
+	for i, n := range names {
+		out[i] = dbus.UnitStatus{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running"}
+	}
+	return out, nil
 }
 
 func ExampleAll() {

@@ -4,18 +4,48 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 
 	"github.com/switchback-ota/switchback/slots/uboot"
 )
 
 // Arm the other slot through the environment fw_env.config describes.
+// On a device the files are /etc/fw_env.config, the eMMC it names and
+// /proc/cmdline; here files in a temporary directory stand in for them: a
+// redundant environment as mkenvimage makes it, on a board booted from
+// slot a.
 func Example() {
-	ctx := context.Background()
-	devs, err := uboot.LoadFwEnvConfig("/etc/fw_env.config")
+	dir, err := os.MkdirTemp("", "uboot-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	boot, err := uboot.New(devs, []string{"a", "b"})
+	defer os.RemoveAll(dir)
+	mmc := filepath.Join(dir, "mmcblk0") // the device holding both copies
+	env, err := uboot.EncodeImage([]uboot.Var{{Name: "bootcmd", Value: "run distro_bootcmd"}}, 0x4000, true, 1, 0xff)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(mmc, append(env, env...), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	fwEnvConfig := filepath.Join(dir, "fw_env.config") // /etc/fw_env.config
+	config := fmt.Sprintf("%s 0x0 0x4000\n%s 0x4000 0x4000\n", mmc, mmc)
+	if err := os.WriteFile(fwEnvConfig, []byte(config), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	cmdline := filepath.Join(dir, "cmdline") // what boot.cmd passed the kernel
+	if err := os.WriteFile(cmdline, []byte("root=PARTLABEL=rootfs_a rootwait switchback.slot=a switchback.canary=\n"), 0o644); err != nil {
+		log.Fatal(err)
+	}
+
+	ctx := context.Background()
+	devs, err := uboot.LoadFwEnvConfig(fwEnvConfig)
+	if err != nil {
+		log.Fatal(err)
+	}
+	boot, err := uboot.New(devs, []string{"a", "b"}, uboot.WithCmdline(cmdline),
+		uboot.WithRuntimeDir(filepath.Join(dir, "run")), uboot.WithLockFile(filepath.Join(dir, "fw.lock")))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -34,6 +64,12 @@ func Example() {
 	if err := boot.Arm(ctx, other, 3); err != nil {
 		log.Fatal(err)
 	}
+	st, err = boot.Status(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("booted %s, primary %s, trial %s with %d tries\n", st.Booted, st.Primary, st.Trial, st.TriesLeft)
+	// Output: booted a, primary a, trial b with 3 tries
 }
 
 // Encode and decode a redundant copy.
