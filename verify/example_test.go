@@ -9,24 +9,72 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/verify"
 )
 
+// serveRepository stands in for the update server: it publishes each
+// release (path to custom metadata) in a signed repository in a temporary
+// directory and serves it on 127.0.0.1. It returns the root.json a device
+// embeds, the metadata and targets URLs, and a cleanup function.
+func serveRepository(releases map[string]verify.Custom) (root []byte, metadataURL, targetsURL string, cleanup func()) {
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "switchback-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	repo, err := repository.Init(ctx, repository.Config{Dir: filepath.Join(work, "repo")},
+		repository.InitOptions{KeysDir: filepath.Join(work, "keys")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for path, custom := range releases {
+		image := strings.NewReader("the bytes of " + path)
+		if _, err := repo.AddTarget(ctx, path, image, custom, repository.AddOptions{}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := repo.Publish(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if root, err = os.ReadFile(filepath.Join(repo.MetadataDir(), "1.root.json")); err != nil {
+		log.Fatal(err)
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(repo.Dir())))
+	return root, srv.URL + "/metadata/", srv.URL + "/targets/", func() {
+		srv.Close()
+		os.RemoveAll(work)
+	}
+}
+
 // A device checks for an update of its root filesystem: refresh the TUF
 // metadata, pick the release, and stream it through a Verifier into the
-// inactive slot. (Compiled, not run: it needs an update server.)
+// inactive slot. Here the update server is a local test repository and
+// the slot a temporary file.
 func ExampleClient_Refresh() {
-	var embeddedRoot []byte // //go:embed root.json in a real program
+	embeddedRoot, metadataURL, targetsURL, cleanup := serveRepository(map[string]verify.Custom{
+		"rootfs/1.4.2/rootfs.img": {Component: "rootfs", Version: "1.4.2", Hardware: []string{"board-a"}},
+		"rootfs/1.5.0/rootfs.img": {Component: "rootfs", Version: "1.5.0", Hardware: []string{"board-a"}},
+	})
+	defer cleanup()
+	dir, err := os.MkdirTemp("", "myapp") // /var/lib/myapp on a device
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
 	buildTime := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	client, err := verify.New(verify.Config{
-		Root:        embeddedRoot,
-		MetadataURL: "https://updates.example.com/metadata/",
-		TargetsURL:  "https://updates.example.com/targets/",
-		Dir:         "/var/lib/myapp/tuf",
+		Root:        embeddedRoot, // //go:embed root.json in a real program
+		MetadataURL: metadataURL,  // "https://updates.example.com/metadata/"
+		TargetsURL:  targetsURL,   // "https://updates.example.com/targets/"
+		Dir:         filepath.Join(dir, "tuf"),
 		MinTime:     buildTime,
 		Logger:      slog.Default(),
 	})
@@ -55,6 +103,7 @@ func ExampleClient_Refresh() {
 	} else if err != nil {
 		log.Fatal(err)
 	}
+	fmt.Println("update to", tg.Custom.Version)
 	v, err := tg.Verifier()
 	if err != nil {
 		log.Fatal(err)
@@ -65,7 +114,8 @@ func ExampleClient_Refresh() {
 		log.Fatal(err)
 	}
 	defer res.Body.Close()
-	slot, err := os.OpenFile("/dev/disk/by-partlabel/rootfs_b", os.O_WRONLY, 0)
+	// "/dev/disk/by-partlabel/rootfs_b" on a device.
+	slot, err := os.OpenFile(filepath.Join(dir, "rootfs_b"), os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -76,6 +126,10 @@ func ExampleClient_Refresh() {
 	if err := v.Verify(); err != nil {
 		log.Fatal(err) // never mark the slot bootable
 	}
+	fmt.Println("verified", v.Written(), "bytes")
+	// Output:
+	// update to 1.5.0
+	// verified 36 bytes
 }
 
 func Example_select() {
@@ -161,16 +215,25 @@ func ExampleVerifier_MarshalBinary() {
 	// verified: true
 }
 
-// A device whose repository delegates per hardware ("rootfs/board-a/*"
-// to a role of board A's vendor) lists only its own prefix: only the
-// delegated roles that may hold it are fetched. (Compiled, not run: it
-// needs an update server.)
+// A device lists only its own prefix ("rootfs/board-a/"): when the
+// repository delegates per hardware, only the delegated roles that may
+// hold that prefix are fetched.
 func ExampleTrusted_Targets() {
-	var embeddedRoot []byte // //go:embed root.json in a real program
+	embeddedRoot, metadataURL, _, cleanup := serveRepository(map[string]verify.Custom{
+		"rootfs/board-a/1.5.0/rootfs.img": {Component: "rootfs", Version: "1.5.0", Hardware: []string{"board-a"}},
+		"rootfs/board-b/1.6.0/rootfs.img": {Component: "rootfs", Version: "1.6.0", Hardware: []string{"board-b"}},
+	})
+	defer cleanup()
+	dir, err := os.MkdirTemp("", "myapp")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
 	client, err := verify.New(verify.Config{
 		Root:        embeddedRoot,
-		MetadataURL: "https://updates.example.com/metadata/",
-		Dir:         "/var/lib/myapp/tuf",
+		MetadataURL: metadataURL,
+		Dir:         filepath.Join(dir, "tuf"), // /var/lib/myapp/tuf
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -184,19 +247,38 @@ func ExampleTrusted_Targets() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	fmt.Println(len(targets.Targets), "target under rootfs/board-a/")
 	tg, err := verify.Select(targets.Targets, verify.Policy{Component: "rootfs", Hardware: "board-a", Installed: "1.4.2"})
 	if err != nil {
 		log.Print(err)
 		return
 	}
-	log.Printf("update to %s from role %q", tg.Custom.Version, tg.Role)
+	fmt.Printf("update to %s from role %q\n", tg.Custom.Version, tg.Role)
+	// Output:
+	// 1 target under rootfs/board-a/
+	// update to 1.5.0 from role ""
 }
 
 // Any target, switchback's or not (an OCI manifest, a file a relay
 // mirrors), is looked up by path with TUF's delegation search, and its
-// bytes are checked with a Verifier. (Compiled, not run.)
+// bytes are checked with a Verifier.
 func ExampleTrusted_Target() {
-	var client *verify.Client // as in ExampleClient_Refresh
+	embeddedRoot, metadataURL, targetsURL, cleanup := serveRepository(map[string]verify.Custom{
+		"oci/app/manifest.json": {Component: "app", Version: "2.0.0", Hardware: []string{"*"}},
+	})
+	defer cleanup()
+	dir, err := os.MkdirTemp("", "myapp")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	client, err := verify.New(verify.Config{ // as in ExampleClient_Refresh
+		Root: embeddedRoot, MetadataURL: metadataURL, TargetsURL: targetsURL, Dir: dir,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
 	ctx := context.Background()
 	trusted, err := client.Update(ctx)
 	if err != nil {
@@ -208,10 +290,24 @@ func ExampleTrusted_Target() {
 	} else if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(ti.URL, ti.Length, string(ti.Custom))
+	fmt.Println(ti.Path, ti.Length, strings.HasPrefix(ti.URL, targetsURL))
 	v, err := ti.Verifier()
 	if err != nil {
 		log.Fatal(err)
 	}
-	_ = v // stream the bytes from ti.URL through v, then v.Verify()
+	res, err := http.Get(ti.URL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer res.Body.Close()
+	if _, err := io.Copy(v, res.Body); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("verified:", v.Verify())
+	_, err = trusted.Target(ctx, "oci/other/manifest.json")
+	fmt.Println("other is ErrTargetNotFound:", errors.Is(err, verify.ErrTargetNotFound))
+	// Output:
+	// oci/app/manifest.json 34 true
+	// verified: <nil>
+	// other is ErrTargetNotFound: true
 }

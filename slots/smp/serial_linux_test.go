@@ -21,16 +21,32 @@ import (
 // open /dev/ttyACM0.
 func openPTY(t testing.TB) (master *os.File, tty string) {
 	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
+	master, tty, err := newPTY()
+	if errors.Is(err, errNoPTY) {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("no pty in CI: %v", err)
 		}
 		t.Skipf("no pty: %v", err)
 	}
-	rc, err := master.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return master, tty
+}
+
+var errNoPTY = errors.New("cannot open /dev/ptmx")
+
+// newPTY opens a pseudo-terminal: its master and the path of its
+// terminal. It wraps errNoPTY when the system has none.
+func newPTY() (master *os.File, tty string, err error) {
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", errNoPTY, err)
+	}
+	rc, err := master.SyscallConn()
+	if err != nil {
+		master.Close()
+		return nil, "", err
 	}
 	var n int
 	var ioErr error
@@ -41,9 +57,9 @@ func openPTY(t testing.TB) (master *os.File, tty string) {
 	})
 	if err != nil || ioErr != nil {
 		master.Close()
-		t.Fatalf("pty: %v %v", err, ioErr)
+		return nil, "", fmt.Errorf("pty: %v %v", err, ioErr)
 	}
-	return master, fmt.Sprintf("/dev/pts/%d", n)
+	return master, fmt.Sprintf("/dev/pts/%d", n), nil
 }
 
 // serialRig is a simulated MCU answering on a pty and a Device on the
