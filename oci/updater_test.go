@@ -22,6 +22,7 @@ type device struct {
 	c     *Component
 	r     *Runc
 	state string
+	u     *updater.Updater // the running process's updater
 }
 
 func newDevice(t *testing.T, host string, repo *tuftest.Repo) *device {
@@ -40,9 +41,13 @@ func newDevice(t *testing.T, host string, repo *tuftest.Repo) *device {
 	return d
 }
 
-// updater makes the updater a (re)started application runs.
+// updater makes the updater a (re)started application runs; the previous
+// process's updater is closed (its process ended).
 func (d *device) updater() *updater.Updater {
 	d.t.Helper()
+	if d.u != nil {
+		d.u.Close()
+	}
 	u, err := updater.New(updater.Config{
 		Hardware: "board-a", StateDir: d.state, TrustedRoot: d.repo.Root(),
 		MetadataURL: d.repo.MetadataURL(), TargetsURL: d.repo.TargetsURL(),
@@ -54,6 +59,8 @@ func (d *device) updater() *updater.Updater {
 	if err != nil {
 		d.t.Fatal(err)
 	}
+	d.u = u
+	d.t.Cleanup(func() { u.Close() })
 	return u
 }
 
