@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +99,45 @@ func TestStateDirLockedByOtherProcess(t *testing.T) {
 		t.Fatalf("LockStateDir with a wait: %v", err)
 	}
 	l.Unlock()
+}
+
+// TestReadStatusBesideTheWriter reads a device's status while its Updater
+// holds the StateDir, and after a commit, without changing anything.
+func TestReadStatusBesideTheWriter(t *testing.T) {
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	ctx := context.Background()
+	st, err := ReadStatus(ctx, d.u.cfg)
+	if err != nil {
+		t.Fatalf("ReadStatus beside the writer: %v", err)
+	}
+	if got := st.Components[0].Installed; got != "1.0.0" {
+		t.Errorf("before any update: installed %q, want the factory version 1.0.0", got)
+	}
+	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 1<<20), custom("1.1.0"))
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if err := d.reboot(); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	st, err = ReadStatus(ctx, d.u.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := d.u.Status(ctx)
+	if got := st.Components[0]; got.Installed != "1.1.0" || got.Slots["b"] != want.Components[0].Slots["b"] || !reflect.DeepEqual(got.Boot, want.Components[0].Boot) {
+		t.Errorf("ReadStatus = %+v, want what the writer's Status says: %+v", got, want.Components[0])
+	}
+	statePath := filepath.Join(d.stateDir, stateFile)
+	if err := os.WriteFile(statePath, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadStatus(ctx, d.u.cfg); err == nil {
+		t.Error("ReadStatus of a corrupt state file succeeded")
+	}
+	if b, _ := os.ReadFile(statePath); string(b) != "{not json" {
+		t.Error("ReadStatus changed the state file; a reader must not")
+	}
 }

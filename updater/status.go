@@ -2,6 +2,10 @@ package updater
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/switchback-ota/switchback/slots"
 )
@@ -58,8 +62,44 @@ func (u *Updater) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	return statusOf(ctx, u.cfg.Components, snap), nil
+}
+
+// ReadStatus is Status for a process that is not the StateDir's writer:
+// a command-line tool or a support script beside a running application.
+// It reads the last saved state file without taking the StateDir's lock
+// (the updater replaces that file atomically, so a reader sees one saved
+// state or the next, never a mix) and changes nothing: a corrupt state file
+// is an error here, not moved aside. Components that never committed a
+// release report their FactoryVersion, as with New.
+func ReadStatus(ctx context.Context, cfg Config) (Status, error) {
+	if err := cfg.validate(); err != nil {
+		return Status{}, err
+	}
+	snap := &store{p: newPersisted()}
+	b, err := os.ReadFile(filepath.Join(cfg.StateDir, stateFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return Status{}, fmt.Errorf("updater: read state: %w", err)
+	default:
+		if snap.p, err = decodeState(b); err != nil {
+			return Status{}, fmt.Errorf("updater: state file %s: %w", filepath.Join(cfg.StateDir, stateFile), err)
+		}
+	}
+	for _, c := range cfg.Components {
+		if cs := snap.component(c.Name); cs.Installed == "" {
+			cs.Installed = c.FactoryVersion
+		}
+	}
+	return statusOf(ctx, cfg.Components, snap), nil
+}
+
+// statusOf builds a Status from a saved state and the components' boot
+// controls.
+func statusOf(ctx context.Context, comps []Component, snap *store) Status {
 	var st Status
-	for _, c := range u.cfg.Components {
+	for _, c := range comps {
 		cs := snap.component(c.Name)
 		s := ComponentStatus{Name: c.Name, Installed: cs.Installed, LastResult: cs.LastResult, Slots: map[string]SlotStatus{}}
 		s.Boot, s.BootErr = c.Boot.Status(ctx)
@@ -72,5 +112,5 @@ func (u *Updater) Status(ctx context.Context) (Status, error) {
 		st.Components = append(st.Components, s)
 	}
 	st.Blocklist = snap.blocklist()
-	return st, nil
+	return st
 }

@@ -23,12 +23,13 @@ func cmdStatus(ctx context.Context, c *cli, args []string) error {
 	if err := c.parse(c.flags("status"), args); err != nil {
 		return err
 	}
-	s, err := c.session()
+	d, err := c.load()
 	if err != nil {
 		return err
 	}
-	defer s.u.Close()
-	st, err := s.u.Status(ctx)
+	// status only reads: it works beside the application that holds the
+	// StateDir.
+	st, err := updater.ReadStatus(ctx, d.ucfg)
 	if err != nil {
 		return err
 	}

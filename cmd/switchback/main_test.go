@@ -245,6 +245,12 @@ func TestStateDirLocked(t *testing.T) {
 			})
 		}
 	})
+	t.Run("status reads beside the holder", func(t *testing.T) {
+		out, code := switchback(t, cfg, "status")
+		if code != 0 || !strings.Contains(out, "1.0.0") {
+			t.Errorf("status while the StateDir is held: exit %d, output %q; want 0 and the installed version", code, out)
+		}
+	})
 	l.Unlock()
 	if out, code := switchback(t, cfg, "guard", "-component", "app"); code != 0 {
 		t.Errorf("guard after the lock was released: exit %d, %s", code, out)
