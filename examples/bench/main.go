@@ -25,7 +25,18 @@
 //     reads the whole image back from the slot before arming it, so its
 //     verified→armed step is compared with that of an install without
 //     resume, next to the whole resumed install's time;
-//   - requests and bytes of an idle check (nothing changed on the server).
+//   - requests and bytes of an idle check (nothing changed on the server);
+//   - an MCUboot image uploaded over SMP to the simulated MCU of
+//     slots/smp/smptest on 127.0.0.1, over UDP and over DTLS (PSK), through
+//     the smp slot (smp.Device.Arm of the staged image) and through
+//     smp.Client.Upload alone, against a baseline: the same upload frames,
+//     encoded beforehand, sent by a minimal stop-and-wait loop through the
+//     same transport to a fresh simulated MCU doing the same flash work;
+//   - a container image with one big layer in a docker-registry on
+//     127.0.0.1, pulled by package oci (Store.Fetch, then Arm: unpack) in a
+//     child process, against skopeo copy of the same image into an empty
+//     store (skipped with the reason without docker-registry, skopeo or
+//     root).
 //
 // The install goes through updater.New/Check/Install, so its figures
 // include the updater's durable checkpoints (slot fsync + state file every
@@ -36,7 +47,8 @@
 //
 // Usage:
 //
-//	go run ./examples/bench [-runs 3] [-size 1024] [-small 256] [-local 256] [-cpuprofile PREFIX]
+//	go run ./examples/bench [-runs 3] [-size 1024] [-small 256] [-local 256]
+//		[-smp-kib 512] [-smp-buf 384] [-layer-mib 256] [-cpuprofile PREFIX]
 //
 // With -cpuprofile, the last network install and the last local installs
 // write CPU profiles to PREFIX.net, PREFIX.local-raw and PREFIX.local-zstd
@@ -44,7 +56,8 @@
 //
 // The server is another process (the command re-executes itself), as is
 // every installing device, so that RSS and SIGKILL are those of a real
-// installer. Everything is written under a temporary directory in /tmp,
+// installer; the simulated MCU and the gateway's smp.Device share the
+// bench's own process. Everything is written under a temporary directory in /tmp,
 // removed at the end. Figures are medians over -runs runs, with their
 // range (min–max) where the machine's noise matters.
 package main
@@ -489,21 +502,10 @@ func killAndResume(r *repo, device string, pct int64) (killResult, error) {
 			}
 		}
 	}()
-	for {
-		var st stats
-		if err := getJSON(r.url+"/_stats", &st); err != nil {
-			cmd.Process.Kill()
-			return k, err
-		}
-		if st.TargetBytes*100 >= r.size*pct {
-			break
-		}
-		select {
-		case <-readDone:
-			cmd.Wait()
-			return k, errors.New("installer finished before the kill")
-		case <-time.After(2 * time.Millisecond):
-		}
+	if err := waitServed(r, pct, readDone); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return k, err
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-readDone
@@ -529,6 +531,25 @@ func killAndResume(r *repo, device string, pct int64) (killResult, error) {
 		k.redelivered = delivered.Load() // restarted from zero without Range
 	}
 	return k, nil
+}
+
+// waitServed returns once the server has sent pct % of the image, or an
+// error if the installer ends first (done is closed).
+func waitServed(r *repo, pct int64, done <-chan struct{}) error {
+	for {
+		var st stats
+		if err := getJSON(r.url+"/_stats", &st); err != nil {
+			return err
+		}
+		if st.TargetBytes*100 >= r.size*pct {
+			return nil
+		}
+		select {
+		case <-done:
+			return errors.New("installer finished before the kill")
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 func getJSON(url string, v any) error {
