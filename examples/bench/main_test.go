@@ -187,8 +187,8 @@ func checkOCI(t *testing.T, out string) {
 		t.Errorf("output lacks the container layer pull header")
 	}
 	secs := `([0-9.]+) s \(range [0-9.]+–[0-9.]+\)`
-	skopeo := figure(t, out, `skopeo copy \(fetch, verify, store\): `+secs)
-	for _, path := range []string{`oci Store\.Fetch \(fetch, verify, store\)`, `oci fetch \+ arm`} {
+	skopeo := figure(t, out, `skopeo copy \(process: [^)]*\): `+secs)
+	for _, path := range []string{`oci Store\.Fetch \(fetch, verify, store\)`, `oci fetch \+ arm`, `oci pulling process \([^)]*\)`} {
 		v := figure(t, out, path+`: `+secs)
 		ratio := figure(t, out, path+`: .*time ratio to skopeo copy ([0-9.]+)`)
 		if !(skopeo > 0) || !(v > 0) || math.Abs(ratio-v/skopeo) > 0.02+ratio*0.03 {
