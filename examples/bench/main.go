@@ -171,15 +171,15 @@ func parseConfig(args []string) (config, error) {
 	fl.Int64Var(&c.sizeMiB, "size", 1024, "image size in MiB for throughput and kills")
 	fl.Int64Var(&c.smallMiB, "small", 256, "smaller image size in MiB for the RSS comparison")
 	fl.Int64Var(&c.localMiB, "local", 256, "image size in MiB for the local-file installs")
-	fl.IntVar(&c.smpKiB, "smp-kib", 512, "MCUboot image body in KiB for the SMP uploads (0: skip them)")
+	fl.IntVar(&c.smpKiB, "smp-kib", 512, "MCUboot image body in KiB for the SMP uploads, at most 4096 (0: skip them)")
 	fl.IntVar(&c.smpBuf, "smp-buf", 384, "SMP buffer size of the simulated MCU, in bytes")
 	fl.Int64Var(&c.layerMiB, "layer-mib", 256, "container layer size in MiB for the registry pulls (0: skip them)")
 	fl.StringVar(&c.profile, "cpuprofile", "", "write CPU profiles of the last installs to `PREFIX`.net, .local-raw, .local-zstd")
 	if err := fl.Parse(args); err != nil {
 		return c, err
 	}
-	if c.runs < 1 || c.sizeMiB < 4 || c.smallMiB < 4 || c.localMiB < 4 || c.smpKiB < 0 || c.smpBuf < 64 || c.layerMiB < 0 {
-		return c, errors.New("-runs ≥ 1, -size, -small and -local ≥ 4, -smp-buf ≥ 64, -smp-kib and -layer-mib ≥ 0")
+	if c.runs < 1 || c.sizeMiB < 4 || c.smallMiB < 4 || c.localMiB < 4 || c.smpKiB < 0 || c.smpKiB > 4096 || c.smpBuf < 64 || c.layerMiB < 0 {
+		return c, errors.New("-runs ≥ 1, -size, -small and -local ≥ 4, -smp-buf ≥ 64, -smp-kib 0–4096, -layer-mib ≥ 0")
 	}
 	if c.profile != "" {
 		abs, err := filepath.Abs(c.profile)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -240,5 +241,37 @@ func TestParseHuman(t *testing.T) {
 		if got := parseHuman(t, human(n)); math.Abs(float64(got-n)) > float64(n)/100 {
 			t.Errorf("parseHuman(human(%d) = %q) = %d", n, human(n), got)
 		}
+	}
+}
+
+// TestParseConfig checks the command line: defaults, sizes out of range
+// refused, the profile prefix made absolute.
+func TestParseConfig(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"-runs", "1", "-size", "4", "-small", "4", "-local", "4", "-smp-kib", "0", "-layer-mib", "0"}, true},
+		{[]string{"-smp-kib", "4096", "-smp-buf", "64"}, true},
+		{[]string{"-runs", "0"}, false},
+		{[]string{"-size", "3"}, false},
+		{[]string{"-smp-kib", "4097"}, false},
+		{[]string{"-smp-kib", "-1"}, false},
+		{[]string{"-smp-buf", "63"}, false},
+		{[]string{"-layer-mib", "-1"}, false},
+		{[]string{"-no-such-flag"}, false},
+	} {
+		_, err := parseConfig(tc.args)
+		if got := err == nil; got != tc.ok {
+			t.Errorf("parseConfig(%q): error %v, want ok = %v", tc.args, err, tc.ok)
+		}
+	}
+	c, err := parseConfig(nil)
+	if err != nil || c.runs != 3 || c.sizeMiB != 1024 || c.smpKiB != 512 || c.smpBuf != 384 || c.layerMiB != 256 || c.profile != "" {
+		t.Errorf("defaults: %+v, %v", c, err)
+	}
+	if c, err := parseConfig([]string{"-cpuprofile", "prof"}); err != nil || !filepath.IsAbs(c.profile) {
+		t.Errorf("-cpuprofile prof: %q, %v; want an absolute prefix", c.profile, err)
 	}
 }

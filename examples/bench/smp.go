@@ -17,7 +17,8 @@ import (
 // The SMP upload to a microcontroller behind the gateway: an MCUboot
 // image uploaded to the simulated MCU of smptest over loopback, through
 // smp.Device (the slot the updater writes and arms), against the same
-// bytes sent by a minimal loop over the same transport to the same MCU.
+// bytes sent by a minimal loop over the same transport to the same kind
+// of MCU.
 //
 // The loop is the baseline: the upload frames smp.Client.Upload would
 // send, encoded before the clock starts, each sent when the previous one
@@ -125,7 +126,8 @@ type uploader func(ctx context.Context, d *smp.Device, t smp.Transport) (time.Du
 
 // withMCU starts a simulated MCU with slots that hold an image of
 // imgLen bytes, opens a Device for it over link, runs up and returns the
-// seconds it reports, then removes both.
+// seconds it reports, then closes both (the next call removes their
+// files).
 func withMCU(ctx context.Context, dir string, link smpLink, buf, imgLen int, up uploader) (float64, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return 0, err
