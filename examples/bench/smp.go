@@ -213,6 +213,10 @@ func uploadFrames(img []byte, bufSize int) ([][]byte, error) {
 // sendFrames is the baseline: it sends each frame through t when the
 // previous one is answered, and checks the last answer.
 func sendFrames(ctx context.Context, t smp.Transport, frames [][]byte) (time.Duration, error) {
+	// One deadline for the whole loop: a lost datagram fails the run
+	// instead of hanging it.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
 	var last []byte
 	start := time.Now()
 	for _, f := range frames {
