@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/switchback-ota/switchback/oci"
@@ -41,6 +42,9 @@ func StartRegistry(ctx context.Context, dir string) (*Registry, error) {
 		return nil, err
 	}
 	r.cmd = exec.Command("docker-registry", "serve", filepath.Join(dir, "config.yml"))
+	// The registry dies with this process, even when it is interrupted
+	// before Stop (Linux).
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
 		return nil, err
 	}
