@@ -121,75 +121,99 @@ func localFigures(ctx context.Context, out io.Writer, work string, sizeMiB int64
 		return err
 	}
 	defer os.RemoveAll(lr.dir)
-	haveZstd := tool("zstd")
+	lrs := localRuns{haveZstd: tool("zstd")}
 	rb, raucErr := newRAUC(work, lr.raw)
 	if rb != nil {
 		defer rb.close()
 	}
-	var dd, zdd, raw, zst, rauc []float64
-	var hwm []int64
 	for i := 0; i < runs; i++ {
-		slotDir := filepath.Join(work, "device", "app")
-		if err := os.MkdirAll(slotDir, 0o755); err != nil {
+		prof := ""
+		if profile != "" && i == runs-1 {
+			prof = profile + ".local-"
+		}
+		if err := lrs.measure(lr, work, rb, prof); err != nil {
 			return err
 		}
-		s, err := timeShell(fmt.Sprintf("dd if=%s of=%s bs=1M conv=fsync status=none", lr.raw, filepath.Join(slotDir, "dd.img")))
-		if err != nil {
-			return fmt.Errorf("dd: %w", err)
-		}
-		dd = append(dd, s)
-		if haveZstd {
-			s, err := timeShell(fmt.Sprintf("zstd -dc %s | dd of=%s bs=1M conv=fsync status=none", lr.zst, filepath.Join(slotDir, "dd.img")))
-			if err != nil {
-				return fmt.Errorf("zstd | dd: %w", err)
-			}
-			zdd = append(zdd, s)
-		}
-		os.RemoveAll(filepath.Join(work, "device"))
-		if rb != nil {
-			s, err := rb.run()
-			if err != nil {
-				return err
-			}
-			rauc = append(rauc, s)
-		}
-		for _, c := range []struct {
-			file string
-			xs   *[]float64
-			name string
-		}{{lr.raw, &raw, "raw"}, {lr.zst, &zst, "zstd"}} {
-			dev := filepath.Join(work, "device")
-			prof := ""
-			if profile != "" && i == runs-1 {
-				prof = profile + ".local-" + c.name
-			}
-			r, err := runRole("installfile", map[string]string{"BENCH_DEVICE": dev, "BENCH_ROOT": lr.root, "BENCH_STICK": lr.dir, "BENCH_FILE": c.file, "BENCH_CPUPROFILE": prof})
-			os.RemoveAll(dev)
-			if err != nil {
-				return fmt.Errorf("install -file %s: %w", c.name, err)
-			}
-			*c.xs = append(*c.xs, r.Seconds)
-			hwm = append(hwm, r.HWMKiB)
-		}
 	}
+	lrs.print(out, lr, rb != nil, raucErr)
+	return nil
+}
+
+// localRuns holds the seconds of each run of the local-file figures.
+type localRuns struct {
+	haveZstd                bool
+	dd, zdd, raw, zst, rauc []float64
+	hwm                     []int64
+}
+
+// measure runs dd, zstd -dc | dd, RAUC (when rb is set) and the two
+// InstallFile installs once each; profile, if set, prefixes the installs'
+// CPU profiles.
+func (l *localRuns) measure(lr *localRepo, work string, rb *raucBench, profile string) error {
+	slotDir := filepath.Join(work, "device", "app")
+	if err := os.MkdirAll(slotDir, 0o755); err != nil {
+		return err
+	}
+	s, err := timeShell(fmt.Sprintf("dd if=%s of=%s bs=1M conv=fsync status=none", lr.raw, filepath.Join(slotDir, "dd.img")))
+	if err != nil {
+		return fmt.Errorf("dd: %w", err)
+	}
+	l.dd = append(l.dd, s)
+	if l.haveZstd {
+		s, err := timeShell(fmt.Sprintf("zstd -dc %s | dd of=%s bs=1M conv=fsync status=none", lr.zst, filepath.Join(slotDir, "dd.img")))
+		if err != nil {
+			return fmt.Errorf("zstd | dd: %w", err)
+		}
+		l.zdd = append(l.zdd, s)
+	}
+	os.RemoveAll(filepath.Join(work, "device"))
+	if rb != nil {
+		s, err := rb.run()
+		if err != nil {
+			return err
+		}
+		l.rauc = append(l.rauc, s)
+	}
+	for _, c := range []struct {
+		file string
+		xs   *[]float64
+		name string
+	}{{lr.raw, &l.raw, "raw"}, {lr.zst, &l.zst, "zstd"}} {
+		dev, prof := filepath.Join(work, "device"), ""
+		if profile != "" {
+			prof = profile + c.name
+		}
+		r, err := runRole("installfile", map[string]string{"BENCH_DEVICE": dev, "BENCH_ROOT": lr.root, "BENCH_STICK": lr.dir, "BENCH_FILE": c.file, "BENCH_CPUPROFILE": prof})
+		os.RemoveAll(dev)
+		if err != nil {
+			return fmt.Errorf("install -file %s: %w", c.name, err)
+		}
+		*c.xs = append(*c.xs, r.Seconds)
+		l.hwm = append(l.hwm, r.HWMKiB)
+	}
+	return nil
+}
+
+// print prints the local-file figures; raucErr says why RAUC was
+// skipped when haveRAUC is false.
+func (l *localRuns) print(out io.Writer, lr *localRepo, haveRAUC bool, raucErr error) {
 	img := human(lr.size)
 	fmt.Fprintf(out, "local file, %s fs-like image (zstd target %s), into a new file with fsync:\n", img, human(lr.zstdT.Length))
-	fmt.Fprintf(out, "  dd conv=fsync: %s\n", spread(dd))
-	fmt.Fprintf(out, "  updater.InstallFile raw: %s; ratio to dd %.2f (goal ≤ 2.0)\n", spread(raw), median(raw)/median(dd))
-	if haveZstd {
-		fmt.Fprintf(out, "  zstd -dc | dd conv=fsync: %s\n", spread(zdd))
-		fmt.Fprintf(out, "  updater.InstallFile zstd: %s; ratio to zstd -dc | dd %.2f (goal ≤ 1.2)\n", spread(zst), median(zst)/median(zdd))
+	fmt.Fprintf(out, "  dd conv=fsync: %s\n", spread(l.dd))
+	fmt.Fprintf(out, "  updater.InstallFile raw: %s; ratio to dd %.2f (goal ≤ 2.0)\n", spread(l.raw), median(l.raw)/median(l.dd))
+	if l.haveZstd {
+		fmt.Fprintf(out, "  zstd -dc | dd conv=fsync: %s\n", spread(l.zdd))
+		fmt.Fprintf(out, "  updater.InstallFile zstd: %s; ratio to zstd -dc | dd %.2f (goal ≤ 1.2)\n", spread(l.zst), median(l.zst)/median(l.zdd))
 	} else {
-		fmt.Fprintf(out, "  updater.InstallFile zstd: %s; zstd -dc | dd skipped: no zstd command\n", spread(zst))
+		fmt.Fprintf(out, "  updater.InstallFile zstd: %s; zstd -dc | dd skipped: no zstd command\n", spread(l.zst))
 	}
-	if rb != nil {
+	if haveRAUC {
 		fmt.Fprintf(out, "  RAUC plain bundle (uncompressed squashfs, bootloader=noop), rauc install: %s; InstallFile raw/RAUC %.2f, zstd/RAUC %.2f\n",
-			spread(rauc), median(raw)/median(rauc), median(zst)/median(rauc))
+			spread(l.rauc), median(l.raw)/median(l.rauc), median(l.zst)/median(l.rauc))
 	} else {
 		fmt.Fprintf(out, "  RAUC: skipped: %v\n", raucErr)
 	}
-	fmt.Fprintf(out, "  peak RSS (VmHWM) of InstallFile, %s image: %.1f MiB (goal ≤ 48 MiB)\n", img, float64(medianInt(hwm))/1024)
-	return nil
+	fmt.Fprintf(out, "  peak RSS (VmHWM) of InstallFile, %s image: %.1f MiB (goal ≤ 48 MiB)\n", img, float64(medianInt(l.hwm))/1024)
 }
 
 // timeShell runs a shell pipeline and returns its wall time in seconds.

@@ -25,7 +25,18 @@
 //     reads the whole image back from the slot before arming it, so its
 //     verified→armed step is compared with that of an install without
 //     resume, next to the whole resumed install's time;
-//   - requests and bytes of an idle check (nothing changed on the server).
+//   - requests and bytes of an idle check (nothing changed on the server);
+//   - an MCUboot image uploaded over SMP to the simulated MCU of
+//     slots/smp/smptest on 127.0.0.1, over UDP and over DTLS (PSK), through
+//     the smp slot (smp.Device.Arm of the staged image) and through
+//     smp.Client.Upload alone, against a baseline: the same upload frames,
+//     encoded beforehand, sent by a minimal stop-and-wait loop through the
+//     same transport to a fresh simulated MCU doing the same flash work;
+//   - a container image with one big layer in a docker-registry on
+//     127.0.0.1, pulled by package oci (Store.Fetch, then Arm: unpack) in a
+//     child process, against skopeo copy of the same image into an empty
+//     store (skipped with the reason without docker-registry, skopeo or
+//     root).
 //
 // The install goes through updater.New/Check/Install, so its figures
 // include the updater's durable checkpoints (slot fsync + state file every
@@ -36,7 +47,8 @@
 //
 // Usage:
 //
-//	go run ./examples/bench [-runs 3] [-size 1024] [-small 256] [-local 256] [-cpuprofile PREFIX]
+//	go run ./examples/bench [-runs 3] [-size 1024] [-small 256] [-local 256]
+//		[-smp-kib 512] [-smp-buf 384] [-layer-mib 256] [-cpuprofile PREFIX]
 //
 // With -cpuprofile, the last network install and the last local installs
 // write CPU profiles to PREFIX.net, PREFIX.local-raw and PREFIX.local-zstd
@@ -44,7 +56,8 @@
 //
 // The server is another process (the command re-executes itself), as is
 // every installing device, so that RSS and SIGKILL are those of a real
-// installer. Everything is written under a temporary directory in /tmp,
+// installer; the simulated MCU and the gateway's smp.Device share the
+// bench's own process. Everything is written under a temporary directory in /tmp,
 // removed at the end. Figures are medians over -runs runs, with their
 // range (min–max) where the machine's noise matters.
 package main
@@ -96,6 +109,8 @@ func main() {
 		err = install(os.Getenv("BENCH_DEVICE"), os.Getenv("BENCH_URL"), os.Getenv("BENCH_ROOT"), os.Getenv("BENCH_FACTORY"), os.Getenv("BENCH_MODE"))
 	case "installfile":
 		err = installFile(os.Getenv("BENCH_DEVICE"), os.Getenv("BENCH_STICK"), os.Getenv("BENCH_ROOT"), os.Getenv("BENCH_FILE"), os.Getenv("BENCH_CPUPROFILE"))
+	case "ocipull":
+		err = ociPull(os.Getenv("BENCH_HOST"), os.Getenv("BENCH_REPO"), os.Getenv("BENCH_MANIFEST"), os.Getenv("BENCH_DEVICE"))
 	case "get":
 		err = getOnly(os.Getenv("BENCH_URL"))
 	case "baseline":
@@ -139,34 +154,75 @@ type repo struct {
 	size           int64
 }
 
+// config is what the command line asks for.
+type config struct {
+	runs                        int
+	sizeMiB, smallMiB, localMiB int64
+	smpKiB, smpBuf              int
+	layerMiB                    int64
+	profile                     string // absolute; "" for none
+}
+
+// parseConfig reads the command line.
+func parseConfig(args []string) (config, error) {
+	var c config
+	fl := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fl.IntVar(&c.runs, "runs", 3, "runs per figure (medians are printed)")
+	fl.Int64Var(&c.sizeMiB, "size", 1024, "image size in MiB for throughput and kills")
+	fl.Int64Var(&c.smallMiB, "small", 256, "smaller image size in MiB for the RSS comparison")
+	fl.Int64Var(&c.localMiB, "local", 256, "image size in MiB for the local-file installs")
+	fl.IntVar(&c.smpKiB, "smp-kib", 512, "MCUboot image body in KiB for the SMP uploads, at most 4096 (0: skip them)")
+	fl.IntVar(&c.smpBuf, "smp-buf", 384, "SMP buffer size of the simulated MCU, in bytes")
+	fl.Int64Var(&c.layerMiB, "layer-mib", 256, "container layer size in MiB for the registry pulls (0: skip them)")
+	fl.StringVar(&c.profile, "cpuprofile", "", "write CPU profiles of the last installs to `PREFIX`.net, .local-raw, .local-zstd")
+	if err := fl.Parse(args); err != nil {
+		return c, err
+	}
+	if c.runs < 1 || c.sizeMiB < 4 || c.smallMiB < 4 || c.localMiB < 4 || c.smpKiB < 0 || c.smpKiB > 4096 || c.smpBuf < 64 || c.layerMiB < 0 {
+		return c, errors.New("-runs ≥ 1, -size, -small and -local ≥ 4, -smp-buf ≥ 64, -smp-kib 0–4096, -layer-mib ≥ 0")
+	}
+	if c.profile != "" {
+		abs, err := filepath.Abs(c.profile)
+		if err != nil {
+			return c, err
+		}
+		c.profile = abs
+	}
+	return c, nil
+}
+
 // orchestrate runs every measurement and prints the figures to out.
 func orchestrate(args []string, out io.Writer) error {
-	fl := flag.NewFlagSet("bench", flag.ContinueOnError)
-	runs := fl.Int("runs", 3, "runs per figure (medians are printed)")
-	sizeMiB := fl.Int64("size", 1024, "image size in MiB for throughput and kills")
-	smallMiB := fl.Int64("small", 256, "smaller image size in MiB for the RSS comparison")
-	localMiB := fl.Int64("local", 256, "image size in MiB for the local-file installs")
-	profile := fl.String("cpuprofile", "", "write CPU profiles of the last installs to `PREFIX`.net, .local-raw, .local-zstd")
-	if err := fl.Parse(args); err != nil {
+	cfg, err := parseConfig(args)
+	if err != nil {
 		return err
 	}
-	if *runs < 1 || *sizeMiB < 4 || *smallMiB < 4 || *localMiB < 4 {
-		return errors.New("-runs ≥ 1, -size, -small and -local ≥ 4")
-	}
-	if *profile != "" {
-		abs, err := filepath.Abs(*profile)
-		if err != nil {
-			return err
-		}
-		*profile = abs
-	}
-	work, err := os.MkdirTemp("/tmp", "switchback-bench-")
+	work, err := workDir()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	// Interrupted: remove the big files anyway (children die with us,
-	// see childAttr).
+	ctx := context.Background()
+	fmt.Fprintf(out, "# switchback bench: %d run(s) per figure, medians; work dir %s (removed at exit)\n", cfg.runs, work)
+	if err := networkFigures(ctx, out, work, cfg); err != nil {
+		return err
+	}
+	if err := localFigures(ctx, out, work, cfg.localMiB, cfg.runs, cfg.profile); err != nil {
+		return err
+	}
+	if err := smpFigures(ctx, out, work, cfg); err != nil {
+		return err
+	}
+	return ociFigures(ctx, out, work, cfg)
+}
+
+// workDir makes the directory everything is written under, and removes
+// it if the bench is interrupted (children die with it, see childAttr).
+func workDir() (string, error) {
+	work, err := os.MkdirTemp("/tmp", "switchback-bench-")
+	if err != nil {
+		return "", err
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	go func() {
@@ -174,66 +230,102 @@ func orchestrate(args []string, out io.Writer) error {
 		os.RemoveAll(work)
 		os.Exit(1)
 	}()
-	ctx := context.Background()
+	return work, nil
+}
 
-	fmt.Fprintf(out, "# switchback bench: %d run(s) per figure, medians; work dir %s (removed at exit)\n", *runs, work)
-	big, err := newRepo(ctx, filepath.Join(work, "big"), *sizeMiB<<20)
+// networkFigures measures installs of one big image over loopback: the
+// throughput against the baselines and the physical stages, the peak RSS
+// against a smaller image, kills and resumes, and an idle check.
+func networkFigures(ctx context.Context, out io.Writer, work string, cfg config) error {
+	big, err := newRepo(ctx, filepath.Join(work, "big"), cfg.sizeMiB<<20)
 	if err != nil {
 		return err
 	}
-	defer big.server.Process.Kill()
-
-	// 1. Throughput: baseline and install alternate, so that both see the
-	// same page-cache and disk conditions.
-	var base, fetched, inst, armPlain []float64
-	var hwmBig []int64
-	var phys physical
-	for i := 0; i < *runs; i++ {
-		if err := phys.measure(big, work); err != nil {
+	defer big.stop()
+	// Baselines and installs alternate, so that all see the same
+	// page-cache and disk conditions.
+	var nr netRuns
+	for i := 0; i < cfg.runs; i++ {
+		prof := ""
+		if cfg.profile != "" && i == cfg.runs-1 {
+			prof = cfg.profile + ".net"
+		}
+		if err := nr.measure(big, work, prof); err != nil {
 			return err
 		}
-		out := filepath.Join(work, "baseline.img")
-		r, err := runRole("baseline", map[string]string{"BENCH_URL": big.url + "/targets/" + big.target.File, "BENCH_OUT": out, "BENCH_SHA256": big.target.SHA256})
-		os.Remove(out)
-		if err != nil {
-			return fmt.Errorf("baseline: %w", err)
-		}
-		base = append(base, float64(big.size)/1e6/r.Seconds)
-		r, err = runRole("fetch", map[string]string{"BENCH_URL": big.url + "/targets/" + big.target.File, "BENCH_OUT": out, "BENCH_SHA256": big.target.SHA256, "BENCH_LEN": strconv.FormatInt(big.size, 10)})
-		os.Remove(out)
-		if err != nil {
-			return fmt.Errorf("fetch: %w", err)
-		}
-		fetched = append(fetched, float64(big.size)/1e6/r.Seconds)
-		dev := filepath.Join(work, "device")
-		prof := ""
-		if *profile != "" && i == *runs-1 {
-			prof = *profile + ".net"
-		}
-		r, err = runRole("install", map[string]string{"BENCH_DEVICE": dev, "BENCH_URL": big.url, "BENCH_ROOT": big.root,
-			"BENCH_FACTORY": factoryFor("install"), "BENCH_MODE": "install", "BENCH_CPUPROFILE": prof})
-		os.RemoveAll(dev)
-		if err != nil {
-			return fmt.Errorf("install: %w", err)
-		}
-		inst = append(inst, float64(big.size)/1e6/r.Seconds)
-		armPlain = append(armPlain, r.ArmSeconds)
-		hwmBig = append(hwmBig, r.HWMKiB)
 	}
-	mb, mi := median(base), median(inst)
-	fmt.Fprintf(out, "baseline (net/http GET → SHA-256 → file → fsync), %s: %.1f MB/s (range %s)\n", human(big.size), mb, span(base))
-	fmt.Fprintf(out, "transfer layer alone (download.Client.Fetch → SHA-256 → file → fsync, no checkpoints), %s: %.1f MB/s, ratio %.2f\n", human(big.size), median(fetched), median(fetched)/mb)
-	fmt.Fprintf(out, "install through updater.Install into a file slot (fsync), %s: %.1f MB/s (range %s)\n", human(big.size), mi, span(inst))
-	fmt.Fprintf(out, "install/baseline throughput ratio: %.2f (goal ≥ 1.0)\n", mi/mb)
-	phys.print(out, big.size, mi)
+	nr.print(out, big.size)
+	if err := rssFigures(ctx, out, work, cfg, big.size, nr.hwm); err != nil {
+		return err
+	}
+	mi := median(nr.inst)
+	if err := killFigures(out, big, work, cfg.runs, median(nr.armPlain), float64(big.size)/1e6/mi); err != nil {
+		return err
+	}
+	return idleCheck(out, big, filepath.Join(work, "device"))
+}
 
-	// 2. Peak RSS for a smaller image.
-	small, err := newRepo(ctx, filepath.Join(work, "small"), *smallMiB<<20)
+// netRuns holds the throughputs (MB/s) of each run of the network
+// figures, and what the installs reported.
+type netRuns struct {
+	base, fetched, inst []float64
+	armPlain            []float64 // verified→armed seconds
+	hwm                 []int64
+	phys                physical
+}
+
+// measure runs the physical stages, the GET+fsync baseline, the transfer
+// layer alone and an install through the updater, once each.
+func (nr *netRuns) measure(big *repo, work, profile string) error {
+	if err := nr.phys.measure(big, work); err != nil {
+		return err
+	}
+	url, out := big.url+"/targets/"+big.target.File, filepath.Join(work, "baseline.img")
+	r, err := runRole("baseline", map[string]string{"BENCH_URL": url, "BENCH_OUT": out, "BENCH_SHA256": big.target.SHA256})
+	os.Remove(out)
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	nr.base = append(nr.base, float64(big.size)/1e6/r.Seconds)
+	r, err = runRole("fetch", map[string]string{"BENCH_URL": url, "BENCH_OUT": out, "BENCH_SHA256": big.target.SHA256, "BENCH_LEN": strconv.FormatInt(big.size, 10)})
+	os.Remove(out)
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	nr.fetched = append(nr.fetched, float64(big.size)/1e6/r.Seconds)
+	dev := filepath.Join(work, "device")
+	r, err = runRole("install", map[string]string{"BENCH_DEVICE": dev, "BENCH_URL": big.url, "BENCH_ROOT": big.root,
+		"BENCH_FACTORY": factoryFor("install"), "BENCH_MODE": "install", "BENCH_CPUPROFILE": profile})
+	os.RemoveAll(dev)
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	nr.inst = append(nr.inst, float64(big.size)/1e6/r.Seconds)
+	nr.armPlain = append(nr.armPlain, r.ArmSeconds)
+	nr.hwm = append(nr.hwm, r.HWMKiB)
+	return nil
+}
+
+// print prints the throughputs, their ratios and the physical stages.
+func (nr *netRuns) print(out io.Writer, size int64) {
+	mb, mi := median(nr.base), median(nr.inst)
+	fmt.Fprintf(out, "baseline (net/http GET → SHA-256 → file → fsync), %s: %.1f MB/s (range %s)\n", human(size), mb, span(nr.base))
+	fmt.Fprintf(out, "transfer layer alone (download.Client.Fetch → SHA-256 → file → fsync, no checkpoints), %s: %.1f MB/s, ratio %.2f\n", human(size), median(nr.fetched), median(nr.fetched)/mb)
+	fmt.Fprintf(out, "install through updater.Install into a file slot (fsync), %s: %.1f MB/s (range %s)\n", human(size), mi, span(nr.inst))
+	fmt.Fprintf(out, "install/baseline throughput ratio: %.2f (goal ≥ 1.0)\n", mi/mb)
+	nr.phys.print(out, size, mi)
+}
+
+// rssFigures prints the peak RSS of installs of a smaller image next to
+// hwmBig, that of the installs of the big image (bigSize bytes).
+func rssFigures(ctx context.Context, out io.Writer, work string, cfg config, bigSize int64, hwmBig []int64) error {
+	small, err := newRepo(ctx, filepath.Join(work, "small"), cfg.smallMiB<<20)
 	if err != nil {
 		return err
 	}
+	defer small.stop()
 	var hwmSmall []int64
-	for i := 0; i < *runs; i++ {
+	for i := 0; i < cfg.runs; i++ {
 		dev := filepath.Join(work, "device")
 		r, err := runInstall(small, dev, "install")
 		os.RemoveAll(dev)
@@ -242,28 +334,9 @@ func orchestrate(args []string, out io.Writer) error {
 		}
 		hwmSmall = append(hwmSmall, r.HWMKiB)
 	}
-	small.server.Process.Kill()
-	small.server.Wait()
-	os.RemoveAll(small.dir)
 	fmt.Fprintf(out, "peak RSS (VmHWM) of the installing process, %s image: %.1f MiB\n", human(small.size), float64(medianInt(hwmSmall))/1024)
-	fmt.Fprintf(out, "peak RSS (VmHWM) of the installing process, %s image: %.1f MiB (goal ≤ 48 MiB)\n", human(big.size), float64(medianInt(hwmBig))/1024)
-
-	// 3. SIGKILL at 25/50/75 % and restart; the read-back of the resumed
-	// installs against the arm of the installs above.
-	if err := killFigures(out, big, work, *runs, median(armPlain), float64(big.size)/1e6/mi); err != nil {
-		return err
-	}
-
-	// 4. Idle check: a device that is up to date checks again.
-	if err := idleCheck(out, big, filepath.Join(work, "device")); err != nil {
-		return err
-	}
-	big.server.Process.Kill()
-	big.server.Wait()
-	os.RemoveAll(big.dir)
-
-	// 5. The local file, against dd (and RAUC).
-	return localFigures(ctx, out, work, *localMiB, *runs, *profile)
+	fmt.Fprintf(out, "peak RSS (VmHWM) of the installing process, %s image: %.1f MiB (goal ≤ 48 MiB)\n", human(bigSize), float64(medianInt(hwmBig))/1024)
+	return nil
 }
 
 // killFigures kills installs at 25, 50 and 75 % and restarts them, and
@@ -349,6 +422,13 @@ func newRepo(ctx context.Context, dir string, size int64) (*repo, error) {
 	return rp, nil
 }
 
+// stop ends the repository's server and removes its files.
+func (r *repo) stop() {
+	r.server.Process.Kill()
+	r.server.Wait()
+	os.RemoveAll(r.dir)
+}
+
 func runInstall(r *repo, device, mode string) (report, error) {
 	return runRole("install", map[string]string{"BENCH_DEVICE": device, "BENCH_URL": r.url, "BENCH_ROOT": r.root,
 		"BENCH_FACTORY": factoryFor(mode), "BENCH_MODE": mode})
@@ -422,21 +502,10 @@ func killAndResume(r *repo, device string, pct int64) (killResult, error) {
 			}
 		}
 	}()
-	for {
-		var st stats
-		if err := getJSON(r.url+"/_stats", &st); err != nil {
-			cmd.Process.Kill()
-			return k, err
-		}
-		if st.TargetBytes*100 >= r.size*pct {
-			break
-		}
-		select {
-		case <-readDone:
-			cmd.Wait()
-			return k, errors.New("installer finished before the kill")
-		case <-time.After(2 * time.Millisecond):
-		}
+	if err := waitServed(r, pct, readDone); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return k, err
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-readDone
@@ -462,6 +531,25 @@ func killAndResume(r *repo, device string, pct int64) (killResult, error) {
 		k.redelivered = delivered.Load() // restarted from zero without Range
 	}
 	return k, nil
+}
+
+// waitServed returns once the server has sent pct % of the image, or an
+// error if the installer ends first (done is closed).
+func waitServed(r *repo, pct int64, done <-chan struct{}) error {
+	for {
+		var st stats
+		if err := getJSON(r.url+"/_stats", &st); err != nil {
+			return err
+		}
+		if st.TargetBytes*100 >= r.size*pct {
+			return nil
+		}
+		select {
+		case <-done:
+			return errors.New("installer finished before the kill")
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 func getJSON(url string, v any) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,8 +31,12 @@ func TestMain(m *testing.M) {
 // SHA-256 and updater.Install its signed hashes, or orchestrate fails. The
 // physical stages are printed with the install against the slowest, the
 // local-file installs with dd and zstd -dc | dd (zstd is required under
-// CI) and RAUC or the reason it was skipped. No figure is judged against a
-// speed (this is not a benchmark).
+// CI) and RAUC or the reason it was skipped, the SMP uploads to the
+// simulated MCU over UDP and DTLS (each verified by the MCU's SHA-256
+// match, or orchestrate fails) with their baseline, and the container
+// layer pull against skopeo copy (required under CI, where the registry,
+// skopeo and root are there). No figure is judged against a speed (this
+// is not a benchmark).
 func TestBenchSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs several processes and writes 20 MiB to /tmp")
@@ -40,7 +45,7 @@ func TestBenchSmall(t *testing.T) {
 	// 50 and 75 % even on a fast machine.
 	t.Setenv("BENCH_SERVER_RATE", "40000000")
 	var out bytes.Buffer
-	if err := orchestrate([]string{"-runs", "1", "-size", "16", "-small", "4", "-local", "8"}, &out); err != nil {
+	if err := orchestrate([]string{"-runs", "1", "-size", "16", "-small", "4", "-local", "8", "-smp-kib", "32", "-layer-mib", "4"}, &out); err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	t.Log("\n" + out.String())
@@ -89,6 +94,8 @@ func checkFigures(t *testing.T, out string) {
 	}
 	checkPhysical(t, out, inst)
 	checkLocal(t, out)
+	checkSMP(t, out)
+	checkOCI(t, out)
 	m := regexp.MustCompile(`idle check \(nothing changed\): (\d+) requests, (\d+) response body bytes`).FindStringSubmatch(out)
 	// The TUF workflow: the next root (404, whose page is the only body:
 	// 19 bytes from Go's file server) and the timestamp (304, no body).
@@ -147,6 +154,56 @@ func checkLocal(t *testing.T, out string) {
 	}
 }
 
+// checkSMP judges the SMP upload figures: throughputs and their ratios
+// to the baseline, over each link.
+func checkSMP(t *testing.T, out string) {
+	t.Helper()
+	if !strings.Contains(out, "SMP upload to the simulated MCU (smptest on 127.0.0.1, 384-byte SMP buffers") {
+		t.Errorf("output lacks the SMP upload header")
+	}
+	mbps := `([0-9.]+) MB/s \(range [0-9.e+]+–[0-9.e+]+\)`
+	for _, link := range []string{"UDP", `DTLS \(PSK\)`} {
+		base := figure(t, out, `\n  `+link+`, baseline: [^:]*: `+mbps)
+		for _, path := range []string{`smp\.Client\.Upload alone`, `smp slot \([^)]*\)`} {
+			v := figure(t, out, `\n  `+link+`, `+path+`: `+mbps)
+			ratio := figure(t, out, `\n  `+link+`, `+path+`: .*throughput ratio to the baseline ([0-9.]+)`)
+			if !(base > 0) || !(v > 0) || math.Abs(ratio-v/base) > 0.02+ratio*0.03 {
+				t.Errorf("SMP %s, %s: %.2f MB/s against a baseline of %.2f, printed ratio %.2f", link, path, v, base, ratio)
+			}
+		}
+	}
+}
+
+// checkOCI judges the container layer pull: seconds, ratios and RSS, or
+// the reason it was skipped (not under CI).
+func checkOCI(t *testing.T, out string) {
+	t.Helper()
+	if m := regexp.MustCompile(`container layer pull: skipped: (.*)`).FindStringSubmatch(out); m != nil {
+		if os.Getenv("CI") == "true" {
+			t.Errorf("container layer pull skipped under CI: %s", m[1])
+		}
+		return
+	}
+	if !strings.Contains(out, "container layer pull, one layer of 4.00 MiB") {
+		t.Errorf("output lacks the container layer pull header")
+	}
+	secs := `([0-9.]+) s \(range [0-9.]+–[0-9.]+\)`
+	skopeo := figure(t, out, `skopeo copy \(process: [^)]*\): `+secs)
+	for _, path := range []string{`oci Store\.Fetch \(fetch, verify, store\)`, `oci fetch \+ arm`, `oci pulling process \([^)]*\)`} {
+		v := figure(t, out, path+`: `+secs)
+		ratio := figure(t, out, path+`: .*time ratio to skopeo copy ([0-9.]+)`)
+		if !(skopeo > 0) || !(v > 0) || math.Abs(ratio-v/skopeo) > 0.02+ratio*0.03 {
+			t.Errorf("%s: %.3f s against skopeo copy's %.3f s, printed ratio %.2f", path, v, skopeo, ratio)
+		}
+	}
+	if v := figure(t, out, `oci Arm after it \(unpack, fsync, arm\): `+secs); !(v > 0) {
+		t.Errorf("oci Arm: %v s, want a positive figure", v)
+	}
+	if rss := figure(t, out, `peak RSS \(VmHWM\) of the pulling process: ([0-9.]+) MiB`); rss < 1 || rss > 1024 {
+		t.Errorf("peak RSS of the pull: %.1f MiB, want a figure between 1 MiB and 1 GiB", rss)
+	}
+}
+
 // figure returns the number the pattern's group matches in out.
 func figure(t *testing.T, out, pattern string) float64 {
 	t.Helper()
@@ -184,5 +241,37 @@ func TestParseHuman(t *testing.T) {
 		if got := parseHuman(t, human(n)); math.Abs(float64(got-n)) > float64(n)/100 {
 			t.Errorf("parseHuman(human(%d) = %q) = %d", n, human(n), got)
 		}
+	}
+}
+
+// TestParseConfig checks the command line: defaults, sizes out of range
+// refused, the profile prefix made absolute.
+func TestParseConfig(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"-runs", "1", "-size", "4", "-small", "4", "-local", "4", "-smp-kib", "0", "-layer-mib", "0"}, true},
+		{[]string{"-smp-kib", "4096", "-smp-buf", "64"}, true},
+		{[]string{"-runs", "0"}, false},
+		{[]string{"-size", "3"}, false},
+		{[]string{"-smp-kib", "4097"}, false},
+		{[]string{"-smp-kib", "-1"}, false},
+		{[]string{"-smp-buf", "63"}, false},
+		{[]string{"-layer-mib", "-1"}, false},
+		{[]string{"-no-such-flag"}, false},
+	} {
+		_, err := parseConfig(tc.args)
+		if got := err == nil; got != tc.ok {
+			t.Errorf("parseConfig(%q): error %v, want ok = %v", tc.args, err, tc.ok)
+		}
+	}
+	c, err := parseConfig(nil)
+	if err != nil || c.runs != 3 || c.sizeMiB != 1024 || c.smpKiB != 512 || c.smpBuf != 384 || c.layerMiB != 256 || c.profile != "" {
+		t.Errorf("defaults: %+v, %v", c, err)
+	}
+	if c, err := parseConfig([]string{"-cpuprofile", "prof"}); err != nil || !filepath.IsAbs(c.profile) {
+		t.Errorf("-cpuprofile prof: %q, %v; want an absolute prefix", c.profile, err)
 	}
 }

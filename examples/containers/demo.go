@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/switchback-ota/switchback/examples/internal/ocikit"
 	"github.com/switchback-ota/switchback/health"
 	"github.com/switchback-ota/switchback/oci"
 	"github.com/switchback-ota/switchback/repository"
@@ -28,7 +29,7 @@ const (
 type demo struct {
 	tr       *transcript
 	work     string
-	reg      *registry
+	reg      *ocikit.Registry
 	im       *images
 	repo     *repository.Repo
 	root     []byte
@@ -59,7 +60,7 @@ func run(ctx context.Context, out io.Writer) error {
 // setup starts the registry and the TUF server and opens the device.
 func (d *demo) setup(ctx context.Context) error {
 	var err error
-	if d.reg, err = startRegistry(ctx, mkdir(d.work, "registry")); err != nil {
+	if d.reg, err = ocikit.StartRegistry(ctx, filepath.Join(d.work, "registry")); err != nil {
 		return err
 	}
 	d.tr.say("registry: docker-registry on http://%s", d.reg.Host)
@@ -108,7 +109,7 @@ func (d *demo) release(ctx context.Context, tag, version string, cmd []string) e
 	if err := d.im.build(ctx, tag, version, cmd); err != nil {
 		return err
 	}
-	if err := d.reg.push(ctx, d.im.layout, tag, imageRepo); err != nil {
+	if err := d.reg.Push(ctx, d.im.layout, tag, imageRepo); err != nil {
 		return err
 	}
 	reg, err := oci.NewRegistry(ctx, oci.RegistryConfig{Host: d.reg.Host, Repository: imageRepo})

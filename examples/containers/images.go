@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/switchback-ota/switchback/examples/internal/ocikit"
 	"github.com/switchback-ota/switchback/oci"
 )
 
@@ -34,7 +35,7 @@ func newImages(ctx context.Context, work string) (*images, error) {
 		{"insert", "--image", im.layout + ":base", data, "/data/base.bin"},
 	}
 	for _, s := range steps {
-		if err := sh(ctx, "umoci", s...); err != nil {
+		if err := ocikit.Command(ctx, "umoci", s...); err != nil {
 			return nil, err
 		}
 	}
@@ -53,7 +54,7 @@ func (im *images) build(ctx context.Context, tag, version string, cmd []string) 
 	for _, c := range cmd {
 		args = append(args, "--config.cmd", c)
 	}
-	if err := sh(ctx, "umoci", args...); err != nil {
+	if err := ocikit.Command(ctx, "umoci", args...); err != nil {
 		return err
 	}
 	dir := filepath.Join(im.work, "app-"+tag)
@@ -69,16 +70,12 @@ func (im *images) build(ctx context.Context, tag, version string, cmd []string) 
 	if err := os.WriteFile(filepath.Join(dir, "gateway.bin"), bin, 0o644); err != nil {
 		return err
 	}
-	return sh(ctx, "umoci", "insert", "--image", im.layout+":"+tag, dir, "/app")
+	return ocikit.Command(ctx, "umoci", "insert", "--image", im.layout+":"+tag, dir, "/app")
 }
 
 // topLayer is the digest of the last layer of tag in the registry.
 func (d *demo) topLayer(ctx context.Context, tag string) (string, error) {
-	reg, err := oci.NewRegistry(ctx, oci.RegistryConfig{Host: d.reg.Host, Repository: imageRepo})
-	if err != nil {
-		return "", err
-	}
-	b, _, err := reg.Manifest(ctx, tag)
+	b, err := d.reg.Manifest(ctx, imageRepo, tag)
 	if err != nil {
 		return "", err
 	}

@@ -78,12 +78,3 @@ func needTools() error {
 	}
 	return nil
 }
-
-// sh runs a command and returns its combined output as an error on failure.
-func sh(ctx context.Context, name string, args ...string) error {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %v: %w: %s", name, args, err, out)
-	}
-	return nil
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/switchback-ota/switchback/updater"
@@ -66,7 +67,7 @@ func (d *demo) step3(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := d.reg.swapBlob(layer); err != nil {
+	if err := d.reg.SwapBlob(layer); err != nil {
 		return err
 	}
 	ierr, _ := d.cycle(ctx)
@@ -107,10 +108,21 @@ func (d *demo) step4(ctx context.Context) error {
 // fullPull copies v2 into an empty store with skopeo, for comparison.
 func (d *demo) fullPull(ctx context.Context) error {
 	dst := filepath.Join(d.work, "skopeo-v2")
-	if err := sh(ctx, "skopeo", "copy", "--quiet", "--src-tls-verify=false",
-		"docker://"+d.reg.Host+"/"+imageRepo+":v2", "oci:"+dst+":v2"); err != nil {
+	if err := d.reg.SkopeoCopy(ctx, imageRepo, "v2", dst); err != nil {
 		return err
 	}
 	d.tr.say("compare: skopeo copy of v2 into an empty store moved %d bytes (blobs %d)", dirSize(dst), dirSize(filepath.Join(dst, "blobs")))
 	return nil
+}
+
+// dirSize sums the sizes of the files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
 }
