@@ -178,6 +178,7 @@ func (c *Component) Commit(ctx context.Context, slot string) error {
 	if err := c.file.Commit(ctx, slot); err != nil {
 		return err
 	}
+	stage("committed")
 	if freed, err := c.GC(); err != nil {
 		c.log.Warn("oci: gc after commit", "err", err)
 	} else {
@@ -279,6 +280,7 @@ func (c *Component) collect(keepSlots []string, keepPartial bool) (int64, error)
 	if err := c.store.writeIndex(index); err != nil {
 		return 0, err
 	}
+	stage("index written")
 	return c.store.GC(keep, keepPartial)
 }
 

@@ -131,6 +131,7 @@ func (s *Store) GC(keep map[string]bool, keepPartial bool) (int64, error) {
 		if err := os.Remove(filepath.Join(s.blobDir(), e.Name())); err != nil {
 			return freed, fmt.Errorf("oci: gc: %w", err)
 		}
+		stage("blob removed")
 	}
 	return freed, syncDir(s.blobDir())
 }
