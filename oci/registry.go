@@ -37,9 +37,11 @@ type Registry struct {
 }
 
 // RegistryConfig names a registry repository and the rules of its
-// transfers. The rules are those of [updater.Config] (same names, same
-// defaults): give both the same values, so that the pull of an image obeys
-// the limits the updater's own transfers do.
+// transfers. The rules are those of updater.Config (same names, same
+// defaults, the same download client): give both the same values, so that
+// the pull of an image obeys the limits the updater's own transfers do.
+// The pull runs in Arm, after the updater fetched the manifest, so the two
+// never share the link at once; the rate limit is counted per Registry.
 type RegistryConfig struct {
 	// Host is the registry's host[:port] ("registry.example.com",
 	// "127.0.0.1:15000").
