@@ -108,7 +108,10 @@ type UnpackOptions struct {
 	// whiteout ".wh.NAME" removes NAME, and an opaque whiteout
 	// ".wh..wh..opq" removes what lower layers put in its directory.
 	// Without it, an entry may not replace another and whiteout names are
-	// plain files.
+	// plain files. A layer need not end with an end-of-archive marker:
+	// its bytes are verified against a signed digest before they are
+	// unpacked, and real tools write layers without one (umoci 0.4.7's
+	// insert); a file cut short is still refused.
 	Layers bool
 	// Devices creates character and block device nodes (Linux only; the
 	// process needs CAP_MKNOD) instead of refusing them. Fifos and other
@@ -129,8 +132,8 @@ type UnpackOptions struct {
 // symlinks and hard links to regular files already unpacked are allowed,
 // nothing else (no devices unless [UnpackOptions].Devices, no fifos or
 // sockets); an entry may not replace an earlier one (a directory may
-// repeat) unless Layers; an archive ends with its end-of-archive marker;
-// the limits hold. Symlinks may point anywhere, since releases link to
+// repeat) unless Layers; an archive ends with its end-of-archive marker
+// (a layer need not); the limits hold. Symlinks may point anywhere, since releases link to
 // /etc or /var; they are never followed while unpacking. Permission bits
 // are kept without setuid, setgid and sticky bits; directories get at
 // least owner rwx. Owners and times are not restored.
@@ -200,6 +203,9 @@ func (u *unpacker) archive(ctx context.Context, r io.Reader) error {
 		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
+			if u.layers {
+				return nil // see UnpackOptions.Layers
+			}
 			return checkEnd(cr.n, end, u.entries)
 		}
 		if err != nil {

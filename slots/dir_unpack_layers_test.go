@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -98,5 +99,24 @@ func TestUnpackerDevices(t *testing.T) {
 	}
 	if fi, err := os.Lstat(filepath.Join(dst, "dev/null")); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
 		t.Errorf("dev/null: %v, %v; want a character device", fi, err)
+	}
+}
+
+// TestUnpackerLayerWithoutEnd: a layer without its end-of-archive marker
+// (as umoci 0.4.7's insert writes them) unpacks with Layers; a release
+// archive cut there is refused as truncated, and so is a layer whose last
+// file is cut short.
+func TestUnpackerLayerWithoutEnd(t *testing.T) {
+	full := makeTar(t, file("app/version", "1"))
+	cut := full[:len(full)-1024] // the two zero blocks of the marker
+	if _, err := unpackLayers(t, UnpackOptions{Layers: true}, cut); err != nil {
+		t.Errorf("layer without the marker: %v", err)
+	}
+	if _, err := unpackLayers(t, UnpackOptions{}, cut); err == nil {
+		t.Error("a release archive without the marker unpacked")
+	}
+	short := makeTar(t, file("big", strings.Repeat("x", 2000)))[:512+1000]
+	if _, err := unpackLayers(t, UnpackOptions{Layers: true}, short); err == nil {
+		t.Error("a layer whose file is cut short unpacked")
 	}
 }
