@@ -133,10 +133,10 @@ type UnpackOptions struct {
 // nothing else (no devices unless [UnpackOptions].Devices, no fifos or
 // sockets); an entry may not replace an earlier one (a directory may
 // repeat) unless Layers; an archive ends with its end-of-archive marker
-// (a layer need not); the limits hold. Symlinks may point anywhere, since releases link to
-// /etc or /var; they are never followed while unpacking. Permission bits
-// are kept without setuid, setgid and sticky bits; directories get at
-// least owner rwx. Owners and times are not restored.
+// (a layer need not); the limits hold. Symlinks may point anywhere, since
+// releases link to /etc or /var; they are never followed while unpacking.
+// Permission bits are kept without setuid, setgid and sticky bits;
+// directories get at least owner rwx. Owners and times are not restored.
 //
 // An Unpacker is not safe for concurrent use.
 type Unpacker struct{ u *unpacker }
@@ -186,7 +186,8 @@ func unpack(ctx context.Context, r io.Reader, dst string, lim UnpackLimits) erro
 	return x.Sync()
 }
 
-// archive extracts one archive, checking that it is complete.
+// archive extracts one archive, checking that a release archive is
+// complete (see UnpackOptions.Layers for layers).
 func (u *unpacker) archive(ctx context.Context, r io.Reader) error {
 	dr, closeDR, err := decompress(r)
 	if err != nil {
