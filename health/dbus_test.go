@@ -1,66 +1,17 @@
 package health
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	godbus "github.com/godbus/dbus/v5"
-)
 
-// privateBus starts a dbus-daemon of its own on a socket in a temporary
-// directory and returns its address. The daemon is stopped at cleanup.
-func privateBus(t *testing.T) string {
-	t.Helper()
-	daemon := needTool(t, "dbus-daemon")
-	dir, err := os.MkdirTemp("", "sbd") // short: sun_path is 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	config := filepath.Join(dir, "bus.conf")
-	err = os.WriteFile(config, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=`+filepath.Join(dir, "bus")+`</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-`), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(daemon, "--config-file="+config, "--nofork", "--nopidfile", "--print-address=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting dbus-daemon: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("dbus-daemon printed no address: %v; stderr: %s", err, stderr.String())
-	}
-	return strings.TrimSpace(line)
-}
+	"github.com/switchback-ota/switchback/internal/testkit/dbustest"
+)
 
 // unitTuple is one element of ListUnitsByNames's a(ssssssouso) reply.
 type unitTuple struct {
@@ -100,7 +51,7 @@ func (m *fakeManager) ListUnitsByNames(names []string) ([]unitTuple, *godbus.Err
 // of its reply — against a private dbus-daemon on which the test plays
 // systemd.
 func TestSystemdUnitsOverDBus(t *testing.T) {
-	addr := privateBus(t)
+	addr := dbustest.PrivateBus(t)
 	svc, err := godbus.Connect(addr)
 	if err != nil {
 		t.Fatalf("connecting to the private bus: %v", err)

@@ -2,10 +2,9 @@ package oci
 
 import (
 	"context"
+	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +14,18 @@ import (
 // tokenRegistry is a registry that wants a bearer token from its token
 // service, as Docker Hub, GHCR and Harbor do; it serves one blob.
 type tokenRegistry struct {
-	blob   []byte
+	blob []byte
+	// stallAt > 0: the first blob response stops after this many bytes,
+	// a resumed one (Range) after its headers, and nothing more is sent
+	// (until the client goes away).
+	stallAt int64
+	// busy: the first busy blob requests are answered 503 with
+	// Retry-After: 0.
+	busy int
+
 	mu     sync.Mutex
 	scopes []string
+	blobs  int // blob requests
 }
 
 func (tr *tokenRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,9 +42,36 @@ func (tr *tokenRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v2/":
 		w.WriteHeader(http.StatusOK)
 	case r.URL.Path == "/v2/apps/gw/blobs/"+digestOf(tr.blob):
-		http.ServeContent(w, r, "blob", time.Time{}, strings.NewReader(string(tr.blob)))
+		tr.serveBlob(w, r)
 	default:
 		http.NotFound(w, r)
+	}
+}
+
+func (tr *tokenRegistry) serveBlob(w http.ResponseWriter, r *http.Request) {
+	tr.mu.Lock()
+	tr.blobs++
+	busy := tr.blobs <= tr.busy
+	tr.mu.Unlock()
+	switch {
+	case busy:
+		w.Header().Set("Retry-After", "0")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	case tr.stallAt > 0:
+		size := int64(len(tr.blob))
+		if from, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes="); ok {
+			start, _ := strconv.ParseInt(strings.TrimSuffix(from, "-"), 10, 64)
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, size-1, size))
+			w.Header().Set("Content-Length", strconv.FormatInt(size-start, 10))
+			w.WriteHeader(http.StatusPartialContent)
+		} else {
+			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			w.Write(tr.blob[:tr.stallAt])
+		}
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	default:
+		http.ServeContent(w, r, "blob", time.Time{}, strings.NewReader(string(tr.blob)))
 	}
 }
 
@@ -44,23 +79,8 @@ func (tr *tokenRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // pull scope of the repository), with Range resume working behind it.
 func TestTokenAuth(t *testing.T) {
 	tr := &tokenRegistry{blob: []byte(strings.Repeat("layer bytes ", 1000))}
-	srv := httptest.NewServer(tr)
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	reg, err := NewRegistry(context.Background(), RegistryConfig{Host: u.Host, Repository: "apps/gw", Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := Descriptor{Digest: digestOf(tr.blob), Size: int64(len(tr.blob))}
 	// A partial download from an earlier attempt: only the rest moves.
-	if err := os.WriteFile(s.Path(d.Digest)+".part", tr.blob[:5000], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n, err := s.Fetch(context.Background(), reg, d)
+	s, d, n, err := fetchFrom(t, context.Background(), tr, RegistryConfig{Insecure: true}, 5000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,6 @@ func New(cfg Config) (*Component, error) {
 	if cfg.Dir == "" || cfg.Hardware == "" || cfg.Resolve == nil {
 		return nil, errors.New("oci: Config needs Dir, Hardware and Resolve")
 	}
-	cfg.Limits = withDefaults(cfg.Limits)
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "bundles"), 0o755); err != nil {
 		return nil, fmt.Errorf("oci: %w", err)
 	}
@@ -120,19 +119,6 @@ func New(cfg Config) (*Component, error) {
 	}
 	c := &Component{cfg: cfg, file: f, store: st, log: log}
 	return c, c.removeTemps()
-}
-
-func withDefaults(l slots.UnpackLimits) slots.UnpackLimits {
-	if l.MaxEntries <= 0 {
-		l.MaxEntries = slots.DefaultMaxEntries
-	}
-	if l.MaxFileSize <= 0 {
-		l.MaxFileSize = slots.DefaultMaxFileSize
-	}
-	if l.MaxTotalSize <= 0 {
-		l.MaxTotalSize = slots.DefaultMaxTotalSize
-	}
-	return l
 }
 
 // removeTemps removes bundles a cut left half unpacked.
@@ -178,6 +164,7 @@ func (c *Component) Commit(ctx context.Context, slot string) error {
 	if err := c.file.Commit(ctx, slot); err != nil {
 		return err
 	}
+	stage("committed")
 	if freed, err := c.GC(); err != nil {
 		c.log.Warn("oci: gc after commit", "err", err)
 	} else {
@@ -279,6 +266,7 @@ func (c *Component) collect(keepSlots []string, keepPartial bool) (int64, error)
 	if err := c.store.writeIndex(index); err != nil {
 		return 0, err
 	}
+	stage("index written")
 	return c.store.GC(keep, keepPartial)
 }
 

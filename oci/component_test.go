@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -120,34 +122,49 @@ func swapBlob(t *testing.T, d Descriptor) {
 }
 
 // TestRefused: blobs the registry serves wrong, or not at all, leave
-// nothing armed and the running slot as it was.
+// nothing armed and the running slot as it was. These are faults of the
+// network or the registry, not of the signed release: the error is not
+// slots.ErrBadImage (the updater backs off and tries again rather than
+// blocklisting), and the same install succeeds once the registry serves
+// the blob again.
 func TestRefused(t *testing.T) {
 	host := testRegistry(t)
+	deleteBlob := func(t *testing.T, host, repo string, d Descriptor) {
+		req, _ := http.NewRequest(http.MethodDelete, "http://"+host+"/v2/"+repo+"/blobs/"+d.Digest, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil || res.StatusCode != http.StatusAccepted {
+			t.Fatalf("delete blob: %v %v", res, err)
+		}
+		res.Body.Close()
+	}
 	tests := []struct {
 		name    string
-		tamper  func(t *testing.T, host, repo string, img testImage)
+		blob    func(img testImage) (Descriptor, []byte)
+		deleted bool // else swapped in the registry's storage
 		wantErr error
+		wantMsg string
 	}{
-		{"layer swapped", func(t *testing.T, _, _ string, img testImage) { swapBlob(t, img.layers[0]) }, ErrDigestMismatch},
-		{"config swapped", func(t *testing.T, _, _ string, img testImage) { swapBlob(t, img.config) }, ErrDigestMismatch},
-		{"layer deleted", func(t *testing.T, host, repo string, img testImage) {
-			req, _ := http.NewRequest(http.MethodDelete, "http://"+host+"/v2/"+repo+"/blobs/"+img.layers[0].Digest, nil)
-			res, err := http.DefaultClient.Do(req)
-			if err != nil || res.StatusCode != http.StatusAccepted {
-				t.Fatalf("delete blob: %v %v", res, err)
-			}
-			res.Body.Close()
-		}, nil},
+		{"layer swapped", func(img testImage) (Descriptor, []byte) { return img.layers[0], nil }, false, ErrDigestMismatch, "the registry served"},
+		{"config swapped", func(img testImage) (Descriptor, []byte) { return img.config, nil }, false, ErrDigestMismatch, "the registry served"},
+		{"layer deleted", func(img testImage) (Descriptor, []byte) { return img.layers[0], img.layerBytes[0] }, true, nil, "HTTP 404"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			repo := randomName("test/refused-")
 			img := pushImage(t, host, repo, "v1", []string{"/bin/true"}, makeLayer(t, file("f", randomName("x"))))
 			c := newTestComponent(t, host, verify.OCI{Repository: repo})
-			tt.tamper(t, host, repo, img)
+			d, b := tt.blob(img)
+			if tt.deleted {
+				deleteBlob(t, host, repo, d)
+			} else {
+				swapBlob(t, d)
+			}
 			_, err := armTrial(t, c, img.manifest)
 			if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
 				t.Fatalf("Arm: %v, want %v", err, tt.wantErr)
+			}
+			if errors.Is(err, slots.ErrBadImage) || !strings.Contains(err.Error(), d.Digest) || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("Arm: %v, want an error naming %s and %q, not slots.ErrBadImage", err, d.Digest, tt.wantMsg)
 			}
 			st, _ := c.Status(context.Background())
 			if st.Trial != "" || st.Booted != "a" {
@@ -155,6 +172,15 @@ func TestRefused(t *testing.T) {
 			}
 			if c.HasImage("b") {
 				t.Error("a refused image was unpacked into slot b")
+			}
+			// The registry serves the blob again: the same install works.
+			if tt.deleted {
+				pushBlob(t, host, repo, b)
+			} else {
+				swapBlob(t, d)
+			}
+			if err := c.Arm(context.Background(), "b", 3); err != nil {
+				t.Errorf("Arm once the registry serves the blob again: %v", err)
 			}
 		})
 	}

@@ -22,5 +22,14 @@
 // Activation is A/B, built on [slots.File] for the manifest: the running
 // slot's bundle is never touched, and the previous image stays until the
 // new one is committed. [Runc] starts a slot's bundle with runc, and
-// [Runc.HealthCheck] reports whether it runs and answers its own check.
+// [Runc.HealthCheck] reports whether it runs and answers its own check;
+// [Systemd] does the same through a systemd unit that runs runc, over
+// systemd's D-Bus API.
+//
+// One download client: the registry's auth (ping, token, basic) is
+// go-containerregistry's transport, and every manifest and blob byte
+// crosses it through switchback's download client, under the rules of
+// every other transfer of the device (stall and low-speed limits, Pause,
+// rate limit, retries with backoff and Retry-After, Range resume); see
+// [RegistryConfig].
 package oci

@@ -146,9 +146,10 @@ func pushManifest(t testing.TB, host, repo, ref string, doc any, mediaType strin
 
 // testImage is an image pushed to the test registry.
 type testImage struct {
-	manifest []byte
-	config   Descriptor
-	layers   []Descriptor
+	manifest   []byte
+	config     Descriptor
+	layers     []Descriptor
+	layerBytes [][]byte
 }
 
 // pushImage pushes a single-platform image of the given layers, with a
@@ -166,6 +167,7 @@ func pushImage(t testing.TB, host, repo, tag string, cmd []string, layers ...[]b
 		d := pushBlob(t, host, repo, l)
 		d.MediaType = "application/vnd.oci.image.layer.v1.tar+gzip"
 		img.layers = append(img.layers, d)
+		img.layerBytes = append(img.layerBytes, l)
 	}
 	doc := Document{SchemaVersion: 2, MediaType: MediaTypeManifest, Config: &img.config, Layers: img.layers}
 	img.manifest = pushManifest(t, host, repo, tag, doc, MediaTypeManifest)

@@ -17,7 +17,7 @@ import (
 // the stage at which the process kills itself.
 type killChild struct {
 	Dir, Host, Repo string
-	Manifest        []byte
+	Manifest        []byte // to arm; nil: start the armed trial and commit it
 	KillAt          int
 }
 
@@ -42,9 +42,33 @@ func TestKillChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if k.Manifest == nil {
+		st, err := c.CountStart(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Commit(context.Background(), st.Booted); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	if _, err := armTrial(t, c, k.Manifest); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runKillChild runs TestKillChild for k and reports whether it was killed.
+func runKillChild(t *testing.T, k killChild) bool {
+	t.Helper()
+	env, _ := json.Marshal(k)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SWITCHBACK_OCI_KILL="+string(env))
+	out, err := cmd.CombinedOutput()
+	killed := err != nil && cmd.ProcessState.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
+	if err != nil && !killed {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	return killed
 }
 
 // TestKillAtEveryStage kills an install of v2 over a committed v1 at every
@@ -76,14 +100,7 @@ func TestKillAtEveryStage(t *testing.T) {
 			t.Fatal(err)
 		}
 		bootTrial(t, c, slot)
-		env, _ := json.Marshal(killChild{Dir: dir, Host: host, Repo: repo, Manifest: v2.manifest, KillAt: killAt})
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "SWITCHBACK_OCI_KILL="+string(env))
-		out, err := cmd.CombinedOutput()
-		killed := err != nil && cmd.ProcessState.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
-		if err != nil && !killed {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
+		killed := runKillChild(t, killChild{Dir: dir, Host: host, Repo: repo, Manifest: v2.manifest, KillAt: killAt})
 		checkStarts(t, dir, host, repo, killAt, runc != nil)
 		if !killed {
 			t.Logf("%d stages, each killed", killAt-1)
@@ -145,4 +162,69 @@ func runcAvailable() []byte {
 		return nil
 	}
 	return bb
+}
+
+// TestKillDuringCommit kills the commit of a v2 trial at every stage
+// (after the commit is recorded, after index.json is rewritten, after each
+// blob the collection removes: a stray blob and a stray partial download
+// are there to be removed): after each kill the committed v2 starts (its
+// container runs, when runc is here), the rollback image v1 is complete,
+// the layout's index.json names only blobs that are present (skopeo reads
+// each image from it, when it is here), and the collection run again
+// finishes and removes the strays.
+func TestKillDuringCommit(t *testing.T) {
+	host := testRegistry(t)
+	repo := randomName("test/killgc-")
+	base, cmd := makeLayer(t, file("base", randomName(""))), []string{"/bin/true"}
+	runc := runcAvailable()
+	if runc != nil {
+		base = busyboxLayer(t, runc)
+		cmd = []string{"/bin/busybox", "sh", "-c", "echo ok > /tmp/ready; exec /bin/busybox sleep 600"}
+	}
+	v1 := pushImage(t, host, repo, "v1", cmd, base, makeLayer(t, file("version", "1")))
+	v2 := pushImage(t, host, repo, "v2", cmd, base, makeLayer(t, file("version", "2")))
+	open := func(dir string) *Component {
+		c, err := New(Config{Dir: dir, Hardware: "board-a", Registry: RegistryConfig{Host: host}, Resolve: staticResolver(verify.OCI{Repository: repo})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	strays := []string{digestOf([]byte("stray")), digestOf([]byte("partial"))}
+	for killAt := 1; ; killAt++ {
+		dir := t.TempDir()
+		c := open(dir)
+		slot, err := armTrial(t, c, v1.manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bootTrial(t, c, slot)
+		if _, err := armTrial(t, c, v2.manifest); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(c.store.Path(strays[0]), []byte("stray"), 0o644)
+		os.WriteFile(c.store.Path(strays[1])+".part", []byte("part"), 0o644)
+		killed := runKillChild(t, killChild{Dir: dir, Host: host, Repo: repo, KillAt: killAt})
+		checkStarts(t, dir, host, repo, killAt, runc != nil)
+		c = open(dir)
+		st, _ := c.Status(context.Background())
+		for _, s := range []string{"a", "b"} {
+			if !c.HasImage(s) {
+				t.Fatalf("kill at stage %d: slot %s lost its image (status %+v)", killAt, s, st)
+			}
+			checkLayout(t, c, s)
+		}
+		if _, err := c.GC(); err != nil {
+			t.Fatalf("kill at stage %d: GC run again: %v", killAt, err)
+		}
+		for _, p := range []string{c.store.Path(strays[0]), c.store.Path(strays[1]) + ".part"} {
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Errorf("kill at stage %d: %s survives the collection run again", killAt, filepath.Base(p))
+			}
+		}
+		if !killed {
+			t.Logf("%d stages, each killed", killAt-1)
+			return
+		}
+	}
 }

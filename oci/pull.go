@@ -124,9 +124,6 @@ func (c *Component) unpack(ctx context.Context, slot string, doc *Document, raw 
 	if err := writeDurable(filepath.Join(tmp, "manifest.json"), raw); err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
-	if err := syncTree(tmp); err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
 	stage("unpacked")
 	if err := os.RemoveAll(c.Bundle(slot)); err != nil {
 		return fmt.Errorf("oci: %w", err)
@@ -141,39 +138,6 @@ func (c *Component) unpack(ctx context.Context, slot string, doc *Document, raw 
 	}
 	_, err = c.collect([]string{"a", "b"}, true)
 	return err
-}
-
-func (c *Component) applyLayers(ctx context.Context, rootfs string, doc *Document) error {
-	root, err := os.OpenRoot(rootfs)
-	if err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	defer root.Close()
-	a := &applier{root: root, lim: c.cfg.Limits, devices: c.cfg.AllowDevices}
-	for _, l := range doc.Layers {
-		f, err := os.Open(c.store.Path(l.Digest))
-		if err != nil {
-			return fmt.Errorf("oci: %w", err)
-		}
-		err = a.applyLayer(ctx, f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("oci: layer %s: %w", l.Digest, err)
-		}
-		stage("layer")
-	}
-	return nil
-}
-
-// syncTree fsyncs every directory under dir (files were synced as they
-// were written).
-func syncTree(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return err
-		}
-		return syncDir(p)
-	})
 }
 
 // stage marks a step of an install; the kill tests stop the process there.

@@ -2,11 +2,11 @@ package oci
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -15,6 +15,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/switchback-ota/switchback/internal/download"
 )
 
 // ErrDigestMismatch is wrapped when bytes from the registry do not match
@@ -22,15 +25,23 @@ import (
 // release: nothing is activated, and a later attempt fetches again.
 var ErrDigestMismatch = errors.New("oci: digest mismatch")
 
-// Registry reads one repository of a registry by digest, through
-// go-containerregistry's transport (token and basic auth, the v2 ping).
+// Registry reads one repository of a registry by digest. The registry's
+// auth (the v2 ping, token and basic auth) is go-containerregistry's
+// transport; every manifest and blob byte goes through switchback's one
+// download client over that transport, under the rules of every transfer
+// the device makes: stall and low-speed limits, Pause, the rate limit,
+// retries with backoff and Retry-After, Range resume.
 type Registry struct {
-	base  string // scheme://host/v2/repo
-	rt    http.RoundTripper
-	stall time.Duration
+	base string // scheme://host/v2/repo
+	dl   *download.Client
 }
 
-// RegistryConfig names a registry repository.
+// RegistryConfig names a registry repository and the rules of its
+// transfers. The rules are those of updater.Config (same names, same
+// defaults, the same download client): give both the same values, so that
+// the pull of an image obeys the limits the updater's own transfers do.
+// The pull runs in Arm, after the updater fetched the manifest, so the two
+// never share the link at once; the rate limit is counted per Registry.
 type RegistryConfig struct {
 	// Host is the registry's host[:port] ("registry.example.com",
 	// "127.0.0.1:15000").
@@ -42,12 +53,28 @@ type RegistryConfig struct {
 	Insecure bool
 	// Auth authenticates to the registry; nil is anonymous.
 	Auth authn.Authenticator
-	// Transport carries the requests; nil is a clone of
+	// Transport carries the requests (TLS, proxy); nil is a clone of
 	// http.DefaultTransport (which is never modified).
 	Transport http.RoundTripper
-	// StallTimeout drops a blob transfer that received no byte for this
-	// long (default 30s); the fetch then resumes where it stopped.
+	// StallTimeout drops a transfer that received no byte for this long
+	// (default 30s); it then resumes where it stopped.
 	StallTimeout time.Duration
+	// LowSpeedLimit and LowSpeedTime drop and resume a transfer slower
+	// than LowSpeedLimit bytes per second over LowSpeedTime (defaults
+	// 1 KiB/s over 30s; a negative LowSpeedLimit turns the check off).
+	LowSpeedLimit int64
+	LowSpeedTime  time.Duration
+	// RateLimit caps the registry transfers in bytes per second (0:
+	// unlimited).
+	RateLimit int64
+	// Pause, when set, is called before every request and between chunks
+	// of a body, and may block while the link is metered.
+	Pause func(ctx context.Context) error
+	// RetryMax is how many times a request that fails without progress is
+	// retried (default 5; negative: none).
+	RetryMax int
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
 }
 
 // NewRegistry pings the registry and negotiates auth for pulling from cfg.Repository.
@@ -71,52 +98,45 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, err)
 	}
-	reg := repo.Registry
-	stall := cfg.StallTimeout
-	if stall <= 0 {
-		stall = 30 * time.Second
+	dl, err := download.New(download.Config{
+		HTTPClient: &http.Client{Transport: acceptManifests{rt}},
+		Logger:     cfg.Logger, StallTimeout: cfg.StallTimeout, RateLimit: cfg.RateLimit, Pause: cfg.Pause,
+		LowSpeedLimit: cfg.LowSpeedLimit, LowSpeedTime: cfg.LowSpeedTime, RetryMax: cfg.RetryMax,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, err)
 	}
-	return &Registry{base: fmt.Sprintf("%s://%s/v2/%s", reg.Scheme(), reg.RegistryStr(), repo.RepositoryStr()), rt: rt, stall: stall}, nil
+	reg := repo.Registry
+	return &Registry{base: fmt.Sprintf("%s://%s/v2/%s", reg.Scheme(), reg.RegistryStr(), repo.RepositoryStr()), dl: dl}, nil
 }
 
-func (r *Registry) get(ctx context.Context, url string, hdr http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	res, err := r.rt.RoundTrip(req)
-	if err != nil {
-		return nil, fmt.Errorf("oci: GET %s: %w", url, err)
-	}
-	if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusPartialContent {
-		res.Body.Close()
-		return nil, fmt.Errorf("oci: GET %s: %s", url, res.Status)
-	}
-	return res, nil
+// manifestTypes is the Accept header of every registry request: the
+// document kinds a manifest may be (blobs ignore it).
+var manifestTypes = strings.Join([]string{MediaTypeIndex, MediaTypeManifest, MediaTypeDockerList, MediaTypeDockerManifest}, ", ")
+
+// acceptManifests adds the Accept header a registry needs to serve OCI
+// and Docker manifests as they are, not converted to schema 1.
+type acceptManifests struct{ rt http.RoundTripper }
+
+func (a acceptManifests) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context()) // a RoundTripper must not change its request
+	r.Header.Set("Accept", manifestTypes)
+	return a.rt.RoundTrip(r)
 }
 
 // Manifest fetches the manifest or index named by digest (or by tag, for
 // publishing: then the bytes are not checked against anything) and returns
 // its bytes exactly as served, after checking them against the digest.
 func (r *Registry) Manifest(ctx context.Context, ref string) ([]byte, string, error) {
-	hdr := http.Header{"Accept": {strings.Join([]string{MediaTypeIndex, MediaTypeManifest, MediaTypeDockerList, MediaTypeDockerManifest}, ", ")}}
-	res, err := r.get(ctx, r.base+"/manifests/"+ref, hdr)
+	b, err := r.dl.Get(ctx, []string{r.base + "/manifests/" + ref}, maxManifestSize)
 	if err != nil {
-		return nil, "", err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, maxManifestSize+1))
-	if err != nil {
+		var le *metadata.ErrDownloadLengthMismatch
+		if errors.As(err, &le) {
+			return nil, "", fmt.Errorf("%w: manifest %s larger than %d bytes", ErrBadManifest, ref, maxManifestSize)
+		}
 		return nil, "", fmt.Errorf("oci: manifest %s: %w", ref, err)
 	}
-	if len(b) > maxManifestSize {
-		return nil, "", fmt.Errorf("%w: manifest %s larger than %d bytes", ErrBadManifest, ref, maxManifestSize)
-	}
-	sum := sha256.Sum256(b)
-	got := "sha256:" + hex.EncodeToString(sum[:])
+	got := digestOf(b)
 	if strings.HasPrefix(ref, "sha256:") && got != ref {
 		return nil, "", fmt.Errorf("%w: manifest %s: the registry served %s", ErrDigestMismatch, ref, got)
 	}
@@ -125,57 +145,41 @@ func (r *Registry) Manifest(ctx context.Context, ref string) ([]byte, string, er
 
 // fetchBlob appends the blob d to the partial file f (which holds a
 // prefix of it already, hashed into h), asking the registry for the rest
-// with a Range request. A registry that ignores Range starts over from
+// with a Range request; a registry that ignores Range starts over from
 // byte 0. It returns how many bytes crossed the network.
-func (r *Registry) fetchBlob(ctx context.Context, d Descriptor, f *os.File, h hashWriter, have int64) (int64, error) {
-	hdr := http.Header{}
-	if have > 0 {
-		hdr.Set("Range", fmt.Sprintf("bytes=%d-", have))
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	watchdog := time.AfterFunc(r.stall, func() { cancel(errStalled) })
-	defer watchdog.Stop()
-	res, err := r.get(ctx, r.base+"/blobs/"+d.Digest, hdr)
-	if err != nil {
-		return 0, err
-	}
-	defer res.Body.Close()
-	body := &stallReader{r: res.Body, reset: func() { watchdog.Reset(r.stall) }}
-	if have > 0 && res.StatusCode != http.StatusPartialContent {
-		if err := f.Truncate(0); err != nil {
-			return 0, err
-		}
-		h.Reset()
-		have = 0
-	}
+func (r *Registry) fetchBlob(ctx context.Context, d Descriptor, f *os.File, h hash.Hash, have int64) (int64, error) {
 	if _, err := f.Seek(have, io.SeekStart); err != nil {
 		return 0, err
 	}
-	// One byte more than the rest, to catch a blob longer than its size.
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(body, d.Size-have+1))
+	req := download.Request{URLs: []string{r.base + "/blobs/" + d.Digest}, Offset: have, Length: d.Size}
+	res, err := r.dl.Fetch(ctx, req, &blobSink{f: f, h: h}, nil)
+	if errors.Is(err, download.ErrLength) {
+		err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+	}
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
-			err = cause
-		}
-		return n, fmt.Errorf("oci: blob %s: %w", d.Digest, err)
+		return res.Transferred, fmt.Errorf("oci: blob %s: %w", d.Digest, err)
 	}
-	return n, nil
+	return res.Transferred, nil
 }
 
-// errStalled is the cause of a transfer dropped by the stall watchdog.
-var errStalled = errors.New("oci: transfer stalled")
-
-// stallReader resets the stall watchdog on every read that brings bytes.
-type stallReader struct {
-	r     io.Reader
-	reset func()
+// blobSink appends to a partial blob file and its running hash.
+type blobSink struct {
+	f *os.File
+	h hash.Hash
 }
 
-func (s *stallReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if n > 0 {
-		s.reset()
-	}
+func (s *blobSink) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	s.h.Write(p[:n])
 	return n, err
+}
+
+// Restart empties the partial file: the registry sends the blob whole.
+func (s *blobSink) Restart() error {
+	if err := s.f.Truncate(0); err != nil {
+		return err
+	}
+	s.h.Reset()
+	_, err := s.f.Seek(0, io.SeekStart)
+	return err
 }

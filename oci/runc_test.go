@@ -34,7 +34,7 @@ func busyboxLayer(t *testing.T, bb []byte) []byte {
 
 // waitCheck polls the check until it passes (want true) or fails (want
 // false), for up to 10 s, and returns the last error.
-func waitCheck(ctx context.Context, c *RuncCheck, want bool) error {
+func waitCheck(ctx context.Context, c interface{ Check(context.Context) error }, want bool) error {
 	var err error
 	for i := 0; i < 100; i++ {
 		if err = c.Check(ctx); (err == nil) == want {

@@ -14,12 +14,6 @@ import (
 	"strings"
 )
 
-type hashWriter = hash.Hash
-
-// fetchAttempts is how many times one blob is asked for, resuming where
-// the last attempt stopped, before the pull fails.
-const fetchAttempts = 5
-
 // Store is an OCI image layout (oci-layout, blobs/sha256/...) holding the
 // blobs of the images in a [Component]'s slots. A blob is written to
 // "<hex>.part", verified against its digest, fsynced and renamed into
@@ -66,8 +60,8 @@ func (s *Store) Has(d Descriptor) bool {
 
 // Fetch makes the blob d present, fetching from reg what is missing, and
 // returns how many bytes crossed the network (0 when it was present).
-// An interrupted fetch resumes from its partial file, in this call (up to
-// fetchAttempts) or a later one.
+// An interrupted transfer resumes from its partial file: within this call
+// under the download client's retry rules, or in a later call.
 func (s *Store) Fetch(ctx context.Context, reg *Registry, d Descriptor) (int64, error) {
 	hexd, err := digestHex(d.Digest)
 	if err != nil {
@@ -88,21 +82,9 @@ func (s *Store) Fetch(ctx context.Context, reg *Registry, d Descriptor) (int64, 
 		return 0, fmt.Errorf("oci: store: reading partial %s: %w", d.Digest, err)
 	}
 	var moved int64
-	for attempt := 0; have < d.Size; attempt++ {
-		if attempt == fetchAttempts || ctx.Err() != nil {
-			return moved, fmt.Errorf("oci: blob %s: %d of %d bytes after %d attempts: %w", d.Digest, have, d.Size, attempt, err)
-		}
-		var n int64
-		n, err = reg.fetchBlob(ctx, d, f, h, have)
-		moved += n
-		if fi, serr := f.Stat(); serr == nil {
-			have = fi.Size()
-		}
-		if err != nil && isDiskError(err) {
-			return moved, err // disk full or read-only: retrying cannot help
-		}
-		if err == nil {
-			break // complete, or of another size: commitPart tells
+	if have < d.Size { // complete, or longer: commitPart tells
+		if moved, err = reg.fetchBlob(ctx, d, f, h, have); err != nil {
+			return moved, err
 		}
 	}
 	return moved, s.commitPart(f, part, d, h)
@@ -129,12 +111,6 @@ func (s *Store) commitPart(f *os.File, part string, d Descriptor, h hash.Hash) e
 	return syncDir(s.blobDir())
 }
 
-// isDiskError reports errors of the local file system (disk full, read-only).
-func isDiskError(err error) bool {
-	var pe *os.PathError
-	return errors.As(err, &pe)
-}
-
 // GC removes every blob whose digest keep does not hold, and every partial
 // file unless keepPartial (or keep holds its digest), then syncs the
 // directory, and returns how many bytes it freed.
@@ -155,6 +131,7 @@ func (s *Store) GC(keep map[string]bool, keepPartial bool) (int64, error) {
 		if err := os.Remove(filepath.Join(s.blobDir(), e.Name())); err != nil {
 			return freed, fmt.Errorf("oci: gc: %w", err)
 		}
+		stage("blob removed")
 	}
 	return freed, syncDir(s.blobDir())
 }

@@ -2,33 +2,45 @@ package oci
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/verify"
 )
 
-// applyAll applies layers to a fresh root and returns its path.
+// applyAll applies layers to a fresh root, as Arm does, and returns its
+// path.
 func applyAll(t *testing.T, layers ...[]byte) (string, error) {
 	t.Helper()
-	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
+	return applyWith(t, Config{}, layers...)
+}
+
+// applyWith applies layers to a fresh root, base/root, with the unpack
+// settings of cfg (Limits, AllowDevices); the layers are blobs of a store
+// in base/store.
+func applyWith(t testing.TB, cfg Config, layers ...[]byte) (string, error) {
+	t.Helper()
+	base := t.TempDir()
+	dir := filepath.Join(base, "root")
+	c := &Component{cfg: cfg, store: &Store{dir: filepath.Join(base, "store")}}
+	if err := os.MkdirAll(c.store.blobDir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	defer root.Close()
-	a := &applier{root: root, lim: withDefaults(slots.UnpackLimits{})}
-	for _, l := range layers {
-		if err := a.applyLayer(context.Background(), bytes.NewReader(l)); err != nil {
-			return dir, err
-		}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	return dir, nil
+	doc := &Document{}
+	for _, l := range layers {
+		d := Descriptor{Digest: digestOf(l), Size: int64(len(l))}
+		if err := os.WriteFile(c.store.Path(d.Digest), l, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		doc.Layers = append(doc.Layers, d)
+	}
+	return dir, c.applyLayers(context.Background(), dir, doc)
 }
 
 func TestUnsafeLayers(t *testing.T) {
@@ -108,15 +120,9 @@ func TestAllowDevices(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mknod needs root")
 	}
-	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	a := &applier{root: root, lim: withDefaults(slots.UnpackLimits{}), devices: true}
 	layer := makeLayer(t, tarEntry{name: "dev/null", typ: tar.TypeChar, mode: 0o666})
-	if err := a.applyLayer(context.Background(), bytes.NewReader(layer)); err != nil {
+	dir, err := applyWith(t, Config{AllowDevices: true}, layer)
+	if err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Lstat(filepath.Join(dir, "dev/null"))
@@ -124,7 +130,7 @@ func TestAllowDevices(t *testing.T) {
 		t.Fatalf("dev/null: %v, %v; want a character device", fi, err)
 	}
 	fifo := makeLayer(t, tarEntry{name: "p", typ: tar.TypeFifo, mode: 0o644})
-	if err := a.applyLayer(context.Background(), bytes.NewReader(fifo)); !errors.Is(err, ErrUnsafeLayer) {
+	if _, err := applyWith(t, Config{AllowDevices: true}, fifo); !errors.Is(err, ErrUnsafeLayer) {
 		t.Errorf("fifo with AllowDevices: %v, want ErrUnsafeLayer", err)
 	}
 }

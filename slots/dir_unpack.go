@@ -96,40 +96,105 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 	return br, func() {}, nil
 }
 
-// unpack extracts a tar archive (plain, gzip or zstd) into dst, an empty
-// directory, and makes everything it created durable. Every write goes
-// through an os.Root at dst, so nothing lands outside it even if a check
-// below were wrong; the checks exist to give a clear error and to refuse
-// archives that os.Root would accept but that are not sane releases.
+// UnpackOptions select the rules of an [Unpacker] beyond those of the
+// release archives of [Dir].
+type UnpackOptions struct {
+	// Limits bound the entries and bytes of all the archives unpacked
+	// together; zero fields take the defaults.
+	Limits UnpackLimits
+	// Layers applies the archives as OCI image layers, each over what the
+	// earlier ones unpacked: an entry replaces what is at its place (a
+	// directory over a directory stays and takes the new mode), a
+	// whiteout ".wh.NAME" removes NAME, and an opaque whiteout
+	// ".wh..wh..opq" removes what lower layers put in its directory.
+	// Without it, an entry may not replace another and whiteout names are
+	// plain files. A layer need not end with an end-of-archive marker:
+	// its bytes are verified against a signed digest before they are
+	// unpacked, and real tools write layers without one (umoci 0.4.7's
+	// insert); a file cut short is still refused.
+	Layers bool
+	// Devices creates character and block device nodes (Linux only; the
+	// process needs CAP_MKNOD) instead of refusing them. Fifos and other
+	// special files are always refused.
+	Devices bool
+}
+
+// Unpacker extracts tar archives (plain, gzip or zstd) into a directory
+// under the safe-unpack rules of [Dir]; [Dir] uses one for each release
+// archive, and an OCI image's layers go through one with
+// [UnpackOptions].Layers. Every write goes through an os.Root at the
+// directory, so nothing lands outside it even if a check below were wrong;
+// the checks exist to give a clear error and to refuse archives that
+// os.Root would accept but that are not sane releases.
 //
 // Rules: names are relative, and no component is ".."; no entry is
-// written below a symlink of the archive; regular files, directories,
+// written below a symlink of the archives; regular files, directories,
 // symlinks and hard links to regular files already unpacked are allowed,
-// nothing else (no devices, fifos, sockets); an entry may not replace an
-// earlier one (a directory may repeat); the limits hold. Symlinks may point
-// anywhere, since releases link to /etc or /var; they are never followed
-// while unpacking. Permission bits are kept without setuid, setgid and
-// sticky bits; directories get at least owner rwx. Owners and times are not
-// restored.
+// nothing else (no devices unless [UnpackOptions].Devices, no fifos or
+// sockets); an entry may not replace an earlier one (a directory may
+// repeat) unless Layers; an archive ends with its end-of-archive marker
+// (a layer need not); the limits hold. Symlinks may point anywhere, since
+// releases link to /etc or /var; they are never followed while unpacking.
+// Permission bits are kept without setuid, setgid and sticky bits;
+// directories get at least owner rwx. Owners and times are not restored.
+//
+// An Unpacker is not safe for concurrent use.
+type Unpacker struct{ u *unpacker }
+
+// NewUnpacker returns an Unpacker into the directory dst, which only the
+// Unpacker writes to while it is in use (empty, for release archives).
+func NewUnpacker(dst string, opts UnpackOptions) (*Unpacker, error) {
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return nil, err
+	}
+	return &Unpacker{u: &unpacker{
+		root:     root,
+		lim:      opts.Limits.withDefaults(),
+		layers:   opts.Layers,
+		devices:  opts.Devices,
+		symlinks: map[string]bool{},
+		files:    map[string]bool{},
+		dirs:     map[string]bool{".": true},
+	}}, nil
+}
+
+// Unpack extracts one archive (one layer, with Layers), reading r to the
+// end of the archive. After an error the directory holds a partial tree:
+// discard it.
+func (x *Unpacker) Unpack(ctx context.Context, r io.Reader) error { return x.u.archive(ctx, r) }
+
+// Sync makes everything unpacked durable: one syncfs of the file system
+// on Linux (an fsync per file costs a disk flush each, which made
+// unpacking ten times slower), else an fsync of every file and directory.
+func (x *Unpacker) Sync() error { return syncTree(x.u.root, x.u.dirs, x.u.files) }
+
+// Close releases the directory.
+func (x *Unpacker) Close() error { return x.u.root.Close() }
+
+// unpack extracts the release archive r into dst, an empty directory, and
+// makes everything it created durable (see [Unpacker]).
 func unpack(ctx context.Context, r io.Reader, dst string, lim UnpackLimits) error {
-	lim = lim.withDefaults()
+	x, err := NewUnpacker(dst, UnpackOptions{Limits: lim})
+	if err != nil {
+		return err
+	}
+	defer x.Close()
+	if err := x.Unpack(ctx, r); err != nil {
+		return err
+	}
+	return x.Sync()
+}
+
+// archive extracts one archive, checking that a release archive is
+// complete (see UnpackOptions.Layers for layers).
+func (u *unpacker) archive(ctx context.Context, r io.Reader) error {
 	dr, closeDR, err := decompress(r)
 	if err != nil {
 		return err
 	}
 	defer closeDR()
-	root, err := os.OpenRoot(dst)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	u := &unpacker{
-		root:     root,
-		lim:      lim,
-		symlinks: map[string]bool{},
-		files:    map[string]bool{},
-		dirs:     map[string]bool{".": true},
-	}
+	u.layer = map[string]bool{}
 	cr := &countReader{r: dr}
 	tr := tar.NewReader(cr)
 	var end int64 // where the last entry's data ends in the tar stream
@@ -139,10 +204,10 @@ func unpack(ctx context.Context, r io.Reader, dst string, lim UnpackLimits) erro
 		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			if err := checkEnd(cr.n, end, u.entries); err != nil {
-				return err
+			if u.layers {
+				return nil // see UnpackOptions.Layers
 			}
-			break
+			return checkEnd(cr.n, end, u.entries)
 		}
 		if err != nil {
 			return fmt.Errorf("reading archive entry %d: %w", u.entries+1, err)
@@ -157,11 +222,6 @@ func unpack(ctx context.Context, r io.Reader, dst string, lim UnpackLimits) erro
 		}
 		end = cr.n
 	}
-	// Durability, before dst is renamed into place: one syncfs of the
-	// file system on Linux (an fsync per file costs a disk flush each,
-	// which made unpacking ten times slower), else an fsync of every file
-	// and directory.
-	return syncTree(root, u.dirs, u.files)
 }
 
 // syncEach fsyncs every directory and regular file unpacked.
@@ -179,11 +239,14 @@ func syncEach(root *os.Root, dirs, files map[string]bool) error {
 type unpacker struct {
 	root     *os.Root
 	lim      UnpackLimits
+	layers   bool // UnpackOptions.Layers
+	devices  bool // UnpackOptions.Devices
 	entries  int
 	total    int64
 	symlinks map[string]bool // symlinks made: nothing may be written below them
 	files    map[string]bool // regular files made: hard link targets
 	dirs     map[string]bool // directories made, to fsync
+	layer    map[string]bool // names the current archive wrote (opaque whiteouts keep them)
 }
 
 func unsafeErr(name, format string, args ...any) error {
@@ -231,6 +294,12 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 		}
 		return unsafeErr(hdr.Name, "the archive's root must be a directory")
 	}
+	if u.layers {
+		if ok, err := u.whiteout(hdr, name); ok || err != nil {
+			return err
+		}
+		u.layer[name] = true
+	}
 	if err := u.checkPlace(hdr, name); err != nil {
 		return err
 	}
@@ -248,6 +317,9 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 	case tar.TypeLink:
 		return u.hardLink(hdr, name)
 	case tar.TypeChar, tar.TypeBlock:
+		if u.devices {
+			return u.device(hdr, name)
+		}
 		return unsafeErr(hdr.Name, "device node")
 	case tar.TypeFifo:
 		return unsafeErr(hdr.Name, "fifo")
@@ -258,18 +330,111 @@ func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) erro
 // checkPlace refuses an entry whose place, name, is below a symlink of
 // the archive or already taken (a directory may be repeated).
 func (u *unpacker) checkPlace(hdr *tar.Header, name string) error {
-	// No component above name may be a symlink of the archive: writing
-	// through it could land anywhere it points.
+	if err := u.checkParents(hdr, name); err != nil {
+		return err
+	}
+	fi, err := u.root.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+	case hdr.Typeflag == tar.TypeDir && fi.IsDir():
+		return nil
+	case u.layers:
+		return u.remove(name) // a later layer replaces what is there
+	}
+	return unsafeErr(hdr.Name, "duplicate entry")
+}
+
+// checkParents refuses a name below a symlink of the archives: writing
+// through it could land anywhere it points.
+func (u *unpacker) checkParents(hdr *tar.Header, name string) error {
 	for p := path.Dir(name); p != "."; p = path.Dir(p) {
 		if u.symlinks[p] {
 			return unsafeErr(hdr.Name, "below symlink %q", p)
 		}
 	}
-	if fi, err := u.root.Lstat(name); err == nil {
-		if !(hdr.Typeflag == tar.TypeDir && fi.IsDir()) {
-			return unsafeErr(hdr.Name, "duplicate entry")
+	return nil
+}
+
+// OCI layer whiteouts.
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// whiteout applies the entry if it is a whiteout, and reports whether it
+// was one.
+func (u *unpacker) whiteout(hdr *tar.Header, name string) (bool, error) {
+	base, dir := path.Base(name), path.Dir(name)
+	hidden, ok := strings.CutPrefix(base, whiteoutPrefix)
+	if !ok {
+		return false, nil
+	}
+	if err := u.checkParents(hdr, name); err != nil {
+		return true, err
+	}
+	if base == whiteoutOpaque {
+		return true, u.opaque(dir)
+	}
+	if hidden == "" || hidden == "." || hidden == ".." {
+		return true, unsafeErr(hdr.Name, "whiteout of no name")
+	}
+	return true, u.remove(path.Join(dir, hidden))
+}
+
+// opaque removes what lower layers put in dir.
+func (u *unpacker) opaque(dir string) error {
+	f, err := u.root.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if p := path.Join(dir, n); !u.layer[p] {
+			if err := u.remove(p); err != nil {
+				return err
+			}
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	}
+	return nil
+}
+
+// remove deletes name and everything below it, and forgets them.
+func (u *unpacker) remove(name string) error {
+	if err := u.root.RemoveAll(name); err != nil {
+		return err
+	}
+	if u.dirs[name] {
+		below := name + "/"
+		for _, m := range []map[string]bool{u.symlinks, u.files, u.dirs, u.layer} {
+			for p := range m {
+				if strings.HasPrefix(p, below) {
+					delete(m, p)
+				}
+			}
+		}
+	}
+	for _, m := range []map[string]bool{u.symlinks, u.files, u.dirs} {
+		delete(m, name)
+	}
+	return nil
+}
+
+// device creates a character or block device node entry.
+func (u *unpacker) device(hdr *tar.Header, name string) error {
+	if err := u.mkdirs(path.Dir(name)); err != nil {
+		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+	}
+	if err := mknod(u.root, name, hdr); err != nil {
 		return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
 	}
 	return nil

@@ -1,8 +1,10 @@
 package slots
 
 import (
+	"archive/tar"
 	"fmt"
 	"os"
+	"path"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +26,28 @@ func syncTree(root *os.Root, dirs, files map[string]bool) error {
 		return nil
 	} else if err2 := syncEach(root, dirs, files); err2 != nil {
 		return fmt.Errorf("syncfs: %v; fsync: %w", err, err2)
+	}
+	return nil
+}
+
+// mknod creates the device node of hdr at name, relative to its parent
+// directory opened through root, so that nothing outside the root is
+// reached.
+func mknod(root *os.Root, name string, hdr *tar.Header) error {
+	dir, err := root.Open(path.Dir(name))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	mode := uint32(hdr.Mode & 0o777)
+	if hdr.Typeflag == tar.TypeChar {
+		mode |= unix.S_IFCHR
+	} else {
+		mode |= unix.S_IFBLK
+	}
+	dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+	if err := unix.Mknodat(int(dir.Fd()), path.Base(name), mode, int(dev)); err != nil {
+		return fmt.Errorf("device node: %w", err)
 	}
 	return nil
 }
