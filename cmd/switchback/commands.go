@@ -27,7 +27,7 @@ func cmdStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.u.Close()
+	defer s.close(ctx)
 	st, err := s.u.Status(ctx)
 	if err != nil {
 		return err
@@ -44,7 +44,7 @@ func cmdCheck(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.u.Close()
+	defer s.close(ctx)
 	ups, err := s.u.Check(ctx)
 	if upToDate(err) {
 		fmt.Fprintln(c.stdout, "up to date")
@@ -72,7 +72,7 @@ func cmdInstall(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.u.Close()
+	defer s.close(ctx)
 	if *file != "" {
 		err = installFile(ctx, s, *file)
 	} else {
@@ -123,7 +123,7 @@ func cmdConfirm(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.u.Close()
+	defer s.close(ctx)
 	// Exit non-zero only when the version running now failed and the
 	// device must restart into the previous one: a fallback the
 	// bootloader already made is recorded, and this boot is good (a
