@@ -18,8 +18,8 @@ import (
 // devices were sent is accounted for, and the PNG is drawn.
 func TestShortRun(t *testing.T) {
 	o, err := parseFlags([]string{
-		"-devices", "500", "-poll", "2h", "-hours", "9h", "-noramp-hours", "4h",
-		"-release-at", "1h", "-ramp", "0s=2,8h=100", "-workers", "4",
+		"-devices", "500", "-poll", "2h", "-hours", "8h", "-noramp-hours", "3h",
+		"-release-at", "1h", "-ramp", "0s=2,6h=100", "-workers", "4",
 		"-png", filepath.Join(t.TempDir(), "fleet.png"), "-work", t.TempDir(),
 	}, os.Stderr)
 	if err != nil {
