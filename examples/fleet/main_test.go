@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -18,8 +19,8 @@ import (
 // devices were sent is accounted for, and the PNG is drawn.
 func TestShortRun(t *testing.T) {
 	o, err := parseFlags([]string{
-		"-devices", "500", "-poll", "2h", "-hours", "8h", "-noramp-hours", "3h",
-		"-release-at", "1h", "-ramp", "0s=2,6h=100", "-workers", "4",
+		"-devices", "500", "-poll", "3h", "-hours", "7h", "-noramp-hours", "4h",
+		"-release-at", "1h", "-ramp", "0s=1,12h=100", "-target-kib", "16", "-workers", "4",
 		"-png", filepath.Join(t.TempDir(), "fleet.png"), "-work", t.TempDir(),
 	}, os.Stderr)
 	if err != nil {
@@ -122,19 +123,7 @@ func TestConcurrency(t *testing.T) {
 	s.download(15*m, 20*m) // starts as the second ends: not concurrent
 	s.download(30*m, 31*m)
 	peak, curve := s.concurrency(10*m, time.Hour)
-	if want := []int{2, 1, 0, 1, 0, 0}; peak != 2 || !equal(curve, want) {
+	if want := []int{2, 1, 0, 1, 0, 0}; peak != 2 || !slices.Equal(curve, want) {
 		t.Errorf("got peak %d, curve %v; want 2, %v", peak, curve, want)
 	}
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
