@@ -47,6 +47,9 @@ func TestShortRun(t *testing.T) {
 		checkResult(t, r)
 	}
 	ramp, noRamp := rs[0], rs[1]
+	if ramp.idleChecks == 0 { // the run without a ramp is too short for a device to check twice idle
+		t.Errorf("no idle check measured")
+	}
 	if ramp.peak >= noRamp.peak {
 		t.Errorf("peak concurrent downloads: %d with the ramp, %d without; want fewer with it", ramp.peak, noRamp.peak)
 	}
@@ -55,9 +58,8 @@ func TestShortRun(t *testing.T) {
 
 func checkResult(t *testing.T, r *result) {
 	t.Helper()
-	if r.idleChecks == 0 || r.idleMaxReq > 2 || r.idleMaxB > 1024 {
-		t.Errorf("%s: %d idle checks, up to %d requests and %d bytes each; want some, ≤ 2 and ≤ 1024",
-			r.name, r.idleChecks, r.idleMaxReq, r.idleMaxB)
+	if r.idleMaxReq > 2 || r.idleMaxB > 1024 {
+		t.Errorf("%s: idle checks of up to %d requests and %d bytes; want ≤ 2 and ≤ 1024", r.name, r.idleMaxReq, r.idleMaxB)
 	}
 	if r.counted != r.wire || r.wire == 0 {
 		t.Errorf("%s: response bytes counted per request %d, read from the connections %d; want equal", r.name, r.counted, r.wire)
