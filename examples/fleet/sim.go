@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -224,8 +223,6 @@ func fetchTarget(ctx context.Context, hc *http.Client, t verify.Target) error {
 	}
 	return v.Verify()
 }
-
-var errOffline = errors.New("offline")
 
 // clampHour is the virtual hour of t, within [0, hours).
 func clampHour(t time.Duration, hours int) int {
