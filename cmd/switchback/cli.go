@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchback-ota/switchback/report"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/updater"
 )
@@ -111,6 +112,7 @@ func (d *device) componentNames() []string {
 // stdout, a progress display, and whether a restart is needed.
 type session struct {
 	u             *updater.Updater
+	rep           *report.Reporter // nil without a "report" section
 	restartNeeded atomic.Bool
 	progress      *progress
 }
@@ -128,8 +130,22 @@ func (c *cli) session() (*session, error) {
 func (c *cli) newSession(d *device) (*session, error) {
 	s := &session{progress: newProgress(c.stdout, isTerminal(c.stdout))}
 	cfg := d.ucfg
-	cfg.Restart = s.restart
+	if cfg.Restart == nil {
+		cfg.Restart = s.restart
+	}
 	cfg.Events = func(e updater.Event) { s.event(c.stdout, e) }
+	if rc := reporterConfig(d.cfg); rc != nil {
+		rc.Logger = cfg.Logger
+		rep, err := report.New(*rc)
+		if err != nil {
+			return nil, configError{fmt.Errorf("%s: report: %w", c.configPath, err)}
+		}
+		s.rep = rep
+		cfg.Events = func(e updater.Event) {
+			s.event(c.stdout, e)
+			rep.Observe(e)
+		}
+	}
 	cfg.LockTimeout = lockWait
 	u, err := updater.New(cfg)
 	if errors.Is(err, updater.ErrStateDirLocked) {

@@ -45,7 +45,7 @@ func cmdCheck(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.u.Close()
+	defer s.close(ctx)
 	ups, err := s.u.Check(ctx)
 	if upToDate(err) {
 		fmt.Fprintln(c.stdout, "up to date")
@@ -73,7 +73,7 @@ func cmdInstall(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.u.Close()
+	defer s.close(ctx)
 	if *file != "" {
 		err = installFile(ctx, s, *file)
 	} else {
@@ -124,7 +124,7 @@ func cmdConfirm(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.u.Close()
+	defer s.close(ctx)
 	// Exit non-zero only when the version running now failed and the
 	// device must restart into the previous one: a fallback the
 	// bootloader already made is recorded, and this boot is good (a

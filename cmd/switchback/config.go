@@ -53,6 +53,9 @@ type fileConfig struct {
 	MetadataTimeout      duration          `json:"metadata_timeout"`
 	FullRefreshInterval  duration          `json:"full_refresh_interval"`
 	TargetPrefixes       []string          `json:"target_prefixes"`
+	PollInterval         duration          `json:"poll_interval"`
+	PollJitter           duration          `json:"poll_jitter"`
+	Report               *reportConfig     `json:"report"`
 	Components           []componentConfig `json:"components"`
 	Health               []healthConfig    `json:"health"`
 }
@@ -140,6 +143,9 @@ func parseConfig(b []byte) (*fileConfig, error) {
 			errs = append(errs, fmt.Errorf("min_time: %w", err))
 		}
 	}
+	if c.Report != nil {
+		errs = append(errs, c.Report.check()...)
+	}
 	if c.Channel != "" && !verify.ValidChannel(c.Channel) {
 		errs = append(errs, fmt.Errorf("channel %q must be 1 to 64 of [a-z0-9._-]", c.Channel))
 	}
@@ -224,7 +230,8 @@ func (c *fileConfig) checkNumbers() []error {
 	for _, d := range []struct {
 		key string
 		v   duration
-	}{{"confirm_timeout", c.ConfirmTimeout}, {"stall_timeout", c.StallTimeout}} {
+	}{{"confirm_timeout", c.ConfirmTimeout}, {"stall_timeout", c.StallTimeout},
+		{"poll_interval", c.PollInterval}, {"poll_jitter", c.PollJitter}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %s is negative", d.key, time.Duration(d.v)))
 		}
@@ -266,6 +273,8 @@ func build(c *fileConfig) (*device, error) {
 		MetadataTimeout:     time.Duration(c.MetadataTimeout),
 		FullRefreshInterval: time.Duration(c.FullRefreshInterval),
 		TargetPrefixes:      c.TargetPrefixes,
+		PollInterval:        time.Duration(c.PollInterval),
+		PollJitter:          time.Duration(c.PollJitter),
 	}
 	if c.MinTime != "" {
 		u.MinTime, _ = time.Parse(time.RFC3339, c.MinTime)

@@ -4,7 +4,7 @@
 //	switchback [-config FILE] [-v] COMMAND [ARGS]
 //
 // Commands: status, check, install [-file IMAGE], confirm, mark-good,
-// mark-bad [-slot S], rollback, env get|set, guard -component C.
+// mark-bad [-slot S], rollback, env get|set, run, guard -component C.
 // `switchback -h` lists them with the flags, the exit statuses and this
 // configuration format; `switchback COMMAND -h` details one command.
 //
@@ -59,6 +59,10 @@
 //	  "metadata_timeout": "5m",                 // most one metadata file may take per mirror
 //	  "full_refresh_interval": "0s",            // opt-in, not TUF: while the timestamp is unchanged skip the root walk this long
 //	  "target_prefixes": ["rootfs/gw-x86-v2/"], // only targets under these paths: only this device's delegated roles are fetched
+//	  "poll_interval": "1h", "poll_jitter": "6m", // switchback run: time between checks, spread by up to the jitter
+//	  "report": {"url": "https://fleet.example.com/events", // switchback's events, POSTed as JSON (package report); TLS: ca_file, cert_file, key_file
+//	             "dir": "", "source": "gw-0042",          // outbox (default state_dir/report); the name sent in each batch
+//	             "max_records": 10000, "max_bytes": 4194304}, // outbox bounds: the oldest are dropped first, and counted
 //	  "components": [
 //	    {"name": "rootfs", "type": "ab", "factory_version": "1.0.0", "pin": "", // "pin": hold at this version
 //	     "slots": {"a": "PARTLABEL=rootfs-a", "b": "PARTLABEL=rootfs-b"},

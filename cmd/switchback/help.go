@@ -89,6 +89,10 @@ const configHelp = `configuration file (-config, default ` + defaultConfigPath +
     "metadata_timeout": "5m",                 // most one metadata file may take per mirror
     "full_refresh_interval": "0s",            // opt-in, not TUF: while the timestamp is unchanged skip the root walk this long
     "target_prefixes": ["rootfs/gw-x86-v2/"], // only targets under these paths: only this device's delegated roles are fetched
+    "poll_interval": "1h", "poll_jitter": "6m", // switchback run: time between checks, spread by up to the jitter
+    "report": {"url": "https://fleet.example.com/events", // switchback's events, POSTed as JSON (package report); TLS: ca_file, cert_file, key_file
+               "dir": "", "source": "gw-0042",          // outbox (default state_dir/report); the name sent in each batch
+               "max_records": 10000, "max_bytes": 4194304}, // outbox bounds: the oldest are dropped first, and counted
     "components": [
       {"name": "rootfs", "type": "ab", "factory_version": "1.0.0", "pin": "", // "pin": hold at this version
        "slots": {"a": "PARTLABEL=rootfs-a", "b": "PARTLABEL=rootfs-b"},
@@ -144,6 +148,15 @@ fallback the bootloader already made is recorded and exits 0.
 	envHelp = `env get [-component C] [NAME...] prints the bootloader environment (all of it
 without names); env set [-component C] NAME=VALUE... writes variables in one
 atomic update. For "ab" components with "grub" or "uboot".
+`
+	runHelp = `Runs the updater until stopped (SIGTERM, SIGINT): confirms a version on
+trial, then checks and installs updates every poll_interval (default 1h),
+spread by up to poll_jitter (default a tenth of it); failures back off from 10 s
+up to poll_interval. With a "report" section, every event is stored in the
+outbox and sent to report.url as it happens (other commands send what they
+stored when they end, for up to 5 s). Exits 0 when stopped, or when a new
+version is armed or a failed one rolled back: restart (the device, or the
+application) to go on.
 `
 	guardHelp = `Run as ExecStartPre= of an application on trial ("external_start_counter":
 true): counts one start; after "tries" starts without a commit it puts the

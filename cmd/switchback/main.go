@@ -97,6 +97,7 @@ func commands() []subcommand {
 		{"mark-bad", "[-component C] [-slot S]", "mark a slot bad (default: the running one): the primary runs next start", markBadHelp, cmdMarkBad},
 		{"rollback", "[-component C]", "go back to the other slot at the next start", rollbackHelp, cmdRollback},
 		{"env", "get|set [-component C] [NAME...|NAME=VALUE...]", "read or write the bootloader environment (GRUB grubenv, U-Boot env)", envHelp, cmdEnv},
+		{"run", "", "check and install updates every poll_interval until stopped, sending events to the report endpoint", runHelp, cmdRun},
 		{"guard", "-component C", "count one start of an application on trial (ExecStartPre=)", guardHelp, cmdGuard},
 	}
 }
