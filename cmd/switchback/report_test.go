@@ -155,8 +155,10 @@ func TestReportEndpointDown(t *testing.T) {
 		t.Fatalf("endpoint down: %d records in the outbox, %d acknowledged; want some, 0", held, len(recs))
 	}
 	sink.down.Store(false)
-	if out, code := switchback(t, cfg, "status"); code != 0 {
-		t.Fatalf("status: exit %d\n%s", code, out)
+	// status only reads (it runs beside the StateDir's writer); the next
+	// command that opens the updater sends what waits.
+	if out, code := switchback(t, cfg, "check"); code != 0 {
+		t.Fatalf("check: exit %d\n%s", code, out)
 	}
 	recs, _, _ := sink.records()
 	if len(recs) != held || !hasState(recs, "1.1.0", "armed") || outboxLen(t, outbox) != 0 {
