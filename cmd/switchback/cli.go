@@ -123,11 +123,12 @@ func (c *cli) session() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.newSession(d)
+	return c.newSession(d, lockWait)
 }
 
-// newSession builds the updater of a configured device.
-func (c *cli) newSession(d *device) (*session, error) {
+// newSession builds the updater of a configured device, waiting up to
+// wait for another process to release its StateDir.
+func (c *cli) newSession(d *device, wait time.Duration) (*session, error) {
 	s := &session{progress: newProgress(c.stdout, isTerminal(c.stdout))}
 	cfg := d.ucfg
 	if cfg.Restart == nil {
@@ -146,7 +147,7 @@ func (c *cli) newSession(d *device) (*session, error) {
 			rep.Observe(e)
 		}
 	}
-	cfg.LockTimeout = lockWait
+	cfg.LockTimeout = wait
 	u, err := updater.New(cfg)
 	if errors.Is(err, updater.ErrStateDirLocked) {
 		return nil, err

@@ -27,9 +27,17 @@ func cmdStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	// status only reads: it works beside the application that holds the
-	// StateDir.
-	st, err := updater.ReadStatus(ctx, d.ucfg)
+	s, err := c.newSession(d, 0)
+	var st updater.Status
+	switch {
+	case errors.Is(err, updater.ErrStateDirLocked):
+		// An application holds the StateDir: status only reads, so it
+		// reads the state that application last saved.
+		st, err = updater.ReadStatus(ctx, d.ucfg)
+	case err == nil:
+		defer s.close(ctx)
+		st, err = s.u.Status(ctx)
+	}
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func cmdRun(ctx context.Context, c *cli, args []string) error {
 	// The CLI restarts nothing itself: Run returns as soon as a restart
 	// is needed, and the service manager or the operator restarts.
 	d.ucfg.Restart = func(context.Context, string) error { return errRestartNotHere }
-	s, err := c.newSession(d)
+	s, err := c.newSession(d, lockWait)
 	if err != nil {
 		return err
 	}
