@@ -74,6 +74,12 @@ type assets struct {
 	ModuleDir string // lib/modules/<abi>/kernel
 	Busybox   string // static busybox binary
 	Initrd    string // initramfs built from the above (gzip newc cpio)
+	// HostBusybox lists the applets when Busybox does not run on the host
+	// (arm64); "" means Busybox.
+	HostBusybox string
+	// Modules are the initramfs's modules in insmod order; nil means
+	// initramfsModules.
+	Modules []string
 }
 
 // builder makes images. Its methods shell out to Debian tools (apt-get,
@@ -308,7 +314,11 @@ func (b *builder) makeInitramfs(ctx context.Context, a *assets) error {
 	if err := os.Symlink("busybox", filepath.Join(stage, "bin", "sh")); err != nil {
 		return err
 	}
-	for _, m := range initramfsModules {
+	modules := a.Modules
+	if modules == nil {
+		modules = initramfsModules
+	}
+	for _, m := range modules {
 		p, err := findModule(a.ModuleDir, m)
 		if err != nil {
 			return err
@@ -321,7 +331,7 @@ func (b *builder) makeInitramfs(ctx context.Context, a *assets) error {
 	if err != nil {
 		return err
 	}
-	init = bytes.ReplaceAll(init, []byte("@MODULES@"), []byte(strings.Join(initramfsModules, " ")))
+	init = bytes.ReplaceAll(init, []byte("@MODULES@"), []byte(strings.Join(modules, " ")))
 	if err := os.WriteFile(filepath.Join(stage, "init"), init, 0o755); err != nil {
 		return err
 	}
@@ -372,6 +382,9 @@ type release struct {
 	Agent     string // path of the static agent binary (built with CGO_ENABLED=0)
 	AgentArgs string // command-line arguments for the agent, as shell words
 	RootJSON  []byte // the TUF trusted root the agent starts from (may be nil)
+	Hardware  string // /etc/switchback/hardware; "" means hardwareID
+	// Files are extra files of the image, by path (e.g. etc/fw_env.config).
+	Files map[string][]byte
 }
 
 // Release flavors.
@@ -398,7 +411,11 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 	if err := copyFile(filepath.Join(stage, "bin", "busybox"), a.Busybox, 0o755); err != nil {
 		return err
 	}
-	applets, err := run(ctx, "", nil, a.Busybox, "--list-full")
+	lister := a.HostBusybox
+	if lister == "" {
+		lister = a.Busybox
+	}
+	applets, err := run(ctx, "", nil, lister, "--list-full")
 	if err != nil {
 		return err
 	}
@@ -415,7 +432,7 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 			return err
 		}
 	}
-	if err := copyFile(filepath.Join(stage, "boot", "vmlinuz"), a.Kernel, 0o644); err != nil {
+	if err := copyFile(filepath.Join(stage, "boot", a.kernelName()), a.Kernel, 0o644); err != nil {
 		return err
 	}
 	if err := copyFile(filepath.Join(stage, "boot", "initrd.img"), a.Initrd, 0o644); err != nil {
@@ -449,8 +466,17 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "version"), []byte(r.Version+"\n"), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "hardware"), []byte(hardwareID+"\n"), 0o644); err != nil {
+	hw := r.Hardware
+	if hw == "" {
+		hw = hardwareID
+	}
+	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "hardware"), []byte(hw+"\n"), 0o644); err != nil {
 		return err
+	}
+	for p, data := range r.Files {
+		if err := os.WriteFile(filepath.Join(stage, p), data, 0o644); err != nil {
+			return err
+		}
 	}
 	if r.RootJSON != nil {
 		if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "root.json"), r.RootJSON, 0o644); err != nil {
@@ -623,23 +649,11 @@ func (b *builder) disk(ctx context.Context, d diskSpec, out string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	os.Remove(out)
-	f, err := os.Create(out)
+	f, err := newPartitionedDisk(ctx, out)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := f.Truncate(diskSectors * sector); err != nil {
-		return err
-	}
-	layout := fmt.Sprintf("label: dos\nlabel-id: %s\nunit: sectors\n\n"+
-		"start=%d, size=%d, type=c, bootable\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\n",
-		diskLabelID, bootStart, bootSize, slotAStart, slotSize, slotBStart, slotSize, dataStart, dataSize)
-	cmd := exec.CommandContext(ctx, "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out)
-	cmd.Stdin = strings.NewReader(layout)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("sfdisk: %w: %s", err, msg)
-	}
 	bootImg, err := os.ReadFile("/usr/lib/grub/i386-pc/boot.img")
 	if err != nil {
 		return err
@@ -691,6 +705,31 @@ func (b *builder) disk(ctx context.Context, d diskSpec, out string) error {
 		}
 	}
 	return f.Close()
+}
+
+// newPartitionedDisk creates the raw disk file out, diskSectors long,
+// with the MBR partition table of the layout above (p1 bootable), and
+// returns it open for writing.
+func newPartitionedDisk(ctx context.Context, out string) (*os.File, error) {
+	os.Remove(out)
+	f, err := os.Create(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(diskSectors * sector); err != nil {
+		f.Close()
+		return nil, err
+	}
+	layout := fmt.Sprintf("label: dos\nlabel-id: %s\nunit: sectors\n\n"+
+		"start=%d, size=%d, type=c, bootable\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\n",
+		diskLabelID, bootStart, bootSize, slotAStart, slotSize, slotBStart, slotSize, dataStart, dataSize)
+	cmd := exec.CommandContext(ctx, "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out)
+	cmd.Stdin = strings.NewReader(layout)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sfdisk: %w: %s", err, msg)
+	}
+	return f, nil
 }
 
 // toQcow2 converts a raw disk into a (pristine) qcow2 image.

@@ -86,7 +86,7 @@ func (s *scenario) step(name string, fn func() error) error {
 func (s *scenario) start(ctx context.Context) error {
 	var dlStart time.Time
 	v, err := startVM(ctx, vmConfig{
-		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.Busybox, Port: s.srv.port, WorkDir: s.dir,
+		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.relayBusybox(), Port: s.srv.port, WorkDir: s.dir, Arch: s.e.Arch,
 		Console: s.e.consoleWriter(s.dir),
 		Echo: func(line string) {
 			if echoRE.MatchString(line) {

@@ -31,7 +31,6 @@ import (
 
 	"github.com/switchback-ota/switchback/health"
 	"github.com/switchback-ota/switchback/slots"
-	"github.com/switchback-ota/switchback/slots/grub"
 	"github.com/switchback-ota/switchback/slots/partition"
 	"github.com/switchback-ota/switchback/updater"
 )
@@ -39,7 +38,9 @@ import (
 func main() {
 	server := flag.String("server", "http://10.0.2.100:8080", "base URL of the update server (metadata/ and targets/ below it)")
 	stateDir := flag.String("state", "/data/switchback", "state directory, on the data partition")
+	bootloader := flag.String("bootloader", loaderGRUB, "boot loader whose environment arms and commits slots: grub or uboot")
 	grubenv := flag.String("grubenv", "/mnt/boot/grub/grubenv", "GRUB environment block read by switchback.cfg")
+	fwEnvConfig := flag.String("fw-env-config", "/etc/fw_env.config", "U-Boot environment copies, as fw_setenv reads them (-bootloader uboot)")
 	slotA := flag.String("slot-a", "/dev/vda2", "partition of slot a")
 	slotB := flag.String("slot-b", "/dev/vda3", "partition of slot b")
 	etc := flag.String("etc", "/etc/switchback", "directory with root.json, version and hardware of this image")
@@ -55,7 +56,7 @@ func main() {
 
 	// run polls for ever: it returns only when it cannot go on.
 	err := run(ctx, config{
-		server: *server, stateDir: *stateDir, grubenv: *grubenv, slotA: *slotA, slotB: *slotB,
+		server: *server, stateDir: *stateDir, bootloader: *bootloader, grubenv: *grubenv, fwEnvConfig: *fwEnvConfig, slotA: *slotA, slotB: *slotB,
 		etc: *etc, healthURL: *healthURL, poll: *poll, confirmTimeout: *confirmTimeout, tries: *tries,
 	})
 	say("fatal: %v", err)
@@ -63,9 +64,10 @@ func main() {
 }
 
 type config struct {
-	server, stateDir, grubenv, slotA, slotB, etc, healthURL string
-	poll, confirmTimeout                                    time.Duration
-	tries                                                   int
+	server, stateDir, slotA, slotB, etc, healthURL string
+	bootloader, grubenv, fwEnvConfig               string
+	poll, confirmTimeout                           time.Duration
+	tries                                          int
 }
 
 func run(ctx context.Context, c config) error {
@@ -77,8 +79,9 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
-	// The boot control: GRUB's environment block, read by switchback.cfg.
-	boot, err := grub.New(c.grubenv, []string{"a", "b"})
+	// The boot control: GRUB's environment block, read by switchback.cfg,
+	// or U-Boot's environment, read by boot.cmd.
+	boot, err := bootControl(c)
 	if err != nil {
 		return err
 	}
