@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,10 +30,12 @@ const (
 	ubootFirmware = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 	// ubootEnvSize is the size of each copy of the environment file.
 	ubootEnvSize = 0x4000
-	// ubootEnvFile is the environment file on the boot partition, as
-	// boot-arm64.cmd names it; fwEnvConfigARM64 gives it to userspace.
+	// ubootEnvFile and ubootEnvFile2 are the redundant pair of
+	// environment files on the boot partition, as boot-arm64.cmd names
+	// them; fwEnvConfigARM64 gives them to userspace.
 	ubootEnvFile     = "switchback.env"
-	fwEnvConfigARM64 = "/mnt/boot/" + ubootEnvFile + " 0x0 0x4000\n"
+	ubootEnvFile2    = "switchback-redund.env"
+	fwEnvConfigARM64 = "/mnt/boot/" + ubootEnvFile + " 0x0 0x4000\n/mnt/boot/" + ubootEnvFile2 + " 0x0 0x4000\n"
 	// agentArgsARM64 makes the agent drive U-Boot's environment through
 	// the image's /etc/fw_env.config.
 	agentArgsARM64 = agentArgs + " -bootloader uboot -slot-a /dev/vda2 -slot-b /dev/vda3"
@@ -237,13 +238,14 @@ func mkimageScript(ctx context.Context, src, out string) error {
 	return err
 }
 
-// factoryEnvARM64 is the environment file a new arm64 device ships
-// with: slot A committed, no trial, and a canary. U-Boot has no empty
-// variables: the unset ones are absent.
+// factoryEnvARM64 is a copy of the redundant environment a new arm64
+// device ships with (both copies alike, flags 0): slot A committed, no
+// trial, and a canary. U-Boot has no empty variables: the unset ones are
+// absent.
 func factoryEnvARM64() ([]byte, error) {
 	return uboot.EncodeImage([]uboot.Var{
 		{Name: uboot.VarCanary, Value: "qemu-factory"}, {Name: uboot.VarPrimary, Value: "a"},
-	}, ubootEnvSize, false, 0, 0)
+	}, ubootEnvSize, true, 0, 0)
 }
 
 // bootImageARM64 builds the FAT boot partition of the arm64 disk: boot.scr
@@ -273,15 +275,17 @@ func (b *builder) bootImageARM64(ctx context.Context, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, ubootEnvFile), env, 0o644); err != nil {
-		return err
+	for _, name := range []string{ubootEnvFile, ubootEnvFile2} {
+		if err := os.WriteFile(filepath.Join(dir, name), env, 0o644); err != nil {
+			return err
+		}
 	}
 	os.Remove(out)
 	epoch := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", sourceEpoch)}
 	if _, err := run(ctx, "", epoch, "mkfs.fat", "-C", "--invariant", "-i", "5b0c0a11", "-n", "SBBOOT", out, fmt.Sprint(bootSize*sector/1024)); err != nil {
 		return err
 	}
-	for _, name := range []string{"boot.scr", "switchback.scr", ubootEnvFile} {
+	for _, name := range []string{"boot.scr", "switchback.scr", ubootEnvFile, ubootEnvFile2} {
 		if _, err := run(ctx, "", epoch, "mcopy", "-i", out, filepath.Join(dir, name), "::/"+name); err != nil {
 			return err
 		}
@@ -319,25 +323,28 @@ func (b *builder) diskARM64(ctx context.Context, slotA, out string) error {
 	return f.Close()
 }
 
-// readDiskEnvARM64 reads the U-Boot environment file from the boot
-// partition of a raw disk.
+// readDiskEnvARM64 reads the current copy of the redundant U-Boot
+// environment from the boot partition of a raw disk, as the agent reads
+// it (slots/uboot).
 func readDiskEnvARM64(ctx context.Context, raw string) (map[string]string, error) {
-	out, err := run(ctx, "", nil, "mtype", "-i", bootFATSpec(raw), "::/"+ubootEnvFile)
+	dir, err := os.MkdirTemp(filepath.Dir(raw), "env-")
 	if err != nil {
 		return nil, err
 	}
-	img, err := uboot.ParseImage(out, false)
+	defer os.RemoveAll(dir)
+	var devs []uboot.Device
+	for _, name := range []string{ubootEnvFile, ubootEnvFile2} {
+		dst := filepath.Join(dir, name)
+		if _, err := run(ctx, "", nil, "mcopy", "-n", "-i", bootFATSpec(raw), "::/"+name, dst); err != nil {
+			return nil, err
+		}
+		devs = append(devs, uboot.Device{Path: dst, EnvSize: ubootEnvSize})
+	}
+	c, err := uboot.New(devs, []string{"a", "b"}, uboot.WithLockFile(""))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ubootEnvFile, err)
+		return nil, err
 	}
-	vars := map[string]string{}
-	for _, v := range img.Vars {
-		vars[v.Name] = v.Value
-	}
-	if len(vars) == 0 {
-		return nil, errors.New(ubootEnvFile + ": no variables")
-	}
-	return vars, nil
+	return c.Env(ctx)
 }
 
 // kernelName is the kernel's file name under a root slot's /boot:

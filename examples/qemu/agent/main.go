@@ -168,7 +168,7 @@ func run(ctx context.Context, c config) error {
 // systems and restart the machine, so that GRUB boots the armed slot (or
 // the previous one after a rollback).
 func reboot(ctx context.Context, component string) error {
-	say("reboot: to start the %s slot GRUB now selects", component)
+	say("reboot: to start the %s slot the boot loader now selects", component)
 	syscall.Sync()
 	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
 }

@@ -2,15 +2,17 @@
 # U-Boot's distro boot (qemu_arm64 build of Debian's u-boot-qemu).
 # The boot-count logic is the library's slots/uboot/boot.cmd, compiled to
 # switchback.scr next to this file; this script names the slots and the
-# environment file it keeps them in, sources it, and boots the slot it
-# picked: gzip-compressed kernel Image and initramfs from that slot's /boot.
-# qemu_arm64 has 512 MiB at 0x40000000; scriptaddr (0x40200000) holds this
+# redundant pair of environment files it keeps them in, sources it, and
+# boots the slot it picked: gzip-compressed kernel Image and initramfs from
+# that slot's /boot.
+# RAM starts at 0x40000000; scriptaddr (0x40200000) holds this
 # script, kernel_addr_r 0x40400000 and ramdisk_addr_r 0x44000000.
 setenv sb_slots "a b"
 setenv sb_root_a /dev/vda2
 setenv sb_root_b /dev/vda3
 setenv sb_envdev "virtio 0:1"
 setenv sb_envfile switchback.env
+setenv sb_envfile2 switchback-redund.env
 setenv sb_envaddr 0x49000000
 setenv sb_envsize 0x4000
 setenv bootargs "console=ttyAMA0 ro quiet panic=2"
