@@ -40,9 +40,10 @@ fi
 if test -n "${sb_envfile2}"; then
   # Redundant pair, as U-Boot and libubootenv keep theirs: the current
   # copy is the one with a valid CRC, of two the one with the larger
-  # flags (0 follows 255; equal: the first). The older copy is imported,
-  # then the newer: an import fails on a bad CRC and changes nothing, so
-  # the newest valid copy wins. A missing file reads as zeros (bad CRC).
+  # flags (0 follows 255; equal: the first). The newer copy is imported,
+  # and the older only if that fails: an import fails on a bad CRC and
+  # changes nothing, and the variables were cleared above, so nothing of
+  # the other copy leaks in. A missing file reads as zeros (bad CRC).
   setexpr sb_envaddr2 ${sb_envaddr} + ${sb_envsize}
   setexpr sb_scratch ${sb_envaddr2} + ${sb_envsize}
   setexpr sb_isize ${sb_envsize} - 1
@@ -54,21 +55,23 @@ if test -n "${sb_envfile2}"; then
   setexpr.b sb_fl1 *${sb_p}
   setexpr sb_p ${sb_envaddr2} + 4
   setexpr.b sb_fl2 *${sb_p}
-  setenv sb_order "2 1"
-  if itest.b ${sb_fl2} -gt ${sb_fl1}; then setenv sb_order "1 2"; fi
-  if itest.b ${sb_fl1} -eq ff && itest.b ${sb_fl2} -eq 0; then setenv sb_order "1 2"; fi
-  if itest.b ${sb_fl2} -eq ff && itest.b ${sb_fl1} -eq 0; then setenv sb_order "2 1"; fi
+  setenv sb_order "1 2"
+  if itest.b ${sb_fl2} -gt ${sb_fl1}; then setenv sb_order "2 1"; fi
+  if itest.b ${sb_fl1} -eq ff && itest.b ${sb_fl2} -eq 0; then setenv sb_order "2 1"; fi
+  if itest.b ${sb_fl2} -eq ff && itest.b ${sb_fl1} -eq 0; then setenv sb_order "1 2"; fi
   setenv sb_cur
   for sb_i in ${sb_order}; do
-    setenv sb_p ${sb_envaddr}
-    if test "${sb_i}" = 2; then setenv sb_p ${sb_envaddr2}; fi
-    # env import -c wants the CRC right before the variables: move it
-    # over the flags byte.
-    cp.b ${sb_p} ${sb_scratch} 4
-    setexpr sb_p ${sb_p} + 1
-    cp.b ${sb_scratch} ${sb_p} 4
-    if env import -c ${sb_p} ${sb_isize} sb_primary sb_trial sb_tries sb_bad sb_canary; then
-      setenv sb_cur ${sb_i}
+    if test -z "${sb_cur}"; then
+      setenv sb_p ${sb_envaddr}
+      if test "${sb_i}" = 2; then setenv sb_p ${sb_envaddr2}; fi
+      # env import -c wants the CRC right before the variables: move it
+      # over the flags byte.
+      cp.b ${sb_p} ${sb_scratch} 4
+      setexpr sb_p ${sb_p} + 1
+      cp.b ${sb_scratch} ${sb_p} 4
+      if env import -c ${sb_p} ${sb_isize} sb_primary sb_trial sb_tries sb_bad sb_canary; then
+        setenv sb_cur ${sb_i}
+      fi
     fi
   done
 fi
