@@ -153,12 +153,24 @@ func kernelPackage(ctx context.Context) (string, error) {
 // fetchDeb returns the path of pkg's .deb in the cache, downloading it with
 // apt-get download when it is not there yet.
 func (b *builder) fetchDeb(ctx context.Context, pkg string) (string, error) {
-	dir := filepath.Join(b.CacheDir, "debs")
+	return b.fetchDebArch(ctx, pkg, "")
+}
+
+// fetchDebArch is fetchDeb for the packages of arch: "" for the host's,
+// archARM64 for arm64 ones, which come through the private arm64 apt
+// state (aptARM64) into a directory of their own.
+func (b *builder) fetchDebArch(ctx context.Context, pkg, arch string) (string, error) {
+	dir, glob, name := filepath.Join(b.CacheDir, "debs"), pkg+"_*.deb", pkg
+	download := func() error { _, err := run(ctx, dir, nil, "apt-get", "download", name); return err }
+	if arch == archARM64 {
+		dir, glob, name = filepath.Join(b.CacheDir, "debs-arm64"), pkg+"_*_arm64.deb", pkg+":arm64"
+		download = func() error { _, err := b.aptARM64(ctx, dir, "apt-get", "download", name); return err }
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	find := func() string {
-		m, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
+		m, _ := filepath.Glob(filepath.Join(dir, glob))
 		sort.Strings(m)
 		if len(m) == 0 {
 			return ""
@@ -168,14 +180,14 @@ func (b *builder) fetchDeb(ctx context.Context, pkg string) (string, error) {
 	if p := find(); p != "" {
 		return p, nil
 	}
-	b.logf("apt-get download %s", pkg)
-	if _, err := run(ctx, dir, nil, "apt-get", "download", pkg); err != nil {
+	b.logf("apt-get download %s", name)
+	if err := download(); err != nil {
 		return "", err
 	}
 	if p := find(); p != "" {
 		return p, nil
 	}
-	return "", fmt.Errorf("apt-get download %s left no %s_*.deb in %s", pkg, pkg, dir)
+	return "", fmt.Errorf("apt-get download %s left no %s in %s", name, glob, dir)
 }
 
 // unpack extracts a .deb into the cache once and returns the directory.
@@ -408,29 +420,8 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 			return err
 		}
 	}
-	if err := copyFile(filepath.Join(stage, "bin", "busybox"), a.Busybox, 0o755); err != nil {
+	if err := installBusybox(ctx, a, stage); err != nil {
 		return err
-	}
-	lister := a.HostBusybox
-	if lister == "" {
-		lister = a.Busybox
-	}
-	applets, err := run(ctx, "", nil, lister, "--list-full")
-	if err != nil {
-		return err
-	}
-	for _, p := range strings.Fields(string(applets)) {
-		if p == "bin/busybox" || p == "sbin/init" || p == "linuxrc" {
-			continue
-		}
-		dst := filepath.Join(stage, p)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(filepath.Dir(dst), filepath.Join(stage, "bin", "busybox"))
-		if err := os.Symlink(rel, dst); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
 	}
 	if err := copyFile(filepath.Join(stage, "boot", a.kernelName()), a.Kernel, 0o644); err != nil {
 		return err
@@ -495,6 +486,34 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 		return err
 	}
 	return mkext4(ctx, stage, out, rootfsBytes, "rootfs", uuidFor("rootfs "+r.Version+" "+r.Flavor), false)
+}
+
+// installBusybox puts the image's busybox in stage/bin with a link for
+// each applet but init (the image's init is a script).
+func installBusybox(ctx context.Context, a *assets, stage string) error {
+	if err := copyFile(filepath.Join(stage, "bin", "busybox"), a.Busybox, 0o755); err != nil {
+		return err
+	}
+	// The applet list comes from a busybox that runs here (the same
+	// version as the image's).
+	applets, err := run(ctx, "", nil, a.hostBusybox(), "--list-full")
+	if err != nil {
+		return err
+	}
+	for _, p := range strings.Fields(string(applets)) {
+		if p == "bin/busybox" || p == "sbin/init" || p == "linuxrc" {
+			continue
+		}
+		dst := filepath.Join(stage, p)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(filepath.Dir(dst), filepath.Join(stage, "bin", "busybox"))
+		if err := os.Symlink(rel, dst); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // uuidFor derives a fixed UUID from a string, so that rebuilding an image

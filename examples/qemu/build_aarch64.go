@@ -113,34 +113,6 @@ func (b *builder) kernelPackageARM64(ctx context.Context) (string, error) {
 	return string(m[1]), nil
 }
 
-// fetchDebARM64 returns the path of the arm64 .deb of pkg in the cache,
-// downloading it with apt-get download the first time.
-func (b *builder) fetchDebARM64(ctx context.Context, pkg string) (string, error) {
-	dir := filepath.Join(b.CacheDir, "debs-arm64")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	find := func() string {
-		m, _ := filepath.Glob(filepath.Join(dir, pkg+"_*_arm64.deb"))
-		sort.Strings(m)
-		if len(m) == 0 {
-			return ""
-		}
-		return m[len(m)-1]
-	}
-	if p := find(); p != "" {
-		return p, nil
-	}
-	b.logf("apt-get download %s:arm64", pkg)
-	if _, err := b.aptARM64(ctx, dir, "apt-get", "download", pkg+":arm64"); err != nil {
-		return "", err
-	}
-	if p := find(); p != "" {
-		return p, nil
-	}
-	return "", fmt.Errorf("apt-get download %s:arm64 left no %s_*_arm64.deb in %s", pkg, pkg, dir)
-}
-
 // cachedKernelARM64 names the newest cloud-arm64 kernel already in the
 // cache, for hosts whose apt cannot resolve one (no network).
 func (b *builder) cachedKernelARM64() string {
@@ -169,7 +141,7 @@ func (b *builder) prepareARM64(ctx context.Context) (*assets, error) {
 	}
 	dirs := map[string]string{}
 	for _, pkg := range []string{kpkg, "busybox-static"} {
-		deb, err := b.fetchDebARM64(ctx, pkg)
+		deb, err := b.fetchDebArch(ctx, pkg, archARM64)
 		if err != nil {
 			return nil, err
 		}
@@ -402,9 +374,10 @@ func (e *env) buildDisk(ctx context.Context, b *builder, slotA, out string) erro
 	return b.disk(ctx, diskSpec{SlotA: slotA}, out)
 }
 
-// relayBusybox is the busybox the host's guestfwd relay runs: the guest's
-// own on x86_64, the host's when the guest's is arm64.
-func (a *assets) relayBusybox() string {
+// hostBusybox is a busybox that runs on the host, for the guestfwd relay
+// and the applet list: the guest's own on x86_64, the host's when the
+// guest's is arm64.
+func (a *assets) hostBusybox() string {
 	if a.HostBusybox != "" {
 		return a.HostBusybox
 	}

@@ -1,11 +1,14 @@
 // Command qemu is switchback's A/B example on a QEMU x86_64 machine: it
 // builds a BIOS disk with GRUB, a FAT boot partition, root slots A and B
 // and a data partition from Debian packages alone (no root, no loop
-// devices, no mounts), and runs the update scenario against it.
+// devices, no mounts), and runs the update scenario against it. With
+// -arch arm64 the machine is qemu-system-aarch64 -M virt with Debian's
+// U-Boot, which runs the library's slots/uboot/boot.cmd.
 //
 //	go run ./examples/qemu build   # the factory disk and a signed repository, in the cache
 //	go run ./examples/qemu boot    # boot a disk once: GRUB, kernel, init, guestfwd
 //	go run ./examples/qemu run     # the whole update scenario
+//	go run ./examples/qemu -arch arm64 run   # the scenario on U-Boot
 //
 // See README.md for the layout and for adapting it to real hardware.
 package main
@@ -46,6 +49,10 @@ func usage() {
   run    build, publish releases v2 (good), v3 (fails health), v4 (panics)
          and run the whole A/B scenario; exit status 0 only if every step
          happened
+
+  With -arch arm64, build, boot and run use qemu-system-aarch64 -M virt
+  with Debian's U-Boot and arm64 kernel and busybox (no power cuts or
+  corrupted download in its run; no crash campaign).
 
 flags:
 `)
@@ -327,7 +334,7 @@ func (e *env) bootOnce(ctx context.Context) error {
 		return err
 	}
 	e.logf("starting QEMU (TCG) on %s", run)
-	v, err := startVM(ctx, vmConfig{Disk: run, Busybox: f.Assets.relayBusybox(), Port: srv.port, WorkDir: f.Dir, Console: e.consoleWriter(f.Dir), Arch: e.Arch})
+	v, err := startVM(ctx, vmConfig{Disk: run, Busybox: f.Assets.hostBusybox(), Port: srv.port, WorkDir: f.Dir, Console: e.consoleWriter(f.Dir), Arch: e.Arch})
 	if err != nil {
 		return err
 	}

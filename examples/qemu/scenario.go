@@ -92,7 +92,7 @@ func (s *scenario) step(name string, fn func() error) error {
 func (s *scenario) start(ctx context.Context) error {
 	var dlStart time.Time
 	v, err := startVM(ctx, vmConfig{
-		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.relayBusybox(), Port: s.srv.port, WorkDir: s.dir, Arch: s.e.Arch,
+		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.hostBusybox(), Port: s.srv.port, WorkDir: s.dir, Arch: s.e.Arch,
 		Console: s.e.consoleWriter(s.dir),
 		Echo: func(line string) {
 			if echoRE.MatchString(line) {
@@ -465,16 +465,24 @@ func (s *scenario) factoryBoot(ctx context.Context) error {
 // cutAt is the byte count after which the write of slot b is cut.
 var cutAt int64
 
-func (s *scenario) v2PowerCutWrite(ctx context.Context) error {
-	if _, err := s.publish(ctx, "2.0.0", nil); err != nil {
+// publishFound publishes version and waits for the agent to find it.
+func (s *scenario) publishFound(ctx context.Context, version string) error {
+	if _, err := s.publish(ctx, version, nil); err != nil {
 		return err
 	}
 	m, err := s.expect(ctx, stepTimeout, agentUpdateRE)
 	if err != nil {
 		return err
 	}
-	if m[2] != "2.0.0" {
-		return fmt.Errorf("agent found %s, want 2.0.0", m[2])
+	if m[2] != version {
+		return fmt.Errorf("agent found %s, want %s", m[2], version)
+	}
+	return nil
+}
+
+func (s *scenario) v2PowerCutWrite(ctx context.Context) error {
+	if err := s.publishFound(ctx, "2.0.0"); err != nil {
+		return err
 	}
 	for {
 		m, err := s.expect(ctx, downloadTimeout, agentProgRE, agentFailedRE)

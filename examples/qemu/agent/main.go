@@ -1,10 +1,11 @@
 // Command agent is the update agent of switchback's QEMU example: what an
-// integrator writes for an A/B device with GRUB. The root slots' init
-// starts it at every boot.
+// integrator writes for an A/B device with GRUB or U-Boot. The root slots'
+// init starts it at every boot.
 //
 // It wires the public API together: two partition slots (/dev/vda2 and
-// /dev/vda3), the GRUB boot control over the grubenv on the FAT boot
-// partition, an HTTP health check of the device's application, and the
+// /dev/vda3), the boot control (GRUB's grubenv on the FAT boot partition,
+// or with -bootloader uboot the U-Boot environment fw_env.config names),
+// an HTTP health check of the device's application, and the
 // updater. At start-up it confirms a trial boot (commit, or mark bad and
 // reboot into the previous version, or record that GRUB already fell back),
 // then polls the update server and installs what it finds, rebooting into
