@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"testing"
-	"time"
 )
 
 // qemuEnvARM64 is qemuEnv for the arm64 machine: it gates on
@@ -23,13 +21,7 @@ func qemuEnvARM64(t *testing.T) *env {
 // release's kernel panics until the tries are gone. 4-8 minutes.
 func TestScenarioARM64(t *testing.T) {
 	e := qemuEnvARM64(t)
-	ctx := context.Background()
-	if d, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
-		defer cancel()
-	}
-	if err := e.runScenario(ctx); err != nil {
+	if err := e.runScenario(scenarioContext(t)); err != nil {
 		t.Fatal(err)
 	}
 }

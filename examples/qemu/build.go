@@ -123,14 +123,21 @@ var requiredTools = [][2]string{
 // missingTools reports the required host programs that are not on PATH,
 // as "program (package)" strings.
 func missingTools() []string {
+	missing := missingFrom(requiredTools)
+	if _, err := os.Stat("/usr/lib/grub/i386-pc/boot.img"); err != nil {
+		missing = append(missing, "/usr/lib/grub/i386-pc (Debian package grub-pc-bin)")
+	}
+	return missing
+}
+
+// missingFrom lists the programs of tools (program, Debian package) that
+// are not on PATH, as "program (package)" strings.
+func missingFrom(tools [][2]string) []string {
 	var missing []string
-	for _, t := range requiredTools {
+	for _, t := range tools {
 		if _, err := exec.LookPath(t[0]); err != nil {
 			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", t[0], t[1]))
 		}
-	}
-	if _, err := os.Stat("/usr/lib/grub/i386-pc/boot.img"); err != nil {
-		missing = append(missing, "/usr/lib/grub/i386-pc (Debian package grub-pc-bin)")
 	}
 	return missing
 }

@@ -60,12 +60,7 @@ var requiredToolsARM64 = [][2]string{
 
 // missingToolsARM64 is missingTools for the arm64 machine.
 func missingToolsARM64() []string {
-	var missing []string
-	for _, t := range requiredToolsARM64 {
-		if _, err := exec.LookPath(t[0]); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", t[0], t[1]))
-		}
-	}
+	missing := missingFrom(requiredToolsARM64)
 	if _, err := os.Stat(ubootFirmware); err != nil {
 		missing = append(missing, ubootFirmware+" (Debian package u-boot-qemu)")
 	}

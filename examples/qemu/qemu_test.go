@@ -203,14 +203,7 @@ func TestGRUBBootCount(t *testing.T) {
 // machine is busy.
 func TestScenario(t *testing.T) {
 	e := qemuEnv(t)
-	ctx := context.Background()
-	if d, ok := t.Deadline(); ok {
-		// Stop a little before go test would, so that the failure comes
-		// with the transcript rather than a goroutine dump.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
-		defer cancel()
-	}
+	ctx := scenarioContext(t)
 	// The device's disk is served by our NBD server, which logs every
 	// write and flush: the power cuts drop what the guest had not flushed,
 	// and the crash states of the whole run are replayed afterwards.
@@ -226,6 +219,19 @@ func TestScenario(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// scenarioContext is a test's context, ended a little before go test's
+// deadline, so that a failure comes with the transcript rather than a
+// goroutine dump.
+func scenarioContext(t *testing.T) context.Context {
+	d, ok := t.Deadline()
+	if !ok {
+		return context.Background()
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), d.Add(-20*time.Second))
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // TestQEMUArgs checks the network safety of the QEMU command line: TCG,

@@ -189,7 +189,6 @@ func TestBootCmdInUBoot(t *testing.T) {
 	env, _ := c.Env(ctx)
 	canary := env[VarCanary]
 	boots, afters := vm.run(t, mustReadFile(t, envPath))
-	after := afters[0]
 	wantArgs := func(slot string) string {
 		return fmt.Sprintf("console=ttyAMA0 root=PARTLABEL=rootfs_%s switchback.slot=%s switchback.canary=%s", slot, slot, canary)
 	}
@@ -197,19 +196,7 @@ func TestBootCmdInUBoot(t *testing.T) {
 		t.Errorf("three boots after Arm(b, 2): %q, want %q", boots, want)
 	}
 	// What U-Boot wrote, we read: the trial used up its tries.
-	if err := os.WriteFile(envPath, after, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cmdline, []byte(boots[2][1]), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st, err := c.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (slots.BootStatus{Booted: "a", Primary: "a", Trial: "b", TriesLeft: 0}); !reflect.DeepEqual(st, want) {
-		t.Errorf("Status after U-Boot's boots: %+v, want %+v", st, want)
-	}
+	checkExhaustedTrial(t, c, []string{envPath}, afters, cmdline, boots[2][1])
 	if err := c.CheckCanary(ctx); err != nil {
 		t.Errorf("CheckCanary with U-Boot's arguments: %v", err)
 	}
@@ -242,6 +229,28 @@ func TestBootCmdInUBoot(t *testing.T) {
 		if b[0] != "a" {
 			t.Errorf("boot %d from a torn blob: %q, want the first slot a", i+1, b[0])
 		}
+	}
+}
+
+// checkExhaustedTrial gives c what U-Boot left, the environment copies
+// after at paths and the last boot's kernel arguments as its command
+// line, and checks that it sees trial b's tries used up and a booted.
+func checkExhaustedTrial(t *testing.T, c *Control, paths []string, after [][]byte, cmdline, lastArgs string) {
+	t.Helper()
+	for i, p := range paths {
+		if err := os.WriteFile(p, after[i], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(cmdline, []byte(lastArgs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (slots.BootStatus{Booted: "a", Primary: "a", Trial: "b", TriesLeft: 0}); !reflect.DeepEqual(st, want) {
+		t.Errorf("Status after U-Boot's boots: %+v, want %+v", st, want)
 	}
 }
 
@@ -305,21 +314,7 @@ func TestBootCmdRedundantInUBoot(t *testing.T) {
 	if got, want := []byte{after[0][4], after[1][4]}, []byte{2, 3}; !bytes.Equal(got, want) {
 		t.Errorf("flags after two count-downs: %v, want %v (each write into the other copy, flags+1)", got, want)
 	}
-	for i, d := range devs {
-		if err := os.WriteFile(d.Path, after[i], 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(cmdline, []byte(boots[2][1]), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st, err := c.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (slots.BootStatus{Booted: "a", Primary: "a", Trial: "b", TriesLeft: 0}); !reflect.DeepEqual(st, want) {
-		t.Errorf("Status after U-Boot's boots: %+v, want %+v", st, want)
-	}
+	checkExhaustedTrial(t, c, []string{devs[0].Path, devs[1].Path}, after, cmdline, boots[2][1])
 
 	// Committed b (into copy 1, flags 4), then that write torn: copy 2
 	// (flags 3, trial b with no tries) stays current, a boots.
