@@ -1,8 +1,6 @@
 package main
 
-import (
-	"testing"
-)
+import "testing"
 
 // qemuEnvARM64 is qemuEnv for the arm64 machine: it gates on
 // SWITCHBACK_QEMU/CI and on qemu-system-aarch64, u-boot-qemu's qemu_arm64
