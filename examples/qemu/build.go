@@ -430,7 +430,7 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 	if err := installBusybox(ctx, a, stage); err != nil {
 		return err
 	}
-	if err := copyFile(filepath.Join(stage, "boot", a.kernelName()), a.Kernel, 0o644); err != nil {
+	if err := copyFile(filepath.Join(stage, "boot", "vmlinuz"), a.Kernel, 0o644); err != nil {
 		return err
 	}
 	if err := copyFile(filepath.Join(stage, "boot", "initrd.img"), a.Initrd, 0o644); err != nil {

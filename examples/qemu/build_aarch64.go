@@ -178,7 +178,8 @@ func (b *builder) prepareARM64(ctx context.Context) (*assets, error) {
 
 // gzipOnce writes a gzip copy of src at dst unless dst exists. Debian's
 // arm64 vmlinuz is an uncompressed Image (27 MB); U-Boot's booti takes
-// only that, so boot.scr loads the compressed copy and unzips it.
+// only that, so a slot's /boot/vmlinuz is the compressed copy, which
+// boot.scr unzips.
 func gzipOnce(src, dst string) error {
 	if _, err := os.Stat(dst); err == nil {
 		return nil
@@ -312,16 +313,6 @@ func readDiskEnvARM64(ctx context.Context, raw string) (map[string]string, error
 		return nil, err
 	}
 	return c.Env(ctx)
-}
-
-// kernelName is the kernel's file name under a root slot's /boot:
-// vmlinuz (x86_64, GRUB loads it) or vmlinuz.gz (arm64, boot.scr unzips
-// it).
-func (a *assets) kernelName() string {
-	if strings.HasSuffix(a.Kernel, ".gz") {
-		return "vmlinuz.gz"
-	}
-	return "vmlinuz"
 }
 
 // The env methods below are where the two machines differ in building.

@@ -3,8 +3,8 @@
 # The boot-count logic is the library's slots/uboot/boot.cmd, compiled to
 # switchback.scr next to this file; this script names the slots and the
 # redundant pair of environment files it keeps them in, sources it, and
-# boots the slot it picked: gzip-compressed kernel Image and initramfs from
-# that slot's /boot.
+# boots the slot it picked: the kernel Image (gzip-compressed, as
+# /boot/vmlinuz) and the initramfs from that slot's /boot.
 # RAM starts at 0x40000000; scriptaddr (0x40200000) holds this
 # script, kernel_addr_r 0x40400000 and ramdisk_addr_r 0x44000000.
 setenv sb_slots "a b"
@@ -21,7 +21,7 @@ source 0x4a000000
 echo "u-boot: booting slot ${sb_boot} (primary=${sb_primary} trial=${sb_trial} tries=${sb_tries} bad=${sb_bad})"
 setenv sb_part 2
 if test "${sb_boot}" = b; then setenv sb_part 3; fi
-if load virtio 0:${sb_part} 0x4c000000 /boot/vmlinuz.gz && unzip 0x4c000000 ${kernel_addr_r} && load virtio 0:${sb_part} ${ramdisk_addr_r} /boot/initrd.img; then
+if load virtio 0:${sb_part} 0x4c000000 /boot/vmlinuz && unzip 0x4c000000 ${kernel_addr_r} && load virtio 0:${sb_part} ${ramdisk_addr_r} /boot/initrd.img; then
   booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}
 fi
 # Not bootable (a slot with no kernel): reset, as a panic would; boot.cmd
