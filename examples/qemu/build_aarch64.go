@@ -28,7 +28,8 @@ const (
 	hardwareARM64 = "qemu-arm64"
 	// ubootFirmware is Debian's U-Boot for QEMU's virt board (u-boot-qemu).
 	ubootFirmware = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
-	// ubootEnvSize is the size of each copy of the environment file.
+	// ubootEnvSize is the size of each copy of the environment file (as in
+	// fwEnvConfigARM64 and boot-arm64.cmd's sb_envsize).
 	ubootEnvSize = 0x4000
 	// ubootEnvFile and ubootEnvFile2 are the redundant pair of
 	// environment files on the boot partition, as boot-arm64.cmd names
@@ -37,8 +38,8 @@ const (
 	ubootEnvFile2    = "switchback-redund.env"
 	fwEnvConfigARM64 = "/mnt/boot/" + ubootEnvFile + " 0x0 0x4000\n/mnt/boot/" + ubootEnvFile2 + " 0x0 0x4000\n"
 	// agentArgsARM64 makes the agent drive U-Boot's environment through
-	// the image's /etc/fw_env.config.
-	agentArgsARM64 = agentArgs + " -bootloader uboot -slot-a /dev/vda2 -slot-b /dev/vda3"
+	// the image's /etc/fw_env.config (its default -fw-env-config).
+	agentArgsARM64 = agentArgs + " -bootloader uboot"
 )
 
 // initramfsModulesARM64 are the modules Debian's cloud-arm64 kernel needs
@@ -48,12 +49,12 @@ var initramfsModulesARM64 = []string{
 	"virtio_net", "fat", "vfat", "nls_cp437", "nls_ascii",
 }
 
-// requiredToolsARM64 are the host programs the arm64 machine needs beyond
-// those both machines use.
+// requiredToolsARM64 are the host programs the arm64 machine needs, with
+// the Debian package that provides each.
 var requiredToolsARM64 = [][2]string{
 	{"apt-get", "apt"}, {"apt-cache", "apt"}, {"dpkg-deb", "dpkg"},
 	{"cpio", "cpio"}, {"mkfs.ext4", "e2fsprogs"}, {"mkfs.fat", "dosfstools"},
-	{"mcopy", "mtools"}, {"mtype", "mtools"}, {"sfdisk", "fdisk"}, {"qemu-img", "qemu-utils"},
+	{"mcopy", "mtools"}, {"sfdisk", "fdisk"}, {"qemu-img", "qemu-utils"},
 	{"mkimage", "u-boot-tools"}, {"qemu-system-aarch64", "qemu-system-arm"},
 	{"busybox", "busybox-static"},
 }
