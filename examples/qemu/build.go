@@ -74,6 +74,12 @@ type assets struct {
 	ModuleDir string // lib/modules/<abi>/kernel
 	Busybox   string // static busybox binary
 	Initrd    string // initramfs built from the above (gzip newc cpio)
+	// HostBusybox lists the applets when Busybox does not run on the host
+	// (arm64); "" means Busybox.
+	HostBusybox string
+	// Modules are the initramfs's modules in insmod order; nil means
+	// initramfsModules.
+	Modules []string
 }
 
 // builder makes images. Its methods shell out to Debian tools (apt-get,
@@ -117,14 +123,21 @@ var requiredTools = [][2]string{
 // missingTools reports the required host programs that are not on PATH,
 // as "program (package)" strings.
 func missingTools() []string {
+	missing := missingFrom(requiredTools)
+	if _, err := os.Stat("/usr/lib/grub/i386-pc/boot.img"); err != nil {
+		missing = append(missing, "/usr/lib/grub/i386-pc (Debian package grub-pc-bin)")
+	}
+	return missing
+}
+
+// missingFrom lists the programs of tools (program, Debian package) that
+// are not on PATH, as "program (package)" strings.
+func missingFrom(tools [][2]string) []string {
 	var missing []string
-	for _, t := range requiredTools {
+	for _, t := range tools {
 		if _, err := exec.LookPath(t[0]); err != nil {
 			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", t[0], t[1]))
 		}
-	}
-	if _, err := os.Stat("/usr/lib/grub/i386-pc/boot.img"); err != nil {
-		missing = append(missing, "/usr/lib/grub/i386-pc (Debian package grub-pc-bin)")
 	}
 	return missing
 }
@@ -147,12 +160,24 @@ func kernelPackage(ctx context.Context) (string, error) {
 // fetchDeb returns the path of pkg's .deb in the cache, downloading it with
 // apt-get download when it is not there yet.
 func (b *builder) fetchDeb(ctx context.Context, pkg string) (string, error) {
-	dir := filepath.Join(b.CacheDir, "debs")
+	return b.fetchDebArch(ctx, pkg, "")
+}
+
+// fetchDebArch is fetchDeb for the packages of arch: "" for the host's,
+// archARM64 for arm64 ones, which come through the private arm64 apt
+// state (aptARM64) into a directory of their own.
+func (b *builder) fetchDebArch(ctx context.Context, pkg, arch string) (string, error) {
+	dir, glob, name := filepath.Join(b.CacheDir, "debs"), pkg+"_*.deb", pkg
+	download := func() error { _, err := run(ctx, dir, nil, "apt-get", "download", name); return err }
+	if arch == archARM64 {
+		dir, glob, name = filepath.Join(b.CacheDir, "debs-arm64"), pkg+"_*_arm64.deb", pkg+":arm64"
+		download = func() error { _, err := b.aptARM64(ctx, dir, "apt-get", "download", name); return err }
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	find := func() string {
-		m, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
+		m, _ := filepath.Glob(filepath.Join(dir, glob))
 		sort.Strings(m)
 		if len(m) == 0 {
 			return ""
@@ -162,14 +187,14 @@ func (b *builder) fetchDeb(ctx context.Context, pkg string) (string, error) {
 	if p := find(); p != "" {
 		return p, nil
 	}
-	b.logf("apt-get download %s", pkg)
-	if _, err := run(ctx, dir, nil, "apt-get", "download", pkg); err != nil {
+	b.logf("apt-get download %s", name)
+	if err := download(); err != nil {
 		return "", err
 	}
 	if p := find(); p != "" {
 		return p, nil
 	}
-	return "", fmt.Errorf("apt-get download %s left no %s_*.deb in %s", pkg, pkg, dir)
+	return "", fmt.Errorf("apt-get download %s left no %s in %s", name, glob, dir)
 }
 
 // unpack extracts a .deb into the cache once and returns the directory.
@@ -308,7 +333,11 @@ func (b *builder) makeInitramfs(ctx context.Context, a *assets) error {
 	if err := os.Symlink("busybox", filepath.Join(stage, "bin", "sh")); err != nil {
 		return err
 	}
-	for _, m := range initramfsModules {
+	modules := a.Modules
+	if modules == nil {
+		modules = initramfsModules
+	}
+	for _, m := range modules {
 		p, err := findModule(a.ModuleDir, m)
 		if err != nil {
 			return err
@@ -321,7 +350,7 @@ func (b *builder) makeInitramfs(ctx context.Context, a *assets) error {
 	if err != nil {
 		return err
 	}
-	init = bytes.ReplaceAll(init, []byte("@MODULES@"), []byte(strings.Join(initramfsModules, " ")))
+	init = bytes.ReplaceAll(init, []byte("@MODULES@"), []byte(strings.Join(modules, " ")))
 	if err := os.WriteFile(filepath.Join(stage, "init"), init, 0o755); err != nil {
 		return err
 	}
@@ -372,6 +401,9 @@ type release struct {
 	Agent     string // path of the static agent binary (built with CGO_ENABLED=0)
 	AgentArgs string // command-line arguments for the agent, as shell words
 	RootJSON  []byte // the TUF trusted root the agent starts from (may be nil)
+	Hardware  string // /etc/switchback/hardware; "" means hardwareID
+	// Files are extra files of the image, by path (e.g. etc/fw_env.config).
+	Files map[string][]byte
 }
 
 // Release flavors.
@@ -395,25 +427,8 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 			return err
 		}
 	}
-	if err := copyFile(filepath.Join(stage, "bin", "busybox"), a.Busybox, 0o755); err != nil {
+	if err := installBusybox(ctx, a, stage); err != nil {
 		return err
-	}
-	applets, err := run(ctx, "", nil, a.Busybox, "--list-full")
-	if err != nil {
-		return err
-	}
-	for _, p := range strings.Fields(string(applets)) {
-		if p == "bin/busybox" || p == "sbin/init" || p == "linuxrc" {
-			continue
-		}
-		dst := filepath.Join(stage, p)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(filepath.Dir(dst), filepath.Join(stage, "bin", "busybox"))
-		if err := os.Symlink(rel, dst); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
 	}
 	if err := copyFile(filepath.Join(stage, "boot", "vmlinuz"), a.Kernel, 0o644); err != nil {
 		return err
@@ -449,8 +464,17 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "version"), []byte(r.Version+"\n"), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "hardware"), []byte(hardwareID+"\n"), 0o644); err != nil {
+	hw := r.Hardware
+	if hw == "" {
+		hw = hardwareID
+	}
+	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "hardware"), []byte(hw+"\n"), 0o644); err != nil {
 		return err
+	}
+	for p, data := range r.Files {
+		if err := os.WriteFile(filepath.Join(stage, p), data, 0o644); err != nil {
+			return err
+		}
 	}
 	if r.RootJSON != nil {
 		if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "root.json"), r.RootJSON, 0o644); err != nil {
@@ -469,6 +493,34 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 		return err
 	}
 	return mkext4(ctx, stage, out, rootfsBytes, "rootfs", uuidFor("rootfs "+r.Version+" "+r.Flavor), false)
+}
+
+// installBusybox puts the image's busybox in stage/bin with a link for
+// each applet but init (the image's init is a script).
+func installBusybox(ctx context.Context, a *assets, stage string) error {
+	if err := copyFile(filepath.Join(stage, "bin", "busybox"), a.Busybox, 0o755); err != nil {
+		return err
+	}
+	// The applet list comes from a busybox that runs here (the same
+	// version as the image's).
+	applets, err := run(ctx, "", nil, a.hostBusybox(), "--list-full")
+	if err != nil {
+		return err
+	}
+	for _, p := range strings.Fields(string(applets)) {
+		if p == "bin/busybox" || p == "sbin/init" || p == "linuxrc" {
+			continue
+		}
+		dst := filepath.Join(stage, p)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(filepath.Dir(dst), filepath.Join(stage, "bin", "busybox"))
+		if err := os.Symlink(rel, dst); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // uuidFor derives a fixed UUID from a string, so that rebuilding an image
@@ -623,23 +675,11 @@ func (b *builder) disk(ctx context.Context, d diskSpec, out string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	os.Remove(out)
-	f, err := os.Create(out)
+	f, err := newPartitionedDisk(ctx, out)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := f.Truncate(diskSectors * sector); err != nil {
-		return err
-	}
-	layout := fmt.Sprintf("label: dos\nlabel-id: %s\nunit: sectors\n\n"+
-		"start=%d, size=%d, type=c, bootable\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\n",
-		diskLabelID, bootStart, bootSize, slotAStart, slotSize, slotBStart, slotSize, dataStart, dataSize)
-	cmd := exec.CommandContext(ctx, "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out)
-	cmd.Stdin = strings.NewReader(layout)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("sfdisk: %w: %s", err, msg)
-	}
 	bootImg, err := os.ReadFile("/usr/lib/grub/i386-pc/boot.img")
 	if err != nil {
 		return err
@@ -691,6 +731,31 @@ func (b *builder) disk(ctx context.Context, d diskSpec, out string) error {
 		}
 	}
 	return f.Close()
+}
+
+// newPartitionedDisk creates the raw disk file out, diskSectors long,
+// with the MBR partition table of the layout above (p1 bootable), and
+// returns it open for writing.
+func newPartitionedDisk(ctx context.Context, out string) (*os.File, error) {
+	os.Remove(out)
+	f, err := os.Create(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(diskSectors * sector); err != nil {
+		f.Close()
+		return nil, err
+	}
+	layout := fmt.Sprintf("label: dos\nlabel-id: %s\nunit: sectors\n\n"+
+		"start=%d, size=%d, type=c, bootable\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\nstart=%d, size=%d, type=83\n",
+		diskLabelID, bootStart, bootSize, slotAStart, slotSize, slotBStart, slotSize, dataStart, dataSize)
+	cmd := exec.CommandContext(ctx, "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out)
+	cmd.Stdin = strings.NewReader(layout)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sfdisk: %w: %s", err, msg)
+	}
+	return f, nil
 }
 
 // toQcow2 converts a raw disk into a (pristine) qcow2 image.

@@ -1,11 +1,14 @@
 // Command qemu is switchback's A/B example on a QEMU x86_64 machine: it
 // builds a BIOS disk with GRUB, a FAT boot partition, root slots A and B
 // and a data partition from Debian packages alone (no root, no loop
-// devices, no mounts), and runs the update scenario against it.
+// devices, no mounts), and runs the update scenario against it. With
+// -arch arm64 the machine is qemu-system-aarch64 -M virt with Debian's
+// U-Boot, which runs the library's slots/uboot/boot.cmd.
 //
 //	go run ./examples/qemu build   # the factory disk and a signed repository, in the cache
 //	go run ./examples/qemu boot    # boot a disk once: GRUB, kernel, init, guestfwd
 //	go run ./examples/qemu run     # the whole update scenario
+//	go run ./examples/qemu -arch arm64 run   # the scenario on U-Boot
 //
 // See README.md for the layout and for adapting it to real hardware.
 package main
@@ -47,6 +50,10 @@ func usage() {
          and run the whole A/B scenario; exit status 0 only if every step
          happened
 
+  With -arch arm64, build, boot and run use qemu-system-aarch64 -M virt
+  with Debian's U-Boot and arm64 kernel and busybox (no power cuts or
+  corrupted download in its run; no crash campaign).
+
 flags:
 `)
 	flag.PrintDefaults()
@@ -59,6 +66,7 @@ func main() {
 	max := flag.Int("n", 0, "replay: check about this many crash states (0: every one generated); powercut: cycles")
 	perEpoch := flag.Int("per-epoch", 3, "replay: random subsets of the unflushed writes per flush interval")
 	seed := flag.Uint64("seed", 1, "replay: seed of the random subsets")
+	arch := flag.String("arch", archAMD64, "the guest machine: amd64 (PC, BIOS, GRUB) or arm64 (virt, U-Boot; build, boot and run)")
 	record := flag.String("record", "", "serve the device's disk over NBD and log every write, flush and FUA to this file (run)")
 	flag.Usage = usage
 	flag.Parse()
@@ -75,7 +83,13 @@ func main() {
 			fatal(err)
 		}
 	}
-	e := &env{CacheDir: *cache, Checkout: root, Out: os.Stdout, Record: *record}
+	if *arch != archAMD64 && *arch != archARM64 {
+		fatal(fmt.Errorf("-arch %q: want %s or %s", *arch, archAMD64, archARM64))
+	}
+	if *arch == archARM64 && (*record != "" || flag.Arg(0) == "replay" || flag.Arg(0) == "powercut" || flag.Arg(0) == "faults") {
+		fatal(fmt.Errorf("the crash campaign (-record, replay, powercut, faults) runs on amd64 only"))
+	}
+	e := &env{CacheDir: *cache, Checkout: root, Out: os.Stdout, Record: *record, Arch: *arch}
 	if *console {
 		e.Console = os.Stdout
 	}
@@ -152,6 +166,8 @@ type env struct {
 	Checkout string
 	Out      io.Writer // the timestamped transcript
 	Console  io.Writer // every console line, when not nil
+	// Arch is the guest machine: archAMD64 ("" too) or archARM64.
+	Arch string
 	// Record, when not "", runs the device's disk over our NBD server and
 	// logs every write, flush and FUA there (see nbd.go).
 	Record string
@@ -184,11 +200,12 @@ type factory struct {
 	Agent  string // the agent binary, "" when the checkout has none
 }
 
-// buildAgent cross-builds the example agent as a static linux/amd64 binary.
+// buildAgent cross-builds the example agent as a static Linux binary for
+// the machine's GOARCH (pure Go: no C cross-compiler).
 func (e *env) buildAgent(ctx context.Context, out string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./examples/qemu/agent")
 	cmd.Dir = e.Checkout
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+e.goarch())
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the agent: %w\n%s", err, msg)
 	}
@@ -200,7 +217,7 @@ func (e *env) buildAgent(ctx context.Context, out string) error {
 // under the cache.
 func (e *env) buildFactory(ctx context.Context, rootJSON []byte, withAgent bool) (*factory, error) {
 	b := e.builder()
-	a, err := b.prepare(ctx)
+	a, err := e.prepareAssets(ctx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -220,12 +237,12 @@ func (e *env) buildFactory(ctx context.Context, rootJSON []byte, withAgent bool)
 		}
 	}
 	slotA := filepath.Join(dir, "v1.0.0.ext4")
-	r := release{Version: "1.0.0", Flavor: flavorGood, Agent: f.Agent, AgentArgs: agentArgs, RootJSON: rootJSON}
+	r := e.newRelease("1.0.0", flavorGood, f.Agent, rootJSON)
 	if err := b.slotImage(ctx, a, r, slotA); err != nil {
 		return nil, err
 	}
 	raw := filepath.Join(dir, "factory.raw")
-	if err := b.disk(ctx, diskSpec{SlotA: slotA}, raw); err != nil {
+	if err := e.buildDisk(ctx, b, slotA, raw); err != nil {
 		return nil, err
 	}
 	if err := toQcow2(ctx, raw, f.Disk); err != nil {
@@ -317,7 +334,7 @@ func (e *env) bootOnce(ctx context.Context) error {
 		return err
 	}
 	e.logf("starting QEMU (TCG) on %s", run)
-	v, err := startVM(ctx, vmConfig{Disk: run, Busybox: f.Assets.Busybox, Port: srv.port, WorkDir: f.Dir, Console: e.consoleWriter(f.Dir)})
+	v, err := startVM(ctx, vmConfig{Disk: run, Busybox: f.Assets.hostBusybox(), Port: srv.port, WorkDir: f.Dir, Console: e.consoleWriter(f.Dir), Arch: e.Arch})
 	if err != nil {
 		return err
 	}

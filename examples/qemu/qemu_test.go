@@ -24,6 +24,13 @@ import (
 // returns an env whose transcript goes to the test log.
 func qemuEnv(t *testing.T) *env {
 	t.Helper()
+	return qemuEnvArch(t, archAMD64, missingTools)
+}
+
+// qemuEnvArch is qemuEnv for the machine arch, whose host tools
+// missingTools lists.
+func qemuEnvArch(t *testing.T, arch string, missingTools func() []string) *env {
+	t.Helper()
 	ci := os.Getenv("CI") == "true"
 	if os.Getenv("SWITCHBACK_QEMU") != "1" && !ci {
 		t.Skip("boots QEMU guests (TCG, minutes): set SWITCHBACK_QEMU=1 to run")
@@ -39,7 +46,7 @@ func qemuEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{CacheDir: defaultCacheDir(), Checkout: root, Out: testWriter{t}}
+	return &env{CacheDir: defaultCacheDir(), Checkout: root, Out: testWriter{t}, Arch: arch}
 }
 
 // testWriter sends transcript lines to t.Log.
@@ -196,14 +203,7 @@ func TestGRUBBootCount(t *testing.T) {
 // machine is busy.
 func TestScenario(t *testing.T) {
 	e := qemuEnv(t)
-	ctx := context.Background()
-	if d, ok := t.Deadline(); ok {
-		// Stop a little before go test would, so that the failure comes
-		// with the transcript rather than a goroutine dump.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
-		defer cancel()
-	}
+	ctx := scenarioContext(t)
 	// The device's disk is served by our NBD server, which logs every
 	// write and flush: the power cuts drop what the guest had not flushed,
 	// and the crash states of the whole run are replayed afterwards.
@@ -221,20 +221,38 @@ func TestScenario(t *testing.T) {
 	})
 }
 
+// scenarioContext is a test's context, ended a little before go test's
+// deadline, so that a failure comes with the transcript rather than a
+// goroutine dump.
+func scenarioContext(t *testing.T) context.Context {
+	d, ok := t.Deadline()
+	if !ok {
+		return context.Background()
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), d.Add(-20*time.Second))
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // TestQEMUArgs checks the network safety of the QEMU command line: TCG,
 // user networking with restrict=on, one guestfwd to a script, and no
 // other network device or forward.
 func TestQEMUArgs(t *testing.T) {
-	args := qemuArgs("disk.qcow2", "qcow2", "/run/fwd.sh", 256)
+	checkQEMUArgs(t, qemuArgs("disk.qcow2", "qcow2", "/run/fwd.sh", 256), "-device virtio-net-pci,netdev=n0", "-m 256")
+}
+
+// checkQEMUArgs checks a QEMU command line (built with the guestfwd script
+// /run/fwd.sh) for TCG, one CPU, the restricted user network and the
+// options in want, and against any other network access.
+func checkQEMUArgs(t *testing.T, args []string, want ...string) {
+	t.Helper()
 	joined := strings.Join(args, " ")
-	for _, want := range []string{
+	for _, want := range append([]string{
 		"-accel tcg",
 		"-netdev user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:/run/fwd.sh",
-		"-device virtio-net-pci,netdev=n0",
 		"-nodefaults",
-		"-m 256",
 		"-smp 1",
-	} {
+	}, want...) {
 		if !strings.Contains(joined, want) {
 			t.Errorf("QEMU command line lacks %q: %s", want, joined)
 		}

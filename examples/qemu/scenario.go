@@ -38,8 +38,8 @@ var (
 	agentHealthRE  = regexp.MustCompile(`^agent: health: (\S+) (passed|failed)`)
 	confirmStepRE  = regexp.MustCompile(`^agent: (state: rootfs \S+ -> (confirming|committed)|confirm: (ok|rolled back|error))`)
 	agentFatalRE   = regexp.MustCompile(`^agent: fatal:`)
-	grubLineRE     = regexp.MustCompile(`grub: booting slot ([ab]) \(primary=(\S*) trial=(\S*) tries=(\d*) bad=([^)]*)\)`)
-	echoRE         = regexp.MustCompile(`^(agent:|grub:|init: agent exited)|Kernel panic`)
+	grubLineRE     = regexp.MustCompile(`(?:grub|u-boot): booting slot ([ab]) \(primary=(\S*) trial=(\S*) tries=(\d*) bad=([^)]*)\)`) // grub.cfg's or boot-arm64.cmd's choice
+	echoRE         = regexp.MustCompile(`^(agent:|grub:|u-boot:|init: agent exited)|Kernel panic`)
 )
 
 // scenario is one run of the update story on one device (one overlay),
@@ -59,6 +59,12 @@ type scenario struct {
 	steps  []stepTime
 	images map[string]string // version -> slot image
 	grubAt time.Time         // when GRUB last said which slot it boots
+}
+
+// scenarioStep is one named step of a run.
+type scenarioStep struct {
+	name string
+	fn   func(context.Context) error
 }
 
 type stepTime struct {
@@ -86,7 +92,7 @@ func (s *scenario) step(name string, fn func() error) error {
 func (s *scenario) start(ctx context.Context) error {
 	var dlStart time.Time
 	v, err := startVM(ctx, vmConfig{
-		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.Busybox, Port: s.srv.port, WorkDir: s.dir,
+		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.hostBusybox(), Port: s.srv.port, WorkDir: s.dir, Arch: s.e.Arch,
 		Console: s.e.consoleWriter(s.dir),
 		Echo: func(line string) {
 			if echoRE.MatchString(line) {
@@ -165,7 +171,7 @@ func (s *scenario) expectAgent(ctx context.Context, slot, version string) error 
 		return fmt.Errorf("agent started on version %s slot %s, want %s on slot %s", m[1], m[2], version, slot)
 	}
 	if !s.grubAt.IsZero() {
-		s.e.logf("boot: GRUB to agent in %.1fs", time.Since(s.grubAt).Seconds())
+		s.e.logf("boot: boot loader to agent in %.1fs", time.Since(s.grubAt).Seconds())
 	}
 	if m, err = s.expect(ctx, stepTimeout, agentDataRE); err != nil {
 		return err
@@ -265,7 +271,7 @@ func (s *scenario) publish(ctx context.Context, version string, tamper func(repo
 	}
 	defer f.Close()
 	t, err := s.repo.AddTarget(ctx, "rootfs-"+version+".ext4", f, verify.Custom{
-		Component: "rootfs", Version: version, Hardware: []string{hardwareID},
+		Component: "rootfs", Version: version, Hardware: []string{s.e.hardware()},
 	}, repository.AddOptions{})
 	if err != nil {
 		return t, err
@@ -340,7 +346,7 @@ func (e *env) newScenario(ctx context.Context) (*scenario, error) {
 		{Version: "3.0.0", Flavor: flavorNoHealth},
 		{Version: "4.0.0", Flavor: flavorPanic},
 	} {
-		r.Agent, r.AgentArgs, r.RootJSON = f.Agent, agentArgs, rootJSON
+		r = e.newRelease(r.Version, r.Flavor, f.Agent, rootJSON)
 		out := filepath.Join(f.Dir, "v"+r.Version+".ext4")
 		if err := b.slotImage(ctx, f.Assets, r, out); err != nil {
 			return nil, err
@@ -408,10 +414,7 @@ func (s *scenario) close() {
 // run is the scenario. Each step checks what the device reports on its
 // console; the first deviation fails the run.
 func (s *scenario) run(ctx context.Context) error {
-	steps := []struct {
-		name string
-		fn   func(context.Context) error
-	}{
+	steps := []scenarioStep{
 		{"factory v1.0.0 boots from slot a and is committed", s.factoryBoot},
 		{"v2.0.0 published, download into slot b; power cut mid-write", s.v2PowerCutWrite},
 		{"restart: v1.0.0 boots, the download resumes, v2.0.0 verified, armed, reboot", s.v2Resume},
@@ -421,6 +424,9 @@ func (s *scenario) run(ctx context.Context) error {
 		{"v3.0.0 repaired: installed in slot a, boots, fails health, rolled back to v2.0.0", s.v3Rollback},
 		{"v4.0.0 installed, kernel panics, GRUB falls back to v2.0.0, agent records it", s.v4Panic},
 		{"v3.0.0 and v4.0.0 are never retried", s.noRetry},
+	}
+	if s.e.Arch == archARM64 {
+		steps = s.stepsARM64()
 	}
 	start := time.Now()
 	for _, st := range steps {
@@ -459,16 +465,24 @@ func (s *scenario) factoryBoot(ctx context.Context) error {
 // cutAt is the byte count after which the write of slot b is cut.
 var cutAt int64
 
-func (s *scenario) v2PowerCutWrite(ctx context.Context) error {
-	if _, err := s.publish(ctx, "2.0.0", nil); err != nil {
+// publishFound publishes version and waits for the agent to find it.
+func (s *scenario) publishFound(ctx context.Context, version string) error {
+	if _, err := s.publish(ctx, version, nil); err != nil {
 		return err
 	}
 	m, err := s.expect(ctx, stepTimeout, agentUpdateRE)
 	if err != nil {
 		return err
 	}
-	if m[2] != "2.0.0" {
-		return fmt.Errorf("agent found %s, want 2.0.0", m[2])
+	if m[2] != version {
+		return fmt.Errorf("agent found %s, want %s", m[2], version)
+	}
+	return nil
+}
+
+func (s *scenario) v2PowerCutWrite(ctx context.Context) error {
+	if err := s.publishFound(ctx, "2.0.0"); err != nil {
+		return err
 	}
 	for {
 		m, err := s.expect(ctx, downloadTimeout, agentProgRE, agentFailedRE)
@@ -688,7 +702,8 @@ func (s *scenario) noRetry(ctx context.Context) error {
 	}
 }
 
-// finalEnv reads grubenv from the device's disk after the run.
+// finalEnv reads the boot environment (grubenv, or U-Boot's) from the
+// device's disk after the run.
 func (s *scenario) finalEnv(ctx context.Context) error {
 	raw := s.raw
 	if raw == "" {
@@ -698,13 +713,17 @@ func (s *scenario) finalEnv(ctx context.Context) error {
 			return err
 		}
 	}
-	vars, err := readDiskEnv(ctx, raw)
+	read := readDiskEnv
+	if s.e.Arch == archARM64 {
+		read = readDiskEnvARM64
+	}
+	vars, err := read(ctx, raw)
 	if err != nil {
 		return err
 	}
-	s.e.logf("final grubenv: sb_primary=%s sb_trial=%s sb_tries=%s sb_bad=%q", vars["sb_primary"], vars["sb_trial"], vars["sb_tries"], vars["sb_bad"])
+	s.e.logf("final boot environment: sb_primary=%s sb_trial=%s sb_tries=%s sb_bad=%q", vars["sb_primary"], vars["sb_trial"], vars["sb_tries"], vars["sb_bad"])
 	if vars["sb_primary"] != "b" {
-		return fmt.Errorf("final grubenv sb_primary=%q, want b", vars["sb_primary"])
+		return fmt.Errorf("final boot environment sb_primary=%q, want b", vars["sb_primary"])
 	}
 	return nil
 }

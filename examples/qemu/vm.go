@@ -42,6 +42,7 @@ type vmConfig struct {
 	Echo     func(line string)
 	Logf     func(format string, a ...any)
 	MemoryMB int
+	Arch     string // archAMD64 (default: PC, BIOS, GRUB) or archARM64 (virt, U-Boot)
 }
 
 // fwdScript writes the guestfwd relay script: libslirp splits cmd: on
@@ -83,7 +84,11 @@ func startVM(ctx context.Context, c vmConfig) (*vm, error) {
 	if c.MemoryMB == 0 {
 		c.MemoryMB = 256
 	}
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", qemuArgs(c.Disk, c.Format, script, c.MemoryMB)...)
+	prog, args := "qemu-system-x86_64", qemuArgs(c.Disk, c.Format, script, c.MemoryMB)
+	if c.Arch == archARM64 {
+		prog, args = "qemu-system-aarch64", qemuArgsARM64(c.Disk, c.Format, script, c.MemoryMB)
+	}
+	cmd := exec.CommandContext(ctx, prog, args...)
 	// The console is output only: stdin stays open (never written) so that
 	// QEMU does not see end of file.
 	if _, err := cmd.StdinPipe(); err != nil {

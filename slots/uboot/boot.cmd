@@ -11,6 +11,10 @@
 #   sb_envfile   its name ("switchback.env")
 #   sb_envaddr   a free RAM address for it (not loadaddr/scriptaddr)
 #   sb_envsize   its size in bytes, hexadecimal (0x4000)
+# and, for a redundant pair of such files (fw_env.config's two lines):
+#   sb_envfile2  the second copy's name ("switchback-redund.env"); each
+#                copy is then a CRC32, a flags byte and the variables, and
+#                RAM from sb_envaddr up to 2*sb_envsize+8 is used
 # Without sb_envfile the variables live in U-Boot's own environment and
 # the count-down is saved with saveenv (redundant if U-Boot's is).
 #
@@ -27,9 +31,49 @@ if test -n "${sb_envfile}"; then
   setenv sb_tries
   setenv sb_bad
   setenv sb_canary
-  if load ${sb_envdev} ${sb_envaddr} ${sb_envfile}; then
-    env import -c ${sb_envaddr} ${sb_envsize} sb_primary sb_trial sb_tries sb_bad sb_canary
+  if test -z "${sb_envfile2}"; then
+    if load ${sb_envdev} ${sb_envaddr} ${sb_envfile}; then
+      env import -c ${sb_envaddr} ${sb_envsize} sb_primary sb_trial sb_tries sb_bad sb_canary
+    fi
   fi
+fi
+if test -n "${sb_envfile2}"; then
+  # Redundant pair, as U-Boot and libubootenv keep theirs: the current
+  # copy is the one with a valid CRC, of two the one with the larger
+  # flags (0 follows 255; equal: the first). The newer copy is imported,
+  # and the older only if that fails: an import fails on a bad CRC and
+  # changes nothing, and the variables were cleared above, so nothing of
+  # the other copy leaks in. A missing file reads as zeros (bad CRC).
+  setexpr sb_envaddr2 ${sb_envaddr} + ${sb_envsize}
+  setexpr sb_scratch ${sb_envaddr2} + ${sb_envsize}
+  setexpr sb_isize ${sb_envsize} - 1
+  mw.b ${sb_envaddr} 0 ${sb_envsize}
+  mw.b ${sb_envaddr2} 0 ${sb_envsize}
+  load ${sb_envdev} ${sb_envaddr} ${sb_envfile}
+  load ${sb_envdev} ${sb_envaddr2} ${sb_envfile2}
+  setexpr sb_p ${sb_envaddr} + 4
+  setexpr.b sb_fl1 *${sb_p}
+  setexpr sb_p ${sb_envaddr2} + 4
+  setexpr.b sb_fl2 *${sb_p}
+  setenv sb_order "1 2"
+  if itest.b ${sb_fl2} -gt ${sb_fl1}; then setenv sb_order "2 1"; fi
+  if itest.b ${sb_fl1} -eq ff && itest.b ${sb_fl2} -eq 0; then setenv sb_order "2 1"; fi
+  if itest.b ${sb_fl2} -eq ff && itest.b ${sb_fl1} -eq 0; then setenv sb_order "1 2"; fi
+  setenv sb_cur
+  for sb_i in ${sb_order}; do
+    if test -z "${sb_cur}"; then
+      setenv sb_p ${sb_envaddr}
+      if test "${sb_i}" = 2; then setenv sb_p ${sb_envaddr2}; fi
+      # env import -c wants the CRC right before the variables: move it
+      # over the flags byte.
+      cp.b ${sb_p} ${sb_scratch} 4
+      setexpr sb_p ${sb_p} + 1
+      cp.b ${sb_scratch} ${sb_p} 4
+      if env import -c ${sb_p} ${sb_isize} sb_primary sb_trial sb_tries sb_bad sb_canary; then
+        setenv sb_cur ${sb_i}
+      fi
+    fi
+  done
 fi
 
 # The primary, if it names a slot; else the first slot.
@@ -60,7 +104,26 @@ if test -n "${sb_try}" && test "${sb_tries}" -ge 1 && test "${sb_tries}" -le 9; 
   setenv sb_s
   setenv sb_try
   setenv sb_default
-  if test -n "${sb_envfile}"; then
+  if test -n "${sb_envfile2}"; then
+    # Into the copy that is not current, with the current flags + 1: a
+    # torn write leaves the current copy current.
+    setenv sb_w ${sb_envaddr}
+    setenv sb_wfile ${sb_envfile}
+    setenv sb_fl ${sb_fl2}
+    if test "${sb_cur}" = 1; then
+      setenv sb_w ${sb_envaddr2}
+      setenv sb_wfile ${sb_envfile2}
+      setenv sb_fl ${sb_fl1}
+    fi
+    setexpr sb_p ${sb_w} + 1
+    env export -c -s ${sb_isize} ${sb_p} sb_bad sb_canary sb_primary sb_trial sb_tries
+    cp.b ${sb_p} ${sb_scratch} 4
+    cp.b ${sb_scratch} ${sb_w} 4
+    setexpr sb_fl ${sb_fl} + 1
+    setexpr sb_p ${sb_w} + 4
+    mw.b ${sb_p} ${sb_fl}
+    fatwrite ${sb_envdev} ${sb_w} ${sb_wfile} ${sb_envsize}
+  elif test -n "${sb_envfile}"; then
     env export -c -s ${sb_envsize} ${sb_envaddr} sb_bad sb_canary sb_primary sb_trial sb_tries
     fatwrite ${sb_envdev} ${sb_envaddr} ${sb_envfile} ${sb_envsize}
   else

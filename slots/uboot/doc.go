@@ -21,7 +21,8 @@
 // copy torn by a power cut has a bad CRC: U-Boot then uses its built-in
 // default environment and boot.cmd boots the first slot; [Control.Status]
 // fails with [ErrNoValidEnv] until a write (after [Control.Init])
-// repairs it. Use a redundant environment.
+// repairs it. Use a redundant environment (with boot.cmd's file mode,
+// sb_envfile2).
 //
 // Variables are kept in the order libubootenv keeps them (a new one goes
 // before the first that sorts after it), and the pad bytes are 0x00, as
@@ -67,11 +68,19 @@
 // writes it back with "env export -c" and fatwrite. Give userspace the
 // same file as a single copy: a fw_env.config line
 // "/boot/switchback.env 0x0 0x4000", or Device{Path, 0, 0x4000}.
+// Better, as a torn write of a single copy loses the committed slot, set
+// sb_envfile2 too ("switchback-redund.env"): the script then keeps a
+// redundant pair, reading the current copy by CRC and flags and writing
+// the count-down into the other copy with the next flags, as this
+// package does; give userspace both files, one fw_env.config line each.
+// The pair needs 2*sb_envsize+8 bytes of RAM from sb_envaddr.
 //
 // The tests run boot.cmd in Debian's U-Boot 2023.01 for qemu_arm64
 // under QEMU: the count-down saved with env export -c and fatwrite and
 // read back by us, a trial listed bad never tried, a torn blob booting
-// the first slot.
+// the first slot; with a redundant pair, each count-down in the other
+// copy with the next flags, a torn newer copy leaving the older one
+// current, and flags wrapping from 255 to 0.
 //
 // The script imports the variables; if sb_trial names a slot not in sb_bad
 // and sb_tries is 1..9, it decrements sb_tries with setexpr, saves it

@@ -22,13 +22,17 @@ import (
 // boot.cmd.
 type ubootVM struct {
 	qemu, firmware, mcopy, dir, disk string
+	files                            []string // the environment copies on the FAT partition
 }
 
 const vmEnvSize = 0x4000
 
-func newUbootVM(t *testing.T) *ubootVM {
+// newUbootVM prepares the disk; with redundant, boot.cmd keeps a pair of
+// environment files (sb_envfile2).
+func newUbootVM(t *testing.T, redundant bool) *ubootVM {
 	t.Helper()
 	vm := &ubootVM{
+		files:    []string{"switchback.env"},
 		qemu:     lookTool(t, "qemu-system-aarch64", "qemu-system-arm"),
 		firmware: "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
 		mcopy:    lookTool(t, "mcopy", "mtools"),
@@ -47,6 +51,11 @@ func newUbootVM(t *testing.T) *ubootVM {
 	if err != nil {
 		t.Fatal(err)
 	}
+	envfile2 := ""
+	if redundant {
+		vm.files = append(vm.files, "switchback-redund.env")
+		envfile2 = "setenv sb_envfile2 " + vm.files[1]
+	}
 	// boot.scr sets the integrator's variables, then runs boot.cmd
 	// (sb.scr) three times, as three consecutive boots would.
 	pre := fmt.Sprintf(`setenv sb_slots "a b"
@@ -56,6 +65,7 @@ setenv sb_envdev "virtio 0:1"
 setenv sb_envfile switchback.env
 setenv sb_envaddr 0x48000000
 setenv sb_envsize %#x
+%s
 for sb_boot_n in 1 2 3; do
   setenv bootargs console=ttyAMA0
   load virtio 0:1 0x50000000 sb.scr
@@ -63,7 +73,7 @@ for sb_boot_n in 1 2 3; do
   echo "SBBOOT=${sb_boot} SBARGS=${bootargs} SBEND"
 done
 poweroff
-`, vmEnvSize)
+`, vmEnvSize, envfile2)
 	files := map[string][]byte{"boot.cmd": []byte(pre), "sb.cmd": script}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(vm.dir, name), b, 0o644); err != nil {
@@ -102,18 +112,20 @@ poweroff
 
 var vmBoot = regexp.MustCompile(`SBBOOT=(\S*) SBARGS=(.*?) SBEND`)
 
-// run copies env into the FAT partition as switchback.env, runs the
-// three boots and returns what each chose (slot and kernel arguments) and
-// the blob U-Boot left.
-func (vm *ubootVM) run(t *testing.T, env []byte) (boots [][2]string, after []byte) {
+// run copies the environment copies into the FAT partition (as
+// vm.files), runs the three boots and returns what each chose (slot and
+// kernel arguments) and the copies U-Boot left.
+func (vm *ubootVM) run(t *testing.T, envs ...[]byte) (boots [][2]string, after [][]byte) {
 	t.Helper()
 	part := vm.disk + "@@1M"
-	src := filepath.Join(vm.dir, "env.in")
-	if err := os.WriteFile(src, env, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(vm.mcopy, "-o", "-i", part, src, "::switchback.env").CombinedOutput(); err != nil {
-		t.Fatalf("mcopy in: %v: %s", err, out)
+	for i, env := range envs {
+		src := filepath.Join(vm.dir, "env.in")
+		if err := os.WriteFile(src, env, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(vm.mcopy, "-o", "-i", part, src, "::"+vm.files[i]).CombinedOutput(); err != nil {
+			t.Fatalf("mcopy in: %v: %s", err, out)
+		}
 	}
 	cmd := exec.Command(vm.qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "512", "-nographic", "-accel", "tcg",
 		"-bios", vm.firmware, "-drive", "if=none,file="+vm.disk+",format=raw,id=d0",
@@ -129,13 +141,16 @@ func (vm *ubootVM) run(t *testing.T, env []byte) (boots [][2]string, after []byt
 	if len(boots) != 3 {
 		t.Fatalf("U-Boot printed %d choices, want 3:\n%s", len(boots), out)
 	}
-	dst := filepath.Join(vm.dir, "env.out")
-	if out, err := exec.Command(vm.mcopy, "-o", "-n", "-i", part, "::switchback.env", dst).CombinedOutput(); err != nil {
-		t.Fatalf("mcopy out: %v: %s", err, out)
-	}
-	after, err = os.ReadFile(dst)
-	if err != nil {
-		t.Fatal(err)
+	for _, name := range vm.files[:len(envs)] {
+		dst := filepath.Join(vm.dir, "env.out")
+		if out, err := exec.Command(vm.mcopy, "-o", "-n", "-i", part, "::"+name, dst).CombinedOutput(); err != nil {
+			t.Fatalf("mcopy out: %v: %s", err, out)
+		}
+		b, err := os.ReadFile(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after = append(after, b)
 	}
 	return boots, after
 }
@@ -148,7 +163,7 @@ func TestBootCmdInUBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots U-Boot in QEMU three times (about 15 s); skipped with -short")
 	}
-	vm := newUbootVM(t)
+	vm := newUbootVM(t, false)
 	ctx := context.Background()
 	dir := t.TempDir()
 	envPath := filepath.Join(dir, "switchback.env")
@@ -173,7 +188,7 @@ func TestBootCmdInUBoot(t *testing.T) {
 	}
 	env, _ := c.Env(ctx)
 	canary := env[VarCanary]
-	boots, after := vm.run(t, mustReadFile(t, envPath))
+	boots, afters := vm.run(t, mustReadFile(t, envPath))
 	wantArgs := func(slot string) string {
 		return fmt.Sprintf("console=ttyAMA0 root=PARTLABEL=rootfs_%s switchback.slot=%s switchback.canary=%s", slot, slot, canary)
 	}
@@ -181,19 +196,7 @@ func TestBootCmdInUBoot(t *testing.T) {
 		t.Errorf("three boots after Arm(b, 2): %q, want %q", boots, want)
 	}
 	// What U-Boot wrote, we read: the trial used up its tries.
-	if err := os.WriteFile(envPath, after, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cmdline, []byte(boots[2][1]), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st, err := c.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (slots.BootStatus{Booted: "a", Primary: "a", Trial: "b", TriesLeft: 0}); !reflect.DeepEqual(st, want) {
-		t.Errorf("Status after U-Boot's boots: %+v, want %+v", st, want)
-	}
+	checkExhaustedTrial(t, c, []string{envPath}, afters, cmdline, boots[2][1])
 	if err := c.CheckCanary(ctx); err != nil {
 		t.Errorf("CheckCanary with U-Boot's arguments: %v", err)
 	}
@@ -229,6 +232,28 @@ func TestBootCmdInUBoot(t *testing.T) {
 	}
 }
 
+// checkExhaustedTrial gives c what U-Boot left, the environment copies
+// after at paths and the last boot's kernel arguments as its command
+// line, and checks that it sees trial b's tries used up and a booted.
+func checkExhaustedTrial(t *testing.T, c *Control, paths []string, after [][]byte, cmdline, lastArgs string) {
+	t.Helper()
+	for i, p := range paths {
+		if err := os.WriteFile(p, after[i], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(cmdline, []byte(lastArgs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (slots.BootStatus{Booted: "a", Primary: "a", Trial: "b", TriesLeft: 0}); !reflect.DeepEqual(st, want) {
+		t.Errorf("Status after U-Boot's boots: %+v, want %+v", st, want)
+	}
+}
+
 func mustReadFile(t *testing.T, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
@@ -236,4 +261,102 @@ func mustReadFile(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// boot.cmd with a redundant pair of environment files (sb_envfile2) in
+// real U-Boot: it reads the copy written last (flags, with 0 after 255),
+// writes each count-down into the other copy with the next flags, as we
+// read it back; a torn newer copy leaves the older one current, and
+// nothing of the older copy leaks in. Seven QEMU runs, about 5 s each.
+func TestBootCmdRedundantInUBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots U-Boot in QEMU seven times (about 35 s); skipped with -short")
+	}
+	vm := newUbootVM(t, true)
+	ctx := context.Background()
+	dir := t.TempDir()
+	devs := []Device{{Path: filepath.Join(dir, vm.files[0]), EnvSize: vmEnvSize}, {Path: filepath.Join(dir, vm.files[1]), EnvSize: vmEnvSize}}
+	blank, err := EncodeImage(nil, vmEnvSize, true, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devs {
+		if err := os.WriteFile(d.Path, blank, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmdline := filepath.Join(dir, "cmdline")
+	if err := writeCmdline(cmdline, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(devs, []string{"a", "b"}, WithCmdline(cmdline), WithRuntimeDir(filepath.Join(dir, "run")), WithLockFile(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := func() [][]byte { return [][]byte{mustReadFile(t, devs[0].Path), mustReadFile(t, devs[1].Path)} }
+	slotsOf := func(boots [][2]string) []string {
+		var s []string
+		for _, b := range boots {
+			s = append(s, b[0])
+		}
+		return s
+	}
+
+	// Armed (written into copy 2, flags 1): b, b, then a, each count
+	// written into the copy that was not current.
+	if err := c.Arm(ctx, "b", 2); err != nil {
+		t.Fatal(err)
+	}
+	boots, after := vm.run(t, copies()...)
+	if got, want := slotsOf(boots), []string{"b", "b", "a"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("three boots after Arm(b, 2): %q, want %q", got, want)
+	}
+	if got, want := []byte{after[0][4], after[1][4]}, []byte{2, 3}; !bytes.Equal(got, want) {
+		t.Errorf("flags after two count-downs: %v, want %v (each write into the other copy, flags+1)", got, want)
+	}
+	checkExhaustedTrial(t, c, []string{devs[0].Path, devs[1].Path}, after, cmdline, boots[2][1])
+
+	// Committed b (into copy 1, flags 4), then that write torn: copy 2
+	// (flags 3, trial b with no tries) stays current, a boots.
+	if err := writeCmdline(cmdline, "b", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Commit(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	cs := copies()
+	if cs[0][4] != 4 {
+		t.Fatalf("Commit wrote flags %d into copy 1, want 4", cs[0][4])
+	}
+	boots, _ = vm.run(t, cs...)
+	if got, want := slotsOf(boots), []string{"b", "b", "b"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("boots after Commit(b): %q, want %q", got, want)
+	}
+	cs[0][100] ^= 0xff
+	boots, _ = vm.run(t, cs...)
+	if got, want := slotsOf(boots), []string{"a", "a", "a"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("boots with the newer copy torn: %q, want the older copy's %q", got, want)
+	}
+
+	// Flags wrap (0 follows 255); nothing of the older copy leaks into
+	// the newer (copy 1 alone arms a trial of a).
+	copy1 := []Var{{Name: VarPrimary, Value: "b"}, {Name: VarTrial, Value: "a"}, {Name: VarTries, Value: "3"}}
+	copy2 := []Var{{Name: VarPrimary, Value: "b"}}
+	for _, tc := range []struct {
+		flags [2]byte
+		want  string
+	}{{[2]byte{0xff, 0}, "b"}, {[2]byte{0, 0xff}, "a"}, {[2]byte{7, 7}, "a"}, {[2]byte{7, 8}, "b"}} {
+		var in [][]byte
+		for i, vars := range [][]Var{copy1, copy2} {
+			b, err := EncodeImage(vars, vmEnvSize, true, tc.flags[i], 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in = append(in, b)
+		}
+		boots, _ = vm.run(t, in...)
+		if got := boots[0][0]; got != tc.want {
+			t.Errorf("copy 1 (trial a) with flags %d, copy 2 (primary b, no trial) with flags %d: booted %s, want %s", tc.flags[0], tc.flags[1], got, tc.want)
+		}
+	}
 }

@@ -1,10 +1,11 @@
 // Command agent is the update agent of switchback's QEMU example: what an
-// integrator writes for an A/B device with GRUB. The root slots' init
-// starts it at every boot.
+// integrator writes for an A/B device with GRUB or U-Boot. The root slots'
+// init starts it at every boot.
 //
 // It wires the public API together: two partition slots (/dev/vda2 and
-// /dev/vda3), the GRUB boot control over the grubenv on the FAT boot
-// partition, an HTTP health check of the device's application, and the
+// /dev/vda3), the boot control (GRUB's grubenv on the FAT boot partition,
+// or with -bootloader uboot the U-Boot environment fw_env.config names),
+// an HTTP health check of the device's application, and the
 // updater. At start-up it confirms a trial boot (commit, or mark bad and
 // reboot into the previous version, or record that GRUB already fell back),
 // then polls the update server and installs what it finds, rebooting into
@@ -31,7 +32,6 @@ import (
 
 	"github.com/switchback-ota/switchback/health"
 	"github.com/switchback-ota/switchback/slots"
-	"github.com/switchback-ota/switchback/slots/grub"
 	"github.com/switchback-ota/switchback/slots/partition"
 	"github.com/switchback-ota/switchback/updater"
 )
@@ -39,7 +39,9 @@ import (
 func main() {
 	server := flag.String("server", "http://10.0.2.100:8080", "base URL of the update server (metadata/ and targets/ below it)")
 	stateDir := flag.String("state", "/data/switchback", "state directory, on the data partition")
+	bootloader := flag.String("bootloader", loaderGRUB, "boot loader whose environment arms and commits slots: grub or uboot")
 	grubenv := flag.String("grubenv", "/mnt/boot/grub/grubenv", "GRUB environment block read by switchback.cfg")
+	fwEnvConfig := flag.String("fw-env-config", "/etc/fw_env.config", "U-Boot environment copies, as fw_setenv reads them (-bootloader uboot)")
 	slotA := flag.String("slot-a", "/dev/vda2", "partition of slot a")
 	slotB := flag.String("slot-b", "/dev/vda3", "partition of slot b")
 	etc := flag.String("etc", "/etc/switchback", "directory with root.json, version and hardware of this image")
@@ -55,7 +57,7 @@ func main() {
 
 	// run polls for ever: it returns only when it cannot go on.
 	err := run(ctx, config{
-		server: *server, stateDir: *stateDir, grubenv: *grubenv, slotA: *slotA, slotB: *slotB,
+		server: *server, stateDir: *stateDir, bootloader: *bootloader, grubenv: *grubenv, fwEnvConfig: *fwEnvConfig, slotA: *slotA, slotB: *slotB,
 		etc: *etc, healthURL: *healthURL, poll: *poll, confirmTimeout: *confirmTimeout, tries: *tries,
 	})
 	say("fatal: %v", err)
@@ -63,9 +65,10 @@ func main() {
 }
 
 type config struct {
-	server, stateDir, grubenv, slotA, slotB, etc, healthURL string
-	poll, confirmTimeout                                    time.Duration
-	tries                                                   int
+	server, stateDir, slotA, slotB, etc, healthURL string
+	bootloader, grubenv, fwEnvConfig               string
+	poll, confirmTimeout                           time.Duration
+	tries                                          int
 }
 
 func run(ctx context.Context, c config) error {
@@ -77,8 +80,9 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
-	// The boot control: GRUB's environment block, read by switchback.cfg.
-	boot, err := grub.New(c.grubenv, []string{"a", "b"})
+	// The boot control: GRUB's environment block, read by switchback.cfg,
+	// or U-Boot's environment, read by boot.cmd.
+	boot, err := bootControl(c)
 	if err != nil {
 		return err
 	}
@@ -165,7 +169,7 @@ func run(ctx context.Context, c config) error {
 // systems and restart the machine, so that GRUB boots the armed slot (or
 // the previous one after a rollback).
 func reboot(ctx context.Context, component string) error {
-	say("reboot: to start the %s slot GRUB now selects", component)
+	say("reboot: to start the %s slot the boot loader now selects", component)
 	syscall.Sync()
 	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
 }
