@@ -80,7 +80,10 @@ func parseHex(s string) (int64, error) {
 	if t == "" {
 		return 0, errors.New("empty")
 	}
-	return strconv.ParseInt(t, 16, 64)
+	// ParseUint: a sign is not hexadecimal; a negative size would be
+	// taken for a huge one later.
+	u, err := strconv.ParseUint(t, 16, 63)
+	return int64(u), err
 }
 
 // FormatFwEnvConfig writes devices in the fw_env.config format.
