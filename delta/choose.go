@@ -61,10 +61,15 @@ func ChooseChunking(ctx context.Context, image io.ReaderAt, imageSize int64, bas
 	if len(candidates) == 0 {
 		candidates = Chunkings()
 	}
+	ienc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return ChunkingCost{}, nil, err
+	}
+	defer ienc.Close()
 	costs := make([]ChunkingCost, 0, len(candidates))
 	best := -1
 	for _, o := range candidates {
-		c, err := chunkingCost(ctx, image, imageSize, base, baseSize, o)
+		c, err := chunkingCost(ctx, ienc, image, imageSize, base, baseSize, o)
 		if err != nil {
 			return ChunkingCost{}, nil, err
 		}
@@ -77,8 +82,8 @@ func ChooseChunking(ctx context.Context, image io.ReaderAt, imageSize int64, bas
 }
 
 // chunkingCost indexes both images with o and prices the chunks of image
-// that base lacks.
-func chunkingCost(ctx context.Context, image io.ReaderAt, imageSize int64, base io.ReaderAt, baseSize int64, o IndexOptions) (ChunkingCost, error) {
+// that base lacks; ienc compresses the index.
+func chunkingCost(ctx context.Context, ienc *zstd.Encoder, image io.ReaderAt, imageSize int64, base io.ReaderAt, baseSize int64, o IndexOptions) (ChunkingCost, error) {
 	ix, err := BuildIndex(ctxReader(ctx, io.NewSectionReader(image, 0, imageSize)), o)
 	if err != nil {
 		return ChunkingCost{}, err
@@ -88,9 +93,11 @@ func chunkingCost(ctx context.Context, image io.ReaderAt, imageSize int64, base 
 		return ChunkingCost{}, err
 	}
 	c := ChunkingCost{Options: ix.opts}
-	if c.IndexBytes, err = compressedIndexSize(ix); err != nil {
+	b, err := ix.MarshalBinary()
+	if err != nil {
 		return c, err
 	}
+	c.IndexBytes = int64(len(ienc.EncodeAll(b, nil)))
 	have := make(map[[32]byte]bool, len(bix.chunks))
 	for _, ch := range bix.chunks {
 		have[ch.Hash] = true
@@ -133,21 +140,6 @@ func chunkFrame(ctx context.Context, enc *zstd.Encoder, image io.ReaderAt, ch Ch
 		return nil, fmt.Errorf("delta: reading image at %d: %w", ch.Offset, err)
 	}
 	return enc.EncodeAll(b, dst[:0]), nil
-}
-
-// compressedIndexSize is the length of ix marshalled and zstd-compressed
-// at the best level, as the repository publishes it.
-func compressedIndexSize(ix *Index) (int64, error) {
-	b, err := ix.MarshalBinary()
-	if err != nil {
-		return 0, err
-	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return 0, err
-	}
-	defer enc.Close()
-	return int64(len(enc.EncodeAll(b, nil))), nil
 }
 
 func uvarintLen(v uint64) int {
