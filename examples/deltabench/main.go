@@ -81,8 +81,9 @@ func main() {
 	skipPeers := flag.Bool("skip-peers", false, "measure switchback only (as -methods adaptive,static)")
 	ms := flag.String("methods", "adaptive,static,peers", "what to measure: adaptive (switchback adaptive deltas), static (switchback static patches), peers")
 	sources := flag.String("sources", "store,range", "adaptive delta sources measured beside the chunk pack: store, range (empty: none)")
+	all := flag.Bool("all-chunkings", true, "measure every chunking delta.ChooseChunking tries, not only the one it picks")
 	flag.Parse()
-	m := methods{sources: strings.FieldsFunc(*sources, func(r rune) bool { return r == ',' })}
+	m := methods{sources: strings.FieldsFunc(*sources, func(r rune) bool { return r == ',' }), allChunkings: *all}
 	for _, name := range strings.Split(*ms, ",") {
 		switch name {
 		case "adaptive":
@@ -122,6 +123,7 @@ func have(tool string) bool { _, err := exec.LookPath(tool); return err == nil }
 type methods struct {
 	adaptive, static, peers bool
 	sources                 []string // of adaptive deltas, beside the chunk pack
+	allChunkings            bool     // measure every candidate chunking
 }
 
 func run(cache, work string, pairs []string, ex execPair, m methods) error {

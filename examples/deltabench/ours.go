@@ -25,7 +25,7 @@ const choiceMethod = "switchback adaptive, publisher's chunking, pack"
 func measureOurs(kind, work, base, cur string, m methods) ([]row, error) {
 	var rows []row
 	if m.adaptive {
-		rs, err := measureAdaptive(kind, work, base, cur, m.sources)
+		rs, err := measureAdaptive(kind, work, base, cur, m)
 		if err != nil {
 			return nil, err
 		}
@@ -54,9 +54,9 @@ func adaptiveMethod(chunking, src string) string {
 }
 
 // measureAdaptive lets delta.ChooseChunking price its chunkings from the
-// base, measures each of them, and repeats the chosen one's pack row as
-// the publisher's choice.
-func measureAdaptive(kind, work, base, cur string, sources []string) ([]row, error) {
+// base, measures each of them (or, without m.allChunkings, the chosen
+// one), and repeats the chosen one's pack row as the publisher's choice.
+func measureAdaptive(kind, work, base, cur string, m methods) ([]row, error) {
 	t0 := time.Now()
 	best, costs, err := chooseChunking(base, cur)
 	if err != nil {
@@ -66,12 +66,15 @@ func measureAdaptive(kind, work, base, cur string, sources []string) ([]row, err
 	var rows []row
 	var est []string
 	for _, c := range costs {
-		rs, err := measureChunking(kind, work, base, cur, c.Options, sources)
+		est = append(est, fmt.Sprintf("%s %d", chunkName(c.Options), c.Total()))
+		if !m.allChunkings && c.Options != best.Options {
+			continue
+		}
+		rs, err := measureChunking(kind, work, base, cur, c.Options, m.sources)
 		if err != nil {
 			return nil, err
 		}
 		rows = append(rows, rs...)
-		est = append(est, fmt.Sprintf("%s %d", chunkName(c.Options), c.Total()))
 	}
 	want := adaptiveMethod(chunkName(best.Options), "pack")
 	for _, r := range rows {
