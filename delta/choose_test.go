@@ -78,6 +78,9 @@ func TestChooseChunkingCost(t *testing.T) {
 				if got.Fetched != len(fetched) || got.FetchBytes != frames {
 					t.Errorf("fetch: got %d chunks, %d bytes; want %d, %d", got.Fetched, got.FetchBytes, len(fetched), frames)
 				}
+				if n, err := p.PackBytes(tab); n != frames || err != nil {
+					t.Errorf("PackBytes: got %d, %v; want %d", n, err, frames)
+				}
 				tb, _ := tab.MarshalBinary()
 				// Entries not fetched are priced at their uncompressed
 				// length: at most a byte more each.
