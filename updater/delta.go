@@ -486,26 +486,11 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 	if plan, imgV, err = resumePlan(plan, imgV, t, pd); err != nil {
 		return err
 	}
-	st := plan.Stats()
-	est := adaptiveEstimate(st, t, length)
-	// With the chunk pack's table, the bytes to fetch are known: the
-	// frames of the missing chunks, compressed one by one (a whole image
-	// compresses better, so the ratio above can be under the truth).
-	ps, err := u.packSource(ctx, ixT, plan.Target())
-	if err == nil {
-		var n int64
-		if n, err = plan.PackBytes(ps.Table); err == nil {
-			est = n
-		}
-	}
+	ps, est, err := u.priceAdaptive(ctx, t, ixT, plan, length)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		u.log.Info("no chunk pack", "index", ixT.Path, "err", err)
-		ps = nil
+		return err
 	}
-	u.log.Info("adaptive delta", "component", c.Name, "target", t.Path, "expected_bytes", est, "stats", fmt.Sprintf("%+v", st))
+	u.log.Info("adaptive delta", "component", c.Name, "target", t.Path, "expected_bytes", est, "stats", fmt.Sprintf("%+v", plan.Stats()))
 	if est >= full {
 		return fmt.Errorf("%w: adaptive delta %d bytes, full image %d", errCostly, est, full)
 	}
@@ -534,6 +519,27 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 		return err
 	}
 	return u.saveIndex(t, ixBytes)
+}
+
+// priceAdaptive returns the chunk pack published for the index ixT (nil
+// when there is none to use) and the bytes plan is expected to fetch.
+// With the pack's table they are known: the frames of the missing
+// chunks, compressed one by one (a whole image compresses better, so
+// adaptiveEstimate's ratio can be under the truth). It fails only when
+// ctx is done.
+func (u *Updater) priceAdaptive(ctx context.Context, t, ixT verify.Target, plan *delta.Plan, length int64) (*delta.PackSource, int64, error) {
+	ps, err := u.packSource(ctx, ixT, plan.Target())
+	if err == nil {
+		var n int64
+		if n, err = plan.PackBytes(ps.Table); err == nil {
+			return ps, n, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, 0, ctx.Err()
+	}
+	u.log.Info("no chunk pack", "index", ixT.Path, "err", err)
+	return nil, adaptiveEstimate(plan.Stats(), t, length), nil
 }
 
 // adaptiveEstimate returns the bytes an adaptive delta planned as st is

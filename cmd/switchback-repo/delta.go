@@ -52,18 +52,9 @@ func cmdDelta(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case !*index && (*store || flagSet(fs, "chunking")):
 		return usageErr("-store and -chunking need -index")
 	}
-	opts := delta.IndexOptions{Chunking: delta.Chunking(*chunking)}
-	switch {
-	case opts.Chunking == delta.ChunkFixed || opts.Chunking == delta.ChunkCDC:
-	case *chunking == "auto" && len(bases) == 0:
-		return usageErr("-chunking auto needs a -base: the release devices run now")
-	case *chunking == "auto":
-		var err error
-		if opts, err = chooseChunking(ctx, *image, bases[0], stdout); err != nil {
-			return fail(stderr, "delta", err)
-		}
-	default:
-		return usageErr("-chunking %q: want fixed, cdc or auto", *chunking)
+	opts, err := indexOptions(ctx, *chunking, *index, *image, bases, stdout)
+	if err != nil {
+		return fail(stderr, "delta", err)
 	}
 	r, err := g.open()
 	if err != nil {
@@ -95,6 +86,23 @@ func cmdDelta(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitOK
 	}
 	return publish(ctx, r, "delta", stdout, stderr)
+}
+
+// indexOptions returns the index options -chunking names; for auto (with
+// -index), the chunking chooseChunking picks from the first base.
+func indexOptions(ctx context.Context, chunking string, index bool, image string, bases files, stdout io.Writer) (delta.IndexOptions, error) {
+	opts := delta.IndexOptions{Chunking: delta.Chunking(chunking)}
+	switch {
+	case opts.Chunking == delta.ChunkFixed || opts.Chunking == delta.ChunkCDC:
+		return opts, nil
+	case chunking != "auto":
+		return opts, fmt.Errorf("%w: -chunking %q: want fixed, cdc or auto", errUsage, chunking)
+	case len(bases) == 0:
+		return opts, fmt.Errorf("%w: -chunking auto needs a -base: the release devices run now", errUsage)
+	case !index:
+		return opts, nil
+	}
+	return chooseChunking(ctx, image, bases[0], stdout)
 }
 
 // chooseChunking returns the chunking whose adaptive delta of image from
