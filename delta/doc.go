@@ -26,15 +26,19 @@
 // zstd file per distinct chunk at <store>/<hh>/<hash>.zst, shared by all
 // releases, like casync and desync stores. Any static server will do.
 //
-// Choose the chunking by content (measured by examples/deltabench on a
-// Debian root file system; figures in examples/deltabench/README.md):
+// Choose the chunking by how the image changes, best with
+// [ChooseChunking], which prices the candidates against the release
+// devices run now and returns the cheapest (measured by
+// examples/deltabench; figures in examples/deltabench/README.md):
 // fixed 4 KiB blocks
 // ([ChunkFixed], the default) for ext4 and other block-allocating file
 // systems, where they fetch the fewest bytes from a chunk store;
 // content-defined chunks ([ChunkCDC], average 4 KiB) for squashfs,
 // tarballs and other packed formats, where data shifts and fixed blocks
 // find nothing; these compress no further, so byte ranges are as small as
-// a chunk store and take far fewer requests.
+// a chunk store and take far fewer requests; content-defined chunks of
+// 16 KiB average where nearly everything changed (executables whose code
+// moved), as larger chunks compress better and need a smaller index.
 //
 // Device, to install image target T with chunk-index target X:
 //

@@ -130,3 +130,26 @@ func ExampleApplyPatch() {
 }
 
 func sumOf(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+// The publisher picks the chunking of a release's index from the release
+// devices run now: here a header grew by a few bytes and shifted the rest,
+// which fixed blocks cannot follow.
+func ExampleChooseChunking() {
+	running := release(3, 256<<10)
+	next := append([]byte("a longer header "), running...)
+	best, costs, err := delta.ChooseChunking(context.Background(), bytes.NewReader(next), int64(len(next)),
+		bytes.NewReader(running), int64(len(running)), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range costs {
+		fmt.Printf("%s avg %d: %d chunks to fetch\n", c.Options.Chunking, c.Options.AvgSize, c.Fetched)
+	}
+	// Then BuildIndex(image, best.Options), WritePack, and publish both.
+	fmt.Printf("chosen: %s avg %d\n", best.Options.Chunking, best.Options.AvgSize)
+	// Output:
+	// fixed avg 4096: 65 chunks to fetch
+	// cdc avg 4096: 1 chunks to fetch
+	// cdc avg 16384: 1 chunks to fetch
+	// chosen: cdc avg 4096
+}

@@ -375,18 +375,79 @@ func (ix *Index) MarshalBinary() ([]byte, error) {
 // allocates at most in proportion to len(data) and refuses indexes beyond
 // [MaxChunks], [MaxChunkSize] and [MaxImageSize].
 func ParseIndex(data []byte) (*Index, error) {
-	bad := func(format string, a ...any) (*Index, error) {
-		return nil, fmt.Errorf("%w: "+format, append([]any{ErrCorruptIndex}, a...)...)
+	h, err := parseIndexHeader(data)
+	if err != nil {
+		return nil, err
 	}
+	chunks, err := parseIndexEntries(h, data[indexHeaderSize:])
+	if err != nil {
+		return nil, err
+	}
+	return &Index{opts: h.opts, length: int64(h.length), chunks: chunks}, nil
+}
+
+// indexHeader is the checked header of an encoded index.
+type indexHeader struct {
+	opts          IndexOptions // with defaults filled in, as the writer had them
+	length, count uint64
+}
+
+// corruptIndex returns an error wrapping ErrCorruptIndex.
+func corruptIndex(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorruptIndex}, a...)...)
+}
+
+// parseIndexHeader decodes and checks the header of an index and the
+// bounds it sets (chunk count against the bytes that follow it).
+func parseIndexHeader(data []byte) (indexHeader, error) {
+	var h indexHeader
 	if len(data) < indexHeaderSize {
-		return bad("%d bytes, shorter than the header", len(data))
+		return h, corruptIndex("%d bytes, shorter than the header", len(data))
 	}
 	if string(data[:4]) != indexMagic {
-		return bad("bad magic %q", data[:4])
+		return h, corruptIndex("bad magic %q", data[:4])
 	}
 	if data[4] != indexVersion {
-		return bad("unsupported version %d", data[4])
+		return h, corruptIndex("unsupported version %d", data[4])
 	}
+	if data[7] != 0 {
+		return h, corruptIndex("unknown flags %#x", data[7])
+	}
+	opts, err := parseIndexOptions(data)
+	if err != nil {
+		return h, err
+	}
+	h = indexHeader{opts: opts, length: binary.BigEndian.Uint64(data[20:]), count: binary.BigEndian.Uint64(data[28:])}
+	if h.length > MaxImageSize {
+		return h, corruptIndex("image length %d above %d", h.length, uint64(MaxImageSize))
+	}
+	if h.count > MaxChunks {
+		return h, corruptIndex("%d chunks, more than %d", h.count, MaxChunks)
+	}
+	// Every entry takes at least the hash (and a byte of size with CDC):
+	// check before allocating, so the allocation is bounded by the input.
+	minEntry := uint64(opts.HashSize)
+	if opts.Chunking == ChunkCDC {
+		minEntry++
+	}
+	if rest := uint64(len(data) - indexHeaderSize); h.count*minEntry > rest {
+		return h, corruptIndex("%d chunks in %d bytes", h.count, rest)
+	}
+	if opts.Chunking == ChunkFixed {
+		bs := uint64(opts.BlockSize)
+		if want := (h.length + bs - 1) / bs; h.count != want {
+			return h, corruptIndex("%d blocks for %d bytes of %d-byte blocks, want %d", h.count, h.length, bs, want)
+		}
+	} else if (h.length == 0) != (h.count == 0) || h.count*uint64(opts.MaxSize) < h.length {
+		return h, corruptIndex("%d chunks cannot hold %d bytes", h.count, h.length)
+	}
+	return h, nil
+}
+
+// parseIndexOptions decodes the chunking parameters of an index header
+// (bytes 5-19) and checks them as IndexOptions are checked: an index
+// holds exactly the options its writer had, defaults filled in.
+func parseIndexOptions(data []byte) (IndexOptions, error) {
 	var o IndexOptions
 	switch data[5] {
 	case 1:
@@ -394,22 +455,19 @@ func ParseIndex(data []byte) (*Index, error) {
 	case 2:
 		o.Chunking = ChunkCDC
 	default:
-		return bad("unknown chunking %d", data[5])
-	}
-	if data[7] != 0 {
-		return bad("unknown flags %#x", data[7])
+		return o, corruptIndex("unknown chunking %d", data[5])
 	}
 	o.HashSize = int(data[6])
 	mn := binary.BigEndian.Uint32(data[8:])
 	avg := binary.BigEndian.Uint32(data[12:])
 	mx := binary.BigEndian.Uint32(data[16:])
 	if mx > MaxChunkSize {
-		return bad("max chunk size %d above %d", mx, MaxChunkSize)
+		return o, corruptIndex("max chunk size %d above %d", mx, MaxChunkSize)
 	}
 	o.MinSize, o.AvgSize, o.MaxSize = int(mn), int(avg), int(mx)
 	if o.Chunking == ChunkFixed {
 		if mn != avg || avg != mx {
-			return bad("fixed chunking with sizes %d/%d/%d", mn, avg, mx)
+			return o, corruptIndex("fixed chunking with sizes %d/%d/%d", mn, avg, mx)
 		}
 		o.BlockSize = int(mn)
 		o.MinSize, o.AvgSize, o.MaxSize = 0, 0, 0
@@ -417,55 +475,33 @@ func ParseIndex(data []byte) (*Index, error) {
 	opts, err := o.withDefaults()
 	if err != nil || (o.Chunking == ChunkCDC && (opts.MinSize != int(mn) || opts.AvgSize != int(avg) || opts.MaxSize != int(mx))) ||
 		o.HashSize == 0 {
-		return bad("bad parameters: %v", err)
+		return o, corruptIndex("bad parameters: %v", err)
 	}
-	length := binary.BigEndian.Uint64(data[20:])
-	count := binary.BigEndian.Uint64(data[28:])
-	if length > MaxImageSize {
-		return bad("image length %d above %d", length, uint64(MaxImageSize))
-	}
-	if count > MaxChunks {
-		return bad("%d chunks, more than %d", count, MaxChunks)
-	}
-	rest := data[indexHeaderSize:]
-	hs := opts.HashSize
-	// Every entry takes at least hs bytes (hs+1 with a size): check before
-	// allocating, so the allocation is bounded by the input.
-	minEntry := uint64(hs)
-	if opts.Chunking == ChunkCDC {
-		minEntry++
-	}
-	if count*minEntry > uint64(len(rest)) {
-		return bad("%d chunks in %d bytes", count, len(rest))
-	}
-	if opts.Chunking == ChunkFixed {
-		bs := uint64(opts.BlockSize)
-		if want := (length + bs - 1) / bs; count != want {
-			return bad("%d blocks for %d bytes of %d-byte blocks, want %d", count, length, bs, want)
-		}
-	} else if (length == 0) != (count == 0) || count*uint64(opts.MaxSize) < length {
-		return bad("%d chunks cannot hold %d bytes", count, length)
-	}
-	chunks := make([]Chunk, count)
+	return opts, nil
+}
+
+// parseIndexEntries decodes the h.count entries in rest, which must end
+// with the last one, into chunks covering exactly h.length bytes.
+func parseIndexEntries(h indexHeader, rest []byte) ([]Chunk, error) {
+	opts, hs := h.opts, h.opts.HashSize
+	chunks := make([]Chunk, h.count)
 	var off uint64
 	for i := range chunks {
-		var size uint64
-		if opts.Chunking == ChunkFixed {
-			size = min(uint64(opts.BlockSize), length-off)
-		} else {
+		size := min(uint64(opts.BlockSize), h.length-off)
+		if opts.Chunking == ChunkCDC {
 			v, n := binary.Uvarint(rest)
 			if n <= 0 {
-				return bad("chunk %d: bad size", i)
+				return nil, corruptIndex("chunk %d: bad size", i)
 			}
 			rest = rest[n:]
 			last := i == len(chunks)-1
-			if v == 0 || v > uint64(opts.MaxSize) || (!last && v < uint64(opts.MinSize)) || v > length-off {
-				return bad("chunk %d: size %d out of bounds", i, v)
+			if v == 0 || v > uint64(opts.MaxSize) || (!last && v < uint64(opts.MinSize)) || v > h.length-off {
+				return nil, corruptIndex("chunk %d: size %d out of bounds", i, v)
 			}
 			size = v
 		}
 		if len(rest) < hs {
-			return bad("chunk %d: truncated hash", i)
+			return nil, corruptIndex("chunk %d: truncated hash", i)
 		}
 		c := &chunks[i]
 		c.Offset, c.Size = int64(off), int64(size)
@@ -473,11 +509,11 @@ func ParseIndex(data []byte) (*Index, error) {
 		rest = rest[hs:]
 		off += size
 	}
-	if off != length {
-		return bad("chunks cover %d bytes, header says %d", off, length)
+	if off != h.length {
+		return nil, corruptIndex("chunks cover %d bytes, header says %d", off, h.length)
 	}
 	if len(rest) != 0 {
-		return bad("%d bytes after the last chunk", len(rest))
+		return nil, corruptIndex("%d bytes after the last chunk", len(rest))
 	}
-	return &Index{opts: opts, length: int64(length), chunks: chunks}, nil
+	return chunks, nil
 }

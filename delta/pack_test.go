@@ -331,3 +331,47 @@ func TestApplyPackReadsWhatItAsks(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanPackBytes checks PackBytes against what Apply asks of the pack
+// when no gap is merged, from the start and resumed, with the slot being
+// written as Written (repeats copied).
+func TestPlanPackBytes(t *testing.T) {
+	for _, pair := range imagePairs() {
+		t.Run(pair.name, func(t *testing.T) {
+			ni := mustIndex(t, pair.new, testChunkings[2])
+			bi := mustIndex(t, pair.base, ni.Options())
+			pack, tab := mustPack(t, ni, pair.new)
+			p, err := NewPlan(ni, []Base{{Index: bi}}, PlanOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, from := range []int64{0, int64(len(pair.new) / 2)} {
+				q, err := p.From(from)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := q.PackBytes(tab)
+				if err != nil {
+					t.Fatal(err)
+				}
+				slot := &slotBuf{b: bytes.Clone(pair.new[:from]), off: int(from)}
+				cr := &countingRange{b: pack}
+				src := Source{Pack: &PackSource{Table: tab, Range: cr.Range, MaxGap: -1}, Written: slot}
+				if err := Apply(t.Context(), q, []io.ReaderAt{bytes.NewReader(pair.base)}, src, slot); err != nil {
+					t.Fatal(err)
+				}
+				if got := cr.asked.Load(); got != want {
+					t.Errorf("from %d: Apply asked %d pack bytes, PackBytes says %d", from, got, want)
+				}
+			}
+		})
+	}
+	_, otherTab := mustPack(t, mustIndex(t, randBytes(40, 50000), testChunkings[2]), randBytes(40, 50000))
+	p, err := NewPlan(mustIndex(t, randBytes(41, 9000), testChunkings[2]), nil, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PackBytes(otherTab); !errors.Is(err, ErrCorruptPackTable) {
+		t.Errorf("another image's table: got %v, want ErrCorruptPackTable", err)
+	}
+}

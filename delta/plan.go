@@ -233,3 +233,26 @@ func (p *Plan) Stats() PlanStats {
 	}
 	return s
 }
+
+// PackBytes returns the bytes of the pack frames [Apply] fetches to carry
+// out p from a chunk pack whose table is t: the frame of each distinct
+// missing chunk from the start offset on, once (a repeat is copied from
+// what was written). The unneeded bytes a request merges over, at most
+// [PackSource].MaxGap each, come on top. It fails with
+// [ErrCorruptPackTable] when t was not written for p's target.
+func (p *Plan) PackBytes(t *PackTable) (int64, error) {
+	if want := distinctChunks(p.target); t.Len() != want {
+		return 0, fmt.Errorf("%w: %d entries for %d distinct chunks", ErrCorruptPackTable, t.Len(), want)
+	}
+	entries := PackEntries(p.target)
+	seen := make(map[int]bool)
+	var n int64
+	for i := p.first; i < len(p.from); i++ {
+		if e := entries[i]; p.from[i].base < 0 && !seen[e] {
+			seen[e] = true
+			_, size := t.Span(e)
+			n += size
+		}
+	}
+	return n, nil
+}

@@ -124,7 +124,10 @@ func checkImage(p string, got, want verify.Digest) error {
 // the chunk store <targets dir>/chunks/ (delta.WriteChunkStore, skipping
 // chunks already there); that second pass reads the target file from the
 // repository. opts choose the chunking: the zero value is fixed 4 KiB
-// blocks (ext4), delta.ChunkCDC suits squashfs and other packed formats.
+// blocks (ext4), delta.ChunkCDC suits squashfs and other packed formats,
+// and delta.ChooseChunking picks, from the release devices run now, the
+// one whose adaptive delta fetches the fewest bytes (switchback-repo
+// delta -chunking auto).
 // The change is staged; Publish makes it visible.
 //
 // Publishing deltas: a device installs a release cheapest first, a static
@@ -149,11 +152,13 @@ func checkImage(p string, got, want verify.Digest) error {
 //
 //	switchback-repo add -repo R -keys K -component rootfs -version 1.2.0 -hardware board-a -zstd x.img
 //	switchback-repo delta -repo R -keys K -target rootfs/1.2.0/x.img.zst -image x.img \
-//	    -index -chunking fixed -base 1.1.0.img -base 1.0.0.img
+//	    -index -chunking auto -base 1.1.0.img -base 1.0.0.img
 //	switchback-repo prune -repo R -keys K && switchback-repo prune-chunks -repo R -keys K
 //
 // Fixed 4 KiB chunks suit ext4 and other block file systems; cdc suits
-// squashfs, tarballs and other packed formats (see package delta).
+// squashfs, tarballs and other packed formats, and larger CDC chunks
+// images that change nearly everywhere, such as executables; auto prices
+// these from the first -base (see package delta).
 func (r *Repo) AddChunkIndex(ctx context.Context, imagePath string, image io.Reader, opts delta.IndexOptions, store bool) (Target, error) {
 	c, want, err := r.imageOf(imagePath)
 	if err != nil {

@@ -459,7 +459,8 @@ func (s *patchSink) Restart() error {
 // uncompressed full image, or the chunk store when the image is
 // compressed. Once the index is fetched and the plan made, it gives up
 // with errCostly when the missing chunks are expected to cost full bytes
-// or more (see adaptiveEstimate). It checkpoints like a full transfer
+// or more: their pack frames, from the pack table, or else
+// adaptiveEstimate. It checkpoints like a full transfer
 // and resumes at the output offset.
 func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, running slots.Slot, t, ixT verify.Target, pd *pending, full int64) error {
 	ixBytes, ix, err := u.fetchIndex(ctx, ixT)
@@ -485,9 +486,11 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 	if plan, imgV, err = resumePlan(plan, imgV, t, pd); err != nil {
 		return err
 	}
-	st := plan.Stats()
-	est := adaptiveEstimate(st, t, length)
-	u.log.Info("adaptive delta", "component", c.Name, "target", t.Path, "expected_bytes", est, "stats", fmt.Sprintf("%+v", st))
+	ps, est, err := u.priceAdaptive(ctx, t, ixT, plan, length)
+	if err != nil {
+		return err
+	}
+	u.log.Info("adaptive delta", "component", c.Name, "target", t.Path, "expected_bytes", est, "stats", fmt.Sprintf("%+v", plan.Stats()))
 	if est >= full {
 		return fmt.Errorf("%w: adaptive delta %d bytes, full image %d", errCostly, est, full)
 	}
@@ -506,7 +509,7 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 		defer sr.Close()
 		written = sr
 	}
-	if err := u.applyAdaptive(ctx, c, t, ixT, plan, bases.readers, written, out); err != nil {
+	if err := u.applyAdaptive(ctx, c, t, ixT, ps, plan, bases.readers, written, out); err != nil {
 		return err
 	}
 	if err := imgV.Verify(); err != nil {
@@ -516,6 +519,27 @@ func (u *Updater) transferAdaptive(ctx context.Context, c *Component, slot, runn
 		return err
 	}
 	return u.saveIndex(t, ixBytes)
+}
+
+// priceAdaptive returns the chunk pack published for the index ixT (nil
+// when there is none to use) and the bytes plan is expected to fetch.
+// With the pack's table they are known: the frames of the missing
+// chunks, compressed one by one (a whole image compresses better, so
+// adaptiveEstimate's ratio can be under the truth). It fails only when
+// ctx is done.
+func (u *Updater) priceAdaptive(ctx context.Context, t, ixT verify.Target, plan *delta.Plan, length int64) (*delta.PackSource, int64, error) {
+	ps, err := u.packSource(ctx, ixT, plan.Target())
+	if err == nil {
+		var n int64
+		if n, err = plan.PackBytes(ps.Table); err == nil {
+			return ps, n, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, 0, ctx.Err()
+	}
+	u.log.Info("no chunk pack", "index", ixT.Path, "err", err)
+	return nil, adaptiveEstimate(plan.Stats(), t, length), nil
 }
 
 // adaptiveEstimate returns the bytes an adaptive delta planned as st is
@@ -596,15 +620,12 @@ func (u *Updater) adaptiveBases(ctx context.Context, c *Component, slot, running
 	return set, nil
 }
 
-// applyAdaptive carries out plan into out: from the chunk pack first,
-// when published (few requests, compressed bytes); on any failure of it
-// (missing, corrupt, no byte ranges) on from the last verified byte with
-// the chunk store (compressed image) or byte ranges of the image.
-func (u *Updater) applyAdaptive(ctx context.Context, c *Component, t, ixT verify.Target, plan *delta.Plan, readers []io.ReaderAt, written io.ReaderAt, out *imageWriter) error {
-	ps, err := u.packSource(ctx, ixT, plan.Target())
-	if err != nil {
-		u.log.Info("no chunk pack", "index", ixT.Path, "err", err)
-	} else {
+// applyAdaptive carries out plan into out: from the chunk pack ps first,
+// when published (few requests, compressed bytes); without one, or on any
+// failure of it (corrupt, no byte ranges), on from the last verified byte
+// with the chunk store (compressed image) or byte ranges of the image.
+func (u *Updater) applyAdaptive(ctx context.Context, c *Component, t, ixT verify.Target, ps *delta.PackSource, plan *delta.Plan, readers []io.ReaderAt, written io.ReaderAt, out *imageWriter) error {
+	if ps != nil {
 		err := delta.Apply(ctx, plan, readers, delta.Source{Pack: ps, Written: written}, out)
 		if err == nil {
 			return nil

@@ -3,6 +3,7 @@ package updater
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"net/http"
 	"os"
@@ -302,23 +303,8 @@ func TestAdaptivePack(t *testing.T) {
 				}
 				return nil
 			})
-			packPath := "/targets/" + ChunkStoreDir + "/" + PackDir + "/" + sha(b)
 			if tt.publish {
-				var pack bytes.Buffer
-				tab, _, err := delta.WritePack(&pack, ix, bytes.NewReader(next))
-				if err != nil {
-					t.Fatal(err)
-				}
-				pb := pack.Bytes()
-				if tt.corrupt {
-					for i := range tab.Len() {
-						off, n := tab.Span(i)
-						pb[off+n/2] ^= 0x5a
-					}
-				}
-				tb, _ := tab.MarshalBinary()
-				repo.SetFile(packPath+".pack", pb)
-				repo.SetFile(packPath+".tab", tb)
+				publishPack(t, repo, b, ix, next, tt.corrupt)
 			}
 			repo.Publish()
 			var packReqs, storeReqs atomic.Int64
@@ -365,6 +351,79 @@ func TestAdaptivePack(t *testing.T) {
 			}
 			t.Logf("%d pack requests, %d store requests", packReqs.Load(), storeReqs.Load())
 		})
+	}
+}
+
+// publishPack publishes the chunk pack and table of img, whose index ix
+// is published as indexTarget (the target's bytes), with every frame
+// damaged when corrupt.
+func publishPack(t *testing.T, repo *tuftest.Repo, indexTarget []byte, ix *delta.Index, img []byte, corrupt bool) {
+	t.Helper()
+	var pack bytes.Buffer
+	tab, _, err := delta.WritePack(&pack, ix, bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb := pack.Bytes()
+	if corrupt {
+		for i := range tab.Len() {
+			off, n := tab.Span(i)
+			pb[off+n/2] ^= 0x5a
+		}
+	}
+	tb, _ := tab.MarshalBinary()
+	packPath := "/targets/" + ChunkStoreDir + "/" + PackDir + "/" + sha(indexTarget)
+	repo.SetFile(packPath+".pack", pb)
+	repo.SetFile(packPath+".tab", tb)
+}
+
+// TestAdaptivePricedByPackTable: an image that compresses far better
+// whole than chunk by chunk (a random block repeated, every 4 KiB block
+// made distinct). Half of it is in the running slot, so the missing
+// chunks at the full image's compression ratio look like half of it; the
+// pack table says their frames cost about 20 times the full image, and
+// the updater installs the full image instead. Before the table was
+// read, the adaptive delta fetched them.
+func TestAdaptivePricedByPackTable(t *testing.T) {
+	unit := image("unit", 16<<10)
+	next := bytes.Repeat(unit, 64)
+	for off := 0; off < len(next); off += 4096 {
+		binary.BigEndian.PutUint32(next[off:], uint32(off))
+	}
+	base := append(bytes.Clone(next[:len(next)/2]), image("other half", len(next)/2)...)
+	repo, d, served := deltaDevice(t, base)
+	full := repo.AddCompressedTarget("rootfs/1.2.0.img.zst", next, custom("1.2.0"), len(next))
+	ix, err := delta.BuildIndex(bytes.NewReader(next), delta.IndexOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ix.MarshalBinary()
+	c := custom("1.2.0")
+	c.Kind, c.Of, c.Format = verify.KindChunkIndex, "rootfs/1.2.0.img.zst", delta.IndexFormat
+	repo.AddTarget("rootfs/1.2.0.img.zst.idx", b, c)
+	publishPack(t, repo, b, ix, next, false)
+	repo.Publish()
+	var packReqs atomic.Int64
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, ".pack") {
+				packReqs.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	served.Store(0)
+	if err := d.update(); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if got := d.u.st.component("rootfs").Pending.Method; got != methodFull {
+		t.Errorf("method %s, want %s", got, methodFull)
+	}
+	if packReqs.Load() != 0 || served.Load() != full.Length {
+		t.Errorf("pack requests %d, image bytes %d; want none and the compressed image once (%d)", packReqs.Load(), served.Load(), full.Length)
+	}
+	if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
+		t.Fatal("slot a does not hold the new image")
 	}
 }
 

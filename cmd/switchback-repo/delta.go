@@ -33,7 +33,7 @@ func cmdDelta(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var bases files
 	fs.Var(&bases, "base", "image `file` of a release devices may run: publish a patch from it (repeatable)")
 	index := fs.Bool("index", false, "publish the chunk index, for adaptive deltas")
-	chunking := fs.String("chunking", string(delta.ChunkFixed), "chunking of the index: fixed (ext4 and other block file systems) or cdc (squashfs, tarballs)")
+	chunking := fs.String("chunking", string(delta.ChunkFixed), "chunking of the index: fixed (ext4 and other block file systems), cdc (squashfs, tarballs), or auto: the one whose adaptive delta from the first -base costs the fewest bytes (delta.ChooseChunking)")
 	store := fs.Bool("store", false, "also write the chunk store and the chunk pack under targets/"+repository.ChunkStoreDir+"/ (always done for a zstd target)")
 	noPublish := fs.Bool("no-publish", false, "stage the change only")
 	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
@@ -52,11 +52,9 @@ func cmdDelta(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case !*index && (*store || flagSet(fs, "chunking")):
 		return usageErr("-store and -chunking need -index")
 	}
-	opts := delta.IndexOptions{Chunking: delta.Chunking(*chunking)}
-	switch opts.Chunking {
-	case delta.ChunkFixed, delta.ChunkCDC:
-	default:
-		return usageErr("-chunking %q: want fixed or cdc", *chunking)
+	opts, err := indexOptions(ctx, *chunking, *index, *image, bases, stdout)
+	if err != nil {
+		return fail(stderr, "delta", err)
 	}
 	r, err := g.open()
 	if err != nil {
@@ -88,6 +86,58 @@ func cmdDelta(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitOK
 	}
 	return publish(ctx, r, "delta", stdout, stderr)
+}
+
+// indexOptions returns the index options -chunking names; for auto (with
+// -index), the chunking chooseChunking picks from the first base.
+func indexOptions(ctx context.Context, chunking string, index bool, image string, bases files, stdout io.Writer) (delta.IndexOptions, error) {
+	opts := delta.IndexOptions{Chunking: delta.Chunking(chunking)}
+	switch {
+	case opts.Chunking == delta.ChunkFixed || opts.Chunking == delta.ChunkCDC:
+		return opts, nil
+	case chunking != "auto":
+		return opts, fmt.Errorf("%w: -chunking %q: want fixed, cdc or auto", errUsage, chunking)
+	case len(bases) == 0:
+		return opts, fmt.Errorf("%w: -chunking auto needs a -base: the release devices run now", errUsage)
+	case !index:
+		return opts, nil
+	}
+	return chooseChunking(ctx, image, bases[0], stdout)
+}
+
+// chooseChunking returns the chunking whose adaptive delta of image from
+// base fetches the fewest bytes, and says so on stdout.
+func chooseChunking(ctx context.Context, image, base string, stdout io.Writer) (delta.IndexOptions, error) {
+	open := func(name string) (*os.File, int64, error) {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, 0, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, fi.Size(), nil
+	}
+	img, n, err := open(image)
+	if err != nil {
+		return delta.IndexOptions{}, err
+	}
+	defer img.Close()
+	b, bn, err := open(base)
+	if err != nil {
+		return delta.IndexOptions{}, err
+	}
+	defer b.Close()
+	best, _, err := delta.ChooseChunking(ctx, img, n, b, bn, nil)
+	if err != nil {
+		return delta.IndexOptions{}, fmt.Errorf("choosing the chunking: %w", err)
+	}
+	o := best.Options
+	fmt.Fprintf(stdout, "chunking %s, %d/%d/%d bytes: an adaptive delta from %s is expected to fetch %d bytes\n",
+		o.Chunking, o.MinSize, o.AvgSize, o.MaxSize, base, best.Total())
+	return o, nil
 }
 
 func addPatch(ctx context.Context, r *repository.Repo, target, base, image string) (repository.Target, error) {

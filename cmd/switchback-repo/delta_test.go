@@ -46,7 +46,8 @@ func TestDeltaCommand(t *testing.T) {
 		{"no image", []string{"-target", target, "-index"}, exitUsage, "-image is required"},
 		{"nothing to do", []string{"-target", target, "-image", img}, exitUsage, "nothing to publish"},
 		{"store without index", []string{"-target", target, "-image", img, "-base", old, "-store"}, exitUsage, "need -index"},
-		{"bad chunking", []string{"-target", target, "-image", img, "-index", "-chunking", "rolling"}, exitUsage, "want fixed or cdc"},
+		{"bad chunking", []string{"-target", target, "-image", img, "-index", "-chunking", "rolling"}, exitUsage, "want fixed, cdc or auto"},
+		{"auto chunking without a base", []string{"-target", target, "-image", img, "-index", "-chunking", "auto"}, exitUsage, "needs a -base"},
 		{"wrong image", []string{"-target", target, "-image", old, "-index"}, exitFail, "does not match"},
 		{"wrong image for a patch", []string{"-target", target, "-image", old, "-base", other}, exitFail, "does not match"},
 		{"patch from the image itself", []string{"-target", target, "-image", img, "-base", img}, exitFail, "the new image itself"},
@@ -63,9 +64,10 @@ func TestDeltaCommand(t *testing.T) {
 	}
 
 	out := sb(t, exitOK, "delta", "-repo", repo, "-keys", keys, "-target", target, "-image", img,
-		"-base", old, "-index", "-chunking", "cdc")
+		"-base", old, "-index", "-chunking", "auto")
 	patchPath := repository.PatchPath(target, sha256Hex(v1))
-	for _, want := range []string{"added " + target + ".idx", "added " + patchPath, "timestamp"} {
+	// An insertion shifts what follows: content-defined chunks find it.
+	for _, want := range []string{"chunking cdc", "added " + target + ".idx", "added " + patchPath, "timestamp"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output does not contain %q:\n%s", want, out)
 		}

@@ -12,8 +12,8 @@ import (
 // The pair kinds deltabench makes itself, beside the two images of one
 // root file system release (ext4, squashfs):
 //
-//   - exec: cmd/switchback of this repository built at two commits
-//     (-exec-revs), with git archive and go build -trimpath: the most
+//   - exec: cmd/switchback (or -exec-pkg) of this repository built at two
+//     commits (-exec-revs), with git archive and go build -trimpath: the most
 //     common update an application ships, where moved code shifts the
 //     addresses every copy holds.
 //   - ext4-adds: the new release's root file system, and the same with
@@ -32,7 +32,7 @@ var addPackages = []string{
 
 // pairFiles returns the base and new image of a pair kind, building them
 // (and what they are made from) when they are not there yet.
-func pairFiles(kind, cache, work, execRevs string) (base, cur string, err error) {
+func pairFiles(kind, cache, work string, ex execPair) (base, cur string, err error) {
 	base, cur = filepath.Join(work, "base."+kind), filepath.Join(work, "new."+kind)
 	switch kind {
 	case "ext4", "squashfs":
@@ -52,12 +52,12 @@ func pairFiles(kind, cache, work, execRevs string) (base, cur string, err error)
 			return "", "", err // was shadowed: a failed build went unnoticed
 		}
 	case "exec":
-		revs := strings.Split(execRevs, ",")
+		revs := strings.Split(ex.revs, ",")
 		if len(revs) != 2 {
-			return "", "", fmt.Errorf("-exec-revs %q: want two commits, base,new", execRevs)
+			return "", "", fmt.Errorf("-exec-revs %q: want two commits, base,new", ex.revs)
 		}
 		for i, out := range []string{base, cur} {
-			if err := buildExec(cache, revs[i], out); err != nil {
+			if err := buildExec(cache, ex.pkg, revs[i], out); err != nil {
 				return "", "", err
 			}
 		}
@@ -113,9 +113,14 @@ mv $R %[1]s`, dir, filepath.Join(cache, "rootfs-new"), debs))
 	return dir, nil
 }
 
-// buildExec builds cmd/switchback of this repository at commit rev into
+// execPair is what the exec pair builds: the program pkg of this
+// repository (a package path relative to its root) at two commits, revs
+// ("base,new").
+type execPair struct{ pkg, revs string }
+
+// buildExec builds the program pkg of this repository at commit rev into
 // out, from a git archive of that commit (cached in cache/exec).
-func buildExec(cache, rev, out string) error {
+func buildExec(cache, pkg, rev, out string) error {
 	if _, err := os.Stat(out); err == nil {
 		return nil
 	}
@@ -135,10 +140,10 @@ mv %[1]s.tmp %[1]s`, src, strings.TrimSpace(string(top)), rev))
 			return fmt.Errorf("git archive %s: %w", rev, err)
 		}
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out+".tmp", "./cmd/switchback")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out+".tmp", pkg)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = src, os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("building cmd/switchback at %s: %w", rev, err)
+		return fmt.Errorf("building %s at %s: %w", pkg, rev, err)
 	}
 	return os.Rename(out+".tmp", out)
 }
