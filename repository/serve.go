@@ -55,7 +55,7 @@ func Mutable(rel string) bool {
 func VersionedMetadata(name string) (version int64, role string, ok bool) {
 	n, rest, found := strings.Cut(name, ".")
 	role, json := strings.CutSuffix(rest, ".json")
-	if !found || !json || role == "" || strings.Contains(role, "/") {
+	if !found || !json || !roleNameRE.MatchString(role) {
 		return 0, "", false
 	}
 	v, err := strconv.ParseInt(n, 10, 64)

@@ -52,6 +52,7 @@ type recorder struct {
 	done   int // successful writes
 	cut    int // 0: never
 	cancel context.CancelFunc
+	after  func() // called after each whole object written (cut first)
 }
 
 func newRecorder(bucket string) *recorder {
@@ -73,15 +74,21 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		code = resp.StatusCode
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.events = append(r.events, event{seq: len(r.events), key: key, code: code})
 	multipart := req.URL.Query().Has("uploadId")
 	whole := req.Method == http.MethodPut && !multipart || req.Method == http.MethodPost && multipart
-	if code/100 == 2 && whole {
-		r.done++ // a whole object (a single PUT, or a multipart completion)
-		if r.cut > 0 && r.done == r.cut {
-			r.cancel()
-		}
+	if code/100 != 2 || !whole {
+		r.mu.Unlock()
+		return resp, err
+	}
+	r.done++ // a whole object (a single PUT, or a multipart completion)
+	if r.cut > 0 && r.done == r.cut {
+		r.cancel()
+	}
+	after := r.after
+	r.mu.Unlock()
+	if after != nil {
+		after()
 	}
 	return resp, err
 }
