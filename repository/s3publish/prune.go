@@ -77,11 +77,12 @@ func currentVersions(files map[string]localFile) map[string]int64 {
 }
 
 // stale reports whether the bucket's metadata object rel may go: it has
-// expired and is older than the repository's current version of its role.
+// expired and is older than the repository's current version of its role
+// (if the repository still has the role).
 func (p *Publisher) stale(ctx context.Context, rel string, current map[string]int64) (bool, error) {
 	v, role, _ := repository.VersionedMetadata(path.Base(rel))
-	if v >= current[role] {
-		return false, nil
+	if cur, ok := current[role]; ok && v >= cur {
+		return false, nil // a role the repository dropped goes by expiry alone
 	}
 	_, s, err := p.getMetadata(ctx, rel)
 	if err != nil {

@@ -75,7 +75,9 @@ type Config struct {
 	// one phase; 0 means DefaultConcurrency.
 	Concurrency int
 	// PartSize is the size of each part of a multipart upload, used for
-	// files larger than it; 0 means DefaultPartSize. At least 5 MiB.
+	// files larger than it; 0 means DefaultPartSize. At least 5 MiB. A
+	// multipart upload buffers one part at a time (to send its
+	// Content-MD5), so a publish holds up to Concurrency × PartSize bytes.
 	PartSize int64
 	// Now is the clock that decides which metadata has expired; nil means
 	// time.Now.
