@@ -24,9 +24,12 @@ if [ -f "$dir/weed.pid" ] && kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null; then
 fi
 rm -rf "$dir"
 mkdir -p "$dir/data"
-nohup "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$dir/data" \
+# Every bucket is a collection of its own, for which the master grows 7
+# volumes at once by default: grow one at a time, so that the tests' many
+# small buckets do not use up the volume slots.
+WEED_MASTER_VOLUME_GROWTH_COPY_1=1 nohup "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$dir/data" \
   -master.port=$mport -volume.port=$vport -filer.port=$fport \
-  -master.volumeSizeLimitMB=256 -volume.max=32 \
+  -master.volumeSizeLimitMB=64 -volume.max=200 \
   -s3 -s3.port=$sport > "$dir/weed.log" 2>&1 &
 echo $! > "$dir/weed.pid"
 # Ready when the S3 API answers a bucket listing (about 15 s).

@@ -265,15 +265,23 @@ func TestPrune(t *testing.T) {
 	b := s3test.New(t)
 	ctx := context.Background()
 	tr := newTestRepo(t)
+	// Two copies of the bucket's history: "r" is pruned, "r2" is refused.
+	publishAll := func(now func() time.Time, opts Options) (Result, error) {
+		t.Helper()
+		if _, err := publisher(t, b, "r2", nil, 0, now).Publish(ctx, tr.Repo, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		return publisher(t, b, "r", nil, 0, now).Publish(ctx, tr.Repo, opts)
+	}
 	old := tr.release(t, "1.0.0", image("one", 100))
-	if _, err := publisher(t, b, "r", nil, 0, tr.clock).Publish(ctx, tr.Repo, Options{Prune: true}); err != nil {
+	if _, err := publishAll(tr.clock, Options{Prune: true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.RemoveTarget(old.Path); err != nil {
 		t.Fatal(err)
 	}
 	tr.release(t, "1.1.0", image("two", 100))
-	res, err := publisher(t, b, "r", nil, 0, tr.clock).Publish(ctx, tr.Repo, Options{Prune: true})
+	res, err := publishAll(tr.clock, Options{Prune: true})
 	if err != nil || len(res.Deleted) != 0 {
 		t.Fatalf("prune with nothing pruned locally deleted %v, %v", res.Deleted, err)
 	}
@@ -290,13 +298,6 @@ func TestPrune(t *testing.T) {
 	if err := tr.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// A publisher whose clock is behind sees the old metadata as live and
-	// deletes nothing.
-	behind := func() time.Time { return tr.now.Add(-repository.DefaultExpiry[repository.RoleTargets]) }
-	res, err = publisher(t, b, "r", nil, 0, behind).Publish(ctx, tr.Repo, Options{Prune: true})
-	if !errors.Is(err, ErrPruneRefused) || len(res.Deleted) != 0 {
-		t.Fatalf("prune with unexpired metadata in the bucket = %v, deleted %v; want ErrPruneRefused, nothing", err, res.Deleted)
-	}
 	rec := newRecorder(b.Name)
 	res, err = publisher(t, b, "r", rec, 0, tr.clock).Publish(ctx, tr.Repo, Options{Prune: true})
 	if err != nil {
@@ -305,8 +306,8 @@ func TestPrune(t *testing.T) {
 	if got, want := slices.Sorted(slices.Values(res.Deleted)), removed; !slices.Equal(got, want) {
 		t.Errorf("deleted %v, want what the repository pruned: %v", got, want)
 	}
-	if _, ok := rec.writes()["r/metadata/timestamp.json"]; !ok {
-		t.Error("pruned before uploading the new timestamp")
+	if ts, ok := rec.writes()["r/metadata/timestamp.json"]; !ok || rec.firstDelete() < ts[1] {
+		t.Errorf("deleted before the new timestamp was up (timestamp written %v, first delete %d)", ts, rec.firstDelete())
 	}
 	objs := b.Objects(t, "r/")
 	for _, rel := range localFiles(t, tr) {
@@ -318,6 +319,21 @@ func TestPrune(t *testing.T) {
 		t.Errorf("%d objects left, want the repository's %d files", len(objs), len(localFiles(t, tr)))
 	}
 	snapshotsWhole(t, b, "r/")
+
+	// A publisher whose clock is behind sees the old metadata as live and
+	// deletes nothing.
+	behind := func() time.Time { return tr.now.Add(-repository.DefaultExpiry[repository.RoleTargets]) }
+	before := b.Objects(t, "r2/")
+	res, err = publisher(t, b, "r2", nil, 0, behind).Publish(ctx, tr.Repo, Options{Prune: true})
+	if !errors.Is(err, ErrPruneRefused) || len(res.Deleted) != 0 {
+		t.Fatalf("prune with unexpired metadata in the bucket = %v, deleted %v; want ErrPruneRefused, nothing", err, res.Deleted)
+	}
+	after := b.Objects(t, "r2/")
+	for key := range before {
+		if _, ok := after[key]; !ok {
+			t.Errorf("refused prune deleted %s", key)
+		}
+	}
 }
 
 // namedBy returns the files, relative to the repository directory, that the

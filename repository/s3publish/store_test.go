@@ -32,12 +32,13 @@ func publisher(t *testing.T, b *s3test.Bucket, prefix string, rt http.RoundTripp
 	return p
 }
 
-// event is one write request (PUT or POST) seen by a recorder.
+// event is one write request (PUT or POST) or deletion seen by a recorder.
 type event struct {
 	seq   int // order among all starts and ends
 	start bool
 	key   string // object key, without the bucket
 	code  int
+	del   bool // a DELETE (start only)
 }
 
 // recorder is a RoundTripper that records the write requests it carries
@@ -62,6 +63,9 @@ func newRecorder(bucket string) *recorder {
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	write := req.Method == http.MethodPut || req.Method == http.MethodPost
 	key := strings.TrimPrefix(req.URL.Path, "/"+r.bucket+"/")
+	if req.Method == http.MethodDelete {
+		r.log(event{key: key, del: true})
+	}
 	if write {
 		r.log(event{start: true, key: key})
 	}
@@ -107,6 +111,9 @@ func (r *recorder) writes() map[string][2]int {
 	defer r.mu.Unlock()
 	out := map[string][2]int{}
 	for _, e := range r.events {
+		if e.del {
+			continue
+		}
 		w, ok := out[e.key]
 		if !ok {
 			w = [2]int{e.seq, e.seq}
@@ -164,4 +171,16 @@ func image(seed string, n int) []byte {
 		b[i] = seed[i%len(seed)] ^ byte(i>>8)
 	}
 	return b
+}
+
+// firstDelete returns the sequence number of the first DELETE, or -1.
+func (r *recorder) firstDelete() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.events {
+		if e.del {
+			return e.seq
+		}
+	}
+	return -1
 }
