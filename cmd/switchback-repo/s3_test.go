@@ -45,9 +45,10 @@ func TestPublishToS3(t *testing.T) {
 	sb(t, exitOK, "init", "-repo", repo, "-keys", keys)
 	sb(t, exitOK, "add", "-repo", repo, "-keys", keys, "-component", "rootfs", "-version", "1.1.0", "-hardware", "board-a", img)
 	to := []string{"-to", b.S3URL("fleet/eu"), "-endpoint", b.Endpoint}
-	// 1.root.json, root.json, 2.targets.json, 2.snapshot.json, timestamp.json, the image
+	// the image, 1.targets.json, 2.targets.json, 1.snapshot.json,
+	// 2.snapshot.json, 1.root.json, timestamp.json, root.json
 	out := sb(t, exitOK, append([]string{"publish", "-repo", repo, "-keys", keys}, to...)...)
-	if !strings.Contains(out, "6 uploaded, 0 already there") {
+	if !strings.Contains(out, "8 uploaded, 0 already there") {
 		t.Errorf("first upload printed %q", out)
 	}
 	if _, ok := b.Objects(t, "fleet/eu/")["fleet/eu/metadata/timestamp.json"]; !ok {
@@ -57,7 +58,7 @@ func TestPublishToS3(t *testing.T) {
 	// 3.targets.json, 3.snapshot.json, timestamp.json (the image's bytes are
 	// the same, but its file name is a new path's)
 	out = sb(t, exitOK, append([]string{"publish", "-repo", repo, "-keys", keys, "-prune"}, to...)...)
-	if !strings.Contains(out, "4 uploaded, 5 already there, 0 deleted") {
+	if !strings.Contains(out, "4 uploaded, 7 already there, 0 deleted") {
 		t.Errorf("second upload printed %q", out)
 	}
 }
