@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -515,4 +517,86 @@ func FuzzIsChunkPath(f *testing.F) {
 			t.Errorf("isChunkPath(%q) accepted a path unlike <hh>/<hash>.zst", rel)
 		}
 	})
+}
+
+// servedFiles lists the files under targets/, relative to the repository
+// directory, temporary files left out.
+func servedFiles(t *testing.T, r *Repo) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	err := filepath.WalkDir(r.TargetsDir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+			return err
+		}
+		rel, err := filepath.Rel(r.Dir(), p)
+		out[filepath.ToSlash(rel)] = true
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestReferenced: what the metadata on disk names is every served target
+// file, chunk and pack, before and after a prune; a target removed from
+// the current metadata stays referenced while older metadata names it.
+func TestReferenced(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	r, err := Init(ctx, Config{Dir: t.TempDir(), Now: func() time.Time { return now }}, InitOptions{KeysDir: filepath.Join(t.TempDir(), "keys")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range []string{"1.0.0", "1.1.0"} {
+		p := "rootfs/" + v + "/x.img"
+		img := release(uint64(10+i), 64<<10)
+		if _, err := r.AddTarget(ctx, p, bytes.NewReader(img), rootfs(v), AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.AddChunkIndex(ctx, p, bytes.NewReader(img), delta.IndexOptions{}, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		got, err := r.Referenced(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := servedFiles(t, r)
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: Referenced = %d files, want the %d served ones", when, len(got), len(want))
+			for f := range want {
+				if !got[f] {
+					t.Errorf("%s: %s not referenced", when, f)
+				}
+			}
+			for f := range got {
+				if !want[f] {
+					t.Errorf("%s: %s referenced but absent", when, f)
+				}
+			}
+		}
+	}
+	check("two releases")
+	for _, p := range []string{"rootfs/1.0.0/x.img", "rootfs/1.0.0/x.img.idx"} {
+		if err := r.RemoveTarget(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("1.0.0 removed, its metadata not expired")
+	now = now.Add(DefaultExpiry[RoleTargets] + time.Hour)
+	if _, err := r.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.PruneChunks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after Prune and PruneChunks")
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchback-ota/switchback/verify"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -124,4 +125,55 @@ func (r *Repo) pruneTargets(ctx context.Context, keep map[string]bool, remove fu
 		}
 		return remove(path.Join(TargetsPath, filepath.ToSlash(rel)))
 	})
+}
+
+// Referenced returns the files, relative to the repository directory and
+// slash-separated, that the targets metadata in metadata/ names: every
+// version on disk of targets and of the delegated roles, current or not.
+// That is each target's file and, for chunk indexes, their chunks and
+// packs in the chunk store. A mirror of the repository (package
+// repository/s3publish) deletes none of these, whatever else it prunes. A
+// chunk index that cannot be read is an error: its chunks are unknown.
+func (r *Repo) Referenced(ctx context.Context) (map[string]bool, error) {
+	refs := &chunkStoreRefs{
+		indexes: map[string]verify.Custom{},
+		files:   map[string]bool{},
+		liveIdx: map[string]bool{},
+		keep:    map[string]bool{},
+	}
+	entries, err := os.ReadDir(r.MetadataDir())
+	if err != nil {
+		return nil, fmt.Errorf("repository: %w", err)
+	}
+	for _, e := range entries {
+		_, role, ok := VersionedMetadata(e.Name())
+		if !ok || role == RoleRoot || role == RoleSnapshot || role == RoleTimestamp {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(r.MetadataDir(), e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("repository: %w", err)
+		}
+		m, err := parse(role, b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Name(), err)
+		}
+		refs.add(m.(*metadata.Metadata[metadata.TargetsType]).Signed.Targets)
+	}
+	if err := r.keepIndexedChunks(ctx, refs); err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for f := range refs.files {
+		out[path.Join(TargetsPath, f)] = true
+	}
+	for c := range refs.keep {
+		out[path.Join(TargetsPath, ChunkStoreDir, c)] = true
+	}
+	for sum := range refs.liveIdx {
+		pack, table := PackPaths(sum)
+		out[path.Join(TargetsPath, ChunkStoreDir, pack)] = true
+		out[path.Join(TargetsPath, ChunkStoreDir, table)] = true
+	}
+	return out, nil
 }

@@ -371,6 +371,8 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, g := newFlags("publish", "", stderr)
+	var s3 s3Flags
+	s3.register(fs)
 	if code := parseFlags(fs, args, exactly(0)); code >= 0 {
 		return code
 	}
@@ -378,7 +380,10 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		return fail(stderr, "publish", err)
 	}
-	return publish(ctx, r, "publish", stdout, stderr)
+	if code := publish(ctx, r, "publish", stdout, stderr); code != exitOK || s3.to == "" {
+		return code
+	}
+	return s3.upload(ctx, r, stdout, stderr)
 }
 
 func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) int {

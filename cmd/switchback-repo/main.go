@@ -14,7 +14,7 @@
 //	remove    remove targets
 //	list      list targets
 //	status    versions, expiry and keys of every role
-//	publish   sign and publish staged changes
+//	publish   sign and publish staged changes (-to s3://bucket/prefix: and upload)
 //	refresh   re-sign snapshot and timestamp with fresh expiry (for cron)
 //	rotate    replace a role's keys
 //	delegate  delegate target paths to a role with its own keys (per hardware, per vendor)
@@ -67,7 +67,7 @@ commands:
   remove    remove targets
   list      list targets
   status    versions, expiry and keys of every role
-  publish   sign and publish staged changes
+  publish   sign and publish staged changes; -to s3://bucket/prefix also uploads
   refresh   re-sign snapshot and timestamp with fresh expiry (run from cron)
   rotate    replace a role's keys
   delegate  delegate target paths to a role with its own keys (per hardware, per vendor)
