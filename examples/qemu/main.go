@@ -29,7 +29,7 @@ import (
 )
 
 func usage() {
-	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run|replay|powercut|faults
+	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run|replay|powercut|crashboot|faults
 
   build  build the factory disk (pristine qcow2), a signed repository whose
          root it trusts, and the release images; print where they are
@@ -40,6 +40,10 @@ func usage() {
   powercut  N cycles (-n N -seed S) of a fresh device updating to v2.0.0
          over NBD, cut at a random moment (unflushed writes dropped),
          checked offline, booted again and followed to the commit
+  crashboot  record a fresh device's update to v2.0.0 over NBD, check
+         every crash state of it offline, and boot a seeded sample of
+         them (-n K -seed S): each must come up on v1.0.0 or v2.0.0 and
+         commit v2.0.0 by itself
   faults EIO and ENOSPC under the guest during the download, the slot
          write, the state write and the boot-environment write: an error
          reported, v1.0.0 still running, v2.0.0 committed once it clears
@@ -56,7 +60,7 @@ func main() {
 	cache := flag.String("cache", defaultCacheDir(), "cache for .debs, unpacked packages and images (env SWITCHBACK_QEMU_CACHE)")
 	checkout := flag.String("checkout", "", "switchback checkout (default: found from the working directory)")
 	console := flag.Bool("console", false, "also print every console line")
-	max := flag.Int("n", 0, "replay: check about this many crash states (0: every one generated); powercut: cycles")
+	max := flag.Int("n", 0, "replay: check about this many crash states (0: every one generated); powercut: cycles; crashboot: states booted")
 	perEpoch := flag.Int("per-epoch", 3, "replay: random subsets of the unflushed writes per flush interval")
 	seed := flag.Uint64("seed", 1, "replay: seed of the random subsets")
 	record := flag.String("record", "", "serve the device's disk over NBD and log every write, flush and FUA to this file (run)")
@@ -96,6 +100,8 @@ func main() {
 		err = e.runFaults(ctx)
 	case "powercut":
 		err = e.runPowercut(ctx, *max, *seed)
+	case "crashboot":
+		err = e.runCrashBoot(ctx, *max, *seed)
 	case "replay":
 		if *record == "" {
 			fatal(fmt.Errorf("replay needs -record LOG, the log of a run made with -record"))

@@ -55,7 +55,8 @@ type scenario struct {
 	nbd    *nbdServer
 	raw    string // the raw disk the NBD server serves ("" without NBD)
 	v      *vm
-	marker string // the data partition's token, from the first boot
+	marker string   // the data partition's token, from the first boot
+	booted []string // versions the agent started on, as followToCommit saw them
 	steps  []stepTime
 	images map[string]string // version -> slot image
 	grubAt time.Time         // when GRUB last said which slot it boots
