@@ -85,6 +85,9 @@ func (s *scenario) step(name string, fn func() error) error {
 // start starts QEMU on the device's disk (after a power cut, or the first
 // time).
 func (s *scenario) start(ctx context.Context) error {
+	if s.nbd != nil {
+		s.nbd.PowerOn()
+	}
 	var dlStart time.Time
 	v, err := startVM(ctx, vmConfig{
 		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.Busybox, Port: s.srv.port, WorkDir: s.dir,
