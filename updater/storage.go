@@ -3,6 +3,7 @@ package updater
 import (
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // ErrStateStorage is wrapped by the error of a method that could not use
@@ -14,19 +15,30 @@ import (
 // read-only after a metadata I/O error (errors=remount-ro) and always
 // after its journal aborts, and it cannot be remounted read-write until
 // it has been unmounted and checked. On a device that means a restart
-// whose boot runs fsck on the data partition. The updater never restarts
-// the device for it: the application decides (see the QEMU example's
-// agent, which restarts once per boot when the storage failed after it
-// started). Mounting the data partition with errors=continue is not the
+// whose boot runs fsck on the data partition; such errors also wrap
+// ErrStateReadOnly. The updater never restarts the device for it: the
+// application decides (the QEMU example's agent restarts when the
+// partition turned read-only during the boot, and not when it was so from
+// the boot on, which a restart would not repair). Mounting the data partition with errors=continue is not the
 // answer: a journal abort makes it read-only anyway, and writing on after
 // a metadata error risks losing what the partition holds.
 var ErrStateStorage = errors.New("updater: state storage failed")
 
+// ErrStateReadOnly is wrapped, with ErrStateStorage, when the StateDir's
+// file system is read-only: the fault that lasts until the file system is
+// checked, where a restart helps. A write that failed with an I/O error or
+// a full file system on a read-write one wraps ErrStateStorage alone: it
+// may pass, and restarting would not make room.
+var ErrStateReadOnly = errors.New("updater: state directory is read-only")
+
 // storageError marks err, from writing or reading the StateDir, as a
 // storage fault.
 func storageError(err error) error {
-	if err == nil || errors.Is(err, ErrStateStorage) {
+	switch {
+	case err == nil || errors.Is(err, ErrStateStorage):
 		return err
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w: %w: %w", ErrStateStorage, ErrStateReadOnly, err)
 	}
 	return fmt.Errorf("%w: %w", ErrStateStorage, err)
 }
@@ -40,7 +52,7 @@ func (u *Updater) checkStorage() error {
 	case err != nil:
 		return storageError(fmt.Errorf("state directory %s: %w", u.cfg.StateDir, err))
 	case ro:
-		return fmt.Errorf("%w: state directory %s is on a read-only file system (ext4 turns read-only after an I/O error; a restart with fsck repairs it)", ErrStateStorage, u.cfg.StateDir)
+		return fmt.Errorf("%w: %w: %s is on a read-only file system (ext4 turns read-only after an I/O error; a restart with fsck repairs it)", ErrStateStorage, ErrStateReadOnly, u.cfg.StateDir)
 	}
 	return nil
 }

@@ -38,11 +38,11 @@ func TestNewOnReadOnlyStateDir(t *testing.T) {
 	d.u.Close()
 	remount(t, mnt, syscall.MS_RDONLY)
 	u, err := New(d.config())
-	if !errors.Is(err, ErrStateStorage) {
+	if !errors.Is(err, ErrStateStorage) || !errors.Is(err, ErrStateReadOnly) {
 		if u != nil {
 			u.Close()
 		}
-		t.Fatalf("New on a read-only StateDir: %v, want ErrStateStorage", err)
+		t.Fatalf("New on a read-only StateDir: %v, want ErrStateStorage and ErrStateReadOnly", err)
 	}
 	t.Logf("the error: %v", err)
 	remount(t, mnt, 0)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -31,12 +30,12 @@ func TestStateDirTurnsReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.u.readOnly = func(string) (bool, error) { return true, nil }
-	if _, err := d.u.Check(ctx); !errors.Is(err, ErrStateStorage) || !strings.Contains(err.Error(), "read-only") {
-		t.Errorf("Check on a read-only StateDir: %v, want ErrStateStorage saying read-only", err)
+	if _, err := d.u.Check(ctx); !errors.Is(err, ErrStateStorage) || !errors.Is(err, ErrStateReadOnly) {
+		t.Errorf("Check on a read-only StateDir: %v, want ErrStateStorage and ErrStateReadOnly", err)
 	}
 	err = d.u.Install(ctx, ups[0])
-	if !errors.Is(err, ErrStateStorage) {
-		t.Errorf("Install on a read-only StateDir: %v, want ErrStateStorage", err)
+	if !errors.Is(err, ErrStateStorage) || !errors.Is(err, ErrStateReadOnly) {
+		t.Errorf("Install on a read-only StateDir: %v, want ErrStateStorage and ErrStateReadOnly", err)
 	}
 	t.Logf("the error: %v", err)
 	if n := d.b.BytesWritten(); n != 0 {
@@ -85,8 +84,8 @@ func TestStateWriteFailure(t *testing.T) {
 				return nil
 			}
 			err = d.u.Install(context.Background(), ups[0])
-			if !errors.Is(err, ErrStateStorage) || !errors.Is(err, syscall.EIO) {
-				t.Fatalf("update with save %d..%d failing: %v, want ErrStateStorage and EIO", tt.from, tt.to, err)
+			if !errors.Is(err, ErrStateStorage) || !errors.Is(err, syscall.EIO) || errors.Is(err, ErrStateReadOnly) {
+				t.Fatalf("update with save %d..%d failing: %v, want ErrStateStorage and EIO, not ErrStateReadOnly", tt.from, tt.to, err)
 			}
 			t.Logf("the error: %v", err)
 			if d.restarts.Load() != 0 {

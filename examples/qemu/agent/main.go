@@ -47,6 +47,7 @@ func main() {
 	poll := flag.Duration("poll", 3*time.Second, "time between update checks")
 	confirmTimeout := flag.Duration("confirm-timeout", 15*time.Second, "deadline for the health checks of a new version")
 	tries := flag.Int("tries", 2, "boots a new version gets before GRUB falls back")
+	bootRecord := flag.String("boot-record", "/run/switchback-agent-storage", "file on a tmpfs where the first agent of a boot records whether the state directory was writable then")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -57,15 +58,16 @@ func main() {
 	err := run(ctx, config{
 		server: *server, stateDir: *stateDir, grubenv: *grubenv, slotA: *slotA, slotB: *slotB,
 		etc: *etc, healthURL: *healthURL, poll: *poll, confirmTimeout: *confirmTimeout, tries: *tries,
+		bootRecord: *bootRecord,
 	})
 	say("fatal: %v", err)
 	os.Exit(1)
 }
 
 type config struct {
-	server, stateDir, grubenv, slotA, slotB, etc, healthURL string
-	poll, confirmTimeout                                    time.Duration
-	tries                                                   int
+	server, stateDir, grubenv, slotA, slotB, etc, healthURL, bootRecord string
+	poll, confirmTimeout                                                time.Duration
+	tries                                                               int
 }
 
 func run(ctx context.Context, c config) error {
@@ -73,8 +75,10 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return fmt.Errorf("trusted root: %w", err)
 	}
-	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
-		return err
+	mkErr := os.MkdirAll(c.stateDir, 0o700)
+	sf := &storage{writableAtBoot: writableAtBoot(c.bootRecord, c.stateDir)}
+	if mkErr != nil {
+		return mkErr
 	}
 
 	// The boot control: GRUB's environment block, read by switchback.cfg.
@@ -118,6 +122,12 @@ func run(ctx context.Context, c config) error {
 		Logger:  logger,
 		Events:  printEvent,
 	})
+	if errors.Is(err, updater.ErrStateStorage) {
+		sf.fault(err)
+		// init restarts the agent when it exits: try again in a minute,
+		// not every five seconds.
+		time.Sleep(time.Minute)
+	}
 	if err != nil {
 		return err
 	}
@@ -130,6 +140,7 @@ func run(ctx context.Context, c config) error {
 		say("confirm: rolled back: %v", err)
 	default:
 		say("confirm: error: %v", err)
+		sf.check(err)
 	}
 	printStatus(ctx, u)
 
@@ -145,6 +156,9 @@ func run(ctx context.Context, c config) error {
 				say("check: up to date (installed %s)", installed(st))
 				last = "up to date"
 			}
+		case errors.Is(err, updater.ErrStateStorage):
+			sf.fault(err) // returns when it does not reboot: polls on
+			last = ""
 		case err != nil:
 			say("check: %v", err)
 			last = ""
@@ -154,6 +168,7 @@ func run(ctx context.Context, c config) error {
 			say("update: %s %s -> %s (target %s, %d bytes)", up.Component, up.From, up.To, up.Target.Path, up.Target.Length)
 			if err := u.Install(ctx, up); err != nil {
 				say("install: %v", err)
+				sf.check(err)
 				printStatus(ctx, u)
 			}
 		}
@@ -168,6 +183,72 @@ func reboot(ctx context.Context, component string) error {
 	say("reboot: to start the %s slot GRUB now selects", component)
 	syscall.Sync()
 	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
+}
+
+// storage is the agent's answer to a state directory it cannot write (an
+// error wrapping updater.ErrStateStorage). An I/O error on the data
+// partition makes ext4 abort its journal and turn read-only until it is
+// unmounted and checked, which cannot be done under a running
+// application: for that (updater.ErrStateReadOnly) the agent reboots, and
+// init's fsck repairs the partition before mounting it. It reboots only
+// when the partition was writable when this boot began: one that init's
+// fsck could not repair (mounted read-only) must not reboot the device in
+// a loop. Other storage faults (an I/O error or a full partition that left
+// it read-write) may pass and a reboot would not make room: the agent
+// reports them and polls on. In every case the running version stays.
+type storage struct {
+	writableAtBoot bool
+	said           bool
+}
+
+// check calls fault when err is a storage fault.
+func (s *storage) check(err error) {
+	if errors.Is(err, updater.ErrStateStorage) {
+		s.fault(err)
+	}
+}
+
+// fault reboots for a read-only state directory that was writable at
+// boot; otherwise it says what it does not do, once, and returns.
+func (s *storage) fault(err error) {
+	switch {
+	case errors.Is(err, updater.ErrStateReadOnly) && s.writableAtBoot:
+		say("storage: %v: rebooting so that the boot's fsck repairs the data partition", err)
+		syscall.Sync()
+		if rerr := syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART); rerr != nil {
+			say("storage: reboot: %v", rerr)
+		}
+	case s.said:
+	case errors.Is(err, updater.ErrStateReadOnly):
+		say("storage: %v: read-only since this boot began, so a reboot would not repair it; updates are off until the data partition is repaired", err)
+		s.said = true
+	default:
+		say("storage: %v: not rebooting (the partition is still writable); retrying at each poll", err)
+		s.said = true
+	}
+}
+
+// writableAtBoot says whether the state directory could be written when
+// the first agent of this boot started. That agent records it in
+// record (on a tmpfs, emptied by a reboot); the agents init restarts later
+// in the same boot read it.
+func writableAtBoot(record, stateDir string) bool {
+	if b, err := os.ReadFile(record); err == nil {
+		return strings.TrimSpace(string(b)) == "writable"
+	}
+	rw := false
+	if f, err := os.CreateTemp(stateDir, ".probe-*"); err == nil {
+		f.Close()
+		rw = os.Remove(f.Name()) == nil
+	}
+	word := "read-only"
+	if rw {
+		word = "writable"
+	}
+	if err := os.WriteFile(record, []byte(word+"\n"), 0o644); err != nil {
+		say("storage: record %s: %v", record, err)
+	}
+	return rw
 }
 
 var lastProgress int64 = -1
