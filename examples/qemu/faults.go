@@ -23,16 +23,20 @@ var (
 	agentErrorRE  = regexp.MustCompile(`^agent: (state: rootfs \S+ -> failed|.*(error|input/output|no space))`)
 )
 
-// faultSites are the four the campaign covers: the download's writes to
-// the slot (ENOSPC, then EIO on the slot as a whole), the state file on the
-// data partition, and the boot environment when the update is armed.
+// stateWriteSite is the fault site whose recovery needs a reboot: ext4
+// turns the data partition read-only.
+const stateWriteSite = "state write (data partition, EIO)"
+
+// faultSites are the four the campaign covers: the state file on the
+// data partition, the boot environment when the update is armed, and the
+// download's writes to the slot (ENOSPC, then EIO on the slot as a whole).
 func faultSites() []faultSite {
 	slotB := [2]int64{slotBStart * sector, (slotBStart + slotSize) * sector}
 	return []faultSite{
+		{stateWriteSite, dataStart * sector, (dataStart + dataSize) * sector, downloadingRE, nbdEIO},
+		{"bootenv write (boot partition, EIO)", bootStart * sector, (bootStart + bootSize) * sector, verifiedRE, nbdEIO},
 		{"download (slot b, ENOSPC)", slotB[0], slotB[1], downloadingRE, nbdENOSPC},
 		{"slot write (slot b, EIO)", slotB[0], slotB[1], downloadingRE, nbdEIO},
-		{"state write (data partition, EIO)", dataStart * sector, (dataStart + dataSize) * sector, downloadingRE, nbdEIO},
-		{"bootenv write (boot partition, EIO)", bootStart * sector, (bootStart + bootSize) * sector, verifiedRE, nbdEIO},
 	}
 }
 
@@ -50,6 +54,9 @@ func (e *env) runFaults(ctx context.Context) error {
 	var failed []string
 	var table strings.Builder
 	for _, f := range faultSites() {
+		if ctx.Err() != nil {
+			break
+		}
 		out := s.faultCycle(ctx, f, dir)
 		fmt.Fprintf(&table, "  %-38s %s\n", f.Name, out)
 		if !strings.HasPrefix(out, "ok") {

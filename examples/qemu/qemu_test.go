@@ -394,3 +394,39 @@ func TestPowercut(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFaults is `go run ./examples/qemu faults`: EIO and ENOSPC under the
+// guest's disk (the NBD server fails the writes) during the download, the
+// slot write, the state write and the boot-environment write. Each time
+// the agent must report an error, keep running v1.0.0, and commit v2.0.0
+// once the fault clears — for the state write, after the agent rebooted
+// the read-only data partition into init's fsck. Each site is a whole
+// update (4-10 minutes under TCG): CI runs the state write only, the site
+// whose recovery needs the reboot; SWITCHBACK_QEMU=1 runs all four.
+func TestFaults(t *testing.T) {
+	e := qemuEnv(t)
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
+		defer cancel()
+	}
+	dir, s, err := e.nbdScenario(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	defer s.close()
+	for _, f := range faultSites() {
+		t.Run(f.Name, func(t *testing.T) {
+			if os.Getenv("SWITCHBACK_QEMU") != "1" && f.Name != stateWriteSite {
+				t.Skip("set SWITCHBACK_QEMU=1 to run every site (CI runs the state write)")
+			}
+			out := s.faultCycle(ctx, f, dir)
+			t.Log(out)
+			if !strings.HasPrefix(out, "ok") {
+				t.Error(out)
+			}
+		})
+	}
+}

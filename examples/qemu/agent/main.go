@@ -47,7 +47,7 @@ func main() {
 	poll := flag.Duration("poll", 3*time.Second, "time between update checks")
 	confirmTimeout := flag.Duration("confirm-timeout", 15*time.Second, "deadline for the health checks of a new version")
 	tries := flag.Int("tries", 2, "boots a new version gets before GRUB falls back")
-	bootRecord := flag.String("boot-record", "/run/switchback-agent-storage", "file on a tmpfs where the first agent of a boot records whether the state directory was writable then")
+	bootRecord := flag.String("boot-record", "/run/switchback-agent-storage", "file on a tmpfs where the first agent of a boot records whether the state directory and the grubenv's were writable then")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -76,7 +76,7 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("trusted root: %w", err)
 	}
 	mkErr := os.MkdirAll(c.stateDir, 0o700)
-	sf := &storage{writableAtBoot: writableAtBoot(c.bootRecord, c.stateDir)}
+	sf := &storage{writableAtBoot: writableAtBoot(c.bootRecord, c.stateDir, filepath.Dir(c.grubenv))}
 	if mkErr != nil {
 		return mkErr
 	}
@@ -186,16 +186,18 @@ func reboot(ctx context.Context, component string) error {
 }
 
 // storage is the agent's answer to a state directory it cannot write (an
-// error wrapping updater.ErrStateStorage). An I/O error on the data
-// partition makes ext4 abort its journal and turn read-only until it is
-// unmounted and checked, which cannot be done under a running
-// application: for that (updater.ErrStateReadOnly) the agent reboots, and
-// init's fsck repairs the partition before mounting it. It reboots only
-// when the partition was writable when this boot began: one that init's
-// fsck could not repair (mounted read-only) must not reboot the device in
-// a loop. Other storage faults (an I/O error or a full partition that left
-// it read-write) may pass and a reboot would not make room: the agent
-// reports them and polls on. In every case the running version stays.
+// error wrapping updater.ErrStateStorage), or a boot environment that
+// turned read-only. An I/O error on the data partition makes ext4 abort
+// its journal and turn read-only until it is unmounted and checked, which
+// cannot be done under a running application; vfat (the boot partition)
+// turns read-only after an I/O error too. For those (updater.ErrStateReadOnly,
+// EROFS) the agent reboots, and init's fsck repairs the data partition
+// before mounting it. It reboots only when both were writable when this
+// boot began: a partition that init's fsck could not repair (mounted
+// read-only) must not reboot the device in a loop. Other storage faults
+// (an I/O error or a full partition that left it read-write) may pass, and
+// a reboot would not make room: the agent reports them and polls on. In
+// every case the running version stays.
 type storage struct {
 	writableAtBoot bool
 	said           bool
@@ -203,23 +205,28 @@ type storage struct {
 
 // check calls fault when err is a storage fault.
 func (s *storage) check(err error) {
-	if errors.Is(err, updater.ErrStateStorage) {
+	if errors.Is(err, updater.ErrStateStorage) || errors.Is(err, syscall.EROFS) {
 		s.fault(err)
 	}
+}
+
+// readOnly says whether a storage fault is a file system turned read-only.
+func readOnly(err error) bool {
+	return errors.Is(err, updater.ErrStateReadOnly) || errors.Is(err, syscall.EROFS)
 }
 
 // fault reboots for a read-only state directory that was writable at
 // boot; otherwise it says what it does not do, once, and returns.
 func (s *storage) fault(err error) {
 	switch {
-	case errors.Is(err, updater.ErrStateReadOnly) && s.writableAtBoot:
+	case readOnly(err) && s.writableAtBoot:
 		say("storage: %v: rebooting so that the boot's fsck repairs the data partition", err)
 		syscall.Sync()
 		if rerr := syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART); rerr != nil {
 			say("storage: reboot: %v", rerr)
 		}
 	case s.said:
-	case errors.Is(err, updater.ErrStateReadOnly):
+	case readOnly(err):
 		say("storage: %v: read-only since this boot began, so a reboot would not repair it; updates are off until the data partition is repaired", err)
 		s.said = true
 	default:
@@ -228,18 +235,23 @@ func (s *storage) fault(err error) {
 	}
 }
 
-// writableAtBoot says whether the state directory could be written when
-// the first agent of this boot started. That agent records it in
-// record (on a tmpfs, emptied by a reboot); the agents init restarts later
-// in the same boot read it.
-func writableAtBoot(record, stateDir string) bool {
+// writableAtBoot says whether every one of dirs was on a file system
+// mounted read-write when the first agent of this boot started. That agent
+// records it in record (on a tmpfs, emptied by a reboot); the agents init
+// restarts later in the same boot read it. It asks statfs(2) and writes
+// nothing: a probe file on the FAT boot partition would change its
+// directory and FAT, which nothing else but GRUB's in-place grubenv
+// writes touch.
+func writableAtBoot(record string, dirs ...string) bool {
 	if b, err := os.ReadFile(record); err == nil {
 		return strings.TrimSpace(string(b)) == "writable"
 	}
-	rw := false
-	if f, err := os.CreateTemp(stateDir, ".probe-*"); err == nil {
-		f.Close()
-		rw = os.Remove(f.Name()) == nil
+	rw := true
+	for _, dir := range dirs {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil || st.Flags&stRDOnly != 0 {
+			rw = false
+		}
 	}
 	word := "read-only"
 	if rw {
@@ -250,6 +262,9 @@ func writableAtBoot(record, stateDir string) bool {
 	}
 	return rw
 }
+
+// stRDOnly is statfs(2)'s ST_RDONLY: a file system mounted read-only.
+const stRDOnly = 0x1
 
 var lastProgress int64 = -1
 
