@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -175,5 +176,29 @@ func TestSampleStates(t *testing.T) {
 				t.Errorf("same seed: %v then %v", got, again)
 			}
 		})
+	}
+}
+
+// TestPowercutTable: every cut is counted under its phase and what the next
+// boot showed, and every cycle under its cut count and end.
+func TestPowercutTable(t *testing.T) {
+	results := []powercutResult{
+		{Cuts: []powercutCut{{Phase: "state downloading", UpOn: "1.0.0"}, {Phase: "boot"}}, Outcome: "committed 2.0.0"},
+		{Cuts: []powercutCut{{Phase: "state downloading", UpOn: "1.0.0"}}, Outcome: "committed 2.0.0"},
+		{Cuts: []powercutCut{{Phase: "confirm", Fail: "offline check: x"}}, Outcome: "offline check: x"},
+	}
+	got := powercutTable(results)
+	for _, want := range []string{
+		"power cuts: 4 in 3 cycles",
+		"state downloading        up on 1.0.0                  2",
+		"boot                     cut again before the agent   1",
+		"confirm                  FAILED                       1",
+		"1 cuts, committed 2.0.0      1",
+		"2 cuts, committed 2.0.0      1",
+		"1 cuts, FAILED               1",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
 	}
 }

@@ -37,9 +37,10 @@ func usage() {
          check that it reaches userspace and the host over guestfwd
   replay check the crash states of a log recorded by run -record LOG:
          go run ./examples/qemu -record LOG -n 3000 -seed 1 replay
-  powercut  N cycles (-n N -seed S) of a fresh device updating to v2.0.0
-         over NBD, cut at a random moment (unflushed writes dropped),
-         checked offline, booted again and followed to the commit
+  powercut  N power cuts (-n N -seed S) of fresh devices updating to
+         v2.0.0 over NBD, each boot cut at a seeded write or flush request
+         (unflushed writes dropped, up to 3 per device), checked offline,
+         booted again, and followed to the commit
   crashboot  record a fresh device's update to v2.0.0 over NBD, check
          every crash state of it offline, and boot a seeded sample of
          them (-n K -seed S): each must come up on v1.0.0 or v2.0.0 and
@@ -99,7 +100,7 @@ func main() {
 	case "faults":
 		err = e.runFaults(ctx)
 	case "powercut":
-		err = e.runPowercut(ctx, *max, *seed)
+		err = e.runPowercut(ctx, *max, cutsPerCycle, *seed)
 	case "crashboot":
 		err = e.runCrashBoot(ctx, *max, *seed)
 	case "replay":

@@ -379,9 +379,10 @@ func TestUUIDFor(t *testing.T) {
 }
 
 // TestPowercut runs one seeded power-cut cycle: a fresh device updating to
-// v2.0.0 over the NBD server is cut at a random moment (the writes it had
-// not flushed are lost), its disk passes the crash replay's invariants, and
-// it boots again and commits v2.0.0.
+// v2.0.0 over the NBD server loses power at a seeded write or flush
+// request (the writes it had not flushed are lost), its disk passes the
+// crash replay's invariants, and it boots again on v1.0.0 or v2.0.0 and
+// commits v2.0.0.
 func TestPowercut(t *testing.T) {
 	e := qemuEnv(t)
 	ctx := context.Background()
@@ -390,7 +391,7 @@ func TestPowercut(t *testing.T) {
 		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
 		defer cancel()
 	}
-	if err := e.runPowercut(ctx, 1, 1); err != nil {
+	if err := e.runPowercut(ctx, 1, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 }
