@@ -431,3 +431,25 @@ func TestFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashBoot is `go run ./examples/qemu -n 1 crashboot`: a fresh
+// device's update is recorded over NBD, its crash states are checked
+// offline, and one of them is booted: it must come up on v1.0.0 or v2.0.0
+// and commit v2.0.0 by itself. It takes two whole updates under TCG (10-25
+// minutes), too long for CI next to TestScenario and TestPowercut: set
+// SWITCHBACK_QEMU=1 to run it; the README has the last sample's figures.
+func TestCrashBoot(t *testing.T) {
+	if os.Getenv("SWITCHBACK_QEMU") != "1" {
+		t.Skip("set SWITCHBACK_QEMU=1 to run (two updates under TCG; not in CI)")
+	}
+	e := qemuEnv(t)
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
+		defer cancel()
+	}
+	if err := e.runCrashBoot(ctx, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+}

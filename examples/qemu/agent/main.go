@@ -80,25 +80,53 @@ func run(ctx context.Context, c config) error {
 	if mkErr != nil {
 		return mkErr
 	}
+	u, err := newUpdater(c, root)
+	if errors.Is(err, updater.ErrStateStorage) {
+		sf.fault(err)
+		// init restarts the agent when it exits: try again in a minute,
+		// not every five seconds.
+		time.Sleep(time.Minute)
+	}
+	if err != nil {
+		return err
+	}
 
+	// First thing at every start: decide about a trial boot.
+	switch err := u.Confirm(ctx); {
+	case err == nil:
+		say("confirm: ok")
+	case errors.Is(err, updater.ErrRolledBack):
+		say("confirm: rolled back: %v", err)
+	default:
+		say("confirm: error: %v", err)
+		sf.check(err)
+	}
+	printStatus(ctx, u)
+	poll(ctx, u, c.poll, sf)
+	return nil
+}
+
+// newUpdater wires the updater: GRUB's boot control, two partition slots,
+// the application's health check.
+func newUpdater(c config, root []byte) (*updater.Updater, error) {
 	// The boot control: GRUB's environment block, read by switchback.cfg.
 	boot, err := grub.New(c.grubenv, []string{"a", "b"})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// The two root slots. Boot lets a slot refuse writes while it is the
 	// running or the committed one.
 	a, err := partition.New(partition.Config{Name: "a", Device: c.slotA, Boot: boot})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := partition.New(partition.Config{Name: "b", Device: c.slotB, Boot: boot})
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	u, err := updater.New(updater.Config{
+	return updater.New(updater.Config{
 		Hardware:    readLine(filepath.Join(c.etc, "hardware")),
 		StateDir:    c.stateDir,
 		TrustedRoot: root,
@@ -122,28 +150,10 @@ func run(ctx context.Context, c config) error {
 		Logger:  logger,
 		Events:  printEvent,
 	})
-	if errors.Is(err, updater.ErrStateStorage) {
-		sf.fault(err)
-		// init restarts the agent when it exits: try again in a minute,
-		// not every five seconds.
-		time.Sleep(time.Minute)
-	}
-	if err != nil {
-		return err
-	}
+}
 
-	// First thing at every start: decide about a trial boot.
-	switch err := u.Confirm(ctx); {
-	case err == nil:
-		say("confirm: ok")
-	case errors.Is(err, updater.ErrRolledBack):
-		say("confirm: rolled back: %v", err)
-	default:
-		say("confirm: error: %v", err)
-		sf.check(err)
-	}
-	printStatus(ctx, u)
-
+// poll checks for updates every interval and installs them, for ever.
+func poll(ctx context.Context, u *updater.Updater, interval time.Duration, sf *storage) {
 	// Then poll. (updater.Run does the same with jitter and backoff; this
 	// loop prints each outcome for the example's transcript.)
 	last := ""
@@ -172,7 +182,7 @@ func run(ctx context.Context, c config) error {
 				printStatus(ctx, u)
 			}
 		}
-		time.Sleep(c.poll)
+		time.Sleep(interval)
 	}
 }
 
