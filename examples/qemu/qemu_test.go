@@ -42,6 +42,18 @@ func qemuEnv(t *testing.T) *env {
 	return &env{CacheDir: defaultCacheDir(), Checkout: root, Out: testWriter{t}}
 }
 
+// testContext ends a little before go test's deadline, so that a failure
+// comes with the transcript rather than a goroutine dump.
+func testContext(t *testing.T) context.Context {
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
+		t.Cleanup(cancel)
+	}
+	return ctx
+}
+
 // testWriter sends transcript lines to t.Log.
 type testWriter struct{ t *testing.T }
 
@@ -196,14 +208,7 @@ func TestGRUBBootCount(t *testing.T) {
 // machine is busy.
 func TestScenario(t *testing.T) {
 	e := qemuEnv(t)
-	ctx := context.Background()
-	if d, ok := t.Deadline(); ok {
-		// Stop a little before go test would, so that the failure comes
-		// with the transcript rather than a goroutine dump.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
-		defer cancel()
-	}
+	ctx := testContext(t)
 	// The device's disk is served by our NBD server, which logs every
 	// write and flush: the power cuts drop what the guest had not flushed,
 	// and the crash states of the whole run are replayed afterwards.
@@ -385,12 +390,7 @@ func TestUUIDFor(t *testing.T) {
 // commits v2.0.0.
 func TestPowercut(t *testing.T) {
 	e := qemuEnv(t)
-	ctx := context.Background()
-	if d, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
-		defer cancel()
-	}
+	ctx := testContext(t)
 	if err := e.runPowercut(ctx, 1, 1, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -406,12 +406,7 @@ func TestPowercut(t *testing.T) {
 // whose recovery needs the reboot; SWITCHBACK_QEMU=1 runs all four.
 func TestFaults(t *testing.T) {
 	e := qemuEnv(t)
-	ctx := context.Background()
-	if d, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
-		defer cancel()
-	}
+	ctx := testContext(t)
 	dir, s, err := e.nbdScenario(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -443,12 +438,7 @@ func TestCrashBoot(t *testing.T) {
 		t.Skip("set SWITCHBACK_QEMU=1 to run (two updates under TCG; not in CI)")
 	}
 	e := qemuEnv(t)
-	ctx := context.Background()
-	if d, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
-		defer cancel()
-	}
+	ctx := testContext(t)
 	if err := e.runCrashBoot(ctx, 1, 1); err != nil {
 		t.Fatal(err)
 	}
