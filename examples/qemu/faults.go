@@ -80,7 +80,9 @@ func (s *scenario) faultCycle(ctx context.Context, f faultSite, dir string) stri
 		return "start: " + err.Error()
 	}
 	defer s.v.kill()
-	if _, err := s.expect(ctx, downloadTimeout, f.After); err != nil {
+	// Timeouts are powercutTimeout's: a starved TCG guest takes minutes
+	// to boot, and a timeout must mean the device is stuck.
+	if _, err := s.expect(ctx, powercutTimeout, f.After); err != nil {
 		return "before the fault: " + err.Error()
 	}
 	s.nbd.SetFault(func(r nbdRequest) uint32 {
@@ -90,7 +92,7 @@ func (s *scenario) faultCycle(ctx context.Context, f faultSite, dir string) stri
 		}
 		return 0
 	})
-	m, err := s.expect(ctx, downloadTimeout, agentErrorRE, agentRebootRE)
+	m, err := s.expect(ctx, powercutTimeout, agentErrorRE, agentRebootRE)
 	if err != nil || agentRebootRE.MatchString(m[0]) {
 		s.nbd.SetFault(nil)
 		return fmt.Sprintf("no error reported (%v)", err)
