@@ -41,9 +41,9 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 	}
 	ts, err := u.tuf.Refresh(ctx)
 	if err != nil {
-		// The refresh writes metadata to the StateDir: if its file system
-		// turned read-only meanwhile, that is the error that lasts.
-		if serr := u.checkStorage(); serr != nil {
+		// The refresh writes metadata to the StateDir: if its storage
+		// failed, that is the error that lasts.
+		if serr := u.storageFault(err); serr != nil {
 			return nil, fmt.Errorf("updater: check: %w (refresh: %v)", serr, err)
 		}
 		return nil, fmt.Errorf("updater: check: %w", err)

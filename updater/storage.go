@@ -3,6 +3,7 @@ package updater
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 )
 
@@ -43,9 +44,35 @@ func storageError(err error) error {
 	return fmt.Errorf("%w: %w", ErrStateStorage, err)
 }
 
+// storageFault says whether err, the failure of a step that writes the
+// StateDir (the metadata refresh), is the StateDir's storage failing: a
+// read-only mount, an error that is EROFS, or a probe file the StateDir
+// refuses. It returns that storage error, or nil when the storage is fine
+// and the failure lies elsewhere (the network). The probe matters: ext4 on
+// recent kernels (6.1 in the QEMU example) answers EROFS to every write
+// after its journal aborts without flagging the mount read-only, and the
+// refresh's errors do not always carry the errno.
+func (u *Updater) storageFault(err error) error {
+	if serr := u.checkStorage(); serr != nil {
+		return serr
+	}
+	if errors.Is(err, syscall.EROFS) {
+		return storageError(err)
+	}
+	f, perr := os.CreateTemp(u.cfg.StateDir, ".probe-*")
+	if perr != nil {
+		return storageError(fmt.Errorf("state directory %s: %w", u.cfg.StateDir, perr))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
 // checkStorage fails fast, before any download, when the StateDir's file
 // system is mounted read-only: nothing can be recorded there, so nothing
-// can be installed.
+// can be installed. (An ext4 that shut itself down after an I/O error may
+// not show as read-only here: its first refused write, the pending
+// record, still comes before any download.)
 func (u *Updater) checkStorage() error {
 	ro, err := u.readOnly(u.cfg.StateDir)
 	switch {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 
@@ -150,3 +151,41 @@ type fsError struct{ errno syscall.Errno }
 
 func (e *fsError) Error() string { return fmt.Sprintf("write state.json: %v", e.errno) }
 func (e *fsError) Unwrap() error { return e.errno }
+
+// TestStorageFault: a failed refresh is blamed on the storage when the
+// StateDir is read-only, when its error is EROFS, or when the StateDir
+// refuses a probe file (ext4 after a journal abort answers EROFS without
+// flagging the mount read-only); a network error on healthy storage is
+// not.
+func TestStorageFault(t *testing.T) {
+	netErr := errors.New("dial tcp: connection refused")
+	erofs := fmt.Errorf("metadata fetch failed: %w", &fsError{syscall.EROFS})
+	tests := []struct {
+		name     string
+		err      error
+		readOnly bool
+		gone     bool // the StateDir is missing: the probe fails
+		want     error
+	}{
+		{"network", netErr, false, false, nil},
+		{"read-only mount", netErr, true, false, ErrStateReadOnly},
+		{"EROFS", erofs, false, false, ErrStateReadOnly},
+		{"probe refused", netErr, false, true, ErrStateStorage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			u := &Updater{cfg: Config{StateDir: dir}, readOnly: func(string) (bool, error) { return tt.readOnly, nil }}
+			if tt.gone {
+				u.cfg.StateDir = dir + "/missing"
+			}
+			got := u.storageFault(tt.err)
+			if tt.want == nil && got != nil || tt.want != nil && !errors.Is(got, tt.want) {
+				t.Errorf("storageFault(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("the probe left %d files", len(entries))
+			}
+		})
+	}
+}
