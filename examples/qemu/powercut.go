@@ -262,6 +262,8 @@ func (s *scenario) checkDiskOffline(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
+	// The marker the agent printed was durable (it prints after fsync).
+	r.marker = s.marker
 	_, err = r.invariants(ctx)
 	return err
 }
