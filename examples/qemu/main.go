@@ -65,6 +65,7 @@ func main() {
 	perEpoch := flag.Int("per-epoch", 3, "replay: random subsets of the unflushed writes per flush interval")
 	seed := flag.Uint64("seed", 1, "replay: seed of the random subsets")
 	record := flag.String("record", "", "serve the device's disk over NBD and log every write, flush and FUA to this file (run)")
+	site := flag.String("site", "", "faults: only the fault sites whose name contains this")
 	flag.Usage = usage
 	flag.Parse()
 	if flag.NArg() != 1 {
@@ -98,7 +99,7 @@ func main() {
 	case "run":
 		err = e.runScenario(ctx)
 	case "faults":
-		err = e.runFaults(ctx)
+		err = e.runFaults(ctx, *site)
 	case "powercut":
 		err = e.runPowercut(ctx, *max, cutsPerCycle, *seed)
 	case "crashboot":

@@ -400,10 +400,11 @@ func TestPowercut(t *testing.T) {
 // guest's disk (the NBD server fails the writes) during the download, the
 // slot write, the state write and the boot-environment write. Each time
 // the agent must report an error, keep running v1.0.0, and commit v2.0.0
-// once the fault clears — for the state write, after the agent rebooted
-// the read-only data partition into init's fsck. Each site is a whole
-// update (4-10 minutes under TCG): CI runs the state write only, the site
-// whose recovery needs the reboot; SWITCHBACK_QEMU=1 runs all four.
+// once the fault clears — for the held state-write fault, after the agent
+// rebooted the data partition ext4 shut down into init's fsck. Each site
+// is a whole update (4-10 minutes under TCG): CI runs the held state
+// write only, the site whose recovery needs the reboot; SWITCHBACK_QEMU=1
+// runs all five.
 func TestFaults(t *testing.T) {
 	e := qemuEnv(t)
 	ctx := testContext(t)
@@ -415,8 +416,8 @@ func TestFaults(t *testing.T) {
 	defer s.close()
 	for _, f := range faultSites() {
 		t.Run(f.Name, func(t *testing.T) {
-			if os.Getenv("SWITCHBACK_QEMU") != "1" && f.Name != stateWriteSite {
-				t.Skip("set SWITCHBACK_QEMU=1 to run every site (CI runs the state write)")
+			if os.Getenv("SWITCHBACK_QEMU") != "1" && f.Name != stateWriteHeldSite {
+				t.Skip("set SWITCHBACK_QEMU=1 to run every site (CI runs the held state-write fault)")
 			}
 			out := s.faultCycle(ctx, f, dir)
 			t.Log(out)
