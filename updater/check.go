@@ -44,7 +44,7 @@ func (u *Updater) check(ctx context.Context) ([]Update, error) {
 		// The refresh writes metadata to the StateDir: if its storage
 		// failed, that is the error that lasts.
 		if serr := u.storageFault(err); serr != nil {
-			return nil, fmt.Errorf("updater: check: %w (refresh: %v)", serr, err)
+			return nil, fmt.Errorf("updater: check: %w", serr)
 		}
 		return nil, fmt.Errorf("updater: check: %w", err)
 	}

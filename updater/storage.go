@@ -54,14 +54,14 @@ func storageError(err error) error {
 // refresh's errors do not always carry the errno.
 func (u *Updater) storageFault(err error) error {
 	if serr := u.checkStorage(); serr != nil {
-		return serr
+		return fmt.Errorf("%w (%v)", serr, err)
 	}
 	if errors.Is(err, syscall.EROFS) {
 		return storageError(err)
 	}
 	f, perr := os.CreateTemp(u.cfg.StateDir, ".probe-*")
 	if perr != nil {
-		return storageError(fmt.Errorf("state directory %s: %w", u.cfg.StateDir, perr))
+		return storageError(fmt.Errorf("state directory %s: %w (%v)", u.cfg.StateDir, perr, err))
 	}
 	f.Close()
 	os.Remove(f.Name())
