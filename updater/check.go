@@ -36,8 +36,16 @@ func (u *Updater) Check(ctx context.Context) ([]Update, error) {
 }
 
 func (u *Updater) check(ctx context.Context) ([]Update, error) {
+	if err := u.checkStorage(); err != nil {
+		return nil, fmt.Errorf("updater: check: %w", err)
+	}
 	ts, err := u.tuf.Refresh(ctx)
 	if err != nil {
+		// The refresh writes metadata to the StateDir: if its storage
+		// failed, that is the error that lasts.
+		if serr := u.storageFault(err); serr != nil {
+			return nil, fmt.Errorf("updater: check: %w", serr)
+		}
 		return nil, fmt.Errorf("updater: check: %w", err)
 	}
 	for _, r := range ts.Rejected {

@@ -52,6 +52,13 @@
 // rename, fsync of the directory) before every step that depends on it, so
 // a process that dies anywhere resumes from it.
 //
+// A StateDir that cannot be written fails every method that needs it with
+// an error wrapping ErrStateStorage, before any download when its file
+// system is read-only (statfs, on Linux): ext4 turns itself read-only after
+// an I/O error and stays so until a restart runs fsck. The running version
+// is untouched; restarting the device is the application's call (errors
+// of a read-only StateDir also wrap ErrStateReadOnly).
+//
 // The slot is written from a goroutine of its own (at most four 256 KiB
 // buffers in flight), so that its fsyncs and the durable checkpoints
 // overlap the download rather than stop it. Between durable checkpoints,

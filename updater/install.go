@@ -50,6 +50,9 @@ func (u *Updater) install(ctx context.Context, up Update) (err error) {
 	if !ok {
 		return fmt.Errorf("updater: install: unknown component %q", up.Component)
 	}
+	if err := u.checkStorage(); err != nil {
+		return fmt.Errorf("updater: install: %w", err)
+	}
 	t, err := u.trustedTarget(ctx, c, up)
 	if err != nil {
 		return err

@@ -10,8 +10,11 @@ import (
 // Run confirms any pending trial, then checks and installs updates every
 // PollInterval (spread by PollJitter) until ctx is done. Errors back off
 // exponentially, up to PollInterval, and are reported as events; a
-// release in transit backoff (ErrBackoff) waits for the next poll. After
-// Close, Run returns ErrClosed.
+// release in transit backoff (ErrBackoff) waits for the next poll. A
+// StateDir that cannot be written is one of those errors: its ErrorEvent
+// wraps ErrStateStorage, which the application watches for to restart the
+// device or raise an alarm (Run polls on: a passing fault clears by
+// itself). After Close, Run returns ErrClosed.
 //
 // Run returns an error wrapping ErrRestartRequired as soon as the device
 // must restart — a new version is armed, or Confirm rolled a failed one

@@ -74,11 +74,11 @@ func checkStaged(p string, t verify.Target) error {
 // the signed hashes before the file takes its name.
 func (u *Updater) stage(ctx context.Context, p string, t verify.Target) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
+		return storageError(err)
 	}
 	f, err := os.CreateTemp(filepath.Dir(p), ".stage-*")
 	if err != nil {
-		return err
+		return storageError(err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
@@ -97,12 +97,12 @@ func (u *Updater) stage(ctx context.Context, p string, t verify.Target) error {
 		return fmt.Errorf("stage %s: %w", t.Path, err)
 	}
 	if err := f.Sync(); err != nil {
-		return err
+		return storageError(err)
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return storageError(err)
 	}
-	return os.Rename(f.Name(), p)
+	return storageError(os.Rename(f.Name(), p))
 }
 
 // fileSink writes a fetched target to a file through its verifier.

@@ -203,7 +203,7 @@ type store struct {
 // authoritative. That loses resume progress, never a working version.
 func loadStore(dir string) (*store, []string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("updater: state directory: %w", err)
+		return nil, nil, fmt.Errorf("updater: state directory: %w", storageError(err))
 	}
 	s := &store{path: filepath.Join(dir, stateFile)}
 	var warnings []string
@@ -213,7 +213,7 @@ func loadStore(dir string) (*store, []string, error) {
 		s.p = newPersisted()
 		s.unknown = true
 	case err != nil:
-		return nil, nil, fmt.Errorf("updater: read state: %w", err)
+		return nil, nil, fmt.Errorf("updater: read state: %w", storageError(err))
 	default:
 		p, derr := decodeState(b)
 		if derr != nil {
@@ -247,7 +247,7 @@ func (s *store) component(name string) *componentState {
 func (s *store) save() error {
 	if s.beforeSave != nil {
 		if err := s.beforeSave(); err != nil {
-			return fmt.Errorf("updater: save state: %w", err)
+			return fmt.Errorf("updater: save state: %w", storageError(err))
 		}
 	}
 	b, err := encodeState(s.p)
@@ -255,7 +255,7 @@ func (s *store) save() error {
 		return fmt.Errorf("updater: encode state: %w", err)
 	}
 	if err := durable.WriteFile(s.path, b, 0o600); err != nil {
-		return fmt.Errorf("updater: save state: %w", err)
+		return fmt.Errorf("updater: save state: %w", storageError(err))
 	}
 	s.saved.Store(&b)
 	return nil

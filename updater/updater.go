@@ -56,6 +56,9 @@ type Updater struct {
 	// targetsVersion is the version of the signed targets metadata of the
 	// last refresh, recorded with a transit backoff.
 	targetsVersion int64
+	// readOnly reports whether the StateDir's file system is read-only
+	// (readOnlyFS; tests replace it).
+	readOnly func(dir string) (bool, error)
 	// mirrorSkip is the server a full transfer starts with (0: the
 	// TargetsURL): a retry after a verification failure takes the next.
 	mirrorSkip int
@@ -73,8 +76,13 @@ func New(cfg Config) (u *Updater, err error) {
 		return nil, err
 	}
 	lock, err := LockStateDir(cfg.StateDir, cfg.LockTimeout)
-	if err != nil {
+	if errors.Is(err, ErrStateDirLocked) {
 		return nil, err
+	}
+	if err != nil {
+		// The lock file cannot be opened for writing: a read-only or
+		// failing file system.
+		return nil, storageError(err)
 	}
 	defer func() {
 		if err != nil {
@@ -129,7 +137,7 @@ func New(cfg Config) (u *Updater, err error) {
 		return nil, fmt.Errorf("updater: %w", err)
 	}
 	u = &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{}, deviceID: deviceID(cfg, log),
-		events: newEventQueue(cfg.Events), stateLock: lock}
+		events: newEventQueue(cfg.Events), stateLock: lock, readOnly: readOnlyFS}
 	for i := range cfg.Components {
 		c := &u.cfg.Components[i]
 		u.comp[c.Name] = c

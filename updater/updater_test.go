@@ -81,6 +81,16 @@ func (d *device) start() {
 	if d.u != nil {
 		d.u.Close()
 	}
+	u, err := New(d.config())
+	if err != nil {
+		d.t.Fatalf("New: %v", err)
+	}
+	d.u = u
+	d.t.Cleanup(func() { u.Close() })
+}
+
+// config is the device's updater configuration.
+func (d *device) config() Config {
 	cfg := Config{
 		Hardware:       hw,
 		StateDir:       d.stateDir,
@@ -108,12 +118,7 @@ func (d *device) start() {
 	if d.cfg != nil {
 		d.cfg(&cfg)
 	}
-	u, err := New(cfg)
-	if err != nil {
-		d.t.Fatalf("New: %v", err)
-	}
-	d.u = u
-	d.t.Cleanup(func() { u.Close() })
+	return cfg
 }
 
 // reboot runs the bootloader and starts the process, which confirms.

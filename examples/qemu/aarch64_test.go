@@ -19,7 +19,7 @@ func qemuEnvARM64(t *testing.T) *env {
 // release's kernel panics until the tries are gone. 4-8 minutes.
 func TestScenarioARM64(t *testing.T) {
 	e := qemuEnvARM64(t)
-	if err := e.runScenario(scenarioContext(t)); err != nil {
+	if err := e.runScenario(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -80,6 +80,9 @@ type assets struct {
 	// Modules are the initramfs's modules in insmod order; nil means
 	// initramfsModules.
 	Modules []string
+	// E2fsck is a static e2fsck (e2fsck-static): the root slots' init
+	// checks the data partition with it before mounting it.
+	E2fsck string
 }
 
 // builder makes images. Its methods shell out to Debian tools (apt-get,
@@ -242,6 +245,14 @@ func (b *builder) prepare(ctx context.Context) (*assets, error) {
 	if err != nil {
 		return nil, err
 	}
+	edeb, err := b.fetchDeb(ctx, "e2fsck-static")
+	if err != nil {
+		return nil, err
+	}
+	edir, err := b.unpack(ctx, edeb)
+	if err != nil {
+		return nil, err
+	}
 	kdir, err := b.unpack(ctx, kdeb)
 	if err != nil {
 		return nil, err
@@ -256,8 +267,9 @@ func (b *builder) prepare(ctx context.Context) (*assets, error) {
 		Kernel:    filepath.Join(kdir, "boot", "vmlinuz-"+abi),
 		ModuleDir: filepath.Join(kdir, "lib", "modules", abi, "kernel"),
 		Busybox:   filepath.Join(bdir, "bin", "busybox"),
+		E2fsck:    filepath.Join(edir, "sbin", "e2fsck.static"),
 	}
-	for _, p := range []string{a.Kernel, a.ModuleDir, a.Busybox} {
+	for _, p := range []string{a.Kernel, a.ModuleDir, a.Busybox, a.E2fsck} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("unpacked packages lack %s: %w", p, err)
 		}
@@ -428,6 +440,13 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 		}
 	}
 	if err := installBusybox(ctx, a, stage); err != nil {
+		return err
+	}
+	if err := copyFile(filepath.Join(stage, "sbin", "e2fsck"), a.E2fsck, 0o755); err != nil {
+		return err
+	}
+	// e2fsck refuses to run without a mount table to check.
+	if err := os.Symlink("../proc/mounts", filepath.Join(stage, "etc", "mtab")); err != nil {
 		return err
 	}
 	if err := copyFile(filepath.Join(stage, "boot", "vmlinuz"), a.Kernel, 0o644); err != nil {

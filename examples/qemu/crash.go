@@ -65,6 +65,11 @@ type replayConfig struct {
 	Seed     uint64
 	WorkDir  string
 	Logf     func(format string, a ...any)
+	// Visit, when set, is called with the index of every generated state
+	// (0, 1, … in log order) and the disk as it is in that state, valid
+	// during the call only. With NoCheck the states are only visited.
+	Visit   func(ctx context.Context, n int, disk []byte) error
+	NoCheck bool
 }
 
 // replayResult counts what the replay saw.
@@ -72,6 +77,15 @@ type replayResult struct {
 	Generated, Checked int
 	Outcomes           map[string]int // "primary=b trial= state=…" kinds
 	Failures           []string
+	// States describes each checked state by its index: its outcome kind
+	// and the data marker it holds.
+	States map[int]stateInfo
+}
+
+// stateInfo is what the offline check found in one crash state.
+type stateInfo struct {
+	Kind   string // the outcome kind, or "FAIL"
+	Marker string // the data partition's marker, "" before the first boot wrote it
 }
 
 // replay is one replay run.
@@ -85,7 +99,12 @@ type replay struct {
 	bootRes  map[uint64]bootCheck
 	dataRes  map[uint64]dataCheck
 	slotRes  map[string]string
-	marker   string
+	// marker is the data partition's marker once a flush made it durable;
+	// durable says whether the state being checked is a flush boundary
+	// (a random subset may lose a marker its flush had not yet made
+	// durable: the agent had not printed it either).
+	marker  string
+	durable bool
 }
 
 // runReplay builds and checks the crash states of a recorded log.
@@ -112,6 +131,7 @@ func newReplay(cfg replayConfig, disk []byte) (*replay, error) {
 	r := &replay{cfg: cfg, disk: disk, releases: map[string]string{}, seed: maphash.MakeSeed(),
 		bootRes: map[uint64]bootCheck{}, dataRes: map[uint64]dataCheck{}, slotRes: map[string]string{}}
 	r.res.Outcomes = map[string]int{}
+	r.res.States = map[int]stateInfo{}
 	for version, path := range cfg.Releases {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -152,20 +172,16 @@ func (r *replay) run(ctx context.Context, entries []logEntry) error {
 		// inside it may leave, then (for a flush) the state after it.
 		for k := 0; k < r.cfg.PerEpoch && len(epoch) > 0; k++ {
 			keep := subset(rng, epoch)
-			if r.take(stride) {
-				if err := r.checkSubset(ctx, epoch, keep, fmt.Sprintf("record %d, subset %d of %d writes", i, k, len(epoch))); err != nil {
-					return err
-				}
+			if err := r.checkSubset(ctx, epoch, keep, stride, fmt.Sprintf("record %d, subset %d of %d writes", i, k, len(epoch))); err != nil {
+				return err
 			}
 		}
 		if e.Kind == logFlush {
 			if _, err := r.apply(epoch, nil); err != nil {
 				return err
 			}
-			if r.take(stride) {
-				if err := r.check(ctx, fmt.Sprintf("record %d, flush boundary", i)); err != nil {
-					return err
-				}
+			if err := r.state(ctx, stride, fmt.Sprintf("record %d, flush boundary", i), true); err != nil {
+				return err
 			}
 		}
 		epoch = epoch[:0]
@@ -173,10 +189,20 @@ func (r *replay) run(ctx context.Context, entries []logEntry) error {
 	return nil
 }
 
-// take counts a generated state and says whether it is one to check.
-func (r *replay) take(stride int) bool {
+// state counts the state the disk is in, visits it, and checks it when
+// it is one of every stride.
+func (r *replay) state(ctx context.Context, stride int, name string, durable bool) error {
+	n := r.res.Generated
 	r.res.Generated++
-	return (r.res.Generated-1)%stride == 0
+	if r.cfg.Visit != nil {
+		if err := r.cfg.Visit(ctx, n, r.disk); err != nil {
+			return err
+		}
+	}
+	if r.cfg.NoCheck || n%stride != 0 {
+		return nil
+	}
+	return r.check(ctx, n, name, durable)
 }
 
 // subset picks where a cut lands in an interval and which of the writes
@@ -191,13 +217,14 @@ func subset(rng *rand.Rand, epoch []logEntry) []bool {
 	return keep
 }
 
-// checkSubset applies the kept writes, checks, and undoes them.
-func (r *replay) checkSubset(ctx context.Context, epoch []logEntry, keep []bool, name string) error {
+// checkSubset applies the kept writes, counts, visits and checks the
+// state, and undoes them.
+func (r *replay) checkSubset(ctx context.Context, epoch []logEntry, keep []bool, stride int, name string) error {
 	undo, err := r.apply(epoch, keep)
 	if err != nil {
 		return err
 	}
-	cerr := r.check(ctx, name)
+	cerr := r.state(ctx, stride, name, false)
 	for i := len(undo) - 1; i >= 0; i-- {
 		copy(r.disk[undo[i].off:], undo[i].old)
 	}
@@ -233,7 +260,8 @@ func (r *replay) part(start, size int64) []byte {
 
 // check checks the current disk state; a failed invariant is recorded as
 // a failure, an error of the tools ends the replay.
-func (r *replay) check(ctx context.Context, name string) error {
+func (r *replay) check(ctx context.Context, n int, name string, durable bool) error {
+	r.durable = durable
 	r.res.Checked++
 	if r.cfg.Logf != nil && r.res.Checked%200 == 0 {
 		r.cfg.Logf("replay: %d states checked of %d generated, %d failed", r.res.Checked, r.res.Generated, len(r.res.Failures))
@@ -242,9 +270,11 @@ func (r *replay) check(ctx context.Context, name string) error {
 	if err != nil {
 		r.res.Failures = append(r.res.Failures, name+": "+err.Error())
 		r.res.Outcomes["FAIL"]++
+		r.res.States[n] = stateInfo{Kind: "FAIL"}
 		return nil
 	}
 	r.res.Outcomes[outcome]++
+	r.res.States[n] = stateInfo{Kind: outcome, Marker: r.checkData(ctx).marker}
 	return nil
 }
 
@@ -262,7 +292,7 @@ func (r *replay) invariants(ctx context.Context) (string, error) {
 	if r.marker != "" && d.marker != r.marker {
 		return "", fmt.Errorf("data partition marker %q, was %q: data lost", d.marker, r.marker)
 	}
-	if d.marker != "" && r.marker == "" {
+	if d.marker != "" && r.marker == "" && r.durable {
 		r.marker = d.marker
 	}
 	primary := r.slotVersion(b.env["sb_primary"], d)

@@ -92,10 +92,13 @@ func (d dataCheck) summary() string {
 	return s
 }
 
-// checkData runs e2fsck -fy on a copy of the data partition (the repair a
-// boot's fsck would make; exit 0-2 is consistent or repaired) and reads the
-// marker and the state file with debugfs; the state file must decode as
-// the updater decodes it.
+// checkData runs e2fsck -fp on a copy of the data partition — the
+// preening the root slots' init runs before mounting it (there without -f,
+// so only when the journal or an error flag asks), forced here on every
+// state: exit 0-2 is consistent or repaired; 4 and above would leave the
+// device's data read-only until someone repaired it, and fails. It then
+// reads the marker and the state file with debugfs; the state file must
+// decode as the updater decodes it.
 func (r *replay) checkData(ctx context.Context) dataCheck {
 	p := r.part(dataStart, dataSize)
 	key := maphash.Bytes(r.seed, p)
@@ -113,7 +116,7 @@ func (r *replay) readData(ctx context.Context, p []byte) dataCheck {
 		return dataCheck{err: err}
 	}
 	var d dataCheck
-	out, err := exec.CommandContext(ctx, "e2fsck", "-fy", img).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "e2fsck", "-fp", img).CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		d.fsck = ee.ExitCode()
@@ -121,7 +124,7 @@ func (r *replay) readData(ctx context.Context, p []byte) dataCheck {
 		return dataCheck{err: err}
 	}
 	if d.fsck&^3 != 0 {
-		return dataCheck{err: fmt.Errorf("data partition: e2fsck exit %d: %s", d.fsck, lastLines(out, 3))}
+		return dataCheck{err: fmt.Errorf("data partition: e2fsck -p (the boot's) exit %d: %s", d.fsck, lastLines(out, 3))}
 	}
 	d.marker = strings.TrimSpace(debugfsCat(ctx, img, "/marker"))
 	raw := debugfsCat(ctx, img, "/switchback/state.json")

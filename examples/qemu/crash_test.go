@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -125,6 +127,78 @@ func TestAllowedEnv(t *testing.T) {
 	for _, tt := range tests {
 		if err := allowedEnv(tt.env); (err == nil) != tt.ok {
 			t.Errorf("allowedEnv(%v) = %v, want ok=%v", tt.env, err, tt.ok)
+		}
+	}
+}
+
+// TestSampleStates: the sample takes each kind of state before a second
+// of any kind, never the same state twice nor a failed one, stays within
+// what exists, and is the same under the same seed.
+func TestSampleStates(t *testing.T) {
+	states := map[int]stateInfo{}
+	for n := 0; n < 40; n++ {
+		states[n] = stateInfo{Kind: "downloading"} // the common kind
+	}
+	states[40] = stateInfo{Kind: "armed"}
+	states[41] = stateInfo{Kind: "confirming"}
+	states[42] = stateInfo{Kind: "committed"}
+	states[43] = stateInfo{Kind: "FAIL"}
+	tests := []struct {
+		name     string
+		k        int
+		want     int
+		mustHave []int
+	}{
+		{"fewer than the kinds", 2, 2, nil},
+		{"every kind", 4, 4, []int{40, 41, 42}},
+		{"more", 10, 10, []int{40, 41, 42}},
+		{"more than exist", 100, 43, []int{40, 41, 42}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := sampleStates(states, tt.k, 7)
+			if len(got) != tt.want {
+				t.Fatalf("sampleStates(k=%d) took %d states, want %d: %v", tt.k, len(got), tt.want, got)
+			}
+			seen := map[int]bool{}
+			for _, n := range got {
+				if seen[n] || n == 43 {
+					t.Fatalf("sample %v repeats a state or takes the failed one", got)
+				}
+				seen[n] = true
+			}
+			for _, n := range tt.mustHave {
+				if !seen[n] {
+					t.Errorf("sample %v lacks state %d, the only one of its kind", got, n)
+				}
+			}
+			if again := sampleStates(states, tt.k, 7); !slices.Equal(again, got) {
+				t.Errorf("same seed: %v then %v", got, again)
+			}
+		})
+	}
+}
+
+// TestPowercutTable: every cut is counted under its phase and what the next
+// boot showed, and every cycle under its cut count and end.
+func TestPowercutTable(t *testing.T) {
+	results := []powercutResult{
+		{Cuts: []powercutCut{{Phase: "state downloading", UpOn: "1.0.0"}, {Phase: "boot"}}, Outcome: "committed 2.0.0"},
+		{Cuts: []powercutCut{{Phase: "state downloading", UpOn: "1.0.0"}}, Outcome: "committed 2.0.0"},
+		{Cuts: []powercutCut{{Phase: "confirm", Fail: "offline check: x"}}, Outcome: "offline check: x"},
+	}
+	got := powercutTable(results)
+	for _, want := range []string{
+		"power cuts: 4 in 3 cycles",
+		"state downloading        up on 1.0.0                  2",
+		"boot                     cut again before the agent   1",
+		"confirm                  FAILED                       1",
+		"1 cuts, committed 2.0.0      1",
+		"2 cuts, committed 2.0.0      1",
+		"1 cuts, FAILED               1",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
 		}
 	}
 }

@@ -32,7 +32,7 @@ import (
 )
 
 func usage() {
-	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run|replay|powercut|faults
+	fmt.Fprintf(os.Stderr, `usage: go run ./examples/qemu [flags] build|boot|run|replay|powercut|crashboot|faults
 
   build  build the factory disk (pristine qcow2), a signed repository whose
          root it trusts, and the release images; print where they are
@@ -40,9 +40,14 @@ func usage() {
          check that it reaches userspace and the host over guestfwd
   replay check the crash states of a log recorded by run -record LOG:
          go run ./examples/qemu -record LOG -n 3000 -seed 1 replay
-  powercut  N cycles (-n N -seed S) of a fresh device updating to v2.0.0
-         over NBD, cut at a random moment (unflushed writes dropped),
-         checked offline, booted again and followed to the commit
+  powercut  N power cuts (-n N -seed S) of fresh devices updating to
+         v2.0.0 over NBD, each boot cut at a seeded write or flush request
+         (unflushed writes dropped, up to 3 per device), checked offline,
+         booted again, and followed to the commit
+  crashboot  record a fresh device's update to v2.0.0 over NBD, check
+         every crash state of it offline, and boot a seeded sample of
+         them (-n K -seed S): each must come up on v1.0.0 or v2.0.0 and
+         commit v2.0.0 by itself
   faults EIO and ENOSPC under the guest during the download, the slot
          write, the state write and the boot-environment write: an error
          reported, v1.0.0 still running, v2.0.0 committed once it clears
@@ -63,11 +68,12 @@ func main() {
 	cache := flag.String("cache", defaultCacheDir(), "cache for .debs, unpacked packages and images (env SWITCHBACK_QEMU_CACHE)")
 	checkout := flag.String("checkout", "", "switchback checkout (default: found from the working directory)")
 	console := flag.Bool("console", false, "also print every console line")
-	max := flag.Int("n", 0, "replay: check about this many crash states (0: every one generated); powercut: cycles")
+	max := flag.Int("n", 0, "replay: check about this many crash states (0: every one generated); powercut: cycles; crashboot: states booted")
 	perEpoch := flag.Int("per-epoch", 3, "replay: random subsets of the unflushed writes per flush interval")
 	seed := flag.Uint64("seed", 1, "replay: seed of the random subsets")
 	arch := flag.String("arch", archAMD64, "the guest machine: amd64 (PC, BIOS, GRUB) or arm64 (virt, U-Boot; build, boot and run)")
 	record := flag.String("record", "", "serve the device's disk over NBD and log every write, flush and FUA to this file (run)")
+	site := flag.String("site", "", "faults: only the fault sites whose name contains this")
 	flag.Usage = usage
 	flag.Parse()
 	if flag.NArg() != 1 {
@@ -86,8 +92,8 @@ func main() {
 	if *arch != archAMD64 && *arch != archARM64 {
 		fatal(fmt.Errorf("-arch %q: want %s or %s", *arch, archAMD64, archARM64))
 	}
-	if *arch == archARM64 && (*record != "" || flag.Arg(0) == "replay" || flag.Arg(0) == "powercut" || flag.Arg(0) == "faults") {
-		fatal(fmt.Errorf("the crash campaign (-record, replay, powercut, faults) runs on amd64 only"))
+	if *arch == archARM64 && (*record != "" || flag.Arg(0) == "replay" || flag.Arg(0) == "powercut" || flag.Arg(0) == "crashboot" || flag.Arg(0) == "faults") {
+		fatal(fmt.Errorf("the crash campaign (-record, replay, powercut, crashboot, faults) runs on amd64 only"))
 	}
 	e := &env{CacheDir: *cache, Checkout: root, Out: os.Stdout, Record: *record, Arch: *arch}
 	if *console {
@@ -107,9 +113,11 @@ func main() {
 	case "run":
 		err = e.runScenario(ctx)
 	case "faults":
-		err = e.runFaults(ctx)
+		err = e.runFaults(ctx, *site)
 	case "powercut":
-		err = e.runPowercut(ctx, *max, *seed)
+		err = e.runPowercut(ctx, *max, cutsPerCycle, *seed)
+	case "crashboot":
+		err = e.runCrashBoot(ctx, *max, *seed)
 	case "replay":
 		if *record == "" {
 			fatal(fmt.Errorf("replay needs -record LOG, the log of a run made with -record"))

@@ -182,11 +182,20 @@ type nbdServer struct {
 	conn    net.Conn
 	fault   nbdFault
 	stats   nbdStats
+	// cutAt, when not 0, is the write or flush request (counting from 1)
+	// at which the power goes: the server cuts before applying it and
+	// closes cutDone.
+	cutAt   int
+	cutDone chan struct{}
+	// off is set by a cut and cleared by PowerOn: no connection is served
+	// in between (a client reconnecting after the cut must not write).
+	off bool
 }
 
 // nbdStats counts requests, for the transcript.
 type nbdStats struct {
 	Writes, FUAs, Flushes, Trims, Faults int
+	Dropped                              int // unflushed writes undone by cuts
 	Bytes                                int64
 }
 
@@ -228,6 +237,11 @@ func (s *nbdServer) accept() {
 			return
 		}
 		s.mu.Lock()
+		if s.off {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
 		s.conn = c
 		s.mu.Unlock()
 		go func() {
@@ -259,11 +273,37 @@ func (s *nbdServer) Stats() nbdStats {
 func (s *nbdServer) Cut() (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.cut()
+}
+
+// CutAt arms a cut at the n-th write or flush request from now (n ≥ 1):
+// the server drops the connection and the unflushed writes just before
+// applying it, whatever the guest's speed. The channel closes when the cut
+// has happened.
+func (s *nbdServer) CutAt(n int) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cutAt = s.stats.Writes + s.stats.Flushes + n
+	s.cutDone = make(chan struct{})
+	return s.cutDone
+}
+
+// PowerOn serves connections again after a cut.
+func (s *nbdServer) PowerOn() {
+	s.mu.Lock()
+	s.off = false
+	s.mu.Unlock()
+}
+
+// cut is Cut with the lock held.
+func (s *nbdServer) cut() (int, error) {
+	s.off = true
 	if s.conn != nil {
 		s.conn.Close()
 		s.conn = nil
 	}
 	n := len(s.pending)
+	s.stats.Dropped += n
 	for i := len(s.pending) - 1; i >= 0; i-- {
 		u := s.pending[i]
 		if _, err := s.disk.WriteAt(u.old, u.off); err != nil {

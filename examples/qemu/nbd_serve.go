@@ -181,6 +181,12 @@ func (s *nbdServer) apply(c net.Conn, req nbdRequest, payload []byte) ([]byte, u
 	if end < req.Offset || end > uint64(s.size) {
 		return nil, nbdEINVAL, nil
 	}
+	if s.cutAt > 0 && (req.Type == nbdCmdWrite || req.Type == nbdCmdFlush) && s.stats.Writes+s.stats.Flushes+1 >= s.cutAt {
+		s.cutAt = 0
+		_, err := s.cut()
+		close(s.cutDone)
+		return nil, 0, errors.Join(net.ErrClosed, err)
+	}
 	if s.fault != nil {
 		if code := s.fault(req); code != 0 {
 			s.stats.Faults++

@@ -259,3 +259,68 @@ func FuzzReadLogRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestNBDCutAt: a cut armed at the fourth write or flush request happens
+// before that request is applied, drops the unflushed write before it,
+// closes the connection, and refuses new ones until PowerOn.
+func TestNBDCutAt(t *testing.T) {
+	disk, _ := newTestDisk(t, 8192)
+	s, err := startNBD(disk, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cl := dialNBD(t, s)
+	cut := s.CutAt(4)
+	for _, st := range []struct {
+		typ  uint16
+		off  uint64
+		data string
+	}{{nbdCmdWrite, 0, "kept"}, {nbdCmdFlush, 0, ""}} {
+		if code, _ := cl.do(st.typ, 0, st.off, uint32(len(st.data)), []byte(st.data)); code != 0 {
+			t.Fatalf("request %+v: error %d", st, code)
+		}
+	}
+	if code, _ := cl.do(nbdCmdRead, 0, 0, 4, nil); code != 0 {
+		t.Fatalf("a read counts as no request: error %d", code)
+	}
+	if code, _ := cl.do(nbdCmdWrite, 0, 100, 5, []byte("unfl.")); code != 0 {
+		t.Fatalf("write: error %d", code)
+	}
+	select {
+	case <-cut:
+		t.Fatal("cut before its request")
+	default:
+	}
+	// The fourth write or flush: the power goes before it is applied.
+	b := binary.BigEndian.AppendUint32(nil, nbdRequestMagic)
+	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint16(b, nbdCmdWrite)
+	b = binary.BigEndian.AppendUint64(b, 99)
+	b = binary.BigEndian.AppendUint64(b, 200)
+	b = binary.BigEndian.AppendUint32(b, 4)
+	cl.send(append(b, "lost"...))
+	if _, err := io.ReadFull(cl.r, make([]byte, 16)); err == nil {
+		t.Fatal("the request at the cut was answered")
+	}
+	<-cut
+	got, _ := os.ReadFile(disk)
+	for off, want := range map[int]string{0: "kept", 100: ".....", 200: "...."} {
+		if g := string(got[off : off+len(want)]); g != want {
+			t.Errorf("after the cut, bytes at %d are %q, want %q", off, g, want)
+		}
+	}
+	if st := s.Stats(); st.Dropped != 1 {
+		t.Errorf("Dropped = %d, want 1", st.Dropped)
+	}
+	c, err := net.Dial("tcp", s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 18)); err == nil {
+		t.Error("a connection was served while the power was off")
+	}
+	c.Close()
+	s.PowerOn()
+	dialNBD(t, s) // negotiates: served again
+}

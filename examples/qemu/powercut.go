@@ -2,32 +2,63 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
 
-// powercutTimeout bounds one cycle's recovery: boots, the rest of the
-// download, the trial boot and the commit.
-const powercutTimeout = 420 * time.Second
+// powercutTimeout bounds one cycle's wait for its cut, and then its
+// recovery: boots, the rest of the download, the trial boot and the commit.
+// About 4 minutes on a quiet 2-core machine; TCG guests starved of CPU
+// (a load of 40 on 2 cores was seen) take several times longer, and a
+// timeout must mean the device is stuck, not the host busy.
+const powercutTimeout = 20 * time.Minute
 
-// powercutResult is one cycle: where the cut landed and what followed.
-type powercutResult struct {
-	At      time.Duration
+// powercutRequests is the range of a cut: a fresh device's update to
+// v2.0.0 issues about 280-340 write and flush requests from power-on to
+// the commit (172 writes and 103 flushes in one recording, 218 and 124 in
+// another), so a cut at a request drawn from 1..powercutRequests lands
+// anywhere in the flow; after a cut, the next boot's cut lands anywhere in
+// the recovery (or not at all when the device commits first).
+const powercutRequests = 300
+
+// cutsPerCycle is how many times one device may lose power before it is
+// left to finish: each boot after a cut gets a cut of its own, so the
+// power also goes during resumed downloads, trial boots after a cut, and
+// commits being redone.
+const cutsPerCycle = 3
+
+// powercutCut is one power cut and what the next boot showed.
+type powercutCut struct {
+	At      int    // the write or flush request of the boot the power went at
 	Phase   string // the last thing the device said before the cut
 	Dropped int    // unflushed writes the cut dropped
-	Outcome string // "committed 2.0.0", or what went wrong
+	UpOn    string // the version the next boot came up on; "" if the power went again first
+	Fail    string // the invariant this cut broke, "" when none
 }
 
-// runPowercut is `go run ./examples/qemu powercut -n N -seed S`: n cycles,
-// each on a fresh factory device updating to v2.0.0 over NBD, cut at a
-// random moment (dropping the writes not flushed), checked offline, booted
-// again and followed until v2.0.0 is committed.
-func (e *env) runPowercut(ctx context.Context, n int, seed uint64) error {
+// powercutResult is one cycle: a fresh device, its cuts, and the end.
+type powercutResult struct {
+	Cuts    []powercutCut
+	Outcome string // "committed 2.0.0", or what went wrong
+	Took    time.Duration
+}
+
+// runPowercut is `go run ./examples/qemu powercut -n N -seed S`: at least
+// n power cuts, on fresh factory devices updating to v2.0.0 over NBD. Each
+// boot of a device is cut at a seeded random write or flush request
+// (dropping the writes not flushed), up to perCycle times; after each
+// cut the disk is checked offline and the device booted again, which must
+// come up on v1.0.0 or v2.0.0 with its data; the last boot must commit
+// v2.0.0 by itself. A cut is placed by the guest's I/O, not by the clock,
+// so a seed gives the same cut points on a quiet machine and a loaded one.
+func (e *env) runPowercut(ctx context.Context, n, perCycle int, seed uint64) error {
 	dir, s, err := e.nbdScenario(ctx)
 	if err != nil {
 		return err
@@ -36,18 +67,24 @@ func (e *env) runPowercut(ctx context.Context, n int, seed uint64) error {
 	defer s.close()
 	rng := rand.New(rand.NewPCG(seed, 0xc07))
 	var results []powercutResult
-	failed := 0
-	for i := 0; i < n; i++ {
-		at := time.Duration(5+rng.IntN(85)) * time.Second
-		r := s.powercutCycle(ctx, at, dir)
-		e.logf("cycle %d/%d: cut at %v during %q (%d unflushed writes dropped): %s", i+1, n, at, r.Phase, r.Dropped, r.Outcome)
+	cuts, failed := 0, 0
+	for i := 1; cuts < n && ctx.Err() == nil; i++ {
+		ats := make([]int, perCycle)
+		for j := range ats {
+			ats[j] = 1 + rng.IntN(powercutRequests)
+		}
+		start := time.Now()
+		r := s.powercutCycle(ctx, ats, dir)
+		r.Took = time.Since(start)
+		for _, c := range r.Cuts {
+			cuts++
+			e.logf("cycle %d, cut %d: at request %d during %q (%d unflushed writes dropped): next boot up on %q%s", i, cuts, c.At, c.Phase, c.Dropped, c.UpOn, failNote(c.Fail))
+		}
+		e.logf("cycle %d: %d cuts, %s (%.0fs)", i, len(r.Cuts), r.Outcome, r.Took.Seconds())
 		if r.Outcome != "committed 2.0.0" {
 			failed++
 		}
 		results = append(results, r)
-		if ctx.Err() != nil {
-			break
-		}
 	}
 	fmt.Fprint(e.Out, powercutTable(results))
 	if failed > 0 {
@@ -56,43 +93,57 @@ func (e *env) runPowercut(ctx context.Context, n int, seed uint64) error {
 	return nil
 }
 
+func failNote(fail string) string {
+	if fail == "" {
+		return ""
+	}
+	return ": FAILED: " + fail
+}
+
 // phaseRE picks the console lines that say where the device stands.
 var phaseRE = regexp.MustCompile(`^(agent: state: rootfs \S+ -> \S+|agent: (started|reboot|health|confirm)|grub: booting|agent: progress)`)
 
-// powercutCycle resets the device to the factory disk, boots it, cuts the
-// power at, and follows the recovery.
-func (s *scenario) powercutCycle(ctx context.Context, at time.Duration, dir string) powercutResult {
-	r := powercutResult{At: at, Phase: "before grub"}
+// powercutCycle resets the device to the factory disk and boots it; the
+// boot is cut at write or flush request ats[0], the next at ats[1], and so
+// on; the boot after the last cut is followed to the commit.
+func (s *scenario) powercutCycle(ctx context.Context, ats []int, dir string) powercutResult {
+	var r powercutResult
 	if err := s.resetDevice(ctx, dir); err != nil {
 		r.Outcome = "reset: " + err.Error()
 		return r
 	}
 	s.marker = ""
-	if err := s.start(ctx); err != nil {
-		r.Outcome = "start: " + err.Error()
-		return r
-	}
-	deadline := time.Now().Add(at)
-	for {
-		m, err := s.v.wait(ctx, time.Until(deadline), phaseRE, panicRE)
-		if err != nil {
-			break // the moment has come (or QEMU ended, which the recovery shows)
+	dropped := 0
+	for i := 0; ; i++ {
+		var cut <-chan struct{}
+		if i < len(ats) {
+			cut = s.nbd.CutAt(ats[i])
 		}
-		r.Phase = phaseName(m[0])
+		s.booted = nil
+		phase := "before grub"
+		if err := s.start(ctx); err != nil {
+			r.Outcome = "start: " + err.Error()
+			return r
+		}
+		out := s.follow(ctx, cut, &phase)
+		s.v.kill()
+		if i > 0 && len(s.booted) > 0 {
+			r.Cuts[i-1].UpOn = s.booted[0]
+		}
+		if out != "cut" {
+			r.Outcome = out
+			return r
+		}
+		c := powercutCut{At: ats[i], Phase: phase, Dropped: s.nbd.Stats().Dropped - dropped}
+		dropped += c.Dropped
+		if err := s.checkDiskOffline(ctx, dir); err != nil {
+			c.Fail = "offline check: " + err.Error()
+			r.Cuts = append(r.Cuts, c)
+			r.Outcome = c.Fail
+			return r
+		}
+		r.Cuts = append(r.Cuts, c)
 	}
-	r.Dropped, _ = s.nbd.Cut()
-	s.v.kill()
-	if err := s.checkDiskOffline(ctx, dir); err != nil {
-		r.Outcome = "offline check: " + err.Error()
-		return r
-	}
-	if err := s.start(ctx); err != nil {
-		r.Outcome = "restart: " + err.Error()
-		return r
-	}
-	r.Outcome = s.followToCommit(ctx)
-	s.v.kill()
-	return r
 }
 
 // phaseName shortens a console line to a phase for the table.
@@ -109,59 +160,98 @@ func phaseName(line string) string {
 	return strings.TrimSuffix(strings.Fields(line)[1], ":")
 }
 
-// followToCommit watches the device after the cut: every boot comes up on
-// 1.0.0 or 2.0.0 with the data partition's marker, and it ends committed
-// on 2.0.0. A kernel panic is not an end: under heavy TCG load the kernel
-// sometimes panics at start ("IO-APIC + timer doesn't work"), it reboots,
-// and GRUB's boot counting must cope; panics are counted in the outcome.
+// followToCommit watches the device until it commits v2.0.0 (see follow).
 func (s *scenario) followToCommit(ctx context.Context) string {
+	return s.follow(ctx, nil, nil)
+}
+
+// follow watches the device: every boot comes up on 1.0.0 or 2.0.0 with
+// the data partition's marker, and it ends committed on 2.0.0 — or, when
+// cut is not nil, with "cut" once the NBD server has cut the power. phase,
+// when not nil, is set to the last phase the device reported. A kernel
+// panic is not an end: under heavy TCG load the kernel sometimes panics at
+// start ("IO-APIC + timer doesn't work"), it reboots, and GRUB's boot
+// counting must cope; panics are counted in the outcome.
+func (s *scenario) follow(ctx context.Context, cut <-chan struct{}, phase *string) string {
 	deadline := time.Now().Add(powercutTimeout)
 	panics := 0
 	for {
-		m, err := s.expect(ctx, time.Until(deadline), followRE)
+		select {
+		case <-cut:
+			return "cut"
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("no commit within %v (%d kernel panics)", powercutTimeout, panics)
+		}
+		m, err := s.expect(ctx, time.Second, followRE)
+		if errors.Is(err, errNoMatch) {
+			continue
+		}
+		if errors.Is(err, errVMExited) && cut != nil {
+			// QEMU may end when the server drops its disk: the cut.
+			select {
+			case <-cut:
+				return "cut"
+			case <-time.After(5 * time.Second):
+			}
+		}
 		if err != nil {
+			// After a cut the guest's disk answers EIO: what it prints
+			// then (an agent's fatal read error) is the cut, not a fault.
+			select {
+			case <-cut:
+				return "cut"
+			default:
+			}
 			return fmt.Sprintf("no commit (%d kernel panics): %v", panics, err)
 		}
-		if panicRE.MatchString(m[0]) {
-			panics++
-			continue
+		if phase != nil && phaseRE.MatchString(m[0]) {
+			*phase = phaseName(m[0])
 		}
-		if st := agentStartedRE.FindStringSubmatch(m[0]); st != nil {
-			if st[1] != "1.0.0" && st[1] != "2.0.0" {
-				return "booted " + st[1]
-			}
-			continue
-		}
-		if d := agentDataRE.FindStringSubmatch(m[0]); d != nil {
-			if s.marker != "" && d[1] != s.marker {
-				return fmt.Sprintf("data marker %s, was %s: data lost", d[1], s.marker)
-			}
-			s.marker = d[1]
-			continue
-		}
-		if st := agentStatusRE.FindStringSubmatch(m[0]); st[1] == "2.0.0" && st[3] == "b" && st[4] == "" {
-			return "committed 2.0.0"
+		if out := s.followLine(m[0], &panics); out != "" {
+			return out
 		}
 	}
 }
 
-// followRE is what followToCommit reads: starts, markers and statuses.
-var followRE = regexp.MustCompile(agentStartedRE.String() + "|" + agentDataRE.String() + "|" + agentStatusRE.String() + "|" + panicRE.String())
+// followLine checks one line follow read; it returns the end it shows
+// ("committed 2.0.0", or what went wrong), or "".
+func (s *scenario) followLine(line string, panics *int) string {
+	if panicRE.MatchString(line) {
+		*panics++
+		return ""
+	}
+	if st := agentStartedRE.FindStringSubmatch(line); st != nil {
+		s.booted = append(s.booted, st[1])
+		if st[1] != "1.0.0" && st[1] != "2.0.0" {
+			return "booted " + st[1]
+		}
+		return ""
+	}
+	if d := agentDataRE.FindStringSubmatch(line); d != nil {
+		if s.marker != "" && d[1] != s.marker {
+			return fmt.Sprintf("data marker %s, was %s: data lost", d[1], s.marker)
+		}
+		s.marker = d[1]
+		return ""
+	}
+	if st := agentStatusRE.FindStringSubmatch(line); st != nil && st[1] == "2.0.0" && st[3] == "b" && st[4] == "" {
+		return "committed 2.0.0"
+	}
+	return ""
+}
+
+// followRE is what follow reads: starts, markers, statuses, panics and
+// phases.
+var followRE = regexp.MustCompile(strings.Join([]string{agentStartedRE.String(), agentDataRE.String(), agentStatusRE.String(), panicRE.String(), phaseRE.String()}, "|"))
 
 // resetDevice puts the factory disk back under the NBD server.
 func (s *scenario) resetDevice(ctx context.Context, dir string) error {
-	if err := s.nbd.Close(); err != nil {
+	return s.serveDisk(func() error {
+		_, err := run(ctx, "", nil, "cp", "--sparse=always", s.e.Record+".base", s.raw)
 		return err
-	}
-	if _, err := run(ctx, "", nil, "cp", "--sparse=always", s.e.Record+".base", s.raw); err != nil {
-		return err
-	}
-	var err error
-	s.nbd, err = startNBD(s.raw, "")
-	if err == nil {
-		s.disk = s.nbd.URL()
-	}
-	return err
+	})
 }
 
 // checkDiskOffline runs the crash replay's invariants on the disk as the
@@ -179,29 +269,44 @@ func (s *scenario) checkDiskOffline(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
+	// The marker the agent printed was durable (it prints after fsync).
+	r.marker = s.marker
 	_, err = r.invariants(ctx)
 	return err
 }
 
-// powercutTable is the cut phase × outcome table.
+// powercutTable is the cut phase × next boot table, and the cycles'
+// outcomes.
 func powercutTable(results []powercutResult) string {
-	count := map[[2]string]int{}
+	count := map[string]int{}
+	ends := map[string]int{}
+	cuts := 0
 	for _, r := range results {
-		o := r.Outcome
-		if o != "committed 2.0.0" {
-			o = "FAILED"
+		for _, c := range r.Cuts {
+			cuts++
+			next := "up on " + c.UpOn
+			switch {
+			case c.Fail != "":
+				next = "FAILED"
+			case c.UpOn == "":
+				next = "cut again before the agent"
+			}
+			count[fmt.Sprintf("  %-24s %-28s", c.Phase, next)]++
 		}
-		count[[2]string{r.Phase, o}]++
+		end := "committed 2.0.0"
+		if r.Outcome != end {
+			end = "FAILED"
+		}
+		ends[fmt.Sprintf("  %d cuts, %-20s", len(r.Cuts), end)]++
 	}
-	var keys [][2]string
-	for k := range count {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
 	var b strings.Builder
-	fmt.Fprintf(&b, "power cuts: %d cycles\n  %-28s %-18s %s\n", len(results), "cut during", "outcome", "cycles")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "  %-28s %-18s %d\n", k[0], k[1], count[k])
+	fmt.Fprintf(&b, "power cuts: %d in %d cycles\n  %-24s %-28s %s\n", cuts, len(results), "cut during", "next boot", "cuts")
+	for _, k := range slices.Sorted(maps.Keys(count)) {
+		fmt.Fprintf(&b, "%s %d\n", k, count[k])
+	}
+	fmt.Fprintf(&b, "cycles:\n")
+	for _, k := range slices.Sorted(maps.Keys(ends)) {
+		fmt.Fprintf(&b, "%s %d\n", k, ends[k])
 	}
 	return b.String()
 }

@@ -55,7 +55,8 @@ type scenario struct {
 	nbd    *nbdServer
 	raw    string // the raw disk the NBD server serves ("" without NBD)
 	v      *vm
-	marker string // the data partition's token, from the first boot
+	marker string   // the data partition's token, from the first boot
+	booted []string // versions the agent started on, as followToCommit saw them
 	steps  []stepTime
 	images map[string]string // version -> slot image
 	grubAt time.Time         // when GRUB last said which slot it boots
@@ -90,6 +91,9 @@ func (s *scenario) step(name string, fn func() error) error {
 // start starts QEMU on the device's disk (after a power cut, or the first
 // time).
 func (s *scenario) start(ctx context.Context) error {
+	if s.nbd != nil {
+		s.nbd.PowerOn()
+	}
 	var dlStart time.Time
 	v, err := startVM(ctx, vmConfig{
 		Disk: s.disk, Format: s.format, Busybox: s.f.Assets.hostBusybox(), Port: s.srv.port, WorkDir: s.dir, Arch: s.e.Arch,

@@ -49,6 +49,7 @@ func main() {
 	poll := flag.Duration("poll", 3*time.Second, "time between update checks")
 	confirmTimeout := flag.Duration("confirm-timeout", 15*time.Second, "deadline for the health checks of a new version")
 	tries := flag.Int("tries", 2, "boots a new version gets before GRUB falls back")
+	bootRecord := flag.String("boot-record", "/run/switchback-agent-storage", "file on a tmpfs where the first agent of a boot records whether the state directory and the grubenv's were writable then")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -59,16 +60,17 @@ func main() {
 	err := run(ctx, config{
 		server: *server, stateDir: *stateDir, bootloader: *bootloader, grubenv: *grubenv, fwEnvConfig: *fwEnvConfig, slotA: *slotA, slotB: *slotB,
 		etc: *etc, healthURL: *healthURL, poll: *poll, confirmTimeout: *confirmTimeout, tries: *tries,
+		bootRecord: *bootRecord,
 	})
 	say("fatal: %v", err)
 	os.Exit(1)
 }
 
 type config struct {
-	server, stateDir, slotA, slotB, etc, healthURL string
-	bootloader, grubenv, fwEnvConfig               string
-	poll, confirmTimeout                           time.Duration
-	tries                                          int
+	server, stateDir, slotA, slotB, etc, healthURL, bootRecord string
+	bootloader, grubenv, fwEnvConfig                           string
+	poll, confirmTimeout                                       time.Duration
+	tries                                                      int
 }
 
 func run(ctx context.Context, c config) error {
@@ -76,29 +78,59 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return fmt.Errorf("trusted root: %w", err)
 	}
-	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+	mkErr := os.MkdirAll(c.stateDir, 0o700)
+	sf := &storage{writableAtBoot: writableAtBoot(c.bootRecord, c.stateDir, filepath.Dir(c.grubenv))}
+	if mkErr != nil {
+		return mkErr
+	}
+	u, err := newUpdater(c, root)
+	if errors.Is(err, updater.ErrStateStorage) {
+		sf.fault(err)
+		// init restarts the agent when it exits: try again in a minute,
+		// not every five seconds.
+		time.Sleep(time.Minute)
+	}
+	if err != nil {
 		return err
 	}
 
+	// First thing at every start: decide about a trial boot.
+	switch err := u.Confirm(ctx); {
+	case err == nil:
+		say("confirm: ok")
+	case errors.Is(err, updater.ErrRolledBack):
+		say("confirm: rolled back: %v", err)
+	default:
+		say("confirm: error: %v", err)
+		sf.check(err)
+	}
+	printStatus(ctx, u)
+	poll(ctx, u, c.poll, sf)
+	return nil
+}
+
+// newUpdater wires the updater: the boot control (GRUB or U-Boot), two
+// partition slots, the application's health check.
+func newUpdater(c config, root []byte) (*updater.Updater, error) {
 	// The boot control: GRUB's environment block, read by switchback.cfg,
 	// or U-Boot's environment, read by boot.cmd.
 	boot, err := bootControl(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// The two root slots. Boot lets a slot refuse writes while it is the
 	// running or the committed one.
 	a, err := partition.New(partition.Config{Name: "a", Device: c.slotA, Boot: boot})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := partition.New(partition.Config{Name: "b", Device: c.slotB, Boot: boot})
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	u, err := updater.New(updater.Config{
+	return updater.New(updater.Config{
 		Hardware:    readLine(filepath.Join(c.etc, "hardware")),
 		StateDir:    c.stateDir,
 		TrustedRoot: root,
@@ -122,21 +154,10 @@ func run(ctx context.Context, c config) error {
 		Logger:  logger,
 		Events:  printEvent,
 	})
-	if err != nil {
-		return err
-	}
+}
 
-	// First thing at every start: decide about a trial boot.
-	switch err := u.Confirm(ctx); {
-	case err == nil:
-		say("confirm: ok")
-	case errors.Is(err, updater.ErrRolledBack):
-		say("confirm: rolled back: %v", err)
-	default:
-		say("confirm: error: %v", err)
-	}
-	printStatus(ctx, u)
-
+// poll checks for updates every interval and installs them, for ever.
+func poll(ctx context.Context, u *updater.Updater, interval time.Duration, sf *storage) {
 	// Then poll. (updater.Run does the same with jitter and backoff; this
 	// loop prints each outcome for the example's transcript.)
 	last := ""
@@ -149,6 +170,9 @@ func run(ctx context.Context, c config) error {
 				say("check: up to date (installed %s)", installed(st))
 				last = "up to date"
 			}
+		case errors.Is(err, updater.ErrStateStorage):
+			sf.fault(err) // returns when it does not reboot: polls on
+			last = ""
 		case err != nil:
 			say("check: %v", err)
 			last = ""
@@ -158,10 +182,11 @@ func run(ctx context.Context, c config) error {
 			say("update: %s %s -> %s (target %s, %d bytes)", up.Component, up.From, up.To, up.Target.Path, up.Target.Length)
 			if err := u.Install(ctx, up); err != nil {
 				say("install: %v", err)
+				sf.check(err)
 				printStatus(ctx, u)
 			}
 		}
-		time.Sleep(c.poll)
+		time.Sleep(interval)
 	}
 }
 
@@ -173,6 +198,87 @@ func reboot(ctx context.Context, component string) error {
 	syscall.Sync()
 	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
 }
+
+// storage is the agent's answer to a state directory it cannot write (an
+// error wrapping updater.ErrStateStorage), or a boot environment that
+// turned read-only. An I/O error on the data partition makes ext4 abort
+// its journal and turn read-only until it is unmounted and checked, which
+// cannot be done under a running application; vfat (the boot partition)
+// turns read-only after an I/O error too. For those (updater.ErrStateReadOnly,
+// EROFS) the agent reboots, and init's fsck repairs the data partition
+// before mounting it. It reboots only when both were writable when this
+// boot began: a partition that init's fsck could not repair (mounted
+// read-only) must not reboot the device in a loop. Other storage faults
+// (an I/O error or a full partition that left it read-write) may pass, and
+// a reboot would not make room: the agent reports them and polls on. In
+// every case the running version stays.
+type storage struct {
+	writableAtBoot bool
+	said           bool
+}
+
+// check calls fault when err is a storage fault.
+func (s *storage) check(err error) {
+	if errors.Is(err, updater.ErrStateStorage) || errors.Is(err, syscall.EROFS) {
+		s.fault(err)
+	}
+}
+
+// readOnly says whether a storage fault is a file system turned read-only.
+func readOnly(err error) bool {
+	return errors.Is(err, updater.ErrStateReadOnly) || errors.Is(err, syscall.EROFS)
+}
+
+// fault reboots for a read-only state directory that was writable at
+// boot; otherwise it says what it does not do, once, and returns.
+func (s *storage) fault(err error) {
+	switch {
+	case readOnly(err) && s.writableAtBoot:
+		say("storage: %v: rebooting so that the boot's fsck repairs the data partition", err)
+		syscall.Sync()
+		if rerr := syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART); rerr != nil {
+			say("storage: reboot: %v", rerr)
+		}
+	case s.said:
+	case readOnly(err):
+		say("storage: %v: read-only since this boot began, so a reboot would not repair it; updates are off until the data partition is repaired", err)
+		s.said = true
+	default:
+		say("storage: %v: not rebooting (the partition is still writable); retrying at each poll", err)
+		s.said = true
+	}
+}
+
+// writableAtBoot says whether every one of dirs was on a file system
+// mounted read-write when the first agent of this boot started. That agent
+// records it in record (on a tmpfs, emptied by a reboot); the agents init
+// restarts later in the same boot read it. It asks statfs(2) and writes
+// nothing: a probe file on the FAT boot partition would change its
+// directory and FAT, which nothing else but GRUB's in-place grubenv
+// writes touch.
+func writableAtBoot(record string, dirs ...string) bool {
+	if b, err := os.ReadFile(record); err == nil {
+		return strings.TrimSpace(string(b)) == "writable"
+	}
+	rw := true
+	for _, dir := range dirs {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil || st.Flags&stRDOnly != 0 {
+			rw = false
+		}
+	}
+	word := "read-only"
+	if rw {
+		word = "writable"
+	}
+	if err := os.WriteFile(record, []byte(word+"\n"), 0o644); err != nil {
+		say("storage: record %s: %v", record, err)
+	}
+	return rw
+}
+
+// stRDOnly is statfs(2)'s ST_RDONLY: a file system mounted read-only.
+const stRDOnly = 0x1
 
 var lastProgress int64 = -1
 

@@ -43,3 +43,34 @@ func TestReadLine(t *testing.T) {
 		}
 	}
 }
+
+// TestWritableAtBoot: the first agent of a boot asks whether the state
+// directory and the boot environment's are on read-write file systems and
+// records the answer; later agents of the boot read the record, whatever
+// the directories have become.
+func TestWritableAtBoot(t *testing.T) {
+	tests := []struct {
+		name     string
+		stateDir func(dir string) string
+		want     string
+	}{
+		{"writable", func(dir string) string { return dir }, "writable"},
+		{"missing (not mounted)", func(dir string) string { return filepath.Join(dir, "missing") }, "read-only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			record := filepath.Join(t.TempDir(), "record")
+			state := tt.stateDir(dir)
+			got := writableAtBoot(record, state, t.TempDir())
+			if got != (tt.want == "writable") || readLine(record) != tt.want {
+				t.Fatalf("writableAtBoot = %v, record %q; want %s", got, readLine(record), tt.want)
+			}
+			// Later in the same boot the directory changes: the record stands.
+			os.RemoveAll(dir)
+			if again := writableAtBoot(record, state); again != got {
+				t.Errorf("second agent of the boot: %v, want the recorded %v", again, got)
+			}
+		})
+	}
+}
