@@ -257,7 +257,7 @@ func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opt
 	case interface{ Len() int }:
 		nb.Grow(r.Len() + 1)
 	case interface{ Stat() (fs.FileInfo, error) }:
-		if fi, err := r.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= MaxImageSize {
+		if fi, err := r.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= MaxImageSize && int64(int(fi.Size())) == fi.Size() {
 			nb.Grow(int(fi.Size()) + 1)
 		}
 	}
@@ -265,7 +265,7 @@ func Diff(base io.ReaderAt, baseSize int64, newImage io.Reader, w io.Writer, opt
 		return fmt.Errorf("delta: reading new image: %w", err)
 	}
 	cur := nb.Bytes()
-	if len(cur) > MaxImageSize {
+	if int64(len(cur)) > MaxImageSize {
 		return fmt.Errorf("delta: new image larger than %d bytes", int64(MaxImageSize))
 	}
 	h := patchHeader{version: version, baseLen: uint64(baseSize), newLen: uint64(len(cur)), sum: sha256.Sum256(cur)}

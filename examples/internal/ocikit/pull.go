@@ -61,7 +61,7 @@ func Pull(ctx context.Context, s PullSpec) (PullResult, error) {
 	r.Unpack = time.Since(start)
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	r.MaxRSSKiB = ru.Maxrss
+	r.MaxRSSKiB = int64(ru.Maxrss) // int32 on 32-bit platforms
 	return r, nil
 }
 
