@@ -129,7 +129,7 @@ func checkLocal(t *testing.T, out string) {
 	dd := figure(t, out, `dd conv=fsync: `+secs)
 	raw := figure(t, out, `updater\.InstallFile raw: `+secs)
 	ratio := figure(t, out, `updater\.InstallFile raw: .*ratio to dd ([0-9.]+)`)
-	if !(dd > 0) || !(raw > 0) || math.Abs(ratio-raw/dd) > 0.01+ratio*0.01 {
+	if !(dd > 0) || !(raw > 0) || !ratioOfPrinted(ratio, raw, dd, 0.0005) {
 		t.Errorf("local raw: dd %.3f s, InstallFile %.3f s, ratio %.2f", dd, raw, ratio)
 	}
 	if strings.Contains(out, "zstd -dc | dd skipped") {
@@ -140,7 +140,7 @@ func checkLocal(t *testing.T, out string) {
 		zdd := figure(t, out, `zstd -dc \| dd conv=fsync: `+secs)
 		zst := figure(t, out, `updater\.InstallFile zstd: `+secs)
 		zr := figure(t, out, `updater\.InstallFile zstd: .*ratio to zstd -dc \| dd ([0-9.]+)`)
-		if !(zdd > 0) || !(zst > 0) || math.Abs(zr-zst/zdd) > 0.01+zr*0.01 {
+		if !(zdd > 0) || !(zst > 0) || !ratioOfPrinted(zr, zst, zdd, 0.0005) {
 			t.Errorf("local zstd: zstd | dd %.3f s, InstallFile %.3f s, ratio %.2f", zdd, zst, zr)
 		}
 	}
@@ -273,5 +273,29 @@ func TestParseConfig(t *testing.T) {
 	}
 	if c, err := parseConfig([]string{"-cpuprofile", "prof"}); err != nil || !filepath.IsAbs(c.profile) {
 		t.Errorf("-cpuprofile prof: %q, %v; want an absolute prefix", c.profile, err)
+	}
+}
+
+// ratioOfPrinted reports whether ratio is num/den, given that num and den
+// were printed rounded to ±half (0.0005 for "%.3f s": a 0.030 s dd run may
+// have taken 0.0296 s) and ratio itself to two decimals.
+func ratioOfPrinted(ratio, num, den, half float64) bool {
+	lo, hi := (num-half)/(den+half), (num+half)/max(den-half, half)
+	return ratio >= lo*0.99-0.005 && ratio <= hi*1.01+0.005
+}
+
+func TestRatioOfPrinted(t *testing.T) {
+	for _, c := range []struct {
+		ratio, num, den float64
+		want            bool
+	}{
+		{4.12, 0.122, 0.030, true}, // CI: 0.1220 / 0.0296
+		{1.59, 0.390, 0.246, true},
+		{2.00, 0.122, 0.030, false},
+		{4.50, 0.122, 0.030, false},
+	} {
+		if got := ratioOfPrinted(c.ratio, c.num, c.den, 0.0005); got != c.want {
+			t.Errorf("ratioOfPrinted(%v, %v, %v) = %v, want %v", c.ratio, c.num, c.den, got, c.want)
+		}
 	}
 }

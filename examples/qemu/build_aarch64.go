@@ -136,7 +136,7 @@ func (b *builder) prepareARM64(ctx context.Context) (*assets, error) {
 		b.logf("apt failed (%v); using the cached %s", err, kpkg)
 	}
 	dirs := map[string]string{}
-	for _, pkg := range []string{kpkg, "busybox-static"} {
+	for _, pkg := range []string{kpkg, "busybox-static", "e2fsck-static"} {
 		deb, err := b.fetchDebArch(ctx, pkg, archARM64)
 		if err != nil {
 			return nil, err
@@ -157,10 +157,11 @@ func (b *builder) prepareARM64(ctx context.Context) (*assets, error) {
 		Busybox:     filepath.Join(dirs["busybox-static"], "bin", "busybox"),
 		HostBusybox: hostBusybox,
 		Modules:     initramfsModulesARM64,
+		E2fsck:      filepath.Join(dirs["e2fsck-static"], "sbin", "e2fsck.static"),
 		Initrd:      filepath.Join(b.CacheDir, "initrd-"+abi+".img"),
 	}
 	image := filepath.Join(dirs[kpkg], "boot", "vmlinuz-"+abi)
-	for _, p := range []string{image, a.ModuleDir, a.Busybox} {
+	for _, p := range []string{image, a.ModuleDir, a.Busybox, a.E2fsck} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("unpacked packages lack %s: %w", p, err)
 		}
