@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestDiskFull(t *testing.T) {
 	host := testRegistry(t)
 	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
+		ci.Skipf(t, "mounting a small tmpfs needs root")
 	}
 	// Without runc the image is one small file; with it, busybox as well,
 	// and the container runs from the full disk.

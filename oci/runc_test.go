@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -17,7 +18,7 @@ func needRunc(t *testing.T) []byte {
 	_, rerr := exec.LookPath("runc")
 	switch {
 	case os.Geteuid() != 0:
-		t.Skip("runc needs root")
+		ci.Skipf(t, "runc needs root")
 	case rerr != nil || err != nil:
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("runc and busybox-static are needed (.ci/packages): %v %v", rerr, err)

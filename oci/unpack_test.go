@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -118,7 +119,7 @@ func TestUnsafeLayerNotActivated(t *testing.T) {
 // are created inside the root; fifos stay refused.
 func TestAllowDevices(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("mknod needs root")
+		ci.Skipf(t, "mknod needs root")
 	}
 	layer := makeLayer(t, tarEntry{name: "dev/null", typ: tar.TypeChar, mode: 0o666})
 	dir, err := applyWith(t, Config{AllowDevices: true}, layer)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 )
 
 // unpackLayers applies archives with opts to a fresh directory.
@@ -91,7 +93,7 @@ func TestUnpackerDevices(t *testing.T) {
 		t.Errorf("fifo with Devices: %v, want ErrUnsafeArchive", err)
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("mknod needs root")
+		ci.Skipf(t, "mknod needs root")
 	}
 	dst, err := unpackLayers(t, UnpackOptions{Devices: true}, dev)
 	if err != nil {

@@ -1,0 +1,18 @@
+// Package ci lets a test that needs something this machine lacks (root, a
+// program, a service) skip outside CI and fail under CI=true, where
+// .ci/run provides everything the tests need.
+package ci
+
+import (
+	"os"
+	"testing"
+)
+
+// Skipf skips the test with the reason, or fails it when CI=true.
+func Skipf(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format+" (CI=true: .ci/run should have provided it)", args...)
+	}
+	t.Skipf(format, args...)
+}
