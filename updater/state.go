@@ -207,13 +207,13 @@ func loadStore(dir string) (*store, []string, error) {
 	}
 	s := &store{path: filepath.Join(dir, stateFile)}
 	var warnings []string
-	b, err := os.ReadFile(s.path)
+	b, found, err := readState(s.path)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		s.p = newPersisted()
-		s.unknown = true
 	case err != nil:
 		return nil, nil, fmt.Errorf("updater: read state: %w", storageError(err))
+	case !found:
+		s.p = newPersisted()
+		s.unknown = true
 	default:
 		p, derr := decodeState(b)
 		if derr != nil {
@@ -228,6 +228,16 @@ func loadStore(dir string) (*store, []string, error) {
 		s.p = p
 	}
 	return s, warnings, nil
+}
+
+// readState reads the state file at path; found is false (err nil) when
+// there is none.
+func readState(path string) (b []byte, found bool, err error) {
+	b, err = os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	return b, err == nil, err
 }
 
 func (s *store) component(name string) *componentState {

@@ -2,9 +2,7 @@ package updater
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/switchback-ota/switchback/slots"
@@ -77,14 +75,14 @@ func ReadStatus(ctx context.Context, cfg Config) (Status, error) {
 		return Status{}, err
 	}
 	snap := &store{p: newPersisted()}
-	b, err := os.ReadFile(filepath.Join(cfg.StateDir, stateFile))
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
+	path := filepath.Join(cfg.StateDir, stateFile)
+	b, found, err := readState(path)
+	if err != nil {
 		return Status{}, fmt.Errorf("updater: read state: %w", err)
-	default:
+	}
+	if found {
 		if snap.p, err = decodeState(b); err != nil {
-			return Status{}, fmt.Errorf("updater: state file %s: %w", filepath.Join(cfg.StateDir, stateFile), err)
+			return Status{}, fmt.Errorf("updater: state file %s: %w", path, err)
 		}
 	}
 	for _, c := range cfg.Components {
