@@ -71,6 +71,7 @@ type pipeline struct {
 	blockSize int
 	cur       []byte
 	curOff    int64
+	rx        []byte // compressed targets: where Buffer has the bytes read
 
 	// Compressed targets only. The decoder goroutine of the current frame
 	// owns dec and imgOff until it sends on done; hs's goroutine owns img
@@ -409,41 +410,79 @@ func (p *pipeline) Write(b []byte) (int, error) {
 	} else if err := p.writePlain(b); err != nil {
 		return 0, err
 	}
-	if p.progress != nil {
-		p.progress(p.off, p.t.Length)
-	}
+	p.reportProgress()
 	return len(b), nil
 }
 
-// writePlain passes b to the hash stage and the slot a buffer at a time.
-// A full buffer carries a light checkpoint; a durable one is taken at the
-// first block boundary checkpointEvery bytes after the last.
+// Buffer implements download.BufferSink. For a plain target it is the room
+// left in the buffer being filled, which then goes to the hash stage and
+// the slot as it is: the bytes are read from the network into the buffer
+// they are written from, with no copy in between. Compressed bytes are
+// scanned and passed to the decoder, from a buffer of the pipeline's own.
+func (p *pipeline) Buffer() []byte {
+	if p.img != nil {
+		if p.rx == nil {
+			p.rx = make([]byte, wbBufSize)
+		}
+		return p.rx
+	}
+	if p.cur == nil {
+		p.cur, p.curOff = p.wb.buffer(), p.off
+	}
+	return p.cur[len(p.cur):cap(p.cur)]
+}
+
+// Commit implements download.BufferSink: the first n bytes of Buffer are
+// delivered.
+func (p *pipeline) Commit(n int) error {
+	if p.img != nil {
+		_, err := p.Write(p.rx[:n])
+		return err
+	}
+	if err := p.takePlain(n); err != nil {
+		return err
+	}
+	p.reportProgress()
+	return nil
+}
+
+func (p *pipeline) reportProgress() {
+	if p.progress != nil {
+		p.progress(p.off, p.t.Length)
+	}
+}
+
+// writePlain copies b into the buffers Buffer gives and takes them.
 func (p *pipeline) writePlain(b []byte) error {
 	for len(b) > 0 {
-		if p.cur == nil {
-			p.cur, p.curOff = p.wb.buffer(), p.off
+		n := copy(p.Buffer(), b)
+		if err := p.takePlain(n); err != nil {
+			return err
 		}
-		n := min(len(b), cap(p.cur)-len(p.cur))
-		if room := p.t.Length - p.off; int64(n) > room {
-			// The wire verifier, on the hash stage, would fail anyway:
-			// refuse at once, without queueing the bytes.
-			return fmt.Errorf("target %s: %w: stream longer than the expected %d bytes", p.t.Path, verify.ErrVerification, p.t.Length)
-		}
-		p.cur = append(p.cur, b[:n]...)
-		p.off += int64(n)
 		b = b[n:]
-		due := p.off-p.lastCk >= checkpointEvery && p.off%int64(p.blockSize) == 0
-		if len(p.cur) == cap(p.cur) || due {
-			if err := p.pushPlain(due); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
 
-// pushPlain queues the current buffer with a durable or a light
-// checkpoint at its end; the hash stage completes it with the hash state.
+// takePlain takes the n bytes placed after the end of the buffer being
+// filled: it passes the buffer to the hash stage and the slot when it is
+// full (with a light checkpoint), or when a durable checkpoint is due, at
+// the first block boundary checkpointEvery bytes after the last.
+func (p *pipeline) takePlain(n int) error {
+	if room := p.t.Length - p.off; int64(n) > room {
+		// The wire verifier, on the hash stage, would fail anyway:
+		// refuse at once, without queueing the bytes.
+		return fmt.Errorf("target %s: %w: stream longer than the expected %d bytes", p.t.Path, verify.ErrVerification, p.t.Length)
+	}
+	p.cur = p.cur[:len(p.cur)+n]
+	p.off += int64(n)
+	due := p.off-p.lastCk >= checkpointEvery && p.off%int64(p.blockSize) == 0
+	if len(p.cur) == cap(p.cur) || due {
+		return p.pushPlain(due)
+	}
+	return nil
+}
+
 func (p *pipeline) pushPlain(durable bool) error {
 	it := hsItem{buf: p.cur, off: p.curOff}
 	p.cur = nil
@@ -540,6 +579,11 @@ func (p *pipeline) Restart() error { return p.reset() }
 // error: a compressed stream that ends inside a frame is refused.
 func (p *pipeline) close() error {
 	err := p.closeDecoder()
+	if p.cur != nil && len(p.cur) == 0 {
+		// Asked for by Buffer, nothing read into it.
+		p.wb.free <- p.cur
+		p.cur = nil
+	}
 	if p.cur != nil {
 		it := hsItem{buf: p.cur, off: p.curOff}
 		p.cur = nil
@@ -796,65 +840,85 @@ func (s *frameScanner) field() (end bool, err error) {
 		}
 		s.st = scanHeader
 	case scanHeader:
-		single := s.desc&0x20 != 0
-		var window int64
-		if !single {
-			exp, mant := h[0]>>3, int64(h[0]&7)
-			base := int64(1) << (10 + exp)
-			window = base + base/8*mant
-			h = h[1:]
-		}
-		dn := [4]int{0, 1, 2, 4}[s.desc&3]
-		var dict uint64
-		for i := dn - 1; i >= 0; i-- {
-			dict = dict<<8 | uint64(h[i])
-		}
-		if dict != 0 {
-			return false, fmt.Errorf("zstd frame needs dictionary %d, which the updater does not have", dict)
-		}
-		h = h[dn:]
-		content := int64(-1)
-		switch len(h) {
-		case 1:
-			content = int64(h[0])
-		case 2:
-			content = int64(binary.LittleEndian.Uint16(h)) + 256
-		case 4:
-			content = int64(binary.LittleEndian.Uint32(h))
-		case 8:
-			v := binary.LittleEndian.Uint64(h)
-			if v > math.MaxInt64 {
-				return false, fmt.Errorf("zstd frame declares %d bytes", v)
-			}
-			content = int64(v)
-		}
-		if single {
-			window = content
-		}
-		if window > maxFrameWindow {
-			return false, fmt.Errorf("zstd frame wants a %d-byte window, more than the %d allowed", window, maxFrameWindow)
-		}
-		if s.limited && content > s.limit {
-			return false, fmt.Errorf("zstd frame declares %d bytes, more than the %d left of the image", content, s.limit)
-		}
-		s.st = scanBlock
+		return false, s.frameHeader(h)
 	case scanBlock:
-		v := uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16
-		s.last = v&1 != 0
-		size := int64(v >> 3)
-		typ := (v >> 1) & 3
-		if typ == 3 {
-			return false, errors.New("zstd block of reserved type")
-		}
-		if size > maxBlockSize {
-			return false, fmt.Errorf("zstd block of %d bytes, more than %d", size, maxBlockSize)
-		}
-		if typ == 1 { // RLE: one byte repeated size times
-			size = 1
-		}
-		return s.skipTo(scanBody, size), nil
+		return s.blockHeader(h)
 	}
 	return false, nil
+}
+
+// frameHeader checks the fields of a frame header after its descriptor:
+// window, dictionary id and content size.
+func (s *frameScanner) frameHeader(h []byte) error {
+	single := s.desc&0x20 != 0
+	var window int64
+	if !single {
+		exp, mant := h[0]>>3, int64(h[0]&7)
+		base := int64(1) << (10 + exp)
+		window = base + base/8*mant
+		h = h[1:]
+	}
+	dn := [4]int{0, 1, 2, 4}[s.desc&3]
+	var dict uint64
+	for i := dn - 1; i >= 0; i-- {
+		dict = dict<<8 | uint64(h[i])
+	}
+	if dict != 0 {
+		return fmt.Errorf("zstd frame needs dictionary %d, which the updater does not have", dict)
+	}
+	content, err := frameContentSize(h[dn:])
+	if err != nil {
+		return err
+	}
+	if single {
+		window = content
+	}
+	if window > maxFrameWindow {
+		return fmt.Errorf("zstd frame wants a %d-byte window, more than the %d allowed", window, maxFrameWindow)
+	}
+	if s.limited && content > s.limit {
+		return fmt.Errorf("zstd frame declares %d bytes, more than the %d left of the image", content, s.limit)
+	}
+	s.st = scanBlock
+	return nil
+}
+
+// frameContentSize reads the content size field of a frame header (of 0,
+// 1, 2, 4 or 8 bytes); -1 when the frame does not declare it.
+func frameContentSize(h []byte) (int64, error) {
+	switch len(h) {
+	case 1:
+		return int64(h[0]), nil
+	case 2:
+		return int64(binary.LittleEndian.Uint16(h)) + 256, nil
+	case 4:
+		return int64(binary.LittleEndian.Uint32(h)), nil
+	case 8:
+		v := binary.LittleEndian.Uint64(h)
+		if v > math.MaxInt64 {
+			return 0, fmt.Errorf("zstd frame declares %d bytes", v)
+		}
+		return int64(v), nil
+	}
+	return -1, nil
+}
+
+// blockHeader reads a block header and skips to the block's end.
+func (s *frameScanner) blockHeader(h []byte) (end bool, err error) {
+	v := uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16
+	s.last = v&1 != 0
+	size := int64(v >> 3)
+	typ := (v >> 1) & 3
+	if typ == 3 {
+		return false, errors.New("zstd block of reserved type")
+	}
+	if size > maxBlockSize {
+		return false, fmt.Errorf("zstd block of %d bytes, more than %d", size, maxBlockSize)
+	}
+	if typ == 1 { // RLE: one byte repeated size times
+		size = 1
+	}
+	return s.skipTo(scanBody, size), nil
 }
 
 func mustHex(s string) []byte {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -121,7 +122,9 @@ func mustLight(t *testing.T, r lightRecord) []byte {
 
 // TestWriteBehindAligned installs through a slot that refuses unaligned
 // writes (slots.BlockSizer): every write but the image's last is whole
-// blocks at block offsets, checkpoints included.
+// blocks at block offsets, checkpoints included; whether the bytes come
+// through Write or are read into the pipeline's buffers (BufferSink), and
+// a buffer asked for at the end but left empty is never written.
 func TestWriteBehindAligned(t *testing.T) {
 	old := checkpointEvery
 	checkpointEvery = 100_000 // not a multiple of the block size
@@ -130,37 +133,103 @@ func TestWriteBehindAligned(t *testing.T) {
 	data := compressible(4, 3<<20+12345)
 	sum := sha256.Sum256(data)
 	tg := verify.Target{Path: "rootfs/1.img", Length: int64(len(data)), Hashes: map[string][]byte{"sha256": sum[:]}}
+	for _, bufferSink := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Write", true: "BufferSink"}[bufferSink], func(t *testing.T) {
+			st, _, err := loadStore(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			slot := slotstest.NewBlockSlot("b", 8<<20, block)
+			w, err := slot.Writer(t.Context(), tg.Length)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pd := &pending{Slot: "b", TargetSHA256: tg.SHA256()}
+			p, err := newPipeline(tg, w, block, pd, st, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := feed(p, data, 7777, bufferSink); err != nil { // odd pieces, as from a network
+				t.Fatal(err)
+			}
+			if bufferSink {
+				p.Buffer() // as the client does before a read that gets nothing
+			}
+			if err := p.close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.verify(); err != nil {
+				t.Fatal(err)
+			}
+			if pd.Offset == 0 || pd.Offset%block != 0 {
+				t.Errorf("last durable checkpoint at %d, want a non-zero multiple of %d", pd.Offset, block)
+			}
+			if !bytes.Equal(slot.Bytes(), data) {
+				t.Error("slot does not hold the image")
+			}
+		})
+	}
+}
+
+// emptyRefusingWriter refuses writes of no bytes, which a slot has no
+// reason to get.
+type emptyRefusingWriter struct{ discardWriter }
+
+func (emptyRefusingWriter) WriteAt(b []byte, off int64) (int, error) {
+	if len(b) == 0 {
+		return 0, fmt.Errorf("write of no bytes at %d", off)
+	}
+	return len(b), nil
+}
+
+// TestPipelineBufferLeftEmpty: a buffer the client asked for but read
+// nothing into (the stream ended at a buffer boundary) is released when
+// the pipeline closes, not written.
+func TestPipelineBufferLeftEmpty(t *testing.T) {
+	data := compressible(6, 2*wbBufSize)
+	sum := sha256.Sum256(data)
+	tg := verify.Target{Path: "app/1.img", Length: int64(len(data)), Hashes: map[string][]byte{"sha256": sum[:]}}
 	st, _, err := loadStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot := slotstest.NewBlockSlot("b", 8<<20, block)
-	w, err := slot.Writer(t.Context(), tg.Length)
+	p, err := newPipeline(tg, emptyRefusingWriter{}, 1, &pending{Slot: "b", TargetSHA256: tg.SHA256()}, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pd := &pending{Slot: "b", TargetSHA256: tg.SHA256()}
-	p, err := newPipeline(tg, w, block, pd, st, nil, nil)
-	if err != nil {
+	if err := feed(p, data, wbBufSize, true); err != nil {
 		t.Fatal(err)
 	}
-	for off := 0; off < len(data); off += 7777 { // odd pieces, as from a network
-		if _, err := p.Write(data[off:min(len(data), off+7777)]); err != nil {
-			t.Fatalf("write at %d: %v", off, err)
-		}
-	}
+	p.Buffer()
 	if err := p.close(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("close: %v", err)
 	}
 	if err := p.verify(); err != nil {
 		t.Fatal(err)
 	}
-	if pd.Offset == 0 || pd.Offset%block != 0 {
-		t.Errorf("last durable checkpoint at %d, want a non-zero multiple of %d", pd.Offset, block)
+}
+
+// feed delivers data to p in pieces of at most piece bytes, as the
+// download client does: through Write, or (bufferSink) read into the
+// pipeline's Buffer and then committed.
+func feed(p *pipeline, data []byte, piece int, bufferSink bool) error {
+	for off := 0; off < len(data); {
+		var n int
+		var err error
+		if bufferSink {
+			buf := p.Buffer()
+			n = copy(buf[:min(len(buf), piece)], data[off:])
+			err = p.Commit(n)
+		} else {
+			n = min(piece, len(data)-off)
+			_, err = p.Write(data[off : off+n])
+		}
+		if err != nil {
+			return fmt.Errorf("bytes at %d: %w", off, err)
+		}
+		off += n
 	}
-	if !bytes.Equal(slot.Bytes(), data) {
-		t.Error("slot does not hold the image")
-	}
+	return nil
 }
 
 // failingWriter fails every write after the first n bytes. With buffered

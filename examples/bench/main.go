@@ -135,6 +135,9 @@ type report struct {
 	// the arm alone, plus, after a resumed transfer, the read-back of the
 	// whole image from the slot.
 	ArmSeconds float64 `json:"arm_seconds"`
+	// CPUSeconds is the CPU time the role's process used while it
+	// measured (user and system), where it says.
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 }
 
 type stats struct {
@@ -269,6 +272,7 @@ func networkFigures(ctx context.Context, out io.Writer, work string, cfg config)
 // figures, and what the installs reported.
 type netRuns struct {
 	base, fetched, inst []float64
+	instCPU             []float64 // core-seconds per GB, device and server processes
 	armPlain            []float64 // verified→armed seconds
 	hwm                 []int64
 	phys                physical
@@ -293,7 +297,7 @@ func (nr *netRuns) measure(big *repo, work, profile string) error {
 		return fmt.Errorf("fetch: %w", err)
 	}
 	nr.fetched = append(nr.fetched, float64(big.size)/1e6/r.Seconds)
-	dev := filepath.Join(work, "device")
+	dev, srv := filepath.Join(work, "device"), pidCPU(big.server.Process.Pid)
 	r, err = runRole("install", map[string]string{"BENCH_DEVICE": dev, "BENCH_URL": big.url, "BENCH_ROOT": big.root,
 		"BENCH_FACTORY": factoryFor("install"), "BENCH_MODE": "install", "BENCH_CPUPROFILE": profile})
 	os.RemoveAll(dev)
@@ -301,6 +305,7 @@ func (nr *netRuns) measure(big *repo, work, profile string) error {
 		return fmt.Errorf("install: %w", err)
 	}
 	nr.inst = append(nr.inst, float64(big.size)/1e6/r.Seconds)
+	nr.instCPU = append(nr.instCPU, (r.CPUSeconds+pidCPU(big.server.Process.Pid)-srv)/(float64(big.size)/1e9))
 	nr.armPlain = append(nr.armPlain, r.ArmSeconds)
 	nr.hwm = append(nr.hwm, r.HWMKiB)
 	return nil
@@ -313,7 +318,7 @@ func (nr *netRuns) print(out io.Writer, size int64) {
 	fmt.Fprintf(out, "transfer layer alone (download.Client.Fetch → SHA-256 → file → fsync, no checkpoints), %s: %.1f MB/s, ratio %.2f\n", human(size), median(nr.fetched), median(nr.fetched)/mb)
 	fmt.Fprintf(out, "install through updater.Install into a file slot (fsync), %s: %.1f MB/s (range %s)\n", human(size), mi, span(nr.inst))
 	fmt.Fprintf(out, "install/baseline throughput ratio: %.2f (goal ≥ 1.0)\n", mi/mb)
-	nr.phys.print(out, size, mi)
+	nr.phys.print(out, size, mi, nr.instCPU)
 }
 
 // rssFigures prints the peak RSS of installs of a smaller image next to
@@ -685,10 +690,16 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom copies through Write, which counts (and throttles); sendfile
-// is given up for exact counts, for the baseline and the install alike.
+// ReadFrom lets net/http send a file with sendfile, as nginx does, and
+// counts what it sent; a throttled server copies through Write instead.
 func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
-	return io.Copy(struct{ io.Writer }{c}, r)
+	rf, ok := c.ResponseWriter.(io.ReaderFrom)
+	if c.rate > 0 || !ok {
+		return io.Copy(struct{ io.Writer }{c}, r)
+	}
+	n, err := rf.ReadFrom(r)
+	c.n.Add(n)
+	return n, err
 }
 
 // --- the device processes -------------------------------------------
@@ -731,7 +742,7 @@ func install(device, base, rootFile, factory, mode string) error {
 		return err
 	}
 	defer u.Close()
-	start := time.Now()
+	start, cpu := time.Now(), selfCPU()
 	ups, err := u.Check(ctx)
 	switch {
 	case mode == "check" && errors.Is(err, updater.ErrNoUpdate):
@@ -748,7 +759,8 @@ func install(device, base, rootFile, factory, mode string) error {
 			return fmt.Errorf("install: %w", err)
 		}
 	}
-	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM(), ArmSeconds: armedAt.Sub(verifiedAt).Seconds()})
+	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM(), ArmSeconds: armedAt.Sub(verifiedAt).Seconds(),
+		CPUSeconds: selfCPU() - cpu})
 }
 
 // armTimer records when the install reached "verified" and "armed", and

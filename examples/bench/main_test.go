@@ -120,6 +120,31 @@ func checkPhysical(t *testing.T, out string, inst float64) {
 	if want := inst / slowest; math.Abs(ratio-want) > 0.01+want*0.01 {
 		t.Errorf("install/slowest stage ratio %.2f, but %.1f / %.1f = %.2f", ratio, inst, slowest, want)
 	}
+	checkCPU(t, out, inst)
+}
+
+// checkCPU judges the CPU time of the stages and of the install
+// (core-seconds per GB), and the ceiling they make on this machine.
+func checkCPU(t *testing.T, out string, inst float64) {
+	t.Helper()
+	var sum float64
+	for _, stage := range []string{`SHA-256 \(one core\)`, `loopback HTTP GET`, `write\+fsync of a new file`} {
+		v := figure(t, out, `CPU time of the stage alone, `+stage+`: ([0-9.]+) core-s per GB`)
+		if !(v >= 0) {
+			t.Errorf("CPU time of %s: %v, want a figure", stage, v)
+		}
+		sum += v
+	}
+	printedSum := figure(t, out, `CPU ceiling: the three stages' work takes ([0-9.]+) core-s per GB`)
+	ceiling := figure(t, out, `CPU ceiling: .* run it at ([0-9.]+) MB/s at most`)
+	if !(ceiling > 0) || math.Abs(printedSum-sum) > 0.011 {
+		t.Errorf("CPU ceiling %.1f MB/s of %.2f core-s per GB, want a positive ceiling of the stages' sum %.2f", ceiling, printedSum, sum)
+	}
+	instCPU := figure(t, out, `CPU time of the install \([^)]*\): ([0-9.]+) core-s per GB`)
+	ratio := figure(t, out, `install/CPU ceiling throughput ratio: ([0-9.]+)`)
+	if !(instCPU > 0) || !ratioOfPrinted(ratio, inst, ceiling, 0.05) {
+		t.Errorf("install: %.2f core-s per GB, %.2f of the ceiling; want positive CPU and %.1f / %.1f", instCPU, ratio, inst, ceiling)
+	}
 }
 
 // checkLocal judges the local-file figures: seconds, ratios and RSS.

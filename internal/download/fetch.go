@@ -94,6 +94,21 @@ type ValidatorSink interface {
 	SetValidator(v string) error
 }
 
+// BufferSink is an optional ability of a [Sink] that has buffers of its
+// own: the client reads the body straight into them instead of into its
+// buffer and then copying, which saves a copy of every byte.
+//
+// Buffer returns where the next bytes go (at least one byte of room; the
+// client reads at most len of it). Commit(n) then delivers its first n
+// bytes, as Write would deliver them; on an error none of them are held.
+// A Buffer the client read nothing into is asked for again; Restart
+// discards it with the rest.
+type BufferSink interface {
+	Sink
+	Buffer() []byte
+	Commit(n int) error
+}
+
 // Result describes a finished (or failed) transfer.
 type Result struct {
 	// Validator identifies the version of the file the delivered bytes
@@ -123,7 +138,7 @@ type fetchState struct {
 	// rangeRestarts counts restarts because the server ignored Range.
 	rangeRestarts int
 	att           attemptState
-	buf           []byte
+	buf           []byte // body bytes pass here unless the sink has buffers (BufferSink)
 	// ranged: the transfer is bytes [base, base+req.Length) of a longer
 	// file (Client.Range); offset counts from base.
 	ranged bool
@@ -155,7 +170,6 @@ func (c *Client) Fetch(ctx context.Context, req Request, sink Sink, progress fun
 	f := &fetchState{
 		req: req, sink: sink, progress: progress,
 		offset: req.Offset, validator: req.Validator,
-		buf: make([]byte, c.chunkSize()),
 	}
 	return c.run(ctx, f)
 }
@@ -456,8 +470,41 @@ func (c *Client) restart(f *fetchState, changed bool) error {
 	return nil
 }
 
-// stream copies the body to the sink through the fixed buffer, reading at
-// most the bytes still missing.
+// buffer is where the next body bytes are read: the sink's own buffer
+// when it has them ([BufferSink]), else the fixed one; at most limit bytes.
+func (f *fetchState) buffer(limit int) []byte {
+	if bs, ok := f.sink.(BufferSink); ok {
+		buf := bs.Buffer()
+		return buf[:min(len(buf), limit)]
+	}
+	if f.buf == nil {
+		f.buf = make([]byte, limit)
+	}
+	return f.buf[:min(len(f.buf), limit)]
+}
+
+// deliver hands the sink the bytes just read into b (from buffer) and
+// advances the offset by what the sink holds.
+func (f *fetchState) deliver(b []byte) error {
+	if bs, ok := f.sink.(BufferSink); ok {
+		if err := bs.Commit(len(b)); err != nil {
+			return err
+		}
+		f.offset += int64(len(b))
+		return nil
+	}
+	w, err := f.sink.Write(b)
+	if err == nil && w != len(b) {
+		err = io.ErrShortWrite
+	}
+	if w > 0 && w <= len(b) {
+		f.offset += int64(w) // what the sink took, it holds
+	}
+	return err
+}
+
+// stream copies the body to the sink, reading at most the bytes still
+// missing.
 func (c *Client) stream(ctx, actx context.Context, f *fetchState, u string, body io.Reader) error {
 	watch := f.att.watch
 	readErr := func(err error) error {
@@ -470,26 +517,19 @@ func (c *Client) stream(ctx, actx context.Context, f *fetchState, u string, body
 		if err := c.pause(ctx); err != nil {
 			return err
 		}
-		n := int(min(int64(len(f.buf)), f.req.Length-f.offset))
+		buf := f.buffer(c.chunkSize())
+		n := int(min(int64(len(buf)), f.req.Length-f.offset))
 		watch.arm()
-		n, err := body.Read(f.buf[:n])
+		n, err := body.Read(buf[:n])
 		watch.disarm(n)
 		if n > 0 {
 			f.res.Transferred += int64(n)
 			if werr := c.wait(ctx, n); werr != nil {
 				return fmt.Errorf("download: rate limit: %w", werr)
 			}
-			w, werr := f.sink.Write(f.buf[:n])
-			if werr == nil && w != n {
-				werr = io.ErrShortWrite
-			}
-			if werr != nil {
-				if w > 0 && w <= n {
-					f.offset += int64(w) // what the sink took, it holds
-				}
+			if werr := f.deliver(buf[:n]); werr != nil {
 				return fmt.Errorf("%w: %w", ErrSink, werr)
 			}
-			f.offset += int64(n)
 			if f.progress != nil {
 				f.progress(f.offset, f.req.Length)
 			}
@@ -507,7 +547,8 @@ func (c *Client) stream(ctx, actx context.Context, f *fetchState, u string, body
 	// Everything expected is here. A body of unannounced length may hold
 	// more: peek one byte to tell, never more.
 	watch.arm()
-	n, _ := io.ReadFull(body, f.buf[:1])
+	var one [1]byte
+	n, _ := io.ReadFull(body, one[:])
 	watch.disarm(n)
 	if n > 0 {
 		f.res.Transferred++

@@ -95,86 +95,92 @@ func TestFetch(t *testing.T) {
 			plan:    func(i int) fault { return fault{change: versions[i%len(versions)], cutAt: 1000} },
 			wantErr: ErrUnstable},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := newTestServer(t, content, tt.plan)
-			retryMax := tt.retryMax
-			if retryMax == 0 {
-				retryMax = 4
-			}
-			stall := tt.stall
-			if stall == 0 {
-				stall = 5 * time.Second
-			}
-			c, _ := newTestClient(t, Config{RetryMax: retryMax, StallTimeout: stall})
-			sink := &memSink{}
-			sink.buf.Write(content[:tt.offset])
-			validator := strings.ReplaceAll(tt.validator, "MIRROR0", srv.url())
-			var lastDone int64 = -1
-			res, err := c.Fetch(context.Background(), Request{URLs: []string{srv.url()}, Offset: tt.offset, Length: L, Validator: validator},
-				sink, func(done, total int64) {
-					if total != L {
-						t.Errorf("progress total: got %d, want %d", total, L)
+	for _, kind := range sinkKinds {
+		for _, tt := range tests {
+			t.Run(kind.name+"/"+tt.name, func(t *testing.T) {
+				srv := newTestServer(t, content, tt.plan)
+				retryMax := tt.retryMax
+				if retryMax == 0 {
+					retryMax = 4
+				}
+				stall := tt.stall
+				if stall == 0 {
+					stall = 5 * time.Second
+				}
+				c, _ := newTestClient(t, Config{RetryMax: retryMax, StallTimeout: stall})
+				sink := kind.new()
+				ms := sink.mem()
+				ms.buf.Write(content[:tt.offset])
+				validator := strings.ReplaceAll(tt.validator, "MIRROR0", srv.url())
+				var lastDone int64 = -1
+				res, err := c.Fetch(context.Background(), Request{URLs: []string{srv.url()}, Offset: tt.offset, Length: L, Validator: validator},
+					sink, func(done, total int64) {
+						if total != L {
+							t.Errorf("progress total: got %d, want %d", total, L)
+						}
+						lastDone = done
+					})
+				if tt.wantErr == nil {
+					if err != nil {
+						t.Fatalf("Fetch: %v", err)
 					}
-					lastDone = done
-				})
-			if tt.wantErr == nil {
-				if err != nil {
-					t.Fatalf("Fetch: %v", err)
-				}
-				if lastDone != L && tt.offset != L {
-					t.Errorf("last progress: got %d, want %d", lastDone, L)
-				}
-				if res.Delivered != L {
-					t.Errorf("Delivered: got %d, want %d", res.Delivered, L)
-				}
-			} else {
-				var se *StatusError
-				if want, ok := tt.wantErr.(*StatusError); ok {
-					if !errors.As(err, &se) || se.StatusCode != want.StatusCode {
-						t.Fatalf("Fetch error: got %v, want HTTP %d", err, want.StatusCode)
+					if lastDone != L && tt.offset != L {
+						t.Errorf("last progress: got %d, want %d", lastDone, L)
 					}
-				} else if tt.wantErr == errAny {
-					if err == nil || errors.Is(err, ErrUnstable) {
-						t.Fatalf("Fetch error: got %v, want a mirror failure", err)
+					if res.Delivered != L {
+						t.Errorf("Delivered: got %d, want %d", res.Delivered, L)
 					}
-				} else if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("Fetch error: got %v, want %v", err, tt.wantErr)
+				} else {
+					var se *StatusError
+					if want, ok := tt.wantErr.(*StatusError); ok {
+						if !errors.As(err, &se) || se.StatusCode != want.StatusCode {
+							t.Fatalf("Fetch error: got %v, want HTTP %d", err, want.StatusCode)
+						}
+					} else if tt.wantErr == errAny {
+						if err == nil || errors.Is(err, ErrUnstable) {
+							t.Fatalf("Fetch error: got %v, want a mirror failure", err)
+						}
+					} else if !errors.Is(err, tt.wantErr) {
+						t.Fatalf("Fetch error: got %v, want %v", err, tt.wantErr)
+					}
+					if res.Delivered != int64(ms.buf.Len()) {
+						t.Errorf("Delivered: got %d, want the sink's %d", res.Delivered, ms.buf.Len())
+					}
 				}
-				if res.Delivered != int64(sink.buf.Len()) {
-					t.Errorf("Delivered: got %d, want the sink's %d", res.Delivered, sink.buf.Len())
+				want := tt.want
+				if want == nil && tt.wantErr == nil {
+					want = content
 				}
-			}
-			want := tt.want
-			if want == nil && tt.wantErr == nil {
-				want = content
-			}
-			if want != nil && !bytes.Equal(sink.buf.Bytes(), want) {
-				t.Errorf("sink: got %d bytes (sha256 %x), want %d bytes (sha256 %x)",
-					sink.buf.Len(), sha256.Sum256(sink.buf.Bytes()), len(want), sha256.Sum256(want))
-			}
-			if int64(sink.buf.Len()) > L {
-				t.Errorf("sink holds %d bytes, more than the length %d", sink.buf.Len(), L)
-			}
-			if tt.wantReqs != 0 && res.Requests != tt.wantReqs {
-				t.Errorf("Requests: got %d, want %d", res.Requests, tt.wantReqs)
-			}
-			if res.Requests != srv.nreq() {
-				t.Errorf("Requests: got %d, server saw %d", res.Requests, srv.nreq())
-			}
-			if tt.wantXfer != 0 && res.Transferred != tt.wantXfer && tt.wantErr == nil {
-				t.Errorf("Transferred: got %d, want %d", res.Transferred, tt.wantXfer)
-			}
-			if tt.wantErr == nil && res.Restarts != tt.wantRst {
-				t.Errorf("Restarts: got %d, want %d", res.Restarts, tt.wantRst)
-			}
-			if res.Restarts != sink.restarts {
-				t.Errorf("Restarts: got %d, sink saw %d", res.Restarts, sink.restarts)
-			}
-			if tt.wantErr == nil && !strings.HasPrefix(res.Validator, srv.url()+" \"v") {
-				t.Errorf("Validator: got %q, want the URL and an ETag", res.Validator)
-			}
-		})
+				if want != nil && !bytes.Equal(ms.buf.Bytes(), want) {
+					t.Errorf("sink: got %d bytes (sha256 %x), want %d bytes (sha256 %x)",
+						ms.buf.Len(), sha256.Sum256(ms.buf.Bytes()), len(want), sha256.Sum256(want))
+				}
+				if int64(ms.buf.Len()) > L {
+					t.Errorf("sink holds %d bytes, more than the length %d", ms.buf.Len(), L)
+				}
+				if tt.wantReqs != 0 && res.Requests != tt.wantReqs {
+					t.Errorf("Requests: got %d, want %d", res.Requests, tt.wantReqs)
+				}
+				if res.Requests != srv.nreq() {
+					t.Errorf("Requests: got %d, server saw %d", res.Requests, srv.nreq())
+				}
+				if tt.wantXfer != 0 && res.Transferred != tt.wantXfer && tt.wantErr == nil {
+					t.Errorf("Transferred: got %d, want %d", res.Transferred, tt.wantXfer)
+				}
+				if tt.wantErr == nil && res.Restarts != tt.wantRst {
+					t.Errorf("Restarts: got %d, want %d", res.Restarts, tt.wantRst)
+				}
+				if res.Restarts != ms.restarts {
+					t.Errorf("Restarts: got %d, sink saw %d", res.Restarts, ms.restarts)
+				}
+				if tt.wantErr == nil && !strings.HasPrefix(res.Validator, srv.url()+" \"v") {
+					t.Errorf("Validator: got %q, want the URL and an ETag", res.Validator)
+				}
+				if bs, ok := sink.(*bufSink); ok && bs.writes != 0 {
+					t.Errorf("Write called %d times on a BufferSink", bs.writes)
+				}
+			})
+		}
 	}
 }
 
@@ -398,11 +404,12 @@ func TestFetchSinkAndPauseErrorsAreFinal(t *testing.T) {
 	errMetered := errors.New("metered link")
 	tests := []struct {
 		name    string
-		sink    *memSink
+		sink    testSink
 		pause   func(context.Context) error
 		wantErr error
 	}{
 		{"sink fails", &memSink{failAt: 300_000}, nil, ErrSink},
+		{"buffer sink fails", &bufSink{memSink: memSink{failAt: 300_000}, room: make([]byte, 7001)}, nil, ErrSink},
 		{"pause refuses at once", &memSink{}, func(context.Context) error { return errMetered }, errMetered},
 	}
 	for _, tt := range tests {
@@ -416,8 +423,8 @@ func TestFetchSinkAndPauseErrorsAreFinal(t *testing.T) {
 			if srv.nreq() > 1 {
 				t.Errorf("requests: got %d, want at most 1 (not retried)", srv.nreq())
 			}
-			if res.Delivered != int64(tt.sink.buf.Len()) {
-				t.Errorf("Delivered: got %d, want %d", res.Delivered, tt.sink.buf.Len())
+			if held := int64(tt.sink.mem().buf.Len()); res.Delivered != held {
+				t.Errorf("Delivered: got %d, want %d", res.Delivered, held)
 			}
 		})
 	}
@@ -483,16 +490,23 @@ func TestFetchRateLimitAccounting(t *testing.T) {
 		}
 		return nil // accounting only: no waiting
 	}
-	sink := &memSink{}
-	res, err := c.Fetch(context.Background(), Request{URLs: []string{srv.url()}, Length: int64(len(content))}, sink, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(tokens) != res.Transferred || tokens != len(content) {
-		t.Errorf("tokens taken: got %d, want %d (bytes transferred %d)", tokens, len(content), res.Transferred)
-	}
-	if calls < len(content)/limit {
-		t.Errorf("waits: got %d, want at least %d", calls, len(content)/limit)
+	// A sink's own buffer larger than the burst is read into a burst at
+	// a time, too.
+	for _, sink := range []testSink{&memSink{}, &bufSink{room: make([]byte, 1<<20)}} {
+		tokens, calls = 0, 0
+		res, err := c.Fetch(context.Background(), Request{URLs: []string{srv.url()}, Length: int64(len(content))}, sink, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(tokens) != res.Transferred || tokens != len(content) {
+			t.Errorf("%T: tokens taken: got %d, want %d (bytes transferred %d)", sink, tokens, len(content), res.Transferred)
+		}
+		if calls < len(content)/limit {
+			t.Errorf("%T: waits: got %d, want at least %d", sink, calls, len(content)/limit)
+		}
+		if !bytes.Equal(sink.mem().buf.Bytes(), content) {
+			t.Errorf("%T: sink differs", sink)
+		}
 	}
 	// The real limiter: a context that ends stops the wait with its error.
 	c3, _ := newTestClient(t, Config{RateLimit: 1})

@@ -207,6 +207,50 @@ func (m *memSink) SetValidator(v string) error {
 	return nil
 }
 
+func (m *memSink) mem() *memSink { return m }
+
+// testSink is a sink whose bytes a test reads back: a memSink, or a
+// bufSink around one.
+type testSink interface {
+	ValidatorSink
+	mem() *memSink
+}
+
+// sinkKinds are the two ways bytes reach a sink: Write from the client's
+// buffer, or read straight into the sink's buffers (BufferSink).
+var sinkKinds = []struct {
+	name string
+	new  func() testSink
+}{
+	{"Write", func() testSink { return &memSink{} }},
+	{"BufferSink", func() testSink { return &bufSink{room: make([]byte, 7001)} }},
+}
+
+// bufSink is a memSink with a buffer of its own (a BufferSink). Commit
+// takes the bytes from that buffer, so a client that read them elsewhere
+// delivers garbage; Write is counted, since the client must not call it.
+type bufSink struct {
+	memSink
+	room   []byte
+	writes int
+}
+
+func (b *bufSink) Buffer() []byte { return b.room }
+
+func (b *bufSink) Commit(n int) error {
+	if b.failAt > 0 && int64(b.buf.Len()+n) > b.failAt {
+		return fmt.Errorf("disk full at %d", b.failAt) // none of the n held
+	}
+	b.buf.Write(b.room[:n])
+	clear(b.room[:n]) // a stale copy is never read again as new bytes
+	return nil
+}
+
+func (b *bufSink) Write(p []byte) (int, error) {
+	b.writes++
+	return b.memSink.Write(p)
+}
+
 // bodyCounter wraps a RoundTripper and counts response bodies not yet
 // closed; wrap, optionally, changes each body (iotest readers).
 type bodyCounter struct {
