@@ -136,8 +136,10 @@ type report struct {
 	// whole image from the slot.
 	ArmSeconds float64 `json:"arm_seconds"`
 	// CPUSeconds is the CPU time the role's process used while it
-	// measured (user and system), where it says.
-	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// measured (user and system), and MachineSeconds that of the whole
+	// machine (see machineBusy), where the role says.
+	CPUSeconds     float64 `json:"cpu_seconds,omitempty"`
+	MachineSeconds float64 `json:"machine_seconds,omitempty"`
 }
 
 type stats struct {
@@ -272,7 +274,7 @@ func networkFigures(ctx context.Context, out io.Writer, work string, cfg config)
 // figures, and what the installs reported.
 type netRuns struct {
 	base, fetched, inst []float64
-	instCPU             []float64 // core-seconds per GB, device and server processes
+	instCPU             cpuCost
 	armPlain            []float64 // verified→armed seconds
 	hwm                 []int64
 	phys                physical
@@ -305,7 +307,7 @@ func (nr *netRuns) measure(big *repo, work, profile string) error {
 		return fmt.Errorf("install: %w", err)
 	}
 	nr.inst = append(nr.inst, float64(big.size)/1e6/r.Seconds)
-	nr.instCPU = append(nr.instCPU, (r.CPUSeconds+pidCPU(big.server.Process.Pid)-srv)/(float64(big.size)/1e9))
+	nr.instCPU.add(big.size, r.CPUSeconds+pidCPU(big.server.Process.Pid)-srv, r.MachineSeconds)
 	nr.armPlain = append(nr.armPlain, r.ArmSeconds)
 	nr.hwm = append(nr.hwm, r.HWMKiB)
 	return nil
@@ -742,7 +744,7 @@ func install(device, base, rootFile, factory, mode string) error {
 		return err
 	}
 	defer u.Close()
-	start, cpu := time.Now(), selfCPU()
+	start, cpu := time.Now(), markCPU()
 	ups, err := u.Check(ctx)
 	switch {
 	case mode == "check" && errors.Is(err, updater.ErrNoUpdate):
@@ -759,8 +761,9 @@ func install(device, base, rootFile, factory, mode string) error {
 			return fmt.Errorf("install: %w", err)
 		}
 	}
+	self, machine := cpu.since()
 	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM(), ArmSeconds: armedAt.Sub(verifiedAt).Seconds(),
-		CPUSeconds: selfCPU() - cpu})
+		CPUSeconds: self, MachineSeconds: machine})
 }
 
 // armTimer records when the install reached "verified" and "armed", and

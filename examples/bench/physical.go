@@ -20,12 +20,35 @@ import (
 
 // physical holds the throughputs (MB/s) of the stages a network install is
 // made of, each measured alone on the image's length, and the CPU time
-// each cost (core-seconds per GB): that of the processes at work (this one,
-// the GET's client and the server), system time included; the kernel's
-// own threads (journal commits, background writeback) are not counted.
+// each cost.
 type physical struct {
 	sha, http, write          []float64
-	shaCPU, httpCPU, writeCPU []float64
+	shaCPU, httpCPU, writeCPU cpuCost
+}
+
+// cpuCost is the CPU time measurements cost, in core-seconds per GB: proc
+// counts the processes at work (this one, a role's, the server), user and
+// system time; machine counts every CPU of the machine, the kernel's own
+// threads included (journal commits, writeback, softirqs), which is the
+// cost of the work only when nothing else runs.
+type cpuCost struct{ proc, machine []float64 }
+
+// add records one measurement of size bytes that cost proc and machine
+// seconds.
+func (c *cpuCost) add(size int64, proc, machine float64) {
+	gb := float64(size) / 1e9
+	c.proc, c.machine = append(c.proc, proc/gb), append(c.machine, machine/gb)
+}
+
+// cpuMark is a moment's CPU times: this process's and the machine's.
+type cpuMark struct{ self, machine float64 }
+
+func markCPU() cpuMark { return cpuMark{selfCPU(), machineBusy()} }
+
+// since returns the CPU time this process and the machine spent since m.
+func (m cpuMark) since() (self, machine float64) {
+	now := markCPU()
+	return now.self - m.self, now.machine - m.machine
 }
 
 // measure runs each stage once: SHA-256 of size bytes (one core, this
@@ -35,15 +58,15 @@ func (ph *physical) measure(r *repo, work string) error {
 	buf := make([]byte, 1<<20)
 	rng := rand.NewChaCha8([32]byte{1})
 	rng.Read(buf)
-	gb := float64(r.size) / 1e9
-	start, cpu := time.Now(), selfCPU()
+	start, cpu := time.Now(), markCPU()
 	h := sha256.New()
 	for left := r.size; left > 0; left -= int64(len(buf)) {
 		h.Write(buf[:min(left, int64(len(buf)))])
 	}
 	h.Sum(nil)
 	ph.sha = append(ph.sha, float64(r.size)/1e6/time.Since(start).Seconds())
-	ph.shaCPU = append(ph.shaCPU, (selfCPU()-cpu)/gb)
+	self, machine := cpu.since()
+	ph.shaCPU.add(r.size, self, machine)
 
 	srv := pidCPU(r.server.Process.Pid)
 	rep, err := runRole("get", map[string]string{"BENCH_URL": r.url + "/targets/" + r.target.File})
@@ -51,17 +74,43 @@ func (ph *physical) measure(r *repo, work string) error {
 		return fmt.Errorf("loopback GET: %w", err)
 	}
 	ph.http = append(ph.http, float64(r.size)/1e6/rep.Seconds)
-	ph.httpCPU = append(ph.httpCPU, (rep.CPUSeconds+pidCPU(r.server.Process.Pid)-srv)/gb)
+	ph.httpCPU.add(r.size, rep.CPUSeconds+pidCPU(r.server.Process.Pid)-srv, rep.MachineSeconds)
 
 	path := filepath.Join(work, "write.img")
 	defer os.Remove(path)
-	start, cpu = time.Now(), selfCPU()
+	start, cpu = time.Now(), markCPU()
 	if err := writeSync(path, buf, r.size); err != nil {
 		return err
 	}
 	ph.write = append(ph.write, float64(r.size)/1e6/time.Since(start).Seconds())
-	ph.writeCPU = append(ph.writeCPU, (selfCPU()-cpu)/gb)
+	self, machine = cpu.since()
+	ph.writeCPU.add(r.size, self, machine)
 	return nil
+}
+
+// machineBusy is the CPU time, in seconds, the machine has spent busy
+// since it booted: every CPU's user, nice, system, irq and softirq time
+// from /proc/stat (ticks of 1/100 s), whichever process or kernel thread
+// spent it; NaN where it cannot be read.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return math.NaN()
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return math.NaN()
+	}
+	var ticks float64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			return math.NaN()
+		}
+		ticks += v
+	}
+	return ticks / 100
 }
 
 // selfCPU is the CPU time, in seconds, this process has used (all its
@@ -117,12 +166,13 @@ func writeSync(path string, buf []byte, size int64) error {
 }
 
 // print prints the stages and the install (MB/s) against the slowest,
-// then the CPU time of each and of the install (installCPU, core-seconds
-// per GB), and the CPU ceiling they make.
-func (ph *physical) print(out io.Writer, size int64, install float64, installCPU []float64) {
+// then the CPU time of each and of the install (installCPU), and the CPU
+// ceiling they make.
+func (ph *physical) print(out io.Writer, size int64, install float64, installCPU cpuCost) {
 	stages := []struct {
-		name    string
-		xs, cpu []float64
+		name string
+		xs   []float64
+		cpu  cpuCost
 	}{
 		{"SHA-256 (one core)", ph.sha, ph.shaCPU},
 		{"loopback HTTP GET", ph.http, ph.httpCPU},
@@ -138,20 +188,21 @@ func (ph *physical) print(out io.Writer, size int64, install float64, installCPU
 	fmt.Fprintf(out, "install/slowest physical stage (%s) throughput ratio: %.2f (goal ≥ 0.8)\n", slowest.name, install/median(slowest.xs))
 	var sum float64
 	for _, s := range stages {
-		fmt.Fprintf(out, "CPU time of the stage alone, %s: %.2f core-s per GB (range %s)\n", s.name, median(s.cpu), span(s.cpu))
-		sum += median(s.cpu)
+		fmt.Fprintf(out, "CPU per GB of the stage alone, %s: machine %.2f core-s (range %s), its processes %.2f\n",
+			s.name, median(s.cpu.machine), span(s.cpu.machine), median(s.cpu.proc))
+		sum += median(s.cpu.machine)
 	}
 	ceiling := float64(runtime.NumCPU()) / sum * 1e3
 	fmt.Fprintf(out, "CPU ceiling: the three stages' work takes %.2f core-s per GB, so %d cores run it at %.1f MB/s at most, %.2f of the slowest stage\n",
 		sum, runtime.NumCPU(), ceiling, ceiling/median(slowest.xs))
-	fmt.Fprintf(out, "CPU time of the install (device and server processes): %.2f core-s per GB (range %s), %.2f of the three stages'; install/CPU ceiling throughput ratio: %.2f\n",
-		median(installCPU), span(installCPU), median(installCPU)/sum, install/ceiling)
+	fmt.Fprintf(out, "CPU per GB of the install: machine %.2f core-s (range %s), %.2f of the three stages'; device and server processes %.2f; install/CPU ceiling throughput ratio: %.2f\n",
+		median(installCPU.machine), span(installCPU.machine), median(installCPU.machine)/sum, median(installCPU.proc), install/ceiling)
 }
 
 // getOnly is the loopback HTTP stage alone: a GET read to the end and
 // dropped.
 func getOnly(url string) error {
-	start, cpu := time.Now(), selfCPU()
+	start, cpu := time.Now(), markCPU()
 	resp, err := (&http.Client{Transport: &http.Transport{}}).Get(url)
 	if err != nil {
 		return err
@@ -163,5 +214,6 @@ func getOnly(url string) error {
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		return err
 	}
-	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM(), CPUSeconds: selfCPU() - cpu})
+	self, machine := cpu.since()
+	return json.NewEncoder(os.Stdout).Encode(report{Seconds: time.Since(start).Seconds(), HWMKiB: vmHWM(), CPUSeconds: self, MachineSeconds: machine})
 }
