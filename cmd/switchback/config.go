@@ -121,6 +121,22 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 // parseConfig decodes and checks a configuration file. Unknown fields are
 // errors: a typo must not silently drop a setting.
 func parseConfig(b []byte) (*fileConfig, error) {
+	c, err := decodeConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/switchback"
+	}
+	if err := errors.Join(c.check()...); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// decodeConfig decodes b, which must hold one JSON object and nothing
+// after it, refusing unknown fields.
+func decodeConfig(b []byte) (*fileConfig, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var c fileConfig
@@ -130,11 +146,13 @@ func parseConfig(b []byte) (*fileConfig, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("config: unexpected data after the JSON object at byte %d", dec.InputOffset())
 	}
-	var errs []error
-	errs = append(errs, c.checkNumbers()...)
-	if c.StateDir == "" {
-		c.StateDir = "/var/lib/switchback"
-	}
+	return &c, nil
+}
+
+// check lists every mistake of the configuration, in the file's words, so
+// that one run reports them all.
+func (c *fileConfig) check() []error {
+	errs := c.checkNumbers()
 	if c.Root == "" {
 		errs = append(errs, errors.New("root (the trusted root.json) is required"))
 	}
@@ -150,55 +168,71 @@ func parseConfig(b []byte) (*fileConfig, error) {
 		errs = append(errs, fmt.Errorf("channel %q must be 1 to 64 of [a-z0-9._-]", c.Channel))
 	}
 	for i, comp := range c.Components {
-		switch comp.Type {
-		case "file", "dir":
-			if comp.Path == "" {
-				errs = append(errs, fmt.Errorf("component %d (%s): path is required", i, comp.Name))
-			}
-		case "ab":
-			if len(comp.Slots) < 2 {
-				errs = append(errs, fmt.Errorf("component %d (%s): slots needs two partitions", i, comp.Name))
-			}
-			if comp.Boot == nil {
-				errs = append(errs, fmt.Errorf("component %d (%s): boot is required", i, comp.Name))
-			} else if comp.Boot.Type != "grub" && comp.Boot.Type != "uboot" && comp.Boot.Type != "sdboot" {
-				errs = append(errs, fmt.Errorf("component %d (%s): boot type %q is not grub, uboot or sdboot", i, comp.Name, comp.Boot.Type))
-			} else if comp.Boot.Type == "sdboot" && comp.Boot.Path == "" {
-				errs = append(errs, fmt.Errorf("component %d (%s): sdboot needs path (the ESP mount point)", i, comp.Name))
-			}
-		default:
-			errs = append(errs, fmt.Errorf("component %d (%s): type %q is not file, dir or ab", i, comp.Name, comp.Type))
-		}
-		if comp.Pin != "" && !verify.ValidVersion(comp.Pin) {
-			errs = append(errs, fmt.Errorf("component %d (%s): pin %q is not a semantic version", i, comp.Name, comp.Pin))
-		}
-		if comp.FactoryVersion != "" && !verify.ValidVersion(comp.FactoryVersion) {
-			errs = append(errs, fmt.Errorf("component %d (%s): factory_version %q is not a semantic version", i, comp.Name, comp.FactoryVersion))
-		}
-		if comp.Mode != "" {
-			if _, err := strconv.ParseUint(comp.Mode, 8, 32); err != nil {
-				errs = append(errs, fmt.Errorf("component %d (%s): mode %q is not octal", i, comp.Name, comp.Mode))
-			}
-		}
+		errs = append(errs, comp.check(i)...)
 	}
 	for i, h := range c.Health {
-		n := 0
-		for _, set := range []bool{h.HTTP != "", h.TCP != "", len(h.Command) > 0, len(h.Units) > 0, h.File != ""} {
-			if set {
-				n++
-			}
+		errs = append(errs, h.check(i)...)
+	}
+	return errs
+}
+
+// check lists the mistakes of the i-th component, each prefixed with its
+// index and name.
+func (comp componentConfig) check(i int) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("component %d (%s): %s", i, comp.Name, fmt.Sprintf(format, args...)))
+	}
+	switch comp.Type {
+	case "file", "dir":
+		if comp.Path == "" {
+			bad("path is required")
 		}
-		if n != 1 {
-			errs = append(errs, fmt.Errorf("health %d: set exactly one of http, tcp, command, units, file", i))
+	case "ab":
+		if len(comp.Slots) < 2 {
+			bad("slots needs two partitions")
 		}
-		if h.Timeout < 0 {
-			errs = append(errs, fmt.Errorf("health %d: timeout %s is negative", i, time.Duration(h.Timeout)))
+		switch {
+		case comp.Boot == nil:
+			bad("boot is required")
+		case comp.Boot.Type != "grub" && comp.Boot.Type != "uboot" && comp.Boot.Type != "sdboot":
+			bad("boot type %q is not grub, uboot or sdboot", comp.Boot.Type)
+		case comp.Boot.Type == "sdboot" && comp.Boot.Path == "":
+			bad("sdboot needs path (the ESP mount point)")
+		}
+	default:
+		bad("type %q is not file, dir or ab", comp.Type)
+	}
+	if comp.Pin != "" && !verify.ValidVersion(comp.Pin) {
+		bad("pin %q is not a semantic version", comp.Pin)
+	}
+	if comp.FactoryVersion != "" && !verify.ValidVersion(comp.FactoryVersion) {
+		bad("factory_version %q is not a semantic version", comp.FactoryVersion)
+	}
+	if comp.Mode != "" {
+		if _, err := strconv.ParseUint(comp.Mode, 8, 32); err != nil {
+			bad("mode %q is not octal", comp.Mode)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	return errs
+}
+
+// check lists the mistakes of the i-th health check.
+func (h healthConfig) check(i int) []error {
+	var errs []error
+	n := 0
+	for _, set := range []bool{h.HTTP != "", h.TCP != "", len(h.Command) > 0, len(h.Units) > 0, h.File != ""} {
+		if set {
+			n++
+		}
 	}
-	return &c, nil
+	if n != 1 {
+		errs = append(errs, fmt.Errorf("health %d: set exactly one of http, tcp, command, units, file", i))
+	}
+	if h.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("health %d: timeout %s is negative", i, time.Duration(h.Timeout)))
+	}
+	return errs
 }
 
 // maxConfigSize caps the configuration file: a real one is a few KiB.
