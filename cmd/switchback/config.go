@@ -328,81 +328,116 @@ func build(c *fileConfig) (*device, error) {
 	return d, nil
 }
 
+// buildComponent makes the updater component of a configured component
+// (whose type and boot parseConfig has checked) and returns its boot
+// control.
 func buildComponent(cc componentConfig) (updater.Component, slots.BootControl, error) {
 	comp := updater.Component{Name: cc.Name, FactoryVersion: cc.FactoryVersion, Pin: cc.Pin}
+	var err error
 	switch cc.Type {
 	case "file":
-		var opts []slots.FileOption
-		if cc.Mode != "" {
-			m, _ := strconv.ParseUint(cc.Mode, 8, 32)
-			opts = append(opts, slots.WithFileMode(fs.FileMode(m)))
-		}
-		f, err := slots.NewFile(cc.Path, opts...)
-		if err != nil {
-			return comp, nil, err
-		}
-		comp.Slots, comp.Boot = f.Slots(), f
+		comp.Slots, comp.Boot, err = fileSlots(cc)
 	case "dir":
-		dir, err := slots.NewDir(cc.Path)
-		if err != nil {
-			return comp, nil, err
-		}
-		comp.Slots, comp.Boot = dir.Slots(), dir
+		comp.Slots, comp.Boot, err = dirSlots(cc)
 	case "ab":
-		names := sortedKeys(cc.Slots)
-		var boot slots.BootControl
-		switch cc.Boot.Type {
-		case "grub":
-			var opts []grub.Option
-			if cc.Boot.Cmdline != "" {
-				opts = append(opts, grub.WithCmdline(cc.Boot.Cmdline))
-			}
-			if cc.Boot.RuntimeDir != "" {
-				opts = append(opts, grub.WithRuntimeDir(cc.Boot.RuntimeDir))
-			}
-			g, err := grub.New(cc.Boot.Path, names, opts...)
-			if err != nil {
-				return comp, nil, err
-			}
-			boot = g
-		case "uboot":
-			path := cc.Boot.Path
-			if path == "" {
-				path = "/etc/fw_env.config"
-			}
-			devs, err := uboot.LoadFwEnvConfig(path)
-			if err != nil {
-				return comp, nil, err
-			}
-			var opts []uboot.Option
-			if cc.Boot.Cmdline != "" {
-				opts = append(opts, uboot.WithCmdline(cc.Boot.Cmdline))
-			}
-			if cc.Boot.RuntimeDir != "" {
-				opts = append(opts, uboot.WithRuntimeDir(cc.Boot.RuntimeDir))
-			}
-			u, err := uboot.New(devs, names, opts...)
-			if err != nil {
-				return comp, nil, err
-			}
-			boot = u
-		case "sdboot":
-			sd, err := sdboot.New(sdboot.Config{ESP: cc.Boot.Path, Slots: names, CmdlinePath: cc.Boot.Cmdline})
-			if err != nil {
-				return comp, nil, err
-			}
-			boot = sd
-		}
-		for _, name := range names {
-			s, err := partition.New(partition.Config{Name: name, Device: cc.Slots[name], Boot: boot, CmdlinePath: cc.Boot.Cmdline})
-			if err != nil {
-				return comp, nil, err
-			}
-			comp.Slots = append(comp.Slots, s)
-		}
-		comp.Boot = boot
+		comp.Slots, comp.Boot, err = partitionSlots(cc)
+	}
+	if err != nil {
+		return comp, nil, err
 	}
 	return comp, comp.Boot, nil
+}
+
+// fileSlots are the two slot files of a "file" component, which are their
+// own boot control.
+func fileSlots(cc componentConfig) ([]slots.Slot, slots.BootControl, error) {
+	var opts []slots.FileOption
+	if cc.Mode != "" {
+		m, _ := strconv.ParseUint(cc.Mode, 8, 32) // checked by parseConfig
+		opts = append(opts, slots.WithFileMode(fs.FileMode(m)))
+	}
+	f, err := slots.NewFile(cc.Path, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f.Slots(), f, nil
+}
+
+// dirSlots are the two slot directories of a "dir" component, which are
+// their own boot control.
+func dirSlots(cc componentConfig) ([]slots.Slot, slots.BootControl, error) {
+	dir, err := slots.NewDir(cc.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return dir.Slots(), dir, nil
+}
+
+// partitionSlots are the partitions of an "ab" component, in the order of
+// their slot names, with the bootloader that chooses between them.
+func partitionSlots(cc componentConfig) ([]slots.Slot, slots.BootControl, error) {
+	names := sortedKeys(cc.Slots)
+	boot, err := buildBoot(cc.Boot, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ss []slots.Slot
+	for _, name := range names {
+		s, err := partition.New(partition.Config{Name: name, Device: cc.Slots[name], Boot: boot, CmdlinePath: cc.Boot.Cmdline})
+		if err != nil {
+			return nil, nil, err
+		}
+		ss = append(ss, s)
+	}
+	return ss, boot, nil
+}
+
+// buildBoot makes the bootloader control that b configures for the slots
+// names: nil for a type parseConfig does not admit.
+func buildBoot(b *bootConfig, names []string) (slots.BootControl, error) {
+	switch b.Type {
+	case "grub":
+		g, err := grub.New(b.Path, names, bootOptions(b, grub.WithCmdline, grub.WithRuntimeDir)...)
+		if err != nil {
+			return nil, err
+		}
+		return g, nil
+	case "uboot":
+		path := b.Path
+		if path == "" {
+			path = "/etc/fw_env.config"
+		}
+		devs, err := uboot.LoadFwEnvConfig(path)
+		if err != nil {
+			return nil, err
+		}
+		u, err := uboot.New(devs, names, bootOptions(b, uboot.WithCmdline, uboot.WithRuntimeDir)...)
+		if err != nil {
+			return nil, err
+		}
+		return u, nil
+	case "sdboot":
+		sd, err := sdboot.New(sdboot.Config{ESP: b.Path, Slots: names, CmdlinePath: b.Cmdline})
+		if err != nil {
+			return nil, err
+		}
+		return sd, nil
+	}
+	return nil, nil
+}
+
+// bootOptions are the GRUB or U-Boot options for b's kernel command line
+// file and runtime directory, made by withCmdline and withRuntimeDir; none
+// for what b leaves to the defaults.
+func bootOptions[O any](b *bootConfig, withCmdline, withRuntimeDir func(string) O) []O {
+	var opts []O
+	if b.Cmdline != "" {
+		opts = append(opts, withCmdline(b.Cmdline))
+	}
+	if b.RuntimeDir != "" {
+		opts = append(opts, withRuntimeDir(b.RuntimeDir))
+	}
+	return opts
 }
 
 func buildHealth(h healthConfig) health.HealthCheck {
