@@ -238,18 +238,38 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// addTarget stores src as target tpath of role ("" for the top-level
+// role) and stages role's metadata listing it. enc, when not nil, encodes
+// src on its way to the file; custom gives the custom metadata once the
+// bytes are written, and may still refuse them.
 func (r *Repo) addTarget(ctx context.Context, role, tpath string, src io.Reader, enc func(io.Writer) func() error, custom func() (json.RawMessage, error)) (Target, error) {
 	if err := ValidTargetPath(tpath); err != nil {
 		return Target{}, err
 	}
+	tf, err := r.storeTarget(ctx, tpath, src, enc, custom)
+	if err != nil {
+		return Target{}, err
+	}
+	if err := r.listTarget(role, tf); err != nil {
+		return Target{}, err
+	}
+	return targetOf(tpath, tf), nil
+}
+
+// storeTarget writes the file of target tpath, named by its content
+// ("<dir>/<sha256>.<name>", see Target.File), and returns the target's
+// description with custom's metadata. The bytes go to a temporary file
+// beside the final one that is renamed into place only once custom has
+// accepted them and they are on disk: a failed add leaves no file behind.
+func (r *Repo) storeTarget(ctx context.Context, tpath string, src io.Reader, enc func(io.Writer) func() error, custom func() (json.RawMessage, error)) (*metadata.TargetFiles, error) {
 	dir, base := path.Split(tpath)
 	fsDir := filepath.Join(r.TargetsDir(), filepath.FromSlash(dir))
 	if err := os.MkdirAll(fsDir, 0o755); err != nil {
-		return Target{}, fmt.Errorf("repository: %w", err)
+		return nil, fmt.Errorf("repository: %w", err)
 	}
 	f, err := os.CreateTemp(fsDir, ".tmp-"+base+"-*")
 	if err != nil {
-		return Target{}, fmt.Errorf("repository: %w", err)
+		return nil, fmt.Errorf("repository: %w", err)
 	}
 	tmp := f.Name()
 	defer func() {
@@ -258,67 +278,79 @@ func (r *Repo) addTarget(ctx context.Context, role, tpath string, src io.Reader,
 			os.Remove(tmp)
 		}
 	}()
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
-	bw := bufio.NewWriterSize(cw, 1<<16)
-	if enc != nil {
-		err = enc(bw)()
-	} else {
-		_, err = io.Copy(bw, ctxReader{ctx, src})
-		if err != nil {
-			err = fmt.Errorf("repository: read release: %w", err)
-		}
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
+	n, sum, err := writeTarget(ctx, f, src, enc)
 	if err != nil {
-		return Target{}, err
+		return nil, err
 	}
 	raw, err := custom()
 	if err != nil {
-		return Target{}, err
+		return nil, err
 	}
-	if err := f.Sync(); err != nil {
-		return Target{}, fmt.Errorf("repository: %w", err)
+	if err := closeTarget(f); err != nil {
+		return nil, err
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return Target{}, fmt.Errorf("repository: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return Target{}, fmt.Errorf("repository: %w", err)
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	file := path.Join(dir, sum+"."+base)
-	if err := os.Rename(tmp, filepath.Join(r.TargetsDir(), filepath.FromSlash(file))); err != nil {
-		return Target{}, fmt.Errorf("repository: %w", err)
+	if err := os.Rename(tmp, filepath.Join(fsDir, hex.EncodeToString(sum)+"."+base)); err != nil {
+		return nil, fmt.Errorf("repository: %w", err)
 	}
 	f = nil
 	if err := durable.SyncDir(fsDir); err != nil {
-		return Target{}, err
+		return nil, err
 	}
-	tf := &metadata.TargetFiles{
-		Length: cw.n,
-		Hashes: metadata.Hashes{"sha256": h.Sum(nil)},
-		Path:   tpath,
-	}
+	tf := &metadata.TargetFiles{Length: n, Hashes: metadata.Hashes{"sha256": sum}, Path: tpath}
 	if raw != nil {
 		c := json.RawMessage(append([]byte(nil), raw...))
 		tf.Custom = &c
 	}
+	return tf, nil
+}
+
+// writeTarget copies src to w, through enc when it is not nil, and
+// returns the length and sha256 of the bytes written to w.
+func writeTarget(ctx context.Context, w io.Writer, src io.Reader, enc func(io.Writer) func() error) (int64, []byte, error) {
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(w, h)}
+	bw := bufio.NewWriterSize(cw, 1<<16)
+	var err error
+	if enc != nil {
+		err = enc(bw)()
+	} else if _, err = io.Copy(bw, ctxReader{ctx, src}); err != nil {
+		err = fmt.Errorf("repository: read release: %w", err)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	return cw.n, h.Sum(nil), err
+}
+
+// closeTarget syncs a written target file to disk, makes it readable by
+// all (it is served as is) and closes it.
+func closeTarget(f *os.File) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("repository: %w", err)
+	}
+	return nil
+}
+
+// listTarget puts tf in the working metadata of role ("" for the
+// top-level role), replacing any target at its path, and stages the
+// change.
+func (r *Repo) listTarget(role string, tf *metadata.TargetFiles) error {
 	if role == "" {
 		role = RoleTargets
 	}
 	m, err := r.targetsRole(role)
 	if err != nil {
-		return Target{}, err
+		return err
 	}
 	r.touch(role)
-	m.Signed.Targets[tpath] = tf
-	if err := r.stage(role); err != nil {
-		return Target{}, err
-	}
-	return targetOf(tpath, tf), nil
+	m.Signed.Targets[tf.Path] = tf
+	return r.stage(role)
 }
 
 type countWriter struct {

@@ -252,6 +252,16 @@ func (s *store) component(name string) *componentState {
 	return c
 }
 
+// setFactoryVersions records each component's FactoryVersion as its
+// installed version while it has never committed a release.
+func (s *store) setFactoryVersions(comps []Component) {
+	for _, c := range comps {
+		if cs := s.component(c.Name); cs.Installed == "" {
+			cs.Installed = c.FactoryVersion
+		}
+	}
+}
+
 // save writes the state durably. Every transition of an install is saved
 // before the step that depends on it, so that a crash resumes correctly.
 func (s *store) save() error {

@@ -85,11 +85,7 @@ func ReadStatus(ctx context.Context, cfg Config) (Status, error) {
 			return Status{}, fmt.Errorf("updater: state file %s: %w", path, err)
 		}
 	}
-	for _, c := range cfg.Components {
-		if cs := snap.component(c.Name); cs.Installed == "" {
-			cs.Installed = c.FactoryVersion
-		}
-	}
+	snap.setFactoryVersions(cfg.Components)
 	return statusOf(ctx, cfg.Components, snap), nil
 }
 

@@ -75,14 +75,9 @@ func New(cfg Config) (u *Updater, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	lock, err := LockStateDir(cfg.StateDir, cfg.LockTimeout)
-	if errors.Is(err, ErrStateDirLocked) {
-		return nil, err
-	}
+	lock, err := lockForWriting(cfg)
 	if err != nil {
-		// The lock file cannot be opened for writing: a read-only or
-		// failing file system.
-		return nil, storageError(err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -90,14 +85,7 @@ func New(cfg Config) (u *Updater, err error) {
 		}
 	}()
 	cfg.setDefaults()
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	now := cfg.Now
-	if now == nil {
-		now = time.Now
-	}
+	log, now := loggerOf(cfg), clockOf(cfg)
 	if cfg.HTTPClient != nil && (cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "") {
 		return nil, errors.New("updater: invalid config: CAFile, CertFile and KeyFile do not apply with HTTPClient")
 	}
@@ -105,6 +93,61 @@ func New(cfg Config) (u *Updater, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("updater: %w", err)
 	}
+	st, err := prepareStore(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	tuf, err := newTUFClient(cfg, dl, log, now)
+	if err != nil {
+		return nil, fmt.Errorf("updater: %w", err)
+	}
+	u = &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{}, deviceID: deviceID(cfg, log),
+		events: newEventQueue(cfg.Events), stateLock: lock, readOnly: readOnlyFS}
+	for i := range u.cfg.Components {
+		c := &u.cfg.Components[i]
+		u.comp[c.Name] = c
+	}
+	if err := st.publish(); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// lockForWriting takes the lock of cfg.StateDir (see LockStateDir). An
+// error other than ErrStateDirLocked means that the lock file cannot be
+// opened for writing: a read-only or failing file system, reported as a
+// storage error.
+func lockForWriting(cfg Config) (*StateDirLock, error) {
+	lock, err := LockStateDir(cfg.StateDir, cfg.LockTimeout)
+	switch {
+	case errors.Is(err, ErrStateDirLocked):
+		return nil, err
+	case err != nil:
+		return nil, storageError(err)
+	}
+	return lock, nil
+}
+
+// loggerOf returns cfg.Logger, or a logger that discards when it is nil.
+func loggerOf(cfg Config) *slog.Logger {
+	if cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return cfg.Logger
+}
+
+// clockOf returns cfg.Now, or time.Now when it is nil.
+func clockOf(cfg Config) func() time.Time {
+	if cfg.Now == nil {
+		return time.Now
+	}
+	return cfg.Now
+}
+
+// prepareStore loads the state of cfg.StateDir, repairs what would wedge
+// the configured components (logging both), and gives the components that
+// never committed a release their FactoryVersion.
+func prepareStore(cfg Config, log *slog.Logger) (*store, error) {
 	st, warnings, err := loadStore(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -115,8 +158,16 @@ func New(cfg Config) (u *Updater, err error) {
 	for _, w := range st.reconcile(cfg.Components) {
 		log.Warn(w)
 	}
+	st.setFactoryVersions(cfg.Components)
+	return st, nil
+}
+
+// newTUFClient makes the TUF client that keeps the device's trusted
+// metadata in cfg.StateDir/tuf. It fetches through dl from the metadata
+// URL and its mirrors, or reads a file:// repository directly.
+func newTUFClient(cfg Config, dl *download.Client, log *slog.Logger, now func() time.Time) (*verify.Client, error) {
 	mirrors := append([]string{cfg.MetadataURL}, cfg.MetadataMirrors...)
-	tuf, err := verify.New(verify.Config{
+	return verify.New(verify.Config{
 		Root:        cfg.TrustedRoot,
 		MetadataURL: cfg.MetadataURL,
 		TargetsURL:  cfg.TargetsURL,
@@ -133,23 +184,6 @@ func New(cfg Config) (u *Updater, err error) {
 		FullRefreshInterval: cfg.FullRefreshInterval,
 		Prefixes:            cfg.TargetPrefixes,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("updater: %w", err)
-	}
-	u = &Updater{cfg: cfg, log: log, now: now, dl: dl, tuf: tuf, st: st, comp: map[string]*Component{}, deviceID: deviceID(cfg, log),
-		events: newEventQueue(cfg.Events), stateLock: lock, readOnly: readOnlyFS}
-	for i := range cfg.Components {
-		c := &u.cfg.Components[i]
-		u.comp[c.Name] = c
-		cs := st.component(c.Name)
-		if cs.Installed == "" {
-			cs.Installed = c.FactoryVersion
-		}
-	}
-	if err := st.publish(); err != nil {
-		return nil, err
-	}
-	return u, nil
 }
 
 // lock takes the updater's lock for one method; the function it returns

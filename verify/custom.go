@@ -127,6 +127,29 @@ func (c Custom) Validate() error {
 	bad := func(format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrBadCustom}, a...)...))
 	}
+	c.validateRelease(bad)
+	c.validateKind(bad)
+	c.validateCompression(bad)
+	for _, ch := range c.Channels {
+		if !ValidChannel(ch) {
+			bad("channel %q must be 1 to 64 of [a-z0-9._-]", ch)
+		}
+	}
+	if c.Rollout != nil {
+		if err := c.Rollout.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.validateUncompressed(bad)
+	if c.OCI != nil {
+		c.OCI.validate(bad)
+	}
+	return errors.Join(errs...)
+}
+
+// validateRelease reports what is malformed in the fields that name the
+// release: component, version, min_version and hardware.
+func (c Custom) validateRelease(bad func(format string, a ...any)) {
 	if c.Component == "" {
 		bad("component missing")
 	} else if strings.ContainsAny(c.Component, "/\\ \t\n") {
@@ -148,6 +171,11 @@ func (c Custom) Validate() error {
 			bad("empty hardware id")
 		}
 	}
+}
+
+// validateKind reports an unknown kind, and the fields a patch or chunk
+// index lacks.
+func (c Custom) validateKind(bad func(format string, a ...any)) {
 	switch c.Kind {
 	case "", KindImage:
 	case KindPatch:
@@ -164,6 +192,11 @@ func (c Custom) Validate() error {
 	default:
 		bad("unknown kind %q", c.Kind)
 	}
+}
+
+// validateCompression reports an unknown compression, and a compressed
+// target without the digest of its uncompressed bytes.
+func (c Custom) validateCompression(bad func(format string, a ...any)) {
 	switch c.Compression {
 	case "":
 	case CompressionZstd:
@@ -173,28 +206,21 @@ func (c Custom) Validate() error {
 	default:
 		bad("unknown compression %q", c.Compression)
 	}
-	for _, ch := range c.Channels {
-		if !ValidChannel(ch) {
-			bad("channel %q must be 1 to 64 of [a-z0-9._-]", ch)
-		}
+}
+
+// validateUncompressed reports what is malformed in the uncompressed
+// digest, when there is one.
+func (c Custom) validateUncompressed(bad func(format string, a ...any)) {
+	d := c.Uncompressed
+	if d == nil {
+		return
 	}
-	if c.Rollout != nil {
-		if err := c.Rollout.Validate(); err != nil {
-			errs = append(errs, err)
-		}
+	if d.Length < 0 {
+		bad("negative uncompressed length")
 	}
-	if d := c.Uncompressed; d != nil {
-		if d.Length < 0 {
-			bad("negative uncompressed length")
-		}
-		if !isSHA256Hex(d.SHA256) {
-			bad("uncompressed sha256 %q is not a hex sha256", d.SHA256)
-		}
+	if !isSHA256Hex(d.SHA256) {
+		bad("uncompressed sha256 %q is not a hex sha256", d.SHA256)
 	}
-	if c.OCI != nil {
-		c.OCI.validate(bad)
-	}
-	return errors.Join(errs...)
 }
 
 // ValidChannel reports whether ch is a channel name: 1 to 64 lower-case

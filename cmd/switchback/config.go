@@ -121,6 +121,22 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 // parseConfig decodes and checks a configuration file. Unknown fields are
 // errors: a typo must not silently drop a setting.
 func parseConfig(b []byte) (*fileConfig, error) {
+	c, err := decodeConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/switchback"
+	}
+	if err := errors.Join(c.check()...); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// decodeConfig decodes b, which must hold one JSON object and nothing
+// after it, refusing unknown fields.
+func decodeConfig(b []byte) (*fileConfig, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var c fileConfig
@@ -130,11 +146,13 @@ func parseConfig(b []byte) (*fileConfig, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("config: unexpected data after the JSON object at byte %d", dec.InputOffset())
 	}
-	var errs []error
-	errs = append(errs, c.checkNumbers()...)
-	if c.StateDir == "" {
-		c.StateDir = "/var/lib/switchback"
-	}
+	return &c, nil
+}
+
+// check lists every mistake of the configuration, in the file's words, so
+// that one run reports them all.
+func (c *fileConfig) check() []error {
+	errs := c.checkNumbers()
 	if c.Root == "" {
 		errs = append(errs, errors.New("root (the trusted root.json) is required"))
 	}
@@ -150,55 +168,71 @@ func parseConfig(b []byte) (*fileConfig, error) {
 		errs = append(errs, fmt.Errorf("channel %q must be 1 to 64 of [a-z0-9._-]", c.Channel))
 	}
 	for i, comp := range c.Components {
-		switch comp.Type {
-		case "file", "dir":
-			if comp.Path == "" {
-				errs = append(errs, fmt.Errorf("component %d (%s): path is required", i, comp.Name))
-			}
-		case "ab":
-			if len(comp.Slots) < 2 {
-				errs = append(errs, fmt.Errorf("component %d (%s): slots needs two partitions", i, comp.Name))
-			}
-			if comp.Boot == nil {
-				errs = append(errs, fmt.Errorf("component %d (%s): boot is required", i, comp.Name))
-			} else if comp.Boot.Type != "grub" && comp.Boot.Type != "uboot" && comp.Boot.Type != "sdboot" {
-				errs = append(errs, fmt.Errorf("component %d (%s): boot type %q is not grub, uboot or sdboot", i, comp.Name, comp.Boot.Type))
-			} else if comp.Boot.Type == "sdboot" && comp.Boot.Path == "" {
-				errs = append(errs, fmt.Errorf("component %d (%s): sdboot needs path (the ESP mount point)", i, comp.Name))
-			}
-		default:
-			errs = append(errs, fmt.Errorf("component %d (%s): type %q is not file, dir or ab", i, comp.Name, comp.Type))
-		}
-		if comp.Pin != "" && !verify.ValidVersion(comp.Pin) {
-			errs = append(errs, fmt.Errorf("component %d (%s): pin %q is not a semantic version", i, comp.Name, comp.Pin))
-		}
-		if comp.FactoryVersion != "" && !verify.ValidVersion(comp.FactoryVersion) {
-			errs = append(errs, fmt.Errorf("component %d (%s): factory_version %q is not a semantic version", i, comp.Name, comp.FactoryVersion))
-		}
-		if comp.Mode != "" {
-			if _, err := strconv.ParseUint(comp.Mode, 8, 32); err != nil {
-				errs = append(errs, fmt.Errorf("component %d (%s): mode %q is not octal", i, comp.Name, comp.Mode))
-			}
-		}
+		errs = append(errs, comp.check(i)...)
 	}
 	for i, h := range c.Health {
-		n := 0
-		for _, set := range []bool{h.HTTP != "", h.TCP != "", len(h.Command) > 0, len(h.Units) > 0, h.File != ""} {
-			if set {
-				n++
-			}
+		errs = append(errs, h.check(i)...)
+	}
+	return errs
+}
+
+// check lists the mistakes of the i-th component, each prefixed with its
+// index and name.
+func (comp componentConfig) check(i int) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("component %d (%s): %s", i, comp.Name, fmt.Sprintf(format, args...)))
+	}
+	switch comp.Type {
+	case "file", "dir":
+		if comp.Path == "" {
+			bad("path is required")
 		}
-		if n != 1 {
-			errs = append(errs, fmt.Errorf("health %d: set exactly one of http, tcp, command, units, file", i))
+	case "ab":
+		if len(comp.Slots) < 2 {
+			bad("slots needs two partitions")
 		}
-		if h.Timeout < 0 {
-			errs = append(errs, fmt.Errorf("health %d: timeout %s is negative", i, time.Duration(h.Timeout)))
+		switch {
+		case comp.Boot == nil:
+			bad("boot is required")
+		case comp.Boot.Type != "grub" && comp.Boot.Type != "uboot" && comp.Boot.Type != "sdboot":
+			bad("boot type %q is not grub, uboot or sdboot", comp.Boot.Type)
+		case comp.Boot.Type == "sdboot" && comp.Boot.Path == "":
+			bad("sdboot needs path (the ESP mount point)")
+		}
+	default:
+		bad("type %q is not file, dir or ab", comp.Type)
+	}
+	if comp.Pin != "" && !verify.ValidVersion(comp.Pin) {
+		bad("pin %q is not a semantic version", comp.Pin)
+	}
+	if comp.FactoryVersion != "" && !verify.ValidVersion(comp.FactoryVersion) {
+		bad("factory_version %q is not a semantic version", comp.FactoryVersion)
+	}
+	if comp.Mode != "" {
+		if _, err := strconv.ParseUint(comp.Mode, 8, 32); err != nil {
+			bad("mode %q is not octal", comp.Mode)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	return errs
+}
+
+// check lists the mistakes of the i-th health check.
+func (h healthConfig) check(i int) []error {
+	var errs []error
+	n := 0
+	for _, set := range []bool{h.HTTP != "", h.TCP != "", len(h.Command) > 0, len(h.Units) > 0, h.File != ""} {
+		if set {
+			n++
+		}
 	}
-	return &c, nil
+	if n != 1 {
+		errs = append(errs, fmt.Errorf("health %d: set exactly one of http, tcp, command, units, file", i))
+	}
+	if h.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("health %d: timeout %s is negative", i, time.Duration(h.Timeout)))
+	}
+	return errs
 }
 
 // maxConfigSize caps the configuration file: a real one is a few KiB.
@@ -294,81 +328,116 @@ func build(c *fileConfig) (*device, error) {
 	return d, nil
 }
 
+// buildComponent makes the updater component of a configured component
+// (whose type and boot parseConfig has checked) and returns its boot
+// control.
 func buildComponent(cc componentConfig) (updater.Component, slots.BootControl, error) {
 	comp := updater.Component{Name: cc.Name, FactoryVersion: cc.FactoryVersion, Pin: cc.Pin}
+	var err error
 	switch cc.Type {
 	case "file":
-		var opts []slots.FileOption
-		if cc.Mode != "" {
-			m, _ := strconv.ParseUint(cc.Mode, 8, 32)
-			opts = append(opts, slots.WithFileMode(fs.FileMode(m)))
-		}
-		f, err := slots.NewFile(cc.Path, opts...)
-		if err != nil {
-			return comp, nil, err
-		}
-		comp.Slots, comp.Boot = f.Slots(), f
+		comp.Slots, comp.Boot, err = fileSlots(cc)
 	case "dir":
-		dir, err := slots.NewDir(cc.Path)
-		if err != nil {
-			return comp, nil, err
-		}
-		comp.Slots, comp.Boot = dir.Slots(), dir
+		comp.Slots, comp.Boot, err = dirSlots(cc)
 	case "ab":
-		names := sortedKeys(cc.Slots)
-		var boot slots.BootControl
-		switch cc.Boot.Type {
-		case "grub":
-			var opts []grub.Option
-			if cc.Boot.Cmdline != "" {
-				opts = append(opts, grub.WithCmdline(cc.Boot.Cmdline))
-			}
-			if cc.Boot.RuntimeDir != "" {
-				opts = append(opts, grub.WithRuntimeDir(cc.Boot.RuntimeDir))
-			}
-			g, err := grub.New(cc.Boot.Path, names, opts...)
-			if err != nil {
-				return comp, nil, err
-			}
-			boot = g
-		case "uboot":
-			path := cc.Boot.Path
-			if path == "" {
-				path = "/etc/fw_env.config"
-			}
-			devs, err := uboot.LoadFwEnvConfig(path)
-			if err != nil {
-				return comp, nil, err
-			}
-			var opts []uboot.Option
-			if cc.Boot.Cmdline != "" {
-				opts = append(opts, uboot.WithCmdline(cc.Boot.Cmdline))
-			}
-			if cc.Boot.RuntimeDir != "" {
-				opts = append(opts, uboot.WithRuntimeDir(cc.Boot.RuntimeDir))
-			}
-			u, err := uboot.New(devs, names, opts...)
-			if err != nil {
-				return comp, nil, err
-			}
-			boot = u
-		case "sdboot":
-			sd, err := sdboot.New(sdboot.Config{ESP: cc.Boot.Path, Slots: names, CmdlinePath: cc.Boot.Cmdline})
-			if err != nil {
-				return comp, nil, err
-			}
-			boot = sd
-		}
-		for _, name := range names {
-			s, err := partition.New(partition.Config{Name: name, Device: cc.Slots[name], Boot: boot, CmdlinePath: cc.Boot.Cmdline})
-			if err != nil {
-				return comp, nil, err
-			}
-			comp.Slots = append(comp.Slots, s)
-		}
-		comp.Boot = boot
+		comp.Slots, comp.Boot, err = partitionSlots(cc)
+	}
+	if err != nil {
+		return comp, nil, err
 	}
 	return comp, comp.Boot, nil
+}
+
+// fileSlots are the two slot files of a "file" component, which are their
+// own boot control.
+func fileSlots(cc componentConfig) ([]slots.Slot, slots.BootControl, error) {
+	var opts []slots.FileOption
+	if cc.Mode != "" {
+		m, _ := strconv.ParseUint(cc.Mode, 8, 32) // checked by parseConfig
+		opts = append(opts, slots.WithFileMode(fs.FileMode(m)))
+	}
+	f, err := slots.NewFile(cc.Path, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f.Slots(), f, nil
+}
+
+// dirSlots are the two slot directories of a "dir" component, which are
+// their own boot control.
+func dirSlots(cc componentConfig) ([]slots.Slot, slots.BootControl, error) {
+	dir, err := slots.NewDir(cc.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return dir.Slots(), dir, nil
+}
+
+// partitionSlots are the partitions of an "ab" component, in the order of
+// their slot names, with the bootloader that chooses between them.
+func partitionSlots(cc componentConfig) ([]slots.Slot, slots.BootControl, error) {
+	names := sortedKeys(cc.Slots)
+	boot, err := buildBoot(cc.Boot, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ss []slots.Slot
+	for _, name := range names {
+		s, err := partition.New(partition.Config{Name: name, Device: cc.Slots[name], Boot: boot, CmdlinePath: cc.Boot.Cmdline})
+		if err != nil {
+			return nil, nil, err
+		}
+		ss = append(ss, s)
+	}
+	return ss, boot, nil
+}
+
+// buildBoot makes the bootloader control that b configures for the slots
+// names: nil for a type parseConfig does not admit.
+func buildBoot(b *bootConfig, names []string) (slots.BootControl, error) {
+	switch b.Type {
+	case "grub":
+		g, err := grub.New(b.Path, names, bootOptions(b, grub.WithCmdline, grub.WithRuntimeDir)...)
+		if err != nil {
+			return nil, err
+		}
+		return g, nil
+	case "uboot":
+		path := b.Path
+		if path == "" {
+			path = "/etc/fw_env.config"
+		}
+		devs, err := uboot.LoadFwEnvConfig(path)
+		if err != nil {
+			return nil, err
+		}
+		u, err := uboot.New(devs, names, bootOptions(b, uboot.WithCmdline, uboot.WithRuntimeDir)...)
+		if err != nil {
+			return nil, err
+		}
+		return u, nil
+	case "sdboot":
+		sd, err := sdboot.New(sdboot.Config{ESP: b.Path, Slots: names, CmdlinePath: b.Cmdline})
+		if err != nil {
+			return nil, err
+		}
+		return sd, nil
+	}
+	return nil, nil
+}
+
+// bootOptions are the GRUB or U-Boot options for b's kernel command line
+// file and runtime directory, made by withCmdline and withRuntimeDir; none
+// for what b leaves to the defaults.
+func bootOptions[O any](b *bootConfig, withCmdline, withRuntimeDir func(string) O) []O {
+	var opts []O
+	if b.Cmdline != "" {
+		opts = append(opts, withCmdline(b.Cmdline))
+	}
+	if b.RuntimeDir != "" {
+		opts = append(opts, withRuntimeDir(b.RuntimeDir))
+	}
+	return opts
 }
 
 func buildHealth(h healthConfig) health.HealthCheck {
