@@ -49,19 +49,34 @@ func fetchFile(ctx context.Context, req download.Request, sink download.Sink) (d
 	if _, err := f.Seek(req.Offset, io.SeekStart); err != nil {
 		return res, fmt.Errorf("local target: %w", err)
 	}
-	buf := make([]byte, 256<<10)
+	// The file is read into the sink's own buffers when it has them
+	// (download.BufferSink, as the pipeline does): no copy between.
+	bs, own := sink.(download.BufferSink)
+	var buf []byte
+	if !own {
+		buf = make([]byte, 256<<10)
+	}
 	// One byte more than the target may have: a longer file is refused.
 	r := io.LimitReader(f, req.Length-req.Offset+1)
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
+		if own {
+			buf = bs.Buffer()
+		}
 		n, rerr := r.Read(buf)
 		if n > 0 {
 			if res.Delivered+int64(n) > req.Length {
 				return res, fmt.Errorf("local target %s is longer than the signed %d bytes: %w", p, req.Length, verify.ErrVerification)
 			}
-			if _, err := sink.Write(buf[:n]); err != nil {
+			var err error
+			if own {
+				err = bs.Commit(n)
+			} else {
+				_, err = sink.Write(buf[:n])
+			}
+			if err != nil {
 				return res, err
 			}
 			res.Delivered += int64(n)
