@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -23,15 +22,8 @@ import (
 
 const hw = "gw-test"
 
-func image(version string, n int) []byte {
-	r := rand.New(rand.NewPCG(uint64(len(version)), uint64(n)))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	copy(b, "image "+version)
-	return b
-}
+// image is the n-byte image of a release (tuftest.Image).
+var image = tuftest.Image
 
 func custom(version string) verify.Custom {
 	return verify.Custom{Component: "rootfs", Version: version, Hardware: []string{hw}}
