@@ -228,21 +228,13 @@ const bootedHint = "is switchback.cfg sourced by grub.cfg, and $sb_args on the l
 
 // booting is where the control learns which slot booted.
 func (c *Control) booting() abenv.Booting {
-	return abenv.Booting{Cmdline: c.cmdline, Names: c.names, Hint: bootedHint}
-}
-
-func (c *Control) booted(ctx context.Context) (abenv.BootInfo, error) {
-	bi, err := c.booting().Booted(ctx)
-	if err != nil {
-		return bi, fmt.Errorf("grub: %w", err)
-	}
-	return bi, nil
+	return abenv.Booting{Backend: "grub", Cmdline: c.cmdline, Names: c.names, Hint: bootedHint}
 }
 
 // Status reports the booted slot (switchback.slot= on the kernel command
 // line), the primary, the trial and the slots marked bad.
 func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
-	bi, err := c.booted(ctx)
+	bi, err := c.booting().Booted(ctx)
 	if err != nil {
 		return slots.BootStatus{}, err
 	}
@@ -258,7 +250,7 @@ func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
 func (c *Control) step(ctx context.Context, renew bool, apply func(st *abenv.State, booted string) error) error {
 	s, err := c.booting().NewStep(ctx, renew, c.rand)
 	if err != nil {
-		return fmt.Errorf("grub: %w", err)
+		return err
 	}
 	return c.update(ctx, func(e *Env) error {
 		vars, err := s.Vars(e.Get, c.memo(), apply)

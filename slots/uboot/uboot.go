@@ -343,15 +343,7 @@ const bootedHint = "does the boot script (boot.cmd) run, and add to bootargs?"
 
 // booting is where the control learns which slot booted.
 func (c *Control) booting() abenv.Booting {
-	return abenv.Booting{Cmdline: c.cmdline, Names: c.names, Hint: bootedHint}
-}
-
-func (c *Control) booted(ctx context.Context) (abenv.BootInfo, error) {
-	bi, err := c.booting().Booted(ctx)
-	if err != nil {
-		return bi, fmt.Errorf("uboot: %w", err)
-	}
-	return bi, nil
+	return abenv.Booting{Backend: "uboot", Cmdline: c.cmdline, Names: c.names, Hint: bootedHint}
 }
 
 // Status reports the booted slot (switchback.slot= on the kernel command
@@ -359,7 +351,7 @@ func (c *Control) booted(ctx context.Context) (abenv.BootInfo, error) {
 // copy it fails with [ErrNoValidEnv]: U-Boot then boots with its default
 // environment, and the boot script with the first slot.
 func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
-	bi, err := c.booted(ctx)
+	bi, err := c.booting().Booted(ctx)
 	if err != nil {
 		return slots.BootStatus{}, err
 	}
@@ -379,7 +371,7 @@ func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
 func (c *Control) step(ctx context.Context, renew bool, apply func(st *abenv.State, booted string) error) error {
 	s, err := c.booting().NewStep(ctx, renew, c.rand)
 	if err != nil {
-		return fmt.Errorf("uboot: %w", err)
+		return err
 	}
 	return c.update(ctx, func(vars []Var) ([]Var, error) {
 		sets, err := s.Vars(func(n string) (string, bool) { return get(vars, n) }, c.memo(), apply)

@@ -294,8 +294,10 @@ var ErrNoBootedSlot = errors.New("no " + ParamSlot + "= on the kernel command li
 
 // Booting says where a backend learns which slot booted: the kernel
 // command line file, the configured slots, and what to check (Hint) when
-// the command line names none.
+// the command line names none. Its errors start with Backend ("grub",
+// "uboot").
 type Booting struct {
+	Backend string
 	Cmdline string
 	Names   []string
 	Hint    string
@@ -306,13 +308,13 @@ type Booting struct {
 func (b Booting) Booted(ctx context.Context) (BootInfo, error) {
 	bi, err := ReadBootInfo(ctx, b.Cmdline)
 	if err != nil {
-		return bi, err
+		return bi, fmt.Errorf("%s: %w", b.Backend, err)
 	}
 	if !bi.HasSlot {
-		return bi, fmt.Errorf("%s: %w: %s (%w)", b.Cmdline, ErrNoBootedSlot, b.Hint, slots.ErrMismatch)
+		return bi, fmt.Errorf("%s: %s: %w: %s (%w)", b.Backend, b.Cmdline, ErrNoBootedSlot, b.Hint, slots.ErrMismatch)
 	}
 	if !slices.Contains(b.Names, bi.Slot) {
-		return bi, fmt.Errorf("the kernel command line says %s=%q, not one of the configured slots %q: %w", ParamSlot, bi.Slot, b.Names, slots.ErrMismatch)
+		return bi, fmt.Errorf("%s: the kernel command line says %s=%q, not one of the configured slots %q: %w", b.Backend, ParamSlot, bi.Slot, b.Names, slots.ErrMismatch)
 	}
 	return bi, nil
 }
@@ -337,7 +339,7 @@ func (b Booting) NewStep(ctx context.Context, renew bool, r io.Reader) (Step, er
 	s := Step{Boot: bi, Names: b.Names, Renew: renew}
 	if renew {
 		if s.Canary, err = NewCanary(r); err != nil {
-			return Step{}, err
+			return Step{}, fmt.Errorf("%s: %w", b.Backend, err)
 		}
 	}
 	return s, nil
