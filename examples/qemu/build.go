@@ -167,15 +167,10 @@ func kernelPackage(ctx context.Context) (string, error) {
 	return string(m[1]), nil
 }
 
-// fetchDeb returns the path of pkg's .deb in the cache, downloading it with
-// apt-get download when it is not there yet.
-func (b *builder) fetchDeb(ctx context.Context, pkg string) (string, error) {
-	return b.fetchDebArch(ctx, pkg, "")
-}
-
-// fetchDebArch is fetchDeb for the packages of arch: "" for the host's,
-// archARM64 for arm64 ones, which come through the private arm64 apt
-// state (aptARM64) into a directory of their own.
+// fetchDebArch returns the path of pkg's .deb in the cache, downloading
+// it with apt-get download when it is not there yet. arch is "" for the
+// host's packages, archARM64 for arm64 ones, which come through the
+// private arm64 apt state (aptARM64) into a directory of their own.
 func (b *builder) fetchDebArch(ctx context.Context, pkg, arch string) (string, error) {
 	dir, glob, name := filepath.Join(b.CacheDir, "debs"), pkg+"_*.deb", pkg
 	download := func() error { _, err := run(ctx, dir, nil, "apt-get", "download", name); return err }
