@@ -95,7 +95,10 @@ func dirStore(dir string) StoreFunc {
 	}
 }
 
-func TestApplyRoundTrip(t *testing.T) {
+// forEachPlan runs check, in a subtest, on the plan of each image pair's
+// new image from its base, for each test chunking (ci its index); ni is
+// the new image's index.
+func forEachPlan(t *testing.T, check func(t *testing.T, ci int, pair imagePair, ni *Index, p *Plan)) {
 	for ci, o := range testChunkings {
 		for _, pair := range imagePairs() {
 			t.Run(fmt.Sprintf("%s-%d-%d/%s", o.Chunking, o.BlockSize, o.AvgSize, pair.name), func(t *testing.T) {
@@ -105,42 +108,47 @@ func TestApplyRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				st := p.Stats()
-				if st.CopyBytes+st.FetchBytes != int64(len(pair.new)) {
-					t.Errorf("copy %d + fetch %d bytes, want %d", st.CopyBytes, st.FetchBytes, len(pair.new))
-				}
-				var requests atomic.Int64
-				url := rangeServer(t, pair.new, &requests)
-				var out bytes.Buffer
-				err = Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(pair.base)}, Source{Range: HTTPRange(http.DefaultClient, url)}, &out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(out.Bytes(), pair.new) {
-					t.Fatalf("range apply: got %d bytes, want %d (differ)", out.Len(), len(pair.new))
-				}
-				if got, want := requests.Load(), int64(st.Requests); got != want {
-					t.Errorf("range requests: got %d, want %d", got, want)
-				}
-
-				if ci%2 == 1 {
-					return // the store path is slow on busy disks: half the cases suffice
-				}
-				dir := t.TempDir()
-				if _, err := WriteChunkStore(dir, ni, bytes.NewReader(pair.new)); err != nil {
-					t.Fatal(err)
-				}
-				out.Reset()
-				err = Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(pair.base)}, Source{Store: dirStore(dir)}, &out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(out.Bytes(), pair.new) {
-					t.Fatalf("store apply: got %d bytes, want %d (differ)", out.Len(), len(pair.new))
-				}
+				check(t, ci, pair, ni, p)
 			})
 		}
 	}
+}
+
+// applyFrom applies p over pair's base from src and checks that the
+// output is pair's new image (how says which source, in errors).
+func applyFrom(t *testing.T, p *Plan, pair imagePair, src Source, how string) {
+	t.Helper()
+	var out bytes.Buffer
+	if err := Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(pair.base)}, src, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), pair.new) {
+		t.Fatalf("%s apply: got %d bytes, want %d (differ)", how, out.Len(), len(pair.new))
+	}
+}
+
+func TestApplyRoundTrip(t *testing.T) {
+	forEachPlan(t, func(t *testing.T, ci int, pair imagePair, ni *Index, p *Plan) {
+		st := p.Stats()
+		if st.CopyBytes+st.FetchBytes != int64(len(pair.new)) {
+			t.Errorf("copy %d + fetch %d bytes, want %d", st.CopyBytes, st.FetchBytes, len(pair.new))
+		}
+		var requests atomic.Int64
+		url := rangeServer(t, pair.new, &requests)
+		applyFrom(t, p, pair, Source{Range: HTTPRange(http.DefaultClient, url)}, "range")
+		if got, want := requests.Load(), int64(st.Requests); got != want {
+			t.Errorf("range requests: got %d, want %d", got, want)
+		}
+
+		if ci%2 == 1 {
+			return // the store path is slow on busy disks: half the cases suffice
+		}
+		dir := t.TempDir()
+		if _, err := WriteChunkStore(dir, ni, bytes.NewReader(pair.new)); err != nil {
+			t.Fatal(err)
+		}
+		applyFrom(t, p, pair, Source{Store: dirStore(dir)}, "store")
+	})
 }
 
 // TestPlanFindsChunks checks what each chunking reuses: fixed blocks

@@ -36,37 +36,20 @@ func mustPack(t testing.TB, ix *Index, img []byte) ([]byte, *PackTable) {
 }
 
 func TestApplyPackRoundTrip(t *testing.T) {
-	for _, o := range testChunkings {
-		for _, pair := range imagePairs() {
-			t.Run(fmt.Sprintf("%s-%d-%d/%s", o.Chunking, o.BlockSize, o.AvgSize, pair.name), func(t *testing.T) {
-				ni := mustIndex(t, pair.new, o)
-				bi := mustIndex(t, pair.base, ni.Options())
-				p, err := NewPlan(ni, []Base{{Index: bi}}, PlanOptions{MaxRequestBytes: 16 << 10, MaxGap: 2048})
-				if err != nil {
-					t.Fatal(err)
-				}
-				pack, tab := mustPack(t, ni, pair.new)
-				var requests atomic.Int64
-				url := rangeServer(t, pack, &requests)
-				var out bytes.Buffer
-				src := Source{Pack: &PackSource{Table: tab, Range: HTTPRange(http.DefaultClient, url)}}
-				if err := Apply(t.Context(), p, []io.ReaderAt{bytes.NewReader(pair.base)}, src, &out); err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(out.Bytes(), pair.new) {
-					t.Fatalf("pack apply: got %d bytes, want %d (differ)", out.Len(), len(pair.new))
-				}
-				st := p.Stats()
-				if st.Fetched == 0 && requests.Load() != 0 {
-					t.Errorf("nothing missing: got %d requests, want 0", requests.Load())
-				}
-				// Coalescing: never more requests than missing chunks.
-				if got, limit := requests.Load(), int64(st.Fetched); got > limit {
-					t.Errorf("requests: got %d, want <= %d", got, limit)
-				}
-			})
+	forEachPlan(t, func(t *testing.T, _ int, pair imagePair, ni *Index, p *Plan) {
+		pack, tab := mustPack(t, ni, pair.new)
+		var requests atomic.Int64
+		url := rangeServer(t, pack, &requests)
+		applyFrom(t, p, pair, Source{Pack: &PackSource{Table: tab, Range: HTTPRange(http.DefaultClient, url)}}, "pack")
+		st := p.Stats()
+		if st.Fetched == 0 && requests.Load() != 0 {
+			t.Errorf("nothing missing: got %d requests, want 0", requests.Load())
 		}
-	}
+		// Coalescing: never more requests than missing chunks.
+		if got, limit := requests.Load(), int64(st.Fetched); got > limit {
+			t.Errorf("requests: got %d, want <= %d", got, limit)
+		}
+	})
 }
 
 // TestApplyPackCoalesces checks that an all-new image comes in few

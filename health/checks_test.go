@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 )
 
 // wantErr checks err against substrings: none means the check must pass.
@@ -74,9 +76,9 @@ func TestTCP(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
-	sh := needTool(t, "sh")
-	needTool(t, "true")
-	needTool(t, "false")
+	sh := ci.LookPath(t, "sh", "dash")
+	ci.LookPath(t, "true", "coreutils")
+	ci.LookPath(t, "false", "coreutils")
 	dir := t.TempDir()
 	tests := []struct {
 		name string
@@ -107,7 +109,7 @@ func TestCommand(t *testing.T) {
 }
 
 func TestCommandTailIsBounded(t *testing.T) {
-	sh := needTool(t, "sh")
+	sh := ci.LookPath(t, "sh", "dash")
 	err := CommandWith(sh, []string{"-c", "head -c 300000 /dev/zero | tr '\\0' x; exit 1"}, WithOutputTail(100)).Check(guard(t))
 	if err == nil {
 		t.Fatal("got pass, want exit status 1")
@@ -319,8 +321,8 @@ func TestUpdateServerReachable(t *testing.T) {
 // TestCommandKillsItsChildren runs a script that starts a child and hangs:
 // at the timeout the child must die with it, not outlive the check.
 func TestCommandKillsItsChildren(t *testing.T) {
-	sh := needTool(t, "sh")
-	needTool(t, "sleep")
+	sh := ci.LookPath(t, "sh", "dash")
+	ci.LookPath(t, "sleep", "coreutils")
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	script := `sleep 60 & echo $! > "$1"; wait`
 	err := CommandWith(sh, []string{"-c", script, "sh", pidFile}, Timeout(200*time.Millisecond)).Check(guard(t))

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -57,18 +58,6 @@ func received(t *testing.T, conn *net.UnixConn) []string {
 	}
 }
 
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestNotifierMessages(t *testing.T) {
 	conn := notifySocket(t)
 	var n Notifier
@@ -88,7 +77,7 @@ func TestNotifierMessages(t *testing.T) {
 		}
 	}
 	want := []string{"STATUS=installing app 1.2.0", "STATUS=two lines here", "READY=1", "STATUS=committed\nREADY=1", "STOPPING=1"}
-	if got := received(t, conn); !equal(got, want) {
+	if got := received(t, conn); !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	if os.Getenv("NOTIFY_SOCKET") == "" {
@@ -151,7 +140,7 @@ func TestWatchdogPingsOnlyWhileHealthy(t *testing.T) {
 	}
 	got := received(t, conn)
 	want := []string{"WATCHDOG=1", "WATCHDOG=1", "WATCHDOG=1"}
-	if !equal(got, want) {
+	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q: one ping per healthy interval, none after", got, want)
 	}
 	if os.Getenv("WATCHDOG_USEC") == "" || os.Getenv("NOTIFY_SOCKET") == "" {
@@ -212,7 +201,7 @@ func TestBootAssessment(t *testing.T) {
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Errorf("got %v, want %v", err, tt.wantErr)
 			}
-			if got := received(t, conn); !equal(got, tt.want) {
+			if got := received(t, conn); !slices.Equal(got, tt.want) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -235,7 +224,7 @@ func TestNotifierAbstractSocket(t *testing.T) {
 	if err := (&Notifier{}).Ready(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := received(t, conn), []string{"READY=1"}; !equal(got, want) {
+	if got, want := received(t, conn), []string{"READY=1"}; !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }

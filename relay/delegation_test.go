@@ -3,9 +3,7 @@ package relay_test
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/relay"
 	"github.com/switchback-ota/switchback/verify"
 )
@@ -85,34 +83,18 @@ func newMiniRepo(t testing.TB, consistent bool, roles map[string][]string) *mini
 	return r
 }
 
+// newKey makes the key of role.
 func (r *miniRepo) newKey(role string) *metadata.Key {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	k, err := metadata.KeyFromPublicKey(priv.Public())
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	priv, k := tuftest.NewMetadataKey(r.t)
 	r.keys[role] = priv
 	return k
 }
 
+// signEncode signs m with key and encodes it.
 func signEncode[T metadata.Roles](t testing.TB, m *metadata.Metadata[T], key ed25519.PrivateKey) []byte {
 	t.Helper()
-	s, err := signature.LoadSigner(key, crypto.Hash(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.ClearSignatures()
-	if _, err := m.Sign(s); err != nil {
-		t.Fatal(err)
-	}
-	b, err := m.ToBytes(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	tuftest.SignMetadata(t, m, key)
+	return tuftest.EncodeMetadata(t, m)
 }
 
 // add lists a target in role ("" for the top-level targets) and serves

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,15 +24,8 @@ import (
 
 const hw = "edge-a"
 
-func image(version string, n int) []byte {
-	r := rand.New(rand.NewPCG(uint64(len(version)), uint64(n)))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	copy(b, "image "+version)
-	return b
-}
+// image is the n-byte image of a release (tuftest.Image).
+var image = tuftest.Image
 
 func imagePath(version string) string { return "rootfs/" + version + "/rootfs.img" }
 
@@ -173,6 +165,43 @@ func recordPaths(h http.Handler) (http.Handler, func() []string) {
 			defer mu.Unlock()
 			return append([]string(nil), paths...)
 		}
+}
+
+// edgeBehindRelay is an edge device whose only mirror is a relay over a
+// new repository, and which has installed and confirmed release 1.1.0
+// (base, 512 KiB) through it; paths lists the requests the relay has
+// received.
+func edgeBehindRelay(t *testing.T) (repo *tuftest.Repo, r *relay.Relay, e *edge, base []byte, paths func() []string) {
+	t.Helper()
+	ctx := context.Background()
+	repo = tuftest.New(t)
+	base = publish(repo, "1.1.0", 512<<10)
+	r, _ = newRelay(t, repo, nil)
+	syncRelay(t, r)
+	h, paths := recordPaths(r)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e = newEdge(t, repo, nil, srv.URL)
+	if _, err := e.update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reboot(ctx); err != nil {
+		t.Fatalf("confirm 1.1.0: %v", err)
+	}
+	return repo, r, e, base, paths
+}
+
+// updateFromRelay syncs r with repo, cuts the link to repo and updates e
+// to version from r; it returns the requests r received for the update.
+func updateFromRelay(t *testing.T, repo *tuftest.Repo, r *relay.Relay, e *edge, paths func() []string, version string) []string {
+	t.Helper()
+	syncRelay(t, r)
+	upstreamDown(repo).Store(true)
+	before := len(paths())
+	if v, err := e.update(context.Background()); err != nil || v != version {
+		t.Fatalf("update to %s with upstream down: %q, %v", version, v, err)
+	}
+	return paths()[before:]
 }
 
 // update checks and installs the one update; it returns the version armed.

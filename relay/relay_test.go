@@ -55,20 +55,7 @@ func TestEdgeUpdatesWhileUpstreamDown(t *testing.T) {
 // the edge device installs it from the relay while upstream is down.
 func TestEdgePatchFromRelay(t *testing.T) {
 	ctx := context.Background()
-	repo := tuftest.New(t)
-	base := publish(repo, "1.1.0", 512<<10)
-	r, _ := newRelay(t, repo, nil)
-	syncRelay(t, r)
-	h, paths := recordPaths(r)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	e := newEdge(t, repo, nil, srv.URL)
-	if _, err := e.update(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.reboot(ctx); err != nil {
-		t.Fatalf("confirm 1.1.0: %v", err)
-	}
+	repo, r, e, base, paths := edgeBehindRelay(t)
 	next := bytes.Clone(base)
 	copy(next[1000:], "release 1.2.0 changes a few bytes")
 	repo.AddTarget(imagePath("1.2.0"), next, verify.Custom{Component: "rootfs", Version: "1.2.0", Hardware: []string{hw}})
@@ -77,14 +64,9 @@ func TestEdgePatchFromRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo.Publish()
-	syncRelay(t, r)
-	upstreamDown(repo).Store(true)
-	before := len(paths())
-	if v, err := e.update(ctx); err != nil || v != "1.2.0" {
-		t.Fatalf("update to 1.2.0 with upstream down: %q, %v", v, err)
-	}
+	reqs := updateFromRelay(t, repo, r, e, paths, "1.2.0")
 	var got []string
-	for _, p := range paths()[before:] {
+	for _, p := range reqs {
 		if strings.HasPrefix(p, relay.TargetsPrefix) {
 			got = append(got, p)
 		}
@@ -354,20 +336,7 @@ func TestRootRotationServed(t *testing.T) {
 // byte ranges of the image the relay cached, with upstream down.
 func TestEdgeAdaptiveDeltaFromRelay(t *testing.T) {
 	ctx := context.Background()
-	repo := tuftest.New(t)
-	base := publish(repo, "1.1.0", 512<<10)
-	r, _ := newRelay(t, repo, nil)
-	syncRelay(t, r)
-	h, paths := recordPaths(r)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	e := newEdge(t, repo, nil, srv.URL)
-	if _, err := e.update(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.reboot(ctx); err != nil {
-		t.Fatalf("confirm 1.1.0: %v", err)
-	}
+	repo, r, e, base, paths := edgeBehindRelay(t)
 	next := bytes.Clone(base)
 	copy(next[100<<10:], image("1.2.0", 8<<10))
 	repo.AddTarget(imagePath("1.2.0"), next, verify.Custom{Component: "rootfs", Version: "1.2.0", Hardware: []string{hw}})
@@ -376,15 +345,10 @@ func TestEdgeAdaptiveDeltaFromRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo.Publish()
-	syncRelay(t, r)
-	upstreamDown(repo).Store(true)
-	before := len(paths())
-	if v, err := e.update(ctx); err != nil || v != "1.2.0" {
-		t.Fatalf("update to 1.2.0 with upstream down: %q, %v", v, err)
-	}
+	reqs := updateFromRelay(t, repo, r, e, paths, "1.2.0")
 	img := "/targets/" + repo.Target(imagePath("1.2.0")).File
 	var index, ranges, other int
-	for _, p := range paths()[before:] {
+	for _, p := range reqs {
 		switch {
 		case p == "/targets/"+repo.Target(ix.Path).File:
 			index++
@@ -397,7 +361,7 @@ func TestEdgeAdaptiveDeltaFromRelay(t *testing.T) {
 		}
 	}
 	if index != 1 || ranges == 0 || other != 0 {
-		t.Fatalf("edge requests %q: want the index once and byte ranges of %s only", paths()[before:], img)
+		t.Fatalf("edge requests %q: want the index once and byte ranges of %s only", reqs, img)
 	}
 	if !bytes.Equal(e.a.Bytes()[:len(next)], next) {
 		t.Fatal("slot a does not hold 1.2.0")

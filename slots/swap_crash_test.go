@@ -144,6 +144,27 @@ func (k kind) stage(t *testing.T, c *swapControl, slot, version string) {
 	}
 }
 
+// trialSetup returns a crashLoop setup: a fresh device with v2 staged
+// into slot b and, when tries > 0, armed for tries tries and started once
+// (the trial running).
+func (k kind) trialSetup(tries int) func(t *testing.T) (string, *swapControl) {
+	return func(t *testing.T) (string, *swapControl) {
+		t.Helper()
+		path, c := k.setup(t)
+		k.stage(t, c, "b", "v2")
+		if tries == 0 {
+			return path, c
+		}
+		if err := c.Arm(ctx, "b", tries); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CountStart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return path, c
+	}
+}
+
 // reboot opens path afresh, runs the start guard, and checks that the
 // version starting is the one the state says, complete.
 func (k kind) reboot(t *testing.T, path string, versions map[string]string) (*swapControl, BootStatus) {
@@ -225,12 +246,7 @@ var ctx = context.Background()
 func TestCrashArm(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			setup := func(t *testing.T) (string, *swapControl) {
-				path, c := k.setup(t)
-				k.stage(t, c, "b", "v2")
-				return path, c
-			}
-			crashLoop(t, setup, func(c *swapControl) error { return c.Arm(ctx, "b", 2) }, func(t *testing.T, path string) {
+			crashLoop(t, k.trialSetup(0), func(c *swapControl) error { return c.Arm(ctx, "b", 2) }, func(t *testing.T, path string) {
 				c, st := k.reboot(t, path, map[string]string{"a": "v1", "b": "v2"})
 				switch st.Booted {
 				case "b":
@@ -261,19 +277,16 @@ func TestCrashRearm(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			setup := func(t *testing.T) (string, *swapControl) {
-				path, c := k.setup(t)
-				k.stage(t, c, "b", "v2")
-				hook, fired := crashAt(99)
+				path, c := k.trialSetup(0)(t)
 				c.hook = func(step string) error {
 					if step == "arm:state" {
 						return errCrash
 					}
-					return hook(step)
+					return nil
 				}
 				if err := c.Arm(ctx, "b", 2); !errors.Is(err, errCrash) {
 					t.Fatalf("first Arm: got %v, want errCrash", err)
 				}
-				_ = fired
 				c.hook = nil
 				k.stage(t, c, "b", "v3")
 				return path, c
@@ -305,18 +318,7 @@ func TestCrashRearm(t *testing.T) {
 func TestCrashRollback(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			setup := func(t *testing.T) (string, *swapControl) {
-				path, c := k.setup(t)
-				k.stage(t, c, "b", "v2")
-				if err := c.Arm(ctx, "b", 2); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := c.CountStart(ctx); err != nil {
-					t.Fatal(err)
-				}
-				return path, c
-			}
-			crashLoop(t, setup, func(c *swapControl) error { return c.MarkBad(ctx, "b") }, func(t *testing.T, path string) {
+			crashLoop(t, k.trialSetup(2), func(c *swapControl) error { return c.MarkBad(ctx, "b") }, func(t *testing.T, path string) {
 				_, st := k.reboot(t, path, map[string]string{"a": "v1", "b": "v2"})
 				if st.Booted != "a" || st.Primary != "a" || st.Trial != "" || !slices.Contains(st.Bad, "b") {
 					t.Errorf("after a rollback cut short: %+v, want a booted and primary, b bad", st)
@@ -329,18 +331,8 @@ func TestCrashRollback(t *testing.T) {
 func TestCrashTriesExhausted(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			setup := func(t *testing.T) (string, *swapControl) {
-				path, c := k.setup(t)
-				k.stage(t, c, "b", "v2")
-				if err := c.Arm(ctx, "b", 1); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := c.CountStart(ctx); err != nil { // the one try
-					t.Fatal(err)
-				}
-				return path, c
-			}
-			crashLoop(t, setup, func(c *swapControl) error { _, err := c.CountStart(ctx); return err }, func(t *testing.T, path string) {
+			// The one try is started; the next start finds none left.
+			crashLoop(t, k.trialSetup(1), func(c *swapControl) error { _, err := c.CountStart(ctx); return err }, func(t *testing.T, path string) {
 				_, st := k.reboot(t, path, map[string]string{"a": "v1", "b": "v2"})
 				if st.Booted != "a" || st.Trial != "" || !slices.Contains(st.Bad, "b") {
 					t.Errorf("after the tries ran out: %+v, want a booted, b bad", st)

@@ -3,6 +3,7 @@ package slots
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -61,7 +62,7 @@ func TestSwapStateTransitions(t *testing.T) {
 		s, run = s.start()
 		runs = append(runs, run)
 	}
-	if got, want := runs, []string{"b", "b", "a", "a"}; !equalStrings(got, want) {
+	if got, want := runs, []string{"b", "b", "a", "a"}; !slices.Equal(got, want) {
 		t.Errorf("starts ran %q, want %q", got, want)
 	}
 	if want := (swapState{Version: 1, Primary: "a", Bad: []string{"b"}}); !s.equal(want) {
@@ -80,18 +81,6 @@ func TestSwapStateTransitions(t *testing.T) {
 	if len(x.Bad) != 1 || x.Bad[0] != "b" {
 		t.Errorf("markBad modified its input: %+v", x)
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestSwapStateFixtures parses the state files in testdata/, as written by

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
+	"github.com/switchback-ota/switchback/repository"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -61,9 +63,10 @@ func deltaDevice(t *testing.T, base []byte) (*tuftest.Repo, *device, *atomic.Int
 	return repo, d, &served
 }
 
-func publishIndex(t *testing.T, repo *tuftest.Repo, of string, img []byte, version string) {
+// chunkIndex is the chunk index of img and its encoding.
+func chunkIndex(t *testing.T, img []byte, opts delta.IndexOptions) (*delta.Index, []byte) {
 	t.Helper()
-	ix, err := delta.BuildIndex(bytes.NewReader(img), delta.IndexOptions{Chunking: delta.ChunkCDC}) // survives the insertion
+	ix, err := delta.BuildIndex(bytes.NewReader(img), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,9 +74,87 @@ func publishIndex(t *testing.T, repo *tuftest.Repo, of string, img []byte, versi
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ix, b
+}
+
+// indexCustom is the custom metadata of the chunk index of the target of.
+func indexCustom(of, version string) verify.Custom {
 	c := custom(version)
 	c.Kind, c.Of, c.Format = verify.KindChunkIndex, of, delta.IndexFormat
-	repo.AddTarget(of+".idx", b, c)
+	return c
+}
+
+// cdcIndex is the content-defined chunk index of img, which survives
+// the insertion edit makes.
+var cdcIndex = delta.IndexOptions{Chunking: delta.ChunkCDC}
+
+// publishIndex publishes the chunk index of img as the index of of.
+func publishIndex(t *testing.T, repo *tuftest.Repo, of string, img []byte, version string) {
+	t.Helper()
+	_, b := chunkIndex(t, img, cdcIndex)
+	repo.AddTarget(of+".idx", b, indexCustom(of, version))
+}
+
+// publishIndexZstd publishes the chunk index of img zstd-compressed, as
+// the repository tool does.
+func publishIndexZstd(t *testing.T, repo *tuftest.Repo, of string, img []byte, version string) {
+	t.Helper()
+	_, b := chunkIndex(t, img, cdcIndex)
+	repo.AddCompressedTarget(of+".idx", b, indexCustom(of, version), len(b))
+}
+
+// publishCompressedWithIndex publishes img as the compressed target
+// rootfs/1.2.0.img.zst in frames of frameSize bytes, and its chunk index;
+// it returns the target, the index and the index's encoding.
+func publishCompressedWithIndex(t *testing.T, repo *tuftest.Repo, img []byte, frameSize int) (repository.Target, *delta.Index, []byte) {
+	t.Helper()
+	const of = "rootfs/1.2.0.img.zst"
+	full := repo.AddCompressedTarget(of, img, custom("1.2.0"), frameSize)
+	ix, b := chunkIndex(t, img, delta.IndexOptions{})
+	repo.AddTarget(of+".idx", b, indexCustom(of, "1.2.0"))
+	return full, ix, b
+}
+
+// publishChunkStore serves the chunk store of img, whose index is ix,
+// beside repo's targets; it returns the number of chunk files.
+func publishChunkStore(t *testing.T, repo *tuftest.Repo, ix *delta.Index, img []byte) int {
+	t.Helper()
+	store := t.TempDir()
+	if _, err := delta.WriteChunkStore(store, ix, bytes.NewReader(img)); err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	err := filepath.WalkDir(store, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(store, p)
+		if err != nil {
+			return err
+		}
+		repo.SetFile("/targets/"+ChunkStoreDir+"/"+filepath.ToSlash(rel), data)
+		chunks++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chunks
+}
+
+// inChunkStore reports whether a URL path is of a chunk in the chunk
+// store (not of a pack or its table).
+func inChunkStore(path string) bool {
+	return strings.Contains(path, "/"+ChunkStoreDir+"/") && !strings.HasSuffix(path, ".pack") && !strings.HasSuffix(path, ".tab")
+}
+
+// hasSuffix is a request matcher for URL paths ending in suffix.
+func hasSuffix(suffix string) func(string) bool {
+	return func(path string) bool { return strings.HasSuffix(path, suffix) }
 }
 
 func publishPatch(t *testing.T, repo *tuftest.Repo, of string, base, img []byte, version string, opts delta.DiffOptions) []byte {
@@ -128,36 +209,19 @@ func TestDeltaPaths(t *testing.T) {
 				repo.SetTargetBytes("rootfs/1.2.0.img.patch", bad)
 			}
 			if tt.noRange {
-				repo.Wrap(func(h http.Handler) http.Handler {
-					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-						r.Header.Del("Range")
-						h.ServeHTTP(w, r)
-					})
-				})
+				ignoreRange(repo, func(string) bool { return true })
 			}
-			var method string
 			d.cfg = nil
 			d.start()
 			if err := d.update(); err != nil {
 				t.Fatalf("update: %v", err)
 			}
-			method = d.u.st.component("rootfs").Pending.Method
-			if method != tt.wantMethod {
-				t.Errorf("method = %s, want %s", method, tt.wantMethod)
-			}
-			if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
-				t.Fatal("slot a does not hold the new image")
-			}
+			d.wantPending(tt.wantMethod, next)
 			if got := served.Load(); got > tt.maxFull {
 				t.Errorf("full image bytes sent = %d, want at most %d", got, tt.maxFull)
 			}
-			t.Logf("%s: %d bytes of the %d-byte image fetched", method, served.Load(), len(next))
-			if err := d.reboot(); err != nil {
-				t.Fatalf("confirm: %v", err)
-			}
-			if got := d.installed(); got != "1.2.0" {
-				t.Errorf("installed %q, want 1.2.0", got)
-			}
+			t.Logf("%s: %d bytes of the %d-byte image fetched", tt.wantMethod, served.Load(), len(next))
+			d.confirmed("1.2.0")
 		})
 	}
 }
@@ -168,90 +232,53 @@ func TestAdaptiveCompressedUsesChunkStore(t *testing.T) {
 	base := image("1.1.0", 1<<20)
 	next := edit(base)
 	repo, d, _ := deltaDevice(t, base)
-	repo.AddCompressedTarget("rootfs/1.2.0.img.zst", next, custom("1.2.0"), 256<<10)
-	ix, err := delta.BuildIndex(bytes.NewReader(next), delta.IndexOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := ix.MarshalBinary()
-	c := custom("1.2.0")
-	c.Kind, c.Of, c.Format = verify.KindChunkIndex, "rootfs/1.2.0.img.zst", delta.IndexFormat
-	repo.AddTarget("rootfs/1.2.0.img.zst.idx", b, c)
-	store := t.TempDir()
-	if _, err := delta.WriteChunkStore(store, ix, bytes.NewReader(next)); err != nil {
-		t.Fatal(err)
-	}
-	var chunks int
-	filepath.Walk(store, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
-			data, _ := os.ReadFile(p)
-			rel, _ := filepath.Rel(store, p)
-			repo.SetFile("/targets/"+ChunkStoreDir+"/"+filepath.ToSlash(rel), data)
-			chunks++
-		}
-		return nil
-	})
+	_, ix, _ := publishCompressedWithIndex(t, repo, next, 256<<10)
+	chunks := publishChunkStore(t, repo, ix, next)
 	repo.Publish()
-	var storeReqs atomic.Int64
-	repo.Wrap(func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.Contains(r.URL.Path, "/"+ChunkStoreDir+"/") {
-				storeReqs.Add(1)
-			}
-			h.ServeHTTP(w, r)
-		})
-	})
+	storeReqs := countRequests(repo, inChunkStore)
 	if err := d.update(); err != nil {
 		t.Fatalf("update: %v", err)
-	}
-	if got := d.u.st.component("rootfs").Pending.Method; got != methodAdaptive {
-		t.Errorf("method %s, want adaptive", got)
 	}
 	if n := storeReqs.Load(); n == 0 || n >= int64(chunks) {
 		t.Errorf("chunk store requests = %d of %d chunks: want some, not all", n, chunks)
 	}
-	if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
-		t.Fatal("slot a does not hold the new image")
-	}
+	d.wantPending(methodAdaptive, next)
 }
 
 // TestAdaptiveResume: a write failure in the middle of an adaptive delta
 // (a crash, a full disk) resumes in the same method from the checkpoint.
 func TestAdaptiveResume(t *testing.T) {
-	old := checkpointEvery
-	checkpointEvery = 128 << 10
-	t.Cleanup(func() { checkpointEvery = old })
+	setCheckpointEvery(t, 128<<10)
 	base := image("1.1.0", 1<<20)
 	next := edit(base)
 	repo, d, _ := deltaDevice(t, base)
 	repo.AddTarget("rootfs/1.2.0.img", next, custom("1.2.0"))
 	publishIndex(t, repo, "rootfs/1.2.0.img", next, "1.2.0")
 	repo.Publish()
+	resumedAt := failAdaptiveMidway(t, d)
+	if err := d.update(); err != nil {
+		t.Fatalf("resumed update: %v", err)
+	}
+	d.wantPending(methodAdaptive, next)
+	t.Logf("resumed at %d of %d bytes", resumedAt, len(next))
+}
+
+// failAdaptiveMidway makes d's adaptive install fail part-way at a slot
+// write and starts a new process; it returns the checkpointed offset the
+// install resumes from.
+func failAdaptiveMidway(t *testing.T, d *device) int64 {
+	t.Helper()
 	d.a.FailWritesAfterBytes(600 << 10)
 	if err := d.update(); err == nil {
 		t.Fatal("update with a failing slot succeeded")
 	}
-	pd := d.u.st.component("rootfs").Pending
-	if pd == nil {
-		t.Fatal("no pending install after the failure")
-	}
 	d.a.FailWritesAfterBytes(-1)
 	d.start()
-	pd = d.u.st.component("rootfs").Pending
-	if pd.Method != methodAdaptive || pd.Offset == 0 {
-		t.Fatalf("pending after the failure: method %s offset %d, want adaptive with a checkpoint", pd.Method, pd.Offset)
+	pd := d.u.st.component("rootfs").Pending
+	if pd == nil || pd.Method != methodAdaptive || pd.Offset == 0 {
+		t.Fatalf("pending after the failure: %+v, want adaptive with a checkpoint", pd)
 	}
-	resumedAt := pd.Offset
-	if err := d.update(); err != nil {
-		t.Fatalf("resumed update: %v", err)
-	}
-	if got := d.u.st.component("rootfs").Pending.Method; got != methodAdaptive {
-		t.Errorf("finished with method %s, want adaptive", got)
-	}
-	if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
-		t.Fatal("slot a does not hold the new image")
-	}
-	t.Logf("resumed at %d of %d bytes", resumedAt, len(next))
+	return pd.Offset
 }
 
 // TestAdaptivePack: with a chunk pack published, the missing chunks come
@@ -276,73 +303,28 @@ func TestAdaptivePack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			old := checkpointEvery
-			checkpointEvery = 128 << 10
-			t.Cleanup(func() { checkpointEvery = old })
+			setCheckpointEvery(t, 128<<10)
 			base := image("1.1.0", 1<<20)
 			next := edit(base)
 			repo, d, _ := deltaDevice(t, base)
-			repo.AddCompressedTarget("rootfs/1.2.0.img.zst", next, custom("1.2.0"), 256<<10)
-			ix, err := delta.BuildIndex(bytes.NewReader(next), delta.IndexOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := ix.MarshalBinary()
-			c := custom("1.2.0")
-			c.Kind, c.Of, c.Format = verify.KindChunkIndex, "rootfs/1.2.0.img.zst", delta.IndexFormat
-			repo.AddTarget("rootfs/1.2.0.img.zst.idx", b, c)
-			store := t.TempDir()
-			if _, err := delta.WriteChunkStore(store, ix, bytes.NewReader(next)); err != nil {
-				t.Fatal(err)
-			}
-			filepath.Walk(store, func(p string, fi os.FileInfo, err error) error {
-				if err == nil && !fi.IsDir() {
-					data, _ := os.ReadFile(p)
-					rel, _ := filepath.Rel(store, p)
-					repo.SetFile("/targets/"+ChunkStoreDir+"/"+filepath.ToSlash(rel), data)
-				}
-				return nil
-			})
+			_, ix, b := publishCompressedWithIndex(t, repo, next, 256<<10)
+			publishChunkStore(t, repo, ix, next)
 			if tt.publish {
 				publishPack(t, repo, b, ix, next, tt.corrupt)
 			}
 			repo.Publish()
-			var packReqs, storeReqs atomic.Int64
-			repo.Wrap(func(h http.Handler) http.Handler {
-				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					switch {
-					case strings.HasSuffix(r.URL.Path, ".pack"):
-						packReqs.Add(1)
-						if tt.noRange {
-							r.Header.Del("Range")
-						}
-					case strings.Contains(r.URL.Path, "/"+ChunkStoreDir+"/") && !strings.HasSuffix(r.URL.Path, ".tab"):
-						storeReqs.Add(1)
-					}
-					h.ServeHTTP(w, r)
-				})
-			})
+			packReqs := countRequests(repo, hasSuffix(".pack"))
+			storeReqs := countRequests(repo, inChunkStore)
+			if tt.noRange {
+				ignoreRange(repo, hasSuffix(".pack"))
+			}
 			if tt.failWrites {
-				d.a.FailWritesAfterBytes(600 << 10)
-				if err := d.update(); err == nil {
-					t.Fatal("update with a failing slot succeeded")
-				}
-				d.a.FailWritesAfterBytes(-1)
-				d.start()
-				pd := d.u.st.component("rootfs").Pending
-				if pd == nil || pd.Method != methodAdaptive || pd.Offset == 0 {
-					t.Fatalf("pending after the failure: %+v, want adaptive with a checkpoint", pd)
-				}
+				failAdaptiveMidway(t, d)
 			}
 			if err := d.update(); err != nil {
 				t.Fatalf("update: %v", err)
 			}
-			if got := d.u.st.component("rootfs").Pending.Method; got != methodAdaptive {
-				t.Errorf("method %s, want adaptive", got)
-			}
-			if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
-				t.Fatal("slot a does not hold the new image")
-			}
+			d.wantPending(methodAdaptive, next)
 			if got := packReqs.Load() > 0; got != tt.wantPack {
 				t.Errorf("pack requests %d, want some: %v", packReqs.Load(), tt.wantPack)
 			}
@@ -392,39 +374,18 @@ func TestAdaptivePricedByPackTable(t *testing.T) {
 	}
 	base := append(bytes.Clone(next[:len(next)/2]), image("other half", len(next)/2)...)
 	repo, d, served := deltaDevice(t, base)
-	full := repo.AddCompressedTarget("rootfs/1.2.0.img.zst", next, custom("1.2.0"), len(next))
-	ix, err := delta.BuildIndex(bytes.NewReader(next), delta.IndexOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := ix.MarshalBinary()
-	c := custom("1.2.0")
-	c.Kind, c.Of, c.Format = verify.KindChunkIndex, "rootfs/1.2.0.img.zst", delta.IndexFormat
-	repo.AddTarget("rootfs/1.2.0.img.zst.idx", b, c)
+	full, ix, b := publishCompressedWithIndex(t, repo, next, len(next))
 	publishPack(t, repo, b, ix, next, false)
 	repo.Publish()
-	var packReqs atomic.Int64
-	repo.Wrap(func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.HasSuffix(r.URL.Path, ".pack") {
-				packReqs.Add(1)
-			}
-			h.ServeHTTP(w, r)
-		})
-	})
+	packReqs := countRequests(repo, hasSuffix(".pack"))
 	served.Store(0)
 	if err := d.update(); err != nil {
 		t.Fatalf("update: %v", err)
 	}
-	if got := d.u.st.component("rootfs").Pending.Method; got != methodFull {
-		t.Errorf("method %s, want %s", got, methodFull)
-	}
 	if packReqs.Load() != 0 || served.Load() != full.Length {
 		t.Errorf("pack requests %d, image bytes %d; want none and the compressed image once (%d)", packReqs.Load(), served.Load(), full.Length)
 	}
-	if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
-		t.Fatal("slot a does not hold the new image")
-	}
+	d.wantPending(methodFull, next)
 }
 
 // TestChooseByExpectedBytes: the updater tries delta methods by the bytes
@@ -469,24 +430,11 @@ func TestChooseByExpectedBytes(t *testing.T) {
 				publishIndexZstd(t, repo, "rootfs/1.2.0.img", tt.next, "1.2.0")
 			}
 			repo.Publish()
-			var patchReqs, indexReqs atomic.Int64
-			repo.Wrap(func(h http.Handler) http.Handler {
-				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					switch {
-					case strings.HasSuffix(r.URL.Path, ".patch"):
-						patchReqs.Add(1)
-					case strings.HasSuffix(r.URL.Path, ".idx"):
-						indexReqs.Add(1)
-					}
-					h.ServeHTTP(w, r)
-				})
-			})
+			patchReqs := countRequests(repo, hasSuffix(".patch"))
+			indexReqs := countRequests(repo, hasSuffix(".idx"))
 			served.Store(0)
 			if err := d.update(); err != nil {
 				t.Fatalf("update: %v", err)
-			}
-			if got := d.u.st.component("rootfs").Pending.Method; got != tt.wantMethod {
-				t.Errorf("method %s, want %s", got, tt.wantMethod)
 			}
 			if got := patchReqs.Load() > 0; got != tt.wantPatch {
 				t.Errorf("patch requests %d, want some: %v", patchReqs.Load(), tt.wantPatch)
@@ -497,28 +445,9 @@ func TestChooseByExpectedBytes(t *testing.T) {
 			if tt.wantMethod == methodFull && served.Load() != int64(len(tt.next)) {
 				t.Errorf("image bytes sent %d, want the image once (%d)", served.Load(), len(tt.next))
 			}
-			if !bytes.Equal(d.a.Bytes()[:len(tt.next)], tt.next) {
-				t.Fatal("slot a does not hold the new image")
-			}
+			d.wantPending(tt.wantMethod, tt.next)
 		})
 	}
-}
-
-// publishIndexZstd publishes the chunk index of img zstd-compressed, as
-// the repository tool does.
-func publishIndexZstd(t *testing.T, repo *tuftest.Repo, of string, img []byte, version string) {
-	t.Helper()
-	ix, err := delta.BuildIndex(bytes.NewReader(img), delta.IndexOptions{Chunking: delta.ChunkCDC})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ix.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := custom(version)
-	c.Kind, c.Of, c.Format = verify.KindChunkIndex, of, delta.IndexFormat
-	repo.AddCompressedTarget(of+".idx", b, c, len(b))
 }
 
 func TestAdaptiveEstimate(t *testing.T) {
@@ -544,11 +473,7 @@ func TestAdaptiveEstimate(t *testing.T) {
 }
 
 func TestDecompressIndex(t *testing.T) {
-	ix, err := delta.BuildIndex(bytes.NewReader(image("x", 64<<10)), delta.IndexOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := ix.MarshalBinary()
+	_, b := chunkIndex(t, image("x", 64<<10), delta.IndexOptions{})
 	enc, _ := zstd.NewWriter(nil)
 	z := enc.EncodeAll(b, nil)
 	enc.Close()

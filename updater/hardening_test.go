@@ -27,15 +27,7 @@ func TestAllowDowngradeDoesNotAlternate(t *testing.T) {
 	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))
 	repo.AddTarget("rootfs/1.2.0.img", image("1.2.0", 4096), custom("1.2.0"))
 	repo.Publish()
-	if err := d.update(); err != nil {
-		t.Fatalf("update: %v", err)
-	}
-	if err := d.reboot(); err != nil {
-		t.Fatalf("confirm: %v", err)
-	}
-	if got := d.installed(); got != "1.2.0" {
-		t.Fatalf("installed = %q, want 1.2.0", got)
-	}
+	d.updateTo("1.2.0")
 	if ups, err := d.u.Check(context.Background()); !errors.Is(err, ErrNoUpdate) {
 		t.Fatalf("Check with 1.2.0 installed and published = %v, %v; want ErrNoUpdate", ups, err)
 	}
@@ -51,13 +43,7 @@ func TestAllowDowngradeDoesNotAlternate(t *testing.T) {
 // context must not hang Confirm: at ConfirmTimeout it counts as failed and
 // the trial is rolled back.
 func TestConfirmAbandonsHungHealthCheck(t *testing.T) {
-	repo := tuftest.New(t)
-	d := newDevice(t, repo)
-	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))
-	repo.Publish()
-	if err := d.update(); err != nil {
-		t.Fatalf("update: %v", err)
-	}
+	_, d := armedDevice(t, 4096)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	d.cfg = func(c *Config) {
@@ -277,15 +263,7 @@ func TestTransitFaultsBackOffNeverBan(t *testing.T) {
 	}
 	// The network is fixed: it installs.
 	html.Store(false)
-	if err := d.update(); err != nil {
-		t.Fatalf("update through a working network: %v", err)
-	}
-	if err := d.reboot(); err != nil {
-		t.Fatalf("confirm: %v", err)
-	}
-	if got := d.installed(); got != "1.1.0" {
-		t.Errorf("installed = %q, want 1.1.0", got)
-	}
+	d.updateTo("1.1.0")
 }
 
 // TestTransitFaultTriesNextMirror: when the bytes of the first server fail

@@ -133,6 +133,64 @@ func killState(path string) (pending, error) {
 	return pending{}, nil
 }
 
+// killDir is the directory of a TestKillHelper child installing from
+// repo, with the repository's root where the child reads it.
+func killDir(t *testing.T, repo *tuftest.Repo) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "root.json"), repo.Root(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// killChild is a TestKillHelper child process installing from repo into
+// the slots in dir, with a checkpoint every ck bytes, into slots whose
+// writes outlive the process when buffered.
+func killChild(repo *tuftest.Repo, dir string, ck int, buffered bool) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKillHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "SWITCHBACK_KILL_DIR="+dir,
+		"SWITCHBACK_KILL_CHECKPOINT="+strconv.Itoa(ck),
+		"SWITCHBACK_KILL_BUFFERED="+map[bool]string{false: "0", true: "1"}[buffered],
+		"SWITCHBACK_KILL_METADATA="+repo.MetadataURL(),
+		"SWITCHBACK_KILL_TARGETS="+repo.TargetsURL())
+	return cmd
+}
+
+// killWhenCheckpointed starts child and kills it with SIGKILL once ready
+// holds for the checkpoint in its state file at statePath; the test fails
+// if the child exits before, or never gets there (what names the
+// checkpoint awaited).
+func killWhenCheckpointed(t *testing.T, child *exec.Cmd, statePath string, ready func(pending) bool, what string) {
+	t.Helper()
+	var out bytes.Buffer
+	child.Stdout, child.Stderr = &out, &out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	hang := time.After(2 * time.Minute) // a guard against a hung child, not a timing check
+	for {
+		pd, _ := killState(statePath)
+		if ready(pd) {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("child exited before the kill: %v\n%s", err, out.Bytes())
+		case <-hang:
+			child.Process.Kill()
+			t.Fatalf("the child never checkpointed %s\n%s", what, out.Bytes())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+}
+
 // finishRestarted runs the restarted installing child to its end, checks
 // that slot b holds want, and returns the state it left.
 func finishRestarted(t *testing.T, child *exec.Cmd, dir string, want []byte) pending {
@@ -207,19 +265,7 @@ func TestKillResume(t *testing.T) {
 					}}, r)
 				})
 			})
-			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, "root.json"), repo.Root(), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			child := func() *exec.Cmd {
-				cmd := exec.Command(os.Args[0], "-test.run=^TestKillHelper$", "-test.v")
-				cmd.Env = append(os.Environ(), "SWITCHBACK_KILL_DIR="+dir,
-					"SWITCHBACK_KILL_CHECKPOINT="+strconv.Itoa(ck),
-					"SWITCHBACK_KILL_BUFFERED="+map[bool]string{false: "0", true: "1"}[buffered],
-					"SWITCHBACK_KILL_METADATA="+repo.MetadataURL(),
-					"SWITCHBACK_KILL_TARGETS="+repo.TargetsURL())
-				return cmd
-			}
+			dir := killDir(t, repo)
 			lightPath := filepath.Join(dir, "state", lightFile)
 			wireOff := func(pd pending) int64 {
 				if light {
@@ -244,36 +290,12 @@ func TestKillResume(t *testing.T) {
 				// checkpoint: the goal of 1 MiB holds.
 				slack, limit = wbBufSize, 1<<20
 			}
-			first := child()
-			var out bytes.Buffer
-			first.Stdout, first.Stderr = &out, &out
-			if err := first.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- first.Wait() }()
 			statePath := filepath.Join(dir, "state", stateFile)
 			// Kill once what the server sent before stalling is checkpointed
 			// (to within one interval and one frame).
-			hang := time.After(2 * time.Minute) // a guard against a hung child, not a timing check
-			for {
-				pd, _ := killState(statePath)
-				if served.Load() >= stallAt && wireOff(pd) >= stallAt-slack {
-					break
-				}
-				select {
-				case err := <-exited:
-					t.Fatalf("child exited before the kill: %v\n%s", err, out.Bytes())
-				case <-hang:
-					first.Process.Kill()
-					t.Fatalf("the child never checkpointed %d bytes\n%s", stallAt-ck, out.Bytes())
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
-			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			<-exited
+			killWhenCheckpointed(t, killChild(repo, dir, ck, buffered), statePath, func(pd pending) bool {
+				return served.Load() >= stallAt && wireOff(pd) >= stallAt-slack
+			}, fmt.Sprintf("%d bytes", stallAt-ck))
 			// The stalled handler writes on into the dead connection until
 			// it notices; count what it wrote before reading served.
 			for inflight.Load() != 0 {
@@ -285,7 +307,7 @@ func TestKillResume(t *testing.T) {
 			}
 			resumeAt := wireOff(pd)
 			sentBefore := served.Load()
-			after := finishRestarted(t, child(), dir, img)
+			after := finishRestarted(t, killChild(repo, dir, ck, buffered), dir, img)
 			if after.Phase != PhaseArmed {
 				t.Errorf("phase after resume: got %q, want %q", after.Phase, PhaseArmed)
 			}

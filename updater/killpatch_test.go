@@ -1,17 +1,12 @@
 package updater
 
 import (
-	"bytes"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/switchback-ota/switchback/delta"
 	"github.com/switchback-ota/switchback/internal/durable"
@@ -56,10 +51,7 @@ func TestKillResumePatch(t *testing.T) {
 	repo.Wrap(l.wrap) // outermost: sees every request
 
 	// The device runs 1.1.0 (base) from slot a, as if installed before.
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "root.json"), repo.Root(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := killDir(t, repo)
 	if err := os.WriteFile(filepath.Join(dir, "a.img"), base, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -79,43 +71,11 @@ func TestKillResumePatch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	child := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKillHelper$", "-test.v")
-		cmd.Env = append(os.Environ(), "SWITCHBACK_KILL_DIR="+dir,
-			"SWITCHBACK_KILL_CHECKPOINT="+strconv.Itoa(ck),
-			"SWITCHBACK_KILL_METADATA="+repo.MetadataURL(),
-			"SWITCHBACK_KILL_TARGETS="+repo.TargetsURL())
-		return cmd
-	}
-	first := child()
-	var out bytes.Buffer
-	first.Stdout, first.Stderr = &out, &out
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- first.Wait() }()
 	// Kill once what the server sent before stalling is checkpointed (to
 	// within one interval and one frame).
-	hang := time.After(2 * time.Minute) // a guard against a hung child, not a timing check
-	for {
-		pd, _ := killState(statePath)
-		if pd.Method == methodPatch && pd.WireOffset >= stallAt-ck-(128<<10) {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("child exited before the kill: %v\n%s", err, out.Bytes())
-		case <-hang:
-			first.Process.Kill()
-			t.Fatalf("the child never checkpointed the patch\n%s", out.Bytes())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
+	killWhenCheckpointed(t, killChild(repo, dir, ck, false), statePath, func(pd pending) bool {
+		return pd.Method == methodPatch && pd.WireOffset >= stallAt-ck-(128<<10)
+	}, "the patch")
 	pd, err := killState(statePath)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +85,7 @@ func TestKillResumePatch(t *testing.T) {
 	}
 	<-firstDone // the stalled response sends nothing more
 	l.reset()
-	after := finishRestarted(t, child(), dir, next)
+	after := finishRestarted(t, killChild(repo, dir, ck, false), dir, next)
 	if after.Phase != PhaseArmed || after.Method != methodPatch {
 		t.Errorf("after resume: phase %q method %q, want armed by patch", after.Phase, after.Method)
 	}

@@ -31,12 +31,7 @@ func TestLocalRepository(t *testing.T) {
 	if !bytes.Equal(d.b.Bytes(), img) {
 		t.Fatal("slot b does not hold the image")
 	}
-	if err := d.reboot(); err != nil {
-		t.Fatalf("confirm: %v", err)
-	}
-	if got := d.installed(); got != "1.1.0" {
-		t.Errorf("installed %q, want 1.1.0", got)
-	}
+	d.confirmed("1.1.0")
 }
 
 func TestInstallFile(t *testing.T) {

@@ -2,10 +2,8 @@ package updater
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -129,9 +127,7 @@ func patchDevice(t *testing.T, base, next []byte) (*tuftest.Repo, *device, []byt
 // Range request from there, not from 0), and that the result is verified
 // and activated.
 func TestPatchResume(t *testing.T) {
-	old := checkpointEvery
-	checkpointEvery = 16 << 10
-	t.Cleanup(func() { checkpointEvery = old })
+	setCheckpointEvery(t, 16<<10)
 	base, next := patchPair(1 << 20)
 	tests := []struct {
 		name string
@@ -264,12 +260,7 @@ func TestPatchResume(t *testing.T) {
 			if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
 				t.Fatal("slot a does not hold the new image")
 			}
-			if err := d.reboot(); err != nil {
-				t.Fatalf("confirm: %v", err)
-			}
-			if got := d.installed(); got != "1.2.0" {
-				t.Errorf("installed %q, want 1.2.0", got)
-			}
+			d.confirmed("1.2.0")
 			t.Logf("checkpoint at patch byte %d of %d, image byte %d of %d", ck, len(patch), ckImage, len(next))
 		})
 	}
@@ -288,12 +279,7 @@ func TestPatchDroppedConnection(t *testing.T) {
 	if len(reqs) != 2 || reqs[0] != 0 || reqs[1] == 0 {
 		t.Errorf("patch requests from %v, want 0 then a resume past 0", reqs)
 	}
-	if got := d.u.st.component("rootfs").Pending.Method; got != methodPatch {
-		t.Errorf("method %s, want patch", got)
-	}
-	if !bytes.Equal(d.a.Bytes()[:len(next)], next) {
-		t.Fatal("slot a does not hold the new image")
-	}
+	d.wantPending(methodPatch, next)
 }
 
 // TestPatchPowerCut cuts the power at every device write, then at every
@@ -304,31 +290,15 @@ func TestPatchPowerCut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("one install per cut point")
 	}
-	old := checkpointEvery
-	checkpointEvery = 16 << 10
-	t.Cleanup(func() { checkpointEvery = old })
+	setCheckpointEvery(t, 16<<10)
 	base, next := patchPair(256 << 10)
-	for _, atSave := range []bool{false, true} {
-		t.Run(map[bool]string{false: "device writes", true: "state saves"}[atSave], func(t *testing.T) {
+	for _, sw := range cutSweeps {
+		t.Run(sw.name, func(t *testing.T) {
 			resumed := 0
 			for n := 0; ; n++ {
 				_, d, patch, l := patchDevice(t, base, next)
 				bounds := frameBoundaries(t, patch)
-				saves := 0
-				hook := func() error {
-					if atSave && saves == n {
-						d.pc.Cut()
-					}
-					saves++
-					if d.pc.IsCut() {
-						return errPowerCut
-					}
-					return nil
-				}
-				d.u.st.beforeSave = hook
-				if !atSave {
-					d.pc.CutAfter(n)
-				}
+				cutPowerAt(d, n, sw.atSave)
 				err := d.update()
 				if !d.pc.IsCut() {
 					if err != nil {
@@ -348,10 +318,7 @@ func TestPatchPowerCut(t *testing.T) {
 				default:
 					t.Fatalf("cut %d: booted %q, which holds no verified image", n, booted)
 				}
-				d.start()
-				if err := d.u.Confirm(context.Background()); err != nil && !errors.Is(err, ErrRolledBack) {
-					t.Fatalf("cut %d: confirm after power-on: %v", n, err)
-				}
+				confirmAfterPowerOn(t, d, n)
 				pd := d.u.st.component("rootfs").Pending
 				ck := int64(0)
 				if pd != nil && pd.Method == methodPatch && pd.Phase == PhaseDownloading {
@@ -362,14 +329,7 @@ func TestPatchPowerCut(t *testing.T) {
 				}
 				// The device finishes (or redoes) the update by itself.
 				l.reset()
-				for i := 0; i < 3 && d.installed() != "1.2.0"; i++ {
-					if err := d.update(); err != nil && !errors.Is(err, ErrNoUpdate) {
-						t.Fatalf("cut %d: update after power-on: %v", n, err)
-					}
-					if err := d.reboot(); err != nil {
-						t.Fatalf("cut %d: confirm: %v", n, err)
-					}
-				}
+				finishAfterPowerOn(t, d, n, "1.2.0")
 				if reqs := l.requests(); ck > 0 {
 					if len(reqs) == 0 || reqs[0] != ck {
 						t.Fatalf("cut %d: resumed with patch requests from %v, want the checkpoint %d first", n, reqs, ck)

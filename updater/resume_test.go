@@ -57,9 +57,7 @@ func (kernelBufferedWriter) KernelBuffered() bool { return true }
 // arm what the slot now holds, must not blame the release, and must start
 // over from byte zero, which then installs the release.
 func TestResumeReadsBackTheSlot(t *testing.T) {
-	old := checkpointEvery
-	checkpointEvery = 64 << 10
-	t.Cleanup(func() { checkpointEvery = old })
+	setCheckpointEvery(t, 64<<10)
 	base, next := patchPair(1 << 20)
 	tests := []struct {
 		name string

@@ -47,15 +47,7 @@ func TestNewOnReadOnlyStateDir(t *testing.T) {
 	t.Logf("the error: %v", err)
 	remount(t, mnt, 0)
 	d.start()
-	if err := d.update(); err != nil {
-		t.Fatalf("update once read-write again: %v", err)
-	}
-	if err := d.reboot(); err != nil {
-		t.Fatal(err)
-	}
-	if got := d.installed(); got != "1.1.0" {
-		t.Errorf("installed %s, want 1.1.0", got)
-	}
+	d.updateTo("1.1.0")
 }
 
 // mountTmpfs mounts a small tmpfs on a temporary directory, or skips (and

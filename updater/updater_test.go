@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -23,15 +22,8 @@ import (
 
 const hw = "gw-test"
 
-func image(version string, n int) []byte {
-	r := rand.New(rand.NewPCG(uint64(len(version)), uint64(n)))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	copy(b, "image "+version)
-	return b
-}
+// image is the n-byte image of a release (tuftest.Image).
+var image = tuftest.Image
 
 func custom(version string) verify.Custom {
 	return verify.Custom{Component: "rootfs", Version: version, Hardware: []string{hw}}
@@ -131,18 +123,22 @@ func (d *device) reboot() error {
 	return d.u.Confirm(context.Background())
 }
 
+// armedDevice is a device that has installed release 1.1.0, an n-byte
+// image, and armed its trial: the next reboot tries it.
+func armedDevice(t *testing.T, n int) (*tuftest.Repo, *device) {
+	t.Helper()
+	repo := tuftest.New(t)
+	d := newDevice(t, repo)
+	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", n), custom("1.1.0"))
+	repo.Publish()
+	if err := d.update(); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	return repo, d
+}
+
 func (d *device) update() error {
-	ctx := context.Background()
-	ups, err := d.u.Check(ctx)
-	if err != nil {
-		return err
-	}
-	for _, up := range ups {
-		if err := d.u.Install(ctx, up); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.updateCtx(context.Background())
 }
 
 func (d *device) installed() string {
@@ -163,6 +159,75 @@ func (d *device) states() []State {
 		}
 	}
 	return out
+}
+
+// updateTo installs what the repository offers, reboots into it and
+// confirms it; the test fails unless version is then installed.
+func (d *device) updateTo(version string) {
+	d.t.Helper()
+	if err := d.update(); err != nil {
+		d.t.Fatalf("update to %s: %v", version, err)
+	}
+	d.confirmed(version)
+}
+
+// confirmed reboots into the armed install and confirms it; the test
+// fails unless version is then installed.
+func (d *device) confirmed(version string) {
+	d.t.Helper()
+	if err := d.reboot(); err != nil {
+		d.t.Fatalf("confirm %s: %v", version, err)
+	}
+	if got := d.installed(); got != version {
+		d.t.Fatalf("installed = %q, want %q", got, version)
+	}
+}
+
+// wantPending fails the test unless the pending install of rootfs used
+// method and slot a (where the delta tests install) starts with img.
+func (d *device) wantPending(method string, img []byte) {
+	d.t.Helper()
+	if got := d.u.st.component("rootfs").Pending.Method; got != method {
+		d.t.Errorf("method %s, want %s", got, method)
+	}
+	if !bytes.Equal(d.a.Bytes()[:len(img)], img) {
+		d.t.Fatal("slot a does not hold the new image")
+	}
+}
+
+// setCheckpointEvery makes the transfers of the test checkpoint every n
+// bytes.
+func setCheckpointEvery(t *testing.T, n int64) {
+	old := checkpointEvery
+	checkpointEvery = n
+	t.Cleanup(func() { checkpointEvery = old })
+}
+
+// countRequests counts the requests to repo whose URL path match accepts.
+func countRequests(repo *tuftest.Repo, match func(path string) bool) *atomic.Int64 {
+	var n atomic.Int64
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if match(r.URL.Path) {
+				n.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	return &n
+}
+
+// ignoreRange makes repo answer the requests whose URL path match
+// accepts in full, as servers without Range support do.
+func ignoreRange(repo *tuftest.Repo, match func(path string) bool) {
+	repo.Wrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if match(r.URL.Path) {
+				r.Header.Del("Range")
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
 }
 
 func TestUpdateCommitted(t *testing.T) {
@@ -212,12 +277,7 @@ func TestUpdateCommitted(t *testing.T) {
 	if !bytes.Equal(d.a.Bytes(), img2) {
 		t.Error("second image not in slot a")
 	}
-	if err := d.reboot(); err != nil {
-		t.Fatalf("second confirm: %v", err)
-	}
-	if got, want := d.installed(), "1.2.0"; got != want {
-		t.Errorf("installed = %q, want %q", got, want)
-	}
+	d.confirmed("1.2.0")
 }
 
 func equalStates(a, b []State) bool {
@@ -225,13 +285,7 @@ func equalStates(a, b []State) bool {
 }
 
 func TestHealthFailureRollsBack(t *testing.T) {
-	repo := tuftest.New(t)
-	d := newDevice(t, repo)
-	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))
-	repo.Publish()
-	if err := d.update(); err != nil {
-		t.Fatalf("update: %v", err)
-	}
+	repo, d := armedDevice(t, 4096)
 	d.healthy.Store(false)
 	err := d.reboot()
 	if !errors.Is(err, ErrRolledBack) || !errors.Is(err, ErrHealth) {
@@ -266,25 +320,11 @@ func TestHealthFailureRollsBack(t *testing.T) {
 	// A newer release is taken.
 	repo.AddTarget("rootfs/1.1.1.img", image("1.1.1", 4096), custom("1.1.1"))
 	repo.Publish()
-	if err := d.update(); err != nil {
-		t.Fatalf("update to 1.1.1: %v", err)
-	}
-	if err := d.reboot(); err != nil {
-		t.Fatalf("confirm 1.1.1: %v", err)
-	}
-	if got := d.installed(); got != "1.1.1" {
-		t.Errorf("installed = %q, want 1.1.1", got)
-	}
+	d.updateTo("1.1.1")
 }
 
 func TestBootloaderFallback(t *testing.T) {
-	repo := tuftest.New(t)
-	d := newDevice(t, repo)
-	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 4096), custom("1.1.0"))
-	repo.Publish()
-	if err := d.update(); err != nil {
-		t.Fatalf("update: %v", err)
-	}
+	_, d := armedDevice(t, 4096)
 	// The new version never reaches userspace: every try fails before
 	// Confirm runs, until the bootloader falls back.
 	for range 3 {
@@ -476,13 +516,7 @@ func TestCompressedTarget(t *testing.T) {
 }
 
 func TestUpdateServerMustBeReachableToCommit(t *testing.T) {
-	repo := tuftest.New(t)
-	d := newDevice(t, repo)
-	repo.AddTarget("rootfs/1.1.0.img", image("1.1.0", 2000), custom("1.1.0"))
-	repo.Publish()
-	if err := d.update(); err != nil {
-		t.Fatal(err)
-	}
+	repo, d := armedDevice(t, 2000)
 	// The new version lost the update server (say, a broken network
 	// configuration): it must not be committed.
 	repo.Wrap(func(http.Handler) http.Handler {

@@ -28,33 +28,36 @@ func (d *device) loseState() {
 	}
 }
 
+// confirmedWithState is a device whose repository publishes 1.1.0, a
+// 5000-byte image, started on the state file state(the image's SHA-256)
+// and past Confirm.
+func confirmedWithState(t *testing.T, state func(img string) string) *device {
+	t.Helper()
+	repo := tuftest.New(t)
+	img := image("1.1.0", 5000)
+	repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
+	repo.Publish()
+	d := newDevice(t, repo)
+	d.writeState(state(sha(img)))
+	d.start()
+	if err := d.u.Confirm(context.Background()); err != nil {
+		t.Fatalf("Confirm: %v", err)
+	}
+	return d
+}
+
 // TestStateNamingUnknownSlot: a state whose pending install names a slot
 // the configuration does not have must not wedge Confirm and Install.
 func TestStateNamingUnknownSlot(t *testing.T) {
 	for _, phase := range []Phase{PhaseDownloading, PhaseVerified, PhaseArmed} {
 		t.Run(string(phase), func(t *testing.T) {
-			repo := tuftest.New(t)
-			img := image("1.1.0", 5000)
-			repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
-			repo.Publish()
-			d := newDevice(t, repo)
-			d.writeState(fmt.Sprintf(`{"version":1,"components":{"rootfs":{"installed":"1.0.0",
+			d := confirmedWithState(t, func(img string) string {
+				return fmt.Sprintf(`{"version":1,"components":{"rootfs":{"installed":"1.0.0",
 				"slots":{"c":{"target":"%s","version":"1.1.0","length":5000,"complete":true}},
 				"pending":{"phase":%q,"slot":"c","target_path":"rootfs/1.1.0.img","target":"%s","version":"1.1.0","length":5000,"offset":5000}}}}`,
-				sha(img), phase, sha(img)))
-			d.start()
-			if err := d.u.Confirm(context.Background()); err != nil {
-				t.Fatalf("Confirm: %v", err)
-			}
-			if err := d.update(); err != nil {
-				t.Fatalf("update: %v", err)
-			}
-			if err := d.reboot(); err != nil {
-				t.Fatalf("confirm after the update: %v", err)
-			}
-			if got := d.installed(); got != "1.1.0" {
-				t.Errorf("installed %q, want 1.1.0", got)
-			}
+					img, phase, img)
+			})
+			d.updateTo("1.1.0")
 			if _, ok := d.u.st.component("rootfs").Slots["c"]; ok {
 				t.Error("the state still describes slot c, which is not configured")
 			}
@@ -69,30 +72,15 @@ func TestStateNamingUnknownSlot(t *testing.T) {
 func TestArmedStateShortOfLength(t *testing.T) {
 	for _, phase := range []Phase{PhaseVerified, PhaseArmed} {
 		t.Run(string(phase), func(t *testing.T) {
-			repo := tuftest.New(t)
-			img := image("1.1.0", 5000)
-			repo.AddTarget("rootfs/1.1.0.img", img, custom("1.1.0"))
-			repo.Publish()
-			d := newDevice(t, repo)
-			d.writeState(fmt.Sprintf(`{"version":1,"components":{"rootfs":{"installed":"1.0.0",
+			d := confirmedWithState(t, func(img string) string {
+				return fmt.Sprintf(`{"version":1,"components":{"rootfs":{"installed":"1.0.0",
 				"pending":{"phase":%q,"slot":"b","target_path":"rootfs/1.1.0.img","target":"%s","version":"1.1.0","length":5000,"offset":1000}}}}`,
-				phase, sha(img)))
-			d.start()
-			if err := d.u.Confirm(context.Background()); err != nil {
-				t.Fatalf("Confirm: %v", err)
-			}
+					phase, img)
+			})
 			if bl := d.u.st.blocklist(); len(bl) != 0 {
 				t.Fatalf("blocklist after Confirm: %+v, want empty", bl)
 			}
-			if err := d.update(); err != nil {
-				t.Fatalf("update: %v", err)
-			}
-			if err := d.reboot(); err != nil {
-				t.Fatalf("confirm after the update: %v", err)
-			}
-			if got := d.installed(); got != "1.1.0" {
-				t.Errorf("installed %q, want 1.1.0", got)
-			}
+			d.updateTo("1.1.0")
 		})
 	}
 }

@@ -126,9 +126,7 @@ func mustLight(t *testing.T, r lightRecord) []byte {
 // through Write or are read into the pipeline's buffers (BufferSink), and
 // a buffer asked for at the end but left empty is never written.
 func TestWriteBehindAligned(t *testing.T) {
-	old := checkpointEvery
-	checkpointEvery = 100_000 // not a multiple of the block size
-	defer func() { checkpointEvery = old }()
+	setCheckpointEvery(t, 100_000) // not a multiple of the block size
 	const block = 64 << 10
 	data := compressible(4, 3<<20+12345)
 	sum := sha256.Sum256(data)
@@ -263,9 +261,7 @@ func TestWriteBehindError(t *testing.T) {
 }
 
 func testWriteBehindError(t *testing.T, buffered bool) {
-	old := checkpointEvery
-	checkpointEvery = 256 << 10
-	defer func() { checkpointEvery = old }()
+	setCheckpointEvery(t, 256<<10)
 	data := compressible(5, 4<<20)
 	sum := sha256.Sum256(data)
 	tg := verify.Target{Path: "rootfs/1.img", Length: int64(len(data)), Hashes: map[string][]byte{"sha256": sum[:]}}

@@ -217,9 +217,7 @@ func TestCompressedResume(t *testing.T) {
 // TestCompressedBadCheckpoint: a checkpoint that does not match (edited,
 // or from another build) costs a restart from zero, never a wrong image.
 func TestCompressedBadCheckpoint(t *testing.T) {
-	old := checkpointEvery
-	checkpointEvery = 1 << 20
-	t.Cleanup(func() { checkpointEvery = old })
+	setCheckpointEvery(t, 1<<20)
 	repo := tuftest.New(t)
 	d := newDevice(t, repo)
 	img := compressible(2, 6<<20)

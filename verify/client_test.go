@@ -18,6 +18,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -392,9 +393,9 @@ func TestRefreshRefuses(t *testing.T) {
 			r.rotateRoot(metadata.TARGETS)
 		}, &metadata.ErrExpiredMetadata{}},
 		{"timestamp signed by an unknown key", func(r *testRepo) {
-			priv, _ := newKey(r.t)
-			sign(r.t, r.timestamp, priv)
-			r.set("metadata/timestamp.json", encode(r.t, r.timestamp))
+			priv, _ := tuftest.NewMetadataKey(r.t)
+			tuftest.SignMetadata(r.t, r.timestamp, priv)
+			r.set("metadata/timestamp.json", tuftest.EncodeMetadata(r.t, r.timestamp))
 		}, &metadata.ErrUnsignedMetadata{}},
 		{"targets under threshold", func(r *testRepo) {
 			r.addKey(metadata.TARGETS)
@@ -403,15 +404,15 @@ func TestRefreshRefuses(t *testing.T) {
 			r.storeRoot()
 			r.publish() // signs with both keys
 			only := r.keys[metadata.TARGETS][:1]
-			sign(r.t, r.targets, only...)
-			b := encode(r.t, r.targets)
+			tuftest.SignMetadata(r.t, r.targets, only...)
+			b := tuftest.EncodeMetadata(r.t, r.targets)
 			r.set("metadata/targets.json", b)
 			r.set(versioned(r.targets), b)
 		}, &metadata.ErrUnsignedMetadata{}},
 		{"unsigned snapshot", func(r *testRepo) {
 			r.snapshot.ClearSignatures()
-			r.set("metadata/snapshot.json", encode(r.t, r.snapshot))
-			r.set(versioned(r.snapshot), encode(r.t, r.snapshot))
+			r.set("metadata/snapshot.json", tuftest.EncodeMetadata(r.t, r.snapshot))
+			r.set(versioned(r.snapshot), tuftest.EncodeMetadata(r.t, r.snapshot))
 		}, &metadata.ErrUnsignedMetadata{}},
 		{"root v2 not signed by v1 keys", func(r *testRepo) {
 			r.keys[metadata.ROOT] = nil
@@ -435,13 +436,13 @@ func TestRefreshRefuses(t *testing.T) {
 		}, &metadata.ErrBadVersionNumber{}},
 		{"root version in the file not the one in its URL", func(r *testRepo) {
 			r.root.Signed.Version += 2
-			sign(r.t, r.root, r.keys[metadata.ROOT]...)
-			r.set("metadata/2.root.json", encode(r.t, r.root))
+			tuftest.SignMetadata(r.t, r.root, r.keys[metadata.ROOT]...)
+			r.set("metadata/2.root.json", tuftest.EncodeMetadata(r.t, r.root))
 		}, &metadata.ErrBadVersionNumber{}},
 		{"snapshot version in the file not the one in its URL", func(r *testRepo) {
 			r.snapshot.Signed.Version++
-			sign(r.t, r.snapshot, r.keys[metadata.SNAPSHOT]...)
-			r.set(fmt.Sprintf("metadata/%d.snapshot.json", r.snapshot.Signed.Version-1), encode(r.t, r.snapshot))
+			tuftest.SignMetadata(r.t, r.snapshot, r.keys[metadata.SNAPSHOT]...)
+			r.set(fmt.Sprintf("metadata/%d.snapshot.json", r.snapshot.Signed.Version-1), tuftest.EncodeMetadata(r.t, r.snapshot))
 		}, &metadata.ErrBadVersionNumber{}},
 		{"snapshot not matching timestamp", func(r *testRepo) {
 			old := r.get("metadata/snapshot.json")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -40,8 +41,8 @@ func TestTimestampContentChanges(t *testing.T) {
 	}
 	r.mu.Lock()
 	r.timestamp.Signed.Expires = r.timestamp.Signed.Expires.Add(3600e9)
-	sign(t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
-	r.files["metadata/timestamp.json"] = encode(t, r.timestamp)
+	tuftest.SignMetadata(t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
+	r.files["metadata/timestamp.json"] = tuftest.EncodeMetadata(t, r.timestamp)
 	r.mu.Unlock()
 	refresh(t, c)
 	got, _ := os.ReadFile(filepath.Join(dir, "timestamp.json"))
@@ -167,11 +168,11 @@ func TestExpiredLocalMetadata(t *testing.T) {
 func TestExtraInvalidSignature(t *testing.T) {
 	r := newTestRepo(t, true)
 	r.mu.Lock()
-	sign(t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
+	tuftest.SignMetadata(t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
 	bad := r.timestamp.Signatures[0]
 	bad.KeyID = "0000000000000000000000000000000000000000000000000000000000000000"
 	r.timestamp.Signatures = append(r.timestamp.Signatures, bad)
-	r.files["metadata/timestamp.json"] = encode(t, r.timestamp)
+	r.files["metadata/timestamp.json"] = tuftest.EncodeMetadata(t, r.timestamp)
 	r.mu.Unlock()
 	refresh(t, newClient(t, r, t.TempDir()))
 }

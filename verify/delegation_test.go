@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -65,9 +66,9 @@ func TestDelegatedRoleUntrusted(t *testing.T) {
 	r.addTarget("apps", "app/2.0.0", []byte("app two"), customFor("app", "2.0.0", "*"))
 	r.publish()
 	// Sign the delegated role with the wrong key.
-	priv, _ := newKey(t)
-	sign(t, r.delegated["apps"], priv)
-	r.set("metadata/apps.json", encode(t, r.delegated["apps"]))
+	priv, _ := tuftest.NewMetadataKey(t)
+	tuftest.SignMetadata(t, r.delegated["apps"], priv)
+	r.set("metadata/apps.json", tuftest.EncodeMetadata(t, r.delegated["apps"]))
 	ts := refresh(t, newClient(t, r, t.TempDir()))
 	if got, want := paths(ts.Targets), []string{"rootfs/1.0.0"}; !slices.Equal(got, want) {
 		t.Errorf("Targets = %q, want %q", got, want)

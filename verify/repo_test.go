@@ -5,9 +5,7 @@ package verify_test
 // script: it lets a test re-sign, tamper with and replace any file.
 
 import (
-	"crypto"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,8 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 )
 
 type testRepo struct {
@@ -100,55 +99,20 @@ func (r *testRepo) TargetsURL() string  { return r.srv.URL + "/targets" }
 // Root returns root.json version 1.
 func (r *testRepo) Root() []byte { return r.rootFiles[0] }
 
-func newKey(t testing.TB) (ed25519.PrivateKey, *metadata.Key) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := metadata.KeyFromPublicKey(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return priv, k
-}
-
 // addKey adds a fresh key to a top-level role (in the unpublished root).
 func (r *testRepo) addKey(role string) {
-	priv, k := newKey(r.t)
+	priv, k := tuftest.NewMetadataKey(r.t)
 	if err := r.root.Signed.AddKey(k, role); err != nil {
 		r.t.Fatal(err)
 	}
 	r.keys[role] = append(r.keys[role], priv)
 }
 
-func sign[T metadata.Roles](t testing.TB, m *metadata.Metadata[T], keys ...ed25519.PrivateKey) {
-	t.Helper()
-	m.ClearSignatures()
-	for _, k := range keys {
-		s, err := signature.LoadSigner(k, crypto.Hash(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Sign(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func encode[T metadata.Roles](t testing.TB, m *metadata.Metadata[T]) []byte {
-	t.Helper()
-	b, err := m.ToBytes(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // storeRoot signs the current root with its own keys plus extra (old keys
 // during a rotation) and serves it as <version>.root.json.
 func (r *testRepo) storeRoot(extra ...ed25519.PrivateKey) {
-	sign(r.t, r.root, append(extra, r.keys[metadata.ROOT]...)...)
-	b := encode(r.t, r.root)
+	tuftest.SignMetadata(r.t, r.root, append(extra, r.keys[metadata.ROOT]...)...)
+	b := tuftest.EncodeMetadata(r.t, r.root)
 	r.rootFiles = append(r.rootFiles, b)
 	r.files[fmt.Sprintf("metadata/%d.root.json", r.root.Signed.Version)] = b
 	r.files["metadata/root.json"] = b
@@ -219,7 +183,7 @@ func (r *testRepo) delegate(name string, paths []string, terminating bool) {
 func (r *testRepo) delegateFrom(parent string, d metadata.DelegatedRole) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	priv, k := newKey(r.t)
+	priv, k := tuftest.NewMetadataKey(r.t)
 	p := r.targets
 	if parent != "" {
 		p = r.delegated[parent]
@@ -242,7 +206,7 @@ func (r *testRepo) delegateFrom(parent string, d metadata.DelegatedRole) {
 func (r *testRepo) succinct(parent, prefix string, bits int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	priv, k := newKey(r.t)
+	priv, k := tuftest.NewMetadataKey(r.t)
 	p := r.targets
 	if parent != "" {
 		p = r.delegated[parent]
@@ -271,21 +235,21 @@ func (r *testRepo) publishLocked() {
 	}
 	for name, d := range r.delegated {
 		d.Signed.Version++
-		sign(r.t, d, r.keys[name]...)
-		put(name, d.Signed.Version, encode(r.t, d))
+		tuftest.SignMetadata(r.t, d, r.keys[name]...)
+		put(name, d.Signed.Version, tuftest.EncodeMetadata(r.t, d))
 		r.snapshot.Signed.Meta[name+".json"] = metadata.MetaFile(d.Signed.Version)
 	}
 	r.targets.Signed.Version++
-	sign(r.t, r.targets, r.keys[metadata.TARGETS]...)
-	put(metadata.TARGETS, r.targets.Signed.Version, encode(r.t, r.targets))
+	tuftest.SignMetadata(r.t, r.targets, r.keys[metadata.TARGETS]...)
+	put(metadata.TARGETS, r.targets.Signed.Version, tuftest.EncodeMetadata(r.t, r.targets))
 	r.snapshot.Signed.Meta["targets.json"] = metadata.MetaFile(r.targets.Signed.Version)
 	r.snapshot.Signed.Version++
-	sign(r.t, r.snapshot, r.keys[metadata.SNAPSHOT]...)
-	put(metadata.SNAPSHOT, r.snapshot.Signed.Version, encode(r.t, r.snapshot))
+	tuftest.SignMetadata(r.t, r.snapshot, r.keys[metadata.SNAPSHOT]...)
+	put(metadata.SNAPSHOT, r.snapshot.Signed.Version, tuftest.EncodeMetadata(r.t, r.snapshot))
 	r.timestamp.Signed.Meta["snapshot.json"] = metadata.MetaFile(r.snapshot.Signed.Version)
 	r.timestamp.Signed.Version++
-	sign(r.t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
-	r.files["metadata/timestamp.json"] = encode(r.t, r.timestamp)
+	tuftest.SignMetadata(r.t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
+	r.files["metadata/timestamp.json"] = tuftest.EncodeMetadata(r.t, r.timestamp)
 }
 
 // set replaces a served file.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/switchback-ota/switchback/internal/testkit/tuftest"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -225,12 +226,12 @@ func TestDelegationNotInSnapshot(t *testing.T) {
 	r.mu.Lock()
 	delete(r.snapshot.Signed.Meta, "a.json")
 	r.snapshot.Signed.Version++
-	sign(t, r.snapshot, r.keys[metadata.SNAPSHOT]...)
-	r.files["metadata/snapshot.json"] = encode(t, r.snapshot)
+	tuftest.SignMetadata(t, r.snapshot, r.keys[metadata.SNAPSHOT]...)
+	r.files["metadata/snapshot.json"] = tuftest.EncodeMetadata(t, r.snapshot)
 	r.timestamp.Signed.Meta["snapshot.json"] = metadata.MetaFile(r.snapshot.Signed.Version)
 	r.timestamp.Signed.Version++
-	sign(t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
-	r.files["metadata/timestamp.json"] = encode(t, r.timestamp)
+	tuftest.SignMetadata(t, r.timestamp, r.keys[metadata.TIMESTAMP]...)
+	r.files["metadata/timestamp.json"] = tuftest.EncodeMetadata(t, r.timestamp)
 	r.mu.Unlock()
 	tr, err := newClient(t, r, t.TempDir()).Update(context.Background())
 	if err != nil {

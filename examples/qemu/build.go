@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -113,15 +115,20 @@ func run(ctx context.Context, dir string, env []string, name string, args ...str
 	return stdout.Bytes(), nil
 }
 
-// requiredTools lists the host programs the builder and the runner use,
-// with the Debian package that provides each.
-var requiredTools = [][2]string{
+// commonTools are the host programs both machines' builders use, with
+// the Debian package that provides each.
+var commonTools = [][2]string{
 	{"apt-get", "apt"}, {"apt-cache", "apt"}, {"dpkg-deb", "dpkg"},
 	{"cpio", "cpio"}, {"mkfs.ext4", "e2fsprogs"}, {"mkfs.fat", "dosfstools"},
-	{"mcopy", "mtools"}, {"mmd", "mtools"}, {"sfdisk", "fdisk"},
-	{"grub-mkimage", "grub-common"}, {"qemu-img", "qemu-utils"},
-	{"qemu-system-x86_64", "qemu-system-x86"},
+	{"mcopy", "mtools"}, {"sfdisk", "fdisk"}, {"qemu-img", "qemu-utils"},
 }
+
+// requiredTools lists the host programs the builder and the runner use,
+// with the Debian package that provides each.
+var requiredTools = slices.Concat(commonTools, [][2]string{
+	{"mmd", "mtools"}, {"grub-mkimage", "grub-common"},
+	{"qemu-system-x86_64", "qemu-system-x86"},
+})
 
 // missingTools reports the required host programs that are not on PATH,
 // as "program (package)" strings.
@@ -160,15 +167,10 @@ func kernelPackage(ctx context.Context) (string, error) {
 	return string(m[1]), nil
 }
 
-// fetchDeb returns the path of pkg's .deb in the cache, downloading it with
-// apt-get download when it is not there yet.
-func (b *builder) fetchDeb(ctx context.Context, pkg string) (string, error) {
-	return b.fetchDebArch(ctx, pkg, "")
-}
-
-// fetchDebArch is fetchDeb for the packages of arch: "" for the host's,
-// archARM64 for arm64 ones, which come through the private arm64 apt
-// state (aptARM64) into a directory of their own.
+// fetchDebArch returns the path of pkg's .deb in the cache, downloading
+// it with apt-get download when it is not there yet. arch is "" for the
+// host's packages, archARM64 for arm64 ones, which come through the
+// private arm64 apt state (aptARM64) into a directory of their own.
 func (b *builder) fetchDebArch(ctx context.Context, pkg, arch string) (string, error) {
 	dir, glob, name := filepath.Join(b.CacheDir, "debs"), pkg+"_*.deb", pkg
 	download := func() error { _, err := run(ctx, dir, nil, "apt-get", "download", name); return err }
@@ -229,59 +231,82 @@ func (b *builder) prepare(ctx context.Context) (*assets, error) {
 	if err != nil {
 		// No apt lists (a fresh container): use a kernel already in the
 		// cache, else say what to do.
-		cached, _ := filepath.Glob(filepath.Join(b.CacheDir, "debs", "linux-image-*-cloud-amd64_*.deb"))
-		if len(cached) == 0 {
+		if kpkg = b.cachedKernel(archAMD64); kpkg == "" {
 			return nil, fmt.Errorf("%w (run apt-get update first)", err)
 		}
-		sort.Strings(cached)
-		kpkg = strings.SplitN(filepath.Base(cached[len(cached)-1]), "_", 2)[0]
 		b.logf("apt-cache failed (%v); using the cached %s", err, kpkg)
 	}
-	kdeb, err := b.fetchDeb(ctx, kpkg)
-	if err != nil {
-		return nil, err
-	}
-	bdeb, err := b.fetchDeb(ctx, "busybox-static")
-	if err != nil {
-		return nil, err
-	}
-	edeb, err := b.fetchDeb(ctx, "e2fsck-static")
-	if err != nil {
-		return nil, err
-	}
-	edir, err := b.unpack(ctx, edeb)
-	if err != nil {
-		return nil, err
-	}
-	kdir, err := b.unpack(ctx, kdeb)
-	if err != nil {
-		return nil, err
-	}
-	bdir, err := b.unpack(ctx, bdeb)
+	dirs, err := b.unpackDebs(ctx, "", kpkg, "busybox-static", "e2fsck-static")
 	if err != nil {
 		return nil, err
 	}
 	abi := strings.TrimPrefix(kpkg, "linux-image-")
 	a := &assets{
 		ABI:       abi,
-		Kernel:    filepath.Join(kdir, "boot", "vmlinuz-"+abi),
-		ModuleDir: filepath.Join(kdir, "lib", "modules", abi, "kernel"),
-		Busybox:   filepath.Join(bdir, "bin", "busybox"),
-		E2fsck:    filepath.Join(edir, "sbin", "e2fsck.static"),
+		Kernel:    filepath.Join(dirs[kpkg], "boot", "vmlinuz-"+abi),
+		ModuleDir: filepath.Join(dirs[kpkg], "lib", "modules", abi, "kernel"),
+		Busybox:   filepath.Join(dirs["busybox-static"], "bin", "busybox"),
+		E2fsck:    filepath.Join(dirs["e2fsck-static"], "sbin", "e2fsck.static"),
+		Initrd:    filepath.Join(b.CacheDir, "initrd-"+abi+".img"),
 	}
-	for _, p := range []string{a.Kernel, a.ModuleDir, a.Busybox, a.E2fsck} {
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("unpacked packages lack %s: %w", p, err)
+	if err := requireUnpacked(a.Kernel, a.ModuleDir, a.Busybox, a.E2fsck); err != nil {
+		return nil, err
+	}
+	if err := b.initramfsOnce(ctx, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// cachedKernel names the newest cloud kernel package of arch (archAMD64
+// or archARM64) already in the cache, "" when there is none: for hosts
+// whose apt cannot resolve one (no lists, no network).
+func (b *builder) cachedKernel(arch string) string {
+	dir := "debs"
+	if arch == archARM64 {
+		dir = "debs-arm64"
+	}
+	m, _ := filepath.Glob(filepath.Join(b.CacheDir, dir, "linux-image-*-cloud-"+arch+"_*.deb"))
+	if len(m) == 0 {
+		return ""
+	}
+	sort.Strings(m)
+	return strings.SplitN(filepath.Base(m[len(m)-1]), "_", 2)[0]
+}
+
+// unpackDebs fetches (fetchDebArch) and unpacks the packages pkgs of
+// arch; it returns the directory of each, by package.
+func (b *builder) unpackDebs(ctx context.Context, arch string, pkgs ...string) (map[string]string, error) {
+	dirs := map[string]string{}
+	for _, pkg := range pkgs {
+		deb, err := b.fetchDebArch(ctx, pkg, arch)
+		if err != nil {
+			return nil, err
 		}
-	}
-	a.Initrd = filepath.Join(b.CacheDir, "initrd-"+abi+".img")
-	if _, err := os.Stat(a.Initrd); err != nil {
-		b.logf("initramfs for %s", abi)
-		if err := b.makeInitramfs(ctx, a); err != nil {
+		if dirs[pkg], err = b.unpack(ctx, deb); err != nil {
 			return nil, err
 		}
 	}
-	return a, nil
+	return dirs, nil
+}
+
+// requireUnpacked checks that the paths the assets need exist.
+func requireUnpacked(paths ...string) error {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("unpacked packages lack %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// initramfsOnce builds the initramfs a.Initrd unless the cache has it.
+func (b *builder) initramfsOnce(ctx context.Context, a *assets) error {
+	if _, err := os.Stat(a.Initrd); err == nil {
+		return nil
+	}
+	b.logf("initramfs for %s", a.ABI)
+	return b.makeInitramfs(ctx, a)
 }
 
 // findModule returns the path of name.ko under the kernel's module tree.
@@ -434,11 +459,29 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 		return err
 	}
 	defer os.RemoveAll(stage)
-	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "boot", "dev", "proc", "sys", "tmp", "run", "data", "mnt/boot", "etc/switchback", "srv/www", "root"} {
+	for _, d := range rootfsDirs {
 		if err := os.MkdirAll(filepath.Join(stage, d), 0o755); err != nil {
 			return err
 		}
 	}
+	if err := installSystem(ctx, a, stage); err != nil {
+		return err
+	}
+	if err := installRelease(r, stage); err != nil {
+		return err
+	}
+	if err := fixTimes(ctx, stage); err != nil {
+		return err
+	}
+	return mkext4(ctx, stage, out, rootfsBytes, "rootfs", uuidFor("rootfs "+r.Version+" "+r.Flavor), false)
+}
+
+// rootfsDirs are the directories of a root slot image.
+var rootfsDirs = []string{"bin", "sbin", "usr/bin", "usr/sbin", "boot", "dev", "proc", "sys", "tmp", "run", "data", "mnt/boot", "etc/switchback", "srv/www", "root"}
+
+// installSystem puts in stage what every release shares: busybox,
+// e2fsck, the kernel and the initramfs.
+func installSystem(ctx context.Context, a *assets, stage string) error {
 	if err := installBusybox(ctx, a, stage); err != nil {
 		return err
 	}
@@ -452,66 +495,81 @@ func (b *builder) slotImage(ctx context.Context, a *assets, r release, out strin
 	if err := copyFile(filepath.Join(stage, "boot", "vmlinuz"), a.Kernel, 0o644); err != nil {
 		return err
 	}
-	if err := copyFile(filepath.Join(stage, "boot", "initrd.img"), a.Initrd, 0o644); err != nil {
-		return err
-	}
-	init, err := files.ReadFile("files/rootfs-init")
+	return copyFile(filepath.Join(stage, "boot", "initrd.img"), a.Initrd, 0o644)
+}
+
+// installRelease puts in stage what makes release r: its files
+// (releaseFiles) and the agent binary.
+func installRelease(r release, stage string) error {
+	list, err := releaseFiles(r)
 	if err != nil {
 		return err
 	}
-	init = bytes.ReplaceAll(init, []byte("@AGENT_ARGS@"), []byte(r.AgentArgs))
-	if r.Flavor == flavorPanic {
-		// A broken build: /sbin/init is not an executable format, so the
-		// initramfs's switch_root fails, pid 1 exits and the kernel panics.
-		init = []byte("this release's init was truncated by a broken build\n")
+	for _, f := range list {
+		if err := os.WriteFile(filepath.Join(stage, f.path), f.data, f.mode); err != nil {
+			return err
+		}
 	}
-	if err := os.WriteFile(filepath.Join(stage, "sbin", "init"), init, 0o755); err != nil {
-		return err
+	if r.Agent == "" {
+		return nil
 	}
+	return copyFile(filepath.Join(stage, "usr", "bin", "switchback-agent"), r.Agent, 0o755)
+}
+
+// stagedFile is a file of an image being staged, by slash path.
+type stagedFile struct {
+	path string
+	data []byte
+	mode os.FileMode
+}
+
+// releaseFiles lists the files of release r, in the order they are
+// written (a later one wins): its init, the application unless the
+// flavor lacks it, the health page, version and hardware id, r.Files, the
+// trusted root and the host name.
+func releaseFiles(r release) ([]stagedFile, error) {
+	init, err := rootfsInit(r)
+	if err != nil {
+		return nil, err
+	}
+	list := []stagedFile{{"sbin/init", init, 0o755}}
 	if r.Flavor != flavorNoHealth {
 		app, err := files.ReadFile("files/app")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "app"), app, 0o755); err != nil {
-			return err
-		}
-	}
-	if err := os.WriteFile(filepath.Join(stage, "srv", "www", "healthz"), []byte("ok "+r.Version+"\n"), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "version"), []byte(r.Version+"\n"), 0o644); err != nil {
-		return err
+		list = append(list, stagedFile{"etc/switchback/app", app, 0o755})
 	}
 	hw := r.Hardware
 	if hw == "" {
 		hw = hardwareID
 	}
-	if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "hardware"), []byte(hw+"\n"), 0o644); err != nil {
-		return err
-	}
+	list = append(list,
+		stagedFile{"srv/www/healthz", []byte("ok " + r.Version + "\n"), 0o644},
+		stagedFile{"etc/switchback/version", []byte(r.Version + "\n"), 0o644},
+		stagedFile{"etc/switchback/hardware", []byte(hw + "\n"), 0o644})
 	for p, data := range r.Files {
-		if err := os.WriteFile(filepath.Join(stage, p), data, 0o644); err != nil {
-			return err
-		}
+		list = append(list, stagedFile{p, data, 0o644})
 	}
 	if r.RootJSON != nil {
-		if err := os.WriteFile(filepath.Join(stage, "etc", "switchback", "root.json"), r.RootJSON, 0o644); err != nil {
-			return err
-		}
+		list = append(list, stagedFile{"etc/switchback/root.json", r.RootJSON, 0o644})
 	}
-	if r.Agent != "" {
-		if err := copyFile(filepath.Join(stage, "usr", "bin", "switchback-agent"), r.Agent, 0o755); err != nil {
-			return err
-		}
+	return append(list, stagedFile{"etc/hostname", []byte("switchback-qemu\n"), 0o644}), nil
+}
+
+// rootfsInit is the /sbin/init of release r: files/rootfs-init starting
+// the agent with r.AgentArgs, or, for flavorPanic, not a program at all.
+func rootfsInit(r release) ([]byte, error) {
+	if r.Flavor == flavorPanic {
+		// A broken build: /sbin/init is not an executable format, so the
+		// initramfs's switch_root fails, pid 1 exits and the kernel panics.
+		return []byte("this release's init was truncated by a broken build\n"), nil
 	}
-	if err := os.WriteFile(filepath.Join(stage, "etc", "hostname"), []byte("switchback-qemu\n"), 0o644); err != nil {
-		return err
+	init, err := files.ReadFile("files/rootfs-init")
+	if err != nil {
+		return nil, err
 	}
-	if err := fixTimes(ctx, stage); err != nil {
-		return err
-	}
-	return mkext4(ctx, stage, out, rootfsBytes, "rootfs", uuidFor("rootfs "+r.Version+" "+r.Flavor), false)
+	return bytes.ReplaceAll(init, []byte("@AGENT_ARGS@"), []byte(r.AgentArgs)), nil
 }
 
 // installBusybox puts the image's busybox in stage/bin with a link for
@@ -689,16 +747,32 @@ type diskSpec struct {
 // core.img in the gap, the boot partition, the two root slots and a fresh
 // data partition.
 func (b *builder) disk(ctx context.Context, d diskSpec, out string) error {
-	work, err := os.MkdirTemp(filepath.Dir(out), "disk-")
-	if err != nil {
-		return err
+	env := d.Env
+	if env == nil {
+		var err error
+		if env, err = factoryEnv(); err != nil {
+			return err
+		}
 	}
-	defer os.RemoveAll(work)
-	f, err := newPartitionedDisk(ctx, out)
-	if err != nil {
-		return err
+	if len(env) != 1024 {
+		return fmt.Errorf("grubenv is %d bytes, want 1024", len(env))
 	}
-	defer f.Close()
+	slots := map[int64]string{slotAStart: d.SlotA}
+	if d.SlotB != "" {
+		slots[slotBStart] = d.SlotB
+	}
+	return assembleDisk(ctx, out, slots, func(f *os.File, work string) (string, error) {
+		if err := b.writeGRUBBoot(ctx, f, work); err != nil {
+			return "", err
+		}
+		bootFS := filepath.Join(work, "boot.fat")
+		return bootFS, b.bootImage(ctx, env, bootFS)
+	})
+}
+
+// writeGRUBBoot writes GRUB's boot code into the MBR of the disk f and
+// core.img (built in work) into the gap before the first partition.
+func (b *builder) writeGRUBBoot(ctx context.Context, f *os.File, work string) error {
 	bootImg, err := os.ReadFile("/usr/lib/grub/i386-pc/boot.img")
 	if err != nil {
 		return err
@@ -714,38 +788,37 @@ func (b *builder) disk(ctx context.Context, d diskSpec, out string) error {
 	if err := b.coreImage(ctx, core); err != nil {
 		return err
 	}
-	if err := writeAt(f, core, sector); err != nil {
+	return writeAt(f, core, sector)
+}
+
+// assembleDisk writes the raw disk at out (newPartitionedDisk): boot
+// builds the boot partition's image in the scratch directory work and
+// returns its path (it may also write outside the partitions, as GRUB's
+// boot code); then the boot partition, a fresh data partition and the
+// root slot images of slots, by start sector, are written in place.
+func assembleDisk(ctx context.Context, out string, slots map[int64]string, boot func(f *os.File, work string) (string, error)) error {
+	work, err := os.MkdirTemp(filepath.Dir(out), "disk-")
+	if err != nil {
 		return err
 	}
-	env := d.Env
-	if env == nil {
-		if env, err = factoryEnv(); err != nil {
-			return err
-		}
+	defer os.RemoveAll(work)
+	f, err := newPartitionedDisk(ctx, out)
+	if err != nil {
+		return err
 	}
-	if len(env) != 1024 {
-		return fmt.Errorf("grubenv is %d bytes, want 1024", len(env))
-	}
-	bootFS := filepath.Join(work, "boot.fat")
-	if err := b.bootImage(ctx, env, bootFS); err != nil {
+	defer f.Close()
+	bootFS, err := boot(f, work)
+	if err != nil {
 		return err
 	}
 	dataFS := filepath.Join(work, "data.ext4")
 	if err := mkext4(ctx, "", dataFS, dataSize*sector, "data", uuidFor("data"), true); err != nil {
 		return err
 	}
-	parts := []struct {
-		src string
-		off int64
-	}{{bootFS, bootStart}, {d.SlotA, slotAStart}, {dataFS, dataStart}}
-	if d.SlotB != "" {
-		parts = append(parts, struct {
-			src string
-			off int64
-		}{d.SlotB, slotBStart})
-	}
-	for _, p := range parts {
-		if err := writeAt(f, p.src, p.off*sector); err != nil {
+	parts := map[int64]string{bootStart: bootFS, dataStart: dataFS}
+	maps.Copy(parts, slots)
+	for start, src := range parts {
+		if err := writeAt(f, src, start*sector); err != nil {
 			return err
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/switchback-ota/switchback/slots/uboot"
@@ -51,13 +51,10 @@ var initramfsModulesARM64 = []string{
 
 // requiredToolsARM64 are the host programs the arm64 machine needs, with
 // the Debian package that provides each.
-var requiredToolsARM64 = [][2]string{
-	{"apt-get", "apt"}, {"apt-cache", "apt"}, {"dpkg-deb", "dpkg"},
-	{"cpio", "cpio"}, {"mkfs.ext4", "e2fsprogs"}, {"mkfs.fat", "dosfstools"},
-	{"mcopy", "mtools"}, {"sfdisk", "fdisk"}, {"qemu-img", "qemu-utils"},
+var requiredToolsARM64 = slices.Concat(commonTools, [][2]string{
 	{"mkimage", "u-boot-tools"}, {"qemu-system-aarch64", "qemu-system-arm"},
 	{"busybox", "busybox-static"},
-}
+})
 
 // missingToolsARM64 is missingTools for the arm64 machine.
 func missingToolsARM64() []string {
@@ -109,17 +106,6 @@ func (b *builder) kernelPackageARM64(ctx context.Context) (string, error) {
 	return string(m[1]), nil
 }
 
-// cachedKernelARM64 names the newest cloud-arm64 kernel already in the
-// cache, for hosts whose apt cannot resolve one (no network).
-func (b *builder) cachedKernelARM64() string {
-	m, _ := filepath.Glob(filepath.Join(b.CacheDir, "debs-arm64", "linux-image-*-cloud-arm64_*.deb"))
-	if len(m) == 0 {
-		return ""
-	}
-	sort.Strings(m)
-	return strings.SplitN(filepath.Base(m[len(m)-1]), "_", 2)[0]
-}
-
 // prepareARM64 is prepare for the arm64 machine: Debian's cloud-arm64
 // kernel and arm64 busybox-static, unpacked from their .debs (nothing
 // installed), the kernel Image gzip-compressed for U-Boot's unzip, and
@@ -130,20 +116,14 @@ func (b *builder) prepareARM64(ctx context.Context) (*assets, error) {
 	}
 	kpkg, err := b.kernelPackageARM64(ctx)
 	if err != nil {
-		if kpkg = b.cachedKernelARM64(); kpkg == "" {
+		if kpkg = b.cachedKernel(archARM64); kpkg == "" {
 			return nil, err
 		}
 		b.logf("apt failed (%v); using the cached %s", err, kpkg)
 	}
-	dirs := map[string]string{}
-	for _, pkg := range []string{kpkg, "busybox-static", "e2fsck-static"} {
-		deb, err := b.fetchDebArch(ctx, pkg, archARM64)
-		if err != nil {
-			return nil, err
-		}
-		if dirs[pkg], err = b.unpack(ctx, deb); err != nil {
-			return nil, err
-		}
+	dirs, err := b.unpackDebs(ctx, archARM64, kpkg, "busybox-static", "e2fsck-static")
+	if err != nil {
+		return nil, err
 	}
 	hostBusybox, err := exec.LookPath("busybox")
 	if err != nil {
@@ -161,19 +141,14 @@ func (b *builder) prepareARM64(ctx context.Context) (*assets, error) {
 		Initrd:      filepath.Join(b.CacheDir, "initrd-"+abi+".img"),
 	}
 	image := filepath.Join(dirs[kpkg], "boot", "vmlinuz-"+abi)
-	for _, p := range []string{image, a.ModuleDir, a.Busybox, a.E2fsck} {
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("unpacked packages lack %s: %w", p, err)
-		}
+	if err := requireUnpacked(image, a.ModuleDir, a.Busybox, a.E2fsck); err != nil {
+		return nil, err
 	}
 	if err := gzipOnce(image, a.Kernel); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(a.Initrd); err != nil {
-		b.logf("initramfs for %s", abi)
-		if err := b.makeInitramfs(ctx, a); err != nil {
-			return nil, err
-		}
+	if err := b.initramfsOnce(ctx, a); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -267,30 +242,10 @@ func (b *builder) bootImageARM64(ctx context.Context, out string) error {
 // boot partition, slot A and a fresh data partition. U-Boot needs nothing
 // outside the partitions.
 func (b *builder) diskARM64(ctx context.Context, slotA, out string) error {
-	work, err := os.MkdirTemp(filepath.Dir(out), "disk-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	f, err := newPartitionedDisk(ctx, out)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	bootFS := filepath.Join(work, "boot.fat")
-	if err := b.bootImageARM64(ctx, bootFS); err != nil {
-		return err
-	}
-	dataFS := filepath.Join(work, "data.ext4")
-	if err := mkext4(ctx, "", dataFS, dataSize*sector, "data", uuidFor("data"), true); err != nil {
-		return err
-	}
-	for src, off := range map[string]int64{bootFS: bootStart, slotA: slotAStart, dataFS: dataStart} {
-		if err := writeAt(f, src, off*sector); err != nil {
-			return err
-		}
-	}
-	return f.Close()
+	return assembleDisk(ctx, out, map[int64]string{slotAStart: slotA}, func(_ *os.File, work string) (string, error) {
+		bootFS := filepath.Join(work, "boot.fat")
+		return bootFS, b.bootImageARM64(ctx, bootFS)
+	})
 }
 
 // readDiskEnvARM64 reads the current copy of the redundant U-Boot

@@ -21,14 +21,19 @@ type bootCheck struct {
 // parses it with our parser and has grub-editenv list it, and checks the
 // variables are ones the design allows.
 func (r *replay) checkBoot(ctx context.Context) bootCheck {
-	p := r.part(bootStart, bootSize)
-	key := maphash.Bytes(r.seed, p)
-	if b, ok := r.bootRes[key]; ok {
-		return b
+	return memoized(r.seed, r.bootRes, r.part(bootStart, bootSize), func(p []byte) bootCheck { return r.readBoot(ctx, p) })
+}
+
+// memoized returns read(p), computed once for each content of p: states
+// often leave a partition as an earlier state did.
+func memoized[T any](seed maphash.Seed, results map[uint64]T, p []byte, read func(p []byte) T) T {
+	key := maphash.Bytes(seed, p)
+	if v, ok := results[key]; ok {
+		return v
 	}
-	b := r.readBoot(ctx, p)
-	r.bootRes[key] = b
-	return b
+	v := read(p)
+	results[key] = v
+	return v
 }
 
 func (r *replay) readBoot(ctx context.Context, p []byte) bootCheck {
@@ -100,14 +105,7 @@ func (d dataCheck) summary() string {
 // reads the marker and the state file with debugfs; the state file must
 // decode as the updater decodes it.
 func (r *replay) checkData(ctx context.Context) dataCheck {
-	p := r.part(dataStart, dataSize)
-	key := maphash.Bytes(r.seed, p)
-	if d, ok := r.dataRes[key]; ok {
-		return d
-	}
-	d := r.readData(ctx, p)
-	r.dataRes[key] = d
-	return d
+	return memoized(r.seed, r.dataRes, r.part(dataStart, dataSize), func(p []byte) dataCheck { return r.readData(ctx, p) })
 }
 
 func (r *replay) readData(ctx context.Context, p []byte) dataCheck {

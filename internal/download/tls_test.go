@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -212,7 +213,7 @@ func TestMutualTLSReload(t *testing.T) {
 	if err := fetch(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := cns(), []string{"device-a", "device-b", "device-b"}; !equalStrings(got, want) {
+	if got, want := cns(), []string{"device-a", "device-b", "device-b"}; !slices.Equal(got, want) {
 		t.Errorf("client certificates seen: got %q, want %q", got, want)
 	}
 
@@ -221,18 +222,6 @@ func TestMutualTLSReload(t *testing.T) {
 	if _, err := c2.Fetch(context.Background(), Request{URLs: []string{srv.URL + "/image.bin"}, Length: int64(len(content))}, &memSink{}, nil); err == nil {
 		t.Error("no client certificate: got nil error, want a handshake failure")
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestProxy(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/slotstest"
 )
@@ -26,11 +27,11 @@ type grubEmu struct {
 func newGrubEmu(t *testing.T) *grubEmu {
 	t.Helper()
 	e := &grubEmu{
-		emu:   lookTool(t, "grub-emu"),
-		mcopy: lookToolPkg(t, "mcopy", "mtools"),
+		emu:   ci.LookPath(t, "grub-emu", "grub-emu"),
+		mcopy: ci.LookPath(t, "mcopy", "mtools"),
 		dir:   t.TempDir(),
 	}
-	mkfs := lookToolPkg(t, "mkfs.fat", "dosfstools")
+	mkfs := ci.LookPath(t, "mkfs.fat", "dosfstools")
 	mods := "/usr/lib/grub/x86_64-emu"
 	if _, err := os.Stat(filepath.Join(mods, "normal.mod")); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -69,18 +70,6 @@ reboot
 		}
 	}
 	return e
-}
-
-func lookToolPkg(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found (install %s): %v", name, pkg, err)
-		}
-		t.Skipf("%s not found (install %s)", name, pkg)
-	}
-	return p
 }
 
 var emuOut = regexp.MustCompile(`SB(BOOT|ROOT|CANARY)=([A-Za-z0-9_=-]*)`)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -224,24 +223,18 @@ func (c *Control) update(ctx context.Context, change func(*Env) error) error {
 	return nil
 }
 
-func (c *Control) booted(ctx context.Context) (abenv.BootInfo, error) {
-	bi, err := abenv.ReadBootInfo(ctx, c.cmdline)
-	if err != nil {
-		return bi, fmt.Errorf("grub: %w", err)
-	}
-	if !bi.HasSlot {
-		return bi, fmt.Errorf("grub: %s: %w: is switchback.cfg sourced by grub.cfg, and $sb_args on the linux line? (%w)", c.cmdline, abenv.ErrNoBootedSlot, slots.ErrMismatch)
-	}
-	if !slices.Contains(c.names, bi.Slot) {
-		return bi, fmt.Errorf("grub: the kernel command line says %s=%q, not one of the configured slots %q: %w", ParamSlot, bi.Slot, c.names, slots.ErrMismatch)
-	}
-	return bi, nil
+// bootedHint is what to check when the kernel command line names no slot.
+const bootedHint = "is switchback.cfg sourced by grub.cfg, and $sb_args on the linux line?"
+
+// booting is where the control learns which slot booted.
+func (c *Control) booting() abenv.Booting {
+	return abenv.Booting{Backend: "grub", Cmdline: c.cmdline, Names: c.names, Hint: bootedHint}
 }
 
 // Status reports the booted slot (switchback.slot= on the kernel command
 // line), the primary, the trial and the slots marked bad.
 func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
-	bi, err := c.booted(ctx)
+	bi, err := c.booting().Booted(ctx)
 	if err != nil {
 		return slots.BootStatus{}, err
 	}
@@ -255,28 +248,16 @@ func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
 
 // step applies one A/B transition in one write of the block.
 func (c *Control) step(ctx context.Context, renew bool, apply func(st *abenv.State, booted string) error) error {
-	bi, err := c.booted(ctx)
+	s, err := c.booting().NewStep(ctx, renew, c.rand)
 	if err != nil {
 		return err
 	}
-	var canary string
-	if renew {
-		if canary, err = newCanaryValue(c.rand); err != nil {
-			return fmt.Errorf("grub: %w", err)
-		}
-	}
 	return c.update(ctx, func(e *Env) error {
-		st := abenv.ReadState(e.Get, c.names)
-		if err := apply(&st, bi.Slot); err != nil {
+		vars, err := s.Vars(e.Get, c.memo(), apply)
+		if err != nil {
 			return err
 		}
-		if renew {
-			if err := c.memo().Remember(bi, st.Canary); err != nil {
-				return fmt.Errorf("remember this boot's canary: %w", err)
-			}
-			st.Canary = canary
-		}
-		for _, kv := range st.Vars() {
+		for _, kv := range vars {
 			if err := e.Set(kv[0], kv[1]); err != nil {
 				return err
 			}
@@ -284,8 +265,6 @@ func (c *Control) step(ctx context.Context, renew bool, apply func(st *abenv.Sta
 		return nil
 	})
 }
-
-func newCanaryValue(r io.Reader) (string, error) { return abenv.NewCanary(r) }
 
 // Arm makes slot the trial for the next tries (1 to 9) boots, in one
 // write: sb_trial=slot, sb_tries=tries, slot removed from sb_bad, a new

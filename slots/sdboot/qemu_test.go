@@ -13,23 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 	"github.com/switchback-ota/switchback/slots"
 )
-
-func lookTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		if _, err = os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found (install %s): %v", name, pkg, err)
-	}
-	t.Skipf("%s not found (install %s)", name, pkg)
-	return ""
-}
 
 func lookFile(t *testing.T, p, pkg string) string {
 	t.Helper()
@@ -54,12 +40,12 @@ func TestRealSystemdBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots OVMF and systemd-boot in QEMU (about a minute); skipped with -short")
 	}
-	qemu := lookTool(t, "qemu-system-x86_64", "qemu-system-x86")
-	mkfs := lookTool(t, "mkfs.fat", "dosfstools")
-	mcopy := lookTool(t, "mcopy", "mtools")
-	mmd := lookTool(t, "mmd", "mtools")
-	mdir := lookTool(t, "mdir", "mtools")
-	sfdisk := lookTool(t, "sfdisk", "fdisk")
+	qemu := ci.LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
+	mkfs := ci.LookPath(t, "mkfs.fat", "dosfstools")
+	mcopy := ci.LookPath(t, "mcopy", "mtools")
+	mmd := ci.LookPath(t, "mmd", "mtools")
+	mdir := ci.LookPath(t, "mdir", "mtools")
+	sfdisk := ci.LookPath(t, "sfdisk", "fdisk")
 	code := lookFile(t, "/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf")
 	varsTmpl := lookFile(t, "/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf")
 	sdboot := lookFile(t, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", "systemd-boot-efi")

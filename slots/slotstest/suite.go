@@ -449,7 +449,9 @@ type Rebooter interface {
 // simulated bootloader) or [slots.StartCounter] (a swap control counting
 // application starts), it also checks the boot counter: a trial runs once
 // per try, commit makes it primary, an exhausted or bad trial falls back
-// to the primary.
+// to the primary; and, for a [slots.CanaryChecker], that CheckCanary
+// passes before any write, after Arm and Commit in the same boot, and in
+// the trial.
 func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootControl, []string)) {
 	t.Helper()
 	run(t, "Status", func(t *testing.T) {
@@ -470,6 +472,7 @@ func TestBootControl(t *testing.T, newControl func(t *testing.T) (slots.BootCont
 		{"TrialCommit", checkTrialCommit},
 		{"TrialExhausted", checkTrialExhausted},
 		{"TrialRollback", checkTrialRollback},
+		{"Canary", checkCanary},
 	} {
 		run(t, tc.name, func(t *testing.T) {
 			c, st0, other, ok := setupControl(t, newControl)
@@ -683,6 +686,38 @@ func checkTrialCommit(t *testing.T, c slots.BootControl, st0 slots.BootStatus, o
 		return
 	}
 	expectStatus(t, c, want)
+}
+
+// checkCanary checks that a control that checks its canary passes the
+// check before any write, after Arm in the same boot (the environment has
+// a new canary, the kernel command line the old one), in the trial after
+// the next boot, and after Commit in that boot.
+func checkCanary(t *testing.T, c slots.BootControl, _ slots.BootStatus, other string) {
+	ctx := context.Background()
+	cc, ok := c.(slots.CanaryChecker)
+	if !ok {
+		t.Skip("control does not implement slots.CanaryChecker")
+	}
+	boot := startNext(t, c)
+	check := func(when string) {
+		t.Helper()
+		if err := cc.CheckCanary(ctx); err != nil {
+			t.Errorf("CheckCanary %s: %v", when, err)
+		}
+	}
+	check("before any write")
+	if err := c.Arm(ctx, other, 2); err != nil {
+		t.Fatalf("Arm(%q, 2): %v", other, err)
+	}
+	check("after Arm in the same boot")
+	if err := boot(); err != nil {
+		t.Fatalf("start of the trial: %v", err)
+	}
+	check("in the trial")
+	if err := c.Commit(ctx, other); err != nil {
+		t.Fatalf("Commit(%q): %v", other, err)
+	}
+	check("after Commit in the same boot")
 }
 
 // checkTrialExhausted boots the trial until its tries run out and checks

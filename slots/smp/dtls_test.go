@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/smp"
 )
 
@@ -64,25 +63,9 @@ func TestDTLS(t *testing.T) {
 		"certificates": {&smp.DTLSConfig{Certificates: []tls.Certificate{server}, ClientCAs: pool}, &smp.DTLSConfig{Certificates: []tls.Certificate{client}, RootCAs: pool, ServerName: "mcu.local"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
 			r := newRig(t, rigOptions{dtls: c.server})
 			d := r.device(t, rigOptions{dtls: c.client}, t.TempDir())
-			v2 := image(30_000, 2, nil)
-			stage(t, d, "b", v2)
-			if err := d.Arm(ctx, "b", 1); err != nil {
-				t.Fatal(err)
-			}
-			if err := d.Reset(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := d.ImageCheck().Check(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := d.Commit(ctx, "b"); err != nil {
-				t.Fatal(err)
-			}
-			wantStatus(t, d, slots.BootStatus{Booted: "b", Primary: "b"})
-			wantRunning(t, r.mcu, v2)
+			commitTrial(t, d, r.mcu, image(30_000, 2, nil))
 		})
 	}
 }

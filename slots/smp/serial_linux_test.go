@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/switchback-ota/switchback/slots"
 	"github.com/switchback-ota/switchback/slots/smp"
 	"github.com/switchback-ota/switchback/slots/smp/smptest"
 )
@@ -95,22 +94,7 @@ func TestSerialPTY(t *testing.T) {
 	if got, err := d.Client().Echo(ctx, long); err != nil || got != long {
 		t.Fatalf("Echo of %d bytes: %d bytes, %v", len(long), len(got), err)
 	}
-	v2 := image(50_000, 2, nil)
-	stage(t, d, "b", v2)
-	if err := d.Arm(ctx, "b", 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Reset(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ImageCheck().Check(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Commit(ctx, "b"); err != nil {
-		t.Fatal(err)
-	}
-	wantStatus(t, d, slots.BootStatus{Booted: "b", Primary: "b"})
-	wantRunning(t, m, v2)
+	commitTrial(t, d, m, image(50_000, 2, nil))
 }
 
 func TestOpenSerialRefuses(t *testing.T) {

@@ -59,6 +59,29 @@ func armAndReset(t *testing.T, r *rig, v2 []byte) error {
 	return r.dev.Reset(ctx)
 }
 
+// commitTrial runs a whole trial of img over d's transport: staged into
+// slot b, armed for one try, reset into, checked and committed; the MCU m
+// must then run img, committed.
+func commitTrial(t *testing.T, d *smp.Device, m *smptest.MCU, img []byte) {
+	t.Helper()
+	ctx := context.Background()
+	stage(t, d, "b", img)
+	if err := d.Arm(ctx, "b", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ImageCheck().Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, d, slots.BootStatus{Booted: "b", Primary: "b"})
+	wantRunning(t, m, img)
+}
+
 // TestTrialOutcomes drives one trial per outcome the updater must tell
 // apart: confirmed, reverted by MCUboot after a crash, never confirmed
 // (reverted at the next reset), never came back (a hung application,

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 	"github.com/switchback-ota/switchback/slots"
 )
 
@@ -33,9 +34,9 @@ func newUbootVM(t *testing.T, redundant bool) *ubootVM {
 	t.Helper()
 	vm := &ubootVM{
 		files:    []string{"switchback.env"},
-		qemu:     lookTool(t, "qemu-system-aarch64", "qemu-system-arm"),
+		qemu:     ci.LookPath(t, "qemu-system-aarch64", "qemu-system-arm"),
 		firmware: "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
-		mcopy:    lookTool(t, "mcopy", "mtools"),
+		mcopy:    ci.LookPath(t, "mcopy", "mtools"),
 		dir:      t.TempDir(),
 	}
 	if _, err := os.Stat(vm.firmware); err != nil {
@@ -44,9 +45,9 @@ func newUbootVM(t *testing.T, redundant bool) *ubootVM {
 		}
 		t.Skip("U-Boot for qemu_arm64 missing (install u-boot-qemu)")
 	}
-	mkimage := lookTool(t, "mkimage", "u-boot-tools")
-	mkfs := lookTool(t, "mkfs.fat", "dosfstools")
-	sfdisk := lookTool(t, "sfdisk", "fdisk")
+	mkimage := ci.LookPath(t, "mkimage", "u-boot-tools")
+	mkfs := ci.LookPath(t, "mkfs.fat", "dosfstools")
+	sfdisk := ci.LookPath(t, "sfdisk", "fdisk")
 	script, err := os.ReadFile("boot.cmd")
 	if err != nil {
 		t.Fatal(err)

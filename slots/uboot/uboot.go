@@ -338,18 +338,12 @@ func (c *Control) update(ctx context.Context, change func([]Var) ([]Var, error))
 	return c.write(l, vars)
 }
 
-func (c *Control) booted(ctx context.Context) (abenv.BootInfo, error) {
-	bi, err := abenv.ReadBootInfo(ctx, c.cmdline)
-	if err != nil {
-		return bi, fmt.Errorf("uboot: %w", err)
-	}
-	if !bi.HasSlot {
-		return bi, fmt.Errorf("uboot: %s: %w: does the boot script (boot.cmd) run, and add to bootargs? (%w)", c.cmdline, abenv.ErrNoBootedSlot, slots.ErrMismatch)
-	}
-	if !slices.Contains(c.names, bi.Slot) {
-		return bi, fmt.Errorf("uboot: the kernel command line says %s=%q, not one of the configured slots %q: %w", ParamSlot, bi.Slot, c.names, slots.ErrMismatch)
-	}
-	return bi, nil
+// bootedHint is what to check when the kernel command line names no slot.
+const bootedHint = "does the boot script (boot.cmd) run, and add to bootargs?"
+
+// booting is where the control learns which slot booted.
+func (c *Control) booting() abenv.Booting {
+	return abenv.Booting{Backend: "uboot", Cmdline: c.cmdline, Names: c.names, Hint: bootedHint}
 }
 
 // Status reports the booted slot (switchback.slot= on the kernel command
@@ -357,7 +351,7 @@ func (c *Control) booted(ctx context.Context) (abenv.BootInfo, error) {
 // copy it fails with [ErrNoValidEnv]: U-Boot then boots with its default
 // environment, and the boot script with the first slot.
 func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
-	bi, err := c.booted(ctx)
+	bi, err := c.booting().Booted(ctx)
 	if err != nil {
 		return slots.BootStatus{}, err
 	}
@@ -373,30 +367,18 @@ func (c *Control) Status(ctx context.Context) (slots.BootStatus, error) {
 	return abenv.ReadState(func(n string) (string, bool) { return get(l.vars, n) }, c.names).Status(bi.Slot), nil
 }
 
+// step applies one A/B transition in one write of the environment.
 func (c *Control) step(ctx context.Context, renew bool, apply func(st *abenv.State, booted string) error) error {
-	bi, err := c.booted(ctx)
+	s, err := c.booting().NewStep(ctx, renew, c.rand)
 	if err != nil {
 		return err
 	}
-	var canary string
-	if renew {
-		if canary, err = abenv.NewCanary(c.rand); err != nil {
-			return fmt.Errorf("uboot: %w", err)
-		}
-	}
 	return c.update(ctx, func(vars []Var) ([]Var, error) {
-		st := abenv.ReadState(func(n string) (string, bool) { return get(vars, n) }, c.names)
-		if err := apply(&st, bi.Slot); err != nil {
+		sets, err := s.Vars(func(n string) (string, bool) { return get(vars, n) }, c.memo(), apply)
+		if err != nil {
 			return nil, fmt.Errorf("uboot: %w", err)
 		}
-		if renew {
-			if err := c.memo().Remember(bi, st.Canary); err != nil {
-				return nil, fmt.Errorf("uboot: remember this boot's canary: %w", err)
-			}
-			st.Canary = canary
-		}
-		for _, kv := range st.Vars() {
-			var err error
+		for _, kv := range sets {
 			if vars, err = Set(vars, kv[0], kv[1]); err != nil {
 				return nil, err
 			}

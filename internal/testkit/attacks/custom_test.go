@@ -29,17 +29,12 @@ func TestWrongHardware(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := tuftest.New(t)
-			d := newDevice(t, r, nil)
-			d.trust()
+			r, d := trustingDevice(t)
 			c := custom("1.2.0")
 			c.Hardware = tt.hardware
 			r.AddTarget(targetPath("1.2.0"), image("1.2.0"), c)
 			r.Publish()
-			before := d.snap()
-			err := d.update(context.Background())
-			wantErr(t, "update", err, updater.ErrNoUpdate, verify.ErrIncompatible)
-			d.assertRefused(before, noWrites)
+			d.updateRefused("update", updater.ErrNoUpdate, verify.ErrIncompatible)
 			if n := r.Requests(targetFile(r, "1.2.0")); n != 0 {
 				t.Errorf("the other hardware's image was requested %d times", n)
 			}
@@ -81,9 +76,7 @@ func TestWrongHardware(t *testing.T) {
 // requested its bytes. Finally the device takes the next valid release
 // while the bad targets are still listed.
 func badCustom(t *testing.T, cases []customCase) {
-	r := tuftest.New(t)
-	d := newDevice(t, r, nil)
-	d.trust()
+	r, d := trustingDevice(t)
 	for i, c := range cases {
 		var raw json.RawMessage
 		if c.raw != "" {
@@ -92,13 +85,9 @@ func badCustom(t *testing.T, cases []customCase) {
 		r.AddTarget(fmt.Sprintf("rootfs/bad-%d.img", i), image("9.9.9"), raw)
 	}
 	r.Publish()
-	before := d.snap()
-	err := d.update(context.Background())
-	wantErr(t, "update", err, updater.ErrNoUpdate)
-	if errors.Is(err, verify.ErrIncompatible) {
+	if err := d.updateRefused("update", updater.ErrNoUpdate); errors.Is(err, verify.ErrIncompatible) {
 		t.Errorf("update: %v: a bad target was taken for a release", err)
 	}
-	d.assertRefused(before, noWrites)
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := fmt.Sprintf("rootfs/bad-%d.img", i)

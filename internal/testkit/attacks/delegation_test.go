@@ -62,18 +62,22 @@ func metadataRequests(r *tuftest.Repo, roles ...string) int {
 // the next honest release installs.
 func TestDelegationPathNotDelegated(t *testing.T) {
 	t.Parallel()
-	r := tuftest.New(t)
-	d := newDevice(t, r, nil)
-	d.trust()
+	r, d := trustingDevice(t)
 	delegate(t, r, repository.RoleTargets, "vendor-b", "rootfs/vendor-b/*")
 	signRelease(t, r, "vendor-b", "6.6.6")
 	r.Publish()
-	before := d.snap()
-	err := d.update(context.Background())
-	wantErr(t, "update", err, updater.ErrNoUpdate)
-	d.assertRefused(before, noWrites)
+	wantDelegatedRefused(t, r, d, "the release signed outside the role's paths")
+}
+
+// wantDelegatedRefused checks that the device takes no update from the
+// release 6.6.6 a delegated role signed (what describes it): nothing
+// changes, its bytes are never requested, and the next honest release
+// installs.
+func wantDelegatedRefused(t *testing.T, r *tuftest.Repo, d *device, what string) {
+	t.Helper()
+	d.updateRefused("update", updater.ErrNoUpdate)
 	if n := r.Requests(delegatedFile("6.6.6")); n != 0 {
-		t.Errorf("the release signed outside the role's paths was requested %d times", n)
+		t.Errorf("%s was requested %d times", what, n)
 	}
 	d.honestUpdate("1.3.0")
 }
@@ -86,9 +90,7 @@ func TestDelegationPathNotDelegated(t *testing.T) {
 // refuses it (go-tuf issue #759).
 func TestDelegationTwoDelegators(t *testing.T) {
 	t.Parallel()
-	r := tuftest.New(t)
-	d := newDevice(t, r, nil)
-	d.trust()
+	r, d := trustingDevice(t)
 	delegate(t, r, repository.RoleTargets, "parent-a", "other/*")
 	delegate(t, r, "parent-a", "release", "other/*")
 	signRelease(t, r, "release", "6.6.6")
@@ -98,14 +100,7 @@ func TestDelegationTwoDelegators(t *testing.T) {
 	delegate(t, r, repository.RoleTargets, "parent-b", "rootfs/*")
 	delegate(t, r, "parent-b", "release", "rootfs/*")
 	r.Publish()
-	before := d.snap()
-	err := d.update(context.Background())
-	wantErr(t, "update", err, updater.ErrNoUpdate)
-	d.assertRefused(before, noWrites)
-	if n := r.Requests(delegatedFile("6.6.6")); n != 0 {
-		t.Errorf("the release of a role not signed for its delegator was requested %d times", n)
-	}
-	d.honestUpdate("1.3.0")
+	wantDelegatedRefused(t, r, d, "the release of a role not signed for its delegator")
 }
 
 // TestDelegationCycle: a delegates rootfs/* to b, which delegates it back
@@ -113,9 +108,7 @@ func TestDelegationTwoDelegators(t *testing.T) {
 // and each role's metadata is fetched once.
 func TestDelegationCycle(t *testing.T) {
 	t.Parallel()
-	r := tuftest.New(t)
-	d := newDevice(t, r, nil)
-	d.trust()
+	r, d := trustingDevice(t)
 	delegate(t, r, repository.RoleTargets, "a", "rootfs/*")
 	delegate(t, r, "a", "b", "rootfs/*")
 	delegate(t, r, "b", "a", "rootfs/*")
@@ -139,9 +132,7 @@ func TestDelegationCycle(t *testing.T) {
 // drops it, so an honest repository keeps listing it.
 func TestDelegationThousandRoleChain(t *testing.T) {
 	t.Parallel()
-	r := tuftest.New(t)
-	d := newDevice(t, r, nil)
-	d.trust()
+	r, d := trustingDevice(t)
 	names, first := forgeChain(t, r, 1000, "6.6.6")
 	top := r.Forge(repository.RoleTargets, func(s any) {
 		s.(*metadata.TargetsType).Delegations = delegationTo(names[0], first)

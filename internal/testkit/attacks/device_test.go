@@ -218,6 +218,16 @@ func (d *device) trust() {
 	}
 }
 
+// trustingDevice is a new repository and a device that has refreshed
+// its trusted metadata from it (trust).
+func trustingDevice(t *testing.T) (*tuftest.Repo, *device) {
+	t.Helper()
+	r := tuftest.New(t)
+	d := newDevice(t, r, nil)
+	d.trust()
+	return r, d
+}
+
 // honestUpdate publishes version, updates, reboots and confirms, and
 // checks that the device runs it committed: the proof that an attack left
 // the device able to update.
@@ -335,6 +345,18 @@ func (d *device) assertRefused(before snapshot, w writes) {
 	if pd := d.status().Pending; pd != nil && pd.Phase != updater.PhaseDownloading {
 		d.t.Errorf("pending install in phase %s, want none or downloading", pd.Phase)
 	}
+}
+
+// updateRefused runs an update that must fail with one of wants (see
+// wantErr, for op) and checks that it wrote nothing and changed nothing
+// (assertRefused); it returns the update's error.
+func (d *device) updateRefused(op string, wants ...error) error {
+	d.t.Helper()
+	before := d.snap()
+	err := d.update(context.Background())
+	wantErr(d.t, op, err, wants...)
+	d.assertRefused(before, noWrites)
+	return err
 }
 
 func equalBoot(a, b slots.BootStatus) bool {

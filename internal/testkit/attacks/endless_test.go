@@ -76,9 +76,7 @@ func TestEndlessDataMetadata(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := tuftest.New(t)
-			d := newDevice(t, r, nil)
-			d.trust()
+			r, d := trustingDevice(t)
 			release(r, "1.2.0")
 			bound := tt.bound
 			if bound < 0 {
@@ -144,9 +142,7 @@ func TestEndlessDataTarget(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := tuftest.New(t)
-			d := newDevice(t, r, nil)
-			d.trust()
+			r, d := trustingDevice(t)
 			file, wire, img := tt.publish(t, r)
 			f := addFault(r, suffix(file), tt.h(t, wire))
 			before := d.snap()

@@ -101,9 +101,7 @@ func TestRevokedKeyAfterRotation(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				r := tuftest.New(t)
-				d := newDevice(t, r, nil)
-				d.trust()
+				r, d := trustingDevice(t)
 				r.RotateKeys(role)
 				r.Publish()
 				if saw {
@@ -172,9 +170,7 @@ func TestFastForwardRecovery(t *testing.T) {
 				t.Skip("known gap, reported: " + tt.gap)
 			}
 			t.Parallel()
-			r := tuftest.New(t)
-			d := newDevice(t, r, nil)
-			d.trust()
+			r, d := trustingDevice(t)
 			tt.attack(t, r)
 			if _, err := d.u.Check(context.Background()); !errorsIsNoUpdate(err) {
 				t.Fatalf("Check of the fast-forwarded metadata: %v, want it accepted (no update)", err)
@@ -182,10 +178,7 @@ func TestFastForwardRecovery(t *testing.T) {
 			// The honest publisher goes on; the device is stuck.
 			r.ClearOverrides()
 			img := release(r, "1.2.0")
-			before := d.snap()
-			err := d.update(context.Background())
-			wantErr(t, "update after the fast-forward", err, verify.ErrUntrusted, &metadata.ErrBadVersionNumber{})
-			d.assertRefused(before, noWrites)
+			d.updateRefused("update after the fast-forward", verify.ErrUntrusted, &metadata.ErrBadVersionNumber{})
 
 			for _, role := range tt.rotate {
 				r.RotateKeys(role)

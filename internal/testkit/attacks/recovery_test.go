@@ -84,9 +84,7 @@ type recovery struct {
 }
 
 func newRecovery(t *testing.T) *recovery {
-	r := tuftest.New(t)
-	d := newDevice(t, r, nil)
-	d.trust()
+	r, d := trustingDevice(t)
 	for _, role := range repository.Roles {
 		r.RotateKeys(role)
 	}

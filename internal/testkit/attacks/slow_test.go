@@ -81,9 +81,7 @@ func TestSlowRetrieval(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := tuftest.New(t)
-			d := newDevice(t, r, nil)
-			d.trust()
+			r, d := trustingDevice(t)
 			img := release(r, "1.2.0")
 			f := addFault(r, tt.match(r), tt.h)
 			before := d.snap()

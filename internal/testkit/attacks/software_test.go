@@ -84,9 +84,7 @@ func TestArbitrarySoftware(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := tuftest.New(t)
-			d := newDevice(t, r, nil)
-			d.trust()
+			r, d := trustingDevice(t)
 			before := d.snap()
 			up := tt.attack(t, r, d)
 			var err error

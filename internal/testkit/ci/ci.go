@@ -5,6 +5,7 @@ package ci
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -15,4 +16,16 @@ func Skipf(t testing.TB, format string, args ...any) {
 		t.Fatalf(format+" (CI=true: .ci/run should have provided it)", args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// LookPath returns the path of the program name, which the Debian package
+// pkg installs (.ci/packages lists it); a missing program skips the test,
+// or fails it under CI=true.
+func LookPath(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Skipf(t, "%s not found (install %s): %v", name, pkg, err)
+	}
+	return p
 }

@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -689,6 +690,19 @@ func forgeTyped[T metadata.Roles](zero *metadata.Metadata[T], data []byte, v int
 		}
 	}
 	return m.ToBytes(true)
+}
+
+// Image returns a release image of n bytes for tests: "image " and
+// version, then pseudo-random (incompressible) bytes; the same arguments
+// always give the same bytes.
+func Image(version string, n int) []byte {
+	r := rand.New(rand.NewPCG(uint64(len(version)), uint64(n)))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	copy(b, "image "+version)
+	return b
 }
 
 // SHA256 returns the hex sha256 of data, as target metadata lists it.

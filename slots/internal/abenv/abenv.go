@@ -291,3 +291,74 @@ func (m CanaryMemo) Check(bi BootInfo, envCanary, what, script string) error {
 
 // ErrNoBootedSlot means the kernel command line names no booted slot.
 var ErrNoBootedSlot = errors.New("no " + ParamSlot + "= on the kernel command line")
+
+// Booting says where a backend learns which slot booted: the kernel
+// command line file, the configured slots, and what to check (Hint) when
+// the command line names none. Its errors start with Backend ("grub",
+// "uboot").
+type Booting struct {
+	Backend string
+	Cmdline string
+	Names   []string
+	Hint    string
+}
+
+// Booted reads this boot's kernel command line (ReadBootInfo) and checks
+// that it names one of the configured slots.
+func (b Booting) Booted(ctx context.Context) (BootInfo, error) {
+	bi, err := ReadBootInfo(ctx, b.Cmdline)
+	if err != nil {
+		return bi, fmt.Errorf("%s: %w", b.Backend, err)
+	}
+	if !bi.HasSlot {
+		return bi, fmt.Errorf("%s: %s: %w: %s (%w)", b.Backend, b.Cmdline, ErrNoBootedSlot, b.Hint, slots.ErrMismatch)
+	}
+	if !slices.Contains(b.Names, bi.Slot) {
+		return bi, fmt.Errorf("%s: the kernel command line says %s=%q, not one of the configured slots %q: %w", b.Backend, ParamSlot, bi.Slot, b.Names, slots.ErrMismatch)
+	}
+	return bi, nil
+}
+
+// A Step is one A/B transition (Arm, Commit or MarkBad) as both backends
+// write it: prepared (NewStep) before the environment is locked, then
+// applied (Vars) to the variables read under the lock.
+type Step struct {
+	Boot   BootInfo // this boot, from the kernel command line
+	Names  []string // the configured slots
+	Renew  bool     // the step writes a new canary (Arm and Commit do)
+	Canary string   // the new canary, when Renew
+}
+
+// NewStep prepares a step: this boot (Booted) and, when renew, a new
+// canary read from r.
+func (b Booting) NewStep(ctx context.Context, renew bool, r io.Reader) (Step, error) {
+	bi, err := b.Booted(ctx)
+	if err != nil {
+		return Step{}, err
+	}
+	s := Step{Boot: bi, Names: b.Names, Renew: renew}
+	if renew {
+		if s.Canary, err = NewCanary(r); err != nil {
+			return Step{}, fmt.Errorf("%s: %w", b.Backend, err)
+		}
+	}
+	return s, nil
+}
+
+// Vars applies apply (given the running slot) to the state of the
+// variables get returns and returns the variables to write, in VarOrder.
+// A renewed canary replaces the old one after memo remembered it, if this
+// boot's bootloader passed it.
+func (s Step) Vars(get func(string) (string, bool), memo CanaryMemo, apply func(st *State, booted string) error) ([][2]string, error) {
+	st := ReadState(get, s.Names)
+	if err := apply(&st, s.Boot.Slot); err != nil {
+		return nil, err
+	}
+	if s.Renew {
+		if err := memo.Remember(s.Boot, st.Canary); err != nil {
+			return nil, fmt.Errorf("remember this boot's canary: %w", err)
+		}
+		st.Canary = s.Canary
+	}
+	return st.Vars(), nil
+}
