@@ -381,6 +381,7 @@ func (hs *hashStage) close() error {
 // power cut (a new boot) falls back to the last durable checkpoint.
 type lightLog struct {
 	f                  *os.File
+	buf                []byte // the record being written, lightSize bytes
 	path               string
 	boot, target, slot string
 	disabled           bool
@@ -439,9 +440,12 @@ func (l *lightLog) write(ck *ckRecord) {
 	if l == nil || l.disabled {
 		return
 	}
-	b, err := encodeLight(lightRecord{BootID: l.boot, TargetSHA256: l.target, Slot: l.slot, Ck: *ck})
+	if l.buf == nil {
+		l.buf = make([]byte, lightSize)
+	}
+	err := encodeLightInto(l.buf, lightRecord{BootID: l.boot, TargetSHA256: l.target, Slot: l.slot, Ck: *ck})
 	if err == nil {
-		_, err = l.f.WriteAt(b, 0)
+		_, err = l.f.WriteAt(l.buf, 0)
 	}
 	if err != nil {
 		// Only an optimisation: durable checkpoints go on.
@@ -473,19 +477,26 @@ func (l *lightLog) remove() {
 // encodeLight lays out a record: 4-byte length, JSON, SHA-256 of the JSON,
 // zero padding to lightSize.
 func encodeLight(r lightRecord) ([]byte, error) {
+	b := make([]byte, lightSize)
+	return b, encodeLightInto(b, r)
+}
+
+// encodeLightInto lays out r in b, of lightSize bytes (as encodeLight),
+// so that a transfer reuses one buffer for its records.
+func encodeLightInto(b []byte, r lightRecord) error {
 	j, err := json.Marshal(r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if 4+len(j)+sha256.Size > lightSize {
-		return nil, errors.New("light checkpoint too large")
+		return errors.New("light checkpoint too large")
 	}
-	b := make([]byte, lightSize)
 	binary.LittleEndian.PutUint32(b, uint32(len(j)))
 	copy(b[4:], j)
 	sum := sha256.Sum256(j)
-	copy(b[4+len(j):], sum[:])
-	return b, nil
+	end := 4 + len(j) + copy(b[4+len(j):], sum[:])
+	clear(b[end:]) // the padding: nothing of an older, longer record
+	return nil
 }
 
 // decodeLight parses a record; anything short, torn or altered is refused.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/switchback-ota/switchback/slots"
@@ -287,6 +288,23 @@ func testWriteBehindError(t *testing.T, buffered bool) {
 	}
 	if pd.Offset > failAt {
 		t.Errorf("durable checkpoint at %d, beyond the failed write at %d", pd.Offset, failAt)
+	}
+}
+
+// TestEncodeLightReusesBuffer: a record encoded over a longer one in the
+// same buffer, as a transfer's light log does, is byte for byte the
+// record encoded alone.
+func TestEncodeLightReusesBuffer(t *testing.T) {
+	long := lightRecord{BootID: "boot", TargetSHA256: strings.Repeat("ab", 32), Slot: "b", Ck: ckRecord{Offset: 1 << 40, HashState: bytes.Repeat([]byte{7}, 108), Validator: strings.Repeat("v", 200)}}
+	short := lightRecord{BootID: "boot", TargetSHA256: "ab", Slot: "b", Ck: ckRecord{Offset: 10}}
+	buf := make([]byte, lightSize)
+	for _, r := range []lightRecord{long, short} {
+		if err := encodeLightInto(buf, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if alone := mustLight(t, short); !bytes.Equal(buf, alone) {
+		t.Error("record encoded over a longer one differs from the record alone")
 	}
 }
 
