@@ -377,6 +377,9 @@ type attemptKey struct{}
 type attemptState struct {
 	requests int
 	watch    *watch
+	// own is the context of the request being made, which the
+	// RoundTripper recognises as the Client's own.
+	own context.Context
 }
 
 func stateOf(ctx context.Context) *attemptState {
@@ -384,12 +387,13 @@ func stateOf(ctx context.Context) *attemptState {
 	return s
 }
 
-// requestHook runs before every attempt retryablehttp makes: count it and
-// start watching for a stall or a slow link while waiting for the
-// response.
+// requestHook runs before every attempt retryablehttp makes: count it,
+// mark its context as the Client's own (see RoundTripper) and start
+// watching for a stall or a slow link while waiting for the response.
 func requestHook(_ retryablehttp.Logger, req *http.Request, _ int) {
 	if s := stateOf(req.Context()); s != nil {
 		s.requests++
+		s.own = req.Context()
 		s.watch.arm()
 	}
 }
@@ -399,6 +403,9 @@ func requestHook(_ retryablehttp.Logger, req *http.Request, _ int) {
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if s := stateOf(ctx); s != nil {
 		s.watch.disarm(0)
+	}
+	if wrongProtocol(err) {
+		return false, err
 	}
 	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 }
