@@ -21,10 +21,10 @@ import (
 // container registry's auth transport (its ping of /v2/ and its token
 // exchanges): put it under that layer, and the layer over it in c's
 // [Config].HTTPClient. Requests of c's own (those of Fetch, Range, Get
-// and the others, and the redirects they follow) go to base untouched: c
-// already applies its rules to them, and retrying them here as well would
-// multiply the retries. Every other request is sent under c's rules for
-// small requests:
+// and the others, and the redirects they follow) go to base as they are:
+// c already applies its rules to them, and retrying them here as well
+// would multiply the retries. Every other request is sent under c's rules
+// for small requests:
 //
 //   - Pause is called before each attempt, and its error ends the request;
 //   - the response body is read whole (at most maxBody bytes: more fails
@@ -42,13 +42,20 @@ import (
 // counted as a stall of the request that waits for it. A request whose
 // body cannot be sent again (no GetBody) is sent once.
 //
-// c's requests are recognised by their context: the layers between c and
-// the RoundTripper must pass them on with their context unchanged (an
-// [http.Client] with a Timeout would not). Redirects are not followed
-// here: the client over the RoundTripper follows them.
+// Once a RoundTripper is made, c marks its requests with a header the
+// RoundTripper recognises and removes (so the layers between must pass
+// on the headers of c's requests, as http.Client does on a redirect).
+// Redirects are not followed here: the client over the RoundTripper
+// follows them. The RoundTripper is safe for concurrent use; it shares
+// c's Pause and rate limit.
 func (c *Client) RoundTripper(base http.RoundTripper, maxBody int64) http.RoundTripper {
+	c.marksOwn.Store(true)
 	return &ruledTransport{c: c, base: base, maxBody: maxBody}
 }
+
+// ownHeader marks the requests of a Client for its RoundTripper, which
+// removes it: no server sees it.
+const ownHeader = "Switchback-Own-Request"
 
 type ruledTransport struct {
 	c       *Client
@@ -57,11 +64,12 @@ type ruledTransport struct {
 }
 
 func (t *ruledTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	st := stateOf(r.Context())
-	if st != nil && st.own == r.Context() {
+	if r.Header.Get(ownHeader) != "" {
+		r = r.Clone(r.Context()) // a RoundTripper must not change its request
+		r.Header.Del(ownHeader)
 		return t.base.RoundTrip(r)
 	}
-	if st != nil {
+	if st := stateOf(r.Context()); st != nil {
 		// Made in the middle of one of c's requests, whose watch
 		// pauses meanwhile: this request has a watch of its own.
 		st.watch.disarm(0)
@@ -153,7 +161,10 @@ func (c *Client) sendOnce(ctx context.Context, w *watch, base http.RoundTripper,
 	if err != nil {
 		return nil, err
 	}
-	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(data)), int64(len(data))
+	resp.Body = io.NopCloser(bytes.NewReader(data))
+	if req.Method != http.MethodHead { // a HEAD's length is the resource's
+		resp.ContentLength = int64(len(data))
+	}
 	return resp, nil
 }
 

@@ -33,6 +33,7 @@ type planServer struct {
 
 	mu     sync.Mutex
 	bodies []string
+	marked int // requests that came with ownHeader
 }
 
 func newPlanServer(t *testing.T, plan ...answer) *planServer {
@@ -47,6 +48,9 @@ func (s *planServer) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s.mu.Lock()
 	s.bodies = append(s.bodies, string(body))
+	if r.Header.Get(ownHeader) != "" {
+		s.marked++
+	}
 	a := s.plan[min(len(s.bodies), len(s.plan))-1]
 	s.mu.Unlock()
 	switch a.status {
@@ -167,17 +171,16 @@ func TestRoundTripper(t *testing.T) {
 
 // tokenLayer stands for a registry's auth transport between a Client and
 // its RoundTripper: before each request of the Client it asks the token
-// service for a token with a context derived from the request's, as
-// go-containerregistry refreshes a token on a 401.
+// service for a token, with the request's own context (as
+// go-containerregistry refreshes a token on a 401, with a context derived
+// from it).
 type tokenLayer struct {
 	rt       http.RoundTripper
 	tokenURL string
 }
 
 func (l tokenLayer) RoundTrip(r *http.Request) (*http.Response, error) {
-	type key struct{}
-	ctx := context.WithValue(r.Context(), key{}, "token")
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.tokenURL, nil)
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, l.tokenURL, nil)
 	resp, err := (&http.Client{Transport: l.rt}).Do(req)
 	if err != nil {
 		return nil, err
@@ -211,6 +214,13 @@ func TestRoundTripperOwnRequests(t *testing.T) {
 	}
 	if got := len(token.requests()); got != 4 {
 		t.Errorf("token asked %d times, want 4 (twice for the first request, then once for each retry)", got)
+	}
+	for _, s := range []*planServer{file, token} {
+		s.mu.Lock()
+		if s.marked != 0 {
+			t.Errorf("%d requests reached a server with the %s header, want none", s.marked, ownHeader)
+		}
+		s.mu.Unlock()
 	}
 }
 
