@@ -17,11 +17,11 @@ import (
 )
 
 // answer is one response of planServer: a status (0: stall until the
-// client goes away; -1: cut the body short), with Retry-After: 0 when
-// retryAfter, and body.
+// client goes away; -1: cut the body short), a Retry-After header unless
+// empty, and a body.
 type answer struct {
 	status     int
-	retryAfter bool
+	retryAfter string
 	body       string
 }
 
@@ -62,8 +62,8 @@ func (s *planServer) serve(w http.ResponseWriter, r *http.Request) {
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	default:
-		if a.retryAfter {
-			w.Header().Set("Retry-After", "0")
+		if a.retryAfter != "" {
+			w.Header().Set("Retry-After", a.retryAfter)
 		}
 		w.WriteHeader(a.status)
 		w.Write([]byte(a.body))
@@ -97,7 +97,7 @@ func TestRoundTripper(t *testing.T) {
 		wantLength bool // *metadata.ErrDownloadLengthMismatch
 		wantReqs   int
 	}{
-		{name: "503 then 429 then token", plan: []answer{{status: 503}, {status: 429, retryAfter: true}, {status: 200, body: "token"}},
+		{name: "503 then 429 then token", plan: []answer{{status: 503}, {status: 429, retryAfter: "0"}, {status: 200, body: "token"}},
 			wantStatus: 200, wantBody: "token", wantReqs: 3},
 		{name: "503 outlasts the retries", plan: []answer{{status: 503, body: "busy"}}, cfg: Config{RetryMax: 2},
 			wantStatus: 503, wantBody: "busy", wantReqs: 3},
@@ -254,5 +254,31 @@ func TestWrongProtocolNotRetried(t *testing.T) {
 				t.Errorf("%d connections, want 1 (no retry): %v", n, err)
 			}
 		})
+	}
+}
+
+// TestRoundTripperNestedNoStall: the time a token request made in the
+// middle of one of the Client's requests takes (here a Retry-After of one
+// second, beyond the stall timeout) is not a stall of the request that
+// waits for it: the Fetch makes one request, not two. Without the pause
+// of the outer watch, the wait for the token ended the first attempt as
+// stalled.
+func TestRoundTripperNestedNoStall(t *testing.T) {
+	content := []byte("layer bytes")
+	file := newPlanServer(t, answer{status: 200, body: string(content)})
+	token := newPlanServer(t, answer{status: 503, retryAfter: "1"}, answer{status: 200, body: "token"})
+	hc := &http.Client{}
+	c, err := New(Config{HTTPClient: hc, StallTimeout: 200 * time.Millisecond, RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc.Transport = tokenLayer{rt: c.RoundTripper(file.Client().Transport, 1<<10), tokenURL: token.URL}
+	sink := &memSink{}
+	res, err := c.Fetch(t.Context(), Request{URLs: []string{file.URL + "/file"}, Length: int64(len(content))}, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 1 || len(token.requests()) != 2 {
+		t.Errorf("%d attempts for the file and %d token requests, want 1 and 2", res.Requests, len(token.requests()))
 	}
 }
