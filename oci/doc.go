@@ -27,9 +27,14 @@
 // systemd's D-Bus API.
 //
 // One download client: the registry's auth (ping, token, basic) is
-// go-containerregistry's transport, and every manifest and blob byte
-// crosses it through switchback's download client, under the rules of
-// every other transfer of the device (stall and low-speed limits, Pause,
-// rate limit, retries with backoff and Retry-After, Range resume); see
-// [RegistryConfig].
+// go-containerregistry's transport, and every request crosses
+// switchback's download client. Every manifest and blob byte goes through
+// it under the rules of every other transfer of the device (stall and
+// low-speed limits, Pause, rate limit, retries with backoff and
+// Retry-After, Range resume); the auth transport's own requests (the ping
+// of /v2/, the token exchange and each refresh of a token on a 401) go
+// under its rules for small requests (Pause before each attempt, the same
+// retries, stall and low-speed limits, a bounded body, the
+// MetadataTimeout deadline), through the same client, so one Pause and
+// one rate limit govern both; see [RegistryConfig].
 package oci

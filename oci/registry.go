@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -27,10 +28,14 @@ var ErrDigestMismatch = errors.New("oci: digest mismatch")
 
 // Registry reads one repository of a registry by digest. The registry's
 // auth (the v2 ping, token and basic auth) is go-containerregistry's
-// transport; every manifest and blob byte goes through switchback's one
-// download client over that transport, under the rules of every transfer
-// the device makes: stall and low-speed limits, Pause, the rate limit,
-// retries with backoff and Retry-After, Range resume.
+// transport, and every request goes through switchback's one download
+// client under the rules of every transfer the device makes: each
+// manifest and blob byte with stall and low-speed limits, Pause, the rate
+// limit, retries with backoff and Retry-After, Range resume; the ping and
+// each token exchange (the first, and those that refresh a token on a
+// 401) with Pause before each attempt, the same retries, the stall and
+// low-speed limits and the MetadataTimeout deadline, their small bodies
+// bounded (see download.Client.RoundTripper).
 type Registry struct {
 	base string // scheme://host/v2/repo
 	dl   *download.Client
@@ -64,11 +69,16 @@ type RegistryConfig struct {
 	// 1 KiB/s over 30s; a negative LowSpeedLimit turns the check off).
 	LowSpeedLimit int64
 	LowSpeedTime  time.Duration
+	// MetadataTimeout bounds the fetch of one manifest, and one auth
+	// request (the ping, a token exchange), retries included (default
+	// 5m; negative: no bound but the caller's context).
+	MetadataTimeout time.Duration
 	// RateLimit caps the registry transfers in bytes per second (0:
 	// unlimited).
 	RateLimit int64
-	// Pause, when set, is called before every request and between chunks
-	// of a body, and may block while the link is metered.
+	// Pause, when set, is called before every request (auth requests
+	// included) and between chunks of a body, and may block while the
+	// link is metered.
 	Pause func(ctx context.Context) error
 	// RetryMax is how many times a request that fails without progress is
 	// retried (default 5; negative: none).
@@ -77,7 +87,13 @@ type RegistryConfig struct {
 	Logger *slog.Logger
 }
 
-// NewRegistry pings the registry and negotiates auth for pulling from cfg.Repository.
+// maxAuthBody bounds the body of a ping or token response: a token is a
+// few kilobytes.
+const maxAuthBody = 1 << 20
+
+// NewRegistry pings the registry and negotiates auth for pulling from
+// cfg.Repository, through the download client that then carries the
+// pull.
 func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	var opts []name.Option
 	if cfg.Insecure {
@@ -94,21 +110,55 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
-	if err != nil {
-		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, err)
-	}
+	// One client for the auth requests and the pull: the auth transport
+	// sits between the client and base, and sends its own requests
+	// through the client's RoundTripper. The client's http.Client gets
+	// that transport once the handshake made it, before any request of
+	// the client's own.
+	hc := &http.Client{}
 	dl, err := download.New(download.Config{
-		HTTPClient: &http.Client{Transport: acceptManifests{rt}},
+		HTTPClient: hc,
 		Logger:     cfg.Logger, StallTimeout: cfg.StallTimeout, RateLimit: cfg.RateLimit, Pause: cfg.Pause,
 		LowSpeedLimit: cfg.LowSpeedLimit, LowSpeedTime: cfg.LowSpeedTime, RetryMax: cfg.RetryMax,
+		MetadataTimeout: cfg.MetadataTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, err)
 	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, dl.RoundTripper(base, maxAuthBody), []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, unlist(err))
+	}
+	hc.Transport = acceptManifests{rt}
 	reg := repo.Registry
 	return &Registry{base: fmt.Sprintf("%s://%s/v2/%s", reg.Scheme(), reg.RegistryStr(), repo.RepositoryStr()), dl: dl}, nil
 }
+
+// unlist makes the errors in a list of errors reachable by errors.Is and
+// errors.As: go-containerregistry reports a ping tried over HTTPS and then
+// plain HTTP (Insecure, or a local registry) as a list of the two errors
+// of a type of its own that has no Unwrap method, which would hide a
+// refusal of Pause or download.ErrDeadline.
+func unlist(err error) error {
+	v := reflect.ValueOf(err)
+	if v.Kind() != reflect.Slice || v.Type().Elem() != reflect.TypeFor[error]() {
+		return err
+	}
+	errs := make([]error, v.Len())
+	for i := range errs {
+		errs[i], _ = v.Index(i).Interface().(error)
+	}
+	return &listError{msg: err.Error(), errs: errs}
+}
+
+// listError keeps the message of a list of errors and unwraps to them.
+type listError struct {
+	msg  string
+	errs []error
+}
+
+func (e *listError) Error() string   { return e.msg }
+func (e *listError) Unwrap() []error { return e.errs }
 
 // manifestTypes is the Accept header of every registry request: the
 // document kinds a manifest may be (blobs ignore it).

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,11 +20,7 @@ import (
 // moved and the error.
 func fetchFrom(t *testing.T, ctx context.Context, tr *tokenRegistry, cfg RegistryConfig, have int) (*Store, Descriptor, int64, error) {
 	t.Helper()
-	srv := httptest.NewServer(tr)
-	t.Cleanup(srv.Close)
-	u, _ := url.Parse(srv.URL)
-	cfg.Host, cfg.Repository = u.Host, "apps/gw"
-	reg, err := NewRegistry(ctx, cfg)
+	reg, err := registryFor(t, ctx, tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +38,17 @@ func fetchFrom(t *testing.T, ctx context.Context, tr *tokenRegistry, cfg Registr
 	return s, d, n, err
 }
 
+// registryFor serves tr on 127.0.0.1 and makes a Registry of it with cfg
+// (Host and Repository filled in).
+func registryFor(t *testing.T, ctx context.Context, tr *tokenRegistry, cfg RegistryConfig) (*Registry, error) {
+	t.Helper()
+	srv := httptest.NewServer(tr)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	cfg.Host, cfg.Repository = u.Host, "apps/gw"
+	return NewRegistry(ctx, cfg)
+}
+
 // TestBlobTransferRules: blob transfers from a registry obey the rules of
 // the one download client (internal/download) like every other transfer
 // of the device: a blob that stalls mid-body on every attempt ends in
@@ -53,38 +61,43 @@ func fetchFrom(t *testing.T, ctx context.Context, tr *tokenRegistry, cfg Registr
 func TestBlobTransferRules(t *testing.T) {
 	blob := []byte(strings.Repeat("layer bytes ", 40000)) // 480 kB: several chunks
 	errMetered := errors.New("link metered")
+	metered := &tokenRegistry{blob: blob}
 	tests := []struct {
 		name    string
 		tr      *tokenRegistry
-		cfg     func(pauses *int) RegistryConfig
+		cfg     func(pauses *atomic.Int32) RegistryConfig
 		wantErr error
 		present bool
 	}{
 		{name: "stall mid-body", tr: &tokenRegistry{blob: blob, stallAt: 64 << 10},
-			cfg:     func(*int) RegistryConfig { return RegistryConfig{StallTimeout: 200 * time.Millisecond, RetryMax: 1} },
+			cfg: func(*atomic.Int32) RegistryConfig {
+				return RegistryConfig{StallTimeout: 200 * time.Millisecond, RetryMax: 1}
+			},
 			wantErr: download.ErrStalled},
-		{name: "pause aborts", tr: &tokenRegistry{blob: blob},
-			cfg: func(pauses *int) RegistryConfig {
+		{name: "pause aborts", tr: metered,
+			cfg: func(pauses *atomic.Int32) RegistryConfig {
+				var inBlob atomic.Int32 // Pauses since the blob was asked for
 				return RegistryConfig{Pause: func(context.Context) error {
-					if *pauses++; *pauses > 2 {
-						return errMetered
+					pauses.Add(1)
+					if metered.blobRequests() > 0 && inBlob.Add(1) > 1 {
+						return errMetered // between chunks
 					}
 					return nil
 				}}
 			},
 			wantErr: errMetered},
 		{name: "pause lets through", tr: &tokenRegistry{blob: blob},
-			cfg: func(pauses *int) RegistryConfig {
-				return RegistryConfig{Pause: func(context.Context) error { *pauses++; return nil }}
+			cfg: func(pauses *atomic.Int32) RegistryConfig {
+				return RegistryConfig{Pause: func(context.Context) error { pauses.Add(1); return nil }}
 			},
 			present: true},
 		{name: "503 Retry-After", tr: &tokenRegistry{blob: blob, busy: 2},
-			cfg:     func(*int) RegistryConfig { return RegistryConfig{} },
+			cfg:     func(*atomic.Int32) RegistryConfig { return RegistryConfig{} },
 			present: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var pauses int
+			var pauses atomic.Int32
 			s, d, _, err := fetchFrom(t, context.Background(), tt.tr, tt.cfg(&pauses), 0)
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
 				t.Fatalf("fetch: %v, want %v", err, tt.wantErr)
@@ -97,8 +110,8 @@ func TestBlobTransferRules(t *testing.T) {
 					t.Errorf("the partial blob is not kept for a resume: %v", err)
 				}
 			}
-			if tt.cfg(new(int)).Pause != nil && pauses < 3 {
-				t.Errorf("Pause asked %d times, want before the request and between chunks", pauses)
+			if tt.cfg(new(atomic.Int32)).Pause != nil && pauses.Load() < 3 {
+				t.Errorf("Pause asked %d times, want before the request and between chunks", pauses.Load())
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -199,6 +200,9 @@ type Client struct {
 	wait func(ctx context.Context, n int) error
 
 	ignoresRange sync.Map // host → struct{}: "server ignores Range" logged
+	// marksOwn: a RoundTripper was made, and the Client's requests carry
+	// ownHeader for it.
+	marksOwn atomic.Bool
 }
 
 // New returns a Client for cfg, or an error if cfg is inconsistent or the
@@ -227,7 +231,7 @@ func New(cfg Config) (*Client, error) {
 		RetryMax:       cfg.RetryMax,
 		CheckRetry:     c.checkRetry,
 		Backoff:        c.backoff,
-		RequestLogHook: requestHook,
+		RequestLogHook: c.requestHook,
 		// The last response is handed back unread: its status decides
 		// between "next mirror" and "give up", and its body is closed by
 		// the caller.
@@ -384,10 +388,14 @@ func stateOf(ctx context.Context) *attemptState {
 	return s
 }
 
-// requestHook runs before every attempt retryablehttp makes: count it and
+// requestHook runs before every attempt retryablehttp makes: mark it as
+// the Client's own once a RoundTripper may be under it, count it and
 // start watching for a stall or a slow link while waiting for the
 // response.
-func requestHook(_ retryablehttp.Logger, req *http.Request, _ int) {
+func (c *Client) requestHook(_ retryablehttp.Logger, req *http.Request, _ int) {
+	if c.marksOwn.Load() {
+		req.Header.Set(ownHeader, "1")
+	}
 	if s := stateOf(req.Context()); s != nil {
 		s.requests++
 		s.watch.arm()
@@ -399,6 +407,9 @@ func requestHook(_ retryablehttp.Logger, req *http.Request, _ int) {
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if s := stateOf(ctx); s != nil {
 		s.watch.disarm(0)
+	}
+	if wrongProtocol(err) {
+		return false, err
 	}
 	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 }

@@ -42,7 +42,11 @@
 // store, with [Client.Get]; TUF metadata with [Client.Fetcher] and
 // [Client.GetConditional]. Small files also have an overall deadline per
 // mirror, [Config].MetadataTimeout ([ErrDeadline]), so that a server
-// dripping bytes of timestamp.json cannot hold a check for long.
+// dripping bytes of timestamp.json cannot hold a check for long. A layer
+// between the Client and the network that makes requests of its own (a
+// registry's auth transport: its ping and token exchanges) sends them
+// through [Client.RoundTripper], which applies the rules of small files
+// to them and lets the Client's own requests pass.
 //
 // # Servers and Range
 //

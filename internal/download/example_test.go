@@ -94,3 +94,56 @@ func ExampleClient_Range() {
 	// Output:
 	// 0123456789 <nil>
 }
+
+// bearerLayer stands for a registry's auth transport: it fetches a token
+// with a request of its own, then sends the request with it.
+type bearerLayer struct {
+	rt       http.RoundTripper
+	tokenURL string
+}
+
+func (b bearerLayer) RoundTrip(r *http.Request) (*http.Response, error) {
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, b.tokenURL, nil)
+	resp, err := (&http.Client{Transport: b.rt}).Do(req) // Pause, retries, deadline
+	if err != nil {
+		return nil, err
+	}
+	token, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(token))
+	return b.rt.RoundTrip(r) // the Client's own request: passed through
+}
+
+func ExampleClient_RoundTripper() {
+	var tokenAsks int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/token" && tokenAsks == 0:
+			tokenAsks++
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case r.URL.Path == "/token":
+			tokenAsks++
+			fmt.Fprint(w, "let-me-in")
+		case r.Header.Get("Authorization") == "Bearer let-me-in":
+			fmt.Fprint(w, `{"layers":[]}`)
+		default:
+			http.Error(w, "who are you?", http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+
+	// The Client's http.Client gets its transport once the Client exists:
+	// the layer sends its own requests through the Client's RoundTripper.
+	hc := &http.Client{}
+	c, err := download.New(download.Config{HTTPClient: hc})
+	if err != nil {
+		panic(err)
+	}
+	hc.Transport = bearerLayer{rt: c.RoundTripper(http.DefaultTransport.(*http.Transport).Clone(), 64<<10), tokenURL: srv.URL + "/token"}
+	manifest, err := c.Get(context.Background(), []string{srv.URL + "/v2/app/manifests/latest"}, 4<<20)
+	fmt.Printf("%s %v, token asked %d times\n", manifest, err, tokenAsks)
+	// Output:
+	// {"layers":[]} <nil>, token asked 2 times
+}
