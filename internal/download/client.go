@@ -163,7 +163,11 @@ func (cfg *Config) setDefaults() {
 		cfg.RetryMax = 0
 	}
 	if cfg.RetryWaitMin == 0 {
-		cfg.RetryWaitMin = min(DefaultRetryWaitMin, max(cfg.RetryWaitMax, time.Millisecond))
+		// The default, or RetryWaitMax when that is set below it.
+		cfg.RetryWaitMin = DefaultRetryWaitMin
+		if cfg.RetryWaitMax > 0 {
+			cfg.RetryWaitMin = min(DefaultRetryWaitMin, cfg.RetryWaitMax)
+		}
 	}
 	if cfg.RetryWaitMax == 0 {
 		cfg.RetryWaitMax = max(DefaultRetryWaitMax, cfg.RetryWaitMin)
@@ -408,7 +412,7 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	if s := stateOf(ctx); s != nil {
 		s.watch.disarm(0)
 	}
-	if wrongProtocol(err) {
+	if permanentTLS(err) {
 		return false, err
 	}
 	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -175,7 +176,7 @@ func (c *Client) sendOnce(ctx context.Context, w *watch, base http.RoundTripper,
 // answered by a server that does not speak TLS.
 func retryable(ctx context.Context, resp *http.Response, err error) bool {
 	var le *metadata.ErrDownloadLengthMismatch
-	if errors.Is(err, errPause) || errors.As(err, &le) || wrongProtocol(err) {
+	if errors.Is(err, errPause) || errors.As(err, &le) || permanentTLS(err) {
 		return false
 	}
 	if err != nil {
@@ -185,6 +186,43 @@ func retryable(ctx context.Context, resp *http.Response, err error) bool {
 	}
 	retry, _ := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 	return retry
+}
+
+// permanentTLS reports a TLS failure that retrying cannot fix: the server
+// speaks plain HTTP, or it refused this client's certificate.
+func permanentTLS(err error) bool {
+	return wrongProtocol(err) || rejectedCertificate(err)
+}
+
+// certificateAlerts are the TLS alerts by which a server refuses the
+// client's certificate or its absence (RFC 8446, section 6.2).
+var certificateAlerts = []tls.AlertError{
+	42,  // bad_certificate
+	43,  // unsupported_certificate
+	44,  // certificate_revoked
+	45,  // certificate_expired
+	46,  // certificate_unknown
+	48,  // unknown_ca
+	49,  // access_denied
+	116, // certificate_required
+}
+
+// rejectedCertificate reports whether err is the server's refusal of the
+// client's certificate (or of its absence) in the handshake: a
+// configuration to fix, not a transient fault. crypto/tls reports a
+// received alert as a *net.OpError "remote error" around an unexported
+// alert whose text is that of the same tls.AlertError.
+func rejectedCertificate(err error) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil {
+		return false
+	}
+	for _, a := range certificateAlerts {
+		if op.Err.Error() == a.Error() {
+			return true
+		}
+	}
+	return false
 }
 
 // wrongProtocol reports an HTTPS request answered by a server that does

@@ -138,14 +138,25 @@ func TestTLS(t *testing.T) {
 	otherFile := filepath.Join(dir, "other.pem")
 	writeFile(t, otherFile, other.pem, time.Now())
 	content := randomBytes(12, 200_000)
+	strangerCert, strangerKey := other.issue(t, "stranger", false)
+	strangerCertFile, strangerKeyFile := filepath.Join(dir, "stranger.pem"), filepath.Join(dir, "stranger-key.pem")
+	writeFile(t, strangerCertFile, strangerCert, time.Now())
+	writeFile(t, strangerKeyFile, strangerKey, time.Now())
 
+	// A certificate error is a configuration to fix, on either side: one
+	// request, no retry (the server's refusal of the client's certificate
+	// was retried, with backoff, before).
 	tests := []struct {
-		name    string
-		cfg     TLSConfig
-		maxVer  uint16
-		wantErr bool
+		name       string
+		cfg        TLSConfig
+		maxVer     uint16
+		clientAuth bool
+		wantErr    bool
 	}{
 		{name: "custom CA", cfg: TLSConfig{CAFile: caFile}},
+		{name: "server requires a client certificate, none given", cfg: TLSConfig{CAFile: caFile}, clientAuth: true, wantErr: true},
+		{name: "server refuses a client certificate of another CA", clientAuth: true, wantErr: true,
+			cfg: TLSConfig{CAFile: caFile, CertFile: strangerCertFile, KeyFile: strangerKeyFile}},
 		{name: "system roots do not know the test CA", wantErr: true},
 		{name: "another CA", cfg: TLSConfig{CAFile: otherFile}, wantErr: true},
 		{name: "TLS 1.1 server refused", cfg: TLSConfig{CAFile: caFile}, maxVer: tls.VersionTLS11, wantErr: true},
@@ -153,7 +164,7 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, _ := tlsServer(t, ca, content, false, tt.maxVer)
+			srv, _ := tlsServer(t, ca, content, tt.clientAuth, tt.maxVer)
 			c, _ := newTestClient(t, Config{TLS: tt.cfg, RetryMax: 3})
 			sink := &memSink{}
 			res, err := c.Fetch(context.Background(), Request{URLs: []string{srv.URL + "/image.bin"}, Length: int64(len(content))}, sink, nil)
