@@ -415,7 +415,14 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	if permanentTLS(err) {
 		return false, err
 	}
-	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+	retry, rerr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+	if retry {
+		// A retry is a request too: Pause comes before it.
+		if perr := c.pause(ctx); perr != nil {
+			return false, perr
+		}
+	}
+	return retry, rerr
 }
 
 // backoff is exponential with jitter; Retry-After on 429 and 503 is

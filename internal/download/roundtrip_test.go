@@ -282,3 +282,50 @@ func TestRoundTripperNestedNoStall(t *testing.T) {
 		t.Errorf("%d attempts for the file and %d token requests, want 1 and 2", res.Requests, len(token.requests()))
 	}
 }
+
+// TestPauseBeforeRetries: Config.Pause comes before every request,
+// retries included, in Get and Fetch alike, and a Pause that refuses
+// before a retry ends the request there. Before, only the first attempt
+// of each call was paused: a request retried into a metered link went out.
+func TestPauseBeforeRetries(t *testing.T) {
+	errMetered := errors.New("metered link")
+	tests := []struct {
+		name      string
+		refuseAt  int // the Pause call that refuses (0: none)
+		wantReqs  int
+		wantPause int // at least
+		wantErr   error
+	}{
+		{name: "two 503, then 200", wantReqs: 3, wantPause: 3},
+		{name: "Pause refuses the first retry", refuseAt: 2, wantReqs: 1, wantPause: 2, wantErr: errMetered},
+	}
+	for _, via := range []string{"Get", "Fetch"} {
+		for _, tt := range tests {
+			t.Run(via+"/"+tt.name, func(t *testing.T) {
+				srv := newPlanServer(t, answer{status: 503}, answer{status: 503}, answer{status: 200, body: "metadata"})
+				var calls atomic.Int32
+				c, _ := newTestClient(t, Config{RetryMax: 4, Pause: func(context.Context) error {
+					if n := calls.Add(1); int(n) == tt.refuseAt {
+						return errMetered
+					}
+					return nil
+				}})
+				var err error
+				if via == "Get" {
+					_, err = c.Get(t.Context(), []string{srv.URL}, 1<<10)
+				} else {
+					_, err = c.Fetch(t.Context(), Request{URLs: []string{srv.URL}, Length: int64(len("metadata"))}, &memSink{}, nil)
+				}
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("got %v, want %v", err, tt.wantErr)
+				}
+				if got := len(srv.requests()); got != tt.wantReqs {
+					t.Errorf("requests: got %d, want %d", got, tt.wantReqs)
+				}
+				if got := int(calls.Load()); got < tt.wantPause {
+					t.Errorf("Pause calls: got %d, want at least %d (one before each request)", got, tt.wantPause)
+				}
+			})
+		}
+	}
+}
