@@ -227,26 +227,8 @@ func (u *Updater) transferPatch(ctx context.Context, slot, running slots.Slot, t
 	if err := s.resetVerifiers(); err != nil {
 		return err
 	}
-	if pd.WireOffset > 0 {
-		var ck delta.PatchCheckpoint
-		ok := ck.UnmarshalBinary(pd.PatchCheckpoint) == nil && ck.PatchOffset == pd.WireOffset && ck.OutputOffset == pd.Offset &&
-			s.wire.UnmarshalBinary(pd.HashState) == nil && s.wire.Written() == pd.WireOffset &&
-			s.img.UnmarshalBinary(pd.ImageHashState) == nil && s.img.Written() == pd.Offset
-		if ok {
-			s.from, s.lastCk, s.lastBoundary = &ck, ck.PatchOffset, ck.PatchOffset
-			pd.resumed = true
-			u.log.Info("resuming patch", "patch", p.Path, "patch_offset", ck.PatchOffset, "image_offset", ck.OutputOffset)
-		} else {
-			// An unusable checkpoint costs a re-download, nothing else.
-			u.log.Warn("patch checkpoint unusable; starting over", "patch", p.Path, "offset", pd.WireOffset)
-			if err := s.resetVerifiers(); err != nil {
-				return err
-			}
-			pd.resetTransfer()
-			if err := u.st.save(); err != nil {
-				return fmt.Errorf("%w: %w", errLocal, err)
-			}
-		}
+	if err := s.resumeCheckpoint(); err != nil {
+		return err
 	}
 	base, err := running.Reader(ctx)
 	if err != nil {
@@ -260,31 +242,14 @@ func (u *Updater) transferPatch(ctx context.Context, slot, running slots.Slot, t
 	}
 	defer w.Close()
 	s.w = w
-	req := download.Request{URLs: []string{p.URL}, Length: p.Length}
-	for _, m := range u.cfg.TargetsMirrors {
-		req.URLs = append(req.URLs, joinURL(m, relativeURL(u.cfg.TargetsURL, p.URL)))
-	}
+	req := download.Request{URLs: u.mirrorsOf(p.URL), Length: p.Length}
 	if s.from != nil {
 		req.Offset, req.Validator = s.from.PatchOffset, pd.Validator
 	}
 	s.start()
 	_, ferr := u.fetch(ctx, req, s)
-	perr := s.finish(ferr)
-	switch {
-	case ferr != nil && perr != nil && errors.Is(ferr, download.ErrSink):
-		// The decoder (or the slot, or a state save) failed; the fetch
-		// ended because of it.
-		return fmt.Errorf("patch %s: %w", p.Path, perr)
-	case ferr != nil:
-		var se *download.StatusError
-		if s.progressed && ctx.Err() == nil && !errors.As(ferr, &se) && !errors.Is(ferr, download.ErrLength) && !errors.Is(ferr, download.ErrSink) {
-			// The link broke after this run saved a checkpoint: resume
-			// the patch next time rather than fetch something bigger.
-			return fmt.Errorf("patch %s: %w: %w", p.Path, errInterrupted, ferr)
-		}
-		return fmt.Errorf("patch %s: %w", p.Path, ferr)
-	case perr != nil:
-		return fmt.Errorf("patch %s: %w", p.Path, perr)
+	if err := s.fetchError(ctx, ferr, s.finish(ferr)); err != nil {
+		return err
 	}
 	if err := s.wire.Verify(); err != nil {
 		return fmt.Errorf("patch %s: %w", p.Path, err)
@@ -296,6 +261,59 @@ func (u *Updater) transferPatch(ctx context.Context, slot, running slots.Slot, t
 		return fmt.Errorf("%w: sync slot: %w", errLocal, err)
 	}
 	pd.WireOffset, pd.ImageHashState, pd.PatchCheckpoint = 0, nil, nil
+	return nil
+}
+
+// resumeCheckpoint sets the sink to resume after the checkpoint of an
+// interrupted patch transfer, if the state has one: patch and image
+// offsets, both hash states and the decoder's checkpoint, all consistent.
+// An unusable checkpoint is dropped, and the patch starts over.
+func (s *patchSink) resumeCheckpoint() error {
+	pd, u := s.pd, s.u
+	if pd.WireOffset == 0 {
+		return nil
+	}
+	var ck delta.PatchCheckpoint
+	ok := ck.UnmarshalBinary(pd.PatchCheckpoint) == nil && ck.PatchOffset == pd.WireOffset && ck.OutputOffset == pd.Offset &&
+		s.wire.UnmarshalBinary(pd.HashState) == nil && s.wire.Written() == pd.WireOffset &&
+		s.img.UnmarshalBinary(pd.ImageHashState) == nil && s.img.Written() == pd.Offset
+	if ok {
+		s.from, s.lastCk, s.lastBoundary = &ck, ck.PatchOffset, ck.PatchOffset
+		pd.resumed = true
+		u.log.Info("resuming patch", "patch", s.p.Path, "patch_offset", ck.PatchOffset, "image_offset", ck.OutputOffset)
+		return nil
+	}
+	// An unusable checkpoint costs a re-download, nothing else.
+	u.log.Warn("patch checkpoint unusable; starting over", "patch", s.p.Path, "offset", pd.WireOffset)
+	if err := s.resetVerifiers(); err != nil {
+		return err
+	}
+	pd.resetTransfer()
+	if err := u.st.save(); err != nil {
+		return fmt.Errorf("%w: %w", errLocal, err)
+	}
+	return nil
+}
+
+// fetchError is the error of a patch transfer whose fetch ended with ferr
+// and whose decoder, slot or state ended with perr (either may be nil).
+func (s *patchSink) fetchError(ctx context.Context, ferr, perr error) error {
+	switch {
+	case ferr != nil && perr != nil && errors.Is(ferr, download.ErrSink):
+		// The decoder (or the slot, or a state save) failed; the fetch
+		// ended because of it.
+		return fmt.Errorf("patch %s: %w", s.p.Path, perr)
+	case ferr != nil:
+		var se *download.StatusError
+		if s.progressed && ctx.Err() == nil && !errors.As(ferr, &se) && !errors.Is(ferr, download.ErrLength) && !errors.Is(ferr, download.ErrSink) {
+			// The link broke after this run saved a checkpoint: resume
+			// the patch next time rather than fetch something bigger.
+			return fmt.Errorf("patch %s: %w: %w", s.p.Path, errInterrupted, ferr)
+		}
+		return fmt.Errorf("patch %s: %w", s.p.Path, ferr)
+	case perr != nil:
+		return fmt.Errorf("patch %s: %w", s.p.Path, perr)
+	}
 	return nil
 }
 

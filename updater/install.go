@@ -324,9 +324,7 @@ func (u *Updater) transferMirrors(ctx context.Context, c *Component, slot slots.
 func (u *Updater) targetURLs(t verify.Target) []string {
 	urls := []string{t.URL}
 	if !isFileURL(t.URL) {
-		for _, m := range u.cfg.TargetsMirrors {
-			urls = append(urls, joinURL(m, relativeURL(u.cfg.TargetsURL, t.URL)))
-		}
+		urls = u.mirrorsOf(t.URL)
 	}
 	k := u.mirrorSkip % len(urls)
 	return slices.Concat(urls[k:], urls[:k])
