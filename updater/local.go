@@ -34,6 +34,9 @@ func filePath(s string) (string, error) {
 	return u.Path, nil
 }
 
+// localChunk is the most fetchFile reads from a local file at once.
+const localChunk = 256 << 10
+
 // fetchFile is download.Client.Fetch for a file:// target.
 func fetchFile(ctx context.Context, req download.Request, sink download.Sink) (download.Result, error) {
 	res := download.Result{Delivered: req.Offset}
@@ -51,10 +54,9 @@ func fetchFile(ctx context.Context, req download.Request, sink download.Sink) (d
 	}
 	// The file is read into the sink's own buffers when it has them
 	// (download.BufferSink, as the pipeline does): no copy between.
-	bs, own := sink.(download.BufferSink)
 	var buf []byte
-	if !own {
-		buf = make([]byte, 256<<10)
+	if _, own := sink.(download.BufferSink); !own {
+		buf = make([]byte, localChunk)
 	}
 	// One byte more than the target may have: a longer file is refused.
 	r := io.LimitReader(f, req.Length-req.Offset+1)
@@ -62,21 +64,13 @@ func fetchFile(ctx context.Context, req download.Request, sink download.Sink) (d
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if own {
-			buf = bs.Buffer()
-		}
-		n, rerr := r.Read(buf)
+		dst := download.BufferFor(sink, buf, localChunk)
+		n, rerr := r.Read(dst)
 		if n > 0 {
 			if res.Delivered+int64(n) > req.Length {
 				return res, fmt.Errorf("local target %s is longer than the signed %d bytes: %w", p, req.Length, verify.ErrVerification)
 			}
-			var err error
-			if own {
-				err = bs.Commit(n)
-			} else {
-				_, err = sink.Write(buf[:n])
-			}
-			if err != nil {
+			if _, err := download.Deliver(sink, dst[:n]); err != nil {
 				return res, err
 			}
 			res.Delivered += int64(n)

@@ -470,37 +470,55 @@ func (c *Client) restart(f *fetchState, changed bool) error {
 	return nil
 }
 
-// buffer is where the next body bytes are read: the sink's own buffer
-// when it has them ([BufferSink]), else the fixed one; at most limit bytes.
+// buffer is where the next body bytes are read (see [BufferFor]); the
+// fixed buffer is made on first use, for sinks without buffers of their
+// own.
 func (f *fetchState) buffer(limit int) []byte {
-	if bs, ok := f.sink.(BufferSink); ok {
-		buf := bs.Buffer()
-		return buf[:min(len(buf), limit)]
-	}
-	if f.buf == nil {
+	if _, own := f.sink.(BufferSink); !own && f.buf == nil {
 		f.buf = make([]byte, limit)
 	}
-	return f.buf[:min(len(f.buf), limit)]
+	return BufferFor(f.sink, f.buf, limit)
 }
 
 // deliver hands the sink the bytes just read into b (from buffer) and
 // advances the offset by what the sink holds.
 func (f *fetchState) deliver(b []byte) error {
-	if bs, ok := f.sink.(BufferSink); ok {
-		if err := bs.Commit(len(b)); err != nil {
-			return err
-		}
-		f.offset += int64(len(b))
-		return nil
+	held, err := Deliver(f.sink, b)
+	f.offset += int64(held)
+	return err
+}
+
+// BufferFor returns where the next bytes for sink are to be read: the
+// sink's own buffer when it is a [BufferSink], else buf; at most limit
+// bytes. What is read there goes to the sink through [Deliver]. Fetch
+// reads a body this way, and so may a caller that feeds a Sink from
+// elsewhere (a local file).
+func BufferFor(sink Sink, buf []byte, limit int) []byte {
+	if bs, ok := sink.(BufferSink); ok {
+		buf = bs.Buffer()
 	}
-	w, err := f.sink.Write(b)
+	return buf[:min(len(buf), limit)]
+}
+
+// Deliver hands sink b, which was read into the buffer [BufferFor]
+// returned: a [BufferSink] commits it, any other Sink gets it through
+// Write. It returns how many of the bytes the sink holds, and an error if
+// it does not hold them all (a short Write is io.ErrShortWrite).
+func Deliver(sink Sink, b []byte) (held int, err error) {
+	if bs, ok := sink.(BufferSink); ok {
+		if err := bs.Commit(len(b)); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	w, err := sink.Write(b)
 	if err == nil && w != len(b) {
 		err = io.ErrShortWrite
 	}
-	if w > 0 && w <= len(b) {
-		f.offset += int64(w) // what the sink took, it holds
+	if w < 0 || w > len(b) {
+		return 0, err // a broken count: nothing is known to be held
 	}
-	return err
+	return w, err
 }
 
 // stream copies the body to the sink, reading at most the bytes still

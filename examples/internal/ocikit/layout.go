@@ -69,21 +69,13 @@ func writeBlob(blobs string, fill func(io.Writer) error) (oci.Descriptor, error)
 	}
 	defer f.Close()
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
-	if err := fill(cw); err != nil {
+	if err := fill(io.MultiWriter(f, h)); err != nil {
+		return oci.Descriptor{}, err
+	}
+	size, err := f.Seek(0, io.SeekCurrent) // fill wrote from the start, in order
+	if err != nil {
 		return oci.Descriptor{}, err
 	}
 	hx := hex.EncodeToString(h.Sum(nil))
-	return oci.Descriptor{Digest: "sha256:" + hx, Size: cw.n}, os.Rename(f.Name(), filepath.Join(blobs, hx))
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return oci.Descriptor{Digest: "sha256:" + hx, Size: size}, os.Rename(f.Name(), filepath.Join(blobs, hx))
 }
