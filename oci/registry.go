@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"reflect"
 	"strings"
 	"time"
 
@@ -127,38 +126,12 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	}
 	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, dl.RoundTripper(base, maxAuthBody), []string{repo.Scope(transport.PullScope)})
 	if err != nil {
-		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, unlist(err))
+		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, err)
 	}
 	hc.Transport = acceptManifests{rt}
 	reg := repo.Registry
 	return &Registry{base: fmt.Sprintf("%s://%s/v2/%s", reg.Scheme(), reg.RegistryStr(), repo.RepositoryStr()), dl: dl}, nil
 }
-
-// unlist makes the errors in a list of errors reachable by errors.Is and
-// errors.As: go-containerregistry reports a ping tried over HTTPS and then
-// plain HTTP (Insecure, or a local registry) as a list of the two errors
-// of a type of its own that has no Unwrap method, which would hide a
-// refusal of Pause or download.ErrDeadline.
-func unlist(err error) error {
-	v := reflect.ValueOf(err)
-	if v.Kind() != reflect.Slice || v.Type().Elem() != reflect.TypeFor[error]() {
-		return err
-	}
-	errs := make([]error, v.Len())
-	for i := range errs {
-		errs[i], _ = v.Index(i).Interface().(error)
-	}
-	return &listError{msg: err.Error(), errs: errs}
-}
-
-// listError keeps the message of a list of errors and unwraps to them.
-type listError struct {
-	msg  string
-	errs []error
-}
-
-func (e *listError) Error() string   { return e.msg }
-func (e *listError) Unwrap() []error { return e.errs }
 
 // manifestTypes is the Accept header of every registry request: the
 // document kinds a manifest may be (blobs ignore it).
