@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 	"github.com/switchback-ota/switchback/verify"
 )
 
@@ -36,10 +37,7 @@ func testRegistry(t testing.TB) string {
 		}
 		err = fmt.Errorf("GET /v2/: %s", res.Status)
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("no registry at %s (run .ci/services/registry.sh): %v", host, err)
-	}
-	t.Skipf("no registry at %s (run .ci/services/registry.sh): %v", host, err)
+	ci.Skipf(t, "no registry at %s (run .ci/services/registry.sh): %v", host, err)
 	return ""
 }
 

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 )
 
 // sb runs the command in-process.
@@ -110,10 +112,7 @@ func TestThresholdSigningFlow(t *testing.T) {
 func TestE2EScript(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("bash not found")
-		}
-		t.Skip("bash not found")
+		ci.Skipf(t, "bash not found")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "switchback-repo")

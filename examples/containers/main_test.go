@@ -3,10 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 )
 
 // TestContainers runs the example's scenario: v1 runs, v2 moves one
@@ -15,10 +16,7 @@ import (
 // packages of .ci/packages: it skips without them, and fails under CI=true.
 func TestContainers(t *testing.T) {
 	if err := needTools(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		ci.Skipf(t, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -1,8 +1,6 @@
 package grub
 
 import (
-	"github.com/switchback-ota/switchback/slots/internal/abenv"
-
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/slots/internal/abenv"
 )
 
 // Control is a [slots.BootControl] and [slots.CanaryChecker] over a GRUB

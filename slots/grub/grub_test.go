@@ -1,8 +1,6 @@
 package grub
 
 import (
-	"github.com/switchback-ota/switchback/slots/internal/abenv"
-
 	"bytes"
 	"context"
 	"errors"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/switchback-ota/switchback/internal/testkit/ci"
 	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/slots/internal/abenv"
 	"github.com/switchback-ota/switchback/slots/slotstest"
 )
 

@@ -1,8 +1,6 @@
 package uboot
 
 import (
-	"github.com/switchback-ota/switchback/slots/internal/abenv"
-
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -18,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/slots/internal/abenv"
 )
 
 // Control is a [slots.BootControl] and [slots.CanaryChecker] over a U-Boot

@@ -1,9 +1,6 @@
 package uboot
 
 import (
-	"github.com/switchback-ota/switchback/internal/testkit/ci"
-	"github.com/switchback-ota/switchback/slots/internal/abenv"
-
 	"bytes"
 	"context"
 	"errors"
@@ -17,7 +14,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchback-ota/switchback/internal/testkit/ci"
 	"github.com/switchback-ota/switchback/slots"
+	"github.com/switchback-ota/switchback/slots/internal/abenv"
 	"github.com/switchback-ota/switchback/slots/slotstest"
 )
 
