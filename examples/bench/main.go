@@ -115,6 +115,8 @@ func main() {
 		err = getOnly(os.Getenv("BENCH_URL"))
 	case "baseline":
 		err = baseline(os.Getenv("BENCH_URL"), os.Getenv("BENCH_OUT"), os.Getenv("BENCH_SHA256"))
+	case "bare":
+		err = barePipeline(os.Getenv("BENCH_URL"), os.Getenv("BENCH_OUT"), os.Getenv("BENCH_SHA256"), os.Getenv("BENCH_NOHASH") == "")
 	case "fetch":
 		err = fetchOnly(os.Getenv("BENCH_URL"), os.Getenv("BENCH_OUT"), os.Getenv("BENCH_SHA256"))
 	default:

@@ -120,7 +120,29 @@ func checkPhysical(t *testing.T, out string, inst float64) {
 	if want := inst / slowest; math.Abs(ratio-want) > 0.01+want*0.01 {
 		t.Errorf("install/slowest stage ratio %.2f, but %.1f / %.1f = %.2f", ratio, inst, slowest, want)
 	}
+	checkBare(t, out, inst, slowest)
 	checkCPU(t, out, inst)
+}
+
+// checkBare judges the bare pipeline's figures (MB/s) against the slowest
+// stage, and the install's against them.
+func checkBare(t *testing.T, out string, inst, slowest float64) {
+	t.Helper()
+	var bare float64
+	for _, name := range []string{`bare pipeline \(the stages' work`, `bare pipeline without SHA-256`} {
+		v := figure(t, out, name+`.*, 16\.00 MiB: ([0-9.]+) MB/s \(range [0-9.e+]+–[0-9.e+]+\)`)
+		r := figure(t, out, name+`.* MB/s \(range [^)]*\), ([0-9.]+) of the slowest physical stage`)
+		cpu := figure(t, out, name+`.*; machine CPU ([0-9.]+) core-s per GB`)
+		if !(v > 0) || !ratioOfPrinted(r, v, slowest, 0.05) || !(cpu >= 0) {
+			t.Errorf("%s: %v MB/s, %v of the slowest stage (%.1f MB/s), %v core-s per GB; want a positive figure, its ratio and CPU", name, v, r, slowest, cpu)
+		}
+		if bare == 0 {
+			bare = v
+		}
+	}
+	if r := figure(t, out, `install/bare pipeline throughput ratio: ([0-9.]+)`); !ratioOfPrinted(r, inst, bare, 0.05) {
+		t.Errorf("install/bare pipeline ratio %v, want %.1f / %.1f", r, inst, bare)
+	}
 }
 
 // checkCPU judges the CPU time of the stages and of the install

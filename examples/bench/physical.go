@@ -24,6 +24,10 @@ import (
 type physical struct {
 	sha, http, write          []float64
 	shaCPU, httpCPU, writeCPU cpuCost
+	// bare and bareNoSHA are the bare pipeline's throughputs (see
+	// barePipeline), with and without SHA-256.
+	bare, bareNoSHA       []float64
+	bareCPU, bareNoSHACPU cpuCost
 }
 
 // cpuCost is the CPU time measurements cost, in core-seconds per GB: proc
@@ -85,6 +89,26 @@ func (ph *physical) measure(r *repo, work string) error {
 	ph.write = append(ph.write, float64(r.size)/1e6/time.Since(start).Seconds())
 	self, machine = cpu.since()
 	ph.writeCPU.add(r.size, self, machine)
+	return ph.measureBare(r, work)
+}
+
+// measureBare runs the bare pipeline once with SHA-256 and once without.
+func (ph *physical) measureBare(r *repo, work string) error {
+	out := filepath.Join(work, "bare.img")
+	defer os.Remove(out)
+	for _, noSHA := range []string{"", "1"} {
+		rep, err := runRole("bare", map[string]string{"BENCH_URL": r.url + "/targets/" + r.target.File, "BENCH_OUT": out,
+			"BENCH_SHA256": r.target.SHA256, "BENCH_NOHASH": noSHA})
+		if err != nil {
+			return fmt.Errorf("bare pipeline: %w", err)
+		}
+		xs, cpu := &ph.bare, &ph.bareCPU
+		if noSHA != "" {
+			xs, cpu = &ph.bareNoSHA, &ph.bareNoSHACPU
+		}
+		*xs = append(*xs, float64(r.size)/1e6/rep.Seconds)
+		cpu.add(r.size, rep.CPUSeconds, rep.MachineSeconds)
+	}
 	return nil
 }
 
@@ -186,6 +210,7 @@ func (ph *physical) print(out io.Writer, size int64, install float64, installCPU
 		}
 	}
 	fmt.Fprintf(out, "install/slowest physical stage (%s) throughput ratio: %.2f (goal ≥ 0.8)\n", slowest.name, install/median(slowest.xs))
+	ph.printBare(out, size, install, median(slowest.xs))
 	var sum float64
 	for _, s := range stages {
 		fmt.Fprintf(out, "CPU per GB of the stage alone, %s: machine %.2f core-s (range %s), its processes %.2f\n",
@@ -197,6 +222,17 @@ func (ph *physical) print(out io.Writer, size int64, install float64, installCPU
 		sum, runtime.NumCPU(), ceiling, ceiling/median(slowest.xs))
 	fmt.Fprintf(out, "CPU per GB of the install: machine %.2f core-s (range %s), %.2f of the three stages'; device and server processes %.2f; install/CPU ceiling throughput ratio: %.2f\n",
 		median(installCPU.machine), span(installCPU.machine), median(installCPU.machine)/sum, median(installCPU.proc), install/ceiling)
+}
+
+// printBare prints the bare pipeline's throughputs against the slowest
+// stage (MB/s) with the machine's CPU time per GB, and the install's
+// throughput against the bare pipeline's.
+func (ph *physical) printBare(out io.Writer, size int64, install, slowest float64) {
+	fmt.Fprintf(out, "bare pipeline (the stages' work and nothing else: GET → pwrite → SHA-256 on a second goroutine, fsync every 4 MiB, 4 × 256 KiB buffers; no TUF, no checkpoints), %s: %.1f MB/s (range %s), %.2f of the slowest physical stage; machine CPU %.2f core-s per GB\n",
+		human(size), median(ph.bare), span(ph.bare), median(ph.bare)/slowest, median(ph.bareCPU.machine))
+	fmt.Fprintf(out, "bare pipeline without SHA-256 (GET → pwrite, fsync every 4 MiB), %s: %.1f MB/s (range %s), %.2f of the slowest physical stage; machine CPU %.2f core-s per GB\n",
+		human(size), median(ph.bareNoSHA), span(ph.bareNoSHA), median(ph.bareNoSHA)/slowest, median(ph.bareNoSHACPU.machine))
+	fmt.Fprintf(out, "install/bare pipeline throughput ratio: %.2f\n", install/median(ph.bare))
 }
 
 // getOnly is the loopback HTTP stage alone: a GET read to the end and
