@@ -4,10 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"time"
 )
@@ -30,20 +28,13 @@ const (
 // hashed and must match wantHex.
 func barePipeline(url, out, wantHex string, hashing bool) error {
 	start, cpu := time.Now(), markCPU()
-	resp, err := (&http.Client{Transport: &http.Transport{}}).Get(url)
+	body, f, err := getInto(url, out)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
-	}
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
+	defer body.Close()
 	defer f.Close()
-	sum, err := bareCopy(resp.Body, f, hashing)
+	sum, err := bareCopy(body, f, hashing)
 	if err != nil {
 		return err
 	}

@@ -803,21 +803,14 @@ func progressPrinter(on bool) func(updater.Event) {
 // then fsync.
 func baseline(url, out, wantHex string) error {
 	start := time.Now()
-	resp, err := (&http.Client{Transport: &http.Transport{}}).Get(url)
+	body, f, err := getInto(url, out)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
-	}
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
+	defer body.Close()
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), resp.Body); err != nil {
+	if _, err := io.Copy(io.MultiWriter(f, h), body); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -876,6 +869,36 @@ func (s *fileHashSink) Restart() error {
 	}
 	_, err := s.f.Seek(0, io.SeekStart)
 	return err
+}
+
+// get starts a GET of url on a connection of its own (a new Transport:
+// nothing pooled from an earlier measurement) and returns the body of a
+// 200 answer.
+func get(url string) (io.ReadCloser, error) {
+	resp, err := (&http.Client{Transport: &http.Transport{}}).Get(url)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, errors.New(resp.Status)
+	}
+	return resp.Body, nil
+}
+
+// getInto starts a GET of url (see get) and creates the file at out that
+// its body is to be copied into.
+func getInto(url, out string) (io.ReadCloser, *os.File, error) {
+	body, err := get(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		body.Close()
+		return nil, nil, err
+	}
+	return body, f, nil
 }
 
 // vmHWM is the peak resident set size of this process, in KiB.

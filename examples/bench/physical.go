@@ -3,12 +3,10 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -242,16 +240,13 @@ func (ph *physical) printBare(out io.Writer, size int64, install, slowest float6
 // slowest stage when it was not).
 func getOnly(url string) error {
 	start, cpu := time.Now(), markCPU()
-	resp, err := (&http.Client{Transport: &http.Transport{}}).Get(url)
+	body, err := get(url)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
-	}
+	defer body.Close()
 	buf := make([]byte, 256<<10)
-	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{resp.Body}, buf); err != nil {
+	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{body}, buf); err != nil {
 		return err
 	}
 	self, machine := cpu.since()
