@@ -156,8 +156,10 @@ type Config struct {
 	HTTPClient *http.Client
 	// StallTimeout drops and resumes a transfer that received no byte for
 	// this long (default 30s). RateLimit caps transfers in bytes per
-	// second (0: unlimited). Pause, when set, is called between chunks and
-	// may block while the link is metered.
+	// second (0: unlimited). Pause, when set, is called before every
+	// request and between chunks, and may block while the link is metered;
+	// it may be called from several goroutines at once (a container
+	// registry's requests run concurrently), so it must be safe for that.
 	StallTimeout time.Duration
 	RateLimit    int64
 	Pause        func(ctx context.Context) error

@@ -125,7 +125,9 @@ type Config struct {
 	// Pause, when set, is called before every request and between chunks
 	// of a body. It may block (while the link is metered, say) and must
 	// return ctx.Err() if ctx ends while it waits; any error it returns
-	// aborts the transfer (and is returned, wrapped).
+	// aborts the transfer (and is returned, wrapped). Transfers that run
+	// at once (a container registry's requests among them) call it
+	// concurrently: it must be safe for that.
 	Pause func(ctx context.Context) error
 	// UserAgent is sent with every request; empty means DefaultUserAgent.
 	UserAgent string
