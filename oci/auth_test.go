@@ -323,3 +323,35 @@ func TestBlobNotRetriedTwice(t *testing.T) {
 		})
 	}
 }
+
+// TestUserAgent: every request to the registry, the ping and the token
+// exchange among them, carries the configured User-Agent, followed by
+// go-containerregistry's version as that library sends it. Before,
+// go-containerregistry's auth transport replaced the client's on every
+// request with its own alone.
+func TestUserAgent(t *testing.T) {
+	for _, c := range []struct{ configured, want string }{
+		{"", download.DefaultUserAgent + " "},
+		{"gateway/2.1 (acme)", "gateway/2.1 (acme) "},
+	} {
+		t.Run(c.want, func(t *testing.T) {
+			var mu sync.Mutex
+			agents := map[string]string{}
+			tr := &tokenRegistry{blob: []byte(strings.Repeat("layer bytes ", 1000)), seen: func(r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
+				agents[r.URL.Path] = r.UserAgent()
+			}}
+			if _, _, _, err := fetchFromErr(t, tr, RegistryConfig{Insecure: true, UserAgent: c.configured}); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, path := range []string{"/v2/", "/token", "/v2/apps/gw/blobs/" + digestOf(tr.blob)} {
+				if got, ok := agents[path]; !ok || !strings.HasPrefix(got, c.want) {
+					t.Errorf("User-Agent of %s: %q (asked: %v), want %q and the library's version", path, got, ok, c.want)
+				}
+			}
+		})
+	}
+}

@@ -82,6 +82,10 @@ type RegistryConfig struct {
 	// RetryMax is how many times a request that fails without progress is
 	// retried (default 5; negative: none).
 	RetryMax int
+	// UserAgent is sent with every registry request, auth requests
+	// included, followed by go-containerregistry's version, as that
+	// library sends it (empty: "switchback").
+	UserAgent string
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -119,12 +123,20 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 		HTTPClient: hc,
 		Logger:     cfg.Logger, StallTimeout: cfg.StallTimeout, RateLimit: cfg.RateLimit, Pause: cfg.Pause,
 		LowSpeedLimit: cfg.LowSpeedLimit, LowSpeedTime: cfg.LowSpeedTime, RetryMax: cfg.RetryMax,
-		MetadataTimeout: cfg.MetadataTimeout,
+		MetadataTimeout: cfg.MetadataTimeout, UserAgent: cfg.UserAgent,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, err)
 	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, dl.RoundTripper(base, maxAuthBody), []string{repo.Scope(transport.PullScope)})
+	// The auth transport sets the User-Agent of every request it passes
+	// on, the client's own among them, unless it is given the layer that
+	// does so: this one, which sets the client's.
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = download.DefaultUserAgent
+	}
+	under := transport.NewUserAgent(dl.RoundTripper(base, maxAuthBody), ua)
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, under, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
 		return nil, fmt.Errorf("oci: registry %s: %w", cfg.Host, err)
 	}
