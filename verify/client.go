@@ -314,15 +314,9 @@ func (c *Client) refreshOnce(ctx context.Context) (*Trusted, error) {
 		startKeys, startVersion = roleKeys(m), m.Signed.Version
 	}
 
-	ucfg, err := config.New(c.cfg.MetadataURL, root)
+	ucfg, err := c.tufConfig(root)
 	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	ucfg.LocalMetadataDir = c.cfg.Dir
-	ucfg.LocalTargetsDir = c.cfg.Dir // required by go-tuf, never written: targets are not downloaded through it
-	ucfg.RemoteTargetsURL = c.targetsURL
-	if c.cfg.MaxRootRotations > 0 {
-		ucfg.MaxRootRotations = c.cfg.MaxRootRotations
+		return nil, err
 	}
 	f := c.fetcher(ctx)
 	idle := c.newIdleFetcher(f, startVersion)
@@ -338,15 +332,7 @@ func (c *Client) refreshOnce(ctx context.Context) (*Trusted, error) {
 		return nil, c.refreshErr(ctx, err)
 	}
 	up.UnsafeSetRefTime(now.UTC())
-	err = up.Refresh()
-	trusted := up.GetTrustedMetadataSet()
-	if trusted.Root != nil && startKeys != "" && roleKeys(trusted.Root) != startKeys {
-		c.rotated = true
-	}
-	// A walked root chain counts even if a later step failed.
-	if kerr := c.keepRoot(trusted.Root, walked); kerr != nil && err == nil {
-		err = kerr
-	}
+	trusted, err := c.keepWalked(up.Refresh(), up, startKeys, walked)
 	// go-tuf renames its files into place without fsync: make them durable
 	// before anyone acts on them, whatever the outcome.
 	if serr := c.syncDir(); serr != nil && err == nil {
@@ -367,6 +353,38 @@ func (c *Client) refreshOnce(ctx context.Context) (*Trusted, error) {
 	c.log.Info("tuf metadata refreshed", "root", t.RootVersion, "timestamp", t.TimestampVersion,
 		"snapshot", t.SnapshotVersion, "targets", t.TargetsVersion, "expires", t.Expires)
 	return t, nil
+}
+
+// tufConfig is go-tuf's configuration for a refresh that starts from the
+// trusted root.
+func (c *Client) tufConfig(root []byte) (*config.UpdaterConfig, error) {
+	ucfg, err := config.New(c.cfg.MetadataURL, root)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	ucfg.LocalMetadataDir = c.cfg.Dir
+	ucfg.LocalTargetsDir = c.cfg.Dir // required by go-tuf, never written: targets are not downloaded through it
+	ucfg.RemoteTargetsURL = c.targetsURL
+	if c.cfg.MaxRootRotations > 0 {
+		ucfg.MaxRootRotations = c.cfg.MaxRootRotations
+	}
+	return ucfg, nil
+}
+
+// keepWalked keeps what go-tuf's refresh (which ended in err) learnt of
+// the root, whatever its outcome: whether the root's keys rotated since
+// startKeys, and the root chain it walked. It returns the metadata go-tuf
+// trusts and the refresh's error, or else keepRoot's.
+func (c *Client) keepWalked(err error, up *updater.Updater, startKeys string, walked *rootRecorder) (trustedmetadata.TrustedMetadata, error) {
+	trusted := up.GetTrustedMetadataSet()
+	if trusted.Root != nil && startKeys != "" && roleKeys(trusted.Root) != startKeys {
+		c.rotated = true
+	}
+	// A walked root chain counts even if a later step failed.
+	if kerr := c.keepRoot(trusted.Root, walked); kerr != nil && err == nil {
+		err = kerr
+	}
+	return trusted, err
 }
 
 // refreshErr classifies an error of go-tuf's workflow.
