@@ -55,7 +55,8 @@ func (m cpuMark) since() (self, machine float64) {
 
 // measure runs each stage once: SHA-256 of size bytes (one core, this
 // process), a loopback GET of the image into io.Discard (another process)
-// and writing size bytes into a new file, then fsync.
+// and writing size bytes into a new file, then fsync; then the bare
+// pipeline (see measureBare).
 func (ph *physical) measure(r *repo, work string) error {
 	buf := make([]byte, 1<<20)
 	rng := rand.NewChaCha8([32]byte{1})
