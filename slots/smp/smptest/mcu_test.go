@@ -66,10 +66,15 @@ func upload(t *testing.T, c *smp.Client, img []byte) {
 	}
 }
 
+// settleTimeout bounds the wait for a reset MCU to run again: a swap takes
+// milliseconds, but a loaded machine running the race detector may take
+// far longer.
+const settleTimeout = 10 * time.Second
+
 // waitRunning waits for the MCU to answer again after a reset.
 func waitRunning(t *testing.T, m *smptest.MCU) {
 	t.Helper()
-	for range 200 {
+	for deadline := time.Now().Add(settleTimeout); time.Now().Before(deadline); {
 		if _, _, ok := m.Running(); ok {
 			return
 		}

@@ -12,7 +12,7 @@ import (
 // waitSettled waits until the MCU runs or has lost power.
 func waitSettled(t *testing.T, m *smptest.MCU) (running bool) {
 	t.Helper()
-	for range 1000 {
+	for deadline := time.Now().Add(settleTimeout); time.Now().Before(deadline); {
 		if _, _, ok := m.Running(); ok {
 			return true
 		}
