@@ -49,8 +49,9 @@ func barePipeline(url, out, wantHex string, hashing bool) error {
 // (this one) writes each full buffer at its offset and hands it to the
 // hashing goroutine, which hands it back once hashed (without hashing,
 // the buffer is reused at once); a syncing goroutine fsyncs the file every
-// bareSyncEvery bytes, skipping a request while the fsync before runs. It
-// returns the SHA-256 in hex ("" without hashing) after a last fsync.
+// bareSyncEvery bytes, and a request made while one already waits is
+// dropped (see request). It returns the SHA-256 in hex ("" without
+// hashing) after a last fsync.
 func bareCopy(body io.Reader, f *os.File, hashing bool) (string, error) {
 	free := make(chan []byte, bareBuffers)
 	for range bareBuffers {
